@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint install clean bench
+
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/humo demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check humo tests benchmarks
+	$(VENV)/bin/ruff format --check humo tests benchmarks
+
+test: lint
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+
+bench: $(STAMP)
+	$(VENV)/bin/humo bench dit
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

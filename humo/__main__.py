@@ -1,0 +1,5 @@
+import sys
+
+from humo.cli import main
+
+sys.exit(main())

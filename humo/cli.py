@@ -1,0 +1,72 @@
+"""The `humo` command. Each subcommand lives in its own module, imported only when it runs.
+
+A subcommand module provides ``configure(parser)`` (adds its arguments) and ``run(args) -> int | None``.
+A `HumoError` raised anywhere becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from humo.errors import HumoError
+
+# name -> (module, one-line help). Modules are imported lazily so `humo --help` stays fast.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("humo.commands.generate", "generate a video from text, reference images and audio"),
+    "demo": ("humo.commands.demo", "run the bundled proving-ground model on a bundled example"),
+    "inspect": ("humo.commands.inspect", "tell which preset a checkpoint matches, its size and dtype"),
+    "convert": ("humo.commands.convert", "convert a DiT checkpoint between humo/official and diffusers layouts"),
+    "bench": ("humo.commands.bench", "benchmarks that print a ratio against a peer run in the same process"),
+    "synth": ("humo.commands.synth", "write a proving-ground dataset of synthetic talking characters"),
+    "eval": ("humo.commands.eval", "proving-ground metrics for generated videos"),
+    "train": ("humo.commands.train", "progressive multimodal HuMo training"),
+    "train-vae": ("humo.commands.train_vae", "train the toy Wan VAE on proving-ground clips"),
+    "precompute": ("humo.commands.precompute", "cache VAE latents, text embeddings and audio features"),
+    "ablate": ("humo.commands.ablate", "rerun the proving-ground ablation study"),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="humo", description="HuMo human-centric video generation")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if only is None or only == name:
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as e:
+                if e.name != module_name:
+                    raise
+                p.set_defaults(_missing=name)
+                continue
+            module.configure(p)
+            p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    only = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(only if only in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if getattr(args, "_missing", None):
+        print(f"humo: error: the '{args._missing}' command is not available in this version", file=sys.stderr)
+        return 2
+    try:
+        code = args._run(args)
+    except HumoError as e:
+        print(f"humo: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("humo: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

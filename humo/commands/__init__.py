@@ -1,0 +1,1 @@
+"""One module per `humo` subcommand: `configure(parser)` and `run(args)`."""
