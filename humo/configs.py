@@ -124,7 +124,7 @@ class DiTConfig:
             h, a = self.audio_hidden, self.audio_token_dim
             n += self.audio_window_dim * h + h + h * h + h + h * self.audio_tokens * a + self.audio_tokens * a + 2 * a
         if self.mask_head_blocks:
-            n += 2 * d + d * p + p  # LayerNorm + Linear(dim, prod(patch))
+            n += self.mask_head_blocks * (2 * d + d * p + p)  # per tapped block: LayerNorm + Linear(dim, prod(patch))
         return n
 
 

@@ -1,0 +1,79 @@
+"""HuMo's audio path: the projector from Whisper windows to audio tokens, and the per-block audio cross-attention.
+
+Each latent frame gets its own window of 8 video frames x 5 Whisper hidden-state groups, projected to 16 tokens;
+in every block, the H*W tokens of latent frame f attend only to the 16 audio tokens of frame f (no RoPE, no mask).
+Reference frames carry all-zero windows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from humo.attention import attention
+from humo.layers import Attention, LayerNorm
+
+
+class _Layer(nn.Module):
+    """Holds a layer under the name `layer`: the release's keys are `audio_proj_glob_N.layer.*`."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)
+
+
+class AudioProjector(nn.Module):
+    """Whisper windows -> audio tokens per latent frame.
+
+    [B, F, window, groups, C] -> flatten -> Linear-ReLU-Linear-ReLU-Linear -> [B, F, tokens, token_dim] -> LayerNorm
+    """
+
+    def __init__(self, in_dim: int, hidden: int = 512, tokens: int = 16, token_dim: int = 1536):
+        super().__init__()
+        self.tokens, self.token_dim = tokens, token_dim
+        self.audio_proj_glob_1 = _Layer(nn.Linear(in_dim, hidden))
+        self.audio_proj_glob_2 = _Layer(nn.Linear(hidden, hidden))
+        self.audio_proj_glob_3 = _Layer(nn.Linear(hidden, tokens * token_dim))
+        self.audio_proj_glob_norm = _Layer(nn.LayerNorm(token_dim))
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """windows: [B, F, window, groups, C] -> tokens [B, F, tokens, token_dim]"""
+        x = windows.flatten(2).to(self.audio_proj_glob_1.layer.weight.dtype)
+        x = torch.relu(self.audio_proj_glob_1(x))
+        x = torch.relu(self.audio_proj_glob_2(x))
+        x = self.audio_proj_glob_3(x).unflatten(-1, (self.tokens, self.token_dim))
+        return self.audio_proj_glob_norm(x)
+
+
+class AudioCrossAttention(Attention):
+    """Cross-attention from each latent frame's H*W video tokens to that frame's own audio tokens."""
+
+    def forward(self, x: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """x: [B, F*H*W, dim]; audio_tokens: [B, F, T, token_dim] -> [B, F*H*W, dim]"""
+        b, n_frames, n_tok = audio_tokens.shape[:3]
+        q, k, v = self.project(x, audio_tokens.flatten(1, 2))
+        # Fold frames into the batch: frame f's queries only ever see frame f's keys.
+        q = q.reshape(b * n_frames, -1, *q.shape[2:])
+        k = k.reshape(b * n_frames, n_tok, *k.shape[2:])
+        v = v.reshape(b * n_frames, n_tok, *v.shape[2:])
+        out = attention(q, k, v).reshape(b, -1, q.shape[2] * q.shape[3])
+        return self.o(out)
+
+
+class AudioBranch(nn.Module):
+    """`x + audio_cross_attn(norm1_audio(x), audio_tokens)`: no gate, no timestep modulation (as released).
+
+    Attribute names match the release's `audio_cross_attn_wrapper` keys.
+    """
+
+    def __init__(self, dim: int, num_heads: int, token_dim: int, qk_norm: bool = True, eps: float = 1e-6):
+        super().__init__()
+        self.norm1_audio = LayerNorm(dim, eps, elementwise_affine=True)
+        self.audio_cross_attn = AudioCrossAttention(dim, num_heads, kv_dim=token_dim, qk_norm=qk_norm, eps=eps)
+
+    def forward(self, x: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:
+        """x: [B, F*H*W, dim]; audio_tokens: [B, F, T, token_dim] -> [B, F*H*W, dim]"""
+        return x + self.audio_cross_attn(self.norm1_audio(x), audio_tokens)

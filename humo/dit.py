@@ -1,0 +1,211 @@
+"""The HuMo DiT: Wan2.1's video diffusion transformer plus HuMo's audio path and reference frames.
+
+Read top to bottom: functional helpers (time embedding, RoPE tables), the block, the head, the model.
+Parameter names follow the official Wan2.1 / HuMo checkpoints so released weights load strictly.
+
+Shapes: B batch, C latent channels, F latent frames (video frames then reference frames), H, W latent height and
+width, L = F*H*W/4 tokens (patch 1x2x2), D model width.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint
+
+from humo.audio_path import AudioBranch, AudioProjector
+from humo.configs import DiTConfig
+from humo.layers import Attention, LayerNorm
+from humo.mask_head import MaskHead
+
+
+def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:
+    """Wan's timestep embedding, in float64: [cos | sin] of t * 10000^(-i/half). t: [B] -> [B, dim]"""
+    half = dim // 2
+    t = t.double()
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
+    angles = torch.outer(t, freqs)
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+
+
+def rope_split(head_dim: int) -> tuple[int, int, int]:
+    """Head dims given to (time, height, width): d - 4*(d//6), 2*(d//6), 2*(d//6)."""
+    hw = 2 * (head_dim // 6)
+    return head_dim - 2 * hw, hw, hw
+
+
+@lru_cache(maxsize=32)
+def _rope_table(head_dim: int, grid: tuple[int, int, int], theta: float, device: torch.device):
+    """cos/sin for every token of an (F, H, W) grid: each [L, 1, head_dim/2] in fp32. Cached per grid."""
+    parts = []
+    for size, d in zip(grid, rope_split(head_dim)):
+        inv = 1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float64, device=device) / d)
+        parts.append(torch.outer(torch.arange(size, dtype=torch.float64, device=device), inv))
+    f, h, w = grid
+    angles = torch.cat(
+        [
+            parts[0][:, None, None].expand(f, h, w, -1),
+            parts[1][None, :, None].expand(f, h, w, -1),
+            parts[2][None, None, :].expand(f, h, w, -1),
+        ],
+        dim=-1,
+    ).reshape(f * h * w, 1, -1)
+    return torch.cos(angles).float(), torch.sin(angles).float()
+
+
+def rope_table(head_dim: int, grid: tuple[int, int, int], theta: float, device: torch.device):
+    """Positions are the token's (frame, row, column): reference frames simply continue the time index."""
+    return _rope_table(head_dim, tuple(int(g) for g in grid), float(theta), torch.device(device))
+
+
+class Block(nn.Module):
+    """Self-attention (RoPE) -> text cross-attention -> [audio cross-attention] -> FFN, with 6-way modulation."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        d = cfg.dim
+        self.norm1 = LayerNorm(d, cfg.eps)
+        self.self_attn = Attention(d, cfg.num_heads, qk_norm=cfg.qk_norm, eps=cfg.eps)
+        self.norm3 = LayerNorm(d, cfg.eps, elementwise_affine=True) if cfg.cross_attn_norm else nn.Identity()
+        self.cross_attn = Attention(d, cfg.num_heads, qk_norm=cfg.qk_norm, eps=cfg.eps)
+        self.norm2 = LayerNorm(d, cfg.eps)
+        self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, d))
+        self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
+        if cfg.audio:
+            self.audio_cross_attn_wrapper = AudioBranch(d, cfg.num_heads, cfg.audio_token_dim, cfg.qk_norm, cfg.eps)
+
+    def forward(self, x, e, context, rope, audio_tokens=None, tap: bool = False):
+        """x: [B, L, D]; e: [B, 6, D] fp32 time projection; context: [B, Lt, D]; rope: (cos, sin);
+        audio_tokens: [B, F, T, token_dim] or None -> x: [B, L, D]
+        (with tap=True: (x, the hidden states right after the audio cross-attention), for the mask head)"""
+        shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation.float() + e).unbind(1)
+        h = self.norm1(x).float() * (1 + scale1[:, None]) + shift1[:, None]
+        x = x + (self.self_attn(h.type_as(x), rope=rope).float() * gate1[:, None]).type_as(x)
+        x = x + self.cross_attn(self.norm3(x), context)
+        if audio_tokens is not None:
+            x = self.audio_cross_attn_wrapper(x, audio_tokens)
+        features = x
+        h = self.norm2(x).float() * (1 + scale2[:, None]) + shift2[:, None]
+        x = x + (self.ffn(h.type_as(x)).float() * gate2[:, None]).type_as(x)
+        return (x, features) if tap else x
+
+
+class Head(nn.Module):
+    """LayerNorm (no affine) + 2-way modulation + Linear to out_dim * prod(patch)."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.norm = LayerNorm(cfg.dim, cfg.eps)
+        self.head = nn.Linear(cfg.dim, cfg.out_dim * math.prod(cfg.patch))
+        self.modulation = nn.Parameter(torch.randn(1, 2, cfg.dim) / cfg.dim**0.5)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, D]; e: [B, D] fp32 time embedding -> [B, L, out_dim * prod(patch)]"""
+        shift, scale = (self.modulation.float() + e[:, None]).unbind(1)
+        h = self.norm(x).float() * (1 + scale[:, None]) + shift[:, None]
+        return self.head(h.type_as(x))
+
+
+class HumoDiT(nn.Module):
+    """Wan2.1 DiT with HuMo's audio cross-attention and references on the time axis.
+
+    forward(x, t, context, audio=None, y=None, return_mask=False):
+      x:       [B, out_dim, F, H, W] noisy latents, reference frames last
+      t:       [B] timesteps in [0, 1000]
+      context: [B, Lt, text_dim] text embeddings, zero beyond the prompt; padded with zeros to text_len as Wan does
+      audio:   [B, F, window, groups, C] Whisper windows per latent frame (zeros on reference frames) or None,
+               which skips the audio branch entirely (stage-1 training, or a model without audio)
+      y:       [B, in_dim - out_dim, F, H, W] the 17B channel condition (mask ++ condition latent), else None
+    returns [B, out_dim, F, H, W], and with return_mask=True also mask logits [B, F, H, W] (None without a head)
+    """
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        self.patch_embedding = nn.Conv3d(cfg.in_dim, d, kernel_size=cfg.patch, stride=cfg.patch)
+        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d))
+        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.head = Head(cfg)
+        if cfg.audio:
+            self.audio_proj = AudioProjector(
+                cfg.audio_window_dim, cfg.audio_hidden, cfg.audio_tokens, cfg.audio_token_dim
+            )
+        if cfg.mask_head_blocks:
+            self.mask_head = MaskHead(d, cfg.mask_head_blocks, cfg.patch, cfg.eps)
+        self.gradient_checkpointing = False
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.patch_embedding.weight.dtype
+
+    def patchify(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """x: [B, C, F, H, W] -> tokens [B, L, D], grid (F/pt, H/ph, W/pw).
+
+        The Conv3d with stride = kernel is a matmul over non-overlapping patches; as a Linear it runs faster on CPU.
+        """
+        b, c, f, h, w = x.shape
+        pt, ph, pw = self.cfg.patch
+        grid = (f // pt, h // ph, w // pw)
+        x = x.reshape(b, c, grid[0], pt, grid[1], ph, grid[2], pw)
+        x = x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, math.prod(grid), c * pt * ph * pw)
+        weight = self.patch_embedding.weight.flatten(1)
+        return nn.functional.linear(x.to(weight.dtype), weight, self.patch_embedding.bias), grid
+
+    def unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        """x: [B, L, out_dim * prod(patch)] -> [B, out_dim, F, H, W]"""
+        b = x.shape[0]
+        f, h, w = grid
+        pt, ph, pw = self.cfg.patch
+        x = x.reshape(b, f, h, w, pt, ph, pw, self.cfg.out_dim)
+        return x.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, self.cfg.out_dim, f * pt, h * ph, w * pw)
+
+    def embed_context(self, context: torch.Tensor) -> torch.Tensor:
+        """context: [B, Lt, text_dim] -> [B, text_len, D] (zero-padded to text_len first, as in Wan)."""
+        pad = self.cfg.text_len - context.shape[1]
+        if pad > 0:
+            context = torch.cat([context, context.new_zeros(context.shape[0], pad, context.shape[2])], dim=1)
+        return self.text_embedding(context.to(self.dtype))
+
+    def forward(self, x, t, context, audio=None, y=None, return_mask: bool = False):
+        cfg = self.cfg
+        if y is not None:
+            x = torch.cat([x, y.to(x)], dim=1)
+        tokens, grid = self.patchify(x)
+        tokens = tokens.to(self.dtype)
+
+        # Time conditioning stays fp32: modulation of a bf16 stream by bf16 scales loses the small timestep signal.
+        e = self.time_embedding(sinusoidal_embedding(cfg.freq_dim, t).to(self.dtype)).float()
+        e6 = self.time_projection(e.to(self.dtype)).float().unflatten(1, (6, cfg.dim))
+        ctx = self.embed_context(context)
+        rope = rope_table(cfg.head_dim, grid, cfg.rope_theta, tokens.device)
+        audio_tokens = self.audio_proj(audio) if (audio is not None and cfg.audio) else None
+
+        tapped = []
+        first_tap = cfg.num_layers - cfg.mask_head_blocks
+        for i, block in enumerate(self.blocks):
+            # The mask head reads the hidden states right after the audio cross-attention of the last blocks,
+            # returned by the block itself: no hooks, no second forward pass.
+            tap = return_mask and cfg.mask_head_blocks > 0 and i >= first_tap
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                result = torch.utils.checkpoint.checkpoint(
+                    block, tokens, e6, ctx, rope, audio_tokens, tap, use_reentrant=False
+                )
+            else:
+                result = block(tokens, e6, ctx, rope, audio_tokens, tap)
+            if tap:
+                tokens, features = result
+                tapped.append(features)
+            else:
+                tokens = result
+
+        out = self.unpatchify(self.head(tokens, e), grid)
+        if not return_mask:
+            return out
+        mask_logits = self.mask_head(tapped, grid) if tapped else None
+        return out, mask_logits

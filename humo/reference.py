@@ -1,0 +1,61 @@
+"""Reference injection (minimal-invasive): reference latents sit at the END of the time axis, after the video.
+
+No new modules: the DiT sees references as extra latent frames (RoPE time continues after the video), and only
+self-attention has to learn to use them. The two released variants inject them differently:
+
+- 17B, "concat" (Wan I2V layout): the DiT input is `noisy latent (16) ++ y` on channels, with
+  `y = mask (4) ++ condition (16)`; condition = the zero-video latent on video frames and the reference latents on
+  reference frames; mask = 1 on reference frames. Without the image, condition = zero-video latent everywhere
+  (the mask stays). The reference positions of the noisy latent are sampled like the rest and dropped at the end.
+- 1.7B, "replace" (Wan T2V layout): before every forward pass the last n_ref latent frames are overwritten by the
+  clean reference latents (zeros when the image is not kept).
+"""
+
+from __future__ import annotations
+
+import torch
+
+MASK_CHANNELS = 4
+
+
+def concat_condition(refs: torch.Tensor, zero_video: torch.Tensor, keep_image: bool = True) -> torch.Tensor:
+    """The 17B channel condition `y`.
+
+    refs: [B, C, n_ref, h, w] clean reference latents; zero_video: [C, F_vid, h, w] latent of an all-zero video
+    -> y: [B, 4 + C, F_vid + n_ref, h, w]
+    """
+    b, c, n_ref, h, w = refs.shape
+    f_vid = zero_video.shape[1]
+    zv = zero_video.to(refs).unsqueeze(0).expand(b, -1, -1, -1, -1)
+    if keep_image:
+        cond = torch.cat([zv, refs], dim=2)
+    else:
+        # The release's null condition takes the zero-video latent over the reference frames too.
+        cond = torch.cat([zv, zero_video_frames(zero_video, n_ref).to(refs).expand(b, -1, -1, -1, -1)], dim=2)
+    mask = refs.new_zeros(b, MASK_CHANNELS, f_vid + n_ref, h, w)
+    mask[:, :, f_vid:] = 1
+    return torch.cat([mask, cond], dim=1)
+
+
+def zero_video_frames(zero_video: torch.Tensor, n: int) -> torch.Tensor:
+    """Frames f_vid .. f_vid+n of the zero-video latent, repeating its last frame if it is shorter.
+
+    The release slices one precomputed zero-video latent for the whole sequence (video + references);
+    a zero video's latent frames after the first are identical, so the last frame stands for any later one.
+    zero_video: [C, F, h, w] -> [1, C, n, h, w]
+    """
+    return zero_video[:, -1:].expand(-1, n, -1, -1).unsqueeze(0)
+
+
+def replace_references(x: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+    """The 1.7B injection: overwrite the last n_ref frames of x with the clean references.
+
+    x: [B, C, F_vid + n_ref, h, w]; refs: [B, C, n_ref, h, w] -> same shape as x (a new tensor)
+    """
+    n_ref = refs.shape[2]
+    return torch.cat([x[:, :, : x.shape[2] - n_ref], refs.to(x)], dim=2)
+
+
+def drop_references(x: torch.Tensor, n_ref: int) -> torch.Tensor:
+    """Keep the video frames only. x: [B, C, F_vid + n_ref, h, w] -> [B, C, F_vid, h, w]"""
+    return x[:, :, : x.shape[2] - n_ref] if n_ref else x
