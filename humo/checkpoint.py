@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError, safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from humo.configs import DIT_PRESETS, DiTConfig
@@ -57,13 +58,14 @@ def _read_safetensors(path: Path, dtype: torch.dtype | None) -> tuple[dict[str, 
                 t = f.get_tensor(k)
                 tensors[k] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
             return tensors, meta
-    except (SafetensorsError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError) as e:
         raise HumoError(f"checkpoint {path}: not a readable safetensors file ({str(e).splitlines()[0]})") from e
 
 
 def _read_pickle(path: Path, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        # mmap needs torch's zip format; older (legacy) pickles are read whole, still with weights_only.
+        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as e:
         raise HumoError(
             f"checkpoint {path}: refused, it is a pickle that would run code or is not a state dict "
@@ -108,6 +110,49 @@ def read_state_dict(path: str | Path, dtype: torch.dtype | None = None) -> tuple
     if p.suffix in (".pth", ".pt", ".bin", ".ckpt"):
         return _read_pickle(p, dtype), {}
     raise HumoError(f"checkpoint {p}: not a weights file (expected .safetensors, .safetensors.index.json or .pth)")
+
+
+def read_shapes(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Key -> meta tensor (shape and dtype, no data) of a checkpoint, without reading its weights."""
+    p = resolve_weights(path)
+    if p.stat().st_size == 0:
+        raise HumoError(f"checkpoint {p}: file is empty")
+    files = [p]
+    if p.name.endswith(".index.json"):
+        try:
+            files = [p.parent / s for s in sorted(set(json.loads(p.read_text())["weight_map"].values()))]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise HumoError(f"checkpoint index {p}: not a valid safetensors index (no weight_map)") from e
+    if files[0].suffix != ".safetensors":
+        sd, meta = read_state_dict(p)  # .pth is memory-mapped: nothing is read until touched
+        return {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in sd.items()}, meta
+    shapes, meta = {}, {}
+    for f in files:
+        if not f.is_file():
+            raise HumoError(f"checkpoint {p}: missing shard file {f.name}")
+        try:
+            with safe_open(str(f), framework="pt") as h:
+                meta.update(h.metadata() or {})
+                for k in h.keys():
+                    sl = h.get_slice(k)
+                    dtype = _SAFETENSORS_DTYPES.get(sl.get_dtype(), torch.float32)
+                    shapes[k] = torch.empty(sl.get_shape(), dtype=dtype, device="meta")
+        except (SafetensorError, OSError, ValueError) as e:
+            raise HumoError(f"checkpoint {f}: not a readable safetensors file ({str(e).splitlines()[0]})") from e
+    return shapes, meta
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -260,6 +305,8 @@ def match_preset(sd: dict[str, torch.Tensor], metadata: dict | None = None) -> s
 
     cfg = infer_config(sd, metadata)
     for name, preset in DIT_PRESETS.items():
+        if preset.audio != cfg.audio:
+            continue
         if preset.replace(mask_head_blocks=cfg.mask_head_blocks) != cfg.replace(name=preset.name):
             continue
         with torch.device("meta"):

@@ -127,9 +127,10 @@ class FlowSampler:
         # Start at index 0 whatever the first timestep value is (diffusers otherwise searches for it, and
         # picks the second match when a timestep repeats).
         self._scheduler.set_begin_index(0)
-        # Both schedulers must agree with ours: they step on these sigmas.
-        if not torch.equal(self._scheduler.sigmas.to(torch.float32), self.sigmas):
-            raise RuntimeError("diffusers rebuilt the flow sigmas differently from humo.sampler.flow_schedule")
+        # The schedulers step on their own copy: expose exactly that one. It equals flow_schedule() except when
+        # shift is so large (> ~1000) that sigma_0 is within 1e-6 of 1, which diffusers' UniPC nudges below 1.
+        self.sigmas = self._scheduler.sigmas.to(torch.float32).clone()
+        self.timesteps = self._scheduler.timesteps.to(torch.float32).clone()
 
     def __len__(self) -> int:
         return self.steps

@@ -324,7 +324,8 @@ class WanVAE:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = cls._build(dict(config))
-        return cls(model.to(device=device, dtype=dtype))
+        # nn.Module.to, not ModelMixin.to: the latter warns about fp32-kept modules this model does not have.
+        return cls(torch.nn.Module.to(model, device=device, dtype=dtype))
 
     @classmethod
     def toy(cls, seed: int = 0, dtype: torch.dtype = torch.float32, device: str = "cpu") -> WanVAE:
@@ -372,7 +373,7 @@ class WanVAE:
             raise HumoError(
                 f"VAE folder {folder}: cannot load ({type(e).__name__}: {str(e).splitlines()[0]})"
             ) from None
-        return cls(model.to(device))
+        return cls(torch.nn.Module.to(model, device=device))
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write a diffusers-format folder; each file appears complete or not at all."""
@@ -404,7 +405,7 @@ class WanVAE:
                 torch.save(sd, str(tmp))
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> WanVAE:
-        self.model.to(device=device, dtype=dtype)
+        torch.nn.Module.to(self.model, device=device, dtype=dtype)
         self._zero_cache.clear()
         return self
 

@@ -1,0 +1,112 @@
+"""`humo bench dit`: forward time of our DiT vs diffusers' WanTransformer3DModel, same weights, same input.
+
+Default: a humo-1.7b-shaped model cut to 4 blocks at full width (1536), 4 latent frames of 64x64 (4096 tokens),
+512 text tokens, in fp32 and bf16. Prints each time, the ratio ours/diffusers (<= 1.0 means we are no slower),
+achieved TFLOP/s and the fraction of this machine's measured bf16/fp32 matmul peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="humo-1.7b", help="layout to take the width from (default humo-1.7b)")
+    parser.add_argument("--blocks", type=int, default=4, help="number of blocks (default 4)")
+    parser.add_argument("--frames", type=int, default=4, help="latent frames (default 4)")
+    parser.add_argument("--size", type=int, default=64, help="latent height = width (default 64 -> 1024 tokens/frame)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed forwards per model and dtype (best is kept)")
+    parser.add_argument("--dtypes", default="fp32,bf16", help="comma list of fp32, bf16")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+
+
+def forward_flops(cfg, tokens: int, text_len: int) -> float:
+    """Multiply-add FLOPs (2 per MAC) of the backbone's blocks and head for one sample."""
+    d, f = cfg.dim, cfg.ffn_dim
+    per_block = (
+        2 * tokens * d * d * 4  # self-attention q, k, v, o
+        + 2 * 2 * tokens * tokens * d  # self-attention scores and values
+        + 2 * tokens * d * d * 2  # cross-attention q, o
+        + 2 * text_len * d * d * 2  # cross-attention k, v
+        + 2 * 2 * tokens * text_len * d  # cross-attention scores and values
+        + 2 * tokens * d * f * 2  # FFN
+    )
+    return cfg.num_layers * per_block + 2 * tokens * d * cfg.out_dim * 4
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 3) -> float:
+    """Measured dense matmul TFLOP/s on this machine for `dtype`."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e12
+
+
+def _best_time(fn, repeats: int) -> float:
+    with torch.inference_mode():
+        fn()  # warm-up: caches (RoPE tables), allocator, oneDNN kernels
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def run(args: argparse.Namespace) -> int:
+    from diffusers import WanTransformer3DModel
+
+    from humo.checkpoint import diffusers_config, to_diffusers_keys
+    from humo.configs import dit_preset
+    from humo.dit import HumoDiT
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = dit_preset(args.preset, num_layers=args.blocks, mask_head_blocks=0)
+    torch.manual_seed(0)
+    ours = HumoDiT(cfg).eval()
+    theirs = WanTransformer3DModel(**diffusers_config(cfg)).eval()
+    theirs.load_state_dict(
+        to_diffusers_keys(
+            {k: v for k, v in ours.state_dict().items() if not k.startswith("audio") and "audio_cross" not in k}
+        ),
+        strict=True,
+    )
+    tokens = args.frames * (args.size // 2) ** 2
+    x = torch.randn(1, cfg.out_dim, args.frames, args.size, args.size)
+    t = torch.tensor([500.0])
+    ctx = torch.randn(1, cfg.text_len, cfg.text_dim)
+    flops = forward_flops(cfg, tokens, cfg.text_len)
+    print(
+        f"DiT forward: {args.preset} layout, {args.blocks} blocks, width {cfg.dim}, {tokens} video tokens, "
+        f"{cfg.text_len} text tokens, {torch.get_num_threads()} threads; {flops / 1e12:.2f} TFLOP per forward"
+    )
+    print(
+        f"{'dtype':6} {'humo s':>8} {'diffusers s':>12} {'ratio':>7} {'humo TFLOP/s':>13} {'peak TFLOP/s':>13} "
+        f"{'of peak':>8} {'humo+audio s':>13}"
+    )
+    for name in args.dtypes.split(","):
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[name.strip()]
+        ours.to(dtype)
+        theirs.to(dtype)
+        xd, ctxd = x.to(dtype), ctx.to(dtype)
+        t_ours = _best_time(lambda: ours(xd, t, ctxd), args.repeats)
+        t_theirs = _best_time(lambda: theirs(xd, t, ctxd, return_dict=False), args.repeats)
+        audio = torch.randn(1, args.frames, cfg.audio_window, cfg.audio_groups, cfg.audio_feat_dim).to(dtype)
+        t_audio = _best_time(lambda: ours(xd, t, ctxd, audio=audio), 1) if cfg.audio else float("nan")
+        peak = matmul_peak(dtype)
+        achieved = flops / t_ours / 1e12
+        print(
+            f"{name:6} {t_ours:8.3f} {t_theirs:12.3f} {t_ours / t_theirs:7.3f} {achieved:13.3f} {peak:13.3f} "
+            f"{achieved / peak:8.1%} {t_audio:13.3f}"
+        )
+    print("ratio = humo / diffusers forward time (<= 1.0: humo is no slower). 'humo+audio' adds HuMo's audio path.")
+    return 0

@@ -1,0 +1,47 @@
+"""`humo convert IN OUT --to diffusers|humo`: rename a DiT checkpoint between the official (humo) key layout and
+diffusers' `WanTransformer3DModel` layout, written as one safetensors file with the config in its metadata.
+
+HuMo's own keys (audio projector, audio cross-attention, mask head) have no diffusers counterpart and keep their names.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+DTYPES = {"keep": None, "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="input checkpoint (any released format)")
+    parser.add_argument("dst", help="output .safetensors file")
+    parser.add_argument("--to", choices=["diffusers", "humo"], required=True, help="target key layout")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="keep", help="cast floating weights")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from humo.checkpoint import (
+        METADATA_KEY,
+        from_diffusers_keys,
+        infer_config,
+        is_diffusers_layout,
+        read_state_dict,
+        save_state_dict,
+        to_diffusers_keys,
+    )
+    from humo.errors import HumoError
+
+    if not args.dst.endswith(".safetensors"):
+        raise HumoError(f"output {args.dst}: must end in .safetensors")
+    dtype = getattr(torch, DTYPES[args.dtype]) if DTYPES[args.dtype] else None
+    sd, meta = read_state_dict(args.src, dtype)
+    official = from_diffusers_keys(sd) if is_diffusers_layout(sd) else sd
+    cfg = infer_config(official, meta)
+    out = to_diffusers_keys(official) if args.to == "diffusers" else official
+    layout = "diffusers" if args.to == "diffusers" else "humo"
+    save_state_dict(out, args.dst, {METADATA_KEY: json.dumps(cfg.to_dict()), "format": "pt", "layout": layout})
+    print(f"wrote {args.dst}: {len(out)} tensors, {layout} layout ({cfg.name} structure)")
+    return 0
