@@ -14,16 +14,13 @@ A guided prediction is a **chain** of strictly nested conditions c_0 < c_1 < ...
 
 evaluated as ``s_n*(p_n - p_{n-1}) + ... + s_1*(p_1 - p_0) + p_0`` (the release's order of operations). It covers:
 
-=====================  =============================  ===================
-formula                 chain                          scales
-=====================  =============================  ===================
-Wan CFG                 null, t                        sT
-17B text+audio          null, t, ta                    sT, sA
-17B t+i+a, t > 980      i, ti, tia                     sT, sA
-17B t+i+a, t <= 980     null, ti, tia                  sT - 2, sA
-1.7B t+i+a              null, t, ta, tia               sT, sA, sI
-paper eq. 4             null, t, ti, tia               lambda_txt, lambda_img, lambda_a
-=====================  =============================  ===================
+    formula                 chain                  scales
+    Wan CFG                 null, t                sT
+    17B text+audio          null, t, ta            sT, sA
+    17B t+i+a, t > 980      i, ti, tia             sT, sA
+    17B t+i+a, t <= 980     null, ti, tia          sT - 2, sA
+    1.7B t+i+a              null, t, ta, tia       sT, sA, sI
+    paper eq. 4             null, t, ti, tia       lambda_txt, lambda_img, lambda_a
 
 A **phase** applies one chain to timesteps ``t_min < t <= t_max`` (timesteps in [0, 1000]; the phase whose
 ``t_min`` is 0 also takes t = 0). A **schedule** is phases that tile [0, 1000] with no gap or overlap. The 17B

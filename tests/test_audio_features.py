@@ -151,7 +151,7 @@ def test_features_4_layers_match_release_by_hand(enc4):
 
 
 def test_features_8_layers_groups_are_pairs():
-    enc8 = AudioEncoder.toy(1, num_layers=8, d_model=32, num_mel_bins=80)
+    enc8 = AudioEncoder.toy(1, num_layers=8, d_model=32, num_mel_bins=80, chunk_seconds=4)
     x = tone(1.0)
     g50, g25 = release_reference(enc8, x, [[0, 1], [2, 3], [4, 5], [6, 7], [8]])
     torch.testing.assert_close(enc8.features_50hz(x), g50, rtol=0, atol=1e-6)
@@ -162,7 +162,7 @@ def test_features_8_layers_groups_are_pairs():
 
 
 def test_tiny_whisper_end_to_end_128_mel_and_silence():
-    enc = AudioEncoder.toy(2, num_mel_bins=128)
+    enc = AudioEncoder.toy(2, num_mel_bins=128, chunk_seconds=4)
     x = tone(0.6, 440.0)
     f = enc.features(x)
     assert f.shape == (15, 5, 64) and f.dtype == torch.float32 and torch.isfinite(f).all()
@@ -218,18 +218,30 @@ def test_long_audio_has_no_seam(enc_short):
     torch.testing.assert_close(ours[-10:], w3[-10:], rtol=1e-5, atol=1e-5)
 
     # The release's back-to-back chunks put a seam at frame 100: the chunk after it restarts from scratch.
-    naive = torch.cat([enc.features_50hz(x[i : i + win])[: win_frames] for i in range(0, len(x), win)])[:250]
+    naive = torch.cat([enc.features_50hz(x[i : i + win])[:win_frames] for i in range(0, len(x), win)])[:250]
     seam = (naive[100] - ours[100]).abs().max()
     assert seam > 1e-2  # so the comparison above can fail
     # The step across the boundary: the release's jumps well beyond the usual frame-to-frame step; ours does not.
     steps = (ours[1:] - ours[:-1]).flatten(1).norm(dim=-1)
     naive_step = (naive[100] - naive[99]).norm()
-    print(steps[99].item(), steps.median().item(), steps.max().item(), naive_step.item())
     assert steps.max() < naive_step
 
     # 25 fps output over the long clip: the same interpolation as short clips, length from the release formula.
     f = enc.features(x)
     assert f.shape == (num_video_frames(len(x)), 5, 64)
+
+
+def test_long_audio_with_30s_windows(enc4):
+    # 40 s with the release's 30 s window: windows at 0 s and 10 s (the last one ends at the end of the audio).
+    x = speechy(40.0, seed=2)
+    ours = enc4.features_50hz(x)
+    assert ours.shape == (2000, 5, 64) and window_starts(2000, 1500) == [0, 500]
+    w1 = enc4.features_50hz(x[500 * 320 : 500 * 320 + 480000])
+    # At and after the release's boundary (30 s = frame 1500) the features are those of the 10..40 s window.
+    torch.testing.assert_close(ours[1500:1520], w1[1000:1020], rtol=1e-5, atol=1e-5)
+    release_next_chunk = enc4.features_50hz(x[480000:])
+    assert (release_next_chunk[0] - ours[1500]).abs().max() > 1e-2
+    assert enc4.features(x).shape == (1000, 5, 64)
 
 
 # ------------------------------------------------------------------------------------------------ loading

@@ -98,7 +98,9 @@ def test_static_cfg_none():
     null, t, ti, tia = VAL["null"], VAL["t"], VAL["ti"], VAL["tia"]
     st = schedule_from_spec("static", TIA, scale_t=2.0, scale_i=3.0, scale_a=4.0)
     assert len(st.phases) == 1
-    assert value_of(st, 999.0) == value_of(st, 1.0) == pytest.approx(4 * (tia - ti) + 3 * (ti - t) + 2 * (t - null) + null)
+    assert (
+        value_of(st, 999.0) == value_of(st, 1.0) == pytest.approx(4 * (tia - ti) + 3 * (ti - t) + 2 * (t - null) + null)
+    )
     wan = schedule_from_spec("cfg", ("text",), scale=5.0)
     assert value_of(wan, 500.0) == pytest.approx(null + 5.0 * (t - null))
     assert value_of(schedule_from_spec("cfg", TIA, scale=2.0), 500.0) == pytest.approx(null + 2.0 * (tia - null))

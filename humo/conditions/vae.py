@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from humo.errors import HumoError, atomic_path, require_file
+from humo.errors import HumoError, atomic_path
 
 # Per-channel statistics of the Wan2.1 VAE latent (16 channels), used as z = (mu - mean) / std.
 WAN_LATENT_MEAN: tuple[float, ...] = (
@@ -194,25 +194,12 @@ def _describe_keys(keys: list[str], limit: int = 8) -> str:
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def load_state_dict_file(path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
-    """Read a `.safetensors` or `.pth`/`.pt` state dict safely (safetensors or ``torch.load(weights_only=True)``)."""
-    p = require_file(path, what)
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
+def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a `.safetensors` (also sharded) or `.pth` state dict through the project's safe checkpoint reader
+    (safetensors, or ``torch.load(weights_only=True, mmap=True)``)."""
+    from humo.checkpoint import read_state_dict
 
-        try:
-            return load_file(str(p))
-        except Exception as e:  # corrupt header, truncated file
-            raise HumoError(f"{what} {p}: cannot read safetensors ({type(e).__name__}: {e})") from None
-    try:
-        sd = torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:
-        raise HumoError(f"{what} {p}: cannot read as a weights-only torch file ({type(e).__name__})") from None
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise HumoError(f"{what} {p}: not a state dict of tensors")
-    return sd
+    return read_state_dict(path)[0]
 
 
 def map_official_state_dict(
@@ -345,7 +332,7 @@ class WanVAE:
         `config` overrides entries of `WAN21_VAE_CONFIG` (base_dim, dim_mult, num_res_blocks, z_dim, latent stats).
         """
         cfg = {**WAN21_VAE_CONFIG, **(dict(config) if config else {})}
-        official = load_state_dict_file(path, "VAE weights")
+        official = load_state_dict_file(path)
         model = cls._build(cfg, meta=True)
         state = map_official_state_dict(official, model, cfg, str(path))
         state = {k: v.to(device=device, dtype=dtype) for k, v in state.items()}
@@ -419,8 +406,8 @@ class WanVAE:
 
     def set_latent_stats(self, mean: list[float] | torch.Tensor, std: list[float] | torch.Tensor) -> None:
         """Replace the per-channel latent mean/std (e.g. measured by `humo train-vae`); they are saved with the VAE."""
-        mean = [float(x) for x in torch.as_tensor(mean).flatten()]
-        std = [float(x) for x in torch.as_tensor(std).flatten()]
+        mean = [float(x) for x in torch.as_tensor(mean, dtype=torch.float64).flatten()]
+        std = [float(x) for x in torch.as_tensor(std, dtype=torch.float64).flatten()]
         if len(mean) != self.z_dim or len(std) != self.z_dim:
             raise HumoError(f"VAE latent stats: need {self.z_dim} means and stds, got {len(mean)} and {len(std)}")
         if min(std) <= 0:

@@ -1,0 +1,167 @@
+"""`humo generate`: one video from --prompt/--image/--audio, or a batch from --cases (the release's format)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from humo.errors import HumoError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prompt", help="what happens in the video")
+    parser.add_argument("--image", action="append", default=[], help="reference image (repeat for several)")
+    parser.add_argument("--audio", help="driving audio (wav, flac, mp3, m4a, or a video's audio track)")
+    parser.add_argument("--out", help="output .mp4 (single video)")
+    parser.add_argument("--cases", help="batch: a JSON {name: {img_paths, audio_path, prompt}} as in the release")
+    parser.add_argument("--out-dir", default="outputs", help="batch output folder (default outputs/)")
+    parser.add_argument("--weights", help="weights folder (official layout); default: the bundled toy model")
+    parser.add_argument("--preset", help="humo-17b, humo-1.7b or toy (default: toy, or humo-17b with --weights)")
+    parser.add_argument("--size", help="480p, 720p, 480p-portrait or 720p-portrait (sets --height/--width)")
+    parser.add_argument("--height", type=int, help="a multiple of 16")
+    parser.add_argument("--width", type=int, help="a multiple of 16")
+    parser.add_argument("--frames", type=int, help="4k+1 frames, or -1 for the audio's length")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--shift", type=float, default=5.0)
+    parser.add_argument("--sampler", default="unipc", choices=["unipc", "euler"])
+    parser.add_argument("--seed", type=int, default=666666)
+    parser.add_argument(
+        "--guidance",
+        help="guidance preset: release-17b, release-1.7b, paper, static, annealed, "
+        "cfg, none (default: the model's release preset)",
+    )
+    parser.add_argument("--scale-t", type=float, help="text guidance scale")
+    parser.add_argument("--scale-a", type=float, help="audio guidance scale")
+    parser.add_argument("--scale-i", type=float, help="image guidance scale")
+    parser.add_argument("--step-change", type=float, help="timestep of the 17B / paper guidance switch")
+    parser.add_argument(
+        "--guidance-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other parameter of the guidance preset",
+    )
+    parser.add_argument("--guidance-config", help="JSON/YAML file with guidance phases (overrides --guidance)")
+    parser.add_argument("--negative-prompt", help="default: Wan's negative prompt")
+    parser.add_argument("--max-batch", type=int, help="split the batched guidance passes to at most this many rows")
+    parser.add_argument("--sequential-guidance", action="store_true", help="one DiT pass per condition (release)")
+    parser.add_argument("--png-frames", help="also write PNG frames to this folder")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--dtype", choices=["bf16", "fp32"], help="DiT weights dtype (default: the model's)")
+    parser.add_argument("--no-offload", action="store_true", help="keep encoders and VAE loaded")
+
+
+def bundled_weights() -> Path:
+    return Path(__file__).resolve().parent.parent / "assets" / "toy"
+
+
+def _guidance_params(args) -> dict:
+    params = {}
+    for key, name in (
+        ("scale_t", "scale_t"),
+        ("scale_a", "scale_a"),
+        ("scale_i", "scale_i"),
+        ("step_change", "step_change"),
+    ):
+        v = getattr(args, key)
+        if v is not None:
+            if v < 0:
+                raise HumoError(f"--{key.replace('_', '-')} {v}: must not be negative")
+            params[name] = v
+    for item in args.guidance_set:
+        if "=" not in item:
+            raise HumoError(f"--guidance-set {item}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        params[k.strip()] = v.strip()
+    return params
+
+
+def requests_from_args(args) -> list[tuple]:
+    """[(request, out_path)] for a single run or a --cases batch; validated before any model is loaded."""
+    from humo.pipeline import SIZES, GenerationRequest
+
+    height, width = args.height, args.width
+    if args.size:
+        if args.size not in SIZES:
+            raise HumoError(f"--size {args.size}: unknown (choose from: {', '.join(SIZES)})")
+        height, width = SIZES[args.size]
+    common = dict(
+        height=height,
+        width=width,
+        frames=args.frames,
+        steps=args.steps,
+        shift=args.shift,
+        sampler=args.sampler,
+        seed=args.seed,
+        guidance=args.guidance,
+        guidance_params=_guidance_params(args),
+        guidance_config=args.guidance_config,
+        negative_prompt=args.negative_prompt,
+        max_batch=args.max_batch,
+        sequential_guidance=args.sequential_guidance,
+    )
+    if args.cases:
+        if args.prompt or args.image or args.audio or args.out:
+            raise HumoError("--cases: give the prompt, images and audio in the cases file, not on the command line")
+        path = Path(args.cases)
+        if not path.is_file():
+            raise HumoError(f"--cases {path}: file not found")
+        try:
+            cases = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise HumoError(f"--cases {path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        if not isinstance(cases, dict) or not cases:
+            raise HumoError(f"--cases {path}: expected a non-empty object {{name: {{img_paths, audio_path, prompt}}}}")
+        out = []
+        for name, case in cases.items():
+            if not isinstance(case, dict) or "prompt" not in case:
+                raise HumoError(f"--cases {path}: case '{name}' needs at least a 'prompt'")
+            resolve = lambda p: str(p if Path(p).is_absolute() or Path(p).exists() else path.parent / p)  # noqa: E731
+            images = [resolve(p) for p in case.get("img_paths") or []]
+            audio = resolve(case["audio_path"]) if case.get("audio_path") else None
+            out.append(
+                (
+                    GenerationRequest(case["prompt"], images, audio, name=name, **common),
+                    Path(args.out_dir) / f"{name}.mp4",
+                )
+            )
+        return out
+    if not args.prompt:
+        raise HumoError("--prompt is required (or --cases FILE)")
+    if not args.out:
+        raise HumoError("--out is required (an .mp4 path)")
+    if not args.out.endswith(".mp4"):
+        raise HumoError(f"--out {args.out}: must end in .mp4")
+    return [(GenerationRequest(args.prompt, args.image, args.audio, **common), Path(args.out))]
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from humo.pipeline import LAYOUTS, HumoPipeline
+
+    weights = Path(args.weights) if args.weights else bundled_weights()
+    preset = args.preset or ("humo-17b" if args.weights else "toy")
+    if preset not in LAYOUTS:
+        raise HumoError(f"--preset {preset}: unknown (choose from: {', '.join(LAYOUTS)})")
+    if not args.weights and not weights.is_dir():
+        raise HumoError(f"no --weights given and no bundled model at {weights}: run `make demo` or pass --weights")
+    # Everything is checked before a model is loaded.
+    layout = HumoPipeline.check_weights(weights, preset)
+    jobs = [(req.resolved(layout), out) for req, out in requests_from_args(args)]
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[args.dtype]
+    t0 = time.perf_counter()
+    pipe = HumoPipeline.from_pretrained(weights, preset, device=args.device, dtype=dtype, offload=not args.no_offload)
+    print(f"loaded {preset} from {weights} in {time.perf_counter() - t0:.1f} s")
+    for req, out in jobs:
+        if req.name:
+            print(f"case {req.name}")
+        result = pipe(req, out=out, png_dir=args.png_frames)
+        total = sum(result.timings.values())
+        print(
+            f"done: {out} ({len(result.frames)} frames, {len(result.frames) / result.fps:.2f} s of video) "
+            f"in {total:.1f} s"
+        )
+    return 0

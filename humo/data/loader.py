@@ -1,0 +1,186 @@
+"""Reading a pre-computed cache for training: a Dataset of cached tensors, a collate function, the DataLoader.
+
+The Dataset is indexed by ``(sample index, task)`` pairs (from `humo.training.curriculum.TaskBatchSampler`): the
+task decides which tensors are read (no references for ``t2v``, no audio for ``subject``). Nothing here is
+random, so DataLoader workers need no seeding and the stream is fixed by the sampler alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.utils.data
+
+from humo.data.precompute import CACHE_VERSION, DEFAULT_INDEX, ObjectStore
+from humo.errors import HumoError
+
+
+class LatentCache:
+    """A cache folder written by `humo precompute` and one of its index files."""
+
+    def __init__(self, root: str | os.PathLike, index: str = DEFAULT_INDEX):
+        self.root = Path(root)
+        path = self.root / index
+        if not path.is_file():
+            raise HumoError(f"cache {self.root}: no {index} (run humo precompute first)")
+        try:
+            self.index = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise HumoError(f"cache index {path}: not valid JSON ({e.msg})") from None
+        if self.index.get("version") != CACHE_VERSION:
+            raise HumoError(f"cache index {path}: version {self.index.get('version')}, expected {CACHE_VERSION}")
+        self.store = ObjectStore(self.root)
+
+    @property
+    def samples(self) -> list[dict[str, Any]]:
+        return self.index["samples"]
+
+    @property
+    def dims(self) -> dict[str, Any]:
+        return self.index.get("dims", {})
+
+    def load(self, key: str) -> torch.Tensor:
+        return self.store.get(key).float()
+
+    def null_text(self, kind: str = "negative") -> torch.Tensor:
+        """The null-text embedding [L, D]: the negative prompt's ("negative") or the empty prompt's ("empty")."""
+        return self.load(self.index["null_text"][kind])
+
+
+class CachedDataset(torch.utils.data.Dataset):
+    """Cached samples of one split. ``dataset[(i, task)]`` -> a dict of tensors (see `__getitem__`).
+
+    num_refs: reference latents read per sample (the first ones); references / audio / masks / zero_video:
+    whether the stage reads them at all.
+    """
+
+    def __init__(
+        self,
+        cache: LatentCache,
+        *,
+        split: str | None = None,
+        num_refs: int = 1,
+        references: bool = True,
+        audio: bool = True,
+        masks: bool = True,
+        zero_video: bool = False,
+    ):
+        self.cache = cache
+        self.entries = [e for e in cache.samples if split is None or e.get("split") == split]
+        if not self.entries:
+            where = f" of split '{split}'" if split is not None else ""
+            raise HumoError(f"cache {cache.root}: no samples{where}")
+        self.num_refs = num_refs
+        self.references, self.audio, self.masks, self.zero_video = references, audio, masks, zero_video
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def availability(self) -> list[dict[str, bool]]:
+        """Per sample: which optional modalities it has ("image", "audio", "mask")."""
+        return [
+            {"image": bool(e["references"]), "audio": bool(e["audio"]), "mask": bool(e["mask"])} for e in self.entries
+        ]
+
+    def __getitem__(self, item: tuple[int, str]) -> dict[str, Any]:
+        """-> {"index", "task", "latents" [C, F, h, w], "text" [L, D], "refs" [k, C, h, w] (k <= num_refs),
+        "audio" [F, 8, 5, Ca] or None, "mask" [F, h, w] or None, "zero_video" [C, F, h, w] or None}"""
+        i, task = item
+        e = self.entries[i]
+        load = self.cache.load
+        refs = None
+        if self.references and task in ("subject", "av") and e["references"]:
+            refs = torch.cat([load(k) for k in e["references"][: self.num_refs]], dim=1).transpose(0, 1)
+        return {
+            "index": i,
+            "task": task,
+            "latents": load(e["video"]),
+            "text": load(e["text"]),
+            "refs": refs,
+            "audio": load(e["audio"]) if self.audio and task == "av" and e["audio"] else None,
+            "mask": load(e["mask"]) if self.masks and e["mask"] else None,
+            "zero_video": load(e["zero_video"]) if self.zero_video else None,
+        }
+
+
+class Collate:
+    """A list of dataset items -> one batch of tensors.
+
+    The batch (all tensors [B, ...] unless said): "latents" [B, C, F, h, w] (F: the shortest clip of the batch;
+    longer ones are cut to their first F latent frames); "refs" [B, C, num_refs, h, w] (zeros where a sample has
+    fewer); "has_ref"; "text" [B, L, D] zero-padded; "audio" [B, F, 8, 5, Ca] (zeros where absent; only with
+    `audio_window`); "has_audio"; "mask" [B, F, h, w]; "has_mask"; "zero_video" [C, F, h, w] or None;
+    "task" [B] long (curriculum.TASK_ID); "index" [B] long.
+    """
+
+    def __init__(self, num_refs: int, audio_window: list[int] | None = None):
+        self.num_refs = num_refs
+        self.audio_window = list(audio_window) if audio_window else None
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        from humo.training.curriculum import TASK_ID
+
+        shapes = {tuple(it["latents"].shape[-2:]) for it in items}
+        if len(shapes) > 1:
+            raise HumoError(
+                f"training batch mixes latent sizes {sorted(shapes)}; precompute with --height/--width or use batch_size 1"
+            )
+        f = min(it["latents"].shape[1] for it in items)
+        latents = torch.stack([it["latents"][:, :f] for it in items])
+        b, c, _, h, w = latents.shape
+        refs = latents.new_zeros(b, c, self.num_refs, h, w)
+        has_ref = torch.zeros(b, dtype=torch.bool)
+        for j, it in enumerate(items):
+            if it["refs"] is not None and self.num_refs:
+                k = min(self.num_refs, it["refs"].shape[0])
+                refs[j, :, :k] = it["refs"][:k].transpose(0, 1)
+                has_ref[j] = True
+        length = max(it["text"].shape[0] for it in items)
+        text = latents.new_zeros(b, length, items[0]["text"].shape[1])
+        for j, it in enumerate(items):
+            text[j, : it["text"].shape[0]] = it["text"]
+        batch = {
+            "latents": latents,
+            "refs": refs,
+            "has_ref": has_ref,
+            "text": text,
+            "has_audio": torch.tensor([it["audio"] is not None for it in items]),
+            "has_mask": torch.tensor([it["mask"] is not None for it in items]),
+            "task": torch.tensor([TASK_ID[it["task"]] for it in items]),
+            "index": torch.tensor([it["index"] for it in items]),
+            "zero_video": items[0]["zero_video"][:, :f] if items[0]["zero_video"] is not None else None,
+        }
+        if self.audio_window:
+            audio = latents.new_zeros(b, f, *self.audio_window)
+            for j, it in enumerate(items):
+                if it["audio"] is not None:
+                    audio[j] = it["audio"][:f]
+            batch["audio"] = audio
+        mask = latents.new_zeros(b, f, h, w)
+        for j, it in enumerate(items):
+            if it["mask"] is not None:
+                mask[j] = it["mask"][:f]
+        batch["mask"] = mask
+        return batch
+
+
+def make_loader(dataset, batch_sampler, collate: Collate, num_workers: int = 0, pin_memory: bool = False):
+    """A DataLoader over `dataset` following `batch_sampler` (endless). Workers only read files."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        prefetch_factor=2 if num_workers else None,
+        persistent_workers=False,
+    )
+
+
+def batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Move every tensor of a batch to `device` (non-blocking)."""
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}

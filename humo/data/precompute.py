@@ -1,0 +1,432 @@
+"""Pre-computation: every expensive encoder output a training run needs, computed once and cached by content.
+
+For each manifest sample: the VAE latent of the video, the VAE latent of each reference image, the text
+embedding of the caption, the audio windows (Whisper features per latent frame) and the face masks on the latent
+grid; once per cache: the null texts (the negative prompt and the empty prompt) and the latent of an all-zero
+video per clip shape (the 17B condition).
+
+Cache layout::
+
+    CACHE/objects/ab/abcdef...0123.safetensors   one tensor ("data") per object, named by its content key
+    CACHE/index.json                             the samples of one manifest -> object keys (see `build_index`)
+
+An object's key is the SHA-256 of the input's bytes (video, image, audio, mask file; the caption text), the
+encoder's identity (a fingerprint of its weights and config) and every setting that changes the result
+(frames, size, fps, dtype). A rerun, or a run over another manifest sharing files, finds the object and computes
+nothing; changing an encoder or a setting changes the key, so stale results are never reused.
+
+Shapes stored: video latent [16, F, h, w]; reference latent [16, 1, h, w]; text [L, D] (L = the prompt's token
+count, the zeros beyond it are not stored); audio windows [F, 8, 5, C]; face mask [F, h, w] in [0, 1]; zero-video
+latent [16, F, h, w].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from humo.errors import HumoError, atomic_path, require_file
+
+CACHE_VERSION = 1
+OBJECTS_DIR = "objects"
+DEFAULT_INDEX = "index.json"
+DEFAULT_FPS = 25.0
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Content keys
+
+
+def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def module_fingerprint(module: torch.nn.Module, config: Any = None, samples_per_tensor: int = 4096) -> str:
+    """A short identity of a network: its config, every tensor's name/shape/dtype and a strided sample of its
+    values. Cheap on billion-parameter encoders, and any retraining or swap of weights changes it."""
+    h = hashlib.sha256()
+    h.update(repr(config).encode())
+    for name, t in sorted(module.state_dict().items()):
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        flat = t.detach().reshape(-1)
+        step = max(1, flat.numel() // samples_per_tensor)
+        h.update(flat[::step].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def content_key(*parts: Any) -> str:
+    """SHA-256 of the JSON of `parts` (strings, numbers, lists): an object's name in the cache."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The object store
+
+
+class ObjectStore:
+    """Content-addressed tensors: ``root/objects/<key[:2]>/<key>.safetensors`` holding one tensor named "data"."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / OBJECTS_DIR / key[:2] / f"{key}.safetensors"
+
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def put(self, key: str, tensor: torch.Tensor, meta: dict[str, str] | None = None) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_path(self.path(key)) as tmp:
+            save_file({"data": tensor.detach().cpu().contiguous()}, str(tmp), metadata={"format": "pt", **(meta or {})})
+
+    def get(self, key: str) -> torch.Tensor:
+        from safetensors.torch import load_file
+
+        path = self.path(key)
+        if not path.is_file():
+            raise HumoError(f"cache {self.root}: object {key} is missing (rerun humo precompute)")
+        return load_file(str(path))["data"]
+
+    def shape(self, key: str) -> list[int]:
+        """The stored tensor's shape, read from the file header only."""
+        from safetensors import safe_open
+
+        with safe_open(str(self.path(key)), framework="pt") as f:
+            return list(f.get_slice("data").get_shape())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Encoders
+
+
+@dataclass
+class Encoders:
+    """The three frozen encoders. `audio` may be None when no sample has audio."""
+
+    vae: Any  # humo.conditions.vae.WanVAE
+    text: Any  # humo.conditions.text.TextEncoder
+    audio: Any = None  # humo.conditions.audio.AudioEncoder
+    _ids: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def identity(self, which: str) -> str:
+        if which not in self._ids:
+            enc = getattr(self, which)
+            if which == "vae":
+                self._ids[which] = module_fingerprint(enc.model, enc.config)
+            elif which == "text":
+                self._ids[which] = module_fingerprint(enc.model, (enc.model.config.to_dict(), enc.text_len))
+            else:
+                cfg = enc.encoder.config.to_dict()
+                self._ids[which] = module_fingerprint(enc.encoder, (cfg, enc.feature_extractor.to_json_string()))
+        return self._ids[which]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Per-input computations
+
+
+def clip_frames(available: int, limit: int | None) -> int:
+    """The longest 4k+1 frame count <= min(available, limit)."""
+    n = min(available, limit) if limit else available
+    if n < 1:
+        raise ValueError("no frames")
+    return 4 * ((n - 1) // 4) + 1
+
+
+def prepare_video(frames: np.ndarray, num: int, height: int | None, width: int | None, what: str) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> float [1, 3, num, H', W'] in [-1, 1]: the first `num` frames, resized (bilinear,
+    antialiased) when a size is given. H', W' must be multiples of 8."""
+    x = torch.from_numpy(np.ascontiguousarray(frames[:num])).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    h, w = height or x.shape[2], width or x.shape[3]
+    if h % 8 or w % 8:
+        raise HumoError(f"{what}: frame size {w}x{h} is not a multiple of 8; pass --height and --width")
+    if (h, w) != tuple(x.shape[2:]):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
+    return x.permute(1, 0, 2, 3).unsqueeze(0)
+
+
+def read_face_masks(path: Path) -> np.ndarray:
+    """A face-mask ``.npz`` -> [T, H, W] (the array named "masks" or "mask", else the only array)."""
+    with np.load(path) as z:
+        names = list(z.keys())
+        name = next((n for n in ("masks", "mask", "face_masks") if n in names), names[0] if len(names) == 1 else None)
+        if name is None:
+            raise HumoError(f"face masks {path}: several arrays ({', '.join(names)}) and none is named 'masks'")
+        m = z[name]
+    if m.ndim != 3:
+        raise HumoError(f"face masks {path}: expected [T, H, W], got shape {list(m.shape)}")
+    return m
+
+
+@dataclass
+class PrecomputeStats:
+    """Counts per object kind of what was computed now and what the cache already held."""
+
+    samples: int = 0
+    computed: Counter = field(default_factory=Counter)
+    reused: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        kinds = sorted(set(self.computed) | set(self.reused))
+        parts = [f"{k}: {self.computed[k]} computed, {self.reused[k]} reused" for k in kinds]
+        return f"{self.samples} samples; " + "; ".join(parts)
+
+
+class Precomputer:
+    """Fill a cache for a list of manifest samples (see the module docstring)."""
+
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        encoders: Encoders,
+        *,
+        frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        negative_prompt: str | None = None,
+    ):
+        if (height is None) != (width is None):
+            raise HumoError("precompute: give both --height and --width, or neither")
+        self.store = ObjectStore(out)
+        self.enc = encoders
+        self.frames, self.height, self.width = frames, height, width
+        self.dtype = dtype
+        self.dtype_name = str(dtype).removeprefix("torch.")
+        if negative_prompt is None:
+            from humo.conditions.text import WAN_NEGATIVE_PROMPT
+
+            negative_prompt = WAN_NEGATIVE_PROMPT
+        self.negative_prompt = negative_prompt
+        self.stats = PrecomputeStats()
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _cached(self, kind: str, key: str, compute) -> str:
+        if self.store.has(key):
+            self.stats.reused[kind] += 1
+        else:
+            self.store.put(key, compute().to(self.dtype), {"kind": kind})
+            self.stats.computed[kind] += 1
+        return key
+
+    def text(self, caption: str) -> str:
+        key = content_key("text", caption, self.enc.identity("text"), self.enc.text.text_len, self.dtype_name)
+
+        def compute():
+            emb, lengths = self.enc.text.encode([caption], return_lengths=True)
+            return emb[0, : int(lengths[0])].float()
+
+        return self._cached("text", key, compute)
+
+    def video(self, path: Path, what: str) -> str:
+        settings = [self.frames, self.height, self.width, self.dtype_name]
+        key = content_key("video", file_digest(path), self.enc.identity("vae"), settings)
+
+        def compute():
+            from humo.media.video import read_video
+
+            frames = read_video(path)[0]
+            if frames.shape[0] == 0:
+                raise HumoError(f"{what}: video {path} has no frames")
+            num = clip_frames(frames.shape[0], self.frames)
+            video = prepare_video(frames, num, self.height, self.width, f"{what}: video {path}")
+            return self.enc.vae.encode(video)[0].float()
+
+        return self._cached("video", key, compute)
+
+    def reference(self, path: Path, height: int, width: int) -> str:
+        key = content_key("reference", file_digest(path), self.enc.identity("vae"), height, width, self.dtype_name)
+
+        def compute():
+            from humo.media.image import load_references
+
+            return self.enc.vae.encode_images(load_references([path], height, width))[0].float()
+
+        return self._cached("reference", key, compute)
+
+    def audio(self, path: Path, fps: float, num_latent: int, what: str) -> str:
+        if self.enc.audio is None:
+            raise HumoError(f"{what}: has audio {path} but no audio encoder was given (--audio)")
+        key = content_key("audio", file_digest(path), self.enc.identity("audio"), fps, num_latent, self.dtype_name)
+
+        def compute():
+            from humo.conditions.audio import audio_windows
+            from humo.media.audio import load_audio
+
+            samples = load_audio(path, min_seconds=0)
+            return audio_windows(self.enc.audio.features(samples, fps=fps), num_latent).float()
+
+        return self._cached("audio", key, compute)
+
+    def mask(self, path: Path, grid: tuple[int, int, int], what: str) -> str:
+        f, h, w = grid
+        key = content_key("mask", file_digest(path), f, h, w, self.dtype_name)
+
+        def compute():
+            from humo.mask_head import mask_to_latent_grid
+
+            m = read_face_masks(path)
+            need = 4 * (f - 1) + 1
+            if m.shape[0] < need:
+                raise HumoError(f"{what}: face masks {path} cover {m.shape[0]} frames, the clip has {need}")
+            return mask_to_latent_grid(torch.from_numpy(m[:need].astype(np.float32))[None], (h, w))[0]
+
+        return self._cached("mask", key, compute)
+
+    def zero_video(self, frames: int, height: int, width: int) -> str:
+        key = content_key("zero_video", self.enc.identity("vae"), frames, height, width, self.dtype_name)
+        return self._cached("zero_video", key, lambda: self.enc.vae.zero_video_latent(frames, height, width)[0])
+
+    # -- one sample ----------------------------------------------------------------------------------------
+    def sample(self, s, base: Path | None) -> dict[str, Any]:
+        """One manifest sample -> its index entry."""
+
+        def resolve(p) -> Path:
+            p = Path(p)
+            return p if p.is_absolute() or base is None else base / p
+
+        sid = str(getattr(s, "id", ""))
+        what = f"sample {sid}"
+        video_path = require_file(resolve(s.video), f"{what}: video")
+        video_key = self.video(video_path, what)
+        c, f, h, w = self.store.shape(video_key)
+        height, width = 8 * h, 8 * w
+        fps = float(getattr(s, "fps", None) or DEFAULT_FPS)
+        refs = [
+            self.reference(require_file(resolve(r), f"{what}: reference"), height, width)
+            for r in (getattr(s, "references", None) or [])
+        ]
+        audio = getattr(s, "audio", None)
+        audio_key = self.audio(require_file(resolve(audio), f"{what}: audio"), fps, f, what) if audio else None
+        masks = getattr(s, "face_masks", None)
+        mask_key = self.mask(require_file(resolve(masks), f"{what}: face masks"), (f, h, w), what) if masks else None
+        self.stats.samples += 1
+        return {
+            "id": sid,
+            "split": getattr(s, "split", None),
+            "caption": s.caption,
+            "fps": fps,
+            "shape": [c, f, h, w],
+            "video": video_key,
+            "text": self.text(s.caption),
+            "references": refs,
+            "audio": audio_key,
+            "mask": mask_key,
+            "zero_video": self.zero_video(4 * (f - 1) + 1, height, width),
+        }
+
+    def run(self, samples: Sequence, base: Path | None = None, progress: bool = False) -> dict[str, Any]:
+        """All samples -> the index (a dict, see `build_index`)."""
+        from tqdm import tqdm
+
+        entries = [self.sample(s, base) for s in tqdm(samples, desc="precompute", disable=not progress)]
+        null = {"negative": self.text(self.negative_prompt), "empty": self.text("")}
+        return build_index(entries, null, self)
+
+
+def build_index(entries: list[dict], null_text: dict[str, str], pre: Precomputer) -> dict[str, Any]:
+    """The index: version, encoder identities, settings, the null-text keys, tensor dims and the samples."""
+    dims: dict[str, Any] = {}
+    if entries:
+        dims["latent_channels"] = entries[0]["shape"][0]
+    dims["text_dim"] = pre.store.shape(null_text["negative"])[-1]
+    audio_key = next((e["audio"] for e in entries if e["audio"]), None)
+    if audio_key:
+        dims["audio_window"] = pre.store.shape(audio_key)[1:]  # [8, 5, C]
+    return {
+        "version": CACHE_VERSION,
+        "encoders": {k: pre.enc.identity(k) for k in ("vae", "text", "audio") if getattr(pre.enc, k) is not None},
+        "settings": {"frames": pre.frames, "height": pre.height, "width": pre.width, "dtype": pre.dtype_name},
+        "negative_prompt": pre.negative_prompt,
+        "null_text": null_text,
+        "dims": dims,
+        "samples": entries,
+    }
+
+
+def precompute(
+    samples: Sequence,
+    out: str | os.PathLike,
+    encoders: Encoders,
+    *,
+    index: str = DEFAULT_INDEX,
+    base_dir: str | os.PathLike | None = None,
+    frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    negative_prompt: str | None = None,
+    progress: bool = False,
+) -> PrecomputeStats:
+    """Encode `samples` (manifest Samples) into the cache at `out` and write its index (atomically).
+
+    Relative paths in the samples are taken from `base_dir` (the manifest's folder). frames: the most video
+    frames per clip (rounded down to 4k+1; default all); height/width: resize the frames (default: as stored).
+    """
+    ids = [str(getattr(s, "id", "")) for s in samples]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise HumoError(f"manifest: sample id(s) repeated: {', '.join(dup[:8])}")
+    pre = Precomputer(
+        out, encoders, frames=frames, height=height, width=width, dtype=dtype, negative_prompt=negative_prompt
+    )
+    with torch.inference_mode():
+        idx = pre.run(samples, Path(base_dir) if base_dir is not None else None, progress=progress)
+    with atomic_path(Path(out) / index) as tmp:
+        tmp.write_text(json.dumps(idx, indent=1, ensure_ascii=False))
+    return pre.stats
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading encoders from paths (the CLI)
+
+
+def load_encoders(
+    vae: str,
+    text: str,
+    audio: str | None = None,
+    *,
+    tokenizer: str | None = None,
+    device: str = "cpu",
+    text_dtype: torch.dtype = torch.float32,
+) -> Encoders:
+    """Encoders from local files: the VAE as a diffusers folder or an official ``Wan2.1_VAE.pth``; the text
+    encoder as a transformers folder or the official ``.pth`` (+ `tokenizer` folder); Whisper as a HF folder."""
+    from humo.conditions.audio import AudioEncoder
+    from humo.conditions.text import TextEncoder
+    from humo.conditions.vae import WanVAE
+
+    vp = Path(vae)
+    if vp.is_dir():
+        v = WanVAE.from_pretrained(vp, device=device)
+    else:
+        v = WanVAE.from_official(require_file(vp, "VAE weights"), device=device)
+    tp = Path(text)
+    if tp.is_dir():
+        t = TextEncoder.from_pretrained(tp, dtype=text_dtype, device=device, tokenizer_dir=tokenizer)
+    else:
+        if tokenizer is None:
+            raise HumoError(f"text encoder {tp}: an official .pth needs --tokenizer (the umt5-xxl tokenizer folder)")
+        t = TextEncoder.from_official(
+            require_file(tp, "text encoder weights"), tokenizer, dtype=text_dtype, device=device
+        )
+    a = AudioEncoder.from_pretrained(audio, device=device) if audio else None
+    return Encoders(vae=v, text=t, audio=a)

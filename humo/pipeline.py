@@ -1,0 +1,497 @@
+"""HumoPipeline: inputs -> conditions -> DiT -> sampler -> decode -> file.
+
+>>> pipe = HumoPipeline.from_pretrained("weights", preset="humo-17b")
+>>> result = pipe("a man talks", images=["ref.png"], audio="speech.wav", out="video.mp4")
+
+Modes follow from the inputs: text+image+audio, text+audio, text+image, and text only. Every guidance branch of
+one step runs as ONE batched DiT forward (the release runs 3-4 passes one after another); `max_batch` splits it
+when memory is short. Encoders and the VAE are loaded only while needed (`offload=True`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from humo.configs import dit_preset
+from humo.errors import HumoError
+
+VIDEO_FPS = 25
+SAMPLE_RATE = 16000
+SIZES = {"480p": (480, 832), "720p": (720, 1280), "480p-portrait": (832, 480), "720p-portrait": (1280, 720)}
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """Where each component of a model family lives under a weights folder, and its generation defaults.
+
+    Paths are relative to the weights folder. `*_format` says how the file is read: "official" (the Wan/HuMo
+    release's own key layout, mapped by us) or "pretrained" (a transformers/diffusers folder).
+    """
+
+    name: str
+    dit_preset: str
+    dit: str
+    vae: str
+    vae_format: str
+    text: str
+    text_format: str
+    tokenizer: str | None
+    audio: str
+    height: int
+    width: int
+    guidance: str
+    dtype: str = "bf16"
+    frames: int = 97
+
+
+LAYOUTS: dict[str, ModelLayout] = {
+    "humo-17b": ModelLayout(
+        "humo-17b",
+        "humo-17b",
+        "HuMo/HuMo-17B",
+        "Wan2.1-T2V-1.3B/Wan2.1_VAE.pth",
+        "official",
+        "Wan2.1-T2V-1.3B/models_t5_umt5-xxl-enc-bf16.pth",
+        "official",
+        "Wan2.1-T2V-1.3B/google/umt5-xxl",
+        "whisper-large-v3",
+        720,
+        1280,
+        "release-17b",
+    ),
+    "humo-1.7b": ModelLayout(
+        "humo-1.7b",
+        "humo-1.7b",
+        "HuMo/HuMo-1.7B/ema.pth",
+        "Wan2.1-T2V-1.3B/Wan2.1_VAE.pth",
+        "official",
+        "Wan2.1-T2V-1.3B/models_t5_umt5-xxl-enc-bf16.pth",
+        "official",
+        "Wan2.1-T2V-1.3B/google/umt5-xxl",
+        "whisper-large-v3",
+        480,
+        832,
+        "release-1.7b",
+    ),
+    # The proving-ground model bundled with humo (see `humo demo`): every component in its pretrained format.
+    "toy": ModelLayout(
+        "toy",
+        "toy",
+        "dit.safetensors",
+        "vae",
+        "pretrained",
+        "text",
+        "pretrained",
+        None,
+        "whisper",
+        64,
+        64,
+        "release-1.7b",
+        dtype="fp32",
+        frames=49,
+    ),
+}
+
+
+@dataclass
+class GenerationRequest:
+    """One video to generate. `frames=-1` takes the length from the audio (rounded down to 4k+1)."""
+
+    prompt: str
+    images: Sequence[str] = ()
+    audio: str | None = None
+    height: int | None = None
+    width: int | None = None
+    frames: int | None = None
+    steps: int = 50
+    shift: float = 5.0
+    sampler: str = "unipc"
+    seed: int = 666666
+    guidance: str | None = None
+    guidance_params: dict[str, Any] = field(default_factory=dict)
+    guidance_config: str | None = None
+    negative_prompt: str | None = None
+    max_batch: int | None = None
+    sequential_guidance: bool = False
+    name: str | None = None
+
+    def resolved(self, layout: ModelLayout) -> GenerationRequest:
+        """Fill defaults from the layout and validate everything that can be checked without loading a model."""
+        r = dataclasses.replace(self, images=list(self.images))
+        r.height = layout.height if r.height is None else r.height
+        r.width = layout.width if r.width is None else r.width
+        r.frames = layout.frames if r.frames is None else r.frames
+        r.guidance = layout.guidance if r.guidance is None else r.guidance
+        who = f"case '{r.name}': " if r.name else ""
+        if not isinstance(r.prompt, str) or not r.prompt.strip():
+            raise HumoError(f"{who}--prompt: an empty prompt (text is needed in every mode)")
+        for what, v in (("--height", r.height), ("--width", r.width)):
+            if not isinstance(v, int) or v < 16 or v % 16:
+                raise HumoError(f"{who}{what} {v}: must be a positive multiple of 16")
+        if r.frames != -1 and (not isinstance(r.frames, int) or r.frames < 1 or (r.frames - 1) % 4):
+            raise HumoError(f"{who}--frames {r.frames}: must be 4k+1 (1, 5, ..., 97) or -1 for the audio's length")
+        if r.frames == -1 and r.audio is None:
+            raise HumoError(f"{who}--frames -1 takes the length from the audio, but no --audio was given")
+        if not isinstance(r.steps, int) or r.steps < 1:
+            raise HumoError(f"{who}--steps {r.steps}: must be at least 1")
+        if not r.shift > 0:
+            raise HumoError(f"{who}--shift {r.shift}: must be positive")
+        if r.max_batch is not None and r.max_batch < 1:
+            raise HumoError(f"{who}--max-batch {r.max_batch}: must be at least 1")
+        for p in r.images:
+            _require_input(p, "reference image", who)
+        if r.audio is not None:
+            _require_input(r.audio, "audio", who)
+        cfg = dit_preset(layout.dit_preset)
+        if not cfg.audio and (r.images or r.audio):
+            raise HumoError(f"{who}preset {layout.name} is plain Wan text-to-video: it takes no --image or --audio")
+        self.schedule(r)  # validates scales and phases now, before any model is loaded
+        return r
+
+    def inputs_present(self) -> frozenset[str]:
+        return frozenset({"text"} | ({"image"} if self.images else set()) | ({"audio"} if self.audio else set()))
+
+    @staticmethod
+    def schedule(r: GenerationRequest):
+        from humo.guidance import load_schedule, schedule_from_spec
+
+        if r.guidance_config:
+            return load_schedule(r.guidance_config, r.inputs_present())
+        return schedule_from_spec(r.guidance, r.inputs_present(), **r.guidance_params)
+
+
+def _require_input(path: str, what: str, who: str) -> None:
+    p = Path(path)
+    if not p.is_file():
+        raise HumoError(f"{who}{what} {p}: file not found")
+    if p.stat().st_size == 0:
+        raise HumoError(f"{who}{what} {p}: file is empty")
+
+
+@dataclass
+class GenerationResult:
+    """frames: uint8 [T, H, W, 3]; audio: float32 [N] at `sample_rate` (None without audio);
+    mask: predicted face-mask probabilities [F, h, w] of the last step (None without a mask head)."""
+
+    frames: np.ndarray
+    fps: int
+    audio: np.ndarray | None
+    sample_rate: int
+    path: Path | None
+    timings: dict[str, float]
+    mask: np.ndarray | None = None
+
+
+class _Lazy:
+    """A component loaded on first use; with offload, dropped again after each use."""
+
+    def __init__(self, loader: Callable[[], Any], offload: bool):
+        self.loader, self.offload, self.obj = loader, offload, None
+
+    def __enter__(self):
+        if self.obj is None:
+            self.obj = self.loader()
+        return self.obj
+
+    def __exit__(self, *exc):
+        if self.offload:
+            self.obj = None
+
+
+class HumoPipeline:
+    """The whole generation flow. Build it with `from_pretrained` (or from components, for tests)."""
+
+    def __init__(
+        self,
+        layout: ModelLayout,
+        dit,
+        vae,
+        text_encoder,
+        audio_encoder,
+        *,
+        device="cpu",
+        offload: bool = True,
+        log: Callable[[str], None] | None = None,
+        progress: bool = True,
+    ):
+        self.layout = layout
+        self.dit = dit
+        wrap = lambda c: c if isinstance(c, _Lazy) else _Lazy(lambda: c, offload=False)  # noqa: E731
+        self.vae, self.text_encoder, self.audio_encoder = wrap(vae), wrap(text_encoder), wrap(audio_encoder)
+        self.device = torch.device(device)
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.progress = progress
+
+    # ------------------------------------------------------------------------------------------------------------
+    @classmethod
+    def check_weights(cls, weights_dir: str | Path, preset: str) -> ModelLayout:
+        """The layout for `preset`, after checking every component exists under `weights_dir` (no loading)."""
+        if preset not in LAYOUTS:
+            raise HumoError(f"--preset {preset}: unknown (choose from: {', '.join(LAYOUTS)})")
+        layout = LAYOUTS[preset]
+        root = Path(weights_dir)
+        if not root.is_dir():
+            raise HumoError(f"--weights {root}: not a folder")
+        for what, rel in (
+            ("DiT", layout.dit),
+            ("VAE", layout.vae),
+            ("text encoder", layout.text),
+            ("tokenizer", layout.tokenizer),
+            ("audio encoder", layout.audio),
+        ):
+            if rel is not None and not (root / rel).exists():
+                raise HumoError(f"--weights {root}: the {what} is missing (expected {rel})")
+        return layout
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        weights_dir: str | Path,
+        preset: str = "humo-17b",
+        *,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+        offload: bool = True,
+        **kwargs,
+    ) -> HumoPipeline:
+        """Load a model from a weights folder laid out as the official release (see `LAYOUTS`)."""
+        from humo.checkpoint import load_dit
+        from humo.conditions.audio import AudioEncoder
+        from humo.conditions.text import TextEncoder
+        from humo.conditions.vae import WanVAE
+
+        layout = cls.check_weights(weights_dir, preset)
+        root = Path(weights_dir)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype is None:
+            dtype = torch.bfloat16 if layout.dtype == "bf16" else torch.float32
+        dit = load_dit(root / layout.dit, layout.dit_preset, dtype=dtype, device=device)
+        if layout.vae_format == "official":
+            vae_loader = lambda: WanVAE.from_official(root / layout.vae, device=device)  # noqa: E731
+        else:
+            vae_loader = lambda: WanVAE.from_pretrained(root / layout.vae, device=device)  # noqa: E731
+        if layout.text_format == "official":
+            text_loader = lambda: TextEncoder.from_official(  # noqa: E731
+                root / layout.text, root / layout.tokenizer, dtype=torch.bfloat16, device=device
+            )
+        else:
+            text_loader = lambda: TextEncoder.from_pretrained(root / layout.text, device=device)  # noqa: E731
+        audio_loader = lambda: AudioEncoder.from_pretrained(root / layout.audio, device=device)  # noqa: E731
+        return cls(
+            layout,
+            dit,
+            _Lazy(vae_loader, offload),
+            _Lazy(text_loader, offload),
+            _Lazy(audio_loader, offload),
+            device=device,
+            offload=offload,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------------------------------------------------
+    def __call__(
+        self,
+        prompt: str | GenerationRequest,
+        images: Sequence[str] = (),
+        audio: str | None = None,
+        *,
+        out: str | Path | None = None,
+        png_dir: str | Path | None = None,
+        **options,
+    ) -> GenerationResult:
+        """Generate one video. `options` are GenerationRequest fields (height, width, frames, steps, seed, ...)."""
+        req = prompt if isinstance(prompt, GenerationRequest) else GenerationRequest(prompt, images, audio, **options)
+        req = req.resolved(self.layout)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        cond = self.encode_conditions(req)
+        timings["encode"] = time.perf_counter() - t0
+        self.log(
+            f"encode  {timings['encode']:6.2f} s  ({cond['mode']}, {cond['frames']} frames "
+            f"{req.height}x{req.width}, {cond['n_ref']} reference frame(s))"
+        )
+
+        t0 = time.perf_counter()
+        latents, mask = self.sample(req, cond)
+        timings["sample"] = time.perf_counter() - t0
+        self.log(f"sample  {timings['sample']:6.2f} s  ({req.steps} steps, {req.sampler}, guidance {req.guidance})")
+
+        t0 = time.perf_counter()
+        with self.vae as vae:
+            video = vae.decode(latents.float())[0]  # [3, T, H, W] in [-1, 1]
+        frames = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+        timings["decode"] = time.perf_counter() - t0
+        self.log(f"decode  {timings['decode']:6.2f} s  ({frames.shape[0]} frames)")
+
+        path = None
+        if out is not None:
+            from humo.media.video import write_video
+
+            t0 = time.perf_counter()
+            meta = {
+                "model": self.layout.name,
+                "title": req.prompt[:200],
+                "seed": req.seed,
+                "steps": req.steps,
+                "guidance": req.guidance,
+            }
+            path = write_video(
+                out,
+                frames,
+                fps=VIDEO_FPS,
+                audio=cond["samples"],
+                sample_rate=SAMPLE_RATE,
+                metadata=meta,
+                png_dir=png_dir,
+            )
+            timings["write"] = time.perf_counter() - t0
+            self.log(f"write   {timings['write']:6.2f} s  -> {path}")
+        if cond["samples"] is not None:  # the result, like the file, ends with the shorter of video and audio
+            frames = frames[: max(1, min(len(frames), len(cond["samples"]) * VIDEO_FPS // SAMPLE_RATE))]
+        return GenerationResult(frames, VIDEO_FPS, cond["samples"], SAMPLE_RATE, path, timings, mask)
+
+    # ------------------------------------------------------------------------------------------------------------
+    def encode_conditions(self, req: GenerationRequest) -> dict[str, Any]:
+        """Everything the DiT needs that does not change over the sampling steps."""
+        from humo.conditions.audio import audio_windows, frames_for_audio
+        from humo.media.audio import load_audio
+        from humo.media.image import load_references
+        from humo.reference import concat_condition
+
+        cfg = self.dit.cfg
+        present = req.inputs_present()
+        samples = load_audio(req.audio, SAMPLE_RATE) if req.audio else None
+        frames = frames_for_audio(len(samples), VIDEO_FPS) if req.frames == -1 else req.frames
+        f_lat, h, w = (frames - 1) // 4 + 1, req.height // 8, req.width // 8
+
+        schedule = req.schedule(req)
+        text_sources = {c.text_source for c in schedule_conditions(schedule)}
+        negative = req.negative_prompt
+        if negative is None:
+            from humo.conditions.text import WAN_NEGATIVE_PROMPT
+
+            negative = WAN_NEGATIVE_PROMPT
+        with self.text_encoder as te:
+            texts = {"prompt": req.prompt, "negative": negative, "empty": ""}
+            wanted = ["prompt"] + sorted(text_sources - {"prompt"})
+            embs = te.encode([texts[k] for k in wanted])
+            context = {k: embs[i : i + 1] for i, k in enumerate(wanted)}
+
+        # References: the images, or one zero latent frame standing in for them in text+audio mode (as released).
+        n_images = len(req.images)
+        n_ref = n_images if n_images else (1 if (cfg.audio and req.audio) else 0)
+        refs = torch.zeros(1, cfg.out_dim, n_ref, h, w)
+        y = y_null = None
+        with self.vae as vae:
+            if n_images:
+                pixels = load_references(req.images, req.height, req.width)
+                refs = vae.encode_images(pixels).permute(1, 2, 0, 3, 4).reshape(1, cfg.out_dim, n_images, h, w)
+            if cfg.reference_mode == "concat":
+                zero_video = vae.zero_video_latent(frames, req.height, req.width)[0]
+                y = concat_condition(refs, zero_video, keep_image=True)
+                y_null = concat_condition(refs, zero_video, keep_image=False)
+
+        windows = None
+        if cfg.audio:
+            if samples is not None:
+                with self.audio_encoder as ae:
+                    feats = ae.features(samples, fps=VIDEO_FPS)
+                windows = audio_windows(feats, f_lat, n_ref).unsqueeze(0)
+            else:
+                windows = torch.zeros(1, f_lat + n_ref, cfg.audio_window, cfg.audio_groups, cfg.audio_feat_dim)
+        mode = "+".join(m for m in ("text", "image", "audio") if m in present)
+        return dict(
+            context=context,
+            refs=refs,
+            n_ref=n_ref,
+            y=y,
+            y_null=y_null,
+            windows=windows,
+            samples=samples,
+            frames=frames,
+            latent_shape=(cfg.out_dim, f_lat + n_ref, h, w),
+            schedule=schedule,
+            mode=mode,
+        )
+
+    def model_fn(self, cond: dict[str, Any]):
+        """The batched DiT call the guidance needs: (x [k*B, ...], t [k*B], conditions) -> velocity [k*B, ...]."""
+        cfg, dit = self.dit.cfg, self.dit
+        dtype = dit.dtype
+        refs, windows = cond["refs"].to(self.device), cond["windows"]
+        self._last_mask = None
+
+        def fn(x: torch.Tensor, t: torch.Tensor, conditions) -> torch.Tensor:
+            b = x.shape[0] // len(conditions)
+            xs, ctxs, auds, ys = [], [], [], []
+            for j, c in enumerate(conditions):
+                xj = x[j * b : (j + 1) * b]
+                if cfg.reference_mode == "replace" and cond["n_ref"]:
+                    from humo.reference import replace_references
+
+                    xj = replace_references(xj, refs if c.has("image") else torch.zeros_like(refs))
+                xs.append(xj)
+                ctxs.append(cond["context"][c.text_source].expand(b, -1, -1))
+                if windows is not None:
+                    auds.append(
+                        (windows if c.has("audio") else torch.zeros_like(windows)).expand(b, *windows.shape[1:])
+                    )
+                if cfg.reference_mode == "concat":
+                    ys.append((cond["y"] if c.has("image") else cond["y_null"]).expand(b, *cond["y"].shape[1:]))
+            xb = torch.cat(xs).to(self.device, dtype)
+            ctx = torch.cat(ctxs).to(self.device, dtype)
+            aud = torch.cat(auds).to(self.device, dtype) if auds else None
+            yb = torch.cat(ys).to(self.device, dtype) if ys else None
+            with torch.no_grad():
+                if cfg.mask_head_blocks:
+                    out, mask = dit(xb, t.to(self.device), ctx, audio=aud, y=yb, return_mask=True)
+                    self._last_mask = torch.sigmoid(mask[:b]).float().cpu()  # the first (fullest) condition
+                else:
+                    out = dit(xb, t.to(self.device), ctx, audio=aud, y=yb)
+            return out.float()
+
+        return fn
+
+    def sample(self, req: GenerationRequest, cond: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray | None]:
+        """Flow-matching sampling with guidance. Returns the video latents [1, C, F, h, w] (references dropped)."""
+        from humo.guidance import guided_prediction
+        from humo.reference import drop_references
+        from humo.sampler import make_sampler
+
+        sampler = make_sampler(req.sampler, steps=req.steps, shift=req.shift)  # fresh state for every video
+        generator = torch.Generator().manual_seed(req.seed)
+        x = torch.randn((1, *cond["latent_shape"]), generator=generator, dtype=torch.float32)
+        fn = self.model_fn(cond)
+        steps = sampler.timesteps
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(steps), desc="sampling", unit="step", file=sys.stderr, leave=False)
+        for t in steps:
+            v = guided_prediction(
+                fn, x, t, cond["schedule"], max_batch=req.max_batch, sequential=req.sequential_guidance
+            )
+            x = sampler.step(v, t, x)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        mask = None
+        if self._last_mask is not None:
+            mask = drop_references(self._last_mask.unsqueeze(1), cond["n_ref"])[0, 0].numpy()
+        return drop_references(x, cond["n_ref"]), mask
+
+
+def schedule_conditions(schedule) -> set:
+    """Every condition any phase of the schedule uses."""
+    return {c for phase in schedule.phases for c in phase.chain}

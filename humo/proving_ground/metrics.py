@@ -1,0 +1,392 @@
+"""Proving-ground metrics for generated videos, computed from the video and its INPUTS only.
+
+Given the frames and what the generator was asked for (prompt, reference images, audio) — never the
+generator's hidden ground truth — the readers in `readers.py` measure:
+
+- text following: scene, action and object read from the video against those parsed from the prompt
+  (`world.parse_caption`); per-factor accuracy and their mean. Chance: 1/6, 1/5, 1/6.
+- subject consistency: the six identity attributes read from the video's character against those read from
+  the reference image: accuracy over attributes, and a similarity in [0, 1] (mean over attributes of the
+  Bhattacharyya coefficient sum_c sqrt(p_video(c) p_ref(c)) of the two readers' class probabilities).
+- audio-visual sync (SyncNet-style): the mouth opening read from the frames m[t] against the loudness envelope
+  e[t] computed from the audio file. For each offset k in [-15, 15] frames, d(k) = 1 - pearson(m[t], e[t + k])
+  over the overlapping frames (0 = perfectly in sync, 1 = unrelated, 2 = anti-correlated).
+  Sync-D = min_k d(k); Sync-C = median_k d(k) - min_k d(k) (how much the best offset stands out, SyncNet's
+  confidence); offset = argmin_k d(k): k > 0 means the audio lags the video by k frames.
+- face localisation: IoU of a predicted face mask against the ground truth (arrays).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from humo.errors import HumoError
+from humo.proving_ground import readers, world
+
+MAX_OFFSET = 15
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Single metrics
+
+
+def text_following(frames: np.ndarray, prompt: str, face: readers.FaceTrack | None = None) -> dict:
+    """Scene/action/object read from frames [T, H, W, 3] vs. parsed from `prompt`.
+
+    Returns {"text_scene", "text_action", "text_object": 1.0 / 0.0 (None when the prompt does not name that
+    factor), "text_mean": mean of the available ones (None if none), "expected": {...}, "read": {...}}.
+    """
+    expected = world.parse_caption(prompt)
+    img = readers._as_float(frames)
+    if face is None:
+        faces = readers.find_faces(img)
+        face = faces[0] if faces else None
+    scene_p = readers.read_scene(img)
+    read = {"scene": max(scene_p, key=scene_p.get)}
+    if face is not None and face.valid.any():
+        read["action"], _ = readers.read_action(img, face)
+        read["object"], _ = readers.read_object(img, face)
+    else:
+        read["action"], read["object"] = None, None
+    out: dict = {}
+    scores = []
+    for k in ("scene", "action", "object"):
+        if expected.get(k) is None:
+            out[f"text_{k}"] = None
+            continue
+        ok = float(read[k] == expected[k])
+        out[f"text_{k}"] = ok
+        scores.append(ok)
+    out["text_mean"] = float(np.mean(scores)) if scores else None
+    out["expected"] = {k: expected.get(k) for k in ("scene", "action", "object")}
+    out["read"] = read
+    return out
+
+
+def attribute_similarity(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> tuple[float, float]:
+    """(accuracy, similarity) between two attribute readings {attr: {value: p}}: the fraction of attributes
+    whose most likely values agree, and the mean Bhattacharyya coefficient of the distributions (0..1)."""
+    acc, sim = [], []
+    for k in world.ATTRIBUTES:
+        pa, pb = a[k], b[k]
+        acc.append(float(max(pa, key=pa.get) == max(pb, key=pb.get)))
+        sim.append(sum(math.sqrt(max(pa[v], 0.0) * max(pb[v], 0.0)) for v in pa))
+    return float(np.mean(acc)), float(min(1.0, np.mean(sim)))
+
+
+def subject_consistency(frames: np.ndarray, ref_images: Sequence[np.ndarray]) -> dict:
+    """Identity attributes of the video's character(s) vs. the reference image(s).
+
+    With several references (one per character), each is compared with every face found in the video and keeps
+    its best match. Returns {"subject_acc", "subject_sim" (means over references; None when no face is found
+    in the video or a reference), "ref": [labels per reference], "video": [labels per face]}.
+    """
+    img = readers._as_float(frames)
+    idx = np.unique(np.linspace(0, img.shape[0] - 1, min(12, img.shape[0])).round().astype(int))
+    sub = img[idx]
+    faces = readers.find_faces(sub, max_faces=max(1, len(ref_images)))
+    vid = [p for p in (readers.read_identity(sub, f) for f in faces) if p is not None]
+    refs = [readers.read_identity(readers._as_float(r)) for r in ref_images]
+    accs, sims = [], []
+    for r in refs:
+        if r is None or not vid:
+            accs.append(None)
+            sims.append(None)
+            continue
+        best = max((attribute_similarity(v, r) for v in vid), key=lambda x: (x[1], x[0]))
+        accs.append(best[0])
+        sims.append(best[1])
+    ok = [a for a in accs if a is not None]
+    return {
+        "subject_acc": float(np.mean(ok)) if ok else None,
+        "subject_sim": float(np.mean([s for s in sims if s is not None])) if ok else None,
+        "ref": [readers.argmax_labels(r) if r else None for r in refs],
+        "video": [readers.argmax_labels(v) for v in vid],
+    }
+
+
+def sync_scores(mouth: np.ndarray, envelope: np.ndarray, max_offset: int = MAX_OFFSET) -> dict:
+    """SyncNet-style scores of a mouth signal [T] against an audio envelope [T] (see the module docstring).
+
+    NaN mouth frames (no face) are interpolated. Offsets whose overlap is shorter than max(8, T/3) frames are
+    skipped. Returns {"sync_c", "sync_d", "sync_offset", "sync_corr" (the peak correlation 1 - Sync-D),
+    "sync_corr0" (correlation at offset 0), "distances": {offset: d}}; scores are None when the mouth is never
+    seen or either signal is constant.
+    """
+    m = np.asarray(mouth, np.float64)
+    e = np.asarray(envelope, np.float64)
+    T = min(len(m), len(e))
+    m, e = m[:T], e[:T]
+    ok = np.isfinite(m)
+    empty = {
+        "sync_c": None,
+        "sync_d": None,
+        "sync_offset": None,
+        "sync_corr": None,
+        "sync_corr0": None,
+        "distances": {},
+    }
+    if ok.sum() < 4:
+        return empty
+    m = np.interp(np.arange(T), np.flatnonzero(ok), m[ok])
+    min_overlap = max(8, T // 3)
+    dist = {}
+    for k in range(-max_offset, max_offset + 1):
+        lo, hi = max(0, -k), min(T, T - k)
+        if hi - lo < min_overlap:
+            continue
+        a, b = m[lo:hi], e[lo + k : hi + k]
+        sa, sb = a.std(), b.std()
+        r = float(((a - a.mean()) * (b - b.mean())).mean() / (sa * sb)) if sa > 1e-6 and sb > 1e-6 else 0.0
+        dist[k] = 1.0 - r
+    if not dist or (m.std() < 1e-6 or e.std() < 1e-6):
+        return {**empty, "distances": dist}
+    ks = np.array(list(dist))
+    ds = np.array(list(dist.values()))
+    best = int(ds.argmin())
+    return {
+        "sync_c": float(np.median(ds) - ds[best]),
+        "sync_d": float(ds[best]),
+        "sync_offset": int(ks[best]),
+        "sync_corr": float(1 - ds[best]),
+        "sync_corr0": float(1 - dist[0]) if 0 in dist else None,
+        "distances": {int(k): float(d) for k, d in dist.items()},
+    }
+
+
+def av_sync(
+    frames: np.ndarray,
+    fps: float,
+    audio: np.ndarray,
+    sample_rate: int,
+    face: readers.FaceTrack | None = None,
+    max_offset: int = MAX_OFFSET,
+) -> dict:
+    """Mouth opening read from frames [T, H, W, 3] vs. the envelope of mono `audio` [N] at `sample_rate`."""
+    img = readers._as_float(frames)
+    mouth = readers.mouth_opening(img, face)
+    env = readers.audio_envelope(audio, sample_rate, fps, img.shape[0])
+    return sync_scores(mouth, env, max_offset)
+
+
+def face_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """IoU of two face masks [T, H, W] or [H, W] (bool, or float thresholded at 0.5) over the whole clip;
+    1.0 when both are empty."""
+    p, g = np.asarray(pred), np.asarray(gt)
+    if p.shape != g.shape:
+        raise HumoError(f"face masks: predicted shape {p.shape} differs from ground truth {g.shape}")
+    p = p > 0.5 if p.dtype != bool else p
+    g = g > 0.5 if g.dtype != bool else g
+    union = np.logical_or(p, g).sum()
+    return 1.0 if union == 0 else float(np.logical_and(p, g).sum() / union)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Whole clips and batches
+
+SUMMARY_KEYS = (
+    "text_scene",
+    "text_action",
+    "text_object",
+    "text_mean",
+    "subject_acc",
+    "subject_sim",
+    "sync_c",
+    "sync_d",
+    "sync_offset",
+    "face_found",
+)
+
+
+def _load_image(x) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    from PIL import Image
+
+    from humo.errors import require_file
+
+    p = require_file(x, "reference image")
+    try:
+        with Image.open(p) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError as e:
+        raise HumoError(f"reference image {p}: cannot read ({e})") from None
+
+
+def _load_audio(audio) -> tuple[np.ndarray, int] | None:
+    if audio is None:
+        return None
+    if isinstance(audio, tuple):
+        return np.asarray(audio[0], np.float32), int(audio[1])
+    if isinstance(audio, np.ndarray):
+        return audio.astype(np.float32), 16000
+    from humo.media.audio import load_audio
+
+    return load_audio(audio, 16000, min_seconds=0), 16000
+
+
+def evaluate_clip(
+    frames: np.ndarray,
+    fps: float,
+    prompt: str | None,
+    ref_images: Sequence[np.ndarray | str | os.PathLike] = (),
+    audio: np.ndarray | tuple[np.ndarray, int] | str | os.PathLike | None = None,
+) -> dict:
+    """All metrics for one generated clip, from frames uint8 [T, H, W, 3] and its inputs.
+
+    ref_images: arrays [H, W, 3] or image paths; audio: a path, (wave [N], sample_rate), a 16 kHz wave [N], or
+    None. Metrics whose input is missing are None. Returns the flat SUMMARY_KEYS plus "sync_corr" and "details".
+    """
+    img = readers._as_float(frames)
+    if img.shape[0] == 0:
+        raise HumoError("video has no frames")
+    faces = readers.find_faces(img)
+    face = faces[0] if faces else None
+    out: dict = {"face_found": float(face.valid.mean()) if face is not None else 0.0}
+    details: dict = {}
+    if prompt:
+        tf = text_following(img, prompt, face)
+        details["text"] = {"expected": tf.pop("expected"), "read": tf.pop("read")}
+        out.update(tf)
+    else:
+        out.update({"text_scene": None, "text_action": None, "text_object": None, "text_mean": None})
+    refs = [_load_image(r) for r in ref_images]
+    if refs:
+        sc = subject_consistency(img, refs)
+        details["subject"] = {"ref": sc.pop("ref"), "video": sc.pop("video")}
+        out.update(sc)
+    else:
+        out.update({"subject_acc": None, "subject_sim": None})
+    a = _load_audio(audio)
+    if a is not None:
+        s = av_sync(img, fps, a[0], a[1], face)
+        details["sync_distances"] = s.pop("distances")
+        out.update(s)
+    else:
+        out.update({"sync_c": None, "sync_d": None, "sync_offset": None, "sync_corr": None, "sync_corr0": None})
+    out["details"] = details
+    return out
+
+
+def _resolve(path: str, base: Path) -> Path:
+    """A case's path: absolute as is, else relative to the cases file if it exists there, else to the working
+    directory (where the release's test_case.json paths point)."""
+    p = Path(path)
+    if p.is_absolute() or not (base / p).exists():
+        return p
+    return base / p
+
+
+def read_cases(cases: dict | str | os.PathLike) -> tuple[dict, Path]:
+    """Load cases in the release format {name: {"img_paths": [...], "audio_path": ..., "prompt": ...}}.
+    Relative paths are taken relative to the cases file (else to the working directory)."""
+    if isinstance(cases, dict):
+        return cases, Path.cwd()
+    from humo.errors import require_file
+
+    p = require_file(cases, "cases file")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise HumoError(f"cases file {p}: invalid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise HumoError(f"cases file {p}: expected an object {{name: {{img_paths, audio_path, prompt}}}}")
+    return data, p.parent
+
+
+def evaluate_batch(
+    cases: dict | str | os.PathLike, videos_dir: str | os.PathLike, *, skip_missing: bool = False
+) -> dict:
+    """Evaluate `videos_dir/<name>.mp4` for every case; returns {"rows": {name: metrics}, "means": {key: mean}}.
+
+    A missing video is an error unless `skip_missing` (then it is left out and listed under "missing").
+    """
+    from humo.media.video import read_video
+
+    data, base = read_cases(cases)
+    vdir = Path(videos_dir)
+    rows, missing = {}, []
+    for name, case in data.items():
+        video = vdir / f"{name}.mp4"
+        if not video.is_file():
+            if skip_missing:
+                missing.append(name)
+                continue
+            raise HumoError(f"case '{name}': video {video} not found")
+        frames, fps, _, _ = read_video(video)
+        imgs = [_resolve(x, base) for x in case.get("img_paths") or []]
+        audio = case.get("audio_path")
+        rows[name] = evaluate_clip(frames, fps, case.get("prompt"), imgs, _resolve(audio, base) if audio else None)
+    return {"rows": rows, "means": summarize(rows.values()), "missing": missing}
+
+
+def summarize(rows) -> dict:
+    """Mean of each SUMMARY_KEYS metric over rows (None values skipped; None if no row has it).
+    For sync_offset the mean absolute offset is reported."""
+    rows = list(rows)
+    out = {}
+    for k in SUMMARY_KEYS:
+        vals = [r[k] for r in rows if r.get(k) is not None]
+        if k == "sync_offset":
+            vals = [abs(v) for v in vals]
+        out[k] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def format_table(rows: dict, means: dict) -> str:
+    """A plain-text table: one row per clip, then the means."""
+    cols = [("scene", "text_scene"), ("action", "text_action"), ("object", "text_object"), ("text", "text_mean"),
+            ("subj_acc", "subject_acc"), ("subj_sim", "subject_sim"), ("sync_c", "sync_c"), ("sync_d", "sync_d"),
+            ("offset", "sync_offset"), ("face", "face_found")]  # fmt: skip
+    name_w = max([4] + [len(n) for n in rows])
+
+    def fmt(v, key):
+        if v is None:
+            return "-"
+        return f"{v:d}" if key == "sync_offset" and isinstance(v, int) else f"{v:.3f}"
+
+    lines = ["name".ljust(name_w) + "".join(h.rjust(9) for h, _ in cols)]
+    for n, r in rows.items():
+        lines.append(n.ljust(name_w) + "".join(fmt(r.get(k), k).rjust(9) for _, k in cols))
+    lines.append("mean".ljust(name_w) + "".join(fmt(means.get(k), "").rjust(9) for _, k in cols))
+    return "\n".join(lines)
+
+
+def degrade(
+    frames: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    blur: float = 1.0,
+    noise: float = 4.0,
+    down: int = 2,
+    shift: float = 8.0,
+) -> np.ndarray:
+    """A small VAE's and an imperfect generator's damage, for validating the readers: downsample by `down` and
+    back (bilinear), Gaussian blur of sigma `blur` px, a random per-channel colour shift of up to +-`shift` and a
+    global gain of +-3%, and Gaussian noise of sigma `noise` (0..255 units). frames: [T, H, W, 3] uint8."""
+    x = np.asarray(frames, np.float32)
+    T, H, W, _ = x.shape
+    if down > 1:
+        from PIL import Image
+
+        small = [np.asarray(Image.fromarray(f).resize((W // down, H // down), Image.BILINEAR)) for f in frames]
+        x = np.stack([np.asarray(Image.fromarray(s).resize((W, H), Image.BILINEAR), np.float32) for s in small])
+    if blur > 0:
+        r = int(math.ceil(3 * blur))
+        k = np.exp(-0.5 * (np.arange(-r, r + 1) / blur) ** 2)
+        k /= k.sum()
+        for axis in (1, 2):
+            pad = [(0, 0)] * 4
+            pad[axis] = (r, r)
+            xp = np.pad(x, pad, mode="edge")
+            n = x.shape[axis]
+            x = sum(w * np.take(xp, np.arange(i, i + n), axis=axis) for i, w in enumerate(k))
+    x = x * rng.uniform(0.97, 1.03) + rng.uniform(-shift, shift, size=3)
+    x = x + rng.normal(0, noise, size=x.shape)
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)

@@ -1,0 +1,612 @@
+"""Analytic readers: recover the proving ground's factors from pixels and audio, with no learned weights.
+
+Because we know how the world is drawn, each reader measures one thing where the renderer puts it:
+
+- `find_faces`: skin is the only colour in the world near the line of skin tones (checked by the tests), so
+  a face is the largest blob of skin-coloured pixels; its rows are filled (eyes, glasses, mouth) and its widest
+  row, centre column and centroid give the head centre (cx, cy), its half-height U and half-width.
+- Every other reader samples the frame on a grid placed in head units around that face (bilinear, so it works
+  at any resolution), and compares median colours or colour fractions with the world's palettes.
+- `audio_envelope` is the short-time RMS of the audio per video frame: the synthesiser keeps the voice at unit
+  power per unit envelope for every vowel, so this recovers the loudness envelope from the file alone.
+
+Class decisions that depend on geometry (face shape, hair style, glasses) compare features with prototypes
+measured once by running the same feature extractors on clean renders (`_prototypes`, cached, ~0.2 s), so the
+readers stay consistent with the renderer by construction. Everything is vectorised over frames.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from humo.proving_ground import render, world
+from humo.proving_ground.render import HAIRLINE, MOUTH_V
+
+_SKIN = np.array(list(world.SKIN_TONES.values()), np.float32)
+_SKIN_T = (0.8, 1.2)  # brightness range of the skin cones (lighting, shading, codec drift)
+_SKIN_D = (25.0, 50.0)  # colour distance: <= 25 is skin, >= 50 is not
+_COLOUR_SIGMA = 25.0
+_WIDTH_V = 0.1  # head-local v of the rows where the face width is measured
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pixel helpers
+
+
+def _as_float(frames: np.ndarray) -> np.ndarray:
+    """uint8/float frames [T, H, W, 3] or an image [H, W, 3] -> float32 [T, H, W, 3] in 0..255."""
+    a = np.asarray(frames)
+    if a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4 or a.shape[-1] != 3:
+        raise ValueError(f"expected frames [T, H, W, 3] or an image [H, W, 3], got shape {a.shape}")
+    a = a.astype(np.float32)
+    if a.size and a.max() <= 1.0 and np.asarray(frames).dtype != np.uint8:
+        a = a * 255.0  # float frames in 0..1
+    return a
+
+
+def skin_distance(img: np.ndarray) -> np.ndarray:
+    """Distance [...,] in RGB units from each pixel [..., 3] to the nearest skin-tone cone (tone x brightness)."""
+    best = None
+    for s in _SKIN:
+        t = np.clip((img @ s) / float(s @ s), *_SKIN_T)
+        d = np.sqrt(((img - t[..., None] * s) ** 2).sum(-1))
+        best = d if best is None else np.minimum(best, d)
+    return best
+
+
+def skin_probability(img: np.ndarray) -> np.ndarray:
+    """Soft skin mask [...] in 0..1 from colour distance to the skin cones."""
+    lo, hi = _SKIN_D
+    return np.clip((hi - skin_distance(img)) / (hi - lo), 0.0, 1.0)
+
+
+def _tone_probability(img: np.ndarray, tone: np.ndarray) -> np.ndarray:
+    """Soft mask [...] of pixels [..., 3] near the cone of one skin colour `tone` [3] (brightness 0.8..1.2)."""
+    t = np.clip((img @ tone) / max(float(tone @ tone), 1e-6), *_SKIN_T)
+    d = np.sqrt(((img - t[..., None] * tone) ** 2).sum(-1))
+    lo, hi = _SKIN_D
+    return np.clip((hi - d) / (hi - lo), 0.0, 1.0)
+
+
+def _dilate(m: np.ndarray, r: int = 1) -> np.ndarray:
+    """Max filter with a (2r+1)^2 square over the last two axes (bool or float)."""
+    out = m.copy()
+    for axis in (-1, -2):
+        src = out.copy()
+        n = src.shape[axis]
+        for k in range(1, r + 1):
+            a = [slice(None)] * src.ndim
+            b = [slice(None)] * src.ndim
+            a[axis], b[axis] = slice(k, n), slice(0, n - k)
+            out[tuple(a)] = np.maximum(out[tuple(a)], src[tuple(b)])
+            out[tuple(b)] = np.maximum(out[tuple(b)], src[tuple(a)])
+    return out
+
+
+def _box_mean(m: np.ndarray, r: int) -> np.ndarray:
+    """Mean over a (2r+1)^2 box (zero padding) over the last two axes."""
+    c = np.pad(m.astype(np.float32), [(0, 0)] * (m.ndim - 2) + [(r + 1, r), (r + 1, r)])
+    c = c.cumsum(-1).cumsum(-2)
+    k = 2 * r + 1
+    s = c[..., k:, k:] - c[..., :-k, k:] - c[..., k:, :-k] + c[..., :-k, :-k]
+    return s / (k * k)
+
+
+def _reconstruct(seed: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Connected part of `mask` [T, H, W] bool reachable from `seed` (8-connectivity)."""
+    m = seed & mask
+    for i in range(mask.shape[-1] + mask.shape[-2]):
+        d = _dilate(m, 1) & mask
+        if i % 4 == 3 and np.array_equal(d, m):
+            break
+        m = d
+    return m
+
+
+def sample_grid(frames: np.ndarray, cx, cy, scale, us, vs) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear samples of frames [T, H, W, C] on a grid placed per frame at (cx + u*scale, cy + v*scale).
+
+    cx, cy: [T] pixel positions; scale: [T] or scalar pixels per unit; us: [nu], vs: [nv] offsets in units.
+    Returns (values [T, nv, nu, C], valid [T, nv, nu] bool: inside the frame).
+    """
+    T, H, W = frames.shape[:3]
+    cx, cy = np.broadcast_to(np.asarray(cx, np.float32), (T,)), np.broadcast_to(np.asarray(cy, np.float32), (T,))
+    sc = np.broadcast_to(np.asarray(scale, np.float32), (T,))
+    x = cx[:, None, None] + np.asarray(us, np.float32)[None, None, :] * sc[:, None, None] - 0.5
+    y = cy[:, None, None] + np.asarray(vs, np.float32)[None, :, None] * sc[:, None, None] - 0.5
+    x, y = np.broadcast_arrays(x, y)
+    valid = (x >= -0.5) & (x <= W - 0.5) & (y >= -0.5) & (y <= H - 0.5)
+    x, y = np.clip(x, 0, W - 1), np.clip(y, 0, H - 1)
+    x0, y0 = (
+        np.minimum(np.floor(x).astype(np.int64), W - 2 if W > 1 else 0),
+        np.minimum(np.floor(y).astype(np.int64), H - 2 if H > 1 else 0),
+    )
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    x1, y1 = np.minimum(x0 + 1, W - 1), np.minimum(y0 + 1, H - 1)
+    t = np.arange(T)[:, None, None]
+    v = (
+        frames[t, y0, x0] * (1 - fx) * (1 - fy)
+        + frames[t, y0, x1] * fx * (1 - fy)
+        + frames[t, y1, x0] * (1 - fx) * fy
+        + frames[t, y1, x1] * fx * fy
+    )
+    return v.astype(np.float32), valid
+
+
+def _grid(lo: float, hi: float, step: float) -> np.ndarray:
+    n = max(2, int(round((hi - lo) / step)) + 1)
+    return np.linspace(lo, hi, n, dtype=np.float32)
+
+
+def _masked_median(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per-frame median colour: values [T, ..., 3], valid [T, ...] -> [T, 3] (NaN where nothing is valid)."""
+    T = values.shape[0]
+    v = values.reshape(T, -1, 3).astype(np.float32).copy()
+    ok = valid.reshape(T, -1)
+    v[~ok] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows -> NaN
+        return np.nanmedian(v, axis=1)
+
+
+def _softmax_dist(d2: np.ndarray, sigma: float) -> np.ndarray:
+    """Probabilities [..., K] from squared distances [..., K]: softmax(-d2 / (2 sigma^2))."""
+    z = -d2 / (2 * sigma * sigma)
+    z = z - np.nanmax(z, axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def _palette_probs(colours: np.ndarray, palette: dict[str, tuple[int, int, int]], sigma: float = _COLOUR_SIGMA):
+    """Colours [T, 3] -> probabilities [T, K] over the palette (rows of NaN colours give NaN)."""
+    p = np.asarray(list(palette.values()), np.float32)
+    d2 = ((colours[:, None, :] - p[None]) ** 2).sum(-1)
+    return _softmax_dist(d2, sigma)
+
+
+def _nanmean_rows(p: np.ndarray) -> np.ndarray | None:
+    ok = np.isfinite(p).all(-1)
+    return p[ok].mean(0) if ok.any() else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Faces
+
+
+@dataclass
+class FaceTrack:
+    """One face over T frames: head centre (cx, cy), half-height U and half-width ax in pixels [T] (NaN where
+    the face was not found), valid [T], mask [T, H, W] bool (the filled face region), skin [3] median skin RGB."""
+
+    cx: np.ndarray
+    cy: np.ndarray
+    U: np.ndarray
+    ax: np.ndarray
+    valid: np.ndarray
+    mask: np.ndarray
+    skin: np.ndarray
+
+    @property
+    def scale(self) -> float:
+        """Median U over valid frames (pixels)."""
+        return float(np.nanmedian(self.U[self.valid])) if self.valid.any() else float("nan")
+
+
+def find_faces(frames: np.ndarray, max_faces: int = 1) -> list[FaceTrack]:
+    """Find up to `max_faces` faces per frame in frames [T, H, W, 3] (uint8 or float 0..255).
+
+    Per frame, the faces are the largest skin blobs (seeded at the densest skin box), ranked left to right when
+    more than one is asked for. Frames where a face is missing have valid = False and NaN geometry.
+    """
+    img = _as_float(frames)
+    T, H, W = img.shape[:3]
+    prob = skin_probability(img)
+    rb = max(2, int(round(0.06 * H)))
+    rs = max(1, int(round(0.025 * H)))
+    min_mass = (0.06 * H) ** 2
+    # Blurred or anti-aliased edges between two non-skin colours mix to skin-like colours along thin bands (a
+    # red shirt's outline on a slate wall is "dark skin"), which would join a face to its surroundings. A box
+    # mean over (2 rs + 1)^2 pixels drops such bands (up to ~rs wide) below one half while it keeps a face's
+    # interior at ~1 and its outline in place. A face is seeded where that smoothed skin is densest, its own
+    # tone is taken there, and it is grown through pixels close to that one tone only.
+    smooth = _box_mean(prob, rs)
+    free = smooth > 0.5
+    found = []
+    for _ in range(max_faces):
+        dens = _box_mean(free, rb) * free
+        flat = dens.reshape(T, -1)
+        k = flat.argmax(1)
+        seed = np.zeros_like(free).reshape(T, -1)
+        seed[np.arange(T), k] = flat[np.arange(T), k] > 0.2
+        core = _reconstruct(seed.reshape(T, H, W), free)
+        free &= ~_dilate(core, 2)
+        pure = core & (prob > 0.7)
+        if not pure.any():
+            break
+        tone = np.median(img[pure], 0)
+        tone_prob = _tone_probability(img, tone)
+        comp = _reconstruct(core, _box_mean(tone_prob, rs) > 0.5)
+        # the box mean rounds the blob's corners off: take back the face-toned pixels within rs of it
+        comp = _dilate(comp, rs) & (tone_prob > 0.5)
+        found.append((comp, pure, tone_prob))
+    tracks = [_measure(img, p, comp, core, min_mass) for comp, core, p in found]
+    tracks = [t for t in tracks if t.valid.any()]
+    if len(tracks) > 1:
+        tracks.sort(key=lambda t: float(np.nanmedian(t.cx)))
+    return tracks
+
+
+def _measure(img: np.ndarray, prob: np.ndarray, comp: np.ndarray, core: np.ndarray, min_mass: float) -> FaceTrack:
+    """Geometry of one face blob comp [T, H, W] (core: its eroded seed region, free of stray edge lines)."""
+    T, H, W = comp.shape
+    # fill each row between the blob's leftmost and rightmost pixel: eyes, glasses and mouth become face
+    left = np.logical_or.accumulate(comp, axis=-1)
+    right = np.logical_or.accumulate(comp[..., ::-1], axis=-1)[..., ::-1]
+    filled = left & right
+    w = np.where(filled & ~comp, 1.0, prob) * _dilate(filled, 1)
+    xs = np.arange(W, dtype=np.float32) + 0.5
+    ys = np.arange(H, dtype=np.float32) + 0.5
+    t = np.arange(T)
+    mass = w.sum((-1, -2))
+    valid = (mass > min_mass) & core.any((-1, -2))
+    with np.errstate(all="ignore"):
+        # The blob's rim can pick up a few stray pixels (mixed colours at the hairline or the collar), so each
+        # dimension is measured where the head is clean: the height along the centre column (hairline to chin),
+        # the width along the rows just below the head centre (between the eyes and the mouth).
+        cm = core.sum((-1, -2))
+        cx = (core.sum(-2) * xs).sum(-1) / np.maximum(cm, 1)
+        for _ in range(2):
+            xc = np.clip(np.round(np.nan_to_num(cx) - 0.5).astype(np.int64), 1, W - 2)
+            col = (w[t, :, xc - 1] + w[t, :, xc] + w[t, :, xc + 1]) / 3  # [T, H]
+            h = col.sum(-1)
+            yc = (col * ys).sum(-1) / np.maximum(h, 1e-6)
+            U = h / (1 + HAIRLINE)
+            cy = yc + h / 2 - U
+            # rows within 0.08 U of v = 0.1 (below the eyes, above a wide mouth), weighted by a triangle
+            yr = cy + _WIDTH_V * U
+            rw = np.clip(1 - np.abs(ys[None] - yr[:, None]) / np.maximum(0.08 * U[:, None], 0.75), 0, None)
+            rows = (w * rw[:, :, None]).sum(-2) / np.maximum(rw.sum(-1, keepdims=True), 1e-6)  # [T, W]
+            width = rows.sum(-1)
+            cx = np.where(width > 0, (rows * xs).sum(-1) / np.maximum(width, 1e-6), cx)
+    valid &= h > 3
+    nan = np.float32(np.nan)
+    skin_px = img[core]
+    skin = np.median(skin_px, 0) if len(skin_px) else np.full(3, np.nan, np.float32)
+    return FaceTrack(
+        cx=np.where(valid, cx, nan).astype(np.float32),
+        cy=np.where(valid, cy, nan).astype(np.float32),
+        U=np.where(valid, U, nan).astype(np.float32),
+        ax=np.where(valid, width / 2, nan).astype(np.float32),
+        valid=valid,
+        mask=filled & valid[:, None, None],
+        skin=skin.astype(np.float32),
+    )
+
+
+def face_mask(frames: np.ndarray) -> np.ndarray:
+    """Predicted face mask [T, H, W] bool: the union of the faces found (up to 3)."""
+    img = _as_float(frames)
+    faces = find_faces(img, max_faces=3)
+    out = np.zeros(img.shape[:3], bool)
+    for f in faces:
+        out |= f.mask
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Identity attributes (per frame features, then class probabilities)
+
+
+def _identity_features(img: np.ndarray, f: FaceTrack) -> dict[str, np.ndarray]:
+    """Per-frame raw features of a face: colours [T, 3] and geometry scalars [T] / vectors [T, 3]."""
+    v = f.valid
+    cx, cy, U = np.where(v, f.cx, 0), np.where(v, f.cy, 0), np.where(v, f.U, 1)
+    axu = np.where(v, f.ax / f.U, 0.85)  # half-width in U
+    # hair colour: the cap, above the hairline
+    vals, ok = sample_grid(img, cx, cy, U, _grid(-0.35, 0.35, 0.1), _grid(-0.98, -0.7, 0.06))
+    hair = _masked_median(vals, ok)
+    # shirt: below the chin, in the middle of the torso
+    vals, ok = sample_grid(img, cx, cy, U, _grid(-0.5, 0.5, 0.1), _grid(1.3, 1.8, 0.1))
+    shirt = _masked_median(vals, ok)
+    # hair style: fraction of hair-coloured samples beside the cheeks (long), at the temples (pigtails), on top (bun)
+    feats = []
+    for us_lo, us_hi, vs in ((0.03, 0.3, (0.2, 0.9)), (0.15, 0.57, (-0.65, -0.25))):
+        fr = []
+        for side in (-1, 1):
+            us = side * _grid(us_lo, us_hi, 0.07)
+            # offsets depend on the face width: shift the grid by the half-width per frame
+            vals, ok = sample_grid(img, cx + side * axu * U, cy, U, us, _grid(*vs, 0.1))
+            fr.append(_colour_fraction(vals, ok, hair))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # both sides off-frame -> NaN
+            feats.append(np.nanmean(np.stack(fr), 0))
+    vals, ok = sample_grid(img, cx, cy, U, _grid(-0.22, 0.22, 0.07), _grid(-1.58, -1.32, 0.06))
+    feats.append(_colour_fraction(vals, ok, hair))
+    style = np.stack(feats, -1)
+    # sunglasses: how far the eye band has moved from skin towards the lens colour
+    vals, ok = sample_grid(img, cx, cy, U, _grid(-0.55, 0.55, 0.06), _grid(-0.3, -0.06, 0.06))
+    glasses = _towards(vals, ok, f.skin, world.GLASSES_COLOUR)
+    return {"hair": hair, "shirt": shirt, "style": style, "glasses": glasses, "ratio": axu}
+
+
+def _colour_fraction(vals: np.ndarray, ok: np.ndarray, colour: np.ndarray, lo: float = 35.0, hi: float = 65.0):
+    """Per-frame fraction [T] of valid samples within colour distance ~lo..hi of `colour` [T, 3]."""
+    d = np.sqrt(((vals - colour[:, None, None, :]) ** 2).sum(-1))
+    m = np.clip((hi - d) / (hi - lo), 0, 1)
+    n = ok.sum((-1, -2))
+    # a region entirely outside the frame is unknown (NaN), not "no hair"
+    return np.where(n > 0, (m * ok).sum((-1, -2)) / np.maximum(n, 1), np.nan)
+
+
+def _towards(vals: np.ndarray, ok: np.ndarray, base: np.ndarray, target) -> np.ndarray:
+    """Per-frame mean [T] of the projection of (colour - base) onto (target - base), clipped to 0..1."""
+    d = np.asarray(target, np.float32) - base
+    t = np.clip(((vals - base) @ d) / max(float(d @ d), 1e-6), 0, 1)
+    n = ok.sum((-1, -2))
+    return np.where(n > 0, (t * ok).sum((-1, -2)) / np.maximum(n, 1), np.nan)
+
+
+@functools.lru_cache(maxsize=1)
+def _prototypes() -> dict[str, np.ndarray]:
+    """Feature prototypes per class of face shape, hair style and glasses, measured on clean renders."""
+    shapes, styles, glasses = list(world.FACE_SHAPES), list(world.HAIR_STYLES), list(world.GLASSES)
+    ratio = {k: [] for k in shapes}
+    style = {k: [] for k in styles}
+    glass = {k: [] for k in glasses}
+    hair_cols, skins, shirts = list(world.HAIR_COLOURS), list(world.SKIN_TONES), list(world.SHIRT_COLOURS)
+    i = 0
+    for fs in shapes:
+        for hs in styles:
+            for gl in glasses:
+                ident = world.Identity(skins[i % 5], hair_cols[i % 6], hs, shirts[(i + 1) % 6], fs, gl)
+                # at the default 64 x 64, where pixel quantisation biases the geometry most
+                img, _ = render.render_still(ident, scene=list(world.SCENES)[i % 6], scale=(0.85, 1.0, 1.1)[i % 3])
+                i += 1
+                x = _as_float(img)
+                face = find_faces(x)[0]
+                feats = _identity_features(x, face)
+                ratio[fs].append(feats["ratio"][0])
+                style[hs].append(feats["style"][0])
+                glass[gl].append(feats["glasses"][0])
+    return {
+        "ratio": np.array([np.mean(ratio[k]) for k in shapes], np.float32),
+        "style": np.stack([np.mean(style[k], 0) for k in styles]).astype(np.float32),
+        "glasses": np.array([np.mean(glass[k]) for k in glasses], np.float32),
+    }
+
+
+def read_identity(frames: np.ndarray, face: FaceTrack | None = None, max_frames: int = 12) -> dict | None:
+    """Identity attributes of the (largest) face in frames [T, H, W, 3] or an image [H, W, 3].
+
+    Returns {attribute: {value: probability}} averaged over up to `max_frames` evenly spaced frames, or None
+    when no face is found.
+    """
+    img = _as_float(frames)
+    if face is None:
+        idx = np.unique(np.linspace(0, img.shape[0] - 1, min(max_frames, img.shape[0])).round().astype(int))
+        img = img[idx]
+        faces = find_faces(img)
+        if not faces:
+            return None
+        face = faces[0]
+    feats = _identity_features(img, face)
+    proto = _prototypes()
+    v = face.valid
+    skin_p = _palette_probs(np.broadcast_to(face.skin, (img.shape[0], 3)).copy(), world.SKIN_TONES)
+    probs = {
+        "skin": skin_p,
+        "hair_colour": _palette_probs(feats["hair"], world.HAIR_COLOURS),
+        "hair_style": _softmax_dist(np.nansum((feats["style"][:, None, :] - proto["style"][None]) ** 2, -1), 0.2),
+        "shirt": _palette_probs(feats["shirt"], world.SHIRT_COLOURS),
+        "face_shape": _softmax_dist((feats["ratio"][:, None] - proto["ratio"][None]) ** 2, 0.04),
+        "glasses": _softmax_dist((feats["glasses"][:, None] - proto["glasses"][None]) ** 2, 0.15),
+    }
+    out = {}
+    for name, p in probs.items():
+        m = _nanmean_rows(p[v])
+        if m is None:
+            return None
+        out[name] = dict(zip(world.ATTRIBUTES[name], (float(x) for x in m)))
+    return out
+
+
+def argmax_labels(probs: dict[str, dict[str, float]]) -> dict[str, str]:
+    """{attribute: {value: p}} -> {attribute: most likely value}."""
+    return {k: max(v, key=v.get) for k, v in probs.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Text factors: scene, object, action
+
+
+def _corner_boxes(H: int, W: int) -> list[tuple[slice, slice, bool]]:
+    """(rows, cols, is_top) of the four background corners that the character does not reach."""
+    th, tw, bh, bw = int(round(0.16 * H)), int(round(0.16 * W)), int(round(0.14 * H)), int(round(0.1 * W))
+    return [
+        (slice(0, th), slice(0, tw), True),
+        (slice(0, th), slice(W - tw, W), True),
+        (slice(H - bh, H), slice(0, bw), False),
+        (slice(H - bh, H), slice(W - bw, W), False),
+    ]
+
+
+def read_scene(frames: np.ndarray) -> dict[str, float]:
+    """Scene probabilities {scene: p} from the median colours of the four frame corners (median over frames
+    and pixels, so stars, windows and a passing hand do not count); the worst-matching corner is ignored."""
+    img = _as_float(frames)
+    T, H, W = img.shape[:3]
+    corners = []
+    for rows, cols, _ in _corner_boxes(H, W):
+        corners.append(np.median(img[:, rows, cols].reshape(-1, 3), 0))
+    c = np.stack(corners)  # [4, 3]
+    d2 = []
+    for s in world.SCENES.values():
+        protos = []
+        for rows, _, top in _corner_boxes(H, W):
+            centre = (rows.start + rows.stop) / 2 / H
+            protos.append(s["top"] if centre < s["horizon"] else s["bottom"])
+        d = np.sqrt(((c - np.asarray(protos, np.float32)) ** 2).sum(-1))
+        d = np.sort(d)[:3]  # drop the worst corner: it may be occluded
+        d2.append(float((d**2).mean()))
+    p = _softmax_dist(np.asarray(d2)[None], 30.0)[0]
+    return dict(zip(world.SCENES, (float(x) for x in p)))
+
+
+def _object_evidence(img: np.ndarray, f: FaceTrack) -> np.ndarray:
+    """Per frame and object [T, K] the area (in U^2) of the object's colour beside the head on the image right,
+    beyond where pigtails can reach."""
+    v = f.valid
+    cx, cy, U = np.where(v, f.cx, 0), np.where(v, f.cy, 0), np.where(v, f.U, 1)
+    axu = np.where(v, f.ax / f.U, 0.85)
+    step = 0.08
+    us, vs = _grid(0.75, 2.0, step), _grid(-1.05, 0.5, step)
+    vals, ok = sample_grid(img, cx + axu * U, cy, U, us, vs)
+    out = []
+    for name, col in world.OBJECTS.items():
+        if col is None:
+            continue
+        d = np.sqrt(((vals - np.asarray(col, np.float32)) ** 2).sum(-1))
+        m = np.clip((65 - d) / 30, 0, 1) * ok
+        out.append(m.sum((-1, -2)) * step * step)
+    return np.stack(out, -1)
+
+
+OBJECT_THRESHOLD = 0.12  # U^2 of object colour; a ball is ~0.79, a flower's petals ~0.66
+
+
+def read_object(frames: np.ndarray, face: FaceTrack | None = None) -> tuple[str, dict]:
+    """The held object ("none" if nothing is held) and the evidence per object (mean area in U^2)."""
+    img = _as_float(frames)
+    if face is None:
+        faces = find_faces(img)
+        if not faces:
+            return "none", {}
+        face = faces[0]
+    ev = _object_evidence(img, face)[face.valid]
+    if not len(ev):
+        return "none", {}
+    mean = ev.mean(0)
+    names = [k for k, c in world.OBJECTS.items() if c is not None]
+    evidence = dict(zip(names, (float(x) for x in mean)))
+    best = int(mean.argmax())
+    return (names[best] if mean[best] >= OBJECT_THRESHOLD else "none"), evidence
+
+
+HAND_THRESHOLD = 0.12  # U^2 of skin where a raised waving hand is
+MOTION_THRESHOLD = 0.05  # std of the head position in U below which the head is still
+
+
+def read_action(frames: np.ndarray, face: FaceTrack | None = None, shirt: np.ndarray | None = None) -> tuple[str, dict]:
+    """The action in frames [T, H, W, 3] and the motion features it was decided from.
+
+    Features: `hand` mean skin area (U^2) where a waving hand is (left of the head); `sx`, `sy` standard
+    deviation of the head centre in U; `shoulder` standard deviation of the shoulder line in U (the torso moves
+    when jumping, not when nodding). Rules: hand -> waving; no head motion -> still; sideways -> shaking;
+    vertical with the shoulders -> jumping, else nodding.
+    """
+    img = _as_float(frames)
+    if face is None:
+        faces = find_faces(img)
+        if not faces:
+            return "still", {}
+        face = faces[0]
+    v = face.valid
+    if v.sum() < 2:
+        return "still", {}
+    U = face.scale
+    cx, cy = face.cx[v], face.cy[v]
+    sx, sy = float(np.std(cx) / U), float(np.std(cy) / U)
+    # waving hand: skin to the left of the head at eye level
+    vals, ok = sample_grid(img[v], cx, cy, U, _grid(-2.9, -1.45, 0.08), _grid(-0.95, 0.1, 0.08))
+    hand = float(((skin_probability(vals) * ok).sum((-1, -2)) * 0.08 * 0.08).mean())
+    # shoulder line: shirt-coloured mass in fixed columns beside the neck (fixed in the frame, not the head)
+    if shirt is None:
+        feats = _identity_features(
+            img[v], FaceTrack(cx, cy, face.U[v], face.ax[v], np.ones(len(cx), bool), face.mask[v], face.skin)
+        )
+        shirt = np.nanmedian(feats["shirt"], 0)
+    mx, my = float(np.median(cx)), float(np.median(cy))
+    sh = []
+    for side in (-1, 1):
+        vals, ok = sample_grid(img[v], mx, my, U, side * _grid(1.36, 1.52, 0.08), _grid(0.5, 2.0, 0.08))
+        d = np.sqrt(((vals - shirt) ** 2).sum(-1))
+        m = np.clip((65 - d) / 30, 0, 1) * ok
+        sh.append(m.mean(-1).sum(-1) * 0.08)  # shirt height in the window (U) per frame
+    shoulder = float(np.std(np.mean(sh, 0)))
+    feats = {"hand": hand, "sx": sx, "sy": sy, "shoulder": shoulder}
+    if hand > HAND_THRESHOLD:
+        return "waving", feats
+    if max(sx, sy) < MOTION_THRESHOLD:
+        return "still", feats
+    if sx > sy:
+        return "shaking", feats
+    return ("jumping" if shoulder > 0.5 * sy else "nodding"), feats
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Mouth and audio
+
+
+def _mixing(vals: np.ndarray, base: np.ndarray, target, tol: float = 40.0) -> np.ndarray:
+    """How much of `target` is mixed into `base` at each pixel [..., 3] -> [...] in 0..1: the position along the
+    line from base to target, damped by the distance from that line (so other dark colours, such as sunglasses
+    leaking in, do not count as mouth)."""
+    d = np.asarray(target, np.float32) - base
+    t = ((vals - base) @ d) / max(float(d @ d), 1e-6)
+    perp = np.sqrt(np.maximum(((vals - base) ** 2).sum(-1) - t * t * float(d @ d), 0))
+    return np.clip(t, 0, 1) * np.clip(1 - perp / tol, 0, 1)
+
+
+def _area_to_opening(area: np.ndarray) -> np.ndarray:
+    """Invert the renderer's mouth area pi (RX0 + RX1 o)(RY0 + RY1 o) (in U^2) to the opening o."""
+    (x0, x1), (y0, y1) = render.MOUTH_RX, render.MOUTH_RY
+    a = np.maximum(area / np.pi, 0.0)
+    qa, qb, qc = x1 * y1, x0 * y1 + x1 * y0, x0 * y0 - a
+    return (-qb + np.sqrt(np.maximum(qb * qb - 4 * qa * qc, 0))) / (2 * qa)
+
+
+def mouth_opening(frames: np.ndarray, face: FaceTrack | None = None) -> np.ndarray:
+    """Mouth opening per frame [T] (0 closed .. 1 fully open; NaN where no face) from the area of mouth-coloured
+    pixels below the nose, measured as how far each pixel has moved from skin towards the mouth colour."""
+    img = _as_float(frames)
+    if face is None:
+        faces = find_faces(img)
+        if not faces:
+            return np.full(img.shape[0], np.nan, np.float32)
+        face = faces[0]
+    v = face.valid
+    U = np.where(v, face.U, 1)
+    step = 0.05
+    vals, ok = sample_grid(
+        img,
+        np.where(v, face.cx, 0),
+        np.where(v, face.cy, 0),
+        U,
+        _grid(-0.7, 0.7, step),
+        _grid(MOUTH_V - 0.39, MOUTH_V + 0.48, step),
+    )
+    m = _mixing(vals, face.skin, world.MOUTH_COLOUR) * ok
+    area = m.sum((-1, -2)) * step * step
+    return np.where(v, _area_to_opening(area), np.nan).astype(np.float32)
+
+
+def audio_envelope(wave: np.ndarray, sample_rate: int, fps: float, num_frames: int) -> np.ndarray:
+    """Loudness envelope per video frame [num_frames] from mono audio [N]: RMS over each frame's 1/fps window,
+    scaled so the 98th percentile of the voiced frames is 1 (silence -> ~0). Audio shorter than the video is
+    padded with silence."""
+    x = np.asarray(wave, np.float32)
+    if x.ndim > 1:
+        x = x.mean(-1) if x.shape[-1] <= 8 else x.mean(0)
+    edges = np.round(np.arange(num_frames + 1) * sample_rate / fps).astype(np.int64)
+    if len(x) < edges[-1]:
+        x = np.pad(x, (0, edges[-1] - len(x)))
+    c = np.concatenate([[0.0], np.cumsum(x.astype(np.float64) ** 2)])
+    rms = np.sqrt((c[edges[1:]] - c[edges[:-1]]) / np.maximum(np.diff(edges), 1))
+    top = np.percentile(rms, 98) if len(rms) else 0.0
+    return (rms / top).astype(np.float32) if top > 1e-5 else np.zeros(num_frames, np.float32)

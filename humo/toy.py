@@ -1,0 +1,71 @@
+"""The toy model family: the real classes (HumoDiT, AutoencoderKLWan, UMT5, Whisper) at tiny sizes.
+
+`write_toy_weights(folder)` lays out a complete weights folder for the `toy` preset (random weights), which
+`HumoPipeline.from_pretrained(folder, preset="toy")` loads exactly as it loads a trained one. The proving-ground
+training replaces the random DiT (and VAE) with trained ones; the text and audio encoders stay frozen random
+projections, which is all a world of a few hundred words and synthetic speech needs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from humo.configs import dit_preset
+
+# Words the toy tokenizer knows besides the proving ground's own (prompts outside it map to <unk>).
+_BASE_WORDS = (
+    "a an the of with and in on at is are who while holding person man woman character talks talking speaks "
+    "speaking says sings smiles looks camera front background scene video clip holds"
+).split()
+
+
+def toy_vocabulary() -> list[str]:
+    """Every word of the proving ground's caption grammar plus common filler words (sorted, unique)."""
+    words = set(_BASE_WORDS)
+    try:
+        from humo.proving_ground import world
+
+        vocab_fn = getattr(world, "vocabulary", None)
+        if vocab_fn is not None:
+            words.update(vocab_fn())
+        else:
+            for name in ("SCENES", "ACTIONS", "OBJECTS"):
+                for key in getattr(world, name, ()):
+                    words.update(re.findall(r"[a-z]+", str(key).lower()))
+    except ImportError:
+        pass
+    return sorted(words)
+
+
+def toy_components(seed: int = 0, **dit_overrides):
+    """(dit, vae, text_encoder, audio_encoder) of the toy preset, randomly initialised and deterministic."""
+    from humo.conditions.audio import AudioEncoder
+    from humo.conditions.text import TextEncoder
+    from humo.conditions.vae import WanVAE
+    from humo.dit import HumoDiT
+
+    cfg = dit_preset("toy", **dit_overrides)
+    text = TextEncoder.toy(toy_vocabulary(), text_len=cfg.text_len, dim=cfg.text_dim, seed=seed)
+    audio = AudioEncoder.toy(seed=seed, d_model=cfg.audio_feat_dim)
+    vae = WanVAE.toy(seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        dit = HumoDiT(cfg).eval()
+    return dit, vae, text, audio
+
+
+def write_toy_weights(folder: str | Path, seed: int = 0, components=None) -> Path:
+    """Write a complete `toy` weights folder: dit.safetensors, vae/, text/, whisper/."""
+    from humo.checkpoint import save_dit
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    dit, vae, text, audio = components or toy_components(seed)
+    save_dit(dit, folder / "dit.safetensors")
+    vae.save_pretrained(folder / "vae")
+    text.save_pretrained(folder / "text")
+    audio.save_pretrained(folder / "whisper")
+    return folder

@@ -1,0 +1,279 @@
+"""The training configuration: one typed dataclass, read from a JSON/TOML file and overridden with ``key=value``.
+
+>>> cfg = load_config("cfg.json", ["stage=2", "lr=1e-4", "model_overrides.num_layers=4"])
+
+Every field has a default so a config file only names what differs. Values given with ``--set`` are parsed as
+JSON when they parse (``2``, ``1e-4``, ``true``, ``null``, ``[0.9, 0.99]``) and taken as strings otherwise; a
+dotted key (``model_overrides.dim=64``) sets one entry of a dict field. Unknown keys and ill-typed values are a
+`HumoError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from humo.errors import HumoError
+
+TRAINABLE = ("minimal", "full")
+TRAINABLE_ALIASES = {"all": "full"}  # "all" reads better for the stage-0 backbone pre-training
+PRECISIONS = ("bf16", "fp32")
+LR_SCHEDULES = ("constant", "cosine")
+TIMESTEP_DISTRIBUTIONS = ("logitnormal", "uniform")
+NULL_TEXTS = ("negative", "empty")
+DISTRIBUTED = ("ddp", "fsdp")
+
+# Fields a resumed run must share with the run that wrote the checkpoint (anything else, e.g. steps, log_every
+# or num_workers, may change between the two).
+STRUCTURAL_FIELDS = (
+    "model",
+    "model_overrides",
+    "stage",
+    "single_stage",
+    "trainable",
+    "lora_rank",
+    "mask_head",
+    "num_refs",
+    "batch_size",
+    "grad_accum",
+    "seed",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. See docs/training.md for the recipe and each field's role."""
+
+    # -- data and output
+    cache: str = ""  # folder written by `humo precompute`
+    index: str = "index.json"  # index file inside the cache (one per manifest)
+    split: str | None = "train"  # only samples of this split (None: all)
+    out: str = "runs/humo"  # run folder: log.jsonl, config.json, checkpoints/, final/
+    # -- model
+    model: str = "toy"  # DiT preset (humo.configs.DIT_PRESETS)
+    model_overrides: dict = field(default_factory=dict)  # DiTConfig fields overriding the preset
+    init: str | None = None  # weights to start from (an export, a release checkpoint, or a checkpoint folder)
+    # -- curriculum (humo.training.curriculum)
+    stage: int = 1  # 0 backbone (text->video), 1 subject preservation, 2 + audio-visual sync
+    single_stage: bool = False  # ablation: stage 2's two tasks at a fixed mix from the start (no ramp)
+    trainable: str | None = None  # None: the stage's default; "minimal" | "full" (alias "all")
+    lora_rank: int = 0  # > 0: LoRA on the self-attention q,k,v,o instead of training them fully
+    lora_alpha: float | None = None  # LoRA scale numerator (None: = rank)
+    lora_dropout: float = 0.0
+    num_refs: int = 1  # reference latent frames appended after the video (zeros where a sample has fewer)
+    av_fraction_start: float = 0.2  # stage 2: share of audio-visual samples at step 0 ...
+    av_fraction_end: float = 0.5  # ... and after av_ramp_steps (single_stage: this share throughout)
+    av_ramp_steps: int = 1000
+    # -- objective (humo.training.objective)
+    timestep_distribution: str = "logitnormal"
+    timestep_loc: float = 0.0
+    timestep_scale: float = 1.0
+    timestep_shift: float = 1.0
+    text_dropout: float = 0.1  # probability the prompt is replaced by the null text
+    image_dropout: float = 0.1  # probability the references are replaced by the null image
+    audio_dropout: float = 0.1  # probability the audio is replaced by all-zero windows
+    null_text: str = "negative"  # what the dropped prompt becomes: the negative prompt (as at inference) or ""
+    mask_head: bool = True  # focus-by-predicting; False builds the DiT with mask_head_blocks=0
+    mask_loss_weight: float = 0.1
+    zero_init_audio: bool = True  # audio branches that are untrained start with a zero output projection
+    # -- optimisation
+    steps: int = 1000
+    batch_size: int = 1  # per process
+    grad_accum: int = 1
+    lr: float = 1e-4
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    weight_decay: float = 0.01
+    adam_betas: list = field(default_factory=lambda: [0.9, 0.999])
+    adam_eps: float = 1e-8
+    grad_clip: float = 1.0  # max global grad norm (0: off)
+    ema_decay: float = 0.999
+    precision: str = "bf16"  # bf16 autocast (fp32 master weights) or fp32
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    # -- data loading
+    num_workers: int = 0
+    # -- bookkeeping
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3  # most recent checkpoints kept (0: keep all)
+    resume: str = "auto"  # "auto" (latest checkpoint in out/), "never", or a checkpoint folder
+    tensorboard: bool = True
+    progress: bool = True
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: the local rank's GPU)
+    distributed: str = "ddp"  # data parallelism under torchrun: ddp | fsdp
+
+    # ------------------------------------------------------------------------------------------------ checks
+    def __post_init__(self) -> None:
+        self.trainable = TRAINABLE_ALIASES.get(self.trainable, self.trainable)
+        problems = []
+
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                problems.append(msg)
+
+        need(self.stage in (0, 1, 2), f"stage {self.stage!r}: must be 0, 1 or 2")
+        need(not self.single_stage or self.stage == 2, "single_stage: set stage=2 (it trains stage 2's task mix)")
+        need(self.trainable is None or self.trainable in TRAINABLE, f"trainable {self.trainable!r}: use minimal|full")
+        need(self.lora_rank >= 0, f"lora_rank {self.lora_rank}: must be >= 0")
+        need(self.num_refs >= 0, f"num_refs {self.num_refs}: must be >= 0")
+        for name in ("av_fraction_start", "av_fraction_end", "text_dropout", "image_dropout", "audio_dropout"):
+            v = getattr(self, name)
+            need(0.0 <= v <= 1.0, f"{name} {v}: must be in [0, 1]")
+        need(0.0 <= self.lora_dropout < 1.0, f"lora_dropout {self.lora_dropout}: must be in [0, 1)")
+        need(self.av_ramp_steps >= 0, f"av_ramp_steps {self.av_ramp_steps}: must be >= 0")
+        need(
+            self.timestep_distribution in TIMESTEP_DISTRIBUTIONS,
+            f"timestep_distribution {self.timestep_distribution!r}: use {' | '.join(TIMESTEP_DISTRIBUTIONS)}",
+        )
+        need(self.timestep_scale > 0, f"timestep_scale {self.timestep_scale}: must be > 0")
+        need(self.timestep_shift > 0, f"timestep_shift {self.timestep_shift}: must be > 0")
+        need(self.null_text in NULL_TEXTS, f"null_text {self.null_text!r}: use negative | empty")
+        need(self.mask_loss_weight >= 0, f"mask_loss_weight {self.mask_loss_weight}: must be >= 0")
+        for name in ("steps", "batch_size", "grad_accum", "log_every", "checkpoint_every"):
+            need(getattr(self, name) >= 1, f"{name} {getattr(self, name)}: must be >= 1")
+        for name in ("warmup_steps", "num_workers", "keep_checkpoints"):
+            need(getattr(self, name) >= 0, f"{name} {getattr(self, name)}: must be >= 0")
+        need(self.lr > 0 and math.isfinite(self.lr), f"lr {self.lr}: must be a positive number")
+        need(self.lr_schedule in LR_SCHEDULES, f"lr_schedule {self.lr_schedule!r}: use constant | cosine")
+        need(self.weight_decay >= 0, f"weight_decay {self.weight_decay}: must be >= 0")
+        need(
+            len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
+            f"adam_betas {self.adam_betas}: need two numbers in [0, 1)",
+        )
+        need(self.grad_clip >= 0, f"grad_clip {self.grad_clip}: must be >= 0 (0 = off)")
+        need(0.0 <= self.ema_decay < 1.0, f"ema_decay {self.ema_decay}: must be in [0, 1)")
+        need(self.precision in PRECISIONS, f"precision {self.precision!r}: use bf16 | fp32")
+        need(self.distributed in DISTRIBUTED, f"distributed {self.distributed!r}: use ddp | fsdp")
+        need(bool(self.out), "out: must name the run folder")
+        if problems:
+            raise HumoError("train config: " + "; ".join(problems))
+
+    # -------------------------------------------------------------------------------------------- conversion
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "train config") -> TrainConfig:
+        if not isinstance(d, dict):
+            raise HumoError(f"{source}: expected a mapping of field names to values")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise HumoError(f"{source}: unknown field(s): {', '.join(unknown)}")
+        hints = typing.get_type_hints(cls)
+        values = {k: _coerce(v, hints[k], f"{source}: field {k}") for k, v in d.items()}
+        return cls(**values)
+
+    def replace(self, **changes) -> TrainConfig:
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+def _coerce(value: Any, hint: Any, what: str) -> Any:
+    """Check `value` against a field's type hint (int, float, bool, str, dict, list, X | None)."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise HumoError(f"{what}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise HumoError(f"{what}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise HumoError(f"{what}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise HumoError(f"{what}: expected a string, got {value!r}")
+    if hint is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise HumoError(f"{what}: expected a mapping, got {value!r}")
+    if hint is list:
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        raise HumoError(f"{what}: expected a list, got {value!r}")
+    return value
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A config file as a dict: ``.json`` or ``.toml``."""
+    p = Path(path)
+    if not p.is_file():
+        raise HumoError(f"train config {p}: file not found")
+    text = p.read_text(encoding="utf-8")
+    if p.suffix == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            raise HumoError(f"train config {p}: TOML needs Python >= 3.11; write it as JSON") from None
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise HumoError(f"train config {p}: not valid TOML ({e})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise HumoError(f"train config {p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise HumoError(f"train config {p}: the top level must be an object")
+    return data
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"lr=1e-4"`` -> ``("lr", 0.0001)``; the value is JSON when it parses, else the raw string."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise HumoError(f"--set {item!r}: expected KEY=VALUE")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides (dotted keys reach into dict fields) to a config dict (a new dict)."""
+    data = json.loads(json.dumps(data))  # deep copy of plain data
+    for item in overrides:
+        key, value = parse_override(item)
+        head, _, rest = key.partition(".")
+        if rest:
+            if head not in _DICT_FIELDS:
+                raise HumoError(f"--set {key}: only dict fields ({', '.join(sorted(_DICT_FIELDS))}) take dotted keys")
+            target = data.setdefault(head, {})
+            if not isinstance(target, dict):
+                raise HumoError(f"--set {key}: {head} is not a mapping")
+            target[rest] = value
+        else:
+            data[key] = value
+    return data
+
+
+_DICT_FIELDS = {f.name for f in dataclasses.fields(TrainConfig) if f.type in ("dict", dict)}
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Defaults <- the file at `path` (if any) <- the ``KEY=VALUE`` overrides -> a checked TrainConfig."""
+    data = read_config_file(path) if path is not None else {}
+    data = apply_overrides(data, list(overrides or []))
+    return TrainConfig.from_dict(data, f"train config {path}" if path is not None else "train config")
