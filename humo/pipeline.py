@@ -274,7 +274,9 @@ class HumoPipeline:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if dtype is None:
             dtype = torch.bfloat16 if layout.dtype == "bf16" else torch.float32
-        dit = load_dit(root / layout.dit, layout.dit_preset, dtype=dtype, device=device)
+        # The config comes from the checkpoint (our files carry it; released ones match their preset by shape), so a
+        # fine-tuned or resized model of the same family loads too.
+        dit = load_dit(root / layout.dit, None, dtype=dtype, device=device)
         if layout.vae_format == "official":
             vae_loader = lambda: WanVAE.from_official(root / layout.vae, device=device)  # noqa: E731
         else:

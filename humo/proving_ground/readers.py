@@ -226,7 +226,7 @@ def find_faces(frames: np.ndarray, max_faces: int = 1) -> list[FaceTrack]:
         seed[np.arange(T), k] = flat[np.arange(T), k] > 0.2
         core = _reconstruct(seed.reshape(T, H, W), free)
         free &= ~_dilate(core, 2)
-        pure = core & (prob > 0.7)
+        pure = core & (prob > 0.8) & (smooth > 0.9)  # skin well inside the face, away from blurred features
         if not pure.any():
             break
         tone = np.median(img[pure], 0)
@@ -235,7 +235,7 @@ def find_faces(frames: np.ndarray, max_faces: int = 1) -> list[FaceTrack]:
         # the box mean rounds the blob's corners off: take back the face-toned pixels within rs of it
         comp = _dilate(comp, rs) & (tone_prob > 0.5)
         found.append((comp, pure, tone_prob))
-    tracks = [_measure(img, p, comp, core, min_mass) for comp, core, p in found]
+    tracks = [_fit(p, _measure(img, p, comp, core, min_mass)) for comp, core, p in found]
     tracks = [t for t in tracks if t.valid.any()]
     if len(tracks) > 1:
         tracks.sort(key=lambda t: float(np.nanmedian(t.cx)))
@@ -286,6 +286,79 @@ def _measure(img: np.ndarray, prob: np.ndarray, comp: np.ndarray, core: np.ndarr
         valid=valid,
         mask=filled & valid[:, None, None],
         skin=skin.astype(np.float32),
+    )
+
+
+def _template(X, Y, cx, cy, U, ax, zone_u=None):
+    """Soft face template on pixel grids X [T, 1, S], Y [T, S, 1] for per-frame parameters [T, 1, 1]:
+    (coverage of the head ellipse below the hairline, weight: 0 over the eye band and the mouth, 1 elsewhere).
+    The ignored zones are sized by `zone_u` (default U): a fit keeps it fixed, or shrinking the head would be
+    rewarded with a larger counted area."""
+    zu = U if zone_u is None else zone_u
+    cov = np.clip(0.5 - render._sd_ellipse(X, Y, cx, cy, ax, U), 0, 1) * np.clip(0.5 + Y - (cy - HAIRLINE * U), 0, 1)
+    u, v = (X - cx) / zu, (Y - cy) / zu
+    eyes = np.abs(v - render.EYE_V) < 0.16
+    mouth = (np.abs(u) < 0.45) & (np.abs(v - MOUTH_V) < 0.42)
+    return cov, ~(eyes | mouth)
+
+
+def _fit(prob: np.ndarray, f: FaceTrack) -> FaceTrack:
+    """Refine each frame's (cx, cy, U, ax) by fitting the face template to the face-tone mask prob [T, H, W]:
+    maximise sum over the template of (prob - 1/2), i.e. cover skin and nothing else, ignoring the eyes and the
+    mouth. The blob measurements of `_measure` start it; the fit is what makes the geometry robust to blur, which
+    smears hair or collar outlines into skin-like rims that a blob would swallow."""
+    T, H, W = prob.shape
+    v = f.valid
+    if not v.any():
+        return f
+    S = int(np.ceil(4.6 * np.nanmax(f.U[v]))) | 1
+    P = np.pad(prob, ((0, 0), (S, S), (S, S)), constant_values=0.5)  # outside the frame: no evidence either way
+    cx, cy = np.where(v, f.cx, W / 2), np.where(v, f.cy, H / 2)
+    U, ax = np.where(v, f.U, 1.0), np.where(v, f.ax, 1.0)
+    ox = np.round(cx).astype(np.int64) - S // 2
+    oy = np.round(cy + 0.2 * U).astype(np.int64) - S // 2
+    idx = np.arange(S)
+    t = np.arange(T)[:, None, None]
+    crops = P[t, (oy[:, None, None] + idx[None, :, None] + S), (ox[:, None, None] + idx[None, None, :] + S)] - 0.5
+    X = (ox[:, None, None] + idx[None, None, :] + 0.5).astype(np.float32)
+    Y = (oy[:, None, None] + idx[None, :, None] + 0.5).astype(np.float32)
+    params = np.stack([cx, cy, U, ax], 1).astype(np.float32)  # [T, 4]
+    zone_u = U[:, None, None].astype(np.float32)
+
+    def score(p):
+        c = [p[:, i, None, None] for i in range(4)]
+        cov, care = _template(X, Y, *c, zone_u)
+        return (cov * care * crops).sum((-1, -2))
+
+    best = score(params)
+    for step in (0.2, 0.1, 0.05, 0.025, 0.0125):
+        for _ in range(3):
+            moved = False
+            for i in range(4):
+                for sign in (-1.0, 1.0):
+                    trial = params.copy()
+                    trial[:, i] += sign * step * params[:, 2]
+                    trial[:, 2:] = np.maximum(trial[:, 2:], 1.0)
+                    s = score(trial)
+                    better = (s > best + 1e-4) & v
+                    if better.any():
+                        params[better], best[better] = trial[better], s[better]
+                        moved = True
+            if not moved:
+                break
+    cx, cy, U, ax = (params[:, i] for i in range(4))
+    Xf = (np.arange(W, dtype=np.float32) + 0.5)[None, None, :]
+    Yf = (np.arange(H, dtype=np.float32) + 0.5)[None, :, None]
+    cov, _ = _template(Xf, Yf, cx[:, None, None], cy[:, None, None], U[:, None, None], ax[:, None, None])
+    nan = np.float32(np.nan)
+    return FaceTrack(
+        cx=np.where(v, cx, nan),
+        cy=np.where(v, cy, nan),
+        U=np.where(v, U, nan),
+        ax=np.where(v, ax, nan),
+        valid=v,
+        mask=(cov >= 0.5) & v[:, None, None],
+        skin=f.skin,
     )
 
 

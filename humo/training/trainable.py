@@ -90,9 +90,11 @@ def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
     Without LoRA this is ``model.state_dict()`` (detached). The model itself is not changed.
     """
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    if not has_lora(model):
+        return sd
     from peft.tuners.lora import LoraLayer
 
-    sd = {k: v.detach() for k, v in model.state_dict().items()}
     deltas = {}
     for name, module in model.named_modules():
         if isinstance(module, LoraLayer):

@@ -1,0 +1,195 @@
+"""HumoPipeline on tiny random components: every mode, determinism, batched guidance, batches, bad input."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from humo.configs import dit_preset
+from humo.dit import HumoDiT
+from humo.errors import HumoError
+from humo.pipeline import LAYOUTS, GenerationRequest, HumoPipeline
+from humo.toy import toy_components, write_toy_weights
+from tests.helpers import randomize
+
+SMALL = dict(height=32, width=32, frames=9, steps=3)
+
+
+@pytest.fixture(scope="module")
+def components():
+    dit, vae, text, audio = toy_components(seed=0, num_layers=2, mask_head_blocks=1)
+    randomize(dit, seed=1, scale=0.05)
+    return dit, vae, text, audio
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("media")
+    t = np.arange(int(16000 * 0.5)) / 16000
+    sf.write(d / "a.wav", (0.3 * np.sin(2 * np.pi * 220 * t) * (t < 0.3)).astype("float32"), 16000)
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((40, 30, 3)) * 255).astype("uint8")).save(d / "r.png")
+    Image.fromarray((rng.random((30, 40, 3)) * 255).astype("uint8")).save(d / "r2.png")
+    return d
+
+
+def make_pipe(components, layout="toy"):
+    dit, vae, text, audio = components
+    return HumoPipeline(LAYOUTS[layout], dit, vae, text, audio, progress=False, log=lambda m: None)
+
+
+@pytest.mark.parametrize("mode", ["tia", "ta", "ti", "t"])
+def test_every_mode_runs(components, media, mode):
+    pipe = make_pipe(components)
+    images = [str(media / "r.png")] if "i" in mode else []
+    audio = str(media / "a.wav") if "a" in mode else None
+    r = pipe("a woman talks", images, audio, **SMALL)
+    expected = 9 if audio is None else min(9, int(0.5 * 25))
+    assert r.frames.shape == (expected, 32, 32, 3) and r.frames.dtype == np.uint8
+    assert r.mask is not None and r.mask.shape == (3, 4, 4)
+
+
+def test_same_seed_bit_identical_other_seed_differs(components, media):
+    pipe = make_pipe(components)
+    a = pipe("a man talks", [str(media / "r.png")], str(media / "a.wav"), seed=3, **SMALL)
+    b = pipe("a man talks", [str(media / "r.png")], str(media / "a.wav"), seed=3, **SMALL)
+    c = pipe("a man talks", [str(media / "r.png")], str(media / "a.wav"), seed=4, **SMALL)
+    assert np.array_equal(a.frames, b.frames)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_inputs_change_the_result(components, media):
+    pipe = make_pipe(components)
+    base = pipe("a man talks", [str(media / "r.png")], str(media / "a.wav"), **SMALL).frames
+    other_ref = pipe("a man talks", [str(media / "r2.png")], str(media / "a.wav"), **SMALL).frames
+    other_text = pipe("a woman waves", [str(media / "r.png")], str(media / "a.wav"), **SMALL).frames
+    assert not np.array_equal(base, other_ref) and not np.array_equal(base, other_text)
+
+
+def test_batched_equals_sequential_and_split(components, media):
+    pipe = make_pipe(components)
+    req = GenerationRequest("a man talks", [str(media / "r.png")], str(media / "a.wav"), **SMALL)
+    cond = pipe.encode_conditions(req.resolved(pipe.layout))
+    batched, _ = pipe.sample(req, cond)
+    sequential, _ = pipe.sample(dataclasses.replace(req, sequential_guidance=True), cond)
+    split, _ = pipe.sample(dataclasses.replace(req, max_batch=2), cond)
+    assert torch.allclose(batched, sequential, atol=1e-5)
+    assert torch.allclose(batched, split, atol=1e-5)
+
+
+def test_17b_concat_path(media):
+    cfg = dit_preset("humo-17b", dim=64, ffn_dim=128, num_heads=4, num_layers=2, text_dim=128, text_len=32,
+                     freq_dim=32, audio_feat_dim=64, audio_hidden=32, audio_tokens=4, audio_token_dim=32)
+    _, vae, text, audio = toy_components(seed=0, num_layers=2, mask_head_blocks=0)
+    dit = randomize(HumoDiT(cfg), seed=2, scale=0.05).eval()
+    pipe = HumoPipeline(LAYOUTS["humo-17b"], dit, vae, text, audio, progress=False, log=lambda m: None)
+    calls = []
+    inner = pipe.model_fn
+
+    def spy(cond):
+        fn = inner(cond)
+
+        def wrapped(x, t, conditions):
+            calls.append((float(t[0]), tuple(c.name for c in conditions)))
+            return fn(x, t, conditions)
+
+        return wrapped
+
+    pipe.model_fn = spy
+    r = pipe("a man talks", [str(media / "r.png")], str(media / "a.wav"), height=32, width=32, frames=9, steps=8)
+    assert r.frames.shape[1:] == (32, 32, 3)
+    # The release's switch: image-kept negative above t = 980, the null negative below; one batched call a step.
+    assert all(len(names) == 3 for _, names in calls) and len(calls) == 8
+    assert [("i" in names) for t, names in calls] == [t > 980 for t, _ in calls]
+    assert any(t > 980 for t, _ in calls) and any(t <= 980 for t, _ in calls)
+
+
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        (dict(frames=10), "4k\\+1"),
+        (dict(height=40), "multiple of 16"),
+        (dict(steps=0), "at least 1"),
+        (dict(frames=-1), "no --audio"),
+        (dict(guidance_params={"scale_t": -1.0}), "scale"),
+        (dict(prompt=" "), "empty prompt"),
+        (dict(images=["missing.png"]), "file not found"),
+    ],
+)
+def test_bad_requests_rejected_before_loading(kw, msg):
+    args = dict(prompt="a man talks", height=32, width=32, frames=9)
+    args.update(kw)
+    with pytest.raises(HumoError, match=msg):
+        GenerationRequest(**args).resolved(LAYOUTS["toy"])
+
+
+def test_weights_folder_missing_component(tmp_path):
+    (tmp_path / "HuMo" / "HuMo-1.7B").mkdir(parents=True)
+    (tmp_path / "HuMo" / "HuMo-1.7B" / "ema.pth").write_bytes(b"x")
+    with pytest.raises(HumoError, match="the VAE is missing"):
+        HumoPipeline.check_weights(tmp_path, "humo-1.7b")
+
+
+@pytest.fixture(scope="module")
+def toy_weights(tmp_path_factory, components):
+    return write_toy_weights(tmp_path_factory.mktemp("weights"), components=components)
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "humo", *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_cli_writes_playable_mp4_and_batch_equals_single(toy_weights, media, tmp_path):
+    from humo.media.video import read_metadata, read_video
+
+    cases = {
+        "first": {"img_paths": [str(media / "r.png")], "audio_path": str(media / "a.wav"), "prompt": "a man talks"},
+        "second": {"img_paths": [str(media / "r2.png")], "audio_path": str(media / "a.wav"), "prompt": "a woman"},
+    }
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    common = ["--weights", toy_weights, "--preset", "toy", "--height", 32, "--width", 32, "--steps", 2]
+    single = run_cli("generate", "--prompt", "a woman", "--image", media / "r2.png", "--audio", media / "a.wav",
+                     "--frames", -1, "--out", tmp_path / "single.mp4", *common)
+    assert single.returncode == 0, single.stderr
+    assert "encode" in single.stderr and "decode" in single.stderr
+    batch = run_cli("generate", "--cases", tmp_path / "cases.json", "--out-dir", tmp_path / "batch", "--frames", -1,
+                    *common)
+    assert batch.returncode == 0, batch.stderr
+    frames, fps, audio, sr = read_video(tmp_path / "single.mp4")
+    assert fps == 25 and frames.shape[1:] == (32, 32, 3) and audio is not None
+    assert abs(len(audio) / sr - len(frames) / fps) < 0.05
+    assert "AI-generated" in read_metadata(tmp_path / "single.mp4")["comment"]
+    second, _, _, _ = read_video(tmp_path / "batch" / "second.mp4")
+    assert np.array_equal(second, frames)  # the second case of a batch equals the same case run alone
+
+
+@pytest.mark.parametrize(
+    "extra, msg",
+    [
+        (["--frames", "10"], "--frames 10: must be 4k\\+1"),
+        (["--height", "40"], "--height 40: must be a positive multiple of 16"),
+        (["--scale-t", "-1"], "--scale-t -1.0: must not be negative"),
+        (["--steps", "0"], "--steps 0: must be at least 1"),
+    ],
+)
+def test_cli_bad_input_one_line_no_output(toy_weights, tmp_path, extra, msg):
+    out = tmp_path / "x.mp4"
+    r = run_cli("generate", "--prompt", "a man", "--out", out, "--weights", toy_weights, "--preset", "toy", *extra)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("humo: error:") and "Traceback" not in r.stderr
+    assert msg.replace("\\", "") in lines[0] or __import__("re").search(msg, lines[0])
+    assert not out.exists() and not list(tmp_path.glob(".x.mp4*"))
+
+
+def test_cli_missing_component(tmp_path):
+    (tmp_path / "dit.safetensors").write_bytes(b"x")
+    r = run_cli("generate", "--prompt", "a", "--out", tmp_path / "o.mp4", "--weights", tmp_path, "--preset", "toy")
+    assert r.returncode == 2 and "the VAE is missing" in r.stderr
