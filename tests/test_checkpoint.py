@@ -99,8 +99,10 @@ def test_official_17b_sharded_loads_strictly_and_runs(tmp_path):
     cfg = tiny_cfg("humo-17b")
     model = load_dit(tmp_path, cfg)  # the folder, as the release lays it out
     assert model.dtype == torch.bfloat16
-    assert torch.equal(model.state_dict()["blocks.1.audio_cross_attn_wrapper.audio_cross_attn.k.weight"],
-                       sd["blocks.1.audio_cross_attn_wrapper.audio_cross_attn.k.weight"])
+    assert torch.equal(
+        model.state_dict()["blocks.1.audio_cross_attn_wrapper.audio_cross_attn.k.weight"],
+        sd["blocks.1.audio_cross_attn_wrapper.audio_cross_attn.k.weight"],
+    )
     x, t, ctx, audio, y = dit_inputs(cfg)
     with torch.no_grad():
         out = model(x, t, ctx, audio=audio, y=y)

@@ -84,8 +84,20 @@ def test_batched_equals_sequential_and_split(components, media):
 
 
 def test_17b_concat_path(media):
-    cfg = dit_preset("humo-17b", dim=64, ffn_dim=128, num_heads=4, num_layers=2, text_dim=128, text_len=32,
-                     freq_dim=32, audio_feat_dim=64, audio_hidden=32, audio_tokens=4, audio_token_dim=32)
+    cfg = dit_preset(
+        "humo-17b",
+        dim=64,
+        ffn_dim=128,
+        num_heads=4,
+        num_layers=2,
+        text_dim=128,
+        text_len=32,
+        freq_dim=32,
+        audio_feat_dim=64,
+        audio_hidden=32,
+        audio_tokens=4,
+        audio_token_dim=32,
+    )
     _, vae, text, audio = toy_components(seed=0, num_layers=2, mask_head_blocks=0)
     dit = randomize(HumoDiT(cfg), seed=2, scale=0.05).eval()
     pipe = HumoPipeline(LAYOUTS["humo-17b"], dit, vae, text, audio, progress=False, log=lambda m: None)
@@ -142,8 +154,9 @@ def toy_weights(tmp_path_factory, components):
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "humo", *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "humo", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 def test_cli_writes_playable_mp4_and_batch_equals_single(toy_weights, media, tmp_path):
@@ -155,12 +168,25 @@ def test_cli_writes_playable_mp4_and_batch_equals_single(toy_weights, media, tmp
     }
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     common = ["--weights", toy_weights, "--preset", "toy", "--height", 32, "--width", 32, "--steps", 2]
-    single = run_cli("generate", "--prompt", "a woman", "--image", media / "r2.png", "--audio", media / "a.wav",
-                     "--frames", -1, "--out", tmp_path / "single.mp4", *common)
+    single = run_cli(
+        "generate",
+        "--prompt",
+        "a woman",
+        "--image",
+        media / "r2.png",
+        "--audio",
+        media / "a.wav",
+        "--frames",
+        -1,
+        "--out",
+        tmp_path / "single.mp4",
+        *common,
+    )
     assert single.returncode == 0, single.stderr
     assert "encode" in single.stderr and "decode" in single.stderr
-    batch = run_cli("generate", "--cases", tmp_path / "cases.json", "--out-dir", tmp_path / "batch", "--frames", -1,
-                    *common)
+    batch = run_cli(
+        "generate", "--cases", tmp_path / "cases.json", "--out-dir", tmp_path / "batch", "--frames", -1, *common
+    )
     assert batch.returncode == 0, batch.stderr
     frames, fps, audio, sr = read_video(tmp_path / "single.mp4")
     assert fps == 25 and frames.shape[1:] == (32, 32, 3) and audio is not None

@@ -66,6 +66,19 @@ def skin_probability(img: np.ndarray) -> np.ndarray:
     return np.clip((hi - skin_distance(img)) / (hi - lo), 0.0, 1.0)
 
 
+def _dominant_colour(px: np.ndarray, radius: float = 10.0, max_px: int = 400) -> np.ndarray:
+    """The most common colour of pixels [N, 3]: the mean of the densest cluster of radius `radius`.
+
+    Unlike a median, this ignores the skin darkened by blurred-in sunglasses or a mouth, which stays on the skin
+    cone (darker skin) and would drag a median towards the next darker tone."""
+    if len(px) == 0:
+        return np.full(3, np.nan, np.float32)
+    if len(px) > max_px:
+        px = px[np.linspace(0, len(px) - 1, max_px).astype(np.int64)]
+    near = ((px[:, None, :] - px[None, :, :]) ** 2).sum(-1) < radius * radius
+    return px[near[near.sum(1).argmax()]].mean(0).astype(np.float32)
+
+
 def _tone_probability(img: np.ndarray, tone: np.ndarray) -> np.ndarray:
     """Soft mask [...] of pixels [..., 3] near the cone of one skin colour `tone` [3] (brightness 0.8..1.2)."""
     t = np.clip((img @ tone) / max(float(tone @ tone), 1e-6), *_SKIN_T)
@@ -276,8 +289,7 @@ def _measure(img: np.ndarray, prob: np.ndarray, comp: np.ndarray, core: np.ndarr
             cx = np.where(width > 0, (rows * xs).sum(-1) / np.maximum(width, 1e-6), cx)
     valid &= h > 3
     nan = np.float32(np.nan)
-    skin_px = img[core]
-    skin = np.median(skin_px, 0) if len(skin_px) else np.full(3, np.nan, np.float32)
+    skin = _dominant_colour(img[core])
     return FaceTrack(
         cx=np.where(valid, cx, nan).astype(np.float32),
         cy=np.where(valid, cy, nan).astype(np.float32),

@@ -325,7 +325,7 @@ class Trainer:
         cfg, info = self.cfg, self.info
         lat = batch["latents"]
         shape = (lat.shape[1], lat.shape[2] + self.num_refs, lat.shape[3], lat.shape[4])
-        lo = info.rank * cfg.batch_size
+        lo = 0
         draws = draw(self.generator, cfg.batch_size * info.world_size, shape, cfg).rows(lo, lo + cfg.batch_size)
         sync = nullcontext() if last or not hasattr(self.ddp_model, "no_sync") else self.ddp_model.no_sync()
         with sync:
@@ -370,12 +370,13 @@ class Trainer:
         final = Path(self.cfg.out) / FINAL_DIR
         path = final / EXPORT_FILE
         if self.info.is_main:
+            # Written inside the block: the state dict shares storage with the parameters, which get their
+            # training values back when the block exits.
             with self.ema.applied():
                 sd = merged_state_dict(self.model)
-                adapters = lora_state_dict(self.model) if has_lora(self.model) else None
-            save_dit(SimpleNamespace(cfg=self.dit_cfg, state_dict=lambda: sd), path)
-            if adapters is not None:
-                save_state_dict(adapters, final / "lora_adapter.safetensors")
+                save_dit(SimpleNamespace(cfg=self.dit_cfg, state_dict=lambda: sd), path)
+                if has_lora(self.model):
+                    save_state_dict(lora_state_dict(self.model), final / "lora_adapter.safetensors")
             with atomic_path(final / "train_config.json") as tmp:
                 tmp.write_text(json.dumps(self.cfg.to_dict(), indent=1))
         barrier(self.info)
@@ -403,7 +404,7 @@ class Trainer:
         log = RunLog(cfg, info, self.step)
         if hasattr(self, "_rng"):
             # Last, so that nothing in the set-up above consumes random numbers after the restore.
-            pass
+            restore_rng(self._rng, {"train": self.generator})
         sleep = float(os.environ.get(STEP_SLEEP_ENV, "0") or 0)
         self.ddp_model.train()
         batches = iter(loader)

@@ -88,7 +88,8 @@ def has_lora(model: nn.Module) -> bool:
 def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict of a plain HumoDiT: LoRA deltas merged into the wrapped weights, adapter keys dropped.
 
-    Without LoRA this is ``model.state_dict()`` (detached). The model itself is not changed.
+    Without LoRA this is ``model.state_dict()`` (detached: the tensors share storage with the parameters, so
+    copy or save them before the parameters change). The model itself is not changed.
     """
     sd = {k: v.detach() for k, v in model.state_dict().items()}
     if not has_lora(model):

@@ -1,0 +1,92 @@
+"""Data parallelism: 2 processes (torchrun, gloo, CPU) with batch 2 make the update of 1 process with batch 4."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from humo.data.precompute import synthetic_cache
+from tests.helpers import TINY, TINY_AUDIO
+
+MODEL = {**TINY, **TINY_AUDIO, "mask_head_blocks": 2}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(tmp: Path, name: str, batch_size: int) -> Path:
+    cfg = {
+        "cache": str(tmp / "cache"),
+        "out": str(tmp / name),
+        "model": "humo-1.7b",
+        "model_overrides": MODEL,
+        "stage": 2,
+        "steps": 2,
+        "batch_size": batch_size,
+        "log_every": 1,
+        "checkpoint_every": 2,
+        "precision": "fp32",
+        "progress": False,
+        "tensorboard": False,
+        "lr": 1e-3,
+        "ema_decay": 0.5,
+    }
+    path = tmp / f"{name}.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_the_combined_batch(tmp_path):
+    synthetic_cache(
+        tmp_path / "cache",
+        samples=6,
+        text_dim=MODEL["text_dim"],
+        audio_window=(8, 5, MODEL["audio_feat_dim"]),
+        with_refs=[True, False, True, True, False, True],
+        with_audio=[True, True, False, True, True, True],
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.Popen(
+        [sys.executable, "-m", "humo", "train", "--config", str(_config(tmp_path, "one", 4))],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        + ["-m", "humo", "train", "--config", str(_config(tmp_path, "two", 2))],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out_one, _ = one.communicate(timeout=300)
+    assert one.returncode == 0, out_one.decode()
+    assert two.returncode == 0, two.stdout + two.stderr
+
+    logs = {}
+    for name in ("one", "two"):
+        logs[name] = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logs["two"]] == [1, 2]  # one log, written by rank 0 only
+    for a, b in zip(logs["one"], logs["two"]):
+        assert a["samples"] == b["samples"]
+        assert abs(a["loss"] - b["loss"]) < 1e-5 * max(1.0, abs(a["loss"]))
+        assert abs(a["grad_norm"] - b["grad_norm"]) < 1e-4 * max(1.0, a["grad_norm"])
+
+    ck = "checkpoints/step_00000002/model.safetensors"
+    wa, wb = load_file(str(tmp_path / "one" / ck)), load_file(str(tmp_path / "two" / ck))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert (wa[k] - wb[k]).abs().max() <= 1e-5, k
+    # The steps moved the trainable weights (the EMA export lags behind them) and left the frozen ones alone,
+    # so the comparison above is not between two untouched models.
+    ema = load_file(str(tmp_path / "one" / "final" / "ema.safetensors"))
+    assert all(not (ema[k] == wa[k]).all() for k in wa if ".self_attn.q.weight" in k)
+    assert all((ema[k] == wa[k]).all() for k in wa if ".ffn." in k or ".cross_attn." in k)
