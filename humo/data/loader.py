@@ -127,7 +127,8 @@ class Collate:
         shapes = {tuple(it["latents"].shape[-2:]) for it in items}
         if len(shapes) > 1:
             raise HumoError(
-                f"training batch mixes latent sizes {sorted(shapes)}; precompute with --height/--width or use batch_size 1"
+                f"training batch mixes latent sizes {sorted(shapes)}; "
+                "precompute with --height/--width or use batch_size 1"
             )
         f = min(it["latents"].shape[1] for it in items)
         latents = torch.stack([it["latents"][:, :f] for it in items])

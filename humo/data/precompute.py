@@ -300,8 +300,10 @@ class Precomputer:
         """One manifest sample -> its index entry."""
 
         def resolve(p) -> Path:
+            # Manifest paths are relative to the manifest's folder: `base`, else the sample's own root.
             p = Path(p)
-            return p if p.is_absolute() or base is None else base / p
+            root = base if base is not None else getattr(s, "root", None)
+            return p if p.is_absolute() or root is None else root / p
 
         sid = str(getattr(s, "id", ""))
         what = f"sample {sid}"
@@ -312,7 +314,7 @@ class Precomputer:
         fps = float(getattr(s, "fps", None) or DEFAULT_FPS)
         refs = [
             self.reference(require_file(resolve(r), f"{what}: reference"), height, width)
-            for r in (getattr(s, "references", None) or [])
+            for r in (getattr(s, "ref_images", None) or [])
         ]
         audio = getattr(s, "audio", None)
         audio_key = self.audio(require_file(resolve(audio), f"{what}: audio"), fps, f, what) if audio else None
@@ -378,7 +380,8 @@ def precompute(
 ) -> PrecomputeStats:
     """Encode `samples` (manifest Samples) into the cache at `out` and write its index (atomically).
 
-    Relative paths in the samples are taken from `base_dir` (the manifest's folder). frames: the most video
+    `samples`: `humo.data.manifest.Sample`s; relative paths are taken from `base_dir`, else from each sample's
+    `root` (the manifest's folder, set by `read_manifest`). frames: the most video
     frames per clip (rounded down to 4k+1; default all); height/width: resize the frames (default: as stored).
     """
     ids = [str(getattr(s, "id", "")) for s in samples]

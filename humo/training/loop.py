@@ -7,10 +7,11 @@ Order of a run: process group -> cached data -> DiT (preset + init weights) -> t
 full / LoRA) -> EMA + AdamW -> resume from the latest checkpoint -> DDP -> the stage's sample stream -> steps ->
 ``OUT/final/ema.safetensors`` (`humo.checkpoint.save_dit` layout: loads with `load_dit` and `humo generate`).
 
-Each optimiser step takes ``grad_accum`` micro-batches; each micro-batch draws its timesteps, noise and dropout
-decisions from one CPU generator for the whole global batch (then keeps this process's rows), so the update does
-not depend on how the global batch is split across processes. Everything random is either a pure function of
-(seed, position) or restored from the checkpoint: a resumed run repeats the uninterrupted run's losses.
+Each optimiser step takes ``grad_accum`` micro-batches. Each sample's timestep, noise and dropout decisions come
+from a generator seeded by (seed, micro-batch number, row of the global batch), so a process draws only its own
+rows, the update does not depend on how the global batch is split across processes, and a resumed run needs no
+generator state. Everything random is a pure function of (seed, position) or restored from the checkpoint (the
+global torch/numpy/python RNGs, used e.g. by LoRA dropout): a resumed run repeats the uninterrupted run's losses.
 """
 
 from __future__ import annotations
@@ -35,17 +36,16 @@ from humo.training.curriculum import (
     task_pools,
     task_probabilities,
 )
-from humo.training.distributed import DistInfo, all_mean, barrier, init_distributed, shutdown, unwrap, wrap_model
+from humo.training.distributed import DistInfo, all_mean, barrier, init_distributed, shutdown, wrap_model
 from humo.training.ema import EMA
-from humo.training.objective import compute_loss, draw
+from humo.training.objective import compute_loss, draw_rows
 from humo.training.state import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from humo.training.trainable import (
     AUDIO,
     MASK_HEAD,
     apply_lora,
-    has_lora,
-    lora_state_dict,
-    merged_state_dict,
+    lora_scaling,
+    merge_lora,
     set_trainable,
     trainable_names,
     zero_audio_output,
@@ -130,6 +130,59 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Training state, the same way for one process, DDP and FSDP
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor shard -> the whole tensor (a collective: every process calls it); plain tensors pass."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The whole model state dict on the CPU (copies), gathered from every process when sharded."""
+    return {k: _full(v.detach()).cpu().clone() for k, v in model.state_dict().items()}
+
+
+def gather_training_state(model, optimizer, ema: EMA) -> tuple[dict, dict, dict]:
+    """(model, optimizer, EMA) states as whole tensors keyed by parameter name; every process must call this.
+
+    The optimizer state is torch.distributed.checkpoint's name-keyed layout, the same for one process, DDP and
+    FSDP, so a checkpoint does not depend on how it was sharded.
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    optim = get_optimizer_state_dict(model, optimizer, options=options)
+    ema_sd = {k: _full(v).cpu() for k, v in ema.state_dict().items()}
+    return full_model_state(model), optim, ema_sd
+
+
+def load_training_state(model, optimizer, ema: EMA, ck: dict[str, Any], source: str) -> None:
+    """Put whole-tensor states from `gather_training_state` back into a (possibly sharded) model, optimizer, EMA."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, ck["model"], options=options)
+    # strict=False: a parameter that never received a gradient has no AdamW state yet, in either run.
+    set_optimizer_state_dict(
+        model, optimizer, ck["optimizer"], options=StateDictOptions(full_state_dict=True, strict=False)
+    )
+    shards = {}
+    for k, v in ck["ema"].items():
+        own = ema.shadow.get(k)
+        if own is not None and hasattr(own, "device_mesh"):
+            from torch.distributed.tensor import distribute_tensor
+
+            v = distribute_tensor(v.to(own.device, own.dtype), own.device_mesh, own.placements)
+        shards[k] = v
+    ema.load_state_dict(shards, f"{source}: EMA")
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Logging
 
 
@@ -146,7 +199,9 @@ class RunLog:
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         # A resumed run rewrites the records the killed run made after its checkpoint.
         if self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= start_step]
+            kept = [
+                line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= start_step
+            ]
             with atomic_path(self.path) as tmp:
                 tmp.write_text("".join(line + "\n" for line in kept))
         if cfg.tensorboard:
@@ -236,19 +291,19 @@ class Trainer:
             if mode != "minimal":
                 raise HumoError("train config: LoRA (lora_rank > 0) adapts the minimal set; set trainable=minimal")
             apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout)
-        names = trainable_names(model, mode, audio=stage.audio, mask=self.mask_weight > 0)
-        self.params = set_trainable(model, names)
+        set_trainable(model, trainable_names(model, mode, audio=stage.audio, mask=self.mask_weight > 0))
         model.gradient_checkpointing = cfg.gradient_checkpointing
         self.model = model.to(self.device)
+        # Wrap before the optimiser and the EMA see the parameters: FSDP replaces them by sharded ones.
+        self.ddp_model = wrap_model(self.model, info, cfg.distributed)
+        self.params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         self.ema = EMA(self.params, cfg.ema_decay)
         self.optimizer = torch.optim.AdamW(
             param_groups(self.params, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps
         )
-        self.generator = torch.Generator().manual_seed(cfg.seed + 1)
         self.step, self.micro = 0, 0
         if self.resume_from is not None:
             self._resume(self.resume_from)
-        self.ddp_model = wrap_model(self.model, info, cfg.distributed)
 
         # -- sample stream
         pools = task_pools(self.dataset.availability(), stage.tasks)
@@ -314,9 +369,7 @@ class Trainer:
         missing, unexpected = sorted(set(own) - set(ck["model"])), sorted(set(ck["model"]) - set(own))
         if missing or unexpected:
             raise HumoError(f"resume {path}: model key mismatch (missing {missing[:8]}, unexpected {unexpected[:8]})")
-        self.model.load_state_dict(ck["model"])
-        self.ema.load_state_dict(ck["ema"], f"resume {path}: EMA")
-        self.optimizer.load_state_dict(ck["optimizer"])
+        load_training_state(self.model, self.optimizer, self.ema, ck, f"resume {path}")
         self._rng = ck["rng"]
         self.step, self.micro = int(st["step"]), int(st["micro"])
 
@@ -325,8 +378,8 @@ class Trainer:
         cfg, info = self.cfg, self.info
         lat = batch["latents"]
         shape = (lat.shape[1], lat.shape[2] + self.num_refs, lat.shape[3], lat.shape[4])
-        lo = 0
-        draws = draw(self.generator, cfg.batch_size * info.world_size, shape, cfg).rows(lo, lo + cfg.batch_size)
+        lo = info.rank * cfg.batch_size
+        draws = draw_rows(cfg.seed, self.micro, range(lo, lo + cfg.batch_size), shape, cfg)
         sync = nullcontext() if last or not hasattr(self.ddp_model, "no_sync") else self.ddp_model.no_sync()
         with sync:
             loss, parts = compute_loss(
@@ -343,6 +396,8 @@ class Trainer:
         return torch.stack([loss.detach(), parts["flow"], parts.get("mask", torch.zeros_like(loss))]).float()
 
     def _save(self) -> None:
+        # Every process takes part in gathering (FSDP shards); the first one writes.
+        model_sd, optim_sd, ema_sd = gather_training_state(self.model, self.optimizer, self.ema)
         if self.info.is_main:
             state = {
                 "micro": self.micro,
@@ -353,10 +408,10 @@ class Trainer:
             save_checkpoint(
                 self.cfg.out,
                 self.step,
-                model=self.model.state_dict(),
-                ema=self.ema.state_dict(),
-                optimizer=self.optimizer.state_dict(),
-                rng=capture_rng({"train": self.generator}),
+                model=model_sd,
+                ema=ema_sd,
+                optimizer=optim_sd,
+                rng=capture_rng(),
                 state=state,
                 metadata={"humo_config": json.dumps(self.dit_cfg.to_dict())},
                 keep=self.cfg.keep_checkpoints,
@@ -364,19 +419,19 @@ class Trainer:
         barrier(self.info)
 
     def export(self) -> Path:
-        """Write ``OUT/final/ema.safetensors``: the EMA weights (LoRA merged) as a plain HumoDiT checkpoint."""
+        """Write ``OUT/final/ema.safetensors``: the EMA weights (LoRA merged) as a plain HumoDiT checkpoint,
+        plus ``lora_adapter.safetensors`` (the EMA adapters alone) for a LoRA run."""
         from humo.checkpoint import save_dit, save_state_dict
 
         final = Path(self.cfg.out) / FINAL_DIR
         path = final / EXPORT_FILE
+        with self.ema.applied():
+            sd = full_model_state(self.model)  # a copy on the CPU, gathered from every process
         if self.info.is_main:
-            # Written inside the block: the state dict shares storage with the parameters, which get their
-            # training values back when the block exits.
-            with self.ema.applied():
-                sd = merged_state_dict(self.model)
-                save_dit(SimpleNamespace(cfg=self.dit_cfg, state_dict=lambda: sd), path)
-                if has_lora(self.model):
-                    save_state_dict(lora_state_dict(self.model), final / "lora_adapter.safetensors")
+            merged = merge_lora(sd, lora_scaling(self.cfg.lora_rank, self.cfg.lora_alpha)) if self.cfg.lora_rank else sd
+            save_dit(SimpleNamespace(cfg=self.dit_cfg, state_dict=lambda: merged), path)
+            if self.cfg.lora_rank:
+                save_state_dict({k: v for k, v in sd.items() if ".lora_" in k}, final / "lora_adapter.safetensors")
             with atomic_path(final / "train_config.json") as tmp:
                 tmp.write_text(json.dumps(self.cfg.to_dict(), indent=1))
         barrier(self.info)
@@ -404,7 +459,7 @@ class Trainer:
         log = RunLog(cfg, info, self.step)
         if hasattr(self, "_rng"):
             # Last, so that nothing in the set-up above consumes random numbers after the restore.
-            restore_rng(self._rng, {"train": self.generator})
+            restore_rng(self._rng)
         sleep = float(os.environ.get(STEP_SLEEP_ENV, "0") or 0)
         self.ddp_model.train()
         batches = iter(loader)
@@ -425,6 +480,8 @@ class Trainer:
                 params = list(self.params.values())
                 clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+                if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor
+                    grad_norm = grad_norm.full_tensor()
                 self.optimizer.step()
                 self.ema.update()
                 self.step += 1

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -75,6 +76,21 @@ def draw(generator: torch.Generator, batch: int, shape: tuple[int, ...], cfg) ->
         drop_image=u[:, 1] < cfg.image_dropout,
         drop_audio=u[:, 2] < cfg.audio_dropout,
     )
+
+
+def row_seed(seed: int, micro: int, row: int) -> int:
+    """The seed of one sample's draws: a hash of (run seed, micro-batch number, row of the global batch)."""
+    return int(np.random.SeedSequence([seed, micro, row]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def draw_rows(seed: int, micro: int, rows: range, shape: tuple[int, ...], cfg) -> Draws:
+    """The draws of rows `rows` of global micro-batch `micro`, each from its own seeded generator.
+
+    A pure function of the position: a process draws only its own rows and gets exactly what one process with
+    the whole global batch would, and a resumed run needs no generator state.
+    """
+    parts = [draw(torch.Generator().manual_seed(row_seed(seed, micro, r)), 1, shape, cfg) for r in rows]
+    return Draws(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Draws)})
 
 
 def keep_flags(batch: dict, draws: Draws) -> tuple[Tensor, Tensor, Tensor]:

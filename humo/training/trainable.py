@@ -85,29 +85,41 @@ def has_lora(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict of a plain HumoDiT: LoRA deltas merged into the wrapped weights, adapter keys dropped.
-
-    Without LoRA this is ``model.state_dict()`` (detached: the tensors share storage with the parameters, so
-    copy or save them before the parameters change). The model itself is not changed.
-    """
-    sd = {k: v.detach() for k, v in model.state_dict().items()}
-    if not has_lora(model):
-        return sd
-    from peft.tuners.lora import LoraLayer
-
-    deltas = {}
-    for name, module in model.named_modules():
-        if isinstance(module, LoraLayer):
-            delta = sum(module.get_delta_weight(a) for a in module.active_adapters)
-            deltas[f"{name}.weight"] = delta
+def merge_lora(sd: dict[str, torch.Tensor], scaling: float) -> dict[str, torch.Tensor]:
+    """A state dict with LoRA adapters -> the plain HumoDiT state dict: ``W + scaling * B @ A`` for each adapted
+    Linear, adapter keys dropped, ``.base_layer.`` removed from the names. Works on any full state dict (also one
+    gathered from sharded processes). Without adapters the same dict comes back."""
+    if not any(LORA_MARK in k for k in sd):
+        return dict(sd)
     out = {}
     for key, value in sd.items():
         if LORA_MARK in key:
             continue
         plain = key.replace(".base_layer.", ".")
-        out[plain] = value + deltas[plain].to(value) if plain in deltas else value
+        if ".base_layer." in key and key.endswith(".weight"):
+            module = key[: -len(".base_layer.weight")]
+            a, b = sd[f"{module}.lora_A.default.weight"], sd[f"{module}.lora_B.default.weight"]
+            value = value + (scaling * (b.float() @ a.float())).to(value)
+        out[plain] = value
     return out
+
+
+def lora_scaling(rank: int, alpha: float | None) -> float:
+    """peft's LoRA scale: alpha / rank (alpha defaults to the rank, as in `apply_lora`)."""
+    return float(alpha if alpha is not None else rank) / rank
+
+
+def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """`merge_lora` of the model's own state dict, with the scale peft uses for its adapters.
+
+    Unchanged tensors are the model's own (they share storage with the parameters: copy or save them before the
+    parameters change). The model itself is not changed.
+    """
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    scales = {s for m in model.modules() for s in getattr(m, "scaling", {}).values()} if has_lora(model) else {1.0}
+    if len(scales) != 1:
+        raise ValueError(f"LoRA layers with different scales {sorted(scales)}")
+    return merge_lora(sd, scales.pop())
 
 
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
