@@ -114,8 +114,9 @@ def subject_consistency(frames: np.ndarray, ref_images: Sequence[np.ndarray]) ->
 def sync_scores(mouth: np.ndarray, envelope: np.ndarray, max_offset: int = MAX_OFFSET) -> dict:
     """SyncNet-style scores of a mouth signal [T] against an audio envelope [T] (see the module docstring).
 
-    NaN mouth frames (no face) are interpolated. Offsets whose overlap is shorter than max(8, T/3) frames are
-    skipped. Returns {"sync_c", "sync_d", "sync_offset", "sync_corr" (the peak correlation 1 - Sync-D),
+    NaN mouth frames (no face) are interpolated. Offsets run over +-min(max_offset, T // 4) so that every
+    correlation is taken over at least 3/4 of the clip (a short overlap of smooth envelopes correlates by
+    chance). Returns {"sync_c", "sync_d", "sync_offset", "sync_corr" (the peak correlation 1 - Sync-D),
     "sync_corr0" (correlation at offset 0), "distances": {offset: d}}; scores are None when the mouth is never
     seen or either signal is constant.
     """
@@ -135,12 +136,10 @@ def sync_scores(mouth: np.ndarray, envelope: np.ndarray, max_offset: int = MAX_O
     if ok.sum() < 4:
         return empty
     m = np.interp(np.arange(T), np.flatnonzero(ok), m[ok])
-    min_overlap = max(8, T // 3)
+    K = min(max_offset, T // 4)
     dist = {}
-    for k in range(-max_offset, max_offset + 1):
+    for k in range(-K, K + 1):
         lo, hi = max(0, -k), min(T, T - k)
-        if hi - lo < min_overlap:
-            continue
         a, b = m[lo:hi], e[lo + k : hi + k]
         sa, sb = a.std(), b.std()
         r = float(((a - a.mean()) * (b - b.mean())).mean() / (sa * sb)) if sa > 1e-6 and sb > 1e-6 else 0.0

@@ -79,11 +79,12 @@ def _dominant_colour(px: np.ndarray, radius: float = 10.0, max_px: int = 400) ->
     return px[near[near.sum(1).argmax()]].mean(0).astype(np.float32)
 
 
-def _tone_probability(img: np.ndarray, tone: np.ndarray) -> np.ndarray:
-    """Soft mask [...] of pixels [..., 3] near the cone of one skin colour `tone` [3] (brightness 0.8..1.2)."""
+def _tone_probability(img: np.ndarray, tone: np.ndarray, dist: tuple[float, float] = _SKIN_D) -> np.ndarray:
+    """Soft mask [...] of pixels [..., 3] near the cone of one skin colour `tone` [3] (brightness 0.8..1.2):
+    1 within dist[0] of it, 0 beyond dist[1]."""
     t = np.clip((img @ tone) / max(float(tone @ tone), 1e-6), *_SKIN_T)
     d = np.sqrt(((img - t[..., None] * tone) ** 2).sum(-1))
-    lo, hi = _SKIN_D
+    lo, hi = dist
     return np.clip((hi - d) / (hi - lo), 0.0, 1.0)
 
 
@@ -171,7 +172,9 @@ def _masked_median(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def _softmax_dist(d2: np.ndarray, sigma: float) -> np.ndarray:
     """Probabilities [..., K] from squared distances [..., K]: softmax(-d2 / (2 sigma^2))."""
     z = -d2 / (2 * sigma * sigma)
-    z = z - np.nanmax(z, axis=-1, keepdims=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows (nothing measurable) stay NaN
+        z = z - np.nanmax(z, axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(-1, keepdims=True)
 
@@ -220,7 +223,7 @@ def find_faces(frames: np.ndarray, max_faces: int = 1) -> list[FaceTrack]:
     img = _as_float(frames)
     T, H, W = img.shape[:3]
     prob = skin_probability(img)
-    rb = max(2, int(round(0.06 * H)))
+    rb = max(2, int(round(0.1 * H)))
     rs = max(1, int(round(0.025 * H)))
     min_mass = (0.06 * H) ** 2
     # Blurred or anti-aliased edges between two non-skin colours mix to skin-like colours along thin bands (a
@@ -235,6 +238,14 @@ def find_faces(frames: np.ndarray, max_faces: int = 1) -> list[FaceTrack]:
         dens = _box_mean(free, rb) * free
         flat = dens.reshape(T, -1)
         k = flat.argmax(1)
+        if max_faces == 1 and T > 2:
+            # One character moves little within a clip: favour the seed near the clip's median seed, so that
+            # a raised hand cannot take over a frame where the face is blurred or half hidden.
+            ky, kx = np.divmod(k, W)
+            my, mx = np.median(ky), np.median(kx)
+            yy, xx = np.divmod(np.arange(H * W), W)
+            prior = np.exp(-((yy - my) ** 2 + (xx - mx) ** 2) / (2 * (0.15 * H) ** 2))
+            k = (flat * prior[None]).argmax(1)
         seed = np.zeros_like(free).reshape(T, -1)
         seed[np.arange(T), k] = flat[np.arange(T), k] > 0.2
         core = _reconstruct(seed.reshape(T, H, W), free)
@@ -310,7 +321,7 @@ def _template(X, Y, cx, cy, U, ax, zone_u=None):
     cov = np.clip(0.5 - render._sd_ellipse(X, Y, cx, cy, ax, U), 0, 1) * np.clip(0.5 + Y - (cy - HAIRLINE * U), 0, 1)
     u, v = (X - cx) / zu, (Y - cy) / zu
     eyes = np.abs(v - render.EYE_V) < 0.16
-    mouth = (np.abs(u) < 0.45) & (np.abs(v - MOUTH_V) < 0.42)
+    mouth = (np.abs(u) < 0.5) & (np.abs(v - MOUTH_V) < 0.42)
     return cov, ~(eyes | mouth)
 
 
@@ -344,7 +355,7 @@ def _fit(prob: np.ndarray, f: FaceTrack) -> FaceTrack:
 
     best = score(params)
     for step in (0.2, 0.1, 0.05, 0.025, 0.0125):
-        for _ in range(3):
+        for _ in range(6 if step == 0.2 else 3):  # the coarsest step may have to grow a head by half
             moved = False
             for i in range(4):
                 for sign in (-1.0, 1.0):
@@ -495,8 +506,8 @@ def read_identity(frames: np.ndarray, face: FaceTrack | None = None, max_frames:
     out = {}
     for name, p in probs.items():
         m = _nanmean_rows(p[v])
-        if m is None:
-            return None
+        if m is None:  # never measurable (e.g. the hair cap is off-frame in every frame): unknown
+            m = np.full(len(world.ATTRIBUTES[name]), 1.0 / len(world.ATTRIBUTES[name]))
         out[name] = dict(zip(world.ATTRIBUTES[name], (float(x) for x in m)))
     return out
 
@@ -510,14 +521,14 @@ def argmax_labels(probs: dict[str, dict[str, float]]) -> dict[str, str]:
 # Text factors: scene, object, action
 
 
-def _corner_boxes(H: int, W: int) -> list[tuple[slice, slice, bool]]:
-    """(rows, cols, is_top) of the four background corners that the character does not reach."""
+def _corner_boxes(H: int, W: int) -> list[tuple[slice, slice]]:
+    """(rows, cols) of the four background corners that the character does not reach."""
     th, tw, bh, bw = int(round(0.16 * H)), int(round(0.16 * W)), int(round(0.14 * H)), int(round(0.1 * W))
     return [
-        (slice(0, th), slice(0, tw), True),
-        (slice(0, th), slice(W - tw, W), True),
-        (slice(H - bh, H), slice(0, bw), False),
-        (slice(H - bh, H), slice(W - bw, W), False),
+        (slice(0, th), slice(0, tw)),
+        (slice(0, th), slice(W - tw, W)),
+        (slice(H - bh, H), slice(0, bw)),
+        (slice(H - bh, H), slice(W - bw, W)),
     ]
 
 
@@ -527,13 +538,13 @@ def read_scene(frames: np.ndarray) -> dict[str, float]:
     img = _as_float(frames)
     T, H, W = img.shape[:3]
     corners = []
-    for rows, cols, _ in _corner_boxes(H, W):
+    for rows, cols in _corner_boxes(H, W):
         corners.append(np.median(img[:, rows, cols].reshape(-1, 3), 0))
     c = np.stack(corners)  # [4, 3]
     d2 = []
     for s in world.SCENES.values():
         protos = []
-        for rows, _, top in _corner_boxes(H, W):
+        for rows, _ in _corner_boxes(H, W):
             centre = (rows.start + rows.stop) / 2 / H
             protos.append(s["top"] if centre < s["horizon"] else s["bottom"])
         d = np.sqrt(((c - np.asarray(protos, np.float32)) ** 2).sum(-1))
@@ -553,7 +564,7 @@ def _object_evidence(img: np.ndarray, f: FaceTrack) -> np.ndarray:
     us, vs = _grid(0.75, 2.0, step), _grid(-1.05, 0.5, step)
     vals, ok = sample_grid(img, cx + axu * U, cy, U, us, vs)
     out = []
-    for name, col in world.OBJECTS.items():
+    for col in world.OBJECTS.values():
         if col is None:
             continue
         d = np.sqrt(((vals - np.asarray(col, np.float32)) ** 2).sum(-1))
@@ -583,17 +594,23 @@ def read_object(frames: np.ndarray, face: FaceTrack | None = None) -> tuple[str,
     return (names[best] if mean[best] >= OBJECT_THRESHOLD else "none"), evidence
 
 
+def _spread(x: np.ndarray) -> float:
+    """A standard deviation that a few mislocated frames cannot inflate: (90th - 10th percentile) / 2.56."""
+    return float(np.subtract(*np.percentile(x, [90, 10])) / 2.56) if len(x) > 1 else 0.0
+
+
 HAND_THRESHOLD = 0.12  # U^2 of skin where a raised waving hand is
-MOTION_THRESHOLD = 0.05  # std of the head position in U below which the head is still
+JUMP_RATIO = 0.4  # jumping moves the shoulders as much as the head (~1), nodding does not (~0.1)
+MOTION_THRESHOLD = 0.08  # spread of the head position in U below which the head is still (nodding: ~0.21)
 
 
 def read_action(frames: np.ndarray, face: FaceTrack | None = None, shirt: np.ndarray | None = None) -> tuple[str, dict]:
     """The action in frames [T, H, W, 3] and the motion features it was decided from.
 
-    Features: `hand` mean skin area (U^2) where a waving hand is (left of the head); `sx`, `sy` standard
-    deviation of the head centre in U; `shoulder` standard deviation of the shoulder line in U (the torso moves
-    when jumping, not when nodding). Rules: hand -> waving; no head motion -> still; sideways -> shaking;
-    vertical with the shoulders -> jumping, else nodding.
+    Features: `hand` median over frames of the skin area (U^2, in the face's tone) where a waving hand is (left
+    of the head); `sx`, `sy` spread (robust standard deviation) of the head centre in U; `shoulder` spread of
+    the shoulder line in U (the torso moves when jumping, not when nodding). Rules: hand -> waving; no head
+    motion -> still; sideways -> shaking; vertical with the shoulders -> jumping, else nodding.
     """
     img = _as_float(frames)
     if face is None:
@@ -606,10 +623,11 @@ def read_action(frames: np.ndarray, face: FaceTrack | None = None, shirt: np.nda
         return "still", {}
     U = face.scale
     cx, cy = face.cx[v], face.cy[v]
-    sx, sy = float(np.std(cx) / U), float(np.std(cy) / U)
-    # waving hand: skin to the left of the head at eye level
+    sx, sy = _spread(cx) / U, _spread(cy) / U
+    # waving hand: the face's own skin tone to the left of the head at eye level
     vals, ok = sample_grid(img[v], cx, cy, U, _grid(-2.9, -1.45, 0.08), _grid(-0.95, 0.1, 0.08))
-    hand = float(((skin_probability(vals) * ok).sum((-1, -2)) * 0.08 * 0.08).mean())
+    tone = _tone_probability(vals, face.skin, (30.0, 55.0))  # a small hand blurs more than a face: be lenient
+    hand = float(np.median((tone * ok).sum((-1, -2)) * 0.08 * 0.08))
     # shoulder line: shirt-coloured mass in fixed columns beside the neck (fixed in the frame, not the head)
     if shirt is None:
         feats = _identity_features(
@@ -619,11 +637,11 @@ def read_action(frames: np.ndarray, face: FaceTrack | None = None, shirt: np.nda
     mx, my = float(np.median(cx)), float(np.median(cy))
     sh = []
     for side in (-1, 1):
-        vals, ok = sample_grid(img[v], mx, my, U, side * _grid(1.36, 1.52, 0.08), _grid(0.5, 2.0, 0.08))
+        vals, ok = sample_grid(img[v], mx, my, U, side * _grid(1.42, 1.56, 0.07), _grid(0.5, 2.0, 0.08))
         d = np.sqrt(((vals - shirt) ** 2).sum(-1))
         m = np.clip((65 - d) / 30, 0, 1) * ok
         sh.append(m.mean(-1).sum(-1) * 0.08)  # shirt height in the window (U) per frame
-    shoulder = float(np.std(np.mean(sh, 0)))
+    shoulder = _spread(np.mean(sh, 0))
     feats = {"hand": hand, "sx": sx, "sy": sy, "shoulder": shoulder}
     if hand > HAND_THRESHOLD:
         return "waving", feats
@@ -631,7 +649,7 @@ def read_action(frames: np.ndarray, face: FaceTrack | None = None, shirt: np.nda
         return "still", feats
     if sx > sy:
         return "shaking", feats
-    return ("jumping" if shoulder > 0.5 * sy else "nodding"), feats
+    return ("jumping" if shoulder > JUMP_RATIO * sy else "nodding"), feats
 
 
 # ---------------------------------------------------------------------------------------------------------------

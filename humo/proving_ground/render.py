@@ -23,9 +23,9 @@ BASE_U = 0.19  # head half-height as a fraction of the frame height at scale 1
 HAIRLINE = 0.55  # the face is the head ellipse below v = -HAIRLINE (hair above)
 EYE_V = -0.12
 MOUTH_V = 0.47
-#: mouth semi-axes in U for a wide vowel: rx = RX0 + RX1 * opening, ry = RY0 + RY1 * opening; a round vowel has
-#: the same area with rx = RX0 - RXR * opening
-MOUTH_RX, MOUTH_RY, MOUTH_RXR = (0.25, 0.13), (0.045, 0.165), 0.04
+#: mouth semi-axes in U for a wide vowel: rx = RX0 + RX1 * opening, ry = RY0 + RY1 * opening (fully open: about
+#: 10 x 6 px at 64 x 64); a round vowel has the same area with rx = RX0 + RXR * opening (about 7 x 9 px)
+MOUTH_RX, MOUTH_RY, MOUTH_RXR = (0.25, 0.16), (0.05, 0.2), 0.03
 TORSO_TOP = 0.92
 SHOULDER = (1.25, 1.25)  # (|u|, v) of the shoulder joints relative to the body anchor
 WAVE_HAND = (-2.15, -0.55)  # rest position of the waving hand
@@ -46,7 +46,7 @@ KEYPOINTS = (
     "left_hand",
     "right_hand",
 )
-_ARM_R, _HAND_R = 0.16, 0.28
+_ARM_R, _HAND_R = 0.2, 0.34
 _STEM = (50, 150, 50)
 _FLOWER_HEART = (250, 220, 60)
 _STICK = (45, 35, 35)
@@ -246,7 +246,7 @@ def draw_character(cv: Canvas, p: Pose, ident: Identity, obj: str) -> np.ndarray
     ax = world.FACE_SHAPES[ident.face_shape] * U
     skin = world.SKIN_TONES[ident.skin]
     hair = world.HAIR_COLOURS[ident.hair_colour]
-    hx, hy, bx, by = _col(p.hx), _col(p.hy), _col(p.bx), _col(p.by)
+    hx, hy, bx = _col(p.hx), _col(p.hy), _col(p.bx)
 
     # torso (extends below the frame)
     top = p.by + TORSO_TOP * U
@@ -272,11 +272,11 @@ def draw_character(cv: Canvas, p: Pose, ident: Identity, obj: str) -> np.ndarray
     if ident.hair_style == "long":
         for side in (-1, 1):
             cx = p.hx + side * (ax + 0.1 * U)
-            cy = p.hy + 0.4 * U
+            cy = p.hy + 0.3 * U
             cv.paint(
-                lambda X, Y, cx=cx, cy=cy: _sd_box(X, Y, _col(cx), _col(cy), 0.26 * U, 0.95 * U, 0.2 * U),
+                lambda X, Y, cx=cx, cy=cy: _sd_box(X, Y, _col(cx), _col(cy), 0.22 * U, 0.8 * U, 0.18 * U),
                 hair,
-                _bbox(cx, cy, 0.26 * U, 0.95 * U),
+                _bbox(cx, cy, 0.22 * U, 0.8 * U),
             )
     elif ident.hair_style == "pigtails":
         for side in (-1, 1):
@@ -341,7 +341,7 @@ def draw_character(cv: Canvas, p: Pose, ident: Identity, obj: str) -> np.ndarray
     # mouth: the opening sets its area, the vowel its shape (wide vs round, same area)
     o, r = p.opening, p.roundness
     rx_w, ry_w = MOUTH_RX[0] + MOUTH_RX[1] * o, MOUTH_RY[0] + MOUTH_RY[1] * o
-    rx_r = MOUTH_RX[0] - MOUTH_RXR * o
+    rx_r = MOUTH_RX[0] + MOUTH_RXR * o
     ry_r = rx_w * ry_w / rx_r
     rx, ry = (rx_w + r * (rx_r - rx_w)) * U, (ry_w + r * (ry_r - ry_w)) * U
     mx, my = p.hx + shift, p.hy + MOUTH_V * U

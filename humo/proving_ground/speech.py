@@ -130,8 +130,10 @@ def synthesize(
     )
     amp = amp / (k**0.3)
     amp = amp / np.sqrt((amp**2).sum(0, keepdims=True) / 2)  # unit RMS at every instant
-    amp = np.repeat(amp, hop, axis=1)[:, :n]
-    voiced = (amp * np.sin(k * phase[None])).sum(0)
+    amp = np.repeat(amp.astype(np.float32), hop, axis=1)[:, :n]
+    # float32 from here: the phase is reduced modulo 2 pi first, so k * phase stays small and precise
+    ph = np.mod(phase, 2 * np.pi).astype(np.float32)
+    voiced = np.einsum("hn,hn->n", amp, np.sin(k.astype(np.float32) * ph[None]))
 
     wave = _RMS * env * voiced
     # consonant-like noise bursts at syllable onsets: speech has them, and they keep the audio from being a

@@ -230,7 +230,8 @@ def make_multi_caption(rng: np.random.Generator, scene: str, people: list[tuple[
             obj_phrase = ""
         else:
             obj_phrase = HOLD_PHRASES[rng.integers(len(HOLD_PHRASES))].format(OBJECT_PHRASES[obj][0])
-        parts.append(f"The person on the {pos} {vbz}{obj_phrase}.")
+        where = "in the middle" if pos == "middle" else f"on the {pos}"
+        parts.append(f"The person {where} {vbz}{obj_phrase}.")
     return " ".join(parts)
 
 
