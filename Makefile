@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(VENV)/bin/humo demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check humo tests benchmarks
-	$(VENV)/bin/ruff format --check humo tests benchmarks
+	$(VENV)/bin/ruff check humo tests
+	$(VENV)/bin/ruff format --check humo tests
 
 test: lint
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile
