@@ -153,3 +153,10 @@ def test_missing_inputs_give_none(clips):
     blank = np.full((9, 64, 64, 3), 120, np.uint8)
     r = metrics.evaluate_clip(blank, 25.0, clips[0]["spec"].caption, [clips[0]["ref"]], None)
     assert r["face_found"] == 0.0 and r["subject_acc"] is None
+
+
+def test_prototypes_match_the_renderer():
+    # the readers' class prototypes are constants measured on renders: a renderer change that moves them fails
+    fresh = readers.calibrate_prototypes(48, seed=1)
+    for k, v in readers.PROTOTYPES.items():
+        assert np.allclose(fresh[k], v, atol=0.05), (k, fresh[k], v)

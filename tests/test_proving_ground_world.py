@@ -29,6 +29,7 @@ def test_palettes_keep_classes_apart():
     outside = list(world.HAIR_COLOURS.values()) + list(world.SHIRT_COLOURS.values())
     outside += [c for c in world.OBJECTS.values() if c is not None]
     outside += [s[k] for s in world.SCENES.values() for k in ("top", "bottom", "pattern")]
+    outside += [render._STEM, render._FLOWER_HEART, render._STICK]
     assert min(_cone_distance(c) for c in outside) > 55
     # classes of one attribute are far apart; hair is far from every background
     for pal in (world.SKIN_TONES, world.HAIR_COLOURS, world.SHIRT_COLOURS):

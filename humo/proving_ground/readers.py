@@ -17,7 +17,6 @@ readers stay consistent with the renderer by construction. Everything is vectori
 
 from __future__ import annotations
 
-import functools
 import warnings
 from dataclasses import dataclass
 
@@ -334,7 +333,7 @@ def _fit(prob: np.ndarray, f: FaceTrack) -> FaceTrack:
     v = f.valid
     if not v.any():
         return f
-    S = int(np.ceil(4.6 * np.nanmax(f.U[v]))) | 1
+    S = int(np.ceil(6.0 * np.nanmax(f.U[v]))) | 1
     P = np.pad(prob, ((0, 0), (S, S), (S, S)), constant_values=0.5)  # outside the frame: no evidence either way
     cx, cy = np.where(v, f.cx, W / 2), np.where(v, f.cy, H / 2)
     U, ax = np.where(v, f.U, 1.0), np.where(v, f.ax, 1.0)
@@ -346,29 +345,32 @@ def _fit(prob: np.ndarray, f: FaceTrack) -> FaceTrack:
     X = (ox[:, None, None] + idx[None, None, :] + 0.5).astype(np.float32)
     Y = (oy[:, None, None] + idx[None, :, None] + 0.5).astype(np.float32)
     params = np.stack([cx, cy, U, ax], 1).astype(np.float32)  # [T, 4]
-    zone_u = U[:, None, None].astype(np.float32)
 
-    def score(p):
+    def score(p, zone_u):
         c = [p[:, i, None, None] for i in range(4)]
         cov, care = _template(X, Y, *c, zone_u)
         return (cov * care * crops).sum((-1, -2))
 
-    best = score(params)
-    for step in (0.2, 0.1, 0.05, 0.025, 0.0125):
-        for _ in range(6 if step == 0.2 else 3):  # the coarsest step may have to grow a head by half
-            moved = False
-            for i in range(4):
-                for sign in (-1.0, 1.0):
-                    trial = params.copy()
-                    trial[:, i] += sign * step * params[:, 2]
-                    trial[:, 2:] = np.maximum(trial[:, 2:], 1.0)
-                    s = score(trial)
-                    better = (s > best + 1e-4) & v
-                    if better.any():
-                        params[better], best[better] = trial[better], s[better]
-                        moved = True
-            if not moved:
-                break
+    # Two rounds of coordinate search; the ignored zones are resized between them, so a head that starts too
+    # small (only part of a blurred face found) can grow and take its eyes and mouth along.
+    for steps in ((0.2, 0.1, 0.05), (0.1, 0.05, 0.025, 0.0125)):
+        zone_u = params[:, 2, None, None].copy()
+        best = score(params, zone_u)
+        for step in steps:
+            for _ in range(6 if step == 0.2 else 3):  # the coarsest step may have to grow a head by half
+                moved = False
+                for i in range(4):
+                    for sign in (-1.0, 1.0):
+                        trial = params.copy()
+                        trial[:, i] += sign * step * params[:, 2]
+                        trial[:, 2:] = np.maximum(trial[:, 2:], 1.0)
+                        s = score(trial, zone_u)
+                        better = (s > best + 1e-4) & v
+                        if better.any():
+                            params[better], best[better] = trial[better], s[better]
+                            moved = True
+                if not moved:
+                    break
     cx, cy, U, ax = (params[:, i] for i in range(4))
     Xf = (np.arange(W, dtype=np.float32) + 0.5)[None, None, :]
     Yf = (np.arange(H, dtype=np.float32) + 0.5)[None, :, None]
@@ -448,40 +450,50 @@ def _towards(vals: np.ndarray, ok: np.ndarray, base: np.ndarray, target) -> np.n
     return np.where(n > 0, (t * ok).sum((-1, -2)) / np.maximum(n, 1), np.nan)
 
 
-@functools.lru_cache(maxsize=1)
+#: Class prototypes of the geometric identity features (face half-width / half-height; hair-coloured fractions
+#: beside the cheeks, at the temples, on top; how far the eye band is towards the lens colour), as measured by
+#: `calibrate_prototypes(300)` on clean reference images. tests/test_proving_ground_metrics.py re-measures them, so
+#: a change to the renderer that moves them fails a test instead of silently biasing the readers.
+PROTOTYPES: dict[str, np.ndarray] = {
+    "ratio": np.array([0.6819, 0.859, 1.0523], np.float32),
+    "style": np.array(
+        [[0.0029, 0.0015, 0.0], [0.9254, 0.2055, 0.0022], [0.0078, 0.0019, 0.9492], [0.0064, 0.9615, 0.0025]],
+        np.float32,
+    ),
+    "glasses": np.array([0.0566, 0.6203], np.float32),
+}
+
+
+def calibrate_prototypes(n: int = 300, seed: int = 0) -> dict[str, np.ndarray]:
+    """Measure PROTOTYPES: the mean feature per class over `n` random reference images (64 x 64, clean)."""
+    rng = np.random.default_rng(seed)
+    sums: dict[str, dict[str, list]] = {"ratio": {}, "style": {}, "glasses": {}}
+    for _ in range(n):
+        ident = world.sample_identity(rng, heldout=bool(rng.integers(2)))
+        img, _, _ = render.render_reference(ident, rng)
+        x = _as_float(img)
+        faces = find_faces(x)
+        if not faces or not faces[0].valid[0]:
+            continue
+        f = _identity_features(x, faces[0])
+        sums["ratio"].setdefault(ident.face_shape, []).append(f["ratio"][0])
+        sums["style"].setdefault(ident.hair_style, []).append(f["style"][0])
+        sums["glasses"].setdefault(ident.glasses, []).append(f["glasses"][0])
+    order = {"ratio": world.FACE_SHAPES, "style": world.HAIR_STYLES, "glasses": world.GLASSES}
+    return {k: np.array([np.nanmean(sums[k][c], 0) for c in order[k]], np.float32) for k in sums}
+
+
 def _prototypes() -> dict[str, np.ndarray]:
-    """Feature prototypes per class of face shape, hair style and glasses, measured on clean renders."""
-    shapes, styles, glasses = list(world.FACE_SHAPES), list(world.HAIR_STYLES), list(world.GLASSES)
-    ratio = {k: [] for k in shapes}
-    style = {k: [] for k in styles}
-    glass = {k: [] for k in glasses}
-    hair_cols, skins, shirts = list(world.HAIR_COLOURS), list(world.SKIN_TONES), list(world.SHIRT_COLOURS)
-    i = 0
-    for fs in shapes:
-        for hs in styles:
-            for gl in glasses:
-                ident = world.Identity(skins[i % 5], hair_cols[i % 6], hs, shirts[(i + 1) % 6], fs, gl)
-                # at the default 64 x 64, where pixel quantisation biases the geometry most
-                img, _ = render.render_still(ident, scene=list(world.SCENES)[i % 6], scale=(0.85, 1.0, 1.1)[i % 3])
-                i += 1
-                x = _as_float(img)
-                face = find_faces(x)[0]
-                feats = _identity_features(x, face)
-                ratio[fs].append(feats["ratio"][0])
-                style[hs].append(feats["style"][0])
-                glass[gl].append(feats["glasses"][0])
-    return {
-        "ratio": np.array([np.mean(ratio[k]) for k in shapes], np.float32),
-        "style": np.stack([np.mean(style[k], 0) for k in styles]).astype(np.float32),
-        "glasses": np.array([np.mean(glass[k]) for k in glasses], np.float32),
-    }
+    return PROTOTYPES
 
 
 def read_identity(frames: np.ndarray, face: FaceTrack | None = None, max_frames: int = 12) -> dict | None:
     """Identity attributes of the (largest) face in frames [T, H, W, 3] or an image [H, W, 3].
 
-    Returns {attribute: {value: probability}} averaged over up to `max_frames` evenly spaced frames, or None
-    when no face is found.
+    Each feature is the median over up to `max_frames` evenly spaced frames (so a few frames where the face is
+    mislocated do not count), then compared with the palettes / prototypes. Returns {attribute: {value:
+    probability}}, or None when no face is found. An attribute never measurable (e.g. the hair cap off-frame in
+    every frame) gets a uniform distribution.
     """
     img = _as_float(frames)
     if face is None:
@@ -491,22 +503,26 @@ def read_identity(frames: np.ndarray, face: FaceTrack | None = None, max_frames:
         if not faces:
             return None
         face = faces[0]
-    feats = _identity_features(img, face)
-    proto = _prototypes()
     v = face.valid
-    skin_p = _palette_probs(np.broadcast_to(face.skin, (img.shape[0], 3)).copy(), world.SKIN_TONES)
+    if not v.any():
+        return None
+    feats = _identity_features(img, face)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN features stay NaN
+        med = {k: np.nanmedian(x[v], axis=0)[None] for k, x in feats.items()}
+    proto = _prototypes()
     probs = {
-        "skin": skin_p,
-        "hair_colour": _palette_probs(feats["hair"], world.HAIR_COLOURS),
-        "hair_style": _softmax_dist(np.nansum((feats["style"][:, None, :] - proto["style"][None]) ** 2, -1), 0.2),
-        "shirt": _palette_probs(feats["shirt"], world.SHIRT_COLOURS),
-        "face_shape": _softmax_dist((feats["ratio"][:, None] - proto["ratio"][None]) ** 2, 0.04),
-        "glasses": _softmax_dist((feats["glasses"][:, None] - proto["glasses"][None]) ** 2, 0.15),
+        "skin": _palette_probs(face.skin[None], world.SKIN_TONES),
+        "hair_colour": _palette_probs(med["hair"], world.HAIR_COLOURS),
+        "hair_style": _softmax_dist(np.nansum((med["style"][:, None, :] - proto["style"][None]) ** 2, -1), 0.2),
+        "shirt": _palette_probs(med["shirt"], world.SHIRT_COLOURS),
+        "face_shape": _softmax_dist((med["ratio"][:, None] - proto["ratio"][None]) ** 2, 0.04),
+        "glasses": _softmax_dist((med["glasses"][:, None] - proto["glasses"][None]) ** 2, 0.15),
     }
     out = {}
     for name, p in probs.items():
-        m = _nanmean_rows(p[v])
-        if m is None:  # never measurable (e.g. the hair cap is off-frame in every frame): unknown
+        m = p[0]
+        if not np.isfinite(m).all():
             m = np.full(len(world.ATTRIBUTES[name]), 1.0 / len(world.ATTRIBUTES[name]))
         out[name] = dict(zip(world.ATTRIBUTES[name], (float(x) for x in m)))
     return out

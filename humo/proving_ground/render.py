@@ -49,7 +49,7 @@ KEYPOINTS = (
 _ARM_R, _HAND_R = 0.2, 0.34
 _STEM = (50, 150, 50)
 _FLOWER_HEART = (250, 220, 60)
-_STICK = (45, 35, 35)
+_STICK = (40, 40, 90)  # dark navy: a dark brown stick would be a thin line of "skin"
 
 
 @dataclass

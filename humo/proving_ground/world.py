@@ -50,7 +50,7 @@ SHIRT_COLOURS: dict[str, tuple[int, int, int]] = {
 }
 HAIR_STYLES = ("short", "long", "bun", "pigtails")
 #: face half-width / face half-height (the head is an ellipse; U = half-height)
-FACE_SHAPES: dict[str, float] = {"long": 0.70, "oval": 0.85, "round": 1.0}
+FACE_SHAPES: dict[str, float] = {"long": 0.68, "oval": 0.85, "round": 1.04}
 GLASSES = ("none", "sunglasses")
 
 MOUTH_COLOUR = (60, 5, 25)
