@@ -69,3 +69,50 @@ def write_toy_weights(folder: str | Path, seed: int = 0, components=None) -> Pat
     text.save_pretrained(folder / "text")
     audio.save_pretrained(folder / "whisper")
     return folder
+
+
+def assemble_weights(folder: str | Path, dit: str | Path | None = None, vae: str | Path | None = None) -> Path:
+    """A `toy` weights folder from trained parts: `dit` (a HumoDiT .safetensors, e.g. a stage-2 export) and `vae`
+    (a diffusers VAE folder from `humo train-vae`); the text and audio encoders (and any part not given) are the
+    seeded toy ones, the same that `humo precompute` used when the recipe cached its data. Written to a temporary
+    folder beside `folder` and renamed, so `folder` is complete or absent."""
+    import os
+    import shutil
+    import tempfile
+
+    from humo.checkpoint import load_dit
+    from humo.conditions.vae import WanVAE
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        d, v, text, audio = toy_components(0)
+        if dit is not None:
+            d = load_dit(dit)
+        if vae is not None:
+            v = WanVAE.from_pretrained(vae)
+        write_toy_weights(tmp, components=(d, v, text, audio))
+        os.chmod(tmp, 0o755)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m humo.toy --out DIR [--dit FILE] [--vae DIR]``: write a toy weights folder (see assemble_weights)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="write a toy weights folder: dit.safetensors, vae/, text/, whisper/")
+    p.add_argument("--out", required=True)
+    p.add_argument("--dit", help="trained HumoDiT .safetensors (default: random toy DiT)")
+    p.add_argument("--vae", help="trained diffusers VAE folder (default: random toy VAE)")
+    args = p.parse_args(argv)
+    print(assemble_weights(args.out, args.dit, args.vae))
+
+
+if __name__ == "__main__":
+    main()

@@ -16,12 +16,43 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--videos", type=Path, help="batch mode: folder holding <name>.mp4 for every case")
     parser.add_argument("--skip-missing", action="store_true", help="batch mode: skip cases without a video")
     parser.add_argument("--json", type=Path, help="also write the full results as JSON here")
+    g = parser.add_argument_group(
+        "held-out mode: generate from held-out clips' inputs with a model, score against the baselines and the bars"
+    )
+    g.add_argument("--model", type=Path, help="weights folder to generate with (e.g. humo/assets/toy)")
+    g.add_argument("--manifest", type=Path, help="held-out manifest (humo synth --split heldout)")
+    g.add_argument("--clips", type=int, default=50, help="clips to generate and score (default 50)")
+    g.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
+    g.add_argument("--guidance", help="guidance preset (default: the model's)")
+    g.add_argument("--preset", default="toy", help="model layout of --model (default toy)")
+    g.add_argument("--keep-videos", type=Path, help="folder to keep the generated MP4s in")
 
 
 def run(args: argparse.Namespace) -> int:
     from humo.errors import HumoError, atomic_path
     from humo.proving_ground import metrics
 
+    if args.model is not None or args.manifest is not None:
+        if args.model is None or args.manifest is None:
+            raise HumoError("held-out mode needs both --model and --manifest")
+        if args.clips < 2:
+            raise HumoError(f"--clips {args.clips}: need at least 2 (the baselines pair clips)")
+        from humo.proving_ground import heldout
+
+        result = heldout.evaluate_model(
+            args.model,
+            args.manifest,
+            clips=args.clips,
+            steps=args.steps,
+            guidance=args.guidance,
+            preset=args.preset,
+            videos=args.keep_videos,
+        )
+        print(heldout.format_summary(result["summary"]))
+        if args.json is not None:
+            heldout.write_report(result, args.json)
+            print(f"wrote {args.json}")
+        return 0
     if args.cases is not None or args.videos is not None:
         if args.video is not None:
             raise HumoError("give either VIDEO or --cases/--videos, not both")

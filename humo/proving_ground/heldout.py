@@ -1,0 +1,213 @@
+"""A model's quality on held-out identities: generate from held-out clips' inputs, score, compare with baselines.
+
+For each of the first N single-character clips of a held-out manifest (``humo synth --split heldout``), the model
+generates a video from the clip's caption, reference image and audio (never its frames). The video is then scored
+(`metrics.evaluate_clip`) against
+
+- its own inputs: text following, subject consistency, Sync-C / Sync-D / offset;
+- another clip's reference (the next clip whose identity differs): the mismatched-reference baseline of subject
+  consistency;
+- another clip's audio (the same shuffle): the shuffled-audio baseline of Sync-C;
+
+and, when the model has a mask head, the IoU of its predicted face mask (last sampling step, on the latent grid)
+against the face found in the generated frames, resized to the same grid.
+
+The issue's quality bars are checked in `bars`: text following >= 0.8; subject accuracy >= 0.3 above the
+mismatched baseline; Sync-C >= 2x the shuffled baseline; |best offset| <= 1 frame for >= 80% of clips.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from humo.errors import HumoError, atomic_path
+from humo.proving_ground import metrics, readers
+
+BARS = {
+    "text_mean": 0.8,  # at least
+    "subject_gain": 0.3,  # subject_acc - mismatched subject_acc, at least
+    "sync_ratio": 2.0,  # sync_c / shuffled sync_c, at least
+    "offset_within_1": 0.8,  # share of clips with |offset| <= 1, at least
+}
+
+
+def heldout_samples(manifest: str | os.PathLike, clips: int) -> list:
+    """The first `clips` single-character samples of `manifest` that have a reference image and audio."""
+    from humo.data.manifest import read_manifest
+
+    samples = [
+        s
+        for s in read_manifest(manifest)
+        if s.meta.get("num_characters", 1) == 1 and s.ref_images and s.audio is not None
+    ]
+    if len(samples) < 2:
+        raise HumoError(f"manifest {manifest}: need at least 2 single-character clips with reference and audio")
+    return samples[:clips]
+
+
+def _partner(samples: list, i: int) -> int:
+    """The next sample (cyclically) whose identity differs from sample i's (for the mismatched baselines)."""
+    key = samples[i].meta.get("characters", [{}])[0].get("identity_key")
+    for k in range(1, len(samples)):
+        j = (i + k) % len(samples)
+        if key is None or samples[j].meta.get("characters", [{}])[0].get("identity_key") != key:
+            return j
+    return (i + 1) % len(samples)
+
+
+def mask_iou(pred: np.ndarray | None, frames: np.ndarray) -> float | None:
+    """IoU of a predicted latent-grid mask [F, h, w] (probabilities) with the face read from `frames` on that grid."""
+    if pred is None:
+        return None
+    import torch
+
+    from humo.mask_head import mask_to_latent_grid
+
+    face = readers.face_mask(frames)
+    t = 4 * ((len(face) - 1) // 4) + 1
+    grid = mask_to_latent_grid(torch.from_numpy(face[:t]).unsqueeze(0), tuple(pred.shape[-2:]))[0].numpy()
+    f = min(len(grid), len(pred))
+    return metrics.face_iou(pred[:f] > 0.5, grid[:f] > 0.5)
+
+
+def _mean(vals) -> float | None:
+    vals = [v for v in vals if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(vals)) if vals else None
+
+
+def summarize(rows: list[dict]) -> dict[str, Any]:
+    """Means over clips, the baselines, the bars and whether each is reached."""
+    own = metrics.summarize([r["own"] for r in rows])
+    base_subject = _mean(r["mismatched_ref"]["subject_acc"] for r in rows)
+    base_sync = _mean(r["shuffled_audio"]["sync_c"] for r in rows)
+    offsets = [r["own"]["sync_offset"] for r in rows if r["own"]["sync_offset"] is not None]
+    out: dict[str, Any] = {
+        "clips": len(rows),
+        **{k: own[k] for k in ("text_scene", "text_action", "text_object", "text_mean", "subject_acc")},
+        **{k: own[k] for k in ("subject_sim", "sync_c", "sync_d", "face_found")},
+        "subject_acc_mismatched": base_subject,
+        "sync_c_shuffled": base_sync,
+        "offset_within_1": float(np.mean([abs(o) <= 1 for o in offsets])) if rows else None,
+        "offset_abs_mean": float(np.mean(np.abs(offsets))) if offsets else None,
+        "mask_iou": _mean(r.get("mask_iou") for r in rows),
+        "seconds_per_clip": _mean(r.get("seconds") for r in rows),
+    }
+    gain = None if out["subject_acc"] is None or base_subject is None else out["subject_acc"] - base_subject
+    ratio = None
+    if out["sync_c"] is not None and base_sync:
+        ratio = out["sync_c"] / base_sync
+    out["subject_gain"], out["sync_ratio"] = gain, ratio
+    out["bars"] = {k: {"need": v, "got": out[k], "ok": out[k] is not None and out[k] >= v} for k, v in BARS.items()}
+    return out
+
+
+def evaluate_model(
+    weights: str | os.PathLike,
+    manifest: str | os.PathLike,
+    *,
+    clips: int = 50,
+    steps: int = 20,
+    guidance: str | None = None,
+    guidance_params: dict | None = None,
+    seed: int = 0,
+    preset: str = "toy",
+    videos: str | os.PathLike | None = None,
+    log: Callable[[str], None] | None = print,
+    pipe=None,
+) -> dict[str, Any]:
+    """Generate and score `clips` held-out clips with the model at `weights` (a weights folder of `preset`).
+
+    `videos`: a folder to keep the generated MP4s in (named by sample id). `pipe`: an already loaded
+    `HumoPipeline` (then `weights` only labels the result). Returns {"summary": ..., "rows": {id: ...}}.
+    """
+    from PIL import Image
+
+    from humo.media.audio import load_audio
+    from humo.pipeline import HumoPipeline
+
+    samples = heldout_samples(manifest, clips)
+    if pipe is None:
+        pipe = HumoPipeline.from_pretrained(
+            weights, preset, device="cpu", offload=False, log=lambda *_: None, progress=False
+        )
+    refs = [np.asarray(Image.open(s.ref_image_paths[0]).convert("RGB")) for s in samples]
+    audios = [load_audio(s.audio_path, 16000, min_seconds=0) for s in samples]
+    vdir = Path(videos) if videos is not None else None
+    rows: dict[str, dict] = {}
+    for i, s in enumerate(samples):
+        j = _partner(samples, i)
+        t0 = time.perf_counter()
+        out = vdir / f"{s.id}.mp4" if vdir is not None else None
+        res = pipe(
+            s.caption,
+            [str(s.ref_image_paths[0])],
+            str(s.audio_path),
+            out=out,
+            frames=s.num_frames or None,
+            steps=steps,
+            seed=seed + i,
+            guidance=guidance,
+            guidance_params=dict(guidance_params or {}),
+        )
+        seconds = time.perf_counter() - t0
+        own = metrics.evaluate_clip(res.frames, res.fps, s.caption, [refs[i]], (audios[i], 16000))
+        own.pop("details", None)
+        row = {
+            "own": own,
+            "mismatched_ref": {
+                k: v
+                for k, v in metrics.subject_consistency(res.frames, [refs[j]]).items()
+                if k in ("subject_acc", "subject_sim")
+            },  # fmt: skip
+            "shuffled_audio": {
+                k: v for k, v in metrics.av_sync(res.frames, res.fps, audios[j], 16000).items() if k != "distances"
+            },  # fmt: skip
+            "mask_iou": mask_iou(res.mask, res.frames),
+            "seconds": seconds,
+            "partner": samples[j].id,
+        }
+        rows[s.id] = row
+        if log is not None:
+            o = row["own"]
+            log(
+                f"heldout {i + 1}/{len(samples)} {s.id}: text {_fmt(o['text_mean'])} subject {_fmt(o['subject_acc'])}"
+                f" (vs {_fmt(row['mismatched_ref']['subject_acc'])}) sync_c {_fmt(o['sync_c'])}"
+                f" (vs {_fmt(row['shuffled_audio']['sync_c'])}) offset {o['sync_offset']} {seconds:.1f} s"
+            )
+    return {"weights": str(weights), "manifest": str(manifest), "summary": summarize(list(rows.values())), "rows": rows}
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as a few readable lines, with the bars."""
+    s = summary
+    lines = [
+        f"held-out clips: {s['clips']}",
+        f"text following: {_fmt(s['text_mean'])} (scene {_fmt(s['text_scene'])}, action {_fmt(s['text_action'])},"
+        f" object {_fmt(s['text_object'])})",
+        f"subject accuracy: {_fmt(s['subject_acc'])} vs mismatched reference {_fmt(s['subject_acc_mismatched'])}"
+        f" (similarity {_fmt(s['subject_sim'])})",
+        f"Sync-C: {_fmt(s['sync_c'])} vs shuffled audio {_fmt(s['sync_c_shuffled'])}; Sync-D {_fmt(s['sync_d'])};"
+        f" |offset| <= 1 on {_fmt(s['offset_within_1'])} of clips",
+        f"face-mask IoU: {_fmt(s['mask_iou'])}; faces found in {_fmt(s['face_found'])} of frames",
+    ]
+    for k, b in s["bars"].items():
+        lines.append(f"bar {k}: need >= {b['need']}, got {_fmt(b['got'])} -> {'PASS' if b['ok'] else 'MISS'}")
+    return "\n".join(lines)
+
+
+def write_report(result: dict[str, Any], path: str | os.PathLike) -> Path:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(result, indent=1, default=float) + "\n")
+    return Path(path)

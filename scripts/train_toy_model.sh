@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The proving-ground model bundled in humo/assets/toy, from nothing: data -> VAE -> caches -> DiT stages 0, 1, 2.
+#
+#   bash scripts/train_toy_model.sh            # = make toy-model; OUT=runs/toy-recipe by default
+#   BUNDLE=1 bash scripts/train_toy_model.sh   # also copy the result into humo/assets/toy
+#
+# Every step skips itself when its output exists, and `humo train` / `humo train-vae` resume from their last
+# checkpoint, so rerunning after an interruption continues where it stopped. Wall time of each step goes to
+# OUT/times.tsv. Step sizes are set for about 90 minutes on 2 CPU cores (see docs/training.md, "The bundled model").
+set -euo pipefail
+
+OUT=${OUT:-runs/toy-recipe}
+HUMO=${HUMO:-humo}
+CONFIG=${CONFIG:-configs/toy.json}
+CLIPS=${CLIPS:-1000}
+VAE_STEPS=${VAE_STEPS:-2200}
+S0_STEPS=${S0_STEPS:-2400}
+S1_STEPS=${S1_STEPS:-800}
+S2_STEPS=${S2_STEPS:-1600}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+mkdir -p "$OUT"
+step() {  # step NAME DONE_FILE COMMAND...: run COMMAND unless DONE_FILE exists; log its wall time
+  local name=$1 done_file=$2; shift 2
+  if [[ -e "$done_file" ]]; then echo "== $name: done ($done_file)"; return; fi
+  echo "== $name: $*"
+  local t0=$SECONDS
+  "$@"
+  printf '%s\t%d\n' "$name" $((SECONDS - t0)) >> "$OUT/times.tsv"
+}
+
+step synth-train "$OUT/data/train/manifest.jsonl" \
+  $HUMO synth --out "$OUT/data/train" --clips "$CLIPS" --frames 49:49 --seed 1
+step synth-heldout "$OUT/data/heldout/manifest.jsonl" \
+  $HUMO synth --out "$OUT/data/heldout" --clips 100 --frames 49:49 --seed 2 --split heldout
+step vae "$OUT/vae-run/vae/config.json" \
+  $HUMO train-vae --manifest "$OUT/data/train/manifest.jsonl" --out "$OUT/vae-run" \
+  --set steps="$VAE_STEPS" --set lr=0.0015 --set frames=5 --set crop=32 --set threads=2
+# The frozen toy text and audio encoders (seeded), with the trained VAE: what precompute and the demo both use.
+step encoders "$OUT/encoders/whisper" python -m humo.toy --out "$OUT/encoders" --vae "$OUT/vae-run/vae"
+step precompute "$OUT/cache/index.json" \
+  $HUMO precompute --manifest "$OUT/data/train/manifest.jsonl" --out "$OUT/cache" --vae "$OUT/encoders/vae" \
+  --text "$OUT/encoders/text" --audio "$OUT/encoders/whisper" --split train --quiet
+step stage0 "$OUT/s0/final/ema.safetensors" \
+  $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s0" --set stage=0 \
+  --set steps="$S0_STEPS"
+step stage1 "$OUT/s1/final/ema.safetensors" \
+  $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s1" --set stage=1 \
+  --set steps="$S1_STEPS" --set lr=0.0003 --set init="$OUT/s0/final/ema.safetensors"
+step stage2 "$OUT/s2/final/ema.safetensors" \
+  $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s2" --set stage=2 \
+  --set steps="$S2_STEPS" --set lr=0.0003 --set init="$OUT/s1/final/ema.safetensors"
+step model "$OUT/model/dit.safetensors" \
+  python -m humo.toy --out "$OUT/model" --dit "$OUT/s2/final/ema.safetensors" --vae "$OUT/vae-run/vae"
+
+if [[ "${BUNDLE:-0}" == 1 ]]; then
+  rm -rf humo/assets/toy && cp -r "$OUT/model" humo/assets/toy && echo "bundled into humo/assets/toy"
+fi
+awk -F'\t' '{s += $2; printf "%-14s %6d s\n", $1, $2} END {printf "%-14s %6d s\n", "total", s}' "$OUT/times.tsv"
