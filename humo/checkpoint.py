@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from humo.configs import DIT_PRESETS, DiTConfig
-from humo.errors import HumoError, atomic_path
+from humo.errors import HumoError, atomic_path, describe_keys
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 METADATA_KEY = "humo_config"
@@ -320,12 +320,6 @@ def match_preset(sd: dict[str, torch.Tensor], metadata: dict | None = None) -> s
 # Loading into a model
 
 
-def _key_list(keys, limit: int = 12) -> str:
-    keys = sorted(keys)
-    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
 def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:
     """Raise a HumoError naming every missing, unexpected and misshaped key."""
     expected = model.state_dict()
@@ -338,9 +332,9 @@ def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], source
     ]
     problems = []
     if missing:
-        problems.append(f"missing keys: {_key_list(missing)}")
+        problems.append(f"missing keys: {describe_keys(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys: {_key_list(unexpected)}")
+        problems.append(f"unexpected keys: {describe_keys(unexpected)}")
     if wrong:
         problems.append(
             "wrong shapes: " + "; ".join(wrong[:8]) + (f" (+{len(wrong) - 8} more)" if len(wrong) > 8 else "")
@@ -384,7 +378,7 @@ def load_dit(
         leftover = [n for n, p in model.named_parameters() if p.is_meta]
         if leftover:
             raise HumoError(
-                f"checkpoint {path}: non-strict load left parameters without weights: {_key_list(leftover)}"
+                f"checkpoint {path}: non-strict load left parameters without weights: {describe_keys(leftover)}"
             )
     model.to(device)
     return model.eval()

@@ -53,3 +53,10 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def describe_keys(keys, limit: int = 12) -> str:
+    """State-dict key names for an error message: sorted, the first `limit`, then how many more."""
+    keys = sorted(keys)
+    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more

@@ -14,9 +14,9 @@ HUMO=${HUMO:-humo}
 CONFIG=${CONFIG:-configs/toy.json}
 CLIPS=${CLIPS:-1000}
 VAE_STEPS=${VAE_STEPS:-2200}
-S0_STEPS=${S0_STEPS:-2400}
-S1_STEPS=${S1_STEPS:-800}
-S2_STEPS=${S2_STEPS:-1600}
+S0_STEPS=${S0_STEPS:-2000}
+S1_STEPS=${S1_STEPS:-600}
+S2_STEPS=${S2_STEPS:-1400}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 mkdir -p "$OUT"
@@ -49,7 +49,8 @@ step stage1 "$OUT/s1/final/ema.safetensors" \
   --set steps="$S1_STEPS" --set lr=0.0003 --set init="$OUT/s0/final/ema.safetensors"
 step stage2 "$OUT/s2/final/ema.safetensors" \
   $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s2" --set stage=2 \
-  --set steps="$S2_STEPS" --set lr=0.0003 --set init="$OUT/s1/final/ema.safetensors"
+  --set steps="$S2_STEPS" --set lr=0.0003 --set init="$OUT/s1/final/ema.safetensors" \
+  --set checkpoint_every=200 --set keep_checkpoints=0  # every stage-2 checkpoint kept: `humo bench train --recipe`
 step model "$OUT/model/dit.safetensors" \
   python -m humo.toy --out "$OUT/model" --dit "$OUT/s2/final/ema.safetensors" --vae "$OUT/vae-run/vae"
 

@@ -8,7 +8,9 @@ backward through the DiT, gradient clipping and an AdamW update of the minimal-i
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -25,6 +27,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing on")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument(
+        "--recipe",
+        help="time to the quality bars instead: score every kept stage-2 checkpoint of this toy recipe folder "
+        "(scripts/train_toy_model.sh) on held-out clips and report the recipe time at the first that passes",
+    )
+    parser.add_argument("--clips", type=int, default=20, help="--recipe: held-out clips per checkpoint (default 20)")
 
 
 def synthetic_batch(cfg, batch: int, frames: int, size: int, device) -> dict:
@@ -57,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from humo.training.objective import compute_loss, draw
     from humo.training.trainable import set_trainable, trainable_names
 
+    if args.recipe:
+        return time_to_bars(args.recipe, args.clips)
     for name in ("batch", "frames", "size", "steps"):
         if getattr(args, name) < 1:
             raise HumoError(f"--{name} {getattr(args, name)}: must be >= 1")
@@ -113,4 +123,59 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:5} {results[name]:9.2f} samples/s  ({elapsed / args.steps * 1e3:8.1f} ms/step)")
     if "fp32" in results and "bf16" in results:
         print(f"ratio bf16/fp32 = {results['bf16'] / results['fp32']:.2f} (> 1: bf16 autocast trains faster)")
+    return 0
+
+
+def recipe_seconds(recipe: Path) -> dict[str, float]:
+    """Wall seconds of each recipe step (``times.tsv``); stage 2 from its own log when it is still running."""
+    out = {}
+    tsv = recipe / "times.tsv"
+    if tsv.is_file():
+        for line in tsv.read_text().splitlines():
+            name, _, sec = line.partition("\t")
+            out[name] = float(sec)
+    return out
+
+
+def time_to_bars(recipe: str, clips: int) -> int:
+    """Score each kept stage-2 checkpoint; the time to the bars is every step before stage 2 plus stage 2's share
+    up to that checkpoint (its steps / all stage-2 steps of the stage's wall time)."""
+    from humo.errors import HumoError
+    from humo.pipeline import HumoPipeline
+    from humo.proving_ground.ablation import _checkpoints, checkpoint_dit
+    from humo.proving_ground.heldout import evaluate_model
+
+    root = Path(recipe)
+    checkpoints = _checkpoints(root / "s2")
+    if not checkpoints:
+        raise HumoError(f"--recipe {root}: no stage-2 checkpoints under s2/checkpoints")
+    if clips < 2:
+        raise HumoError(f"--clips {clips}: need at least 2")
+    times = recipe_seconds(root)
+    before = sum(v for k, v in times.items() if k not in ("stage2", "model"))
+    total_steps = json.loads((root / "s2" / "config.json").read_text())["steps"]
+    s2_seconds = times.get("stage2")
+    pipe = HumoPipeline.from_pretrained(
+        root / "model", "toy", device="cpu", offload=False, log=lambda *_: None, progress=False
+    )
+    manifest = root / "data" / "heldout" / "manifest.jsonl"
+    print(f"recipe {root}: {before:.0f} s before stage 2; stage 2 {s2_seconds or float('nan'):.0f} s")
+    print("stage-2 step  recipe time  text  subj-gain  sync-ratio  offset<=1  bars")
+    first = None
+    for step, folder in checkpoints:
+        pipe.dit = checkpoint_dit(folder)
+        s = evaluate_model("ckpt", manifest, clips=clips, pipe=pipe, log=None)["summary"]
+        t = before + (s2_seconds * step / total_steps if s2_seconds else float("nan"))
+        ok = all(b["ok"] for b in s["bars"].values())
+        f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        print(
+            f"{step:12d}  {t / 60:9.1f} m  {f(s['text_mean']):>4}  {f(s['subject_gain']):>9}  "
+            f"{f(s['sync_ratio']):>10}  {f(s['offset_within_1']):>9}  {'all met' if ok else 'not all'}"
+        )
+        if ok and first is None:
+            first = (step, t)
+    if first is None:
+        print("time to the quality bars: not reached by the last checkpoint")
+    else:
+        print(f"time to the quality bars: {first[1] / 60:.1f} min of the recipe (stage-2 step {first[0]})")
     return 0

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from humo.conditions.vae import load_state_dict_file
-from humo.errors import HumoError
+from humo.errors import HumoError, describe_keys
 
 # Wan2.1's default negative prompt (its shared config), used as the default negative for guidance.
 WAN_NEGATIVE_PROMPT = (
@@ -94,11 +94,6 @@ def hf_key_to_official(key: str) -> str:
     raise KeyError(f"unknown umT5 key {key}")
 
 
-def _describe_keys(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
-
-
 def map_official_state_dict(
     official: Mapping[str, torch.Tensor], model: torch.nn.Module, source: str
 ) -> dict[str, torch.Tensor]:
@@ -117,11 +112,11 @@ def map_official_state_dict(
     )
     problems = []
     if missing:
-        problems.append(f"missing keys: {_describe_keys(missing)}")
+        problems.append(f"missing keys: {describe_keys(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys: {_describe_keys(unexpected)}")
+        problems.append(f"unexpected keys: {describe_keys(unexpected)}")
     if misshaped:
-        problems.append(f"wrong shapes: {_describe_keys(misshaped)}")
+        problems.append(f"wrong shapes: {describe_keys(misshaped)}")
     if problems:
         raise HumoError(f"text encoder weights {source}: do not match the umT5 encoder layout; " + "; ".join(problems))
     return {k: official[off] for k, off in names.items()}

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from humo.errors import HumoError, atomic_path
+from humo.errors import HumoError, atomic_path, describe_keys
 
 # Per-channel statistics of the Wan2.1 VAE latent (16 channels), used as z = (mu - mean) / std.
 WAN_LATENT_MEAN: tuple[float, ...] = (
@@ -189,11 +189,6 @@ def official_key_map(model: torch.nn.Module, config: Mapping[str, Any]) -> dict[
     return mapping
 
 
-def _describe_keys(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
-
-
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a `.safetensors` (also sharded) or `.pth` state dict through the project's safe checkpoint reader
     (safetensors, or ``torch.load(weights_only=True, mmap=True)``)."""
@@ -217,11 +212,11 @@ def map_official_state_dict(
     )
     problems = []
     if missing:
-        problems.append(f"missing keys: {_describe_keys(missing)}")
+        problems.append(f"missing keys: {describe_keys(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys: {_describe_keys(unexpected)}")
+        problems.append(f"unexpected keys: {describe_keys(unexpected)}")
     if misshaped:
-        problems.append(f"wrong shapes: {_describe_keys(misshaped)}")
+        problems.append(f"wrong shapes: {describe_keys(misshaped)}")
     if problems:
         raise HumoError(f"VAE weights {source}: do not match the Wan2.1 VAE layout; " + "; ".join(problems))
     return {mapping[k]: official[k] for k in mapping}

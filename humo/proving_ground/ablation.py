@@ -1,0 +1,438 @@
+"""HuMo's ablations and guidance claims, rerun in the proving ground: `humo ablate`.
+
+Training variants (the paper's Table 3), each a set of `TrainConfig` overrides of the one trainer, all starting
+from the recipe's stage-0 backbone (``RECIPE/s0/final/ema.safetensors``, shared by every variant and seed):
+
+==============  ==========================================  ===========================================
+variant         stage 1 (text + image)                      stage 2 (+ audio)
+==============  ==========================================  ===========================================
+full            minimal-invasive (self-attention)           minimal + audio + mask head, av 20% -> 50%
+full-finetune   every weight                                every weight, mask head, av 20% -> 50%
+single-stage    (none)                                      both tasks from the start at 50% av
+no-mask         minimal-invasive                            as full, without the mask head
+==============  ==========================================  ===========================================
+
+Seeds change stage 1 and 2 (model init of the added modules, sample order, noise, dropout). ``full`` and
+``no-mask`` share their stage-1 run per seed (it is the same run). Every stage-2 run keeps `curve_points`
+checkpoints; each is scored on held-out identities (`heldout.evaluate_model`) for the curves, the last one for
+the table. At inference, on the ``full`` model of every seed: the paper's stage-adaptive CFG (switch at
+t = 0.98), static CFG, a sweep of the switch, and static CFG without each modality's guidance term (its scale
+set to 1, so the condition stays but is not amplified).
+
+Everything is resumable: finished runs and evaluations are skipped, interrupted runs resume from their last
+checkpoint. Results: ``OUT/results.json``, ``OUT/ablation.md`` (the tables) and ``OUT/curves.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from humo.errors import HumoError, atomic_path
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    what: str
+    stage1: dict | None  # stage-1 overrides; None: no stage 1 (stage 2 starts from the backbone)
+    stage2: dict
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("full", "minimal-invasive + progressive + focus-by-predicting", {}, {}),
+        Variant("full-finetune", "all parameters trained", {"trainable": "full"}, {"trainable": "full"}),
+        Variant("single-stage", "no progressive training (both tasks from the start)", None, {"single_stage": True}),
+        Variant("no-mask", "no focus-by-predicting (no mask head)", {}, {"mask_head": False}),
+    )
+}
+
+
+@dataclass(frozen=True)
+class GuidanceCase:
+    name: str
+    preset: str
+    params: dict
+
+
+GUIDANCE_CASES: tuple[GuidanceCase, ...] = (
+    GuidanceCase("stage-adaptive (switch 980)", "paper", {}),
+    GuidanceCase("static", "static", {}),
+    GuidanceCase("switch 900", "paper", {"switch": 900.0}),
+    GuidanceCase("switch 950", "paper", {"switch": 950.0}),
+    GuidanceCase("switch 995", "paper", {"switch": 995.0}),
+    GuidanceCase("static, no text term", "static", {"scale_t": 1.0}),
+    GuidanceCase("static, no image term", "static", {"scale_i": 1.0}),
+    GuidanceCase("static, no audio term", "static", {"scale_a": 1.0}),
+)
+
+# Metrics of the tables and curves: (key in the held-out summary, label, higher is better).
+METRICS = (
+    ("text_mean", "text following", True),
+    ("subject_acc", "subject acc.", True),
+    ("subject_gain", "subject gain vs mismatched", True),
+    ("sync_c", "Sync-C", True),
+    ("sync_d", "Sync-D", False),
+    ("offset_within_1", "|offset|<=1", True),
+    ("mask_iou", "face-mask IoU", True),
+)
+
+# HuMo paper (arXiv 2509.08519v1), Table 3 "Quantitative ablation study on MoCha", HuMo-17B; every column higher
+# is better. The paper gives no numbers for its time-adaptive CFG (Fig. 4 is qualitative).
+PAPER_TABLE3 = {
+    "columns": ("AES", "TVA", "ID-Cur", "Sync-C"),
+    "rows": {
+        "full": ("Ours-17B", (0.589, 6.508, 0.747, 6.252)),
+        "full-finetune": ("Full Finetune", (0.529, 6.157, 0.749, 6.250)),
+        "single-stage": ("w/o Progressive Training", (0.541, 6.375, 0.724, 6.106)),
+        "no-mask": ("w/o Focus-by-Predicting", (0.587, 6.507, 0.730, 5.946)),
+    },
+}
+
+
+@dataclass
+class StudyConfig:
+    """A `humo ablate` study. `recipe`: the folder `scripts/train_toy_model.sh` wrote (cache/, s0/, model/, data/)."""
+
+    recipe: str = "runs/toy-recipe"
+    out: str = "runs/ablate"
+    train_config: str = "configs/toy.json"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    s1_steps: int = 300
+    s2_steps: int = 600
+    curve_points: int = 3
+    eval_clips: int = 12
+    eval_steps: int = 20
+    guidance: bool = True
+    train_overrides: dict = field(default_factory=dict)  # extra TrainConfig fields for every run (e.g. batch_size)
+
+    def __post_init__(self) -> None:
+        problems = []
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            problems.append(f"variants {unknown}: unknown (known: {', '.join(VARIANTS)})")
+        if not self.seeds:
+            problems.append("seeds: need at least one")
+        for name in ("s1_steps", "s2_steps", "curve_points", "eval_steps"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} {getattr(self, name)}: must be >= 1")
+        if self.eval_clips < 2:
+            problems.append(f"eval_clips {self.eval_clips}: need at least 2 (the baselines pair clips)")
+        if self.curve_points > self.s2_steps:
+            problems.append(f"curve_points {self.curve_points}: more than s2_steps {self.s2_steps}")
+        if problems:
+            raise HumoError("ablate: " + "; ".join(problems))
+
+    @property
+    def recipe_path(self) -> Path:
+        return Path(self.recipe)
+
+    def check_recipe(self) -> None:
+        r = self.recipe_path
+        need = {
+            "training cache": r / "cache" / "index.json",
+            "stage-0 backbone": r / "s0" / "final" / "ema.safetensors",
+            "toy model folder": r / "model" / "vae",
+            "held-out manifest": r / "data" / "heldout" / "manifest.jsonl",
+            "train config": Path(self.train_config),
+        }
+        missing = [f"{what} ({p})" for what, p in need.items() if not p.exists()]
+        if missing:
+            raise HumoError(
+                f"ablate: recipe {r} is incomplete: missing {', '.join(missing)}; run scripts/train_toy_model.sh"
+            )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Runs
+
+
+def _stage1_key(v: Variant) -> str | None:
+    if v.stage1 is None:
+        return None
+    return "s1-" + (v.stage1.get("trainable") or "minimal")
+
+
+def plan(cfg: StudyConfig) -> list[dict[str, Any]]:
+    """Every training run of the study, in order (stage-1 runs before the stage-2 runs that start from them)."""
+    runs, seen = [], set()
+    root = Path(cfg.out) / "train"
+    backbone = str(cfg.recipe_path / "s0" / "final" / "ema.safetensors")
+    ckpt_every = max(1, cfg.s2_steps // cfg.curve_points)
+    for seed in cfg.seeds:
+        for name in cfg.variants:
+            v = VARIANTS[name]
+            init2 = backbone
+            key = _stage1_key(v)
+            if key is not None:
+                s1_out = root / f"{key}-seed{seed}"
+                if s1_out not in seen:
+                    seen.add(s1_out)
+                    runs.append(
+                        {"name": f"{key}-seed{seed}", "variant": None, "seed": seed, "out": s1_out,
+                         "overrides": {"stage": 1, "steps": cfg.s1_steps, "init": backbone, **v.stage1}}
+                    )  # fmt: skip
+                init2 = str(s1_out / "final" / "ema.safetensors")
+            runs.append(
+                {"name": f"{name}-seed{seed}", "variant": name, "seed": seed, "out": root / f"{name}-seed{seed}",
+                 "overrides": {"stage": 2, "steps": cfg.s2_steps, "init": init2, "checkpoint_every": ckpt_every,
+                               "keep_checkpoints": 0, **v.stage2}}
+            )  # fmt: skip
+    return runs
+
+
+def train_run(cfg: StudyConfig, run: dict[str, Any], log: Callable[[str], None]) -> Path:
+    """Train one run (skipped when its export exists; resumed when it has checkpoints) -> its export path."""
+    from humo.training.config import TrainConfig, read_config_file
+    from humo.training.loop import train
+
+    export = Path(run["out"]) / "final" / "ema.safetensors"
+    if export.is_file():
+        return export
+    data = {
+        **read_config_file(cfg.train_config),
+        **cfg.train_overrides,
+        "cache": str(cfg.recipe_path / "cache"),
+        "out": str(run["out"]),
+        "seed": int(run["seed"]),
+        "progress": False,
+        "tensorboard": False,
+        **run["overrides"],
+    }
+    t0 = time.perf_counter()
+    log(f"ablate: training {run['name']} ({run['overrides'].get('steps')} steps)")
+    train(TrainConfig.from_dict(data, f"ablate run {run['name']}"))
+    log(f"ablate: trained {run['name']} in {time.perf_counter() - t0:.0f} s")
+    return export
+
+
+def checkpoint_dit(folder: str | os.PathLike):
+    """A HumoDiT with the EMA weights of a training checkpoint folder (model.safetensors + ema.safetensors)."""
+    import torch
+    from safetensors import safe_open
+
+    from humo.configs import DiTConfig
+    from humo.dit import HumoDiT
+
+    folder = Path(folder)
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        meta = f.metadata() or {}
+        sd = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
+    if "humo_config" not in meta:
+        raise HumoError(f"checkpoint {folder}: model.safetensors has no humo_config metadata")
+    with safe_open(str(folder / "ema.safetensors"), "pt") as f:
+        ema = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    unknown = sorted(set(ema) - set(sd))
+    if unknown:
+        raise HumoError(f"checkpoint {folder}: EMA keys not in the model: {', '.join(unknown[:8])}")
+    sd.update(ema)
+    if any(".lora_" in k for k in sd):
+        raise HumoError(f"checkpoint {folder}: a LoRA checkpoint; evaluate its export instead")
+    model = HumoDiT(DiTConfig.from_dict(json.loads(meta["humo_config"])))
+    model.load_state_dict({k: v.to(torch.float32) for k, v in sd.items()}, strict=True)
+    return model.eval().requires_grad_(False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+class Evaluator:
+    """Scores DiTs on the recipe's held-out clips with the recipe's VAE and toy encoders (loaded on first use)."""
+
+    def __init__(self, cfg: StudyConfig):
+        self.cfg = cfg
+        self.manifest = cfg.recipe_path / "data" / "heldout" / "manifest.jsonl"
+        self.pipe = None
+
+    def __call__(self, dit, guidance: str | None = None, params: dict | None = None) -> dict[str, Any]:
+        from humo.pipeline import HumoPipeline
+        from humo.proving_ground.heldout import evaluate_model
+
+        if self.pipe is None:
+            self.pipe = HumoPipeline.from_pretrained(
+                self.cfg.recipe_path / "model", "toy", device="cpu", offload=False, log=lambda *_: None,
+                progress=False,
+            )  # fmt: skip
+        self.pipe.dit = dit
+        res = evaluate_model(
+            "(in memory)",
+            self.manifest,
+            clips=self.cfg.eval_clips,
+            steps=self.cfg.eval_steps,
+            guidance=guidance,
+            guidance_params=params,
+            log=None,
+            pipe=self.pipe,
+        )
+        return res["summary"]
+
+
+def _cached(path: Path, compute: Callable[[], dict]) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = compute()
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(result, indent=1, default=float))
+    return result
+
+
+def _checkpoints(run_out: Path) -> list[tuple[int, Path]]:
+    root = run_out / "checkpoints"
+    found = []
+    for p in sorted(root.glob("step-*")) if root.is_dir() else []:
+        try:
+            found.append((int(p.name.split("-")[-1]), p))
+        except ValueError:
+            continue
+    return sorted(found)
+
+
+def run_study(cfg: StudyConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train, evaluate, tabulate and plot the whole study (resumable) -> the results dict."""
+    cfg.check_recipe()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "study.json") as tmp:
+        tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    t_start = time.perf_counter()
+    evaluator = Evaluator(cfg)
+    curves: dict[str, dict[int, dict[int, dict]]] = {}
+    for run in plan(cfg):
+        train_run(cfg, run, log)
+        if run["variant"] is None:
+            continue
+        for step, folder in _checkpoints(Path(run["out"])):
+            path = out / "eval" / f"{run['name']}-step{step:06d}.json"
+            summary = _cached(path, lambda folder=folder: evaluator(checkpoint_dit(folder)))
+            curves.setdefault(run["variant"], {}).setdefault(run["seed"], {})[step] = summary
+            log(f"ablate: {run['name']} step {step}: " + _brief(summary))
+    guidance: dict[str, dict[int, dict]] = {}
+    if cfg.guidance and "full" in cfg.variants:
+        for seed in cfg.seeds:
+            export = Path(cfg.out) / "train" / f"full-seed{seed}" / "final" / "ema.safetensors"
+            dit = None
+            for case in GUIDANCE_CASES:
+                path = out / "eval" / f"guidance-{_slug(case.name)}-seed{seed}.json"
+                if not path.is_file() and dit is None:
+                    from humo.checkpoint import load_dit
+
+                    dit = load_dit(export)
+                summary = _cached(path, lambda case=case, dit=dit: evaluator(dit, case.preset, case.params))
+                guidance.setdefault(case.name, {})[seed] = summary
+                log(f"ablate: guidance '{case.name}' seed {seed}: " + _brief(summary))
+    results = {
+        "config": dataclasses.asdict(cfg),
+        "curves": curves,
+        "final": {v: {s: pts[max(pts)] for s, pts in seeds.items()} for v, seeds in curves.items()},
+        "guidance": guidance,
+        "seconds": time.perf_counter() - t_start,
+    }
+    with atomic_path(out / "results.json") as tmp:
+        tmp.write_text(json.dumps(results, indent=1, default=float))
+    with atomic_path(out / "ablation.md") as tmp:
+        tmp.write_text(format_tables(results))
+    plot_curves(curves, out / "curves.png")
+    return results
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+
+
+def _brief(s: dict) -> str:
+    def f(k):
+        v = s.get(k)
+        return "-" if v is None else f"{v:.2f}"
+
+    return (
+        f"text {f('text_mean')} subject {f('subject_acc')} (gain {f('subject_gain')}) sync_c {f('sync_c')} "
+        f"(x{f('sync_ratio')}) iou {f('mask_iou')}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tables and plots
+
+
+def mean_spread(values: list[float | None]) -> tuple[float | None, float | None, int]:
+    """Mean and sample standard deviation of the values that exist (None/NaN skipped), and how many there were."""
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return None, None, 0
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, len(vals)
+
+
+def _cell(values) -> str:
+    m, s, n = mean_spread(values)
+    return "-" if m is None else f"{m:.3f} ± {s:.3f}"
+
+
+def format_tables(results: dict[str, Any]) -> str:
+    """Markdown: the variants table (final checkpoints, mean ± std over seeds) and the guidance table."""
+    seeds = results["config"]["seeds"]
+    lines = [
+        f"Mean ± standard deviation over seeds {seeds}; {results['config']['eval_clips']} held-out clips per "
+        f"evaluation, {results['config']['eval_steps']} sampling steps.",
+        "",
+        "| variant | " + " | ".join(label for _, label, _ in METRICS) + " |",
+        "|---|" + "---|" * len(METRICS),
+    ]
+    for name, per_seed in results["final"].items():
+        cells = [_cell([s.get(k) for s in per_seed.values()]) for k, _, _ in METRICS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if results.get("guidance"):
+        lines += ["", "| guidance (full model) | " + " | ".join(label for _, label, _ in METRICS) + " |"]
+        lines.append("|---|" + "---|" * len(METRICS))
+        for name, per_seed in results["guidance"].items():
+            cells = [_cell([s.get(k) for s in per_seed.values()]) for k, _, _ in METRICS]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(curves: dict[str, dict[int, dict[int, dict]]], path: str | os.PathLike) -> Path | None:
+    """One panel per metric: the mean over seeds against stage-2 steps, with the seeds' range shaded."""
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [m for m in METRICS if m[0] in ("text_mean", "subject_acc", "sync_c", "mask_iou")]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4))
+    for ax, (key, label, _) in zip(axes, keys, strict=True):
+        for variant, seeds in curves.items():
+            steps = sorted({s for pts in seeds.values() for s in pts})
+            rows = [[seeds[sd].get(st, {}).get(key) for sd in seeds] for st in steps]
+            stats = [mean_spread(r) for r in rows]
+            xs = [st for st, (m, _, _) in zip(steps, stats, strict=True) if m is not None]
+            if not xs:
+                continue
+            mean = [m for m, _, _ in stats if m is not None]
+            lo = [min(v for v in r if v is not None) for r, (m, _, _) in zip(rows, stats, strict=True) if m is not None]
+            hi = [max(v for v in r if v is not None) for r, (m, _, _) in zip(rows, stats, strict=True) if m is not None]
+            (line,) = ax.plot(xs, mean, marker="o", label=variant)
+            ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
+        ax.set_title(label)
+        ax.set_xlabel("stage-2 step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path

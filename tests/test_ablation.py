@@ -1,0 +1,154 @@
+"""The held-out evaluation (bars, baselines) and `humo ablate` end to end on a micro recipe (random toy model)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from humo.errors import HumoError
+from humo.proving_ground import heldout
+from humo.proving_ground.ablation import (
+    VARIANTS,
+    StudyConfig,
+    checkpoint_dit,
+    format_tables,
+    mean_spread,
+    plan,
+    run_study,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _row(text, subj, subj_mis, sync, sync_shuf, offset, iou=None):
+    own = {k: None for k in ("text_scene", "text_action", "text_object", "subject_sim", "sync_d", "face_found")}
+    own.update(text_mean=text, subject_acc=subj, sync_c=sync, sync_offset=offset)
+    return {"own": own, "mismatched_ref": {"subject_acc": subj_mis}, "shuffled_audio": {"sync_c": sync_shuf},
+            "mask_iou": iou, "seconds": 1.0}  # fmt: skip
+
+
+def test_bars_pass_for_a_good_model_and_miss_for_a_blind_one():
+    good = heldout.summarize([_row(0.9, 0.9, 0.3, 0.6, 0.2, 0), _row(0.85, 0.8, 0.4, 0.5, 0.2, 1)])
+    assert all(b["ok"] for b in good["bars"].values()), good["bars"]
+    assert good["subject_gain"] == pytest.approx(0.5) and good["sync_ratio"] == pytest.approx(2.75)
+    # Ignores the reference and the audio: no gain over the baselines, offsets anywhere.
+    blind = heldout.summarize([_row(0.9, 0.5, 0.5, 0.3, 0.3, 7), _row(0.9, 0.4, 0.45, 0.2, 0.25, -9)])
+    assert blind["bars"]["text_mean"]["ok"]
+    for key in ("subject_gain", "sync_ratio", "offset_within_1"):
+        assert not blind["bars"][key]["ok"], key
+
+
+def test_partner_has_another_identity():
+    class S:
+        def __init__(self, key):
+            self.meta = {"characters": [{"identity_key": key}]}
+
+    samples = [S("a"), S("a"), S("b")]
+    assert heldout._partner(samples, 0) == 2 and heldout._partner(samples, 2) == 0
+
+
+def test_mean_spread_skips_missing():
+    assert mean_spread([1.0, None, 3.0, float("nan")]) == (2.0, pytest.approx(2**0.5), 2)
+    assert mean_spread([None]) == (None, None, 0)
+
+
+def test_variants_are_trainer_config_only_and_share_stage1():
+    from humo.training.config import TrainConfig
+
+    fields = set(TrainConfig.__dataclass_fields__)
+    for v in VARIANTS.values():
+        assert set(v.stage2) <= fields and set(v.stage1 or {}) <= fields
+    runs = plan(StudyConfig(seeds=[0, 1], s1_steps=3, s2_steps=4, curve_points=2))
+    names = [r["name"] for r in runs]
+    # full and no-mask share stage 1 per seed; single-stage has none; every stage-2 run follows its stage 1.
+    assert names.count("s1-minimal-seed0") == 1 and names.count("s1-full-seed1") == 1
+    for r in runs:
+        if r["variant"] is not None and r["variant"] != "single-stage":
+            s1 = r["overrides"]["init"].split("/")[-3]
+            assert names.index(s1) < names.index(r["name"])
+    single = next(r for r in runs if r["variant"] == "single-stage")
+    assert single["overrides"]["init"].endswith("s0/final/ema.safetensors") and single["overrides"]["single_stage"]
+    assert next(r for r in runs if r["variant"] == "no-mask")["overrides"]["mask_head"] is False
+
+
+def test_bad_study_config_is_named(tmp_path):
+    with pytest.raises(HumoError, match="variants"):
+        StudyConfig(variants=["full", "nope"])
+    with pytest.raises(HumoError, match="eval_clips"):
+        StudyConfig(eval_clips=1)
+    with pytest.raises(HumoError, match="stage-0 backbone"):
+        StudyConfig(recipe=str(tmp_path)).check_recipe()
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    """A micro recipe: 8 training clips + 4 held-out clips of 9 frames, random toy encoders, a 2-step stage 0."""
+    from humo.data.manifest import read_manifest
+    from humo.data.precompute import load_encoders, precompute
+    from humo.proving_ground.synth import SynthConfig, synthesize_dataset
+    from humo.toy import write_toy_weights
+    from humo.training.config import TrainConfig
+    from humo.training.loop import train
+
+    root = tmp_path_factory.mktemp("recipe")
+    train_manifest, _ = synthesize_dataset(
+        SynthConfig(out=root / "data" / "train", clips=8, frames=(9, 9), seed=1, workers=1), progress=False
+    )
+    synthesize_dataset(
+        SynthConfig(out=root / "data" / "heldout", clips=4, frames=(9, 9), seed=2, split="heldout", workers=1),
+        progress=False,
+    )
+    write_toy_weights(root / "model", seed=0)
+    enc = load_encoders(str(root / "model" / "vae"), str(root / "model" / "text"), str(root / "model" / "whisper"))
+    precompute(read_manifest(train_manifest), root / "cache", enc, base_dir=train_manifest.parent)
+    cfg = root / "train.json"
+    cfg.write_text(json.dumps({"precision": "fp32", "batch_size": 2, "log_every": 1, "progress": False,
+                               "tensorboard": False, "split": None}))  # fmt: skip
+    train(TrainConfig.from_dict({**json.loads(cfg.read_text()), "cache": str(root / "cache"),
+                                 "out": str(root / "s0"), "stage": 0, "steps": 2}))  # fmt: skip
+    return root
+
+
+def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    cfg = StudyConfig(
+        recipe=str(recipe), out=str(out), train_config=str(recipe / "train.json"), seeds=[0, 1],
+        variants=["full", "single-stage"], s1_steps=2, s2_steps=2, curve_points=2, eval_clips=2, eval_steps=2,
+    )  # fmt: skip
+    messages = []
+    results = run_study(cfg, log=messages.append)
+    assert set(results["final"]) == {"full", "single-stage"}
+    for v in ("full", "single-stage"):
+        assert set(results["final"][v]) == {0, 1}
+        assert set(results["curves"][v][0]) == {1, 2}  # both kept checkpoints scored
+    assert len(results["guidance"]) >= 5 and set(results["guidance"]["static"]) == {0, 1}
+    assert (out / "train" / "s1-minimal-seed0" / "final" / "ema.safetensors").is_file()
+    assert not list((out / "train").glob("s1-*-seed0-single*"))
+    table = (out / "ablation.md").read_text()
+    assert "| full |" in table and "| single-stage |" in table and "± " in table
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The final checkpoint's EMA weights are the run's export.
+    from humo.checkpoint import load_dit
+
+    ck = checkpoint_dit(out / "train" / "full-seed0" / "checkpoints" / "step-00000002")
+    ex = load_dit(out / "train" / "full-seed0" / "final" / "ema.safetensors")
+    for (k, a), b in zip(ck.state_dict().items(), ex.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    # A second run trains and evaluates nothing.
+    import humo.proving_ground.ablation as ablation
+
+    def boom(*a, **k):
+        raise AssertionError("work repeated")
+
+    monkeypatch.setattr(ablation.Evaluator, "__call__", boom)
+    monkeypatch.setattr("humo.training.loop.train", boom)
+    again = run_study(cfg, log=lambda m: None)
+    assert format_tables(again) == table
