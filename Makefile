@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install clean bench
+.PHONY: demo test lint install clean bench toy-model ablate
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -26,6 +26,13 @@ test: lint
 
 bench: $(STAMP)
 	$(VENV)/bin/humo bench dit
+
+# The bundled proving-ground model from nothing (about 90 min on 2 CPU cores), then the ablation study (hours).
+toy-model: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH bash scripts/train_toy_model.sh
+
+ablate: $(STAMP)
+	$(VENV)/bin/humo ablate --recipe runs/toy-recipe --out runs/ablate
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -51,6 +51,7 @@ class ModelLayout:
     guidance: str
     dtype: str = "bf16"
     frames: int = 97
+    shift: float = 5.0  # the sampler's timestep shift (the release's sample_shift)
 
 
 LAYOUTS: dict[str, ModelLayout] = {
@@ -113,7 +114,7 @@ class GenerationRequest:
     width: int | None = None
     frames: int | None = None
     steps: int = 50
-    shift: float = 5.0
+    shift: float | None = None  # None: the layout's
     sampler: str = "unipc"
     seed: int = 666666
     guidance: str | None = None
@@ -131,6 +132,7 @@ class GenerationRequest:
         r.width = layout.width if r.width is None else r.width
         r.frames = layout.frames if r.frames is None else r.frames
         r.guidance = layout.guidance if r.guidance is None else r.guidance
+        r.shift = layout.shift if r.shift is None else r.shift
         who = f"case '{r.name}': " if r.name else ""
         if not isinstance(r.prompt, str) or not r.prompt.strip():
             raise HumoError(f"{who}--prompt: an empty prompt (text is needed in every mode)")
@@ -143,7 +145,7 @@ class GenerationRequest:
             raise HumoError(f"{who}--frames -1 takes the length from the audio, but no --audio was given")
         if not isinstance(r.steps, int) or r.steps < 1:
             raise HumoError(f"{who}--steps {r.steps}: must be at least 1")
-        if not r.shift > 0:
+        if not (isinstance(r.shift, (int, float)) and r.shift > 0):
             raise HumoError(f"{who}--shift {r.shift}: must be positive")
         if r.max_batch is not None and r.max_batch < 1:
             raise HumoError(f"{who}--max-batch {r.max_batch}: must be at least 1")

@@ -12,11 +12,11 @@ set -euo pipefail
 OUT=${OUT:-runs/toy-recipe}
 HUMO=${HUMO:-humo}
 CONFIG=${CONFIG:-configs/toy.json}
-CLIPS=${CLIPS:-1000}
-VAE_STEPS=${VAE_STEPS:-2200}
-S0_STEPS=${S0_STEPS:-2000}
-S1_STEPS=${S1_STEPS:-600}
-S2_STEPS=${S2_STEPS:-1400}
+CLIPS=${CLIPS:-640}
+VAE_STEPS=${VAE_STEPS:-2600}
+S0_STEPS=${S0_STEPS:-1700}
+S1_STEPS=${S1_STEPS:-500}
+S2_STEPS=${S2_STEPS:-1200}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 mkdir -p "$OUT"
@@ -35,7 +35,7 @@ step synth-heldout "$OUT/data/heldout/manifest.jsonl" \
   $HUMO synth --out "$OUT/data/heldout" --clips 100 --frames 49:49 --seed 2 --split heldout
 step vae "$OUT/vae-run/vae/config.json" \
   $HUMO train-vae --manifest "$OUT/data/train/manifest.jsonl" --out "$OUT/vae-run" \
-  --set steps="$VAE_STEPS" --set lr=0.0015 --set frames=5 --set crop=32 --set threads=2
+  --set steps="$VAE_STEPS" --set threads=2
 # The frozen toy text and audio encoders (seeded), with the trained VAE: what precompute and the demo both use.
 step encoders "$OUT/encoders/whisper" python -m humo.toy --out "$OUT/encoders" --vae "$OUT/vae-run/vae"
 step precompute "$OUT/cache/index.json" \

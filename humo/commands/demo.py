@@ -1,7 +1,8 @@
 """`humo demo`: generate a talking-character video with the bundled proving-ground model and score it.
 
-Until a trained proving-ground model is bundled (humo/assets/toy), the demo runs the whole pipeline on a tiny
-RANDOM toy model and says so: the video is noise-like, but every stage (encode, sample, decode, write) is real.
+The model (humo/assets/toy) was trained by scripts/train_toy_model.sh; the example (humo/assets/example) is a
+held-out identity's reference image, speech-like audio and caption. Without the bundled model (a stripped
+checkout) the demo runs the whole pipeline on a tiny RANDOM toy model and says so.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs/demo.mp4", help="output video (default outputs/demo.mp4)")
     parser.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     parser.add_argument("--seed", type=int, default=666666)
+    parser.add_argument("--strip", help="also write a PNG strip of 8 evenly spaced frames here")
 
 
 def assets() -> Path:
@@ -44,6 +46,21 @@ def example_inputs(folder: Path) -> tuple[str, str, str]:
     return "a woman talks in front of a blue wall", str(folder / "reference.png"), str(folder / "speech.wav")
 
 
+def write_strip(frames, path, count: int = 8, scale: int = 2) -> Path:
+    """A PNG of `count` evenly spaced frames side by side, each enlarged `scale` times (nearest), written atomically."""
+    import numpy as np
+    from PIL import Image
+
+    from humo.errors import atomic_path
+
+    idx = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
+    strip = np.concatenate([frames[i] for i in idx], axis=1)
+    img = Image.fromarray(strip).resize((strip.shape[1] * scale, strip.shape[0] * scale), Image.NEAREST)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return Path(path)
+
+
 def run(args: argparse.Namespace) -> int:
     from humo.pipeline import HumoPipeline
 
@@ -66,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = pipe(prompt, [image], audio, out=out, frames=-1, steps=args.steps, seed=args.seed)
     print(f"generated {out} ({len(result.frames)} frames) in {time.perf_counter() - t0:.1f} s")
+    if args.strip:
+        print(f"frame strip: {write_strip(result.frames, args.strip)}")
     try:
         from humo.proving_ground.metrics import evaluate_clip
     except ImportError:

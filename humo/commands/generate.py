@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, help="a multiple of 16")
     parser.add_argument("--frames", type=int, help="4k+1 frames, or -1 for the audio's length")
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--shift", type=float, default=5.0)
+    parser.add_argument("--shift", type=float, default=None, help="sampler timestep shift (default: the model's)")
     parser.add_argument("--sampler", default="unipc", choices=["unipc", "euler"])
     parser.add_argument("--seed", type=int, default=666666)
     parser.add_argument(

@@ -41,10 +41,14 @@ class VAETrainConfig:
     out: str = "runs/vae"
     base: str = "toy"
     init: str | None = None  # a diffusers VAE folder to fine-tune instead of a fresh `base`
-    steps: int = 600
-    batch_size: int = 8
+    steps: int = 2600
+    batch_size: int = 3
+    # 9 = the first frame + two 4-frame chunks: the second chunk is the first to read its causal cache from a
+    # full chunk, as every later chunk of a long clip does (5-frame windows leave that path untrained).
     frames: int = 9
-    crop: int = 32  # square crop side in pixels, a multiple of 8 (0: whole frames)
+    # Square crop side in pixels, a multiple of 8 (0: whole frames). Whole frames by default: the mid-block
+    # attention sees as many latent pixels as at inference, and crops generalised badly to whole frames.
+    crop: int = 0
     lr: float = 1e-3
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1  # cosine decay to lr * this
