@@ -138,7 +138,7 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
     # The final checkpoint's EMA weights are the run's export.
     from humo.checkpoint import load_dit
 
-    ck = checkpoint_dit(out / "train" / "full-seed0" / "checkpoints" / "step-00000002")
+    ck = checkpoint_dit(out / "train" / "full-seed0" / "checkpoints" / "step_00000002")
     ex = load_dit(out / "train" / "full-seed0" / "final" / "ema.safetensors")
     for (k, a), b in zip(ck.state_dict().items(), ex.state_dict().values(), strict=True):
         assert torch.equal(a, b), k

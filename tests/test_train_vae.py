@@ -38,6 +38,16 @@ def test_batches_are_windows_with_face_weights(manifest):
     assert w.min() == 1.0 and w.max() == 1.0 + cfg.face_weight  # face pixels weigh more; the face is in view
 
 
+def test_whole_clip_phase_switches_window_and_batch(manifest):
+    cfg = _cfg(manifest, "unused", crop=0, long_from=3, long_frames=9, long_batch_size=1)
+    bank = load_clips(manifest, train=True, limit=8)
+    g = np.random.default_rng(0)
+    assert sample_batch(bank, cfg, g, step=2)[0].shape == (2, 3, 5, 64, 64)
+    assert sample_batch(bank, cfg, g, step=3)[0].shape == (1, 3, 9, 64, 64)
+    with pytest.raises(HumoError, match="shorter than a 13-frame window"):
+        sample_batch(bank, _cfg(manifest, "unused", long_from=1, long_frames=13), g, step=1)
+
+
 def test_loss_falls_when_fitting_one_batch(manifest):
     torch.manual_seed(0)
     cfg = _cfg(manifest, "unused")

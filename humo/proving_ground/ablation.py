@@ -290,13 +290,14 @@ def _cached(path: Path, compute: Callable[[], dict]) -> dict:
 
 
 def _checkpoints(run_out: Path) -> list[tuple[int, Path]]:
-    root = run_out / "checkpoints"
+    """(step, folder) of every checkpoint a training run kept, by step."""
+    from humo.training.state import CHECKPOINTS_DIR, PREFIX
+
+    root = run_out / CHECKPOINTS_DIR
     found = []
-    for p in sorted(root.glob("step-*")) if root.is_dir() else []:
-        try:
-            found.append((int(p.name.split("-")[-1]), p))
-        except ValueError:
-            continue
+    for p in root.glob(f"{PREFIX}*") if root.is_dir() else []:
+        if p.is_dir() and p.name[len(PREFIX) :].isdigit():
+            found.append((int(p.name[len(PREFIX) :]), p))
     return sorted(found)
 
 

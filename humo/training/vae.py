@@ -41,7 +41,7 @@ class VAETrainConfig:
     out: str = "runs/vae"
     base: str = "toy"
     init: str | None = None  # a diffusers VAE folder to fine-tune instead of a fresh `base`
-    steps: int = 2600
+    steps: int = 1050
     batch_size: int = 3
     # 9 = the first frame + two 4-frame chunks: the second chunk is the first to read its causal cache from a
     # full chunk, as every later chunk of a long clip does (5-frame windows leave that path untrained).
@@ -49,6 +49,12 @@ class VAETrainConfig:
     # Square crop side in pixels, a multiple of 8 (0: whole frames). Whole frames by default: the mid-block
     # attention sees as many latent pixels as at inference, and crops generalised badly to whole frames.
     crop: int = 0
+    # Then whole clips: from step `long_from` on, windows of `long_frames` frames, `long_batch_size` per step. Short
+    # windows learn the frames fast but leave the causal cache's long-run behaviour untrained (later chunks of a
+    # 49-frame clip drift); whole clips teach it. 0 turns this phase off.
+    long_from: int = 800
+    long_frames: int = 49
+    long_batch_size: int = 1
     lr: float = 1e-3
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1  # cosine decay to lr * this
@@ -68,8 +74,12 @@ class VAETrainConfig:
         problems = []
         if not self.manifest:
             problems.append("manifest: required")
-        if self.frames < 1 or (self.frames - 1) % 4:
-            problems.append(f"frames {self.frames}: must be 4k+1 (1, 5, 9, ...)")
+        for name in ("frames", "long_frames"):
+            v = getattr(self, name)
+            if v < 1 or (v - 1) % 4:
+                problems.append(f"{name} {v}: must be 4k+1 (1, 5, 9, ...)")
+        if self.long_from < 0 or self.long_batch_size < 1:
+            problems.append("long_from must be >= 0 and long_batch_size >= 1")
         if self.crop < 0 or self.crop % 8:
             problems.append(f"crop {self.crop}: must be 0 or a positive multiple of 8")
         for name in ("steps", "batch_size", "max_clips", "log_every", "checkpoint_every"):
@@ -129,16 +139,27 @@ def load_clips(manifest: str | os.PathLike, *, train: bool, limit: int) -> ClipB
     return ClipBank(videos, masks, ids)
 
 
-def sample_batch(bank: ClipBank, cfg: VAETrainConfig, g: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch of random windows: video ``[B, 3, frames, S, S]`` in [-1, 1] and weights ``[B, 1, frames, S, S]``."""
+def window_at(step: int, cfg: VAETrainConfig) -> tuple[int, int]:
+    """(frames, batch size) of the batches at optimiser step `step`."""
+    if cfg.long_from and step >= cfg.long_from:
+        return cfg.long_frames, cfg.long_batch_size
+    return cfg.frames, cfg.batch_size
+
+
+def sample_batch(
+    bank: ClipBank, cfg: VAETrainConfig, g: np.random.Generator, step: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of random windows: video ``[B, 3, T, S, S]`` in [-1, 1] and weights ``[B, 1, T, S, S]``
+    (T and B from `window_at(step)`; S the crop or the frame size)."""
+    frames, batch = window_at(step, cfg)
     xs, ws = [], []
-    for _ in range(cfg.batch_size):
+    for _ in range(batch):
         i = int(g.integers(len(bank)))
         v, m = bank.videos[i], bank.masks[i]
-        t0 = int(g.integers(max(1, len(v) - cfg.frames + 1)))
-        v, m = v[t0 : t0 + cfg.frames], m[t0 : t0 + cfg.frames]
-        if len(v) < cfg.frames:
-            raise HumoError(f"clip {bank.ids[i]}: {len(v)} frames, shorter than frames={cfg.frames}")
+        t0 = int(g.integers(max(1, len(v) - frames + 1)))
+        v, m = v[t0 : t0 + frames], m[t0 : t0 + frames]
+        if len(v) < frames:
+            raise HumoError(f"clip {bank.ids[i]}: {len(v)} frames, shorter than a {frames}-frame window")
         if cfg.crop:
             h, w = v.shape[1:3]
             if cfg.crop > min(h, w):
@@ -336,7 +357,7 @@ def train_vae(cfg: VAETrainConfig, log=print) -> dict[str, Any]:
     while step < cfg.steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        x, w = sample_batch(train_bank, cfg, g)
+        x, w = sample_batch(train_bank, cfg, g, step)
         parts = vae_loss(model, x, w, cfg.kl_weight, cfg.sample_posterior)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
