@@ -71,11 +71,14 @@ def write_toy_weights(folder: str | Path, seed: int = 0, components=None) -> Pat
     return folder
 
 
-def assemble_weights(folder: str | Path, dit: str | Path | None = None, vae: str | Path | None = None) -> Path:
+def assemble_weights(
+    folder: str | Path, dit: str | Path | None = None, vae: str | Path | None = None, dit_dtype: str = "fp32"
+) -> Path:
     """A `toy` weights folder from trained parts: `dit` (a HumoDiT .safetensors, e.g. a stage-2 export) and `vae`
     (a diffusers VAE folder from `humo train-vae`); the text and audio encoders (and any part not given) are the
-    seeded toy ones, the same that `humo precompute` used when the recipe cached its data. Written to a temporary
-    folder beside `folder` and renamed, so `folder` is complete or absent."""
+    seeded toy ones, the same that `humo precompute` used when the recipe cached its data. `dit_dtype` "bf16"
+    stores the DiT at half the size (the toy layout loads it back as fp32). Written to a temporary folder beside
+    `folder` and renamed, so `folder` is complete or absent."""
     import os
     import shutil
     import tempfile
@@ -90,6 +93,10 @@ def assemble_weights(folder: str | Path, dit: str | Path | None = None, vae: str
         d, v, text, audio = toy_components(0)
         if dit is not None:
             d = load_dit(dit)
+        if dit_dtype not in ("fp32", "bf16"):
+            raise ValueError(f"dit_dtype {dit_dtype!r}: use fp32 or bf16")
+        if dit_dtype == "bf16":
+            d = d.to(torch.bfloat16)
         if vae is not None:
             v = WanVAE.from_pretrained(vae)
         write_toy_weights(tmp, components=(d, v, text, audio))
@@ -110,8 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--dit", help="trained HumoDiT .safetensors (default: random toy DiT)")
     p.add_argument("--vae", help="trained diffusers VAE folder (default: random toy VAE)")
+    p.add_argument("--dit-dtype", default="fp32", choices=["fp32", "bf16"], help="dtype the DiT is stored in")
     args = p.parse_args(argv)
-    print(assemble_weights(args.out, args.dit, args.vae))
+    print(assemble_weights(args.out, args.dit, args.vae, args.dit_dtype))
 
 
 if __name__ == "__main__":

@@ -117,10 +117,13 @@ def character_pose(ch: world.CharacterSpec, T: int, fps: float, width: int, heig
 
 def _sd_ellipse(X, Y, cx, cy, ax, ay):
     dx, dy = X - cx, Y - cy
-    g = np.sqrt((dx / ax) ** 2 + (dy / ay) ** 2)
-    grad = np.sqrt((dx / ax**2) ** 2 + (dy / ay**2) ** 2)
-    # first-order distance (g - 1) / |grad g|; the epsilons make the exact centre read "deep inside"
-    return (g - 1) * (g + 1e-9) / (grad + 1e-9 / np.minimum(ax, ay))
+    # A zero axis (a closed mouth) gives inf/nan distances, which every "inside" test reads as outside: nothing is
+    # drawn, as intended; the warnings that would say so are silenced.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.sqrt((dx / ax) ** 2 + (dy / ay) ** 2)
+        grad = np.sqrt((dx / ax**2) ** 2 + (dy / ay**2) ** 2)
+        # first-order distance (g - 1) / |grad g|; the epsilons make the exact centre read "deep inside"
+        return (g - 1) * (g + 1e-9) / (grad + 1e-9 / np.minimum(ax, ay))
 
 
 def _sd_box(X, Y, cx, cy, hw, hh, r):
