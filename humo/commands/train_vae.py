@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     report = train_vae(VAETrainConfig(**values))
     print(
         f"trained the VAE for {report['steps']} steps in {report['seconds']:.0f} s -> {report['vae']}; held-out "
-        f"PSNR {report['psnr']:.1f} dB (face {report['psnr_face']:.1f} dB), mouth reader r = {report['mouth_corr']:.2f}"
+        f"PSNR {report['psnr']:.1f} dB (face {_fmt(report['psnr_face'], ' dB')}), mouth reader r = {_fmt(report['mouth_corr'])}"
     )
     return 0
+
+
+def _fmt(v, unit: str = "") -> str:
+    return "unreadable (not found in the reconstructions)" if v is None else f"{v:.2f}{unit}"

@@ -393,6 +393,7 @@ def train_vae(cfg: VAETrainConfig, log=print) -> dict[str, Any]:
     os.replace(tmp_dir, final)
     report = {"steps": step, "seconds": time.perf_counter() - t_start, **evaluate_round_trip(vae, eval_bank)}
     report["latent_std_mean"] = float(np.mean(std))
+    report = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in report.items()}  # valid JSON
     with atomic_path(out / "report.json") as tmp:
         tmp.write_text(json.dumps(report, indent=1))
     ckpt.unlink(missing_ok=True)
