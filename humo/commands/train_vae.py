@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     report = train_vae(VAETrainConfig(**values))
     print(
         f"trained the VAE for {report['steps']} steps in {report['seconds']:.0f} s -> {report['vae']}; held-out "
-        f"PSNR {report['psnr']:.1f} dB (face {_fmt(report['psnr_face'], ' dB')}), mouth reader r = {_fmt(report['mouth_corr'])}"
+        f"PSNR {report['psnr']:.1f} dB (face {_fmt(report['psnr_face'], ' dB')}), "
+        f"mouth reader r = {_fmt(report['mouth_corr'])}"
     )
     return 0
 
