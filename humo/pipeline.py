@@ -471,7 +471,8 @@ class HumoPipeline:
         from humo.reference import drop_references
         from humo.sampler import make_sampler
 
-        sampler = make_sampler(req.sampler, steps=req.steps, shift=req.shift)  # fresh state for every video
+        shift = self.layout.shift if req.shift is None else req.shift
+        sampler = make_sampler(req.sampler, steps=req.steps, shift=shift)  # fresh state for every video
         generator = torch.Generator().manual_seed(req.seed)
         x = torch.randn((1, *cond["latent_shape"]), generator=generator, dtype=torch.float32)
         fn = self.model_fn(cond)
