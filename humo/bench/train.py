@@ -141,12 +141,10 @@ def time_to_bars(recipe: str, clips: int) -> int:
     """Score each kept stage-2 checkpoint; the time to the bars is every step before stage 2 plus stage 2's share
     up to that checkpoint (its steps / all stage-2 steps of the stage's wall time)."""
     from humo.errors import HumoError
-    from humo.pipeline import HumoPipeline
-    from humo.proving_ground.ablation import _checkpoints, checkpoint_dit
-    from humo.proving_ground.heldout import evaluate_model
+    from humo.proving_ground.ablation import Evaluator, checkpoint_dit, kept_checkpoints
 
     root = Path(recipe)
-    checkpoints = _checkpoints(root / "s2")
+    checkpoints = kept_checkpoints(root / "s2")
     if not checkpoints:
         raise HumoError(f"--recipe {root}: no stage-2 checkpoints under s2/checkpoints")
     if clips < 2:
@@ -155,16 +153,12 @@ def time_to_bars(recipe: str, clips: int) -> int:
     before = sum(v for k, v in times.items() if k not in ("stage2", "model"))
     total_steps = json.loads((root / "s2" / "config.json").read_text())["steps"]
     s2_seconds = times.get("stage2")
-    pipe = HumoPipeline.from_pretrained(
-        root / "model", "toy", device="cpu", offload=False, log=lambda *_: None, progress=False
-    )
-    manifest = root / "data" / "heldout" / "manifest.jsonl"
+    evaluate = Evaluator(root, clips)
     print(f"recipe {root}: {before:.0f} s before stage 2; stage 2 {s2_seconds or float('nan'):.0f} s")
     print("stage-2 step  recipe time  text  subj-gain  sync-ratio  offset<=1  bars")
     first = None
     for step, folder in checkpoints:
-        pipe.dit = checkpoint_dit(folder)
-        s = evaluate_model("ckpt", manifest, clips=clips, pipe=pipe, log=None)["summary"]
+        s = evaluate(checkpoint_dit(folder))
         t = before + (s2_seconds * step / total_steps if s2_seconds else float("nan"))
         ok = all(b["ok"] for b in s["bars"].values())
         f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731

@@ -10,7 +10,6 @@ PSNR and mouth-reader agreement on held-out clips) and ``OUT/log.jsonl``. A kill
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,21 +26,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import typing
-
-    from humo.errors import HumoError
-    from humo.training.config import _coerce, parse_override
+    from humo.training.config import config_from_dict, parse_override
     from humo.training.vae import VAETrainConfig, train_vae
 
-    hints = typing.get_type_hints(VAETrainConfig)
-    fields = {f.name for f in dataclasses.fields(VAETrainConfig)}
-    values: dict = {"manifest": args.manifest, "out": args.out}
-    for item in args.overrides:
-        key, value = parse_override(item)
-        if key not in fields:
-            raise HumoError(f"--set {key}: unknown field (known: {', '.join(sorted(fields))})")
-        values[key] = _coerce(value, hints[key], f"--set {key}")
-    report = train_vae(VAETrainConfig(**values))
+    values = {"manifest": args.manifest, "out": args.out, **dict(parse_override(o) for o in args.overrides)}
+    report = train_vae(config_from_dict(VAETrainConfig, values, "train-vae --set"))
     print(
         f"trained the VAE for {report['steps']} steps in {report['seconds']:.0f} s -> {report['vae']}; held-out "
         f"PSNR {report['psnr']:.1f} dB (face {_fmt(report['psnr_face'], ' dB')}), "

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -35,9 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from humo.errors import HumoError, atomic_path
+from humo.proving_ground.heldout import mean_spread
 
 
 @dataclass(frozen=True)
@@ -250,11 +248,14 @@ def checkpoint_dit(folder: str | os.PathLike):
 
 
 class Evaluator:
-    """Scores DiTs on the recipe's held-out clips with the recipe's VAE and toy encoders (loaded on first use)."""
+    """Scores DiTs on a toy recipe's held-out clips with the recipe's VAE and toy encoders (loaded on first use).
 
-    def __init__(self, cfg: StudyConfig):
-        self.cfg = cfg
-        self.manifest = cfg.recipe_path / "data" / "heldout" / "manifest.jsonl"
+    recipe: the folder `scripts/train_toy_model.sh` wrote; `clips` held-out clips, `steps` sampling steps each.
+    """
+
+    def __init__(self, recipe: str | os.PathLike, clips: int, steps: int = 20):
+        self.recipe, self.clips, self.steps = Path(recipe), clips, steps
+        self.manifest = self.recipe / "data" / "heldout" / "manifest.jsonl"
         self.pipe = None
 
     def __call__(self, dit, guidance: str | None = None, params: dict | None = None) -> dict[str, Any]:
@@ -263,15 +264,14 @@ class Evaluator:
 
         if self.pipe is None:
             self.pipe = HumoPipeline.from_pretrained(
-                self.cfg.recipe_path / "model", "toy", device="cpu", offload=False, log=lambda *_: None,
-                progress=False,
-            )  # fmt: skip
+                self.recipe / "model", "toy", device="cpu", offload=False, log=lambda *_: None, progress=False
+            )
         self.pipe.dit = dit
         res = evaluate_model(
             "(in memory)",
             self.manifest,
-            clips=self.cfg.eval_clips,
-            steps=self.cfg.eval_steps,
+            clips=self.clips,
+            steps=self.steps,
             guidance=guidance,
             guidance_params=params,
             log=None,
@@ -289,7 +289,7 @@ def _cached(path: Path, compute: Callable[[], dict]) -> dict:
     return result
 
 
-def _checkpoints(run_out: Path) -> list[tuple[int, Path]]:
+def kept_checkpoints(run_out: Path) -> list[tuple[int, Path]]:
     """(step, folder) of every checkpoint a training run kept, by step."""
     from humo.training.state import CHECKPOINTS_DIR, PREFIX
 
@@ -309,13 +309,13 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print) -> dict[str,
     with atomic_path(out / "study.json") as tmp:
         tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     t_start = time.perf_counter()
-    evaluator = Evaluator(cfg)
+    evaluator = Evaluator(cfg.recipe_path, cfg.eval_clips, cfg.eval_steps)
     curves: dict[str, dict[int, dict[int, dict]]] = {}
     for run in plan(cfg):
         train_run(cfg, run, log)
         if run["variant"] is None:
             continue
-        for step, folder in _checkpoints(Path(run["out"])):
+        for step, folder in kept_checkpoints(Path(run["out"])):
             path = out / "eval" / f"{run['name']}-step{step:06d}.json"
             summary = _cached(path, lambda folder=folder: evaluator(checkpoint_dit(folder)))
             curves.setdefault(run["variant"], {}).setdefault(run["seed"], {})[step] = summary
@@ -368,14 +368,6 @@ def _brief(s: dict) -> str:
 # Tables and plots
 
 
-def mean_spread(values: list[float | None]) -> tuple[float | None, float | None, int]:
-    """Mean and sample standard deviation of the values that exist (None/NaN skipped), and how many there were."""
-    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not vals:
-        return None, None, 0
-    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, len(vals)
-
-
 def _cell(values) -> str:
     m, s, n = mean_spread(values)
     return "-" if m is None else f"{m:.3f} ± {s:.3f}"
@@ -394,6 +386,12 @@ def format_tables(results: dict[str, Any]) -> str:
     for name, per_seed in results["final"].items():
         cells = [_cell([s.get(k) for s in per_seed.values()]) for k, _, _ in METRICS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    paper = PAPER_TABLE3
+    lines += ["", "The paper's Table 3 (HuMo-17B on MoCha; every column higher is better):", "",
+              "| variant | paper's row | " + " | ".join(paper["columns"]) + " |",
+              "|---|---|" + "---|" * len(paper["columns"])]  # fmt: skip
+    for name, (label, values) in paper["rows"].items():
+        lines.append(f"| {name} | {label} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
     if results.get("guidance"):
         lines += ["", "| guidance (full model) | " + " | ".join(label for _, label, _ in METRICS) + " |"]
         lines.append("|---|" + "---|" * len(METRICS))

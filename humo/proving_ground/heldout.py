@@ -69,18 +69,26 @@ def mask_iou(pred: np.ndarray | None, frames: np.ndarray) -> float | None:
         return None
     import torch
 
+    from humo.data.precompute import clip_frames
     from humo.mask_head import mask_to_latent_grid
 
     face = readers.face_mask(frames)
-    t = 4 * ((len(face) - 1) // 4) + 1
+    t = clip_frames(len(face), None)
     grid = mask_to_latent_grid(torch.from_numpy(face[:t]).unsqueeze(0), tuple(pred.shape[-2:]))[0].numpy()
     f = min(len(grid), len(pred))
     return metrics.face_iou(pred[:f] > 0.5, grid[:f] > 0.5)
 
 
-def _mean(vals) -> float | None:
-    vals = [v for v in vals if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return float(np.mean(vals)) if vals else None
+def mean_spread(values) -> tuple[float | None, float | None, int]:
+    """Mean and sample standard deviation of the values that exist (None/NaN skipped), and how many there were."""
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return None, None, 0
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, len(vals)
+
+
+def _mean(values) -> float | None:
+    return mean_spread(values)[0]
 
 
 def summarize(rows: list[dict]) -> dict[str, Any]:

@@ -162,18 +162,23 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "train config") -> TrainConfig:
-        if not isinstance(d, dict):
-            raise HumoError(f"{source}: expected a mapping of field names to values")
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise HumoError(f"{source}: unknown field(s): {', '.join(unknown)}")
-        hints = typing.get_type_hints(cls)
-        values = {k: _coerce(v, hints[k], f"{source}: field {k}") for k, v in d.items()}
-        return cls(**values)
+        return config_from_dict(cls, d, source)
 
     def replace(self, **changes) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+def config_from_dict(cls, d: dict[str, Any], source: str):
+    """An instance of the config dataclass `cls` from plain data: unknown fields and ill-typed values are a
+    `HumoError` naming the field (`source` says where the data came from)."""
+    if not isinstance(d, dict):
+        raise HumoError(f"{source}: expected a mapping of field names to values")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise HumoError(f"{source}: unknown field(s): {', '.join(unknown)}")
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: _coerce(v, hints[k], f"{source}: field {k}") for k, v in d.items()})
 
 
 def _coerce(value: Any, hint: Any, what: str) -> Any:

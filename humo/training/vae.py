@@ -265,12 +265,17 @@ def _psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float
     return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
+def _clip_tensor(video: np.ndarray) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> [1, 3, T', H, W] in [-1, 1], T' the longest 4k+1 <= T (what the VAE takes)."""
+    from humo.data.precompute import clip_frames, prepare_video
+
+    return prepare_video(video, clip_frames(len(video), None), None, None, "clip")
+
+
 @torch.no_grad()
 def round_trip(vae, video: np.ndarray) -> np.ndarray:
     """uint8 [T, H, W, 3] -> encoded and decoded by `vae` (a `WanVAE`) -> uint8, T cut to 4k+1."""
-    t = 4 * ((len(video) - 1) // 4) + 1
-    x = torch.from_numpy(np.ascontiguousarray(video[:t])).permute(3, 0, 1, 2).unsqueeze(0).float().div(127.5).sub(1)
-    y = vae.decode(vae.encode(x))[0]
+    y = vae.decode(vae.encode(_clip_tensor(video)))[0]
     return y.float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 3, 0).numpy()
 
 
@@ -303,9 +308,7 @@ def latent_statistics(vae, bank: ClipBank) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of the raw (unnormalised) latent means over the clips of `bank`."""
     zs = []
     for video in bank.videos:
-        t = 4 * ((len(video) - 1) // 4) + 1
-        x = torch.from_numpy(np.ascontiguousarray(video[:t])).permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1
-        z = vae.model.encode(x).latent_dist.mode()[0]  # [C, F, h, w]
+        z = vae.model.encode(_clip_tensor(video)).latent_dist.mode()[0]  # [C, F, h, w]
         zs.append(z.flatten(1))
     z = torch.cat(zs, dim=1).double()
     return z.mean(1).tolist(), z.std(1).clamp_min(1e-4).tolist()
