@@ -8,7 +8,6 @@ projections, which is all a world of a few hundred words and synthetic speech ne
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
@@ -24,20 +23,9 @@ _BASE_WORDS = (
 
 def toy_vocabulary() -> list[str]:
     """Every word of the proving ground's caption grammar plus common filler words (sorted, unique)."""
-    words = set(_BASE_WORDS)
-    try:
-        from humo.proving_ground import world
+    from humo.proving_ground import world
 
-        vocab_fn = getattr(world, "vocabulary", None)
-        if vocab_fn is not None:
-            words.update(vocab_fn())
-        else:
-            for name in ("SCENES", "ACTIONS", "OBJECTS"):
-                for key in getattr(world, name, ()):
-                    words.update(re.findall(r"[a-z]+", str(key).lower()))
-    except ImportError:
-        pass
-    return sorted(words)
+    return sorted(set(_BASE_WORDS) | set(world.vocabulary()))
 
 
 def toy_components(seed: int = 0, **dit_overrides):

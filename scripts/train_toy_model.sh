@@ -14,6 +14,7 @@ HUMO=${HUMO:-humo}
 CONFIG=${CONFIG:-configs/toy.json}
 CLIPS=${CLIPS:-640}
 VAE_STEPS=${VAE_STEPS:-1050}
+VAE_WHOLE_STEPS=${VAE_WHOLE_STEPS:-900}
 S0_STEPS=${S0_STEPS:-1500}
 S1_STEPS=${S1_STEPS:-400}
 S2_STEPS=${S2_STEPS:-1000}
@@ -36,8 +37,13 @@ step synth-heldout "$OUT/data/heldout/manifest.jsonl" \
 step vae "$OUT/vae-run/vae/config.json" \
   $HUMO train-vae --manifest "$OUT/data/train/manifest.jsonl" --out "$OUT/vae-run" \
   --set steps="$VAE_STEPS" --set threads=2
+# Then whole 49-frame clips only: the causal cache must see clip-length context, or later chunks drift.
+step vae-whole "$OUT/vae-whole/vae/config.json" \
+  $HUMO train-vae --manifest "$OUT/data/train/manifest.jsonl" --out "$OUT/vae-whole" \
+  --set init="$OUT/vae-run/vae" --set frames=49 --set batch_size=1 --set long_from=0 --set lr=0.0005 \
+  --set warmup_steps=20 --set steps="$VAE_WHOLE_STEPS" --set checkpoint_every=50 --set threads=2
 # The frozen toy text and audio encoders (seeded), with the trained VAE: what precompute and the demo both use.
-step encoders "$OUT/encoders/whisper" python -m humo.toy --out "$OUT/encoders" --vae "$OUT/vae-run/vae"
+step encoders "$OUT/encoders/whisper" python -m humo.toy --out "$OUT/encoders" --vae "$OUT/vae-whole/vae"
 step precompute "$OUT/cache/index.json" \
   $HUMO precompute --manifest "$OUT/data/train/manifest.jsonl" --out "$OUT/cache" --vae "$OUT/encoders/vae" \
   --text "$OUT/encoders/text" --audio "$OUT/encoders/whisper" --split train --quiet
@@ -52,7 +58,7 @@ step stage2 "$OUT/s2/final/ema.safetensors" \
   --set steps="$S2_STEPS" --set lr=0.0003 --set init="$OUT/s1/final/ema.safetensors" \
   --set checkpoint_every=200 --set keep_checkpoints=0  # every stage-2 checkpoint kept: `humo bench train --recipe`
 step model "$OUT/model/dit.safetensors" \
-  python -m humo.toy --out "$OUT/model" --dit "$OUT/s2/final/ema.safetensors" --vae "$OUT/vae-run/vae" \
+  python -m humo.toy --out "$OUT/model" --dit "$OUT/s2/final/ema.safetensors" --vae "$OUT/vae-whole/vae" \
   --dit-dtype bf16
 
 if [[ "${BUNDLE:-0}" == 1 ]]; then

@@ -235,6 +235,22 @@ def make_multi_caption(rng: np.random.Generator, scene: str, people: list[tuple[
     return " ".join(parts)
 
 
+def vocabulary() -> list[str]:
+    """Every word the caption grammar can write or `parse_caption` reads (lowercase, sorted, unique).
+
+    The toy text encoder's tokenizer is built from it, so no caption of this world tokenizes to <unk>."""
+    texts: list[str] = [*SUBJECTS, *TEMPLATES, *HOLD_PHRASES, *EMPTY_HAND_PHRASES, *COUNT_WORDS.values()]
+    texts += ["people talk", "the person in the middle on the"]
+    for table in (SCENE_PHRASES, SCENE_KEYWORDS, OBJECT_PHRASES, OBJECT_KEYWORDS, ACTION_KEYWORDS):
+        texts += [w for words in table.values() for w in words]
+    texts += [w for pairs in ACTION_PHRASES.values() for pair in pairs for w in pair]
+    texts += [w for pos in POSITIONS.values() for w in pos]
+    texts += [*SCENES, *ACTIONS, *OBJECTS]
+    # Template fields ({Subj}, {vbz}, ...) are placeholders, not words.
+    words = {w for t in texts for w in re.findall(r"[a-z]+", re.sub(r"\{\w+\}", " ", t).lower())}
+    return sorted(words)
+
+
 def _find(text: str, keywords: dict[str, tuple[str, ...]]) -> list[tuple[int, str]]:
     """(position, value) of every keyword of every value found in `text` as a whole word."""
     hits = []
