@@ -433,6 +433,7 @@ class HumoPipeline:
         dtype = dit.dtype
         refs, windows = cond["refs"].to(self.device), cond["windows"]
         self._last_mask = None
+        self._last_mask_rank: tuple[float, int] | None = None
 
         def fn(x: torch.Tensor, t: torch.Tensor, conditions) -> torch.Tensor:
             b = x.shape[0] // len(conditions)
@@ -458,12 +459,24 @@ class HumoPipeline:
             with torch.no_grad():
                 if cfg.mask_head_blocks:
                     out, mask = dit(xb, t.to(self.device), ctx, audio=aud, y=yb, return_mask=True)
-                    self._last_mask = torch.sigmoid(mask[:b]).float().cpu()  # the first (fullest) condition
+                    self._keep_mask(mask, b, conditions, float(t.flatten()[0]))
                 else:
                     out = dit(xb, t.to(self.device), ctx, audio=aud, y=yb)
             return out.float()
 
         return fn
+
+    def _keep_mask(self, mask: torch.Tensor, b: int, conditions, t: float) -> None:
+        """Keep the mask head's prediction [b, ...] of the fullest condition of the latest timestep.
+
+        The guidance batches its conditions in chain order (the null condition first) and may split them over
+        several calls (`max_batch`, sequential), so the fullest one is looked up, not assumed at index 0."""
+        k = max(range(len(conditions)), key=lambda j: len(conditions[j].modalities))
+        rank = (t, len(conditions[k].modalities))
+        kept = self._last_mask_rank
+        if kept is None or rank[0] != kept[0] or rank[1] >= kept[1]:
+            self._last_mask = torch.sigmoid(mask[k * b : (k + 1) * b]).float().cpu()
+            self._last_mask_rank = rank
 
     def sample(self, req: GenerationRequest, cond: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray | None]:
         """Flow-matching sampling with guidance. Returns the video latents [1, C, F, h, w] (references dropped)."""

@@ -60,19 +60,27 @@ def write_toy_weights(folder: str | Path, seed: int = 0, components=None) -> Pat
 
 
 def assemble_weights(
-    folder: str | Path, dit: str | Path | None = None, vae: str | Path | None = None, dit_dtype: str = "fp32"
+    folder: str | Path,
+    dit: str | Path | None = None,
+    vae: str | Path | None = None,
+    dit_dtype: str = "fp32",
+    encoders: str | Path | None = None,
 ) -> Path:
-    """A `toy` weights folder from trained parts: `dit` (a HumoDiT .safetensors, e.g. a stage-2 export) and `vae`
-    (a diffusers VAE folder from `humo train-vae`); the text and audio encoders (and any part not given) are the
-    seeded toy ones, the same that `humo precompute` used when the recipe cached its data. `dit_dtype` "bf16"
-    stores the DiT at half the size (the toy layout loads it back as fp32). Written to a temporary folder beside
-    `folder` and renamed, so `folder` is complete or absent."""
+    """A `toy` weights folder from trained parts: `dit` (a HumoDiT .safetensors, e.g. a stage-2 export), `vae`
+    (a diffusers VAE folder from `humo train-vae`) and `encoders` (a toy weights folder whose text/ and whisper/
+    are copied: pass the one `humo precompute` cached the training data with, so the model ships with the exact
+    encoders it was trained on). Parts not given are the seeded toy ones. `dit_dtype` "bf16" stores the DiT at
+    half the size (the toy layout loads it back as fp32). Written to a temporary folder beside `folder` and
+    renamed, so `folder` is complete or absent."""
     import os
     import shutil
     import tempfile
 
     from humo.checkpoint import load_dit
+    from humo.conditions.audio import AudioEncoder
+    from humo.conditions.text import TextEncoder
     from humo.conditions.vae import WanVAE
+    from humo.errors import HumoError
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +95,14 @@ def assemble_weights(
             d = d.to(torch.bfloat16)
         if vae is not None:
             v = WanVAE.from_pretrained(vae)
+        if encoders is not None:
+            text = TextEncoder.from_pretrained(Path(encoders) / "text")
+            audio = AudioEncoder.from_pretrained(Path(encoders) / "whisper")
+        if text.text_len != d.cfg.text_len or text.dim != d.cfg.text_dim:
+            raise HumoError(
+                f"text encoder (text_len {text.text_len}, dim {text.dim}) does not match the DiT "
+                f"(text_len {d.cfg.text_len}, text_dim {d.cfg.text_dim})"
+            )
         write_toy_weights(tmp, components=(d, v, text, audio))
         os.chmod(tmp, 0o755)
         if folder.exists():
@@ -98,7 +114,7 @@ def assemble_weights(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m humo.toy --out DIR [--dit FILE] [--vae DIR]``: write a toy weights folder (see assemble_weights)."""
+    """``python -m humo.toy --out DIR [--dit FILE] [--vae DIR] [--encoders DIR]``: write a toy weights folder."""
     import argparse
 
     p = argparse.ArgumentParser(description="write a toy weights folder: dit.safetensors, vae/, text/, whisper/")
@@ -106,8 +122,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dit", help="trained HumoDiT .safetensors (default: random toy DiT)")
     p.add_argument("--vae", help="trained diffusers VAE folder (default: random toy VAE)")
     p.add_argument("--dit-dtype", default="fp32", choices=["fp32", "bf16"], help="dtype the DiT is stored in")
+    p.add_argument("--encoders", help="toy weights folder whose text/ and whisper/ to copy (default: seeded toy)")
     args = p.parse_args(argv)
-    print(assemble_weights(args.out, args.dit, args.vae, args.dit_dtype))
+    from humo.errors import HumoError
+
+    try:
+        print(assemble_weights(args.out, args.dit, args.vae, args.dit_dtype, args.encoders))
+    except HumoError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ step stage2 "$OUT/s2/final/ema.safetensors" \
   --set checkpoint_every=200 --set keep_checkpoints=0  # every stage-2 checkpoint kept: `humo bench train --recipe`
 step model "$OUT/model/dit.safetensors" \
   python -m humo.toy --out "$OUT/model" --dit "$OUT/s2/final/ema.safetensors" --vae "$OUT/vae-whole/vae" \
-  --dit-dtype bf16
+  --encoders "$OUT/encoders" --dit-dtype bf16
 
 if [[ "${BUNDLE:-0}" == 1 ]]; then
   rm -rf humo/assets/toy && cp -r "$OUT/model" humo/assets/toy && echo "bundled into humo/assets/toy"

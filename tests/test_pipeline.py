@@ -76,11 +76,36 @@ def test_batched_equals_sequential_and_split(components, media):
     pipe = make_pipe(components)
     req = GenerationRequest("a man talks", [str(media / "r.png")], str(media / "a.wav"), **SMALL)
     cond = pipe.encode_conditions(req.resolved(pipe.layout))
-    batched, _ = pipe.sample(req, cond)
-    sequential, _ = pipe.sample(dataclasses.replace(req, sequential_guidance=True), cond)
-    split, _ = pipe.sample(dataclasses.replace(req, max_batch=2), cond)
+    batched, m_batched = pipe.sample(req, cond)
+    sequential, m_sequential = pipe.sample(dataclasses.replace(req, sequential_guidance=True), cond)
+    split, m_split = pipe.sample(dataclasses.replace(req, max_batch=2), cond)
     assert torch.allclose(batched, sequential, atol=1e-5)
     assert torch.allclose(batched, split, atol=1e-5)
+    # The predicted face mask is the fullest condition's, however the guidance batches its passes.
+    assert np.allclose(m_batched, m_sequential, atol=1e-5) and np.allclose(m_batched, m_split, atol=1e-5)
+
+
+def test_predicted_mask_is_the_fullest_conditions():
+    """The guidance orders conditions null-first; the kept mask must be the text+image+audio pass's."""
+    from humo.guidance import Condition
+
+    pipe = HumoPipeline.__new__(HumoPipeline)
+    pipe._last_mask, pipe._last_mask_rank = None, None
+    conds = [
+        Condition.of(),
+        Condition.of("text"),
+        Condition.of("text", "audio"),
+        Condition.of("text", "image", "audio"),
+    ]
+    mask = torch.arange(4.0).repeat_interleave(2).view(8, 1, 1, 1)  # logit j for condition j, batch 2
+    pipe._keep_mask(mask, 2, conds, t=900.0)
+    assert torch.allclose(pipe._last_mask, torch.sigmoid(torch.tensor(3.0)).expand(2, 1, 1, 1))
+    # Split over two calls at the same timestep: the later, emptier call must not replace it.
+    pipe._keep_mask(mask[:4], 2, conds[:2], t=900.0)
+    assert torch.allclose(pipe._last_mask, torch.sigmoid(torch.tensor(3.0)).expand(2, 1, 1, 1))
+    # A new timestep replaces it.
+    pipe._keep_mask(mask[:4], 2, conds[:2], t=800.0)
+    assert torch.allclose(pipe._last_mask, torch.sigmoid(torch.tensor(1.0)).expand(2, 1, 1, 1))
 
 
 def test_17b_concat_path(media):

@@ -82,3 +82,25 @@ def test_the_bundled_model_reads_every_word_of_the_bundled_example_and_of_the_wo
     ids, mask = text.tokenize(captions)
     assert not (ids == text.tokenizer.unk_token_id).any()
     assert (mask[:, -1] == 0).all(), "a caption filled the whole context (truncated)"
+
+
+def test_assemble_ships_the_given_encoders_and_rejects_a_mismatched_text_encoder(tmp_path):
+    import pytest
+
+    from humo.conditions.text import TextEncoder
+    from humo.errors import HumoError
+    from humo.toy import toy_vocabulary, write_toy_weights
+
+    dit, vae, _, audio = toy_components(seed=0)
+    cfg = dit.cfg
+    other_text = TextEncoder.toy(toy_vocabulary(), text_len=cfg.text_len, dim=cfg.text_dim, seed=5)
+    write_toy_weights(tmp_path / "enc", components=(dit, vae, other_text, audio))
+    assemble_weights(tmp_path / "model", encoders=tmp_path / "enc")
+    shipped = TextEncoder.from_pretrained(tmp_path / "model" / "text")
+    for (k, a), b in zip(other_text.model.state_dict().items(), shipped.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    short = TextEncoder.toy(toy_vocabulary(), text_len=cfg.text_len // 2, dim=cfg.text_dim, seed=0)
+    write_toy_weights(tmp_path / "short", components=(dit, vae, short, audio))
+    with pytest.raises(HumoError, match="text_len"):
+        assemble_weights(tmp_path / "bad", encoders=tmp_path / "short")
+    assert not (tmp_path / "bad").exists()
