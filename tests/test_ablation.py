@@ -152,3 +152,9 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
     monkeypatch.setattr("humo.training.loop.train", boom)
     again = run_study(cfg, log=lambda m: None)
     assert format_tables(again) == table
+
+
+def test_a_missing_train_config_is_named_as_such(tmp_path):
+    cfg = StudyConfig(recipe=str(tmp_path), out=str(tmp_path / "out"), train_config=str(tmp_path / "nope.json"))
+    with pytest.raises(HumoError, match=r"--config .*nope.json: no such file"):
+        cfg.check_recipe()

@@ -144,8 +144,9 @@ class StudyConfig:
             "stage-0 backbone": r / "s0" / "final" / "ema.safetensors",
             "toy model folder": r / "model" / "vae",
             "held-out manifest": r / "data" / "heldout" / "manifest.jsonl",
-            "train config": Path(self.train_config),
         }
+        if not Path(self.train_config).is_file():
+            raise HumoError(f"ablate: --config {self.train_config}: no such file (run from the repository or pass it)")
         missing = [f"{what} ({p})" for what, p in need.items() if not p.exists()]
         if missing:
             raise HumoError(
