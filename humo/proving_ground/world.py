@@ -196,6 +196,8 @@ TEMPLATES = (
     "{Scene}: {subj} {vbz}{obj} and speaks.",
 )
 POSITIONS = {2: ("left", "right"), 3: ("left", "middle", "right")}
+MULTI_TEMPLATES = ("{Count} people talk {scene}.", "The person {where} {vbz}{obj}.")
+WHERE = {"middle": "in the middle", "side": "on the {pos}"}
 COUNT_WORDS = {2: "Two", 3: "Three"}
 
 
@@ -223,15 +225,16 @@ def make_multi_caption(rng: np.random.Generator, scene: str, people: list[tuple[
     """Caption for 2-3 characters, left to right: `people` is [(action, object)] per character."""
     n = len(people)
     scene_phrase = SCENE_PHRASES[scene][rng.integers(len(SCENE_PHRASES[scene]))]
-    parts = [f"{COUNT_WORDS[n]} people talk {scene_phrase}."]
+    opening, person = MULTI_TEMPLATES
+    parts = [opening.format(Count=COUNT_WORDS[n], scene=scene_phrase)]
     for pos, (action, obj) in zip(POSITIONS[n], people):
         vbz, _ = ACTION_PHRASES[action][rng.integers(len(ACTION_PHRASES[action]))]
         if obj == "none":
             obj_phrase = ""
         else:
             obj_phrase = HOLD_PHRASES[rng.integers(len(HOLD_PHRASES))].format(OBJECT_PHRASES[obj][0])
-        where = "in the middle" if pos == "middle" else f"on the {pos}"
-        parts.append(f"The person {where} {vbz}{obj_phrase}.")
+        where = WHERE["middle"] if pos == "middle" else WHERE["side"].format(pos=pos)
+        parts.append(person.format(where=where, vbz=vbz, obj=obj_phrase))
     return " ".join(parts)
 
 
@@ -239,8 +242,8 @@ def vocabulary() -> list[str]:
     """Every word the caption grammar can write or `parse_caption` reads (lowercase, sorted, unique).
 
     The toy text encoder's tokenizer is built from it, so no caption of this world tokenizes to <unk>."""
-    texts: list[str] = [*SUBJECTS, *TEMPLATES, *HOLD_PHRASES, *EMPTY_HAND_PHRASES, *COUNT_WORDS.values()]
-    texts += ["people talk", "the person in the middle on the"]
+    texts: list[str] = [*SUBJECTS, *TEMPLATES, *MULTI_TEMPLATES, *WHERE.values()]
+    texts += [*HOLD_PHRASES, *EMPTY_HAND_PHRASES, *COUNT_WORDS.values()]
     for table in (SCENE_PHRASES, SCENE_KEYWORDS, OBJECT_PHRASES, OBJECT_KEYWORDS, ACTION_KEYWORDS):
         texts += [w for words in table.values() for w in words]
     texts += [w for pairs in ACTION_PHRASES.values() for pair in pairs for w in pair]
