@@ -234,6 +234,7 @@ class HumoPipeline:
         self.device = torch.device(device)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.progress = progress
+        self._vae_stride: int | None = None
 
     # ------------------------------------------------------------------------------------------------------------
     @classmethod
@@ -365,6 +366,13 @@ class HumoPipeline:
             frames = frames[: max(1, min(len(frames), len(cond["samples"]) * VIDEO_FPS // SAMPLE_RATE))]
         return GenerationResult(frames, VIDEO_FPS, cond["samples"], SAMPLE_RATE, path, timings, mask)
 
+    def vae_stride(self) -> int:
+        """Pixels per latent pixel of the VAE (read once: with offload, asking again would reload it)."""
+        if self._vae_stride is None:
+            with self.vae as vae:
+                self._vae_stride = vae.spatial_stride
+        return self._vae_stride
+
     # ------------------------------------------------------------------------------------------------------------
     def encode_conditions(self, req: GenerationRequest) -> dict[str, Any]:
         """Everything the DiT needs that does not change over the sampling steps."""
@@ -377,7 +385,11 @@ class HumoPipeline:
         present = req.inputs_present()
         samples = load_audio(req.audio, SAMPLE_RATE) if req.audio else None
         frames = frames_for_audio(len(samples), VIDEO_FPS) if req.frames == -1 else req.frames
-        f_lat, h, w = (frames - 1) // 4 + 1, req.height // 8, req.width // 8
+        stride = self.vae_stride()
+        f_lat, h, w = (frames - 1) // 4 + 1, req.height // stride, req.width // stride
+        for what, v, n in (("--height", req.height, h), ("--width", req.width, w)):
+            if v % stride or n % cfg.patch[1]:
+                raise HumoError(f"{what} {v}: must be a multiple of {stride * cfg.patch[1]} for this model")
 
         schedule = req.schedule(req)
         text_sources = {c.text_source for c in schedule_conditions(schedule)}

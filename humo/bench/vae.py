@@ -63,7 +63,7 @@ def _child(impl: str, frames: int, height: int, width: int, seed: int, threads: 
     if threads > 0:
         torch.set_num_threads(threads)
     vae = WanVAE.toy(seed=seed)
-    shape = (1, *latent_shape(frames, height, width, z_dim=vae.z_dim))
+    shape = (1, *latent_shape(frames, height, width, z_dim=vae.z_dim, spatial_stride=vae.spatial_stride))
     latents = torch.randn(shape, generator=torch.Generator().manual_seed(seed + 1))
 
     def decode(z):

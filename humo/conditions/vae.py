@@ -8,8 +8,9 @@ What lives here (the network itself is diffusers'):
   video length), with optional spatial tiling with overlap blending for large frames;
 - the cached latent of an all-zero (mid-grey) video that the 17B condition path uses.
 
-Shapes: videos are ``[B, 3, T, H, W]`` in [-1, 1] with ``T = 4k + 1`` and H, W multiples of 8; latents are
-``[B, 16, 1 + (T - 1) // 4, H / 8, W / 8]``.
+Shapes: videos are ``[B, 3, T, H, W]`` in [-1, 1] with ``T = 4k + 1`` and H, W multiples of the spatial stride s;
+latents are ``[B, 16, 1 + (T - 1) // 4, H / s, W / s]``. s is 8 for Wan2.1 (4 stages, 3 downsamples); the
+proving-ground VAE has 3 stages, s = 4 (see `TOY_VAE_CONFIG`). The temporal stride is 4 in both.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ WAN_LATENT_STD: tuple[float, ...] = (
     3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
 )  # fmt: skip
 
-SPATIAL_STRIDE = 8
+SPATIAL_STRIDE = 8  # Wan2.1's; a WanVAE reads its own from its config (`WanVAE.spatial_stride`)
 TEMPORAL_STRIDE = 4
 
 # `AutoencoderKLWan` keyword arguments of the released Wan2.1 VAE (base dim 96, 4 stages, 2 residual blocks).
@@ -54,17 +55,20 @@ WAN21_VAE_CONFIG: dict[str, Any] = {
     "latents_std": list(WAN_LATENT_STD),
 }
 
-# The proving-ground VAE: the same classes and code paths (4 stages -> 8x space, 2 temporal downsamples -> 4x
-# time, 16 latent channels), with narrow widths (8 -> 32 channels, 0.67M parameters: ~3x faster to train on a
-# CPU than 16 -> 64) and one residual block per stage. Its latent statistics start at 0/1; `humo train-vae`
-# measures and stores real ones.
+# The proving-ground VAE: the same classes and code paths (2 temporal downsamples -> 4x time, 16 latent channels),
+# narrow widths (8 -> 32 channels, 0.49M parameters) and one residual block per stage, but 3 stages: 4x space, not
+# 8x. At 64 x 64 an 8x latent puts the whole mouth (at most 10 x 6 px) inside one latent pixel, and a CPU-sized
+# VAE did not learn to keep it (the mouth reader's agreement with the truth stayed at 0 after 73 minutes of
+# training); at 4x it spans 2-3 latent pixels, as a mouth does in a 480p frame under the real 8x VAE. The toy DiT
+# patches 4 x 4 latent pixels, so its token grid is what an 8x VAE with 2 x 2 patches would give.
+# Its latent statistics start at 0/1; `humo train-vae` measures and stores real ones.
 TOY_VAE_CONFIG: dict[str, Any] = {
     "base_dim": 8,
     "z_dim": 16,
-    "dim_mult": [1, 2, 4, 4],
+    "dim_mult": [1, 2, 4],
     "num_res_blocks": 1,
     "attn_scales": [],
-    "temperal_downsample": [False, True, True],
+    "temperal_downsample": [True, True],
     "dropout": 0.0,
     "latents_mean": [0.0] * 16,
     "latents_std": [1.0] * 16,
@@ -78,19 +82,28 @@ _ZERO_CACHE_SIZE = 8
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def latent_shape(frames: int, height: int, width: int, z_dim: int = 16) -> tuple[int, int, int, int]:
-    """``(z_dim, 1 + (frames - 1) // 4, height / 8, width / 8)`` for a video of that size; HumoError if invalid."""
-    check_video_size(frames, height, width)
-    return (z_dim, 1 + (frames - 1) // TEMPORAL_STRIDE, height // SPATIAL_STRIDE, width // SPATIAL_STRIDE)
+def latent_shape(
+    frames: int, height: int, width: int, z_dim: int = 16, spatial_stride: int = SPATIAL_STRIDE
+) -> tuple[int, int, int, int]:
+    """``(z_dim, 1 + (frames - 1) // 4, height / s, width / s)`` for a video of that size (s = `spatial_stride`);
+    HumoError if invalid."""
+    check_video_size(frames, height, width, spatial_stride)
+    return (z_dim, 1 + (frames - 1) // TEMPORAL_STRIDE, height // spatial_stride, width // spatial_stride)
 
 
-def check_video_size(frames: int, height: int, width: int) -> None:
-    """Frames must be 4k + 1 (k >= 0); height and width positive multiples of 8."""
+def check_video_size(frames: int, height: int, width: int, spatial_stride: int = SPATIAL_STRIDE) -> None:
+    """Frames must be 4k + 1 (k >= 0); height and width positive multiples of `spatial_stride`."""
     if int(frames) != frames or frames < 1 or (frames - 1) % TEMPORAL_STRIDE:
         raise HumoError(f"video frames {frames}: must be 4k+1 (1, 5, 9, ..., 97)")
     for name, v in (("height", height), ("width", width)):
-        if int(v) != v or v < SPATIAL_STRIDE or v % SPATIAL_STRIDE:
-            raise HumoError(f"video {name} {v}: must be a positive multiple of {SPATIAL_STRIDE}")
+        if int(v) != v or v < spatial_stride or v % spatial_stride:
+            raise HumoError(f"video {name} {v}: must be a positive multiple of {spatial_stride}")
+
+
+def strides_of(config: Mapping[str, Any]) -> tuple[int, int]:
+    """(temporal, spatial) stride of an `AutoencoderKLWan` config: one spatial halving per stage but the last, one
+    temporal halving per True in `temperal_downsample`."""
+    return 2 ** sum(bool(t) for t in config["temperal_downsample"]), 2 ** (len(config["dim_mult"]) - 1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -282,6 +295,11 @@ class WanVAE:
         return int(self.model.config.z_dim)
 
     @property
+    def spatial_stride(self) -> int:
+        """Pixels per latent pixel along height and width (8 for Wan2.1, 4 for the toy VAE)."""
+        return strides_of(self.model.config)[1]
+
+    @property
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
@@ -417,11 +435,11 @@ class WanVAE:
         if not isinstance(video, torch.Tensor) or video.dim() != 5 or video.shape[1] != 3:
             shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
             raise HumoError(f"video tensor {shape}: expected [B, 3, T, H, W]")
-        check_video_size(video.shape[2], video.shape[3], video.shape[4])
+        check_video_size(video.shape[2], video.shape[3], video.shape[4], self.spatial_stride)
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, T, H, W]`` in [-1, 1] -> normalised latent mean ``[B, 16, 1 + (T-1)//4, H/8, W/8]`` (float32)."""
+        """``[B, 3, T, H, W]`` in [-1, 1] -> normalised latent mean ``[B, 16, 1 + (T-1)//4, H/s, W/s]`` (float32)."""
         self._check_video(video)
         mean, std = self._stats(torch.float32, self.device)
         outs = []
@@ -432,19 +450,19 @@ class WanVAE:
         return torch.cat(outs)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """``[N, 3, H, W]`` in [-1, 1] -> ``[N, 16, 1, H/8, W/8]``: each image encoded as a one-frame video."""
+        """``[N, 3, H, W]`` in [-1, 1] -> ``[N, 16, 1, H/s, W/s]``: each image encoded as a one-frame video."""
         if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
             shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
             raise HumoError(f"image tensor {shape}: expected [N, 3, H, W]")
         return self.encode(images.unsqueeze(2))
 
     def zero_video_latent(self, frames: int, height: int, width: int, dtype: torch.dtype = torch.float32):
-        """Normalised latent ``[1, 16, 1 + (frames-1)//4, height/8, width/8]`` of an all-zero (mid-grey) video.
+        """Normalised latent ``[1, 16, 1 + (frames-1)//4, height/s, width/s]`` of an all-zero (mid-grey) video.
 
         Computed once per (frames, height, width, dtype) and kept in a small LRU; the returned tensor is shared,
         so callers must not modify it in place.
         """
-        check_video_size(frames, height, width)
+        check_video_size(frames, height, width, self.spatial_stride)
         key = (int(frames), int(height), int(width), dtype)
         hit = self._zero_cache.get(key)
         if hit is not None:
@@ -461,12 +479,13 @@ class WanVAE:
 
     def enable_tiling(self, tile_px: int = 256, overlap_px: int = 64) -> None:
         """Decode large frames in overlapping spatial tiles of `tile_px` pixels, blended over `overlap_px`."""
-        if tile_px % SPATIAL_STRIDE or overlap_px % SPATIAL_STRIDE or not 0 <= overlap_px < tile_px:
+        s = self.spatial_stride
+        if tile_px % s or overlap_px % s or not 0 <= overlap_px < tile_px:
             raise HumoError(
-                f"VAE tiling {tile_px}/{overlap_px}: tile and overlap must be multiples of 8, overlap < tile"
+                f"VAE tiling {tile_px}/{overlap_px}: tile and overlap must be multiples of {s}, overlap < tile"
             )
-        self.tile_latent = tile_px // SPATIAL_STRIDE
-        self.tile_overlap_latent = overlap_px // SPATIAL_STRIDE
+        self.tile_latent = tile_px // s
+        self.tile_overlap_latent = overlap_px // s
 
     def disable_tiling(self) -> None:
         self.tile_latent = None
@@ -501,7 +520,7 @@ class WanVAE:
         out_dtype: torch.dtype = torch.float32,
         out_device: str | torch.device | None = None,
     ) -> torch.Tensor:
-        """Normalised ``[B, 16, F, h, w]`` -> video ``[B, 3, 1 + 4(F-1), 8h, 8w]`` in [-1, 1].
+        """Normalised ``[B, 16, F, h, w]`` -> video ``[B, 3, 1 + 4(F-1), s*h, s*w]`` in [-1, 1] (s: spatial stride).
 
         The output is preallocated (`out_dtype` on `out_device`, default the latents' device) and written chunk by
         chunk, so peak memory is the output plus one chunk's activations, whatever the length. With
@@ -515,7 +534,7 @@ class WanVAE:
             raise HumoError(f"latent tensor {tuple(latents.shape)}: empty")
         frames = 1 + TEMPORAL_STRIDE * (f - 1)
         out_device = latents.device if out_device is None else torch.device(out_device)
-        shape = (b, 3, frames, h * SPATIAL_STRIDE, w * SPATIAL_STRIDE)
+        shape = (b, 3, frames, h * self.spatial_stride, w * self.spatial_stride)
         tiled = self.tile_latent is not None and (h > self.tile_latent or w > self.tile_latent)
         if not tiled:
             out = torch.empty(shape, dtype=out_dtype, device=out_device)
@@ -532,7 +551,7 @@ class WanVAE:
         _, _, _, h, w = latents.shape
         tile, overlap = self.tile_latent, self.tile_overlap_latent
         stride = tile - overlap
-        s = SPATIAL_STRIDE
+        s = self.spatial_stride
         out = torch.zeros(shape, dtype=out_dtype, device=out_device)
         weight = torch.zeros(shape[3], shape[4], dtype=torch.float32, device=out_device)
         ys, xs = _tile_starts(h, tile, stride), _tile_starts(w, tile, stride)

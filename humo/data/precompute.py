@@ -153,7 +153,7 @@ def clip_frames(available: int, limit: int | None) -> int:
 
 def prepare_video(frames: np.ndarray, num: int, height: int | None, width: int | None, what: str) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> float [1, 3, num, H', W'] in [-1, 1]: the first `num` frames, resized (bilinear,
-    antialiased) when a size is given. H', W' must be multiples of 8."""
+    antialiased) when a size is given. H', W' must be multiples of 8 (every VAE's spatial stride divides 8)."""
     x = torch.from_numpy(np.ascontiguousarray(frames[:num])).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
     h, w = height or x.shape[2], width or x.shape[3]
     if h % 8 or w % 8:
@@ -310,7 +310,8 @@ class Precomputer:
         video_path = require_file(resolve(s.video), f"{what}: video")
         video_key = self.video(video_path, what)
         c, f, h, w = self.store.shape(video_key)
-        height, width = 8 * h, 8 * w
+        stride = self.enc.vae.spatial_stride
+        height, width = stride * h, stride * w
         fps = float(getattr(s, "fps", None) or DEFAULT_FPS)
         refs = [
             self.reference(require_file(resolve(r), f"{what}: reference"), height, width)
