@@ -147,6 +147,18 @@ def test_17b_concat_path(media):
     assert any(t > 980 for t, _ in calls) and any(t <= 980 for t, _ in calls)
 
 
+def test_latent_grid_follows_the_vae_stride_and_must_fit_the_patch(components):
+    from humo.conditions.vae import TOY_VAE_CONFIG, WanVAE
+
+    dit, vae, text, audio = components
+    assert make_pipe(components).vae_stride() == vae.spatial_stride == 4
+    # The toy DiT (4x4 patches) behind an 8x VAE: 48 px is 6 latent pixels, not a whole number of patches.
+    vae8 = WanVAE.from_config(dict(TOY_VAE_CONFIG, dim_mult=[1, 2, 4, 4], temperal_downsample=[False, True, True]))
+    pipe = HumoPipeline(LAYOUTS["toy"], dit, vae8, text, audio, progress=False, log=lambda m: None)
+    with pytest.raises(HumoError, match="--height 48: must be a multiple of 32"):
+        pipe("a man talks", height=48, width=64, frames=5, steps=1)
+
+
 @pytest.mark.parametrize(
     "kw, msg",
     [
