@@ -155,11 +155,8 @@ DIT_PRESETS: dict[str, DiTConfig] = {
     "wan2.1-t2v-14b": _HUMO_17B.replace(name="wan2.1-t2v-14b", in_dim=16, reference_mode="none", audio=False),
     "wan2.1-t2v-1.3b": _HUMO_1_7B.replace(name="wan2.1-t2v-1.3b", reference_mode="none", audio=False),
     # The proving-ground model: same classes and code paths, tiny widths (toy umT5 width 128, toy Whisper width 64).
-    # Its VAE has a 4x spatial stride (see TOY_VAE_CONFIG), so it patches 4 x 4 latent pixels: one token per
-    # 16 x 16 pixels, as with Wan's 8x VAE and 2 x 2 patches.
     "toy": DiTConfig(
         name="toy",
-        patch=(1, 4, 4),
         dim=256,
         ffn_dim=1024,
         num_heads=4,
