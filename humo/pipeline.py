@@ -387,9 +387,9 @@ class HumoPipeline:
         frames = frames_for_audio(len(samples), VIDEO_FPS) if req.frames == -1 else req.frames
         stride = self.vae_stride()
         f_lat, h, w = (frames - 1) // 4 + 1, req.height // stride, req.width // stride
-        for what, v, n in (("--height", req.height, h), ("--width", req.width, w)):
-            if v % stride or n % cfg.patch[1]:
-                raise HumoError(f"{what} {v}: must be a multiple of {stride * cfg.patch[1]} for this model")
+        for what, v, n, p in (("--height", req.height, h, cfg.patch[1]), ("--width", req.width, w, cfg.patch[2])):
+            if v % stride or n % p:
+                raise HumoError(f"{what} {v}: must be a multiple of {stride * p} for this model")
 
         schedule = req.schedule(req)
         text_sources = {c.text_source for c in schedule_conditions(schedule)}

@@ -278,6 +278,9 @@ def test_a_three_stage_vae_has_stride_4():
     assert z.shape == (1, 16, 2, 16, 16) == (1, *latent_shape(5, 64, 64, spatial_stride=4))
     with pytest.raises(HumoError, match="multiple of 4"):
         a.encode(torch.zeros(1, 3, 5, 64, 66))
+    # Only space may vary: 2x in time would break every 4k+1 frame count, so it is refused when built.
+    with pytest.raises(HumoError, match=r"temperal_downsample \[True, False\]: halves time 1 times"):
+        WanVAE.from_config(dict(cfg, temperal_downsample=[True, False]))
     z = torch.randn(1, 16, 3, 4, 6, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():  # the chunked decode equals diffusers' full decode at this stride too
         ref = a.model.decode(_denorm(a, z)).sample.clamp(-1, 1)
@@ -285,3 +288,6 @@ def test_a_three_stage_vae_has_stride_4():
     assert torch.allclose(a.decode(z), ref, atol=1e-5)
     with pytest.raises(HumoError, match="multiple of 4"):
         a.encode(torch.zeros(1, 3, 5, 64, 66))
+    # Only space may vary: 2x in time would break every 4k+1 frame count, so it is refused when built.
+    with pytest.raises(HumoError, match=r"temperal_downsample \[True, False\]: halves time 1 times"):
+        WanVAE.from_config(dict(cfg, temperal_downsample=[True, False]))

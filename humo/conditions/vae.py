@@ -101,8 +101,9 @@ def check_video_size(frames: int, height: int, width: int, spatial_stride: int =
 
 def strides_of(config: Mapping[str, Any]) -> tuple[int, int]:
     """(temporal, spatial) stride of an `AutoencoderKLWan` config: one spatial halving per stage but the last, one
-    temporal halving per True in `temperal_downsample`."""
-    return 2 ** sum(bool(t) for t in config["temperal_downsample"]), 2 ** (len(config["dim_mult"]) - 1)
+    temporal halving per True in `temperal_downsample` (diffusers' defaults where a key is absent)."""
+    temporal = config.get("temperal_downsample", [False, True, True])
+    return 2 ** sum(bool(t) for t in temporal), 2 ** (len(config.get("dim_mult", [1, 2, 4, 4])) - 1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -188,6 +189,14 @@ def _check_supported(config: Mapping[str, Any]) -> None:
         raise HumoError(f"VAE config attn_scales {config['attn_scales']}: only [] (the Wan2.1 layout) is supported")
     if config.get("is_residual", False) or config.get("patch_size") is not None:
         raise HumoError("VAE config: the Wan2.2 residual/patchified VAE is not the Wan2.1 layout")
+    # Frame counts (4k + 1) and the audio windows assume 4 frames per latent frame; only space may vary.
+    temporal = strides_of(config)[0]
+    if temporal != TEMPORAL_STRIDE:
+        halvings = temporal.bit_length() - 1
+        raise HumoError(
+            f"VAE config temperal_downsample {config.get('temperal_downsample')}: halves time {halvings} times;"
+            f" only {TEMPORAL_STRIDE}x in time (two halvings) is supported"
+        )
 
 
 def official_key_map(model: torch.nn.Module, config: Mapping[str, Any]) -> dict[str, str]:
@@ -295,7 +304,7 @@ class WanVAE:
 
     @property
     def spatial_stride(self) -> int:
-        """Pixels per latent pixel along height and width (8 for Wan2.1, 4 for the toy VAE)."""
+        """Pixels per latent pixel along height and width (8 for Wan2.1 and the toy VAE, 4 for a 3-stage config)."""
         return strides_of(self.model.config)[1]
 
     @property
