@@ -13,6 +13,7 @@ from typing import Literal
 from humo.errors import HumoError
 
 ReferenceMode = Literal["concat", "replace", "none"]
+Prediction = Literal["velocity", "sample"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,12 @@ class DiTConfig:
     audio_token_dim: int = 1536  # width of an audio token (1536 in both releases)
     # Focus-by-predicting mask head over the last `mask_head_blocks` blocks (0 = absent, as in the release).
     mask_head_blocks: int = 0
+    # What the head's output means. "velocity" (Wan, both releases): it is the flow velocity n - x0. "sample": it is
+    # the clean latent x0, turned into a velocity inside forward, so training, guidance and samplers see velocities
+    # either way. A network narrower than its patch (dim <= out_dim * prod(patch)) cannot carry a full-rank noise
+    # through to the output, but clean latents lie near a low-dimensional set it can reach (Li & He 2025, "Back to
+    # Basics: Let Denoising Generative Models Denoise"); the toy model with 4x4 patches of a 4x latent is such a net.
+    prediction: Prediction = "velocity"
 
     def __post_init__(self) -> None:
         problems = []
@@ -67,6 +74,8 @@ class DiTConfig:
             problems.append(f"mask_head_blocks {self.mask_head_blocks} > num_layers {self.num_layers}")
         if self.mask_head_blocks and not self.audio:
             problems.append("the mask head sits after the audio cross-attention: it needs audio=True")
+        if self.prediction not in ("velocity", "sample"):
+            problems.append(f"prediction '{self.prediction}' is not 'velocity' or 'sample'")
         if problems:
             raise HumoError(f"invalid DiT config '{self.name}': " + "; ".join(problems))
 

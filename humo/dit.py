@@ -109,6 +109,17 @@ class Head(nn.Module):
         return self.head(h.type_as(x))
 
 
+# The velocity of a sample prediction divides by sigma; below this the division would amplify the x0 error without
+# bound (the clip of Li & He 2025). Only the last sampler steps ever see smaller sigmas.
+MIN_SIGMA = 0.05
+
+
+def sample_to_velocity(x: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x, x0: [B, C, F, H, W] noisy input and predicted clean latent; t: [B] in [0, 1000] -> velocity, x0's dtype."""
+    sigma = (t.float() / 1000).clamp_min(MIN_SIGMA).view(-1, *([1] * (x.dim() - 1)))
+    return ((x.float() - x0.float()) / sigma).to(x0.dtype)
+
+
 class HumoDiT(nn.Module):
     """Wan2.1 DiT with HuMo's audio cross-attention and references on the time axis.
 
@@ -119,7 +130,9 @@ class HumoDiT(nn.Module):
       audio:   [B, F, window, groups, C] Whisper windows per latent frame (zeros on reference frames) or None,
                which skips the audio branch entirely (stage-1 training, or a model without audio)
       y:       [B, in_dim - out_dim, F, H, W] the 17B channel condition (mask ++ condition latent), else None
-    returns [B, out_dim, F, H, W], and with return_mask=True also mask logits [B, F, H, W] (None without a head)
+    returns [B, out_dim, F, H, W] velocities, and with return_mask=True also mask logits [B, F, H, W] (None
+    without a head). With cfg.prediction == "sample" the head predicts x0 and the velocity is
+    (x - x0) / max(sigma, MIN_SIGMA), sigma = t / 1000, as x = (1 - sigma) x0 + sigma n.
     """
 
     def __init__(self, cfg: DiTConfig):
@@ -174,6 +187,7 @@ class HumoDiT(nn.Module):
 
     def forward(self, x, t, context, audio=None, y=None, return_mask: bool = False):
         cfg = self.cfg
+        noisy = x
         if y is not None:
             x = torch.cat([x, y.to(x)], dim=1)
         tokens, grid = self.patchify(x)
@@ -205,6 +219,8 @@ class HumoDiT(nn.Module):
                 tokens = result
 
         out = self.unpatchify(self.head(tokens, e), grid)
+        if cfg.prediction == "sample":
+            out = sample_to_velocity(noisy, out, t)
         if not return_mask:
             return out
         mask_logits = self.mask_head(tapped, grid) if tapped else None

@@ -177,3 +177,22 @@ def test_time_embedding_is_cos_then_sin():
     assert torch.allclose(e[0], torch.tensor([1.0] * 4 + [0.0] * 4, dtype=torch.float64))
     assert torch.isclose(e[1, 0], torch.cos(torch.tensor(3.0, dtype=torch.float64)))
     assert torch.isclose(e[1, 4], torch.sin(torch.tensor(3.0, dtype=torch.float64)))
+
+
+@pytest.mark.parametrize("preset", ["humo-1.7b", "humo-17b"])
+def test_sample_prediction_turns_the_heads_x0_into_a_velocity(preset):
+    """prediction="sample": same weights, the head's output is x0 and forward returns (x - x0) / max(sigma, 0.05)."""
+    vel = tiny_model(preset)
+    smp = HumoDiT(vel.cfg.replace(prediction="sample")).eval()
+    smp.load_state_dict(vel.state_dict())
+    x, _, ctx, a, y = dit_inputs(vel.cfg, batch=3)
+    t = torch.tensor([900.0, 300.0, 10.0])  # the last one is below the clip: divided by 0.05, not 0.01
+    with torch.no_grad():
+        x0 = vel(x, t, ctx, a, y)  # the raw head output
+        v, mask = smp(x, t, ctx, a, y, return_mask=True)
+    sigma = torch.tensor([0.9, 0.3, 0.05]).view(-1, 1, 1, 1, 1)
+    torch.testing.assert_close(v, (x - x0) / sigma)
+    # x = (1 - sigma) x0 + sigma n and v = n - x0: stepping x by -sigma * v lands on the predicted x0
+    torch.testing.assert_close(x[:2] - sigma[:2] * v[:2], x0[:2])
+    with pytest.raises(HumoError, match="prediction 'noise'"):
+        dit_preset("toy", prediction="noise")
