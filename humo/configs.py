@@ -164,8 +164,14 @@ DIT_PRESETS: dict[str, DiTConfig] = {
     "wan2.1-t2v-14b": _HUMO_17B.replace(name="wan2.1-t2v-14b", in_dim=16, reference_mode="none", audio=False),
     "wan2.1-t2v-1.3b": _HUMO_1_7B.replace(name="wan2.1-t2v-1.3b", reference_mode="none", audio=False),
     # The proving-ground model: same classes and code paths, tiny widths (toy umT5 width 128, toy Whisper width 64).
+    # Its VAE has a 4x spatial stride (TOY_VAE_CONFIG), so it patches 4 x 4 latent pixels: one token per 16 x 16
+    # pixels, as with Wan's 8x VAE and 2 x 2 patches. A token then holds 256 latent values and the width is 256, so
+    # the head predicts the clean latent, not the velocity (see DiTConfig.prediction; docs/training.md, "Sample
+    # prediction"): with velocity prediction the same net's samples stayed noise.
     "toy": DiTConfig(
         name="toy",
+        patch=(1, 4, 4),
+        prediction="sample",
         dim=256,
         ffn_dim=1024,
         num_heads=4,

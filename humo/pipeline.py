@@ -100,7 +100,7 @@ LAYOUTS: dict[str, ModelLayout] = {
         dtype="fp32",
         frames=49,
         # Trained with the same shift (configs/toy.json): the sampler's steps land where training put its samples.
-        shift=3.0,
+        shift=6.0,
     ),
 }
 

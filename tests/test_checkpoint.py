@@ -180,8 +180,9 @@ def test_save_roundtrip_and_inferred_config(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
     # Without metadata the shapes decide.
     sd = {k: v for k, v in model.state_dict().items()}
-    inferred = infer_config(sd)  # heads and text_len are not in the shapes
-    assert inferred.replace(name="x", num_heads=4, text_len=16) == model.cfg.replace(name="x")
+    inferred = infer_config(sd)  # heads, text_len and what the head predicts are not in the shapes
+    assert model.cfg.prediction == "sample" and inferred.prediction == "velocity"  # a release file predicts velocity
+    assert inferred.replace(name="x", num_heads=4, text_len=16, prediction="sample") == model.cfg.replace(name="x")
 
 
 def test_diffusers_layout_roundtrip(tmp_path):

@@ -52,7 +52,7 @@ def test_every_mode_runs(components, media, mode):
     r = pipe("a woman talks", images, audio, **SMALL)
     expected = 9 if audio is None else min(9, int(0.5 * 25))
     assert r.frames.shape == (expected, 32, 32, 3) and r.frames.dtype == np.uint8
-    assert r.mask is not None and r.mask.shape == (3, 4, 4)  # the latent grid: 32 px / the toy VAE's stride 8
+    assert r.mask is not None and r.mask.shape == (3, 8, 8)  # the latent grid: 32 px / the toy VAE's stride 4
 
 
 def test_same_seed_bit_identical_other_seed_differs(components, media):
@@ -151,15 +151,15 @@ def test_latent_grid_follows_the_vae_stride_and_must_fit_the_patch(components, m
     from humo.conditions.vae import TOY_VAE_CONFIG, WanVAE
 
     dit, vae, text, audio = components
-    assert make_pipe(components).vae_stride() == vae.spatial_stride == 8
-    # A 4x VAE gives a 16 x 16 latent grid at 64 px; a DiT with 4x4 patches then has the same 4 x 4 tokens.
-    vae4 = WanVAE.from_config(dict(TOY_VAE_CONFIG, dim_mult=[1, 2, 4], temperal_downsample=[True, True]))
-    dit4 = randomize(HumoDiT(dit_preset("toy", patch=(1, 4, 4), num_layers=1, mask_head_blocks=1)), 1, 0.05)
-    pipe = HumoPipeline(LAYOUTS["toy"], dit4.eval(), vae4, text, audio, progress=False, log=lambda m: None)
+    assert make_pipe(components).vae_stride() == vae.spatial_stride == 4
+    # An 8x VAE gives an 8 x 8 latent grid at 64 px; a DiT with 2x2 patches then has the same 4 x 4 tokens.
+    vae8 = WanVAE.from_config(dict(TOY_VAE_CONFIG, dim_mult=[1, 2, 4, 4], temperal_downsample=[False, True, True]))
+    dit2 = randomize(HumoDiT(dit_preset("toy", patch=(1, 2, 2), num_layers=1, mask_head_blocks=1)), 1, 0.05)
+    pipe = HumoPipeline(LAYOUTS["toy"], dit2.eval(), vae8, text, audio, progress=False, log=lambda m: None)
     r = pipe("a man talks", [str(media / "r.png")], str(media / "a.wav"), height=64, width=64, frames=5, steps=2)
-    assert r.frames.shape == (5, 64, 64, 3) and r.mask.shape == (2, 16, 16)
-    # The 4x4-patch DiT behind the 8x VAE: 48 px is 6 latent pixels, not a whole number of patches.
-    pipe = HumoPipeline(LAYOUTS["toy"], dit4.eval(), vae, text, audio, progress=False, log=lambda m: None)
+    assert r.frames.shape == (5, 64, 64, 3) and r.mask.shape == (2, 8, 8)
+    # The toy DiT (4x4 patches) behind the 8x VAE: 48 px is 6 latent pixels, not a whole number of patches.
+    pipe = HumoPipeline(LAYOUTS["toy"], dit, vae8, text, audio, progress=False, log=lambda m: None)
     with pytest.raises(HumoError, match="--height 48: must be a multiple of 32"):
         pipe("a man talks", height=48, width=64, frames=5, steps=1)
 

@@ -80,7 +80,8 @@ def test_precompute_stores_what_the_encoders_give_and_a_rerun_computes_nothing(t
     assert stats.computed["text"] == 4  # two captions, the negative prompt and the empty prompt
     cache = LatentCache(cache_dir)
     full, bare = cache.samples
-    assert full["shape"] == [16, 2, 4, 4]  # 6 frames -> 5 (4k+1) -> 2 latent frames of 32/8
+    assert encoders.vae.spatial_stride == 4  # the toy VAE
+    assert full["shape"] == [16, 2, 8, 8]  # 6 frames -> 5 (4k+1) -> 2 latent frames of 32/4
     assert bare["references"] == [] and bare["audio"] is None and bare["mask"] is None
 
     frames = read_video(media / "a.mp4")[0][:5]
@@ -91,7 +92,7 @@ def test_precompute_stores_what_the_encoders_give_and_a_rerun_computes_nothing(t
     feats = encoders.audio.features(load_audio(media / "speech.wav", min_seconds=0), fps=25.0)
     assert torch.equal(cache.load(full["audio"]), audio_windows(feats, 2))
     m = torch.from_numpy(np.load(media / "masks.npz")["masks"][:5].astype(np.float32))
-    assert torch.equal(cache.load(full["mask"]), mask_to_latent_grid(m[None], (4, 4))[0])
+    assert torch.equal(cache.load(full["mask"]), mask_to_latent_grid(m[None], (8, 8))[0])
     text, lengths = encoders.text.encode(["a person talks"], return_lengths=True)
     assert torch.equal(cache.load(full["text"]), text[0, : int(lengths[0])])
     assert torch.equal(cache.null_text("negative"), encoders.text.encode(["blurry bad"])[0, :3])  # 2 words + eos
