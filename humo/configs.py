@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from humo.errors import HumoError
 
@@ -74,8 +74,8 @@ class DiTConfig:
             problems.append(f"mask_head_blocks {self.mask_head_blocks} > num_layers {self.num_layers}")
         if self.mask_head_blocks and not self.audio:
             problems.append("the mask head sits after the audio cross-attention: it needs audio=True")
-        if self.prediction not in ("velocity", "sample"):
-            problems.append(f"prediction '{self.prediction}' is not 'velocity' or 'sample'")
+        if self.prediction not in get_args(Prediction):
+            problems.append(f"prediction '{self.prediction}' is not one of {', '.join(get_args(Prediction))}")
         if problems:
             raise HumoError(f"invalid DiT config '{self.name}': " + "; ".join(problems))
 
