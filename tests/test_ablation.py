@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -152,6 +153,40 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
     monkeypatch.setattr("humo.training.loop.train", boom)
     again = run_study(cfg, log=lambda m: None)
     assert format_tables(again) == table
+
+
+def test_jobs_train_the_seeds_in_workers_and_the_parent_only_gathers(recipe, tmp_path, monkeypatch):
+    import humo.proving_ground.ablation as ablation
+
+    def boom(*a, **k):
+        raise AssertionError("the parent process trained or evaluated")
+
+    monkeypatch.setattr(ablation.Evaluator, "__call__", boom)  # the workers are other processes: unaffected
+    monkeypatch.setattr("humo.training.loop.train", boom)
+    out = tmp_path / "study"
+    cfg = StudyConfig(
+        recipe=str(recipe), out=str(out), train_config=str(recipe / "train.json"), seeds=[0, 1], variants=["full"],
+        s1_steps=1, s2_steps=1, curve_points=1, eval_clips=2, eval_steps=1, guidance=False, jobs=2,
+    )  # fmt: skip
+    messages = []
+    results = run_study(cfg, log=messages.append)
+    assert set(results["final"]["full"]) == {0, 1}
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)  # the cores split between the 2 workers
+    assert sum(f"in a worker on {threads} thread(s)" in m for m in messages) == 2
+    for seed in (0, 1):
+        log = (out / "workers" / f"seeds-{seed}.log").read_text()
+        assert f"trained full-seed{seed}" in log and f"seed{1 - seed}" not in log
+    assert json.loads((out / "study.json").read_text())["seeds"] == [0, 1]
+
+
+def test_a_failing_worker_is_an_error_naming_its_log(recipe, tmp_path):
+    cfg = StudyConfig(
+        recipe=str(recipe), out=str(tmp_path / "study"), train_config=str(recipe / "train.json"), seeds=[0, 1],
+        variants=["full"], s1_steps=1, s2_steps=1, curve_points=1, eval_clips=2, guidance=False, jobs=2,
+        train_overrides={"batch_size": 0},
+    )  # fmt: skip
+    with pytest.raises(HumoError, match=r"worker failed: seeds \[0\] \(exit 1, .*seeds-0.log: .*batch_size"):
+        run_study(cfg, log=lambda m: None)
 
 
 def test_a_missing_train_config_is_named_as_such(tmp_path):

@@ -115,6 +115,9 @@ class StudyConfig:
     eval_steps: int = 20
     guidance: bool = True
     train_overrides: dict = field(default_factory=dict)  # extra TrainConfig fields for every run (e.g. batch_size)
+    # Seeds trained side by side in worker processes, the cores split between them. The toy DiT is too small to
+    # keep two threads busy: on 2 cores two 1-thread workers do ~2.5x the work of one 2-thread process.
+    jobs: int = 1
 
     def __post_init__(self) -> None:
         problems = []
@@ -123,7 +126,7 @@ class StudyConfig:
             problems.append(f"variants {unknown}: unknown (known: {', '.join(VARIANTS)})")
         if not self.seeds:
             problems.append("seeds: need at least one")
-        for name in ("s1_steps", "s2_steps", "curve_points", "eval_steps"):
+        for name in ("s1_steps", "s2_steps", "curve_points", "eval_steps", "jobs"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} {getattr(self, name)}: must be >= 1")
         if self.eval_clips < 2:
@@ -302,14 +305,21 @@ def kept_checkpoints(run_out: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def run_study(cfg: StudyConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train, evaluate, tabulate and plot the whole study (resumable) -> the results dict."""
+def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool = False) -> dict[str, Any]:
+    """Train, evaluate, tabulate and plot the whole study (resumable) -> the results dict.
+
+    worker: a `run_workers` process: train and evaluate its seeds, but leave the study's own files
+    (study.json, results.json, ablation.md, curves.png) to the parent, which writes them for all seeds.
+    """
     cfg.check_recipe()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "study.json") as tmp:
-        tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    if not worker:
+        with atomic_path(out / "study.json") as tmp:
+            tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     t_start = time.perf_counter()
+    if cfg.jobs > 1 and len(cfg.seeds) > 1:
+        run_workers(cfg, log)  # after them every run and evaluation below is cached: this pass only gathers
     evaluator = Evaluator(cfg.recipe_path, cfg.eval_clips, cfg.eval_steps)
     curves: dict[str, dict[int, dict[int, dict]]] = {}
     for run in plan(cfg):
@@ -342,12 +352,47 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print) -> dict[str,
         "guidance": guidance,
         "seconds": time.perf_counter() - t_start,
     }
+    if worker:
+        return results
     with atomic_path(out / "results.json") as tmp:
         tmp.write_text(json.dumps(results, indent=1, default=float))
     with atomic_path(out / "ablation.md") as tmp:
         tmp.write_text(format_tables(results))
     plot_curves(curves, out / "curves.png")
     return results
+
+
+def run_workers(cfg: StudyConfig, log: Callable[[str], None]) -> None:
+    """Run the study's seeds in `cfg.jobs` worker processes (seeds dealt round-robin), the cores split evenly.
+
+    Each worker is this module run on a copy of `cfg` with its seeds and `jobs=1`; its output goes to
+    ``OUT/workers/seeds-....log``. Any worker failing is an error naming its log.
+    """
+    import subprocess
+    import sys
+
+    groups = [cfg.seeds[i :: cfg.jobs] for i in range(min(cfg.jobs, len(cfg.seeds)))]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = str(max(1, cores // len(groups)))
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    root = Path(cfg.out) / "workers"
+    procs = []
+    for seeds in groups:
+        stem = root / ("seeds-" + "-".join(map(str, seeds)))
+        with atomic_path(stem.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(dataclasses.asdict(dataclasses.replace(cfg, seeds=seeds, jobs=1)), indent=1))
+        log_path = stem.with_suffix(".log")
+        log(f"ablate: seeds {seeds} in a worker on {threads} thread(s), log {log_path}")
+        with open(log_path, "w") as fh:
+            cmd = [sys.executable, "-m", "humo.proving_ground.ablation", str(stem.with_suffix(".json"))]
+            procs.append((seeds, log_path, subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)))
+    failed = []
+    for seeds, log_path, proc in procs:
+        if proc.wait() != 0:
+            lines = log_path.read_text().strip().splitlines()
+            failed.append(f"seeds {seeds} (exit {proc.returncode}, {log_path}: {lines[-1] if lines else 'no output'})")
+    if failed:
+        raise HumoError("ablate: worker failed: " + "; ".join(failed))
 
 
 def _slug(name: str) -> str:
@@ -436,3 +481,9 @@ def plot_curves(curves: dict[str, dict[int, dict[int, dict]]], path: str | os.Pa
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
+
+
+if __name__ == "__main__":  # a `run_workers` worker: python -m humo.proving_ground.ablation STUDY.json
+    import sys
+
+    run_study(StudyConfig(**json.loads(Path(sys.argv[1]).read_text())), log=lambda m: print(m, flush=True), worker=True)
