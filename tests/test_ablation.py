@@ -61,6 +61,25 @@ def test_mean_spread_skips_missing():
     assert mean_spread([None]) == (None, None, 0)
 
 
+def test_paired_differences_pair_runs_by_seed():
+    from humo.proving_ground.ablation import paired_differences
+
+    full = {0: {"text_mean": 0.5, "mask_iou": 0.2}, 1: {"text_mean": 0.7, "mask_iou": 0.4}}
+    rows = {
+        "full": full,
+        # seeds as strings, as results.json gives them back; seed 2 has no `full` partner and does not count
+        "no-mask": {"0": {"text_mean": 0.6, "mask_iou": None}, "1": {"text_mean": 0.8}, "2": {"text_mean": 0.0}},
+        "other": {0: {"text_mean": 0.4, "mask_iou": 0.5}},
+    }
+    d = paired_differences(rows, {"no-mask": "full", "other": "full", "full": "absent"})
+    assert set(d) == {"no-mask - full", "other - full"}
+    assert d["no-mask - full"]["text_mean"] == pytest.approx([0.1, 0.1])  # the means differ by 0.1 with no spread
+    assert "mask_iou" not in d["no-mask - full"]
+    assert set(d["other - full"]) == {"text_mean", "mask_iou"}
+    other = d["other - full"]
+    assert other["text_mean"] == pytest.approx([-0.1]) and other["mask_iou"] == pytest.approx([0.3])
+
+
 def test_variants_are_trainer_config_only_and_share_stage1():
     from humo.training.config import TrainConfig
 
@@ -135,6 +154,7 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
     assert not list((out / "train").glob("s1-*-seed0-single*"))
     table = (out / "ablation.md").read_text()
     assert "| full |" in table and "| single-stage |" in table and "± " in table
+    assert "| single-stage - full |" in table and "| static, no text term - static |" in table
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The final checkpoint's EMA weights are the run's export.
     from humo.checkpoint import load_dit

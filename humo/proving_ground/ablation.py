@@ -62,17 +62,19 @@ class GuidanceCase:
     name: str
     preset: str
     params: dict
+    versus: str | None  # the case it differs from by one choice (its paired differences are taken from it)
 
 
+_PAPER_CFG = "stage-adaptive (switch 980)"
 GUIDANCE_CASES: tuple[GuidanceCase, ...] = (
-    GuidanceCase("stage-adaptive (switch 980)", "paper", {}),
-    GuidanceCase("static", "static", {}),
-    GuidanceCase("switch 900", "paper", {"switch": 900.0}),
-    GuidanceCase("switch 950", "paper", {"switch": 950.0}),
-    GuidanceCase("switch 995", "paper", {"switch": 995.0}),
-    GuidanceCase("static, no text term", "static", {"scale_t": 1.0}),
-    GuidanceCase("static, no image term", "static", {"scale_i": 1.0}),
-    GuidanceCase("static, no audio term", "static", {"scale_a": 1.0}),
+    GuidanceCase(_PAPER_CFG, "paper", {}, None),
+    GuidanceCase("static", "static", {}, _PAPER_CFG),
+    GuidanceCase("switch 900", "paper", {"switch": 900.0}, _PAPER_CFG),
+    GuidanceCase("switch 950", "paper", {"switch": 950.0}, _PAPER_CFG),
+    GuidanceCase("switch 995", "paper", {"switch": 995.0}, _PAPER_CFG),
+    GuidanceCase("static, no text term", "static", {"scale_t": 1.0}, "static"),
+    GuidanceCase("static, no image term", "static", {"scale_i": 1.0}, "static"),
+    GuidanceCase("static, no audio term", "static", {"scale_a": 1.0}, "static"),
 )
 
 # Metrics of the tables and curves: (key in the held-out summary, label, higher is better).
@@ -419,8 +421,47 @@ def _cell(values) -> str:
     return "-" if m is None else f"{m:.3f} ± {s:.3f}"
 
 
+def paired_differences(rows: dict[str, dict], versus: dict[str, str]) -> dict[str, dict[str, list[float]]]:
+    """Per-seed differences of rows from the rows they ablate: {row: {metric key: [row - its base, per seed]}}.
+
+    rows: {row name: {seed: summary}}; versus: {row name: base row name} (rows not in it, or whose base is
+    absent, are skipped). Seeds pair runs that share everything but the ablated choice (the stage-0 backbone,
+    the data order, the held-out clips), so the differences are less noisy than the two means. Only seeds present
+    in both rows count; a metric missing on either side (the no-mask IoU) is left out.
+    """
+    out: dict[str, dict[str, list[float]]] = {}
+    for name, per_seed in rows.items():
+        base = versus.get(name)
+        if base not in rows:
+            continue
+        ref = {str(k): v for k, v in rows[base].items()}
+        diffs = {}
+        for key, _, _ in METRICS:
+            pairs = [(s.get(key), ref[str(sd)].get(key)) for sd, s in per_seed.items() if str(sd) in ref]
+            vals = [a - b for a, b in pairs if a is not None and b is not None]
+            if vals:
+                diffs[key] = vals
+        out[f"{name} - {base}"] = diffs
+    return out
+
+
+def _difference_table(rows: dict[str, dict], versus: dict[str, str], title: str) -> list[str]:
+    diffs = paired_differences(rows, versus)
+    if not diffs:
+        return []
+    lines = ["", f"| {title} | " + " | ".join(label for _, label, _ in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+    for name, d in diffs.items():
+        cells = []
+        for key, _, _ in METRICS:
+            m, sd, _ = mean_spread(d.get(key, []))
+            cells.append("-" if m is None else f"{m:+.3f} ± {sd:.3f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def format_tables(results: dict[str, Any]) -> str:
-    """Markdown: the variants table (final checkpoints, mean ± std over seeds) and the guidance table."""
+    """Markdown: the variants table (final checkpoints, mean ± std over seeds) and their paired differences from
+    `full`; the guidance table and each case's paired differences from the case it ablates (`GuidanceCase.versus`)."""
     seeds = results["config"]["seeds"]
     lines = [
         f"Mean ± standard deviation over seeds {seeds}; {results['config']['eval_clips']} held-out clips per "
@@ -432,6 +473,8 @@ def format_tables(results: dict[str, Any]) -> str:
     for name, per_seed in results["final"].items():
         cells = [_cell([s.get(k) for s in per_seed.values()]) for k, _, _ in METRICS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    versus = {v: "full" for v in results["final"] if v != "full"}
+    lines += _difference_table(results["final"], versus, "difference, paired by seed")
     paper = PAPER_TABLE3
     lines += ["", "The paper's Table 3 (HuMo-17B on MoCha; every column higher is better):", "",
               "| variant | paper's row | " + " | ".join(paper["columns"]) + " |",
@@ -444,6 +487,8 @@ def format_tables(results: dict[str, Any]) -> str:
         for name, per_seed in results["guidance"].items():
             cells = [_cell([s.get(k) for s in per_seed.values()]) for k, _, _ in METRICS]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        versus = {c.name: c.versus for c in GUIDANCE_CASES if c.versus}
+        lines += _difference_table(results["guidance"], versus, "difference, paired by seed")
     return "\n".join(lines) + "\n"
 
 
