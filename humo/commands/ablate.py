@@ -1,7 +1,7 @@
 """`humo ablate`: rerun HuMo's ablations and guidance claims in the proving ground (docs/ablations.md).
 
     humo ablate --recipe runs/toy-recipe --out runs/ablate                 # the whole study, resumable
-    humo ablate --recipe runs/toy-recipe --out runs/ablate --jobs 2        # seeds side by side (faster on 2 cores)
+    humo ablate --recipe runs/toy-recipe --out runs/ablate --jobs 2        # seeds side by side, one core each
     humo ablate --recipe runs/toy-recipe --out runs/ablate --seeds 0 --variants full,no-mask --s2-steps 200
 
 It needs the toy recipe's outputs (scripts/train_toy_model.sh: the cache, the stage-0 backbone, the model folder
@@ -40,8 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--jobs",
         type=int,
         default=d.jobs,
-        help="seeds trained side by side in worker processes, the cores split between them (default 1; "
-        "on 2 cores --jobs 2 is ~2.5x faster for the toy)",
+        help="worker processes running the seeds side by side, the cores split between them (default 1)",
     )
     parser.add_argument("--no-guidance", action="store_true", help="skip the inference-time guidance study")
     parser.add_argument(

@@ -117,8 +117,8 @@ class StudyConfig:
     eval_steps: int = 20
     guidance: bool = True
     train_overrides: dict = field(default_factory=dict)  # extra TrainConfig fields for every run (e.g. batch_size)
-    # Seeds trained side by side in worker processes, the cores split between them. The toy DiT is too small to
-    # keep two threads busy: on 2 cores two 1-thread workers do ~2.5x the work of one 2-thread process.
+    # Worker processes running the seeds side by side, the cores split between them (docs/ablations.md has the
+    # timings: the gain comes from the evaluation, whose decoding and readers keep one core busy at most).
     jobs: int = 1
 
     def __post_init__(self) -> None:
