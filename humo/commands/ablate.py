@@ -1,7 +1,7 @@
 """`humo ablate`: rerun HuMo's ablations and guidance claims in the proving ground (docs/ablations.md).
 
     humo ablate --recipe runs/toy-recipe --out runs/ablate                 # the whole study, resumable
-    humo ablate --recipe runs/toy-recipe --out runs/ablate --jobs 2        # seeds side by side, one core each
+    humo ablate --recipe runs/toy-recipe --out runs/ablate --seeds 0,1 --jobs 2  # two seeds side by side
     humo ablate --recipe runs/toy-recipe --out runs/ablate --seeds 0 --variants full,no-mask --s2-steps 200
 
 It needs the toy recipe's outputs (scripts/train_toy_model.sh: the cache, the stage-0 backbone, the model folder

@@ -117,8 +117,8 @@ class StudyConfig:
     eval_steps: int = 20
     guidance: bool = True
     train_overrides: dict = field(default_factory=dict)  # extra TrainConfig fields for every run (e.g. batch_size)
-    # Worker processes running the seeds side by side, the cores split between them (docs/ablations.md has the
-    # timings: the gain comes from the evaluation, whose decoding and readers keep one core busy at most).
+    # Worker processes running the seeds side by side, whole seeds each, the cores split between them. On 2 cores
+    # two 1-thread workers are ~1.1-1.2x faster than the seeds in turn (docs/ablations.md, "How long it takes").
     jobs: int = 1
 
     def __post_init__(self) -> None:
