@@ -118,7 +118,7 @@ class StudyConfig:
     guidance: bool = True
     train_overrides: dict = field(default_factory=dict)  # extra TrainConfig fields for every run (e.g. batch_size)
     # Worker processes running the seeds side by side, whole seeds each, the cores split between them. On 2 cores
-    # two 1-thread workers are ~1.1-1.2x faster than the seeds in turn (docs/ablations.md, "How long it takes").
+    # two 1-thread workers are ~1.1-1.25x faster than the seeds in turn (docs/ablations.md, "How long it takes").
     jobs: int = 1
 
     def __post_init__(self) -> None:
