@@ -426,7 +426,7 @@ def paired_differences(rows: dict[str, dict], versus: dict[str, str]) -> dict[st
 
     rows: {row name: {seed: summary}}; versus: {row name: base row name} (rows not in it, or whose base is
     absent, are skipped). Seeds pair runs that share everything but the ablated choice (the stage-0 backbone,
-    the data order, the held-out clips), so the differences are less noisy than the two means. Only seeds present
+    the data order, the held-out clips), so what the two share cancels out of the difference. Only seeds present
     in both rows count; a metric missing on either side (the no-mask IoU) is left out.
     """
     out: dict[str, dict[str, list[float]]] = {}
