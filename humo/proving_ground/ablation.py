@@ -445,18 +445,30 @@ def paired_differences(rows: dict[str, dict], versus: dict[str, str]) -> dict[st
     return out
 
 
-def _difference_table(rows: dict[str, dict], versus: dict[str, str], title: str) -> list[str]:
-    diffs = paired_differences(rows, versus)
-    if not diffs:
-        return []
+def _metric_table(title: str, cells: dict[str, list[str]]) -> list[str]:
+    """Markdown lines: a blank line, then a table with a column per `METRICS` entry; cells: {row name: its cells}."""
     lines = ["", f"| {title} | " + " | ".join(label for _, label, _ in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-    for name, d in diffs.items():
-        cells = []
-        for key, _, _ in METRICS:
-            m, sd, _ = mean_spread(d.get(key, []))
-            cells.append("-" if m is None else f"{m:+.3f} ± {sd:.3f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines
+    return lines + [f"| {name} | " + " | ".join(row) + " |" for name, row in cells.items()]
+
+
+def _mean_table(title: str, rows: dict[str, dict]) -> list[str]:
+    """rows: {row name: {seed: summary}} -> a table of mean ± std over the seeds."""
+    return _metric_table(
+        title,
+        {
+            name: [_cell([s.get(k) for s in per_seed.values()]) for k, _, _ in METRICS]
+            for name, per_seed in rows.items()
+        },
+    )
+
+
+def _difference_table(rows: dict[str, dict], versus: dict[str, str]) -> list[str]:
+    """rows as in `_mean_table`; versus as in `paired_differences` -> a table of the differences' mean ± std."""
+    cells = {}
+    for name, d in paired_differences(rows, versus).items():
+        stats = [mean_spread(d.get(key, [])) for key, _, _ in METRICS]
+        cells[name] = ["-" if m is None else f"{m:+.3f} ± {sd:.3f}" for m, sd, _ in stats]
+    return _metric_table("difference, paired by seed", cells) if cells else []
 
 
 def format_tables(results: dict[str, Any]) -> str:
@@ -466,15 +478,9 @@ def format_tables(results: dict[str, Any]) -> str:
     lines = [
         f"Mean ± standard deviation over seeds {seeds}; {results['config']['eval_clips']} held-out clips per "
         f"evaluation, {results['config']['eval_steps']} sampling steps.",
-        "",
-        "| variant | " + " | ".join(label for _, label, _ in METRICS) + " |",
-        "|---|" + "---|" * len(METRICS),
+        *_mean_table("variant", results["final"]),
+        *_difference_table(results["final"], {v: "full" for v in results["final"] if v != "full"}),
     ]
-    for name, per_seed in results["final"].items():
-        cells = [_cell([s.get(k) for s in per_seed.values()]) for k, _, _ in METRICS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    versus = {v: "full" for v in results["final"] if v != "full"}
-    lines += _difference_table(results["final"], versus, "difference, paired by seed")
     paper = PAPER_TABLE3
     lines += ["", "The paper's Table 3 (HuMo-17B on MoCha; every column higher is better):", "",
               "| variant | paper's row | " + " | ".join(paper["columns"]) + " |",
@@ -482,13 +488,8 @@ def format_tables(results: dict[str, Any]) -> str:
     for name, (label, values) in paper["rows"].items():
         lines.append(f"| {name} | {label} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
     if results.get("guidance"):
-        lines += ["", "| guidance (full model) | " + " | ".join(label for _, label, _ in METRICS) + " |"]
-        lines.append("|---|" + "---|" * len(METRICS))
-        for name, per_seed in results["guidance"].items():
-            cells = [_cell([s.get(k) for s in per_seed.values()]) for k, _, _ in METRICS]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        versus = {c.name: c.versus for c in GUIDANCE_CASES if c.versus}
-        lines += _difference_table(results["guidance"], versus, "difference, paired by seed")
+        lines += _mean_table("guidance (full model)", results["guidance"])
+        lines += _difference_table(results["guidance"], {c.name: c.versus for c in GUIDANCE_CASES if c.versus})
     return "\n".join(lines) + "\n"
 
 
