@@ -104,6 +104,8 @@ def test_bad_study_config_is_named(tmp_path):
         StudyConfig(variants=["full", "nope"])
     with pytest.raises(HumoError, match="eval_clips"):
         StudyConfig(eval_clips=1)
+    with pytest.raises(HumoError, match="jobs 0: must be >= 1"):
+        StudyConfig(jobs=0)
     with pytest.raises(HumoError, match="stage-0 backbone"):
         StudyConfig(recipe=str(tmp_path)).check_recipe()
 
