@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("humo.commands.eval", "proving-ground metrics for generated videos"),
     "train": ("humo.commands.train", "progressive multimodal HuMo training"),
     "train-vae": ("humo.commands.train_vae", "train the toy Wan VAE on proving-ground clips"),
+    "fit-codec": ("humo.commands.fit_codec", "fit the proving ground's linear latent codec to a manifest's clips"),
     "precompute": ("humo.commands.precompute", "cache VAE latents, text embeddings and audio features"),
     "ablate": ("humo.commands.ablate", "rerun the proving-ground ablation study"),
 }

@@ -272,7 +272,7 @@ class HumoPipeline:
         from humo.checkpoint import load_dit
         from humo.conditions.audio import AudioEncoder
         from humo.conditions.text import TextEncoder
-        from humo.conditions.vae import WanVAE
+        from humo.conditions.vae import WanVAE, load_vae_folder
 
         layout = cls.check_weights(weights_dir, preset)
         root = Path(weights_dir)
@@ -285,7 +285,7 @@ class HumoPipeline:
         if layout.vae_format == "official":
             vae_loader = lambda: WanVAE.from_official(root / layout.vae, device=device)  # noqa: E731
         else:
-            vae_loader = lambda: WanVAE.from_pretrained(root / layout.vae, device=device)  # noqa: E731
+            vae_loader = lambda: load_vae_folder(root / layout.vae, device=device)  # noqa: E731
         if layout.text_format == "official":
             text_loader = lambda: TextEncoder.from_official(  # noqa: E731
                 root / layout.text, root / layout.tokenizer, dtype=torch.bfloat16, device=device

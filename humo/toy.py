@@ -28,8 +28,9 @@ def toy_vocabulary() -> list[str]:
     return sorted(set(_BASE_WORDS) | set(world.vocabulary()))
 
 
-def toy_components(seed: int = 0, **dit_overrides):
-    """(dit, vae, text_encoder, audio_encoder) of the toy preset, randomly initialised and deterministic."""
+def toy_components(seed: int = 0, vae=None, **dit_overrides):
+    """(dit, vae, text_encoder, audio_encoder) of the toy preset, randomly initialised and deterministic; `vae`
+    (a WanVAE or a LinearCodec) stands in for the random toy VAE when given."""
     from humo.conditions.audio import AudioEncoder
     from humo.conditions.text import TextEncoder
     from humo.conditions.vae import WanVAE
@@ -38,7 +39,7 @@ def toy_components(seed: int = 0, **dit_overrides):
     cfg = dit_preset("toy", **dit_overrides)
     text = TextEncoder.toy(toy_vocabulary(), text_len=cfg.text_len, dim=cfg.text_dim, seed=seed)
     audio = AudioEncoder.toy(seed=seed, d_model=cfg.audio_feat_dim)
-    vae = WanVAE.toy(seed=seed)
+    vae = WanVAE.toy(seed=seed) if vae is None else vae
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         dit = HumoDiT(cfg).eval()
@@ -67,7 +68,7 @@ def assemble_weights(
     encoders: str | Path | None = None,
 ) -> Path:
     """A `toy` weights folder from trained parts: `dit` (a HumoDiT .safetensors, e.g. a stage-2 export), `vae`
-    (a diffusers VAE folder from `humo train-vae`) and `encoders` (a toy weights folder whose text/ and whisper/
+    (a diffusers VAE folder from `humo train-vae`, or a linear codec folder from `humo fit-codec`) and `encoders` (a toy weights folder whose text/ and whisper/
     are copied: pass the one `humo precompute` cached the training data with, so the model ships with the exact
     encoders it was trained on). Parts not given are the seeded toy ones. `dit_dtype` "bf16" stores the DiT at
     half the size (the toy layout loads it back as fp32). Written to a temporary folder beside `folder` and
@@ -79,22 +80,20 @@ def assemble_weights(
     from humo.checkpoint import load_dit
     from humo.conditions.audio import AudioEncoder
     from humo.conditions.text import TextEncoder
-    from humo.conditions.vae import WanVAE
+    from humo.conditions.vae import load_vae_folder
     from humo.errors import HumoError
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        d, v, text, audio = toy_components(0)
+        d, v, text, audio = toy_components(0, vae=None if vae is None else load_vae_folder(vae))
         if dit is not None:
             d = load_dit(dit)
         if dit_dtype not in ("fp32", "bf16"):
             raise ValueError(f"dit_dtype {dit_dtype!r}: use fp32 or bf16")
         if dit_dtype == "bf16":
             d = d.to(torch.bfloat16)
-        if vae is not None:
-            v = WanVAE.from_pretrained(vae)
         if encoders is not None:
             text = TextEncoder.from_pretrained(Path(encoders) / "text")
             audio = AudioEncoder.from_pretrained(Path(encoders) / "whisper")
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="write a toy weights folder: dit.safetensors, vae/, text/, whisper/")
     p.add_argument("--out", required=True)
     p.add_argument("--dit", help="trained HumoDiT .safetensors (default: random toy DiT)")
-    p.add_argument("--vae", help="trained diffusers VAE folder (default: random toy VAE)")
+    p.add_argument("--vae", help="trained VAE or fitted codec folder (default: random toy VAE)")
     p.add_argument("--dit-dtype", default="fp32", choices=["fp32", "bf16"], help="dtype the DiT is stored in")
     p.add_argument("--encoders", help="toy weights folder whose text/ and whisper/ to copy (default: seeded toy)")
     args = p.parse_args(argv)

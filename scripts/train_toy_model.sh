@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The proving-ground model bundled in humo/assets/toy, from nothing: data -> VAE -> caches -> DiT stages 0, 1, 2.
+# The proving-ground model bundled in humo/assets/toy, from nothing: data -> codec -> caches -> DiT stages 0, 1, 2.
 #
 #   bash scripts/train_toy_model.sh            # = make toy-model; OUT=runs/toy-recipe by default
 #   BUNDLE=1 bash scripts/train_toy_model.sh   # also copy the result into humo/assets/toy
 #
-# Every step skips itself when its output exists, and `humo train` / `humo train-vae` resume from their last
+# Every step skips itself when its output exists, and `humo train` resumes from their last
 # checkpoint, so rerunning after an interruption continues where it stopped. Wall time of each step goes to
 # OUT/times.tsv. Step sizes are set for about 90 minutes on 2 CPU cores (see docs/training.md, "The bundled model").
 set -euo pipefail
@@ -13,11 +13,10 @@ OUT=${OUT:-runs/toy-recipe}
 HUMO=${HUMO:-humo}
 CONFIG=${CONFIG:-configs/toy.json}
 CLIPS=${CLIPS:-640}
-VAE_STEPS=${VAE_STEPS:-1350}
-VAE_WHOLE_STEPS=${VAE_WHOLE_STEPS:-300}
-S0_STEPS=${S0_STEPS:-2000}
-S1_STEPS=${S1_STEPS:-500}
-S2_STEPS=${S2_STEPS:-1500}
+CODEC_CHANNELS=${CODEC_CHANNELS:-16}
+S0_STEPS=${S0_STEPS:-2500}
+S1_STEPS=${S1_STEPS:-1500}
+S2_STEPS=${S2_STEPS:-3500}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 mkdir -p "$OUT"
@@ -34,18 +33,13 @@ step synth-train "$OUT/data/train/manifest.jsonl" \
   $HUMO synth --out "$OUT/data/train" --clips "$CLIPS" --frames 49:49 --seed 1
 step synth-heldout "$OUT/data/heldout/manifest.jsonl" \
   $HUMO synth --out "$OUT/data/heldout" --clips 100 --frames 49:49 --seed 2 --split heldout
-# 9-frame windows first (fast: the frames themselves)...
-step vae "$OUT/vae-run/vae/config.json" \
-  $HUMO train-vae --manifest "$OUT/data/train/manifest.jsonl" --out "$OUT/vae-run" \
-  --set steps="$VAE_STEPS" --set long_from=0 --set threads=2
-# ...then whole 49-frame clips only: the causal cache must see clip-length context, or later chunks drift (after
-# the first phase alone, frames 1-9 of a held-out clip come back at 22 dB and frames 13-49 at 14-15 dB).
-step vae-whole "$OUT/vae-whole/vae/config.json" \
-  $HUMO train-vae --manifest "$OUT/data/train/manifest.jsonl" --out "$OUT/vae-whole" \
-  --set init="$OUT/vae-run/vae" --set frames=49 --set batch_size=1 --set long_from=0 --set lr=0.0005 \
-  --set warmup_steps=20 --set steps="$VAE_WHOLE_STEPS" --set checkpoint_every=50 --set threads=2
-# The frozen toy text and audio encoders (seeded), with the trained VAE: what precompute and the demo both use.
-step encoders "$OUT/encoders/whisper" python -m humo.toy --out "$OUT/encoders" --vae "$OUT/vae-whole/vae"
+# The latent codec: principal components of 4x4-pixel blocks, fitted in closed form (seconds; see
+# docs/proving-ground.md, "The latent codec").
+step codec "$OUT/codec/codec.json" \
+  $HUMO fit-codec --manifest "$OUT/data/train/manifest.jsonl" --out "$OUT/codec" --channels "$CODEC_CHANNELS" \
+  --clips 200
+# The frozen toy text and audio encoders (seeded), with the codec: what precompute and the demo both use.
+step encoders "$OUT/encoders/whisper" python -m humo.toy --out "$OUT/encoders" --vae "$OUT/codec"
 step precompute "$OUT/cache/index.json" \
   $HUMO precompute --manifest "$OUT/data/train/manifest.jsonl" --out "$OUT/cache" --vae "$OUT/encoders/vae" \
   --text "$OUT/encoders/text" --audio "$OUT/encoders/whisper" --split train --quiet
@@ -54,13 +48,14 @@ step stage0 "$OUT/s0/final/ema.safetensors" \
   --set steps="$S0_STEPS"
 step stage1 "$OUT/s1/final/ema.safetensors" \
   $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s1" --set stage=1 \
-  --set steps="$S1_STEPS" --set lr=0.0003 --set init="$OUT/s0/final/ema.safetensors"
+  --set steps="$S1_STEPS" --set lr=0.0003 --set init="$OUT/s0/final/ema.safetensors" \
+  --set checkpoint_every=250 --set keep_checkpoints=0  # every checkpoint kept: the probes' curves
 step stage2 "$OUT/s2/final/ema.safetensors" \
   $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s2" --set stage=2 \
   --set steps="$S2_STEPS" --set lr=0.0003 --set init="$OUT/s1/final/ema.safetensors" \
-  --set checkpoint_every=200 --set keep_checkpoints=0  # every stage-2 checkpoint kept: `humo bench train --recipe`
+  --set checkpoint_every=500 --set keep_checkpoints=0  # every checkpoint kept: `humo bench train --recipe`
 step model "$OUT/model/dit.safetensors" \
-  python -m humo.toy --out "$OUT/model" --dit "$OUT/s2/final/ema.safetensors" --vae "$OUT/vae-whole/vae" \
+  python -m humo.toy --out "$OUT/model" --dit "$OUT/s2/final/ema.safetensors" --vae "$OUT/codec" \
   --encoders "$OUT/encoders" --dit-dtype bf16
 
 if [[ "${BUNDLE:-0}" == 1 ]]; then

@@ -579,3 +579,14 @@ class WanVAE:
                     region += chunk.to(device=out_device, dtype=out_dtype) * w2.to(out_dtype)
         out /= weight.to(out_dtype)
         return out.clamp_(-1.0, 1.0)
+
+
+def load_vae_folder(folder: str | os.PathLike, device: str | torch.device = "cpu"):
+    """The codec in a folder: the proving ground's linear codec where ``codec.json`` is present, else a diffusers
+    `AutoencoderKLWan` folder (`WanVAE`). Both share the encode/decode interface."""
+    from humo.conditions.linear_codec import CONFIG_NAME, LinearCodec
+
+    if (Path(folder) / CONFIG_NAME).is_file():
+        return LinearCodec.from_pretrained(folder, device=device)
+    return WanVAE.from_pretrained(folder, device=device)
+

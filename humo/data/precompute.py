@@ -57,8 +57,8 @@ def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def module_fingerprint(module: torch.nn.Module, config: Any = None, samples_per_tensor: int = 4096) -> str:
-    """A short identity of a network: its config, every tensor's name/shape/dtype and a strided sample of its
+def module_fingerprint(module, config: Any = None, samples_per_tensor: int = 4096) -> str:
+    """A short identity of a network (anything with a `state_dict()`): its config, every tensor's name/shape/dtype and a strided sample of its
     values. Cheap on billion-parameter encoders, and any retraining or swap of weights changes it."""
     h = hashlib.sha256()
     h.update(repr(config).encode())
@@ -130,7 +130,8 @@ class Encoders:
         if which not in self._ids:
             enc = getattr(self, which)
             if which == "vae":
-                self._ids[which] = module_fingerprint(enc.model, enc.config)
+                # A WanVAE fingerprints its diffusers module; the linear codec is its own state dict.
+                self._ids[which] = module_fingerprint(getattr(enc, "model", enc), enc.config)
             elif which == "text":
                 self._ids[which] = module_fingerprint(enc.model, (enc.model.config.to_dict(), enc.text_len))
             else:
@@ -412,15 +413,15 @@ def load_encoders(
     device: str = "cpu",
     text_dtype: torch.dtype = torch.float32,
 ) -> Encoders:
-    """Encoders from local files: the VAE as a diffusers folder or an official ``Wan2.1_VAE.pth``; the text
+    """Encoders from local files: the VAE as a diffusers folder, a linear codec folder (the proving ground's) or an official ``Wan2.1_VAE.pth``; the text
     encoder as a transformers folder or the official ``.pth`` (+ `tokenizer` folder); Whisper as a HF folder."""
     from humo.conditions.audio import AudioEncoder
     from humo.conditions.text import TextEncoder
-    from humo.conditions.vae import WanVAE
+    from humo.conditions.vae import WanVAE, load_vae_folder
 
     vp = Path(vae)
     if vp.is_dir():
-        v = WanVAE.from_pretrained(vp, device=device)
+        v = load_vae_folder(vp, device=device)
     else:
         v = WanVAE.from_official(require_file(vp, "VAE weights"), device=device)
     tp = Path(text)

@@ -82,6 +82,10 @@ class TrainConfig:
     null_text: str = "negative"  # what the dropped prompt becomes: the negative prompt (as at inference) or ""
     mask_head: bool = True  # focus-by-predicting; False builds the DiT with mask_head_blocks=0
     mask_loss_weight: float = 0.1
+    # The flow loss per latent pixel is weighted 1 + face_loss_weight * (its face-mask fraction), renormalised to
+    # the same mean: the mouth is a few latent pixels but carries the lip-sync task (talking-head trainers weight
+    # the face or the lips likewise). 0 = the plain mean over the frame.
+    face_loss_weight: float = 0.0
     zero_init_audio: bool = True  # audio branches that are untrained start with a zero output projection
     # -- optimisation
     steps: int = 1000
@@ -137,6 +141,7 @@ class TrainConfig:
         need(self.timestep_shift > 0, f"timestep_shift {self.timestep_shift}: must be > 0")
         need(self.null_text in NULL_TEXTS, f"null_text {self.null_text!r}: use negative | empty")
         need(self.mask_loss_weight >= 0, f"mask_loss_weight {self.mask_loss_weight}: must be >= 0")
+        need(self.face_loss_weight >= 0, f"face_loss_weight {self.face_loss_weight}: must be >= 0")
         for name in ("steps", "batch_size", "grad_accum", "log_every", "checkpoint_every"):
             need(getattr(self, name) >= 1, f"{name} {getattr(self, name)}: must be >= 1")
         for name in ("warmup_steps", "num_workers", "keep_checkpoints"):

@@ -270,7 +270,7 @@ class Trainer:
             num_refs=self.num_refs,
             references=stage.references,
             audio=stage.audio,
-            masks=self.mask_weight > 0,
+            masks=self.mask_weight > 0 or cfg.face_loss_weight > 0,
             zero_video=dcfg.reference_mode == "concat",
         )
         self.null_text = self.cache.null_text(cfg.null_text).to(self.device)
@@ -390,6 +390,7 @@ class Trainer:
                 reference_mode=self.dit_cfg.reference_mode,
                 use_audio=self.stage.audio,
                 mask_weight=self.mask_weight,
+                face_loss_weight=cfg.face_loss_weight,
                 autocast_dtype=torch.bfloat16 if cfg.precision == "bf16" else None,
             )
             (loss / cfg.grad_accum).backward()

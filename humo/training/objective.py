@@ -168,10 +168,22 @@ def build_inputs(batch: dict, draws: Draws, null_text: Tensor, *, reference_mode
     )
 
 
-def flow_loss(pred: Tensor, target: Tensor, num_video: int) -> Tensor:
-    """Per-sample mean squared error over the video frames only. pred, target: [B, C, F + n_ref, h, w] -> [B]"""
+def flow_loss(pred: Tensor, target: Tensor, num_video: int, weight: Tensor | None = None) -> Tensor:
+    """Per-sample mean squared error over the video frames only. pred, target: [B, C, F + n_ref, h, w] -> [B].
+
+    `weight` [B, F, h, w] (optional) weights each latent pixel; the mean is divided by the weight's mean, so a
+    uniform weight gives the plain mean and the loss keeps its scale whatever the face's size.
+    """
     diff = pred[:, :, :num_video].float() - target[:, :, :num_video].float()
-    return diff.square().mean(dim=(1, 2, 3, 4))
+    if weight is None:
+        return diff.square().mean(dim=(1, 2, 3, 4))
+    w = weight.float()[:, None]
+    return (diff.square() * w).mean(dim=(1, 2, 3, 4)) / w.mean(dim=(1, 2, 3, 4))
+
+
+def face_weight(mask: Tensor, face_loss_weight: float) -> Tensor | None:
+    """[B, F, h, w] face-mask fractions -> the flow loss's per-pixel weight 1 + w * mask (None when w is 0)."""
+    return None if face_loss_weight == 0 else 1.0 + face_loss_weight * mask
 
 
 def mask_loss(logits: Tensor, target: Tensor, weight: Tensor) -> Tensor:
@@ -195,9 +207,13 @@ def compute_loss(
     reference_mode: str,
     use_audio: bool,
     mask_weight: float = 0.0,
+    face_loss_weight: float = 0.0,
     autocast_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """One micro-batch: the total loss (scalar, for backward) and detached parts {"flow", "mask"}.
+
+    face_loss_weight > 0 weights the flow loss by `face_weight` of ``batch["mask"]`` (zeros where a sample has
+    no face mask, so such samples keep the plain mean).
 
     mask_weight > 0 asks the model for its mask logits (``return_mask=True``) and adds
     ``mask_weight * mask_loss`` against ``batch["mask"]`` [B, F, h, w] weighted by ``batch["has_mask"]``.
@@ -208,7 +224,8 @@ def compute_loss(
     with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
         out = model(inputs.x, inputs.t, inputs.context, audio=inputs.audio, y=inputs.y, return_mask=want_mask)
     pred, logits = out if want_mask else (out, None)
-    flow = flow_loss(pred, inputs.target, inputs.num_video).mean()
+    weight = face_weight(batch["mask"], face_loss_weight) if face_loss_weight else None
+    flow = flow_loss(pred, inputs.target, inputs.num_video, weight).mean()
     loss = flow
     parts = {"flow": flow.detach()}
     if want_mask:
