@@ -68,11 +68,11 @@ def assemble_weights(
     encoders: str | Path | None = None,
 ) -> Path:
     """A `toy` weights folder from trained parts: `dit` (a HumoDiT .safetensors, e.g. a stage-2 export), `vae`
-    (a diffusers VAE folder from `humo train-vae`, or a linear codec folder from `humo fit-codec`) and `encoders` (a toy weights folder whose text/ and whisper/
-    are copied: pass the one `humo precompute` cached the training data with, so the model ships with the exact
-    encoders it was trained on). Parts not given are the seeded toy ones. `dit_dtype` "bf16" stores the DiT at
-    half the size (the toy layout loads it back as fp32). Written to a temporary folder beside `folder` and
-    renamed, so `folder` is complete or absent."""
+    (a diffusers VAE folder from `humo train-vae`, or a linear codec folder from `humo fit-codec`) and `encoders`
+    (a toy weights folder whose text/ and whisper/ are copied: pass the one `humo precompute` cached the training
+    data with, so the model ships with the exact encoders it was trained on). Parts not given are the seeded toy
+    ones. `dit_dtype` "bf16" stores the DiT at half the size (the toy layout loads it back as fp32). Written to a
+    temporary folder beside `folder` and renamed, so `folder` is complete or absent."""
     import os
     import shutil
     import tempfile

@@ -589,4 +589,3 @@ def load_vae_folder(folder: str | os.PathLike, device: str | torch.device = "cpu
     if (Path(folder) / CONFIG_NAME).is_file():
         return LinearCodec.from_pretrained(folder, device=device)
     return WanVAE.from_pretrained(folder, device=device)
-

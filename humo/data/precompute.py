@@ -58,8 +58,9 @@ def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def module_fingerprint(module, config: Any = None, samples_per_tensor: int = 4096) -> str:
-    """A short identity of a network (anything with a `state_dict()`): its config, every tensor's name/shape/dtype and a strided sample of its
-    values. Cheap on billion-parameter encoders, and any retraining or swap of weights changes it."""
+    """A short identity of a network (anything with a `state_dict()`): its config, every tensor's name, shape and
+    dtype, and a strided sample of its values. Cheap on billion-parameter encoders, and any retraining or swap of
+    weights changes it."""
     h = hashlib.sha256()
     h.update(repr(config).encode())
     for name, t in sorted(module.state_dict().items()):
@@ -413,8 +414,9 @@ def load_encoders(
     device: str = "cpu",
     text_dtype: torch.dtype = torch.float32,
 ) -> Encoders:
-    """Encoders from local files: the VAE as a diffusers folder, a linear codec folder (the proving ground's) or an official ``Wan2.1_VAE.pth``; the text
-    encoder as a transformers folder or the official ``.pth`` (+ `tokenizer` folder); Whisper as a HF folder."""
+    """Encoders from local files: the VAE as a diffusers folder, a linear codec folder (the proving ground's) or
+    an official ``Wan2.1_VAE.pth``; the text encoder as a transformers folder or the official ``.pth``
+    (+ `tokenizer` folder); Whisper as a HF folder."""
     from humo.conditions.audio import AudioEncoder
     from humo.conditions.text import TextEncoder
     from humo.conditions.vae import WanVAE, load_vae_folder
