@@ -60,3 +60,41 @@ def describe_keys(keys, limit: int = 12) -> str:
     keys = sorted(keys)
     more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
     return ", ".join(keys[:limit]) + more
+
+
+def check_output(path: str | os.PathLike, what: str, inputs=(), overwrite: bool = False, folder: bool = False) -> Path:
+    """Refuse, before any work, an output path that would destroy an input, replace something unasked, or fail
+    only when the result is written. `folder` = the output is a folder of files (e.g. PNG frames), not one file.
+
+    Inputs are compared by resolved path (and by inode where both exist), so `./a.mp4`, a symlink or a hard link
+    to an input are caught too."""
+    p = Path(path)
+    for i in inputs:
+        i = Path(i)
+        same = p.resolve() == i.resolve() or (p.exists() and i.exists() and os.path.samefile(p, i))
+        if same:
+            raise HumoError(f"{what} {p}: is also an input ({i}); writing it would destroy the input")
+    if folder:
+        if p.exists() and not p.is_dir():
+            raise HumoError(f"{what} {p}: exists and is not a folder")
+        if p.is_dir() and any(p.iterdir()) and not overwrite:
+            raise HumoError(f"{what} {p}: folder is not empty (pass --overwrite to write into it)")
+    else:
+        if p.is_dir():
+            raise HumoError(f"{what} {p}: is a folder, not a file")
+        if p.exists() and not overwrite:
+            raise HumoError(f"{what} {p}: already exists (pass --overwrite to replace it)")
+    # The nearest existing ancestor is where the output (and its temporary file) will be created: probe it, since
+    # permission bits alone say nothing for root or on read-only mounts.
+    parent = p.parent if not (folder and p.is_dir()) else p
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise HumoError(f"{what} {p}: {parent} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".humo-probe.", dir=parent)
+    except OSError as e:
+        raise HumoError(f"{what} {p}: cannot write in {parent} ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return p

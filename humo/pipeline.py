@@ -145,6 +145,8 @@ class GenerationRequest:
             raise HumoError(f"{who}--frames {r.frames}: must be 4k+1 (1, 5, ..., 97) or -1 for the audio's length")
         if r.frames == -1 and r.audio is None:
             raise HumoError(f"{who}--frames -1 takes the length from the audio, but no --audio was given")
+        if isinstance(r.seed, bool) or not isinstance(r.seed, int) or not 0 <= r.seed <= MAX_SEED:
+            raise HumoError(f"{who}--seed {r.seed}: must be an integer from 0 to 2**63-1 (or -1/random to draw one)")
         if not isinstance(r.steps, int) or r.steps < 1:
             raise HumoError(f"{who}--steps {r.steps}: must be at least 1")
         if not (isinstance(r.shift, (int, float)) and r.shift > 0):
@@ -171,6 +173,30 @@ class GenerationRequest:
         if r.guidance_config:
             return load_schedule(r.guidance_config, r.inputs_present())
         return schedule_from_spec(r.guidance, r.inputs_present(), **r.guidance_params)
+
+
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes at most a signed 64-bit integer
+
+
+def resolve_device(name: str | None) -> str:
+    """`name` (cpu, cuda, cuda:N, mps; None: cuda when available) checked against what this torch build has."""
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise HumoError(f"--device {name}: unknown (use cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise HumoError(f"--device {name}: this torch build has no usable CUDA device (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise HumoError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise HumoError(f"--device {name}: MPS is not available in this torch build (use --device cpu)")
+    elif dev.type != "cpu":
+        raise HumoError(f"--device {name}: not supported (use cpu, cuda, cuda:N or mps)")
+    return name
 
 
 def _require_input(path: str, what: str, who: str) -> None:
@@ -276,7 +302,7 @@ class HumoPipeline:
 
         layout = cls.check_weights(weights_dir, preset)
         root = Path(weights_dir)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(device)
         if dtype is None:
             dtype = torch.bfloat16 if layout.dtype == "bf16" else torch.float32
         # The config comes from the checkpoint (our files carry it; released ones match their preset by shape), so a

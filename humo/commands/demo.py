@@ -13,9 +13,12 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="outputs/demo.mp4", help="output video (default outputs/demo.mp4)")
+    parser.add_argument(
+        "--out", help="output .mp4 (default outputs/demo.mp4, replaced on each run; a named file needs --overwrite)"
+    )
     parser.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
-    parser.add_argument("--seed", type=int, default=666666)
+    parser.add_argument("--seed", type=int, default=666666, help="noise seed, 0..2**63-1 (default 666666)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--strip", help="also write a PNG strip of 8 evenly spaced frames here")
 
 
@@ -62,9 +65,20 @@ def write_strip(frames, path, count: int = 8, scale: int = 2) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from humo.pipeline import HumoPipeline
+    from humo.errors import HumoError, check_output
+    from humo.pipeline import MAX_SEED, HumoPipeline
 
-    out = Path(args.out)
+    # The default path holds the demo's own previous result, so `make demo` can be rerun; a path the user names
+    # may be anything of theirs and is only replaced when asked.
+    overwrite = args.overwrite or args.out is None
+    out = Path(args.out or "outputs/demo.mp4")
+    if out.suffix.lower() != ".mp4":
+        raise HumoError(f"--out {out}: must end in .mp4")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise HumoError(f"--seed {args.seed}: out of range (0..2**63-1)")
+    check_output(out, "--out", overwrite=overwrite)
+    if args.strip:
+        check_output(args.strip, "--strip", [out], overwrite=overwrite)
     weights = assets() / "toy"
     trained = (weights / "dit.safetensors").is_file()
     if not trained:

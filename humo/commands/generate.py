@@ -26,7 +26,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--shift", type=float, default=None, help="sampler timestep shift (default: the model's)")
     parser.add_argument("--sampler", default="unipc", choices=["unipc", "euler"])
-    parser.add_argument("--seed", type=int, default=666666)
+    parser.add_argument(
+        "--seed",
+        default="666666",
+        help="noise seed, 0..2**63-1; -1 or 'random' draws one and prints it (default: 666666)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (or case output)")
     parser.add_argument(
         "--guidance",
         help="guidance preset: release-17b, release-1.7b, paper, static, annealed, "
@@ -48,7 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch", type=int, help="split the batched guidance passes to at most this many rows")
     parser.add_argument("--sequential-guidance", action="store_true", help="one DiT pass per condition (release)")
     parser.add_argument("--png-frames", help="also write PNG frames to this folder")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available)")
     parser.add_argument("--dtype", choices=["bf16", "fp32"], help="DiT weights dtype (default: the model's)")
     parser.add_argument("--no-offload", action="store_true", help="keep encoders and VAE loaded")
 
@@ -78,6 +83,48 @@ def _guidance_params(args) -> dict:
     return params
 
 
+def parse_seed(text: str) -> int:
+    """--seed as given: an integer in the generator's range, or -1/'random' for a fresh one (printed by the caller)."""
+    import secrets
+
+    from humo.pipeline import MAX_SEED
+
+    if text.strip().lower() in ("random", "-1"):
+        return secrets.randbelow(MAX_SEED + 1)
+    try:
+        seed = int(text)
+    except ValueError:
+        raise HumoError(f"--seed {text}: not an integer (0..2**63-1, or -1/random)") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise HumoError(f"--seed {text}: out of range (0..2**63-1, or -1/random to draw one)")
+    return seed
+
+
+def _no_duplicate_keys(pairs: list[tuple]) -> dict:
+    """json object hook: a repeated key would silently drop the earlier case, so it is an error."""
+    seen = {}
+    for k, v in pairs:
+        if k in seen:
+            raise HumoError(f"duplicate key '{k}'")
+        seen[k] = v
+    return seen
+
+
+def check_case_names(names, source: str) -> None:
+    """Case names become file names under --out-dir: no paths, and no two that land on one file."""
+    import unicodedata
+
+    seen: dict[str, str] = {}
+    for name in names:
+        if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+            raise HumoError(f"--cases {source}: case name '{name}' must be a plain file name (no '/', '\\' or '..')")
+        # Case-insensitive file systems (macOS, Windows) and Unicode forms would map these to one file.
+        key = unicodedata.normalize("NFC", name.strip()).casefold()
+        if key in seen:
+            raise HumoError(f"--cases {source}: case names '{seen[key]}' and '{name}' would write the same file")
+        seen[key] = name
+
+
 def requests_from_args(args) -> list[tuple]:
     """[(request, out_path)] for a single run or a --cases batch; validated before any model is loaded."""
     from humo.pipeline import SIZES, GenerationRequest
@@ -94,7 +141,7 @@ def requests_from_args(args) -> list[tuple]:
         steps=args.steps,
         shift=args.shift,
         sampler=args.sampler,
-        seed=args.seed,
+        seed=args.seed if isinstance(args.seed, int) else parse_seed(args.seed),
         guidance=args.guidance,
         guidance_params=_guidance_params(args),
         guidance_config=args.guidance_config,
@@ -109,11 +156,14 @@ def requests_from_args(args) -> list[tuple]:
         if not path.is_file():
             raise HumoError(f"--cases {path}: file not found")
         try:
-            cases = json.loads(path.read_text())
+            cases = json.loads(path.read_text(), object_pairs_hook=_no_duplicate_keys)
         except json.JSONDecodeError as e:
             raise HumoError(f"--cases {path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        except HumoError as e:
+            raise HumoError(f"--cases {path}: {e}") from None
         if not isinstance(cases, dict) or not cases:
             raise HumoError(f"--cases {path}: expected a non-empty object {{name: {{img_paths, audio_path, prompt}}}}")
+        check_case_names(cases, str(path))
         out = []
         for name, case in cases.items():
             if not isinstance(case, dict) or "prompt" not in case:
@@ -132,15 +182,28 @@ def requests_from_args(args) -> list[tuple]:
         raise HumoError("--prompt is required (or --cases FILE)")
     if not args.out:
         raise HumoError("--out is required (an .mp4 path)")
-    if not args.out.endswith(".mp4"):
+    if not args.out.lower().endswith(".mp4"):
         raise HumoError(f"--out {args.out}: must end in .mp4")
     return [(GenerationRequest(args.prompt, args.image, args.audio, **common), Path(args.out))]
+
+
+def check_outputs(jobs, png_frames: str | None, overwrite: bool) -> None:
+    """Every output is checked before the model loads, so a bad path fails in a second, not after sampling."""
+    from humo.errors import check_output
+
+    inputs = [p for req, _ in jobs for p in (*req.images, req.audio, req.guidance_config) if p]
+    for req, out in jobs:
+        check_output(out, f"case '{req.name}': output" if req.name else "--out", inputs, overwrite)
+    if png_frames is not None:
+        if len(jobs) > 1:
+            raise HumoError("--png-frames: one folder cannot hold the frames of several cases")
+        check_output(png_frames, "--png-frames", inputs + [out for _, out in jobs], overwrite, folder=True)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from humo.pipeline import LAYOUTS, HumoPipeline
+    from humo.pipeline import LAYOUTS, HumoPipeline, resolve_device
 
     weights = Path(args.weights) if args.weights else bundled_weights()
     preset = args.preset or ("humo-17b" if args.weights else "toy")
@@ -150,10 +213,17 @@ def run(args: argparse.Namespace) -> int:
         raise HumoError(f"no --weights given and no bundled model at {weights}: run `make demo` or pass --weights")
     # Everything is checked before a model is loaded.
     layout = HumoPipeline.check_weights(weights, preset)
+    if not isinstance(args.seed, int):
+        drawn = args.seed.strip().lower() in ("random", "-1")
+        args.seed = parse_seed(args.seed)
+        if drawn:
+            print(f"seed {args.seed}")
     jobs = [(req.resolved(layout), out) for req, out in requests_from_args(args)]
+    check_outputs(jobs, args.png_frames, args.overwrite)
+    device = resolve_device(args.device)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[args.dtype]
     t0 = time.perf_counter()
-    pipe = HumoPipeline.from_pretrained(weights, preset, device=args.device, dtype=dtype, offload=not args.no_offload)
+    pipe = HumoPipeline.from_pretrained(weights, preset, device=device, dtype=dtype, offload=not args.no_offload)
     print(f"loaded {preset} from {weights} in {time.perf_counter() - t0:.1f} s")
     for req, out in jobs:
         if req.name:

@@ -1,0 +1,228 @@
+"""`humo` with bad or unusual inputs, through the CLI: one-line errors before any model loads, no input changed,
+nothing left at the output path (issue 16)."""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from humo.cli import main
+from humo.pipeline import HumoPipeline
+
+
+def digest(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """A reference image, a WAV and an MP4 with an audio track (a clip a user might drive a video with)."""
+    from humo.media.video import write_video
+
+    d = tmp_path_factory.mktemp("media")
+    t = np.arange(8000) / 16000
+    sf.write(d / "a.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype("float32"), 16000)
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((40, 30, 3)) * 255).astype("uint8")).save(d / "r.png")
+    frames = (rng.random((5, 16, 16, 3)) * 255).astype("uint8")
+    write_video(d / "clip.mp4", frames, audio=(0.3 * np.sin(2 * np.pi * 220 * t)).astype("float32"))
+    return d
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Loading a model fails the test: every error here must come before it."""
+
+    def refuse(*a, **k):
+        raise AssertionError("the model was loaded before the input was refused")
+
+    monkeypatch.setattr(HumoPipeline, "from_pretrained", refuse)
+
+
+def refused(capsys, argv, message, inputs=(), absent=()):
+    """`humo ARGV` exits 2 with one `humo: error:` line holding `message`; inputs unchanged, `absent` not there."""
+    before = {p: digest(p) for p in inputs}
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1 and err[0].startswith("humo: error:"), err
+    assert message in err[0], err[0]
+    for p in inputs:
+        assert digest(p) == before[p], f"input {p} was changed"
+    for p in absent:
+        assert not os.path.exists(p), f"{p} was left behind"
+    return err[0]
+
+
+def generate(*args):
+    return ["generate", "--prompt", "a man talks", "--height", 32, "--width", 32, "--frames", 5, "--steps", 1, *args]
+
+
+def test_out_equal_to_the_audio_input_is_refused(media, capsys, no_loading):
+    clip = media / "clip.mp4"
+    refused(capsys, generate("--audio", clip, "--out", clip, "--overwrite"), "is also an input", [clip])
+    # the same file by another spelling
+    other = media / "sub" / ".." / "clip.mp4"
+    refused(capsys, generate("--audio", clip, "--out", other, "--overwrite"), "is also an input", [clip])
+
+
+def test_out_hard_link_to_an_image_input_is_refused(media, tmp_path, capsys, no_loading):
+    link = tmp_path / "ref.mp4"
+    os.link(media / "r.png", link)
+    refused(capsys, generate("--image", media / "r.png", "--out", link, "--overwrite"), "is also an input", [link])
+
+
+def test_existing_out_needs_overwrite(media, tmp_path, capsys, no_loading):
+    out = tmp_path / "old.mp4"
+    out.write_bytes(b"the user's earlier video")
+    refused(capsys, generate("--out", out), "already exists (pass --overwrite", [out])
+
+
+def test_out_folder_and_unwritable_places_fail_before_loading(tmp_path, capsys, no_loading):
+    (tmp_path / "dir.mp4").mkdir()
+    refused(capsys, generate("--out", tmp_path / "dir.mp4"), "is a folder")
+    (tmp_path / "file").write_text("x")
+    refused(capsys, generate("--out", tmp_path / "file" / "o.mp4"), "is a file, not a folder", [tmp_path / "file"])
+    if os.geteuid() != 0:  # root writes anywhere; the probe is what catches read-only mounts there
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        refused(capsys, generate("--out", ro / "o.mp4"), "cannot write in", absent=[ro / "o.mp4"])
+
+
+def test_png_frames_naming_a_file_fails_before_the_video(tmp_path, capsys, no_loading):
+    (tmp_path / "frames").write_text("notes")
+    out = tmp_path / "o.mp4"
+    refused(
+        capsys,
+        generate("--out", out, "--png-frames", tmp_path / "frames"),
+        "exists and is not a folder",
+        [tmp_path / "frames"],
+        [out],
+    )
+
+
+def test_out_mp4_suffix_any_case(tmp_path, capsys, no_loading):
+    refused(capsys, generate("--out", tmp_path / "o.avi"), "must end in .mp4")
+    # .MP4 passes the name check and reaches the (refused) model load
+    with pytest.raises(AssertionError, match="model was loaded"):
+        main([str(a) for a in generate("--out", tmp_path / "o.MP4")])
+
+
+@pytest.mark.parametrize(
+    "seed, message", [(str(2**70), "out of range"), ("-2", "out of range"), ("1e3", "not an integer")]
+)
+def test_seed_range_is_checked_before_loading(tmp_path, capsys, no_loading, seed, message):
+    refused(capsys, generate("--seed", seed, "--out", tmp_path / "o.mp4"), f"--seed {seed}: {message}")
+
+
+@pytest.mark.parametrize(
+    "device, message",
+    [("tpu", "unknown"), ("meta", "not supported")]
+    + ([] if torch.cuda.is_available() else [("cuda", "this torch build has no usable CUDA device")]),
+)
+def test_device_is_checked_against_torch(tmp_path, capsys, no_loading, device, message):
+    refused(capsys, generate("--device", device, "--out", tmp_path / "o.mp4"), f"--device {device}: {message}")
+
+
+def write_cases(folder, text: str):
+    (folder / "cases.json").write_text(text)
+    return folder / "cases.json"
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        (["../escaped"], "must be a plain file name"),
+        (["a/b"], "must be a plain file name"),
+        ([".."], "must be a plain file name"),
+        (["same", "./same"], "must be a plain file name"),
+        (["Same", "same"], "would write the same file"),
+    ],
+)
+def test_case_names_are_file_names(tmp_path, capsys, no_loading, names, message):
+    cases = write_cases(tmp_path, json.dumps({n: {"prompt": "a man"} for n in names}))
+    out_dir = tmp_path / "out"
+    refused(capsys, ["generate", "--cases", cases, "--out-dir", out_dir], message, [cases], [out_dir])
+    assert not (tmp_path / "escaped.mp4").exists()
+
+
+def test_duplicate_case_key_is_an_error(tmp_path, capsys, no_loading):
+    cases = write_cases(tmp_path, '{"one": {"prompt": "a"}, "one": {"prompt": "b"}}')
+    refused(capsys, ["generate", "--cases", cases, "--out-dir", tmp_path / "o"], "duplicate key 'one'", [cases])
+
+
+def test_existing_case_output_needs_overwrite(tmp_path, capsys, no_loading):
+    cases = write_cases(tmp_path, json.dumps({"one": {"prompt": "a"}}))
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "one.mp4").write_bytes(b"earlier")
+    refused(
+        capsys,
+        ["generate", "--cases", cases, "--out-dir", tmp_path / "o"],
+        "case 'one': output",
+        [cases, tmp_path / "o" / "one.mp4"],
+    )
+
+
+def test_convert_onto_its_own_input_is_refused(tmp_path, capsys):
+    from humo.checkpoint import save_dit
+    from tests.helpers import tiny_model
+
+    src = save_dit(tiny_model("humo-1.7b"), tmp_path / "m.safetensors")
+    refused(capsys, ["convert", src, src, "--to", "humo", "--overwrite"], "is also an input", [src])
+    dst = tmp_path / "d.safetensors"
+    dst.write_bytes(b"keep me")
+    refused(capsys, ["convert", src, dst, "--to", "diffusers"], "already exists", [src, dst])
+
+
+@pytest.fixture(scope="module")
+def toy_weights(tmp_path_factory):
+    from humo.toy import toy_components, write_toy_weights
+
+    return write_toy_weights(
+        tmp_path_factory.mktemp("w"), components=toy_components(seed=0, num_layers=2, mask_head_blocks=1)
+    )
+
+
+def test_checkpoint_of_the_wrong_dtype_is_one_line(toy_weights, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    weights = tmp_path / "w"
+    shutil.copytree(toy_weights, weights)
+    sd = load_file(weights / "dit.safetensors")
+    sd = {k: (v * 100).to(torch.int8) if v.is_floating_point() else v for k, v in sd.items()}
+    save_file(sd, weights / "dit.safetensors")
+    out = tmp_path / "o.mp4"
+    line = refused(
+        capsys,
+        generate("--weights", weights, "--preset", "toy", "--device", "cpu", "--out", out),
+        "not floating point",
+        [weights / "dit.safetensors"],
+        [out],
+    )
+    assert "dit.safetensors" in line and "torch.int8" in line
+
+
+def test_eval_of_a_truncated_mp4_is_one_line(media, tmp_path, capsys):
+    data = (media / "clip.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    refused(capsys, ["eval", cut, "--prompt", "a man"], f"video {cut}: cannot", [cut])
+
+
+def test_random_seed_is_drawn_printed_and_used(toy_weights, media, tmp_path, capsys):
+    from humo.media.video import read_metadata
+
+    out = tmp_path / "o.mp4"
+    args = generate("--weights", toy_weights, "--preset", "toy", "--device", "cpu", "--seed", "random", "--out", out)
+    assert main([str(a) for a in args]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    seed = int(next(line for line in lines if line.startswith("seed ")).split()[1])
+    assert 0 <= seed < 2**63
+    assert f"seed={seed}" in read_metadata(out)["description"].replace(": ", "=")
