@@ -7,6 +7,7 @@ else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,11 @@ from pathlib import Path
 
 class HumoError(Exception):
     """A user-facing error: bad input, a missing file, a key mismatch. The message is one line."""
+
+
+def warn(message: str) -> None:
+    """Tell the user, in one line on stderr, about something done to their input that they did not ask for."""
+    print(f"humo: warning: {message}", file=sys.stderr, flush=True)
 
 
 def require_file(path: str | os.PathLike, what: str) -> Path:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from humo.configs import dit_preset
-from humo.errors import HumoError
+from humo.errors import HumoError, warn
 
 VIDEO_FPS = 25
 SAMPLE_RATE = 16000
@@ -410,6 +410,10 @@ class HumoPipeline:
         cfg = self.dit.cfg
         present = req.inputs_present()
         samples = load_audio(req.audio, SAMPLE_RATE) if req.audio else None
+        if samples is not None:
+            over = int((np.abs(samples) > 1).sum())
+            if over:  # the model hears them as they are; the video's audio track can only hold full scale
+                warn(f"audio {req.audio}: {over} sample(s) beyond full scale [-1, 1] are clipped in the output")
         frames = frames_for_audio(len(samples), VIDEO_FPS) if req.frames == -1 else req.frames
         stride = self.vae_stride()
         f_lat, h, w = (frames - 1) // 4 + 1, req.height // stride, req.width // stride
@@ -425,6 +429,9 @@ class HumoPipeline:
 
             negative = WAN_NEGATIVE_PROMPT
         with self.text_encoder as te:
+            n_tokens = te.token_count(req.prompt)
+            if n_tokens > te.text_len:
+                warn(f"prompt: {n_tokens} tokens, over the text encoder's limit of {te.text_len}; the rest is ignored")
             texts = {"prompt": req.prompt, "negative": negative, "empty": ""}
             wanted = ["prompt"] + sorted(text_sources - {"prompt"})
             embs = te.encode([texts[k] for k in wanted])

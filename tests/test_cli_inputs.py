@@ -226,3 +226,49 @@ def test_random_seed_is_drawn_printed_and_used(toy_weights, media, tmp_path, cap
     seed = int(next(line for line in lines if line.startswith("seed ")).split()[1])
     assert 0 <= seed < 2**63
     assert f"seed={seed}" in read_metadata(out)["description"].replace(": ", "=")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--frames", "100001"], "100001 frames"),
+        (["--height", "8192", "--width", "8192"], "8192x8192 (toy is made for 64x64)"),
+    ],
+)
+def test_jobs_far_beyond_the_model_need_allow_large(tmp_path, capsys, no_loading, extra, message):
+    argv = ["generate", "--prompt", "a", "--out", tmp_path / "o.mp4", *extra]
+    refused(capsys, argv, message, absent=[tmp_path / "o.mp4"])
+    assert "--allow-large" in refused(capsys, argv, message)
+    with pytest.raises(AssertionError, match="model was loaded"):  # the flag lets it through to loading
+        main([str(a) for a in argv] + ["--allow-large"])
+
+
+def test_long_audio_with_frames_minus_one_is_sized_from_the_header(tmp_path, capsys, no_loading):
+    wav = tmp_path / "long.wav"
+    sf.write(wav, np.zeros(16000 * 60, "float32"), 16000)
+    refused(capsys, generate("--audio", wav, "--frames", -1, "--out", tmp_path / "o.mp4"), "1497 frames", [wav])
+
+
+def test_audio_cut_to_frames_is_warned(media, tmp_path, capsys, no_loading):
+    with pytest.raises(AssertionError, match="model was loaded"):
+        main([str(a) for a in generate("--audio", media / "a.wav", "--out", tmp_path / "o.mp4")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"humo: warning: audio {media / 'a.wav'}: 0.50 s, but --frames 5 makes 0.20 s of video; "
+        "the last 0.30 s are cut (--frames -1 keeps it all)"
+    ]
+
+
+def test_clipped_audio_and_long_prompt_are_warned(toy_weights, tmp_path, capsys):
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, np.full(4000, 1.5, "float32"), 16000, subtype="FLOAT")  # float WAV keeps values beyond 1
+    before = digest(loud)
+    out = tmp_path / "o.mp4"
+    prompt = " ".join(["a man talks"] * 100)
+    argv = generate("--weights", toy_weights, "--preset", "toy", "--device", "cpu", "--audio", loud, "--out", out)
+    argv[argv.index("--prompt") + 1] = prompt
+    assert main([str(a) for a in argv]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("humo: warning:")]
+    assert any("beyond full scale [-1, 1] are clipped" in w for w in warnings), warnings
+    assert any("prompt: 301 tokens, over the text encoder's limit" in w for w in warnings), warnings
+    assert digest(loud) == before and out.is_file()

@@ -33,6 +33,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (or case output)")
     parser.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="run a job beyond 4x the model's frames or pixels (refused by default: hours and tens of GB)",
+    )
+    parser.add_argument(
         "--guidance",
         help="guidance preset: release-17b, release-1.7b, paper, static, annealed, "
         "cfg, none (default: the model's release preset)",
@@ -200,6 +205,36 @@ def check_outputs(jobs, png_frames: str | None, overwrite: bool) -> None:
         check_output(png_frames, "--png-frames", inputs + [out for _, out in jobs], overwrite, folder=True)
 
 
+def check_job_size(jobs, layout, allow_large: bool) -> None:
+    """Size each job from the file headers before loading: refuse what is far beyond the model's design unless
+    --allow-large (a 10-minute WAV with --frames -1 is 15,000 frames), and say when the audio is cut."""
+    from humo.conditions.audio import frames_for_audio
+    from humo.errors import warn
+    from humo.media.audio import audio_duration
+    from humo.pipeline import SAMPLE_RATE, VIDEO_FPS
+
+    for req, _ in jobs:
+        who = f"case '{req.name}': " if req.name else ""
+        seconds = audio_duration(req.audio) if req.audio else None
+        frames = frames_for_audio(round(seconds * SAMPLE_RATE), VIDEO_FPS) if req.frames == -1 else req.frames
+        video_s = frames / VIDEO_FPS
+        if seconds is not None and req.frames != -1 and seconds > video_s + 1 / VIDEO_FPS:
+            warn(
+                f"{who}audio {req.audio}: {seconds:.2f} s, but --frames {frames} makes {video_s:.2f} s of video; "
+                f"the last {seconds - video_s:.2f} s are cut (--frames -1 keeps it all)"
+            )
+        large = []
+        if frames > 4 * layout.frames:
+            large.append(f"{frames} frames ({video_s:.1f} s; {layout.name} is made for {layout.frames})")
+        if req.height * req.width > 4 * layout.height * layout.width:
+            large.append(f"{req.height}x{req.width} ({layout.name} is made for {layout.height}x{layout.width})")
+        if large and not allow_large:
+            raise HumoError(
+                f"{who}{' and '.join(large)}: far beyond the model's size, slow and memory-hungry; "
+                "pass --allow-large to run it anyway"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -220,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"seed {args.seed}")
     jobs = [(req.resolved(layout), out) for req, out in requests_from_args(args)]
     check_outputs(jobs, args.png_frames, args.overwrite)
+    check_job_size(jobs, layout, args.allow_large)
     device = resolve_device(args.device)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[args.dtype]
     t0 = time.perf_counter()
