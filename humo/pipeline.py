@@ -377,12 +377,13 @@ class HumoPipeline:
                 "steps": req.steps,
                 "guidance": req.guidance,
             }
+            sound, rate = output_audio(req.audio) if req.audio else (None, SAMPLE_RATE)
             path = write_video(
                 out,
                 frames,
                 fps=VIDEO_FPS,
-                audio=cond["samples"],
-                sample_rate=SAMPLE_RATE,
+                audio=sound,
+                sample_rate=rate,
                 metadata=meta,
                 png_dir=png_dir,
             )
@@ -410,10 +411,6 @@ class HumoPipeline:
         cfg = self.dit.cfg
         present = req.inputs_present()
         samples = load_audio(req.audio, SAMPLE_RATE) if req.audio else None
-        if samples is not None:
-            over = int((np.abs(samples) > 1).sum())
-            if over:  # the model hears them as they are; the video's audio track can only hold full scale
-                warn(f"audio {req.audio}: {over} sample(s) beyond full scale [-1, 1] are clipped in the output")
         frames = frames_for_audio(len(samples), VIDEO_FPS) if req.frames == -1 else req.frames
         stride = self.vae_stride()
         f_lat, h, w = (frames - 1) // 4 + 1, req.height // stride, req.width // stride
@@ -555,6 +552,28 @@ class HumoPipeline:
         if self._last_mask is not None:
             mask = drop_references(self._last_mask.unsqueeze(1), cond["n_ref"])[0, 0].numpy()
         return drop_references(x, cond["n_ref"]), mask
+
+
+# Rates the AAC encoder takes (MPEG-4 sampling frequency table); others are resampled to 48 kHz.
+AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
+
+
+def output_audio(path: str) -> tuple[np.ndarray, int]:
+    """The driving audio for the output video at the source's own rate and channels (mono or stereo): the model
+    hears 16 kHz mono, but the viewer should hear what the user gave. Warns about samples the file cannot hold."""
+    from humo.media.audio import load_audio_native
+
+    data, rate = load_audio_native(path)
+    if data.shape[1] > 2:  # the MP4 writer takes mono or stereo; a surround mix is folded down evenly
+        data = data.mean(axis=1, keepdims=True)
+    if rate not in AAC_RATES:
+        import soxr
+
+        data, rate = soxr.resample(data, rate, 48000).astype(np.float32), 48000
+    over = int((np.abs(data) > 1).sum())
+    if over:
+        warn(f"audio {path}: {over} sample(s) beyond full scale [-1, 1] are clipped in the output video")
+    return data, rate
 
 
 def schedule_conditions(schedule) -> set:

@@ -272,3 +272,19 @@ def test_clipped_audio_and_long_prompt_are_warned(toy_weights, tmp_path, capsys)
     assert any("beyond full scale [-1, 1] are clipped" in w for w in warnings), warnings
     assert any("prompt: 301 tokens, over the text encoder's limit" in w for w in warnings), warnings
     assert digest(loud) == before and out.is_file()
+
+
+def test_output_keeps_the_source_audio_rate_and_channels(toy_weights, tmp_path, capsys):
+    import av
+
+    t = np.arange(int(44100 * 0.5)) / 44100
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 3000 * t)], axis=1)
+    wav = tmp_path / "stereo.wav"
+    sf.write(wav, stereo.astype("float32"), 44100)
+    out = tmp_path / "o.mp4"
+    argv = generate("--weights", toy_weights, "--preset", "toy", "--device", "cpu", "--audio", wav, "--out", out)
+    assert main([str(a) for a in argv]) == 0
+    with av.open(str(out)) as c:
+        a = c.streams.audio[0]
+        assert (a.codec_context.name, a.sample_rate, a.channels) == ("aac", 44100, 2)
+        assert a.bit_rate and a.bit_rate >= 96_000
