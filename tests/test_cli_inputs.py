@@ -288,3 +288,34 @@ def test_output_keeps_the_source_audio_rate_and_channels(toy_weights, tmp_path, 
         a = c.streams.audio[0]
         assert (a.codec_context.name, a.sample_rate, a.channels) == ("aac", 44100, 2)
         assert a.bit_rate and a.bit_rate >= 96_000
+
+
+def test_ctrl_c_mid_sampling_stops_quickly_and_leaves_nothing(toy_weights, media, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "o.mp4"
+    argv = generate("--weights", toy_weights, "--preset", "toy", "--device", "cpu", "--out", out)
+    argv[argv.index("--steps") + 1] = 100000  # would run for hours
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "humo", *map(str, argv), "--audio", str(media / "a.wav"), "--frames", "-1"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        for line in proc.stderr:  # the encode line comes just before sampling starts
+            if line.startswith("encode"):
+                break
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=30)[1]
+        elapsed = time.monotonic() - t0
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "humo: interrupted" in rest and "Traceback" not in rest
+    assert elapsed < 3, f"took {elapsed:.1f} s to stop"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no video, no temporary file
