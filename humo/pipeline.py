@@ -175,6 +175,20 @@ class GenerationRequest:
         return schedule_from_spec(r.guidance, r.inputs_present(), **r.guidance_params)
 
 
+def detect_preset(weights_dir: str | Path) -> str:
+    """The model preset whose DiT is in `weights_dir` (each layout keeps its DiT at its own path)."""
+    root = Path(weights_dir)
+    if not root.is_dir():
+        raise HumoError(f"--weights {root}: not a folder")
+    found = [name for name, layout in LAYOUTS.items() if (root / layout.dit).exists()]
+    if not found:
+        expected = ", ".join(f"{layout.dit} ({name})" for name, layout in LAYOUTS.items())
+        raise HumoError(f"--weights {root}: no known model in it (expected one of: {expected})")
+    if len(found) > 1:
+        raise HumoError(f"--weights {root}: holds several models ({', '.join(found)}); choose one with --preset")
+    return found[0]
+
+
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes at most a signed 64-bit integer
 
 

@@ -319,3 +319,42 @@ def test_ctrl_c_mid_sampling_stops_quickly_and_leaves_nothing(toy_weights, media
     assert proc.returncode == 130 and "humo: interrupted" in rest and "Traceback" not in rest
     assert elapsed < 3, f"took {elapsed:.1f} s to stop"
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no video, no temporary file
+
+
+def test_documented_guidance_config_example_loads(tmp_path):
+    import re
+
+    from humo.guidance import load_schedule
+
+    doc = (__import__("pathlib").Path(__file__).parent.parent / "docs" / "guidance-config.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", doc, re.S)
+    assert len(blocks) == 2
+    for n, block in enumerate(blocks):
+        (tmp_path / f"{n}.json").write_text(block)
+        schedule = load_schedule(tmp_path / f"{n}.json", {"text", "image", "audio"})
+        assert schedule.phases
+    assert [len(p.chain) for p in schedule.phases] == [3, 4]
+
+
+def test_preset_is_found_from_the_weights_folder(toy_weights, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    assert main([str(a) for a in generate("--weights", toy_weights, "--device", "cpu", "--out", out, "-q")]) == 0
+    assert capsys.readouterr().out == ""  # --quiet
+    assert out.is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused(capsys, generate("--weights", empty, "--out", tmp_path / "p.mp4"), "no known model in it")
+
+
+def test_presets_lists_models_and_guidance_scales(capsys):
+    from humo.pipeline import LAYOUTS
+
+    assert main(["presets"]) == 0
+    text = capsys.readouterr().out
+    for name, lay in LAYOUTS.items():
+        assert f"{name}" in text and f"{lay.height}x{lay.width}, {lay.frames} frames" in text
+    assert "release-17b   scale_t=5.0, scale_a=5.5, step_change=980.0" in text
+
+
+def test_demo_refuses_a_non_mp4_out(tmp_path, capsys, no_loading):
+    refused(capsys, ["demo", "--out", tmp_path / "demo.avi"], "--out", absent=[tmp_path / "demo.avi"])

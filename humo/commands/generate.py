@@ -17,15 +17,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output .mp4 (single video)")
     parser.add_argument("--cases", help="batch: a JSON {name: {img_paths, audio_path, prompt}} as in the release")
     parser.add_argument("--out-dir", default="outputs", help="batch output folder (default outputs/)")
-    parser.add_argument("--weights", help="weights folder (official layout); default: the bundled toy model")
-    parser.add_argument("--preset", help="humo-17b, humo-1.7b or toy (default: toy, or humo-17b with --weights)")
-    parser.add_argument("--size", help="480p, 720p, 480p-portrait or 720p-portrait (sets --height/--width)")
-    parser.add_argument("--height", type=int, help="a multiple of 16")
-    parser.add_argument("--width", type=int, help="a multiple of 16")
-    parser.add_argument("--frames", type=int, help="4k+1 frames, or -1 for the audio's length")
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--shift", type=float, default=None, help="sampler timestep shift (default: the model's)")
-    parser.add_argument("--sampler", default="unipc", choices=["unipc", "euler"])
+    from humo.pipeline import LAYOUTS, VIDEO_FPS
+
+    per_model = lambda field: ", ".join(f"{n} {getattr(lay, field)}" for n, lay in LAYOUTS.items())  # noqa: E731
+    sizes = ", ".join(f"{n} {lay.height}x{lay.width}" for n, lay in LAYOUTS.items())
+    parser.add_argument("--weights", metavar="DIR", help="weights folder (official layout); default: the bundled toy")
+    parser.add_argument(
+        "--preset", help=f"{', '.join(LAYOUTS)} (default: found from the --weights folder; see `humo presets`)"
+    )
+    parser.add_argument(
+        "--size", help=f"480p, 720p, 480p-portrait or 720p-portrait (sets --height/--width; default: {sizes})"
+    )
+    parser.add_argument("--height", type=int, help="pixels, a multiple of 16 (default: the model's, see --size)")
+    parser.add_argument("--width", type=int, help="pixels, a multiple of 16 (default: the model's, see --size)")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        help=f"video frames at {VIDEO_FPS} fps, 4k+1, or -1 for the audio's whole length "
+        f"(default: {per_model('frames')})",
+    )
+    parser.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
+    parser.add_argument(
+        "--shift", type=float, default=None, help=f"sampler timestep shift (default: {per_model('shift')})"
+    )
+    parser.add_argument("--sampler", default="unipc", choices=["unipc", "euler"], help="(default unipc)")
     parser.add_argument(
         "--seed",
         default="666666",
@@ -40,7 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--guidance",
         help="guidance preset: release-17b, release-1.7b, paper, static, annealed, "
-        "cfg, none (default: the model's release preset)",
+        "cfg, none (default: the model's release preset; `humo presets` lists their scales)",
     )
     parser.add_argument("--scale-t", type=float, help="text guidance scale")
     parser.add_argument("--scale-a", type=float, help="audio guidance scale")
@@ -53,14 +68,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="any other parameter of the guidance preset",
     )
-    parser.add_argument("--guidance-config", help="JSON/YAML file with guidance phases (overrides --guidance)")
+    parser.add_argument(
+        "--guidance-config",
+        help="JSON/YAML file with guidance phases (overrides --guidance; format: docs/guidance-config.md)",
+    )
     parser.add_argument("--negative-prompt", help="default: Wan's negative prompt")
     parser.add_argument("--max-batch", type=int, help="split the batched guidance passes to at most this many rows")
     parser.add_argument("--sequential-guidance", action="store_true", help="one DiT pass per condition (release)")
-    parser.add_argument("--png-frames", help="also write PNG frames to this folder")
+    parser.add_argument("--png-frames", metavar="DIR", help="also write PNG frames to this (new or empty) folder")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available)")
     parser.add_argument("--dtype", choices=["bf16", "fp32"], help="DiT weights dtype (default: the model's)")
     parser.add_argument("--no-offload", action="store_true", help="keep encoders and VAE loaded")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
 
 
 def bundled_weights() -> Path:
@@ -238,20 +257,21 @@ def check_job_size(jobs, layout, allow_large: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from humo.pipeline import LAYOUTS, HumoPipeline, resolve_device
+    from humo.pipeline import LAYOUTS, HumoPipeline, detect_preset, resolve_device
 
     weights = Path(args.weights) if args.weights else bundled_weights()
-    preset = args.preset or ("humo-17b" if args.weights else "toy")
-    if preset not in LAYOUTS:
-        raise HumoError(f"--preset {preset}: unknown (choose from: {', '.join(LAYOUTS)})")
     if not args.weights and not weights.is_dir():
         raise HumoError(f"no --weights given and no bundled model at {weights}: run `make demo` or pass --weights")
+    preset = args.preset or (detect_preset(weights) if args.weights else "toy")
+    if preset not in LAYOUTS:
+        raise HumoError(f"--preset {preset}: unknown (choose from: {', '.join(LAYOUTS)})")
+    say = (lambda msg: None) if args.quiet else print
     # Everything is checked before a model is loaded.
     layout = HumoPipeline.check_weights(weights, preset)
     if not isinstance(args.seed, int):
         drawn = args.seed.strip().lower() in ("random", "-1")
         args.seed = parse_seed(args.seed)
-        if drawn:
+        if drawn:  # printed even with --quiet: without it the video cannot be made again
             print(f"seed {args.seed}")
     jobs = [(req.resolved(layout), out) for req, out in requests_from_args(args)]
     check_outputs(jobs, args.png_frames, args.overwrite)
@@ -259,14 +279,17 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[args.dtype]
     t0 = time.perf_counter()
-    pipe = HumoPipeline.from_pretrained(weights, preset, device=device, dtype=dtype, offload=not args.no_offload)
-    print(f"loaded {preset} from {weights} in {time.perf_counter() - t0:.1f} s")
+    quiet = dict(log=lambda msg: None, progress=False) if args.quiet else {}
+    pipe = HumoPipeline.from_pretrained(
+        weights, preset, device=device, dtype=dtype, offload=not args.no_offload, **quiet
+    )
+    say(f"loaded {preset} from {weights} in {time.perf_counter() - t0:.1f} s")
     for req, out in jobs:
         if req.name:
-            print(f"case {req.name}")
+            say(f"case {req.name}")
         result = pipe(req, out=out, png_dir=args.png_frames)
         total = sum(result.timings.values())
-        print(
+        say(
             f"done: {out} ({len(result.frames)} frames, {len(result.frames) / result.fps:.2f} s of video) "
             f"in {total:.1f} s"
         )
