@@ -358,3 +358,13 @@ def test_presets_lists_models_and_guidance_scales(capsys):
 
 def test_demo_refuses_a_non_mp4_out(tmp_path, capsys, no_loading):
     refused(capsys, ["demo", "--out", tmp_path / "demo.avi"], "--out", absent=[tmp_path / "demo.avi"])
+
+
+def test_demo_metrics_stand_beside_their_bar_and_baseline():
+    from humo.commands.demo import metric_lines
+    from humo.proving_ground.heldout import BARS
+
+    lines = metric_lines({"text_mean": 0.5, "sync_c": 0.9, "sync_offset": 3, "details": {}}, 0.25, BARS)
+    assert lines[0].split() == ["text_mean", "0.500", "bar", ">=", str(BARS["text_mean"])]
+    assert lines[1].startswith("sync_c") and f"baseline 0.250 = {BARS['sync_ratio'] * 0.25:.3f}" in lines[1]
+    assert lines[2].split()[:2] == ["sync_offset", "3"] and len(lines) == 3  # details are not a metric line
