@@ -35,6 +35,14 @@ def require_file(path: str | os.PathLike, what: str) -> Path:
     return p
 
 
+def usual_mode(base: int) -> int:
+    """`base` (0o666 for files, 0o777 for folders) less the umask: the mode a plain open/mkdir would give, for
+    outputs made through mkstemp/mkdtemp (which make them private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
+
+
 @contextmanager
 def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it onto `final` only if the block completes.
@@ -52,9 +60,7 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     try:
         yield tmp_path
         if tmp_path.exists():  # mkstemp makes it 0600; a finished output gets the usual mode (umask applied)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp_path, 0o666 & ~umask)
+            os.chmod(tmp_path, usual_mode(0o666))
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():

@@ -368,3 +368,19 @@ def test_demo_metrics_stand_beside_their_bar_and_baseline():
     assert lines[0].split() == ["text_mean", "0.500", "bar", ">=", str(BARS["text_mean"])]
     assert lines[1].startswith("sync_c") and f"baseline 0.250 = {BARS['sync_ratio'] * 0.25:.3f}" in lines[1]
     assert lines[2].split()[:2] == ["sync_offset", "3"] and len(lines) == 3  # details are not a metric line
+
+
+def test_frames_that_cannot_be_placed_leave_no_video(tmp_path):
+    from humo.errors import HumoError
+    from humo.media.video import write_video
+
+    (tmp_path / "png" / "000000.png").mkdir(parents=True)  # a folder where the first frame must go
+    frames = np.zeros((5, 16, 16, 3), np.uint8)
+    with pytest.raises((OSError, HumoError)):
+        write_video(tmp_path / "o.mp4", frames, png_dir=tmp_path / "png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["png"]
+    write_video(tmp_path / "new.mp4", frames, png_dir=tmp_path / "fresh")
+    assert len(list((tmp_path / "fresh").iterdir())) == 5
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "fresh").stat().st_mode & 0o777 == 0o777 & ~umask  # as mkdir makes it, not mkdtemp's 0700

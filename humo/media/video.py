@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from humo.errors import HumoError, atomic_path, require_file
+from humo.errors import HumoError, atomic_path, require_file, usual_mode
 
 #: Tags the mp4 muxer stores as-is (see the module docstring); anything else goes into ``description``.
 MP4_TAGS = ("title", "artist", "album", "comment", "description", "synopsis", "copyright", "date", "genre", "composer")
@@ -213,10 +213,14 @@ def write_video(
                         container.mux(packet)
             finally:
                 container.close()
-        if png_tmp is not None:
-            png_dir.mkdir(parents=True, exist_ok=True)
-            for f in sorted(png_tmp.iterdir()):
-                os.replace(f, png_dir / f.name)
+            # Frames are put in place before the video is renamed, so a failure here leaves no video behind either.
+            if png_tmp is not None:
+                if not png_dir.exists():
+                    os.chmod(png_tmp, usual_mode(0o777))
+                    os.replace(png_tmp, png_dir)  # one rename: the folder appears complete or not at all
+                else:
+                    for f in sorted(png_tmp.iterdir()):
+                        os.replace(f, png_dir / f.name)
     finally:
         if png_tmp is not None:
             shutil.rmtree(png_tmp, ignore_errors=True)
