@@ -53,10 +53,18 @@ def quiet_libraries() -> None:
     """Keep third-party chatter off the console: transformers' and the hub's progress bars and advice while weights
     load, and PIL's DecompressionBombWarning (humo resizes every reference image to the video size anyway). Set
     before those libraries are imported; an explicit environment setting of the user's wins."""
+    user_set = "TRANSFORMERS_VERBOSITY" in os.environ or "HF_HUB_DISABLE_PROGRESS_BARS" in os.environ
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     warnings.filterwarnings("ignore", message=".*decompression bomb.*")
+    if (
+        "transformers" in sys.modules and not user_set
+    ):  # already imported (humo used as a library): its settings are read at import
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
 
 
 def main(argv: list[str] | None = None) -> int:

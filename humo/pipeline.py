@@ -364,7 +364,7 @@ class HumoPipeline:
         timings["encode"] = time.perf_counter() - t0
         self.log(
             f"encode  {timings['encode']:6.2f} s  ({cond['mode']}, {cond['frames']} frames "
-            f"{req.height}x{req.width}, {cond['n_ref']} reference frame(s))"
+            f"{req.height}x{req.width}, {cond['n_ref']} reference frame(s), {self.tokens(cond)} tokens per pass)"
         )
 
         t0 = time.perf_counter()
@@ -406,6 +406,12 @@ class HumoPipeline:
         if cond["samples"] is not None:  # the result, like the file, ends with the shorter of video and audio
             frames = frames[: max(1, min(len(frames), len(cond["samples"]) * VIDEO_FPS // SAMPLE_RATE))]
         return GenerationResult(frames, VIDEO_FPS, cond["samples"], SAMPLE_RATE, path, timings, mask)
+
+    def tokens(self, cond: dict[str, Any]) -> int:
+        """Tokens of one video in one DiT pass: latent frames (references included) x patches per frame."""
+        _, f, h, w = cond["latent_shape"]
+        pf, ph, pw = self.dit.cfg.patch
+        return (f // pf) * (h // ph) * (w // pw)
 
     def vae_stride(self) -> int:
         """Pixels per latent pixel of the VAE (read once: with offload, asking again would reload it)."""
@@ -553,13 +559,20 @@ class HumoPipeline:
             from tqdm import tqdm
 
             bar = tqdm(total=len(steps), desc="sampling", unit="step", file=sys.stderr, leave=False)
-        for t in steps:
+        t0 = time.perf_counter()
+        for i, t in enumerate(steps):
             v = guided_prediction(
                 fn, x, t, cond["schedule"], max_batch=req.max_batch, sequential=req.sequential_guidance
             )
             x = sampler.step(v, t, x)
             if bar is not None:
                 bar.update(1)
+            if i == 0 and len(steps) > 1:  # the first step measures the job: say what the whole will take
+                first = time.perf_counter() - t0
+                self.log(
+                    f"sample  first step {first:.2f} s: about {first * len(steps):.0f} s for {len(steps)} steps, "
+                    f"peak memory {peak_memory_gb(self.device):.1f} GB"
+                )
         if bar is not None:
             bar.close()
         mask = None
@@ -588,6 +601,15 @@ def output_audio(path: str) -> tuple[np.ndarray, int]:
     if over:
         warn(f"audio {path}: {over} sample(s) beyond full scale [-1, 1] are clipped in the output video")
     return data, rate
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """The most memory this process has held so far on `device` (CUDA allocations, else the process's RSS)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1e9
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kilobytes on Linux
 
 
 def schedule_conditions(schedule) -> set:

@@ -384,3 +384,17 @@ def test_frames_that_cannot_be_placed_leave_no_video(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "fresh").stat().st_mode & 0o777 == 0o777 & ~umask  # as mkdir makes it, not mkdtemp's 0700
+
+
+def test_first_step_gives_a_time_and_memory_estimate(toy_weights, tmp_path, capsys):
+    import re
+
+    out = tmp_path / "o.mp4"
+    argv = generate("--weights", toy_weights, "--device", "cpu", "--out", out)
+    argv[argv.index("--steps") + 1] = 3
+    assert main([str(a) for a in argv]) == 0
+    err = capsys.readouterr().err
+    # 5 frames -> 2 latent frames of 8x8 (the toy VAE's stride 4), the toy's 1x4x4 patches -> 2 * 2 * 2 tokens
+    assert re.search(r"text, 5 frames 32x32, 0 reference frame\(s\), 8 tokens per pass", err), err
+    assert "Loading weights" not in err  # transformers' progress bar stays off the console
+    assert re.search(r"first step \d+\.\d\d s: about \d+ s for 3 steps, peak memory \d+\.\d GB", err), err
