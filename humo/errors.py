@@ -91,6 +91,9 @@ def check_output(path: str | os.PathLike, what: str, inputs=(), overwrite: bool 
             raise HumoError(f"{what} {p}: exists and is not a folder")
         if p.is_dir() and any(p.iterdir()) and not overwrite:
             raise HumoError(f"{what} {p}: folder is not empty (pass --overwrite to write into it)")
+        for i in inputs:  # even with --overwrite: a frame file could land on an input kept in that folder
+            if p.resolve() in Path(i).resolve().parents:
+                raise HumoError(f"{what} {p}: holds an input ({i}); choose another folder")
     else:
         if p.is_dir():
             raise HumoError(f"{what} {p}: is a folder, not a file")

@@ -88,10 +88,26 @@ def test_out_folder_and_unwritable_places_fail_before_loading(tmp_path, capsys, 
     refused(capsys, generate("--out", tmp_path / "dir.mp4"), "is a folder")
     (tmp_path / "file").write_text("x")
     refused(capsys, generate("--out", tmp_path / "file" / "o.mp4"), "is a file, not a folder", [tmp_path / "file"])
-    if os.geteuid() != 0:  # root writes anywhere; the probe is what catches read-only mounts there
+    if os.geteuid() != 0:  # root writes through permission bits (see the next test)
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o555)
         refused(capsys, generate("--out", ro / "o.mp4"), "cannot write in", absent=[ro / "o.mp4"])
+
+
+def test_read_only_folder_for_root_too(tmp_path, capsys, no_loading, monkeypatch):
+    """Root writes through permission bits, so a read-only mount is what stops it: the write probe catches it."""
+    import humo.errors
+
+    def read_only(*a, **k):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(humo.errors.tempfile, "mkstemp", read_only)
+    refused(capsys, generate("--out", tmp_path / "o.mp4"), f"cannot write in {tmp_path} (Read-only file system)")
+
+
+def test_png_frames_folder_holding_an_input_is_refused(media, capsys, no_loading):
+    argv = generate("--image", media / "r.png", "--out", media / "new.mp4", "--png-frames", media, "--overwrite")
+    refused(capsys, argv, "holds an input", [media / "r.png"], [media / "new.mp4"])
 
 
 def test_png_frames_naming_a_file_fails_before_the_video(tmp_path, capsys, no_loading):
