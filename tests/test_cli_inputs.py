@@ -414,3 +414,8 @@ def test_first_step_gives_a_time_and_memory_estimate(toy_weights, tmp_path, caps
     assert re.search(r"text, 5 frames 32x32, 0 reference frame\(s\), 8 tokens per pass", err), err
     assert "Loading weights" not in err  # transformers' progress bar stays off the console
     assert re.search(r"first step \d+\.\d\d s: about \d+ s for 3 steps, peak memory \d+\.\d GB", err), err
+
+
+def test_eval_json_onto_its_video_is_refused(media, capsys):
+    clip = media / "clip.mp4"
+    refused(capsys, ["eval", clip, "--prompt", "a man", "--json", clip], "--json", [clip])
