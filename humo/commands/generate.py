@@ -107,21 +107,22 @@ def _guidance_params(args) -> dict:
     return params
 
 
-def parse_seed(text: str) -> int:
-    """--seed as given: an integer in the generator's range, or -1/'random' for a fresh one (printed by the caller)."""
+def parse_seed(text: str) -> tuple[int, bool]:
+    """--seed as given -> (seed, drawn): an integer in the generator's range, or -1/'random' for a fresh one, which
+    the caller prints (without it the video cannot be made again)."""
     import secrets
 
     from humo.pipeline import MAX_SEED
 
     if text.strip().lower() in ("random", "-1"):
-        return secrets.randbelow(MAX_SEED + 1)
+        return secrets.randbelow(MAX_SEED + 1), True
     try:
         seed = int(text)
     except ValueError:
         raise HumoError(f"--seed {text}: not an integer (0..2**63-1, or -1/random)") from None
     if not 0 <= seed <= MAX_SEED:
         raise HumoError(f"--seed {text}: out of range (0..2**63-1, or -1/random to draw one)")
-    return seed
+    return seed, False
 
 
 def _no_duplicate_keys(pairs: list[tuple]) -> dict:
@@ -149,7 +150,7 @@ def check_case_names(names, source: str) -> None:
         seen[key] = name
 
 
-def requests_from_args(args) -> list[tuple]:
+def requests_from_args(args, seed: int) -> list[tuple]:
     """[(request, out_path)] for a single run or a --cases batch; validated before any model is loaded."""
     from humo.pipeline import SIZES, GenerationRequest
 
@@ -165,7 +166,7 @@ def requests_from_args(args) -> list[tuple]:
         steps=args.steps,
         shift=args.shift,
         sampler=args.sampler,
-        seed=args.seed if isinstance(args.seed, int) else parse_seed(args.seed),
+        seed=seed,
         guidance=args.guidance,
         guidance_params=_guidance_params(args),
         guidance_config=args.guidance_config,
@@ -268,15 +269,13 @@ def run(args: argparse.Namespace) -> int:
     say = (lambda msg: None) if args.quiet else print
     # Everything is checked before a model is loaded.
     layout = HumoPipeline.check_weights(weights, preset)
-    if not isinstance(args.seed, int):
-        drawn = args.seed.strip().lower() in ("random", "-1")
-        args.seed = parse_seed(args.seed)
-        if drawn:  # printed even with --quiet: without it the video cannot be made again
-            print(f"seed {args.seed}")
-    jobs = [(req.resolved(layout), out) for req, out in requests_from_args(args)]
+    seed, drawn = parse_seed(args.seed)
+    jobs = [(req.resolved(layout), out) for req, out in requests_from_args(args, seed)]
     check_outputs(jobs, args.png_frames, args.overwrite)
     check_job_size(jobs, layout, args.allow_large)
     device = resolve_device(args.device)
+    if drawn:  # printed even with --quiet: without it the video cannot be made again
+        print(f"seed {seed}")
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[args.dtype]
     t0 = time.perf_counter()
     quiet = dict(log=lambda msg: None, progress=False) if args.quiet else {}
