@@ -419,3 +419,9 @@ def test_first_step_gives_a_time_and_memory_estimate(toy_weights, tmp_path, caps
 def test_eval_json_onto_its_video_is_refused(media, capsys):
     clip = media / "clip.mp4"
     refused(capsys, ["eval", clip, "--prompt", "a man", "--json", clip], "--json", [clip])
+
+
+def test_audio_too_short_for_frames_minus_one_names_the_file(tmp_path, capsys, no_loading):
+    wav = tmp_path / "blip.wav"
+    sf.write(wav, np.zeros(300, "float32"), 16000)  # 0.019 s: under one video frame
+    refused(capsys, generate("--audio", wav, "--frames", -1, "--out", tmp_path / "o.mp4"), f"audio {wav}: ", [wav])

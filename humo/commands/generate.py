@@ -236,7 +236,10 @@ def check_job_size(jobs, layout, allow_large: bool) -> None:
     for req, _ in jobs:
         who = f"case '{req.name}': " if req.name else ""
         seconds = audio_duration(req.audio) if req.audio else None
-        frames = frames_for_audio(round(seconds * SAMPLE_RATE), VIDEO_FPS) if req.frames == -1 else req.frames
+        try:
+            frames = frames_for_audio(round(seconds * SAMPLE_RATE), VIDEO_FPS) if req.frames == -1 else req.frames
+        except HumoError as e:  # its message knows the length, not the file
+            raise HumoError(f"{who}audio {req.audio}: {e}") from None
         video_s = frames / VIDEO_FPS
         if seconds is not None and req.frames != -1 and seconds > video_s + 1 / VIDEO_FPS:
             warn(
