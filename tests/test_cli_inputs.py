@@ -425,3 +425,16 @@ def test_audio_too_short_for_frames_minus_one_names_the_file(tmp_path, capsys, n
     wav = tmp_path / "blip.wav"
     sf.write(wav, np.zeros(300, "float32"), 16000)  # 0.019 s: under one video frame
     refused(capsys, generate("--audio", wav, "--frames", -1, "--out", tmp_path / "o.mp4"), f"audio {wav}: ", [wav])
+
+
+def test_pil_decompression_bomb_warning_stays_off_the_console(toy_weights, media, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "o.mp4"
+    argv = [str(a) for a in generate("--weights", toy_weights, "--image", media / "r.png", "--out", out, "-q")]
+    # The 40x30 reference is over a lowered limit, so PIL warns exactly as it does for a large photo.
+    code = f"import sys, PIL.Image as I; I.MAX_IMAGE_PIXELS = 1000; from humo.cli import main; sys.exit(main({argv}))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "" and out.is_file()
