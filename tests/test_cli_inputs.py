@@ -88,6 +88,7 @@ def test_out_folder_and_unwritable_places_fail_before_loading(tmp_path, capsys, 
     refused(capsys, generate("--out", tmp_path / "dir.mp4"), "is a folder")
     (tmp_path / "file").write_text("x")
     refused(capsys, generate("--out", tmp_path / "file" / "o.mp4"), "is a file, not a folder", [tmp_path / "file"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.mp4", "file"]  # no probe or temporary file left
     if os.geteuid() != 0:  # root writes through permission bits (see the next test)
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o555)
@@ -133,7 +134,8 @@ def test_out_mp4_suffix_any_case(tmp_path, capsys, no_loading):
     "seed, message", [(str(2**70), "out of range"), ("-2", "out of range"), ("1e3", "not an integer")]
 )
 def test_seed_range_is_checked_before_loading(tmp_path, capsys, no_loading, seed, message):
-    refused(capsys, generate("--seed", seed, "--out", tmp_path / "o.mp4"), f"--seed {seed}: {message}")
+    out = tmp_path / "o.mp4"
+    refused(capsys, generate("--seed", seed, "--out", out), f"--seed {seed}: {message}", absent=[out])
 
 
 @pytest.mark.parametrize(
@@ -142,7 +144,8 @@ def test_seed_range_is_checked_before_loading(tmp_path, capsys, no_loading, seed
     + ([] if torch.cuda.is_available() else [("cuda", "this torch build has no usable CUDA device")]),
 )
 def test_device_is_checked_against_torch(tmp_path, capsys, no_loading, device, message):
-    refused(capsys, generate("--device", device, "--out", tmp_path / "o.mp4"), f"--device {device}: {message}")
+    out = tmp_path / "o.mp4"
+    refused(capsys, generate("--device", device, "--out", out), f"--device {device}: {message}", absent=[out])
 
 
 def write_cases(folder, text: str):
