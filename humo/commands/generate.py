@@ -60,7 +60,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale-t", type=float, help="text guidance scale")
     parser.add_argument("--scale-a", type=float, help="audio guidance scale")
     parser.add_argument("--scale-i", type=float, help="image guidance scale")
-    parser.add_argument("--step-change", type=float, help="timestep of the 17B / paper guidance switch")
+    parser.add_argument(
+        "--step-change",
+        type=float,
+        help="timestep (0..1000) of the release-17b guidance switch (paper: --guidance-set switch=T)",
+    )
     parser.add_argument(
         "--guidance-set",
         action="append",
