@@ -57,9 +57,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="guidance preset: release-17b, release-1.7b, paper, static, annealed, "
         "cfg, none (default: the model's release preset; `humo presets` lists their scales)",
     )
-    parser.add_argument("--scale-t", type=float, help="text guidance scale")
-    parser.add_argument("--scale-a", type=float, help="audio guidance scale")
-    parser.add_argument("--scale-i", type=float, help="image guidance scale")
+    parser.add_argument("--scale-t", type=float, help="text guidance scale (default: the preset's, see `humo presets`)")
+    parser.add_argument("--scale-a", type=float, help="audio guidance scale (default: the preset's)")
+    parser.add_argument("--scale-i", type=float, help="image guidance scale (default: the preset's)")
     parser.add_argument(
         "--step-change",
         type=float,
