@@ -330,6 +330,13 @@ def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], source
         for k in sorted(set(sd) & set(expected))
         if tuple(sd[k].shape) != tuple(expected[k].shape)
     ]
+    # With assign=True a tensor replaces the parameter as it is, so an integer (quantized) tensor where the model
+    # wants floats would fail deep inside load_state_dict; name it here instead.
+    wrong_dtype = [
+        f"{k} {sd[k].dtype}"
+        for k in sorted(set(sd) & set(expected))
+        if expected[k].is_floating_point() and not sd[k].is_floating_point()
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys: {describe_keys(missing)}")
@@ -338,6 +345,12 @@ def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], source
     if wrong:
         problems.append(
             "wrong shapes: " + "; ".join(wrong[:8]) + (f" (+{len(wrong) - 8} more)" if len(wrong) > 8 else "")
+        )
+    if wrong_dtype:
+        problems.append(
+            "not floating point: "
+            + "; ".join(wrong_dtype[:8])
+            + (f" (+{len(wrong_dtype) - 8} more)" if len(wrong_dtype) > 8 else "")
         )
     if problems:
         raise HumoError(
@@ -373,7 +386,10 @@ def load_dit(
         model = HumoDiT(cfg)
     if strict:
         check_state_dict(model, sd, f"checkpoint {path}")
-    model.load_state_dict(sd, strict=strict, assign=True)
+    try:
+        model.load_state_dict(sd, strict=strict, assign=True)
+    except RuntimeError as e:  # anything check_state_dict did not foresee: still one line naming the file
+        raise HumoError(f"checkpoint {path}: cannot be loaded ({str(e).strip().splitlines()[-1].strip()})") from None
     if not strict:
         leftover = [n for n, p in model.named_parameters() if p.is_meta]
         if leftover:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 
 from humo.errors import HumoError
 
@@ -16,6 +18,7 @@ from humo.errors import HumoError
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("humo.commands.generate", "generate a video from text, reference images and audio"),
     "demo": ("humo.commands.demo", "run the bundled proving-ground model on a bundled example"),
+    "presets": ("humo.commands.presets", "list the model presets and the guidance presets with their parameters"),
     "inspect": ("humo.commands.inspect", "tell which preset a checkpoint matches, its size and dtype"),
     "convert": ("humo.commands.convert", "convert a DiT checkpoint between humo/official and diffusers layouts"),
     "bench": ("humo.commands.bench", "benchmarks that print a ratio against a peer run in the same process"),
@@ -47,7 +50,26 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Keep third-party chatter off the console: transformers' and the hub's progress bars and advice while weights
+    load, and PIL's DecompressionBombWarning (humo resizes every reference image to the video size anyway). Set
+    before those libraries are imported; an explicit environment setting of the user's wins."""
+    user_set = "TRANSFORMERS_VERBOSITY" in os.environ or "HF_HUB_DISABLE_PROGRESS_BARS" in os.environ
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore", message=".*decompression bomb.*")
+    if (
+        "transformers" in sys.modules and not user_set
+    ):  # already imported (humo used as a library): its settings are read at import
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
     only = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only if only in COMMANDS else None)

@@ -7,6 +7,7 @@ else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,11 @@ from pathlib import Path
 
 class HumoError(Exception):
     """A user-facing error: bad input, a missing file, a key mismatch. The message is one line."""
+
+
+def warn(message: str) -> None:
+    """Tell the user, in one line on stderr, about something done to their input that they did not ask for."""
+    print(f"humo: warning: {message}", file=sys.stderr, flush=True)
 
 
 def require_file(path: str | os.PathLike, what: str) -> Path:
@@ -27,6 +33,14 @@ def require_file(path: str | os.PathLike, what: str) -> Path:
     if p.stat().st_size == 0:
         raise HumoError(f"{what} {p}: file is empty")
     return p
+
+
+def usual_mode(base: int) -> int:
+    """`base` (0o666 for files, 0o777 for folders) less the umask: the mode a plain open/mkdir would give, for
+    outputs made through mkstemp/mkdtemp (which make them private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
 
 
 @contextmanager
@@ -46,9 +60,7 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     try:
         yield tmp_path
         if tmp_path.exists():  # mkstemp makes it 0600; a finished output gets the usual mode (umask applied)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp_path, 0o666 & ~umask)
+            os.chmod(tmp_path, usual_mode(0o666))
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
@@ -60,3 +72,44 @@ def describe_keys(keys, limit: int = 12) -> str:
     keys = sorted(keys)
     more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
     return ", ".join(keys[:limit]) + more
+
+
+def check_output(path: str | os.PathLike, what: str, inputs=(), overwrite: bool = False, folder: bool = False) -> Path:
+    """Refuse, before any work, an output path that would destroy an input, replace something unasked, or fail
+    only when the result is written. `folder` = the output is a folder of files (e.g. PNG frames), not one file.
+
+    Inputs are compared by resolved path (and by inode where both exist), so `./a.mp4`, a symlink or a hard link
+    to an input are caught too."""
+    p = Path(path)
+    for i in inputs:
+        i = Path(i)
+        same = p.resolve() == i.resolve() or (p.exists() and i.exists() and os.path.samefile(p, i))
+        if same:
+            raise HumoError(f"{what} {p}: is also an input ({i}); writing it would destroy the input")
+    if folder:
+        if p.exists() and not p.is_dir():
+            raise HumoError(f"{what} {p}: exists and is not a folder")
+        if p.is_dir() and any(p.iterdir()) and not overwrite:
+            raise HumoError(f"{what} {p}: folder is not empty (pass --overwrite to write into it)")
+        for i in inputs:  # even with --overwrite: a frame file could land on an input kept in that folder
+            if p.resolve() in Path(i).resolve().parents:
+                raise HumoError(f"{what} {p}: holds an input ({i}); choose another folder")
+    else:
+        if p.is_dir():
+            raise HumoError(f"{what} {p}: is a folder, not a file")
+        if p.exists() and not overwrite:
+            raise HumoError(f"{what} {p}: already exists (pass --overwrite to replace it)")
+    # The nearest existing ancestor is where the output (and its temporary file) will be created: probe it, since
+    # permission bits alone say nothing for root or on read-only mounts.
+    parent = p.parent if not (folder and p.is_dir()) else p
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise HumoError(f"{what} {p}: {parent} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".humo-probe.", dir=parent)
+    except OSError as e:
+        raise HumoError(f"{what} {p}: cannot write in {parent} ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return p

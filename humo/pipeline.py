@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from humo.configs import dit_preset
-from humo.errors import HumoError
+from humo.errors import HumoError, warn
 
 VIDEO_FPS = 25
 SAMPLE_RATE = 16000
@@ -145,6 +145,8 @@ class GenerationRequest:
             raise HumoError(f"{who}--frames {r.frames}: must be 4k+1 (1, 5, ..., 97) or -1 for the audio's length")
         if r.frames == -1 and r.audio is None:
             raise HumoError(f"{who}--frames -1 takes the length from the audio, but no --audio was given")
+        if isinstance(r.seed, bool) or not isinstance(r.seed, int) or not 0 <= r.seed <= MAX_SEED:
+            raise HumoError(f"{who}--seed {r.seed}: must be an integer from 0 to 2**63-1 (or -1/random to draw one)")
         if not isinstance(r.steps, int) or r.steps < 1:
             raise HumoError(f"{who}--steps {r.steps}: must be at least 1")
         if not (isinstance(r.shift, (int, float)) and r.shift > 0):
@@ -171,6 +173,44 @@ class GenerationRequest:
         if r.guidance_config:
             return load_schedule(r.guidance_config, r.inputs_present())
         return schedule_from_spec(r.guidance, r.inputs_present(), **r.guidance_params)
+
+
+def detect_preset(weights_dir: str | Path) -> str:
+    """The model preset whose DiT is in `weights_dir` (each layout keeps its DiT at its own path)."""
+    root = Path(weights_dir)
+    if not root.is_dir():
+        raise HumoError(f"--weights {root}: not a folder")
+    found = [name for name, layout in LAYOUTS.items() if (root / layout.dit).exists()]
+    if not found:
+        expected = ", ".join(f"{layout.dit} ({name})" for name, layout in LAYOUTS.items())
+        raise HumoError(f"--weights {root}: no known model in it (expected one of: {expected})")
+    if len(found) > 1:
+        raise HumoError(f"--weights {root}: holds several models ({', '.join(found)}); choose one with --preset")
+    return found[0]
+
+
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes at most a signed 64-bit integer
+
+
+def resolve_device(name: str | None) -> str:
+    """`name` (cpu, cuda, cuda:N, mps; None: cuda when available) checked against what this torch build has."""
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise HumoError(f"--device {name}: unknown (use cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise HumoError(f"--device {name}: this torch build has no usable CUDA device (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise HumoError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise HumoError(f"--device {name}: MPS is not available in this torch build (use --device cpu)")
+    elif dev.type != "cpu":
+        raise HumoError(f"--device {name}: not supported (use cpu, cuda, cuda:N or mps)")
+    return name
 
 
 def _require_input(path: str, what: str, who: str) -> None:
@@ -276,7 +316,7 @@ class HumoPipeline:
 
         layout = cls.check_weights(weights_dir, preset)
         root = Path(weights_dir)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(device)
         if dtype is None:
             dtype = torch.bfloat16 if layout.dtype == "bf16" else torch.float32
         # The config comes from the checkpoint (our files carry it; released ones match their preset by shape), so a
@@ -324,7 +364,7 @@ class HumoPipeline:
         timings["encode"] = time.perf_counter() - t0
         self.log(
             f"encode  {timings['encode']:6.2f} s  ({cond['mode']}, {cond['frames']} frames "
-            f"{req.height}x{req.width}, {cond['n_ref']} reference frame(s))"
+            f"{req.height}x{req.width}, {cond['n_ref']} reference frame(s), {self.tokens(cond)} tokens per pass)"
         )
 
         t0 = time.perf_counter()
@@ -351,12 +391,13 @@ class HumoPipeline:
                 "steps": req.steps,
                 "guidance": req.guidance,
             }
+            sound, rate = output_audio(req.audio) if req.audio else (None, SAMPLE_RATE)
             path = write_video(
                 out,
                 frames,
                 fps=VIDEO_FPS,
-                audio=cond["samples"],
-                sample_rate=SAMPLE_RATE,
+                audio=sound,
+                sample_rate=rate,
                 metadata=meta,
                 png_dir=png_dir,
             )
@@ -365,6 +406,12 @@ class HumoPipeline:
         if cond["samples"] is not None:  # the result, like the file, ends with the shorter of video and audio
             frames = frames[: max(1, min(len(frames), len(cond["samples"]) * VIDEO_FPS // SAMPLE_RATE))]
         return GenerationResult(frames, VIDEO_FPS, cond["samples"], SAMPLE_RATE, path, timings, mask)
+
+    def tokens(self, cond: dict[str, Any]) -> int:
+        """Tokens of one video in one DiT pass: latent frames (references included) x patches per frame."""
+        _, f, h, w = cond["latent_shape"]
+        pf, ph, pw = self.dit.cfg.patch
+        return (f // pf) * (h // ph) * (w // pw)
 
     def vae_stride(self) -> int:
         """Pixels per latent pixel of the VAE (read once: with offload, asking again would reload it)."""
@@ -399,6 +446,9 @@ class HumoPipeline:
 
             negative = WAN_NEGATIVE_PROMPT
         with self.text_encoder as te:
+            n_tokens = te.token_count(req.prompt)
+            if n_tokens > te.text_len:
+                warn(f"prompt: {n_tokens} tokens, over the text encoder's limit of {te.text_len}; the rest is ignored")
             texts = {"prompt": req.prompt, "negative": negative, "empty": ""}
             wanted = ["prompt"] + sorted(text_sources - {"prompt"})
             embs = te.encode([texts[k] for k in wanted])
@@ -509,19 +559,57 @@ class HumoPipeline:
             from tqdm import tqdm
 
             bar = tqdm(total=len(steps), desc="sampling", unit="step", file=sys.stderr, leave=False)
-        for t in steps:
+        t0 = time.perf_counter()
+        for i, t in enumerate(steps):
             v = guided_prediction(
                 fn, x, t, cond["schedule"], max_batch=req.max_batch, sequential=req.sequential_guidance
             )
             x = sampler.step(v, t, x)
             if bar is not None:
                 bar.update(1)
+            if i == 0 and len(steps) > 1:  # the first step measures the job: say what the whole will take
+                first = time.perf_counter() - t0
+                self.log(
+                    f"sample  first step {first:.2f} s: about {first * len(steps):.0f} s for {len(steps)} steps, "
+                    f"peak memory {peak_memory_gb(self.device):.1f} GB"
+                )
         if bar is not None:
             bar.close()
         mask = None
         if self._last_mask is not None:
             mask = drop_references(self._last_mask.unsqueeze(1), cond["n_ref"])[0, 0].numpy()
         return drop_references(x, cond["n_ref"]), mask
+
+
+# Rates the AAC encoder takes (MPEG-4 sampling frequency table); others are resampled to 48 kHz.
+AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
+
+
+def output_audio(path: str) -> tuple[np.ndarray, int]:
+    """The driving audio for the output video at the source's own rate and channels (mono or stereo): the model
+    hears 16 kHz mono, but the viewer should hear what the user gave. Warns about samples the file cannot hold."""
+    from humo.media.audio import load_audio_native
+
+    data, rate = load_audio_native(path)
+    if data.shape[1] > 2:  # the MP4 writer takes mono or stereo; a surround mix is folded down evenly
+        data = data.mean(axis=1, keepdims=True)
+    if rate not in AAC_RATES:
+        import soxr
+
+        data, rate = soxr.resample(data, rate, 48000).astype(np.float32), 48000
+    over = int((np.abs(data) > 1).sum())
+    if over:
+        warn(f"audio {path}: {over} sample(s) beyond full scale [-1, 1] are clipped in the output video")
+    return data, rate
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """The most memory this process has held so far on `device` (CUDA allocations, else the process's RSS)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1e9
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kilobytes on Linux
 
 
 def schedule_conditions(schedule) -> set:

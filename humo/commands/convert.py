@@ -15,7 +15,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="input checkpoint (any released format)")
     parser.add_argument("dst", help="output .safetensors file")
     parser.add_argument("--to", choices=["diffusers", "humo"], required=True, help="target key layout")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="keep", help="cast floating weights")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="keep", help="cast floating weights (default: keep)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,10 +33,11 @@ def run(args: argparse.Namespace) -> int:
         save_state_dict,
         to_diffusers_keys,
     )
-    from humo.errors import HumoError
+    from humo.errors import HumoError, check_output
 
     if not args.dst.endswith(".safetensors"):
         raise HumoError(f"output {args.dst}: must end in .safetensors")
+    check_output(args.dst, "output", [args.src], args.overwrite)
     dtype = getattr(torch, DTYPES[args.dtype]) if DTYPES[args.dtype] else None
     sd, meta = read_state_dict(args.src, dtype)
     official = from_diffusers_keys(sd) if is_diffusers_layout(sd) else sd

@@ -13,9 +13,12 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="outputs/demo.mp4", help="output video (default outputs/demo.mp4)")
+    parser.add_argument(
+        "--out", help="output .mp4 (default outputs/demo.mp4, replaced on each run; a named file needs --overwrite)"
+    )
     parser.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
-    parser.add_argument("--seed", type=int, default=666666)
+    parser.add_argument("--seed", type=int, default=666666, help="noise seed, 0..2**63-1 (default 666666)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--strip", help="also write a PNG strip of 8 evenly spaced frames here")
 
 
@@ -61,10 +64,45 @@ def write_strip(frames, path, count: int = 8, scale: int = 2) -> Path:
     return Path(path)
 
 
-def run(args: argparse.Namespace) -> int:
-    from humo.pipeline import HumoPipeline
+def metric_lines(scores: dict, sync_chance: float | None, bars: dict) -> list[str]:
+    """One line per metric: its value beside the bar or baseline that makes it good (see docs/proving-ground.md)."""
 
-    out = Path(args.out)
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    sync_bar = None if sync_chance is None else bars["sync_ratio"] * sync_chance
+    good = {
+        "text_scene": "1.0 = the scene read back exactly as the prompt says",
+        "text_action": "1.0 = the action read back exactly",
+        "text_object": "1.0 = the object read back exactly",
+        "text_mean": f"bar >= {bars['text_mean']}",
+        "subject_acc": f"1.0 = the reference's identity; bar: >= {bars['subject_gain']} above a mismatched "
+        "reference (`humo eval --model` measures it)",
+        "subject_sim": "higher is closer to the reference",
+        "sync_c": f"bar >= {bars['sync_ratio']}x the reversed-audio baseline {fmt(sync_chance)}"
+        + (f" = {sync_bar:.3f}" if sync_bar is not None else ""),
+        "sync_d": "lower is better",
+        "sync_offset": "0 frames; good within +-1",
+        "face_found": "1.0 = a face in every frame",
+    }
+    return [f"{k:12} {fmt(v):>7}   {good.get(k, '')}".rstrip() for k, v in scores.items() if k in good]
+
+
+def run(args: argparse.Namespace) -> int:
+    from humo.errors import HumoError, check_output
+    from humo.pipeline import MAX_SEED, HumoPipeline
+
+    # The default path holds the demo's own previous result, so `make demo` can be rerun; a path the user names
+    # may be anything of theirs and is only replaced when asked.
+    overwrite = args.overwrite or args.out is None
+    out = Path(args.out or "outputs/demo.mp4")
+    if out.suffix.lower() != ".mp4":
+        raise HumoError(f"--out {out}: must end in .mp4")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise HumoError(f"--seed {args.seed}: out of range (0..2**63-1)")
+    check_output(out, "--out", overwrite=overwrite)
+    if args.strip:
+        check_output(args.strip, "--strip", [out], overwrite=overwrite)
     weights = assets() / "toy"
     trained = (weights / "dit.safetensors").is_file()
     if not trained:
@@ -89,13 +127,15 @@ def run(args: argparse.Namespace) -> int:
         from humo.proving_ground.metrics import evaluate_clip
     except ImportError:
         return 0
+    import numpy as np
+
+    from humo.proving_ground.heldout import BARS
+
     scores = evaluate_clip(result.frames, result.fps, prompt, [image], audio)
-    print(
-        "proving-ground metrics: "
-        + ", ".join(
-            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-            for k, v in scores.items()
-            if not isinstance(v, (dict, list))
-        )
-    )
+    # The shuffled-audio baseline of the held-out eval, for one clip: the same frames against the audio reversed
+    # (same voice and loudness, wrong timing), so Sync-C can be read against what chance gives.
+    chance = evaluate_clip(result.frames, result.fps, None, [], np.ascontiguousarray(result.audio[::-1]))["sync_c"]
+    print("proving-ground metrics (value, then what good looks like):")
+    for line in metric_lines(scores, chance, BARS):
+        print("  " + line)
     return 0

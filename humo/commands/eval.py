@@ -29,8 +29,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from humo.errors import HumoError, atomic_path
+    from humo.errors import HumoError, atomic_path, check_output
     from humo.proving_ground import metrics
+
+    if args.json is not None:  # a results file is rewritten on each run, but never in place of an input
+        inputs = [p for p in (args.video, args.audio, args.cases, args.manifest, *args.image) if p is not None]
+        check_output(args.json, "--json", inputs, overwrite=True)
 
     if args.model is not None or args.manifest is not None:
         if args.model is None or args.manifest is None:

@@ -17,25 +17,54 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output .mp4 (single video)")
     parser.add_argument("--cases", help="batch: a JSON {name: {img_paths, audio_path, prompt}} as in the release")
     parser.add_argument("--out-dir", default="outputs", help="batch output folder (default outputs/)")
-    parser.add_argument("--weights", help="weights folder (official layout); default: the bundled toy model")
-    parser.add_argument("--preset", help="humo-17b, humo-1.7b or toy (default: toy, or humo-17b with --weights)")
-    parser.add_argument("--size", help="480p, 720p, 480p-portrait or 720p-portrait (sets --height/--width)")
-    parser.add_argument("--height", type=int, help="a multiple of 16")
-    parser.add_argument("--width", type=int, help="a multiple of 16")
-    parser.add_argument("--frames", type=int, help="4k+1 frames, or -1 for the audio's length")
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--shift", type=float, default=None, help="sampler timestep shift (default: the model's)")
-    parser.add_argument("--sampler", default="unipc", choices=["unipc", "euler"])
-    parser.add_argument("--seed", type=int, default=666666)
+    from humo.pipeline import LAYOUTS, VIDEO_FPS
+
+    per_model = lambda field: ", ".join(f"{n} {getattr(lay, field)}" for n, lay in LAYOUTS.items())  # noqa: E731
+    sizes = ", ".join(f"{n} {lay.height}x{lay.width}" for n, lay in LAYOUTS.items())
+    parser.add_argument("--weights", metavar="DIR", help="weights folder (official layout); default: the bundled toy")
+    parser.add_argument(
+        "--preset", help=f"{', '.join(LAYOUTS)} (default: found from the --weights folder; see `humo presets`)"
+    )
+    parser.add_argument(
+        "--size", help=f"480p, 720p, 480p-portrait or 720p-portrait (sets --height/--width; default: {sizes})"
+    )
+    parser.add_argument("--height", type=int, help="pixels, a multiple of 16 (default: the model's, see --size)")
+    parser.add_argument("--width", type=int, help="pixels, a multiple of 16 (default: the model's, see --size)")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        help=f"video frames at {VIDEO_FPS} fps, 4k+1, or -1 for the audio's whole length "
+        f"(default: {per_model('frames')})",
+    )
+    parser.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
+    parser.add_argument(
+        "--shift", type=float, default=None, help=f"sampler timestep shift (default: {per_model('shift')})"
+    )
+    parser.add_argument("--sampler", default="unipc", choices=["unipc", "euler"], help="(default unipc)")
+    parser.add_argument(
+        "--seed",
+        default="666666",
+        help="noise seed, 0..2**63-1; -1 or 'random' draws one and prints it (default: 666666)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (or case output)")
+    parser.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="run a job beyond 4x the model's frames or pixels (refused by default: hours and tens of GB)",
+    )
     parser.add_argument(
         "--guidance",
         help="guidance preset: release-17b, release-1.7b, paper, static, annealed, "
-        "cfg, none (default: the model's release preset)",
+        "cfg, none (default: the model's release preset; `humo presets` lists their scales)",
     )
-    parser.add_argument("--scale-t", type=float, help="text guidance scale")
-    parser.add_argument("--scale-a", type=float, help="audio guidance scale")
-    parser.add_argument("--scale-i", type=float, help="image guidance scale")
-    parser.add_argument("--step-change", type=float, help="timestep of the 17B / paper guidance switch")
+    parser.add_argument("--scale-t", type=float, help="text guidance scale (default: the preset's, see `humo presets`)")
+    parser.add_argument("--scale-a", type=float, help="audio guidance scale (default: the preset's)")
+    parser.add_argument("--scale-i", type=float, help="image guidance scale (default: the preset's)")
+    parser.add_argument(
+        "--step-change",
+        type=float,
+        help="timestep (0..1000) of the release-17b guidance switch (paper: --guidance-set switch=T)",
+    )
     parser.add_argument(
         "--guidance-set",
         action="append",
@@ -43,14 +72,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="any other parameter of the guidance preset",
     )
-    parser.add_argument("--guidance-config", help="JSON/YAML file with guidance phases (overrides --guidance)")
+    parser.add_argument(
+        "--guidance-config",
+        help="JSON/YAML file with guidance phases (overrides --guidance; format: docs/guidance-config.md)",
+    )
     parser.add_argument("--negative-prompt", help="default: Wan's negative prompt")
     parser.add_argument("--max-batch", type=int, help="split the batched guidance passes to at most this many rows")
     parser.add_argument("--sequential-guidance", action="store_true", help="one DiT pass per condition (release)")
-    parser.add_argument("--png-frames", help="also write PNG frames to this folder")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--png-frames", metavar="DIR", help="also write PNG frames to this (new or empty) folder")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available)")
     parser.add_argument("--dtype", choices=["bf16", "fp32"], help="DiT weights dtype (default: the model's)")
     parser.add_argument("--no-offload", action="store_true", help="keep encoders and VAE loaded")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
 
 
 def bundled_weights() -> Path:
@@ -78,7 +111,50 @@ def _guidance_params(args) -> dict:
     return params
 
 
-def requests_from_args(args) -> list[tuple]:
+def parse_seed(text: str) -> tuple[int, bool]:
+    """--seed as given -> (seed, drawn): an integer in the generator's range, or -1/'random' for a fresh one, which
+    the caller prints (without it the video cannot be made again)."""
+    import secrets
+
+    from humo.pipeline import MAX_SEED
+
+    if text.strip().lower() in ("random", "-1"):
+        return secrets.randbelow(MAX_SEED + 1), True
+    try:
+        seed = int(text)
+    except ValueError:
+        raise HumoError(f"--seed {text}: not an integer (0..2**63-1, or -1/random)") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise HumoError(f"--seed {text}: out of range (0..2**63-1, or -1/random to draw one)")
+    return seed, False
+
+
+def _no_duplicate_keys(pairs: list[tuple]) -> dict:
+    """json object hook: a repeated key would silently drop the earlier case, so it is an error."""
+    seen = {}
+    for k, v in pairs:
+        if k in seen:
+            raise HumoError(f"duplicate key '{k}'")
+        seen[k] = v
+    return seen
+
+
+def check_case_names(names, source: str) -> None:
+    """Case names become file names under --out-dir: no paths, and no two that land on one file."""
+    import unicodedata
+
+    seen: dict[str, str] = {}
+    for name in names:
+        if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+            raise HumoError(f"--cases {source}: case name '{name}' must be a plain file name (no '/', '\\' or '..')")
+        # Case-insensitive file systems (macOS, Windows) and Unicode forms would map these to one file.
+        key = unicodedata.normalize("NFC", name.strip()).casefold()
+        if key in seen:
+            raise HumoError(f"--cases {source}: case names '{seen[key]}' and '{name}' would write the same file")
+        seen[key] = name
+
+
+def requests_from_args(args, seed: int) -> list[tuple]:
     """[(request, out_path)] for a single run or a --cases batch; validated before any model is loaded."""
     from humo.pipeline import SIZES, GenerationRequest
 
@@ -94,7 +170,7 @@ def requests_from_args(args) -> list[tuple]:
         steps=args.steps,
         shift=args.shift,
         sampler=args.sampler,
-        seed=args.seed,
+        seed=seed,
         guidance=args.guidance,
         guidance_params=_guidance_params(args),
         guidance_config=args.guidance_config,
@@ -109,11 +185,14 @@ def requests_from_args(args) -> list[tuple]:
         if not path.is_file():
             raise HumoError(f"--cases {path}: file not found")
         try:
-            cases = json.loads(path.read_text())
+            cases = json.loads(path.read_text(), object_pairs_hook=_no_duplicate_keys)
         except json.JSONDecodeError as e:
             raise HumoError(f"--cases {path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        except HumoError as e:
+            raise HumoError(f"--cases {path}: {e}") from None
         if not isinstance(cases, dict) or not cases:
             raise HumoError(f"--cases {path}: expected a non-empty object {{name: {{img_paths, audio_path, prompt}}}}")
+        check_case_names(cases, str(path))
         out = []
         for name, case in cases.items():
             if not isinstance(case, dict) or "prompt" not in case:
@@ -132,35 +211,91 @@ def requests_from_args(args) -> list[tuple]:
         raise HumoError("--prompt is required (or --cases FILE)")
     if not args.out:
         raise HumoError("--out is required (an .mp4 path)")
-    if not args.out.endswith(".mp4"):
+    if not args.out.lower().endswith(".mp4"):
         raise HumoError(f"--out {args.out}: must end in .mp4")
     return [(GenerationRequest(args.prompt, args.image, args.audio, **common), Path(args.out))]
+
+
+def check_outputs(jobs, png_frames: str | None, overwrite: bool) -> None:
+    """Every output is checked before the model loads, so a bad path fails in a second, not after sampling."""
+    from humo.errors import check_output
+
+    inputs = [p for req, _ in jobs for p in (*req.images, req.audio, req.guidance_config) if p]
+    for req, out in jobs:
+        check_output(out, f"case '{req.name}': output" if req.name else "--out", inputs, overwrite)
+    if png_frames is not None:
+        if len(jobs) > 1:
+            raise HumoError("--png-frames: one folder cannot hold the frames of several cases")
+        check_output(png_frames, "--png-frames", inputs + [out for _, out in jobs], overwrite, folder=True)
+
+
+def check_job_size(jobs, layout, allow_large: bool) -> None:
+    """Size each job from the file headers before loading: refuse what is far beyond the model's design unless
+    --allow-large (a 10-minute WAV with --frames -1 is 15,000 frames), and say when the audio is cut."""
+    from humo.conditions.audio import frames_for_audio
+    from humo.errors import warn
+    from humo.media.audio import audio_duration
+    from humo.pipeline import SAMPLE_RATE, VIDEO_FPS
+
+    for req, _ in jobs:
+        who = f"case '{req.name}': " if req.name else ""
+        seconds = audio_duration(req.audio) if req.audio else None
+        try:
+            frames = frames_for_audio(round(seconds * SAMPLE_RATE), VIDEO_FPS) if req.frames == -1 else req.frames
+        except HumoError as e:  # its message knows the length, not the file
+            raise HumoError(f"{who}audio {req.audio}: {e}") from None
+        video_s = frames / VIDEO_FPS
+        if seconds is not None and req.frames != -1 and seconds > video_s + 1 / VIDEO_FPS:
+            warn(
+                f"{who}audio {req.audio}: {seconds:.2f} s, but --frames {frames} makes {video_s:.2f} s of video; "
+                f"the last {seconds - video_s:.2f} s are cut (--frames -1 keeps it all)"
+            )
+        large = []
+        if frames > 4 * layout.frames:
+            large.append(f"{frames} frames ({video_s:.1f} s; {layout.name} is made for {layout.frames})")
+        if req.height * req.width > 4 * layout.height * layout.width:
+            large.append(f"{req.height}x{req.width} ({layout.name} is made for {layout.height}x{layout.width})")
+        if large and not allow_large:
+            raise HumoError(
+                f"{who}{' and '.join(large)}: far beyond the model's size, slow and memory-hungry; "
+                "pass --allow-large to run it anyway"
+            )
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from humo.pipeline import LAYOUTS, HumoPipeline
+    from humo.pipeline import LAYOUTS, HumoPipeline, detect_preset, resolve_device
 
     weights = Path(args.weights) if args.weights else bundled_weights()
-    preset = args.preset or ("humo-17b" if args.weights else "toy")
-    if preset not in LAYOUTS:
-        raise HumoError(f"--preset {preset}: unknown (choose from: {', '.join(LAYOUTS)})")
     if not args.weights and not weights.is_dir():
         raise HumoError(f"no --weights given and no bundled model at {weights}: run `make demo` or pass --weights")
+    preset = args.preset or (detect_preset(weights) if args.weights else "toy")
+    if preset not in LAYOUTS:
+        raise HumoError(f"--preset {preset}: unknown (choose from: {', '.join(LAYOUTS)})")
+    say = (lambda msg: None) if args.quiet else print
     # Everything is checked before a model is loaded.
     layout = HumoPipeline.check_weights(weights, preset)
-    jobs = [(req.resolved(layout), out) for req, out in requests_from_args(args)]
+    seed, drawn = parse_seed(args.seed)
+    jobs = [(req.resolved(layout), out) for req, out in requests_from_args(args, seed)]
+    check_outputs(jobs, args.png_frames, args.overwrite)
+    check_job_size(jobs, layout, args.allow_large)
+    device = resolve_device(args.device)
+    if drawn:  # printed even with --quiet: without it the video cannot be made again
+        print(f"seed {seed}")
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[args.dtype]
     t0 = time.perf_counter()
-    pipe = HumoPipeline.from_pretrained(weights, preset, device=args.device, dtype=dtype, offload=not args.no_offload)
-    print(f"loaded {preset} from {weights} in {time.perf_counter() - t0:.1f} s")
+    quiet = dict(log=lambda msg: None, progress=False) if args.quiet else {}
+    pipe = HumoPipeline.from_pretrained(
+        weights, preset, device=device, dtype=dtype, offload=not args.no_offload, **quiet
+    )
+    say(f"loaded {preset} from {weights} in {time.perf_counter() - t0:.1f} s")
     for req, out in jobs:
         if req.name:
-            print(f"case {req.name}")
+            say(f"case {req.name}")
         result = pipe(req, out=out, png_dir=args.png_frames)
         total = sum(result.timings.values())
-        print(
+        say(
             f"done: {out} ({len(result.frames)} frames, {len(result.frames) / result.fps:.2f} s of video) "
             f"in {total:.1f} s"
         )

@@ -367,6 +367,10 @@ class TextEncoder:
         )
         return batch["input_ids"], batch["attention_mask"]
 
+    def token_count(self, prompt: str) -> int:
+        """Tokens of `prompt` (eos included) before truncation to `text_len`: more than `text_len` means text is cut."""
+        return len(self.tokenizer(clean_prompt(prompt), add_special_tokens=True)["input_ids"])
+
     @torch.no_grad()
     def encode(self, prompts: list[str], return_lengths: bool = False):
         """Prompts -> ``[B, text_len, dim]`` in the model dtype, zero beyond each prompt's token length.

@@ -37,15 +37,8 @@ def load_audio(
     missing, empty, corrupt, of an unsupported format, without an audio stream, without samples, with non-finite
     samples, or shorter than `min_seconds` (pass 0 to accept any length).
     """
-    p = require_file(path, "audio")
-    data, sr = _decode_soundfile(p)
-    if data is None:
-        data, sr = _decode_pyav(p)
-    # data: [N, C] float32 at sr
-    if data.shape[0] == 0:
-        raise HumoError(f"audio {p}: contains no audio samples")
-    if not np.isfinite(data).all():
-        raise HumoError(f"audio {p}: contains NaN or infinite samples")
+    data, sr = load_audio_native(path)
+    p = Path(path)
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if sr != sample_rate:
         import soxr
@@ -58,6 +51,20 @@ def load_audio(
             f"audio {p}: too short ({duration:.3f} s; need at least {min_seconds:.2f} s, one latent frame of video)"
         )
     return mono
+
+
+def load_audio_native(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Decode `path` as it is: ``(float32 [N, C], sample rate)``, the file's own channels and rate (for the output
+    video's sound, which should not be the 16 kHz mono the model hears). Same one-line errors as `load_audio`."""
+    p = require_file(path, "audio")
+    data, sr = _decode_soundfile(p)
+    if data is None:
+        data, sr = _decode_pyav(p)
+    if data.shape[0] == 0:
+        raise HumoError(f"audio {p}: contains no audio samples")
+    if not np.isfinite(data).all():
+        raise HumoError(f"audio {p}: contains NaN or infinite samples")
+    return data, sr
 
 
 def audio_duration(audio: str | os.PathLike | np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from humo.errors import HumoError, atomic_path, require_file
+from humo.errors import HumoError, atomic_path, require_file, usual_mode
 
 #: Tags the mp4 muxer stores as-is (see the module docstring); anything else goes into ``description``.
 MP4_TAGS = ("title", "artist", "album", "comment", "description", "synopsis", "copyright", "date", "genre", "composer")
@@ -213,10 +213,14 @@ def write_video(
                         container.mux(packet)
             finally:
                 container.close()
-        if png_tmp is not None:
-            png_dir.mkdir(parents=True, exist_ok=True)
-            for f in sorted(png_tmp.iterdir()):
-                os.replace(f, png_dir / f.name)
+            # Frames are put in place before the video is renamed, so a failure here leaves no video behind either.
+            if png_tmp is not None:
+                if not png_dir.exists():
+                    os.chmod(png_tmp, usual_mode(0o777))
+                    os.replace(png_tmp, png_dir)  # one rename: the folder appears complete or not at all
+                else:
+                    for f in sorted(png_tmp.iterdir()):
+                        os.replace(f, png_dir / f.name)
     finally:
         if png_tmp is not None:
             shutil.rmtree(png_tmp, ignore_errors=True)
@@ -276,31 +280,36 @@ def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float, np.ndarray |
         container = av.open(str(p))
     except av.error.FFmpegError as e:
         raise HumoError(f"video {p}: cannot open ({_first_line(e)})") from None
-    with container:
-        if not container.streams.video:
-            raise HumoError(f"video {p}: has no video stream")
-        vs = container.streams.video[0]
-        rate = vs.average_rate or vs.guessed_rate or vs.base_rate
-        fps = float(rate) if rate else 0.0
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(vs)]
-    audio, sr = None, None
-    with av.open(str(p)) as container:
-        if container.streams.audio:
-            st = container.streams.audio[0]
-            resampler = av.AudioResampler(format="fltp")
-            chunks = []
-            for f in container.decode(st):
-                for out in resampler.resample(f):
+    try:
+        with container:
+            if not container.streams.video:
+                raise HumoError(f"video {p}: has no video stream")
+            vs = container.streams.video[0]
+            rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+            fps = float(rate) if rate else 0.0
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(vs)]
+        audio, sr = None, None
+        with av.open(str(p)) as container:
+            if container.streams.audio:
+                st = container.streams.audio[0]
+                resampler = av.AudioResampler(format="fltp")
+                chunks = []
+                for f in container.decode(st):
+                    for out in resampler.resample(f):
+                        chunks.append(out.to_ndarray())
+                        sr = out.sample_rate
+                for out in resampler.resample(None):
                     chunks.append(out.to_ndarray())
-                    sr = out.sample_rate
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray())
-            sr = sr or st.sample_rate
-            audio = (
-                np.concatenate(chunks, axis=1).mean(axis=0).astype(np.float32) if chunks else np.zeros(0, np.float32)
-            )
-            if st.duration is not None and st.time_base is not None:
-                audio = audio[: int(round(float(st.duration * st.time_base) * sr))]
+                sr = sr or st.sample_rate
+                audio = (
+                    np.concatenate(chunks, axis=1).mean(axis=0).astype(np.float32)
+                    if chunks
+                    else np.zeros(0, np.float32)
+                )
+                if st.duration is not None and st.time_base is not None:
+                    audio = audio[: int(round(float(st.duration * st.time_base) * sr))]
+    except av.error.FFmpegError as e:  # a truncated or corrupt file fails mid-decode, not at open
+        raise HumoError(f"video {p}: cannot decode ({_first_line(e)})") from None
     video = np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
     return video, fps, audio, sr
 

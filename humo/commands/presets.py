@@ -1,0 +1,36 @@
+"""`humo presets`: the model presets (default size, frames, dtype, guidance) and the guidance presets with their
+parameters (scales and switch points), read from the code that uses them so the list cannot drift."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def guidance_parameters(fn) -> str:
+    """`key=default` for every keyword parameter of a guidance preset function."""
+    params = inspect.signature(fn).parameters.values()
+    return ", ".join(f"{p.name}={p.default}" for p in params if p.kind is p.KEYWORD_ONLY)
+
+
+def run(args: argparse.Namespace) -> int:
+    from humo.guidance import PRESETS
+    from humo.pipeline import LAYOUTS, VIDEO_FPS
+
+    print("model presets (--preset; found from the --weights folder when omitted):")
+    for name, lay in LAYOUTS.items():
+        print(
+            f"  {name:10} {lay.height}x{lay.width}, {lay.frames} frames ({lay.frames / VIDEO_FPS:.2f} s at "
+            f"{VIDEO_FPS} fps), {lay.dtype}, shift {lay.shift}, guidance {lay.guidance}, DiT at {lay.dit}"
+        )
+    print("guidance presets (--guidance; change a parameter with --scale-t/-a/-i, --step-change or --guidance-set):")
+    for name, fn in PRESETS.items():
+        doc = " ".join((inspect.getdoc(fn) or "").split("\n\n")[0].split())  # the first paragraph, one line
+        print(f"  {name:13} {guidance_parameters(fn)}")
+        if doc:
+            print(f"  {'':13} {doc}")
+    return 0
