@@ -168,3 +168,24 @@ def test_row_draws_depend_only_on_their_position():
     assert not torch.equal(draw_rows(3, 8, range(0, 4), (2, 3), cfg).noise, whole.noise)  # next micro-batch
     assert not torch.equal(draw_rows(4, 7, range(0, 4), (2, 3), cfg).noise, whole.noise)  # another seed
     assert not torch.equal(whole.noise[0], whole.noise[1])
+
+
+def test_face_weighted_flow_loss_keeps_the_plain_mean_when_uniform_and_follows_the_face():
+    from humo.training.objective import face_weight, flow_loss
+
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(2, 4, 3, 5, 5, generator=g), torch.randn(2, 4, 3, 5, 5, generator=g)
+    plain = flow_loss(pred, target, num_video=2)
+    assert face_weight(torch.ones(2, 2, 5, 5), 0.0) is None
+    assert torch.allclose(flow_loss(pred, target, 2, face_weight(torch.zeros(2, 2, 5, 5), 4.0)), plain)
+    assert torch.allclose(flow_loss(pred, target, 2, face_weight(torch.ones(2, 2, 5, 5), 4.0)), plain)
+    # An error only inside the face weighs more with the face weight; one only outside weighs less.
+    mask = torch.zeros(2, 2, 5, 5)
+    mask[:, :, 1:3, 1:3] = 1
+    inside = torch.zeros_like(pred)
+    inside[:, :, :2, 1:3, 1:3] = 1
+    outside = torch.ones_like(pred)
+    outside[:, :, :2, 1:3, 1:3] = 0
+    w = face_weight(mask, 4.0)
+    assert (flow_loss(inside, target * 0, 2, w) > flow_loss(inside, target * 0, 2) * 2).all()
+    assert (flow_loss(outside, target * 0, 2, w) < flow_loss(outside, target * 0, 2)).all()

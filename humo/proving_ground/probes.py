@@ -1,0 +1,155 @@
+"""Capability probes: does each of HuMo's mechanisms learn its capability on its own, before the joint recipe?
+
+- ``audio``: do the (frozen) audio features carry what lip sync needs? A ridge regression from each video frame's
+  audio features to the mouth opening drawn in that frame, fitted on some training clips and scored (Pearson r)
+  on others. If this fails, no amount of DiT training gives sync.
+- ``curve``: a training run's kept checkpoints scored on held-out clips (text, subject accuracy against a
+  mismatched reference, Sync-C against shuffled audio, face-mask IoU), giving the curve of each capability
+  against steps: stage 1 for identity (subject gain), stage 2 for sync and the mask head.
+
+    python -m humo.proving_ground.probes audio --recipe runs/toy-recipe
+    python -m humo.proving_ground.probes curve --recipe runs/toy-recipe --run runs/toy-recipe/s2 --clips 12
+
+Each checkpoint's scores are cached beside it (``probe-<clips>.json``), so a curve grows as a run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from humo.errors import HumoError, atomic_path
+
+
+def audio_mouth_probe(
+    manifest: str | os.PathLike, audio_encoder: str | os.PathLike, clips: int = 60, fit_share: float = 0.75
+) -> dict[str, Any]:
+    """Pearson r on held-back clips of a ridge regression from per-frame audio features to the mouth opening.
+
+    Features: `AudioEncoder.features` (one row of 5 groups x C per video frame, what the DiT's audio windows are
+    cut from), standardised on the fitting clips. Target: the drawn mouth opening of the clip's (first)
+    character, from its ground-truth ``.npz``. Also reported: the same probe from the loudness envelope alone
+    (the world's mouth follows it, so that r is the probe's ceiling) and from features of another clip's audio
+    (chance).
+    """
+    from humo.conditions.audio import AudioEncoder
+    from humo.data.manifest import read_manifest
+    from humo.media.audio import load_audio
+
+    samples = [s for s in read_manifest(manifest) if s.audio_path is not None and s.face_masks_path is not None]
+    samples = samples[:clips]
+    if len(samples) < 4:
+        raise HumoError(f"audio probe: {manifest} has {len(samples)} clips with audio and ground truth; need 4")
+    enc = AudioEncoder.from_pretrained(audio_encoder)
+    feats, mouth, env = [], [], []
+    for s in samples:
+        wave = load_audio(s.audio_path, 16000, min_seconds=0)
+        f = enc.features(wave).reshape(-1, enc.dim * 5).numpy()
+        with np.load(s.face_masks_path) as gt:
+            m, e = gt["mouth"][0], gt["envelope"][0]
+        t = min(len(f), len(m))
+        feats.append(f[:t])
+        mouth.append(m[:t])
+        env.append(e[:t, None])
+    n_fit = max(2, int(round(len(samples) * fit_share)))
+    shuffled = feats[1:] + feats[:1]  # each clip's mouth against the next clip's audio features
+
+    def probe(x: list[np.ndarray]) -> float:
+        xs = [a[: len(m)] for a, m in zip(x, mouth, strict=True)]
+        lengths = [min(len(a), len(m)) for a, m in zip(xs, mouth, strict=True)]
+        xf = np.concatenate([a[:n] for a, n in zip(xs[:n_fit], lengths[:n_fit], strict=True)])
+        yf = np.concatenate([m[:n] for m, n in zip(mouth[:n_fit], lengths[:n_fit], strict=True)])
+        xt = np.concatenate([a[:n] for a, n in zip(xs[n_fit:], lengths[n_fit:], strict=True)])
+        yt = np.concatenate([m[:n] for m, n in zip(mouth[n_fit:], lengths[n_fit:], strict=True)])
+        mu, sd = xf.mean(0), xf.std(0) + 1e-6
+        a = np.c_[(xf - mu) / sd, np.ones(len(xf))]
+        b = np.c_[(xt - mu) / sd, np.ones(len(xt))]
+        w = np.linalg.solve(a.T @ a + np.eye(a.shape[1]), a.T @ yf)
+        return float(np.corrcoef(b @ w, yt)[0, 1])
+
+    return {
+        "r": probe(feats),
+        "r_envelope": probe(env),
+        "r_other_audio": probe(shuffled),
+        "clips_fit": n_fit,
+        "clips_scored": len(samples) - n_fit,
+        "feature_dim": int(feats[0].shape[1]),
+    }
+
+
+def checkpoint_curve(
+    recipe: str | os.PathLike,
+    run_out: str | os.PathLike,
+    clips: int = 12,
+    steps: int = 20,
+    log: Callable[[str], None] | None = print,
+) -> dict[int, dict[str, Any]]:
+    """{step: held-out summary} for every checkpoint `run_out` kept (and its final export as the last step),
+    scored with the recipe's codec and encoders (`recipe`/model must exist: the recipe's assembled folder)."""
+    from humo.proving_ground.ablation import Evaluator, checkpoint_dit, kept_checkpoints
+
+    run_out = Path(run_out)
+    points = kept_checkpoints(run_out)
+    if not points:
+        raise HumoError(f"probe curve: {run_out} has no kept checkpoints")
+    evaluate = Evaluator(recipe, clips=clips, steps=steps)
+    curve: dict[int, dict[str, Any]] = {}
+    for step, folder in points:
+        cache = folder / f"probe-{clips}.json"
+        if cache.is_file():
+            curve[step] = json.loads(cache.read_text())
+        else:
+            curve[step] = evaluate(checkpoint_dit(folder))
+            with atomic_path(cache) as tmp:
+                tmp.write_text(json.dumps(curve[step], indent=1, default=float))
+        if log is not None:
+            s = curve[step]
+            log(
+                f"{run_out.name} step {step}: text {_f(s.get('text_mean'))} subject {_f(s.get('subject_acc'))} "
+                f"(mismatched {_f(s.get('subject_acc_mismatched'))}) sync_c {_f(s.get('sync_c'))} "
+                f"(shuffled {_f(s.get('sync_c_shuffled'))}) mask IoU {_f(s.get('mask_iou'))}"
+            )
+    return curve
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m humo.proving_ground.probes", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="probe", required=True)
+    a = sub.add_parser("audio", help="ridge probe from audio features to the mouth opening")
+    a.add_argument("--recipe", required=True, type=Path, help="toy recipe folder (data/, encoders/)")
+    a.add_argument("--clips", type=int, default=60)
+    c = sub.add_parser("curve", help="score every kept checkpoint of a training run on held-out clips")
+    c.add_argument("--recipe", required=True, type=Path, help="toy recipe folder (model/, data/heldout/)")
+    c.add_argument("--run", required=True, type=Path, help="training run folder (checkpoints/)")
+    c.add_argument("--clips", type=int, default=12)
+    for q in (a, c):
+        q.add_argument("--json", type=Path, help="write the result here too")
+    args = p.parse_args(argv)
+    try:
+        if args.probe == "audio":
+            result = audio_mouth_probe(
+                args.recipe / "data" / "train" / "manifest.jsonl", args.recipe / "encoders" / "whisper", args.clips
+            )
+            print(json.dumps(result, indent=1))
+        else:
+            result = {str(k): v for k, v in checkpoint_curve(args.recipe, args.run, args.clips).items()}
+    except HumoError as e:
+        raise SystemExit(f"error: {e}") from None
+    if args.json is not None:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
