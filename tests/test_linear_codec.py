@@ -111,8 +111,8 @@ def test_bad_codec_files_and_inputs_are_named_errors(tmp_path):
 def test_fit_codec_command_writes_a_codec_the_toy_model_generates_with(tmp_path, capsys):
     """humo fit-codec on proving-ground clips -> precompute and the toy pipeline use it like the VAE."""
     from humo.cli import main
-    from humo.data.manifest import read_manifest
     from humo.data.loader import LatentCache
+    from humo.data.manifest import read_manifest
     from humo.data.precompute import load_encoders, precompute
     from humo.pipeline import HumoPipeline
     from humo.proving_ground.synth import SynthConfig, synthesize_dataset
