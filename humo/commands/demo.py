@@ -11,6 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -20,6 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=666666, help="noise seed, 0..2**63-1 (default 666666)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--strip", help="also write a PNG strip of 8 evenly spaced frames here")
+    parser.add_argument(
+        "--sync-plot", help="also write a PNG of the mouth opening read from the frames against the audio's loudness"
+    )
 
 
 def assets() -> Path:
@@ -64,6 +69,51 @@ def write_strip(frames, path, count: int = 8, scale: int = 2) -> Path:
     return Path(path)
 
 
+def sync_curves(frames, fps: float, audio: np.ndarray, sample_rate: int) -> dict:
+    """The mouth opening read from `frames` and the loudness envelope of `audio`, per frame, with their
+    correlation at offset 0 and at the best offset (what Sync-C is made of)."""
+    from humo.proving_ground import metrics, readers
+
+    img = readers._as_float(frames)
+    mouth = readers.mouth_opening(img)
+    envelope = readers.audio_envelope(audio, sample_rate, fps, img.shape[0])
+    scores = metrics.sync_scores(mouth, envelope)
+    keys = ("sync_corr0", "sync_corr", "sync_offset")
+    return {"mouth": mouth, "envelope": envelope, **{k: scores.get(k) for k in keys}}
+
+
+def write_sync_plot(curves: dict, fps: float, path) -> Path:
+    """A PNG of the two curves of `sync_curves` against time, the correlations in the title; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from humo.errors import atomic_path
+
+    t = np.arange(len(curves["mouth"])) / fps
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    ax.plot(t, curves["envelope"], label="audio loudness envelope", color="tab:orange")
+    ax.plot(t, curves["mouth"], label="mouth opening read from the video", color="tab:blue", marker=".")
+    ax.set_xlabel("seconds")
+    ax.set_ylim(-0.05, 1.4)
+    ax.set_title(
+        f"correlation {_num(curves['sync_corr0'])} at offset 0, {_num(curves['sync_corr'])} at the best offset "
+        f"({curves['sync_offset']} frames)",
+        fontsize=9,
+    )
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
 def metric_lines(scores: dict, sync_chance: float | None, bars: dict) -> list[str]:
     """One line per metric: its value beside the bar or baseline that makes it good (see docs/proving-ground.md)."""
 
@@ -101,8 +151,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.seed <= MAX_SEED:
         raise HumoError(f"--seed {args.seed}: out of range (0..2**63-1)")
     check_output(out, "--out", overwrite=overwrite)
-    if args.strip:
-        check_output(args.strip, "--strip", [out], overwrite=overwrite)
+    for flag, path in (("--strip", args.strip), ("--sync-plot", args.sync_plot)):
+        if path:
+            check_output(path, flag, [out], overwrite=overwrite)
     weights = assets() / "toy"
     trained = (weights / "dit.safetensors").is_file()
     if not trained:
@@ -127,8 +178,6 @@ def run(args: argparse.Namespace) -> int:
         from humo.proving_ground.metrics import evaluate_clip
     except ImportError:
         return 0
-    import numpy as np
-
     from humo.proving_ground.heldout import BARS
 
     scores = evaluate_clip(result.frames, result.fps, prompt, [image], audio)
@@ -138,4 +187,11 @@ def run(args: argparse.Namespace) -> int:
     print("proving-ground metrics (value, then what good looks like):")
     for line in metric_lines(scores, chance, BARS):
         print("  " + line)
+    curves = sync_curves(result.frames, result.fps, result.audio, result.sample_rate)
+    print(
+        f"mouth opening vs audio loudness: correlation {_num(curves['sync_corr0'])} at offset 0, "
+        f"{_num(curves['sync_corr'])} at the best offset ({curves['sync_offset']} frames; 1.0 = in step)"
+    )
+    if args.sync_plot:
+        print(f"sync plot: {write_sync_plot(curves, result.fps, args.sync_plot)}")
     return 0
