@@ -118,6 +118,44 @@ def checkpoint_curve(
     return curve
 
 
+# (panel title, the metric, its baseline or None)
+PANELS = (
+    ("text following", "text_mean", None),
+    ("subject accuracy (dashed: mismatched reference)", "subject_acc", "subject_acc_mismatched"),
+    ("Sync-C (dashed: shuffled audio)", "sync_c", "sync_c_shuffled"),
+    ("face-mask IoU", "mask_iou", None),
+)
+
+
+def plot_curves(curves: dict[str, dict[int, dict[str, Any]]], path: str | os.PathLike) -> Path:
+    """One panel per capability: each run's metric against its training steps, the baseline dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.3))
+    for ax, (title, key, base) in zip(axes, PANELS, strict=True):
+        for name, curve in curves.items():
+            steps = sorted(curve)
+            ys = [curve[s].get(key) for s in steps]
+            if all(y is None for y in ys):
+                continue
+            (line,) = ax.plot(steps, [np.nan if y is None else y for y in ys], marker="o", label=name)
+            if base is not None:
+                b = [curve[s].get(base) for s in steps]
+                ax.plot(steps, [np.nan if y is None else y for y in b], ls="--", color=line.get_color(), alpha=0.7)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
 def _f(v) -> str:
     return "-" if v is None else f"{v:.2f}"
 
@@ -134,8 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--clips", type=int, default=12)
     for q in (a, c):
         q.add_argument("--json", type=Path, help="write the result here too")
+    pl = sub.add_parser("plot", help="plot curves written by `curve --json` (one line per file)")
+    pl.add_argument("--json", nargs="+", required=True, type=Path, help="curve files; each run is named by its stem")
+    pl.add_argument("--out", required=True, type=Path, help="PNG to write")
     args = p.parse_args(argv)
     try:
+        if args.probe == "plot":
+            curves = {f.stem: {int(k): v for k, v in json.loads(f.read_text()).items()} for f in args.json}
+            print(plot_curves(curves, args.out))
+            return 0
         if args.probe == "audio":
             result = audio_mouth_probe(
                 args.recipe / "data" / "train" / "manifest.jsonl", args.recipe / "encoders" / "whisper", args.clips
