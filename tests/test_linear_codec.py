@@ -137,3 +137,17 @@ def test_fit_codec_command_writes_a_codec_the_toy_model_generates_with(tmp_path,
     res = pipe("a person talks on the beach", [str(sample.ref_image_paths[0])], str(sample.audio_path), frames=5,
                steps=2, height=64, width=64)  # fmt: skip
     assert res.frames.shape == (5, 64, 64, 3)
+
+
+def test_global_scaling_keeps_the_components_variance_order_at_unit_mean_variance():
+    vids = _videos(n=8)
+    codec = fit_linear_codec(vids, z_dim=6, scaling="global")
+    z = torch.cat([codec.encode(v)[:, :, 1:] for v in vids], dim=2)
+    var = z.permute(1, 0, 2, 3, 4).reshape(6, -1).var(dim=1)
+    assert abs(var.mean().item() - 1) < 0.05
+    assert (var[:-1] >= var[1:] - 1e-3).all() and var[0] > 3 * var[-1]
+    # The same subspace as the whitened codec: the reconstructions agree.
+    white = fit_linear_codec(vids, z_dim=6)
+    assert torch.allclose(codec.decode(codec.encode(vids[0])), white.decode(white.encode(vids[0])), atol=1e-4)
+    with pytest.raises(HumoError, match="scaling 'none'"):
+        fit_linear_codec(vids, z_dim=6, scaling="none")

@@ -18,6 +18,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="codec folder to write")
     parser.add_argument("--channels", type=int, default=16, help="latent channels z_dim (default 16, as Wan's VAE)")
     parser.add_argument("--stride", type=int, default=4, help="pixels per latent pixel, each axis (default 4)")
+    parser.add_argument(
+        "--scaling",
+        default="channel",
+        choices=["channel", "global"],
+        help="each channel whitened to unit variance (default), or one scale for all, keeping PCA's variance order",
+    )
     parser.add_argument("--clips", type=int, default=200, help="training clips to fit on (default 200)")
     parser.add_argument("--eval-clips", type=int, default=20, help="held-out clips to report on (default 20)")
 
@@ -36,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
             raise HumoError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 1")
     t0 = time.perf_counter()
     train = load_clips(args.manifest, train=True, limit=args.clips)
-    codec = fit_linear_codec((_clip_tensor(v) for v in train.videos), z_dim=args.channels, stride=args.stride)
+    clips = (_clip_tensor(v) for v in train.videos)
+    codec = fit_linear_codec(clips, z_dim=args.channels, stride=args.stride, scaling=args.scaling)
     report = {"fit_clips": len(train), **codec.report}
     try:
         held = load_clips(args.manifest, train=False, limit=args.eval_clips)

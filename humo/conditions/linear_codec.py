@@ -7,9 +7,9 @@ same latent layout), so precompute, the trainer and the pipeline use either with
   (1 + 4k frames -> 1 + k latent frames), so audio windows and reference frames line up as with the real VAE;
 - space: blocks of `stride` x `stride` pixels (one latent pixel each);
 - a block's ``3 * t * s * s`` values (t = 1 for the first frame, 4 after) minus their mean, projected on the
-  top `z_dim` principal components of the training clips' blocks, each divided by its standard deviation, so
-  every latent channel has unit variance (the DiT sees what it would see behind a VAE with measured latent
-  statistics). Decoding is the transpose: one matrix product and the mean.
+  top `z_dim` principal components of the training clips' blocks and whitened to unit variance per channel (or,
+  on request, scaled by one factor so the channels' mean variance is 1). Decoding is the transpose: one matrix
+  product and the mean.
 
 Why a linear codec: a CPU-sized Wan VAE trained for half an hour reconstructs the proving ground's clips at
 ~20 dB and loses the mouth, which caps every model trained behind it; the principal components of 4x4-pixel
@@ -233,12 +233,26 @@ class _Moments:
         return mean, vecs[:, :z_dim], vals[:z_dim].sqrt().clamp_min(1e-6), kept
 
 
-def fit_linear_codec(videos: Iterable[torch.Tensor], z_dim: int = 16, stride: int = 4) -> LinearCodec:
+SCALINGS = ("global", "channel")
+
+
+def fit_linear_codec(
+    videos: Iterable[torch.Tensor], z_dim: int = 16, stride: int = 4, scaling: str = "channel"
+) -> LinearCodec:
     """The codec of the top `z_dim` principal components of `videos`' blocks (each ``[1, 3, 1+4k, H, W]`` in
-    [-1, 1]), whitened to unit variance per channel. Reference images count as first frames: pass them as
-    one-frame videos."""
+    [-1, 1]). Reference images count as first frames: pass them as one-frame videos.
+
+    `scaling` "channel" (default) whitens each channel to unit variance, as a VAE with measured latent statistics
+    gives. "global" divides every channel by one number, so the mean channel variance is 1 and the channels keep
+    PCA's order of variance: the latent MSE is then the pixel MSE (within the kept subspace) up to a factor, and
+    the flow loss weighs a component by how much it shows, where whitening gives the fine components (anti-aliased
+    edges, texture phases) as much loss as the figure. docs/proving-ground.md, "The latent codec", has what each
+    did to a short stage-0 run.
+    """
     if z_dim < 1:
         raise HumoError(f"linear codec: z_dim {z_dim} must be >= 1")
+    if scaling not in SCALINGS:
+        raise HumoError(f"linear codec: scaling {scaling!r}: use {' | '.join(SCALINGS)}")
     first, rest = _Moments(3 * stride**2), _Moments(3 * TEMPORAL_STRIDE * stride**2)
     for video in videos:
         check_video_size(video.shape[2], video.shape[3], video.shape[4], stride)
@@ -250,9 +264,12 @@ def fit_linear_codec(videos: Iterable[torch.Tensor], z_dim: int = 16, stride: in
         if z_dim > m.sum.numel():
             raise HumoError(f"linear codec: z_dim {z_dim} exceeds the {m.sum.numel()} values of a {name} block")
         mean, vecs, std, kept = m.components(z_dim)
+        if scaling == "global":
+            std = std.square().mean().sqrt().expand_as(std)
         weights[f"enc_{name}"] = (vecs / std).T.float().contiguous()
         weights[f"dec_{name}"] = (vecs * std).float().contiguous()
         weights[f"mean_{name}"] = mean.float()
         report[f"variance_kept_{name}"] = round(kept, 6)
         report[f"blocks_{name}"] = m.n
+    report["scaling"] = scaling
     return LinearCodec(weights, stride, report)
