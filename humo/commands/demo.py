@@ -89,7 +89,7 @@ def write_sync_plot(curves: dict, fps: float, path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from humo.errors import atomic_path
+    from humo.media.image import save_figure
 
     t = np.arange(len(curves["mouth"])) / fps
     fig, ax = plt.subplots(figsize=(7, 2.6))
@@ -103,11 +103,7 @@ def write_sync_plot(curves: dict, fps: float, path) -> Path:
         fontsize=9,
     )
     ax.legend(fontsize=8, loc="upper left", ncol=2)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def _num(v) -> str:

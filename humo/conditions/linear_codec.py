@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from humo.conditions.vae import TEMPORAL_STRIDE, check_video_size
+from humo.conditions.vae import TEMPORAL_STRIDE, check_video_size, check_video_tensor, images_as_videos
 from humo.errors import HumoError, atomic_path
 
 CODEC_KIND = "linear-pca"
@@ -113,16 +113,10 @@ class LinearCodec:
         self.w = {k: v.to(device=device) for k, v in self.w.items()}
         return self
 
-    def _check_video(self, video: torch.Tensor) -> None:
-        if not isinstance(video, torch.Tensor) or video.dim() != 5 or video.shape[1] != 3:
-            shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
-            raise HumoError(f"video tensor {shape}: expected [B, 3, T, H, W]")
-        check_video_size(video.shape[2], video.shape[3], video.shape[4], self.stride)
-
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """``[B, 3, T, H, W]`` in [-1, 1] -> ``[B, z_dim, 1 + (T-1)//4, H/s, W/s]`` (float32, unit variance)."""
-        self._check_video(video)
+        check_video_tensor(video, self.stride)
         x = video.to(device=self.device, dtype=torch.float32)
         parts = []
         for p, t, frames in (("first", 1, x[:, :, :1]), ("rest", TEMPORAL_STRIDE, x[:, :, 1:])):
@@ -134,10 +128,7 @@ class LinearCodec:
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """``[N, 3, H, W]`` in [-1, 1] -> ``[N, z_dim, 1, H/s, W/s]``: each image encoded as a one-frame video."""
-        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-            raise HumoError(f"image tensor {shape}: expected [N, 3, H, W]")
-        return self.encode(images.unsqueeze(2))
+        return self.encode(images_as_videos(images))
 
     def zero_video_latent(self, frames: int, height: int, width: int, dtype: torch.dtype = torch.float32):
         """The latent ``[1, z_dim, 1 + (frames-1)//4, height/s, width/s]`` of an all-zero (mid-grey) video."""

@@ -100,6 +100,22 @@ def check_video_size(frames: int, height: int, width: int, spatial_stride: int =
             raise HumoError(f"video {name} {v}: must be a positive multiple of {spatial_stride}")
 
 
+def check_video_tensor(video: torch.Tensor, spatial_stride: int) -> None:
+    """A codec's input: ``[B, 3, T, H, W]`` with T = 4k + 1 and H, W multiples of `spatial_stride`."""
+    if not isinstance(video, torch.Tensor) or video.dim() != 5 or video.shape[1] != 3:
+        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+        raise HumoError(f"video tensor {shape}: expected [B, 3, T, H, W]")
+    check_video_size(video.shape[2], video.shape[3], video.shape[4], spatial_stride)
+
+
+def images_as_videos(images: torch.Tensor) -> torch.Tensor:
+    """``[N, 3, H, W]`` -> one-frame videos ``[N, 3, 1, H, W]`` (how a codec encodes reference images)."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise HumoError(f"image tensor {shape}: expected [N, 3, H, W]")
+    return images.unsqueeze(2)
+
+
 def strides_of(config: Mapping[str, Any]) -> tuple[int, int]:
     """(temporal, spatial) stride of an `AutoencoderKLWan` config: one spatial halving per stage but the last, one
     temporal halving per True in `temperal_downsample` (diffusers' defaults where a key is absent)."""
@@ -440,16 +456,10 @@ class WanVAE:
 
     # -- encode ----------------------------------------------------------------------------------------------
 
-    def _check_video(self, video: torch.Tensor) -> None:
-        if not isinstance(video, torch.Tensor) or video.dim() != 5 or video.shape[1] != 3:
-            shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
-            raise HumoError(f"video tensor {shape}: expected [B, 3, T, H, W]")
-        check_video_size(video.shape[2], video.shape[3], video.shape[4], self.spatial_stride)
-
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """``[B, 3, T, H, W]`` in [-1, 1] -> normalised latent mean ``[B, 16, 1 + (T-1)//4, H/s, W/s]`` (float32)."""
-        self._check_video(video)
+        check_video_tensor(video, self.spatial_stride)
         mean, std = self._stats(torch.float32, self.device)
         outs = []
         # One video at a time: the encoder's causal cache is sized for one clip at full resolution.
@@ -460,10 +470,7 @@ class WanVAE:
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """``[N, 3, H, W]`` in [-1, 1] -> ``[N, 16, 1, H/s, W/s]``: each image encoded as a one-frame video."""
-        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-            raise HumoError(f"image tensor {shape}: expected [N, 3, H, W]")
-        return self.encode(images.unsqueeze(2))
+        return self.encode(images_as_videos(images))
 
     def zero_video_latent(self, frames: int, height: int, width: int, dtype: torch.dtype = torch.float32):
         """Normalised latent ``[1, 16, 1 + (frames-1)//4, height/s, width/s]`` of an all-zero (mid-grey) video.

@@ -119,3 +119,16 @@ def load_references(paths: Sequence[str | os.PathLike], height: int, width: int)
     if not paths:
         return torch.zeros(0, 3, height, width)
     return torch.stack([prepare_reference(load_image(p), height, width) for p in paths])
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write a matplotlib figure as a PNG (laid out tight, 110 dpi) atomically, then close it."""
+    import matplotlib.pyplot as plt
+
+    from humo.errors import atomic_path
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)

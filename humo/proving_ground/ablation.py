@@ -502,6 +502,8 @@ def plot_curves(curves: dict[str, dict[int, dict[int, dict]]], path: str | os.Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from humo.media.image import save_figure
+
     keys = [m for m in METRICS if m[0] in ("text_mean", "subject_acc", "sync_c", "mask_iou")]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4))
     for ax, (key, label, _) in zip(axes, keys, strict=True):
@@ -521,12 +523,7 @@ def plot_curves(curves: dict[str, dict[int, dict[int, dict]]], path: str | os.Pa
         ax.set_xlabel("stage-2 step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 if __name__ == "__main__":  # a `run_workers` worker: python -m humo.proving_ground.ablation STUDY.json

@@ -134,6 +134,8 @@ def plot_curves(curves: dict[str, dict[int, dict[str, Any]]], path: str | os.Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from humo.media.image import save_figure
+
     fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.3))
     for ax, (title, key, base) in zip(axes, PANELS, strict=True):
         for name, curve in curves.items():
@@ -149,11 +151,7 @@ def plot_curves(curves: dict[str, dict[int, dict[str, Any]]], path: str | os.Pat
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def _f(v) -> str:
