@@ -30,7 +30,13 @@ from typing import Any
 
 import torch
 
-from humo.conditions.vae import TEMPORAL_STRIDE, check_video_size, check_video_tensor, images_as_videos
+from humo.conditions.vae import (
+    TEMPORAL_STRIDE,
+    check_latent_tensor,
+    check_video_size,
+    check_video_tensor,
+    images_as_videos,
+)
 from humo.errors import HumoError, atomic_path
 
 CODEC_KIND = "linear-pca"
@@ -143,11 +149,7 @@ class LinearCodec:
         out_device: str | torch.device | None = None,
     ) -> torch.Tensor:
         """``[B, z_dim, F, h, w]`` -> video ``[B, 3, 1 + 4(F-1), s*h, s*w]`` in [-1, 1]."""
-        if not isinstance(latents, torch.Tensor) or latents.dim() != 5 or latents.shape[1] != self.z_dim:
-            shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
-            raise HumoError(f"latent tensor {shape}: expected [B, {self.z_dim}, F, h, w]")
-        if min(latents.shape[2:]) < 1:
-            raise HumoError(f"latent tensor {tuple(latents.shape)}: empty")
+        check_latent_tensor(latents, self.z_dim)
         out_device = latents.device if out_device is None else torch.device(out_device)
         z = latents.to(device=self.device, dtype=torch.float32).permute(0, 2, 3, 4, 1)  # [B, F, h, w, z]
         first = _unblocks(z[:, :1] @ self.w["dec_first"].T + self.w["mean_first"], 1, self.stride)

@@ -108,6 +108,15 @@ def check_video_tensor(video: torch.Tensor, spatial_stride: int) -> None:
     check_video_size(video.shape[2], video.shape[3], video.shape[4], spatial_stride)
 
 
+def check_latent_tensor(latents: torch.Tensor, z_dim: int) -> None:
+    """A codec's decode input: a non-empty ``[B, z_dim, F, h, w]``."""
+    if not isinstance(latents, torch.Tensor) or latents.dim() != 5 or latents.shape[1] != z_dim:
+        shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+        raise HumoError(f"latent tensor {shape}: expected [B, {z_dim}, F, h, w]")
+    if min(latents.shape[2:]) < 1:
+        raise HumoError(f"latent tensor {tuple(latents.shape)}: empty")
+
+
 def images_as_videos(images: torch.Tensor) -> torch.Tensor:
     """``[N, 3, H, W]`` -> one-frame videos ``[N, 3, 1, H, W]`` (how a codec encodes reference images)."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
@@ -542,12 +551,8 @@ class WanVAE:
         chunk, so peak memory is the output plus one chunk's activations, whatever the length. With
         `enable_tiling`, frames larger than a tile are decoded tile by tile with linear overlap blending.
         """
-        if not isinstance(latents, torch.Tensor) or latents.dim() != 5 or latents.shape[1] != self.z_dim:
-            shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
-            raise HumoError(f"latent tensor {shape}: expected [B, {self.z_dim}, F, h, w]")
+        check_latent_tensor(latents, self.z_dim)
         b, _, f, h, w = latents.shape
-        if f < 1 or h < 1 or w < 1:
-            raise HumoError(f"latent tensor {tuple(latents.shape)}: empty")
         frames = 1 + TEMPORAL_STRIDE * (f - 1)
         out_device = latents.device if out_device is None else torch.device(out_device)
         shape = (b, 3, frames, h * self.spatial_stride, w * self.spatial_stride)
