@@ -65,7 +65,7 @@ def _unblocks(rows: torch.Tensor, frames_per_block: int, s: int) -> torch.Tensor
 class LinearCodec:
     """Encode: ``z = enc @ (block - mean)``; decode: ``block = dec @ z + mean``, per part (first frame, later ones).
 
-    ``enc_first`` [z, 3*s*s], ``enc_rest`` [z, 3*4*s*s] (whitened projections), ``dec_*`` their [P, z]
+    ``enc_first`` [z, 3*s*s], ``enc_rest`` [z, 3*4*s*s] (scaled projections), ``dec_*`` their [P, z]
     inverses on the kept subspace, ``mean_*`` [P]. Latents are float32 ``[B, z_dim, 1 + (T-1)/4, H/s, W/s]``.
     """
 
@@ -121,7 +121,8 @@ class LinearCodec:
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, T, H, W]`` in [-1, 1] -> ``[B, z_dim, 1 + (T-1)//4, H/s, W/s]`` (float32, unit variance)."""
+        """``[B, 3, T, H, W]`` in [-1, 1] -> ``[B, z_dim, 1 + (T-1)//4, H/s, W/s]`` (float32; mean channel
+        variance 1 on the fitted clips)."""
         check_video_tensor(video, self.stride)
         x = video.to(device=self.device, dtype=torch.float32)
         parts = []

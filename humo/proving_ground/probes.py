@@ -59,14 +59,13 @@ def audio_mouth_probe(
         env.append(e[:t, None])
     n_fit = max(2, int(round(len(samples) * fit_share)))
     shuffled = feats[1:] + feats[:1]  # each clip's mouth against the next clip's audio features
+    fit, held = slice(0, n_fit), slice(n_fit, None)
 
     def probe(x: list[np.ndarray]) -> float:
-        xs = [a[: len(m)] for a, m in zip(x, mouth, strict=True)]
-        lengths = [min(len(a), len(m)) for a, m in zip(xs, mouth, strict=True)]
-        xf = np.concatenate([a[:n] for a, n in zip(xs[:n_fit], lengths[:n_fit], strict=True)])
-        yf = np.concatenate([m[:n] for m, n in zip(mouth[:n_fit], lengths[:n_fit], strict=True)])
-        xt = np.concatenate([a[:n] for a, n in zip(xs[n_fit:], lengths[n_fit:], strict=True)])
-        yt = np.concatenate([m[:n] for m, n in zip(mouth[n_fit:], lengths[n_fit:], strict=True)])
+        # Each clip's rows of x beside its mouth, cut to the shorter (another clip's audio may differ in length).
+        n = [min(len(a), len(m)) for a, m in zip(x, mouth, strict=True)]
+        xf, xt = (np.concatenate([a[:k] for a, k in zip(x[sl], n[sl], strict=True)]) for sl in (fit, held))
+        yf, yt = (np.concatenate([m[:k] for m, k in zip(mouth[sl], n[sl], strict=True)]) for sl in (fit, held))
         mu, sd = xf.mean(0), xf.std(0) + 1e-6
         a = np.c_[(xf - mu) / sd, np.ones(len(xf))]
         b = np.c_[(xt - mu) / sd, np.ones(len(xt))]
@@ -90,9 +89,10 @@ def checkpoint_curve(
     steps: int = 20,
     log: Callable[[str], None] | None = print,
 ) -> dict[int, dict[str, Any]]:
-    """{step: held-out summary} for every checkpoint `run_out` kept (and its final export as the last step),
-    scored with the recipe's codec and encoders (`recipe`/model must exist: the recipe's assembled folder)."""
-    from humo.proving_ground.ablation import Evaluator, checkpoint_dit, kept_checkpoints
+    """{step: held-out summary} for every checkpoint `run_out` kept, scored with the recipe's codec and encoders
+    (`recipe`/model must exist: the recipe's assembled folder)."""
+    from humo.proving_ground.ablation import Evaluator, _cached, checkpoint_dit, kept_checkpoints
+    from humo.proving_ground.heldout import _fmt
 
     run_out = Path(run_out)
     points = kept_checkpoints(run_out)
@@ -101,19 +101,13 @@ def checkpoint_curve(
     evaluate = Evaluator(recipe, clips=clips, steps=steps)
     curve: dict[int, dict[str, Any]] = {}
     for step, folder in points:
-        cache = folder / f"probe-{clips}.json"
-        if cache.is_file():
-            curve[step] = json.loads(cache.read_text())
-        else:
-            curve[step] = evaluate(checkpoint_dit(folder))
-            with atomic_path(cache) as tmp:
-                tmp.write_text(json.dumps(curve[step], indent=1, default=float))
+        curve[step] = _cached(folder / f"probe-{clips}.json", lambda folder=folder: evaluate(checkpoint_dit(folder)))
         if log is not None:
             s = curve[step]
             log(
-                f"{run_out.name} step {step}: text {_f(s.get('text_mean'))} subject {_f(s.get('subject_acc'))} "
-                f"(mismatched {_f(s.get('subject_acc_mismatched'))}) sync_c {_f(s.get('sync_c'))} "
-                f"(shuffled {_f(s.get('sync_c_shuffled'))}) mask IoU {_f(s.get('mask_iou'))}"
+                f"{run_out.name} step {step}: text {_fmt(s.get('text_mean'))} subject {_fmt(s.get('subject_acc'))} "
+                f"(mismatched {_fmt(s.get('subject_acc_mismatched'))}) sync_c {_fmt(s.get('sync_c'))} "
+                f"(shuffled {_fmt(s.get('sync_c_shuffled'))}) mask IoU {_fmt(s.get('mask_iou'))}"
             )
     return curve
 
@@ -152,10 +146,6 @@ def plot_curves(curves: dict[str, dict[int, dict[str, Any]]], path: str | os.Pat
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     return save_figure(fig, path)
-
-
-def _f(v) -> str:
-    return "-" if v is None else f"{v:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
