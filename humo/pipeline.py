@@ -52,6 +52,9 @@ class ModelLayout:
     dtype: str = "bf16"
     frames: int = 97
     shift: float = 5.0  # the sampler's timestep shift (the release's sample_shift)
+    # The guidance preset's parameters for this model where they differ from the preset's own, as (name, value)
+    # pairs; a request that names its own --guidance does not get them, one that only sets a scale keeps the rest.
+    guidance_params: tuple[tuple[str, float], ...] = ()
 
 
 LAYOUTS: dict[str, ModelLayout] = {
@@ -101,6 +104,10 @@ LAYOUTS: dict[str, ModelLayout] = {
         frames=49,
         # Trained with the same shift (configs/toy.json): the sampler's steps land where training put its samples.
         shift=6.0,
+        # The release's scales (7, 7.5, 4) multiply a small model's errors into block noise; with the three scales
+        # equal, the release formula is plain CFG null + s (full - null). s chosen on held-out clips
+        # (docs/training.md, "Guidance for the toy model").
+        guidance_params=(("scale_t", 2.0), ("scale_a", 2.0), ("scale_i", 2.0)),
     ),
 }
 
@@ -133,7 +140,9 @@ class GenerationRequest:
         r.height = layout.height if r.height is None else r.height
         r.width = layout.width if r.width is None else r.width
         r.frames = layout.frames if r.frames is None else r.frames
-        r.guidance = layout.guidance if r.guidance is None else r.guidance
+        if r.guidance is None:
+            r.guidance = layout.guidance
+            r.guidance_params = {**dict(layout.guidance_params), **r.guidance_params}
         r.shift = layout.shift if r.shift is None else r.shift
         who = f"case '{r.name}': " if r.name else ""
         if not isinstance(r.prompt, str) or not r.prompt.strip():

@@ -373,6 +373,19 @@ def test_presets_lists_models_and_guidance_scales(capsys):
     for name, lay in LAYOUTS.items():
         assert f"{name}" in text and f"{lay.height}x{lay.width}, {lay.frames} frames" in text
     assert "release-17b   scale_t=5.0, scale_a=5.5, step_change=980.0" in text
+    assert "guidance release-1.7b scale_t=2 scale_a=2 scale_i=2" in text  # the toy layout's own scales
+
+
+def test_output_piped_into_a_reader_that_stops_is_not_a_traceback():
+    import subprocess
+    import sys
+
+    # As in `humo presets | head -1` when head has gone: the reader closes the pipe before humo writes.
+    code = "import sys; from humo.cli import main; sys.exit(main(['presets']))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err
 
 
 def test_demo_refuses_a_non_mp4_out(tmp_path, capsys, no_loading):

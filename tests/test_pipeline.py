@@ -183,6 +183,20 @@ def test_bad_requests_rejected_before_loading(kw, msg):
         GenerationRequest(**args).resolved(LAYOUTS["toy"])
 
 
+def test_layout_guidance_params_apply_only_with_the_layouts_own_preset():
+    base = dict(prompt="a man talks", height=32, width=32, frames=9)
+    toy = dict(LAYOUTS["toy"].guidance_params)
+    assert toy and LAYOUTS["humo-1.7b"].guidance_params == ()
+    r = GenerationRequest(**base).resolved(LAYOUTS["toy"])
+    assert r.guidance == LAYOUTS["toy"].guidance and r.guidance_params == toy
+    r = GenerationRequest(**base, guidance_params={"scale_t": 3.0}).resolved(LAYOUTS["toy"])
+    assert r.guidance_params == {**toy, "scale_t": 3.0}  # one scale set, the layout's others kept
+    r = GenerationRequest(**base, guidance="release-1.7b").resolved(LAYOUTS["toy"])
+    assert r.guidance_params == {}  # a named preset comes with its own defaults
+    r = GenerationRequest(**base).resolved(LAYOUTS["humo-1.7b"])
+    assert r.guidance_params == {}
+
+
 def test_weights_folder_missing_component(tmp_path):
     (tmp_path / "HuMo" / "HuMo-1.7B").mkdir(parents=True)
     (tmp_path / "HuMo" / "HuMo-1.7B" / "ema.pth").write_bytes(b"x")

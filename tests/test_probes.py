@@ -47,3 +47,57 @@ def test_demo_sync_curves_follow_the_clip_audio_and_the_plots_are_written(tmp_pa
     plot = plot_curves({"run": curve}, tmp_path / "curves.png")
     for p in (png, plot):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class _Oracle:
+    """A stand-in DiT that knows each clip's clean latent and finds it by one condition: the reference frame
+    ("image"), the audio windows ("audio"), or by nothing (None: it predicts the mean clip and ignores both)."""
+
+    def __init__(self, cfg, cache, key):
+        import torch
+
+        from humo.data.loader import CachedDataset, LatentCache
+
+        ds = CachedDataset(LatentCache(cache), split="val", num_refs=1)
+        items = [ds[(i, "av")] for i in range(len(ds))]
+        self.cfg, self.key = cfg, key
+        self.x0 = torch.stack([it["latents"] for it in items])
+        self.refs = torch.stack([it["refs"][0] for it in items])
+        self.audio = torch.stack([it["audio"] for it in items])
+
+    def __call__(self, x, t, context, audio=None, y=None):
+        import torch
+
+        f = self.x0.shape[2]
+        if self.key == "image":
+            d = (x[:, :, f][:, None] - self.refs[None]).flatten(2).square().sum(-1)
+            x0 = self.x0[d.argmin(1)]
+        elif self.key == "audio":
+            d = (audio[:, :f][:, None] - self.audio[None]).flatten(2).square().sum(-1)
+            x0 = self.x0[d.argmin(1)]
+        else:
+            x0 = self.x0.mean(0, keepdim=True).expand(x.shape[0], -1, -1, -1, -1)
+        sigma = (t / 1000).view(-1, 1, 1, 1, 1)
+        v = (x[:, :, :f] - x0) / sigma
+        return torch.cat([v, torch.zeros_like(x[:, :, f:])], dim=2)
+
+
+def test_conditioning_gap_is_high_for_a_model_that_uses_the_condition_and_zero_for_one_that_does_not(tmp_path):
+    from humo.configs import dit_preset
+    from humo.data.precompute import synthetic_cache
+    from humo.proving_ground.probes import conditioning_gap
+    from tests.helpers import TINY, TINY_AUDIO
+
+    cfg = dit_preset("humo-1.7b", **TINY, **TINY_AUDIO)
+    cache = tmp_path / "cache"
+    synthetic_cache(
+        cache, samples=6, text_dim=TINY["text_dim"], audio_window=(8, 5, TINY_AUDIO["audio_feat_dim"]), split="val"
+    )
+    by_image = conditioning_gap(_Oracle(cfg, cache, "image"), cache, sigmas=(0.5, 0.9))
+    by_audio = conditioning_gap(_Oracle(cfg, cache, "audio"), cache, sigmas=(0.5, 0.9))
+    blind = conditioning_gap(_Oracle(cfg, cache, None), cache, sigmas=(0.5, 0.9))
+    assert by_image["image"]["face_gap"] > 0.99 and by_image["image"]["per_sigma"]["0.9"]["face_better_share"] == 1
+    assert abs(by_image["audio"]["face_gap"]) < 1e-6  # it finds the clip by its reference: the audio is not used
+    assert by_audio["audio"]["face_gap"] > 0.99 and abs(by_audio["image"]["whole_gap"]) < 1e-6
+    assert abs(blind["image"]["face_gap"]) < 1e-6 and abs(blind["audio"]["face_gap"]) < 1e-6
+    assert by_image["image"]["clips"] == 6

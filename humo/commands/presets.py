@@ -23,9 +23,10 @@ def run(args: argparse.Namespace) -> int:
 
     print("model presets (--preset; found from the --weights folder when omitted):")
     for name, lay in LAYOUTS.items():
+        params = "".join(f" {k}={v:g}" for k, v in lay.guidance_params)
         print(
             f"  {name:10} {lay.height}x{lay.width}, {lay.frames} frames ({lay.frames / VIDEO_FPS:.2f} s at "
-            f"{VIDEO_FPS} fps), {lay.dtype}, shift {lay.shift}, guidance {lay.guidance}, DiT at {lay.dit}"
+            f"{VIDEO_FPS} fps), {lay.dtype}, shift {lay.shift}, guidance {lay.guidance}{params}, DiT at {lay.dit}"
         )
     print("guidance presets (--guidance; change a parameter with --scale-t/-a/-i, --step-change or --guidance-set):")
     for name, fn in PRESETS.items():

@@ -9,8 +9,14 @@
 
     python -m humo.proving_ground.probes audio --recipe runs/toy-recipe
     python -m humo.proving_ground.probes curve --recipe runs/toy-recipe --run runs/toy-recipe/s2 --clips 12
+- ``gap``: the same checkpoints' conditioning gaps (`conditioning_gap`): how much the denoising error on the face
+  drops with the clip's own reference / audio against another clip's. It reads whether the mechanism is used
+  before the samples are good enough for the readers.
 
-Each checkpoint's scores are cached beside it (``probe-<clips>.json``), so a curve grows as a run goes on.
+    python -m humo.proving_ground.probes gap --run runs/toy-recipe/s2 --cache runs/toy-recipe/cache-heldout
+
+Each checkpoint's scores are cached beside it (``probe-<clips>.json``, ``gap-<clips>.json``), so a curve grows
+as a run goes on.
 """
 
 from __future__ import annotations
@@ -112,12 +118,113 @@ def checkpoint_curve(
     return curve
 
 
+GAP_SIGMAS = (0.3, 0.5, 0.7, 0.9)
+
+
+def conditioning_gap(
+    model, cache: str | os.PathLike, *, split: str = "val", sigmas=GAP_SIGMAS, clips: int = 24, seed: int = 0
+) -> dict[str, Any]:
+    """How much a DiT's denoising error drops when it gets a clip's own reference image or audio.
+
+    On cached clips of `split` (all conditions on: the "av" task), at fixed sigmas and fixed noise, the flow loss
+    is measured with the clip's own condition and with another clip's (rolled by one in the batch), on the face
+    region (the cached face masks as weights) and on the whole frame. gap = 1 - own / other: 0 when the model
+    ignores the condition, > 0 when it uses it. This reads the mechanism itself, before the model draws well
+    enough for the sample readers to see it. -> {"image": {...}, "audio": {...}} with per-sigma and mean gaps.
+    """
+    import torch
+
+    from humo.data.loader import CachedDataset, Collate, LatentCache
+    from humo.training.objective import Draws, build_inputs
+
+    cfg = model.cfg
+    lc = LatentCache(cache)
+    ds = CachedDataset(lc, split=split, num_refs=1, masks=True, zero_video=cfg.reference_mode == "concat")
+    items = [ds[(i, "av")] for i in range(min(clips, len(ds)))]
+    items = [it for it in items if it["refs"] is not None and it["audio"] is not None and it["mask"] is not None]
+    if len(items) < 2:
+        raise HumoError(f"conditioning gap: cache {cache} split {split} has {len(items)} clips with all conditions")
+    batch = Collate(1, [cfg.audio_window, cfg.audio_groups, cfg.audio_feat_dim])(items)
+    null_text = lc.null_text()
+    lat = batch["latents"]
+    b = lat.shape[0]
+    shape = (lat.shape[1], lat.shape[2] + 1, *lat.shape[3:])
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn((b, *shape), generator=gen)
+    face = batch["mask"].float()[:, None]
+    rolled = {"image": ("refs",), "audio": ("audio",)}
+    out: dict[str, Any] = {}
+
+    def losses(bt: dict, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+        off = torch.zeros(b, dtype=torch.bool)
+        draws = Draws(torch.full((b,), sigma), torch.full((b,), 1000 * sigma), noise, off, off, off)
+        inp = build_inputs(bt, draws, null_text, reference_mode=cfg.reference_mode, use_audio=cfg.audio)
+        with torch.no_grad():
+            pred = model(inp.x, inp.t, inp.context, audio=inp.audio, y=inp.y)
+        err = (pred[:, :, : inp.num_video] - inp.target[:, :, : inp.num_video]).float().square()
+        whole = err.mean(dim=(1, 2, 3, 4))
+        on_face = (err * face).sum(dim=(1, 2, 3, 4)) / (face.sum(dim=(1, 2, 3, 4)) * err.shape[1]).clamp_min(1e-6)
+        return whole.numpy(), on_face.numpy()
+
+    for kind, keys in rolled.items():
+        if kind == "audio" and not cfg.audio:
+            continue
+        other = dict(batch)
+        for k in keys:
+            other[k] = batch[k].roll(1, dims=0)
+        rows = {}
+        for sigma in sigmas:
+            (w_own, f_own), (w_other, f_other) = losses(batch, sigma), losses(other, sigma)
+            rows[f"{sigma:g}"] = {
+                "face_own": float(f_own.mean()),
+                "face_other": float(f_other.mean()),
+                "face_gap": float(1 - f_own.mean() / f_other.mean()),
+                "whole_gap": float(1 - w_own.mean() / w_other.mean()),
+                "face_better_share": float((f_own < f_other).mean()),
+            }
+        out[kind] = {
+            "per_sigma": rows,
+            "face_gap": float(np.mean([r["face_gap"] for r in rows.values()])),
+            "whole_gap": float(np.mean([r["whole_gap"] for r in rows.values()])),
+            "clips": b,
+        }
+    return out
+
+
+def gap_curve(
+    run_out: str | os.PathLike, cache: str | os.PathLike, split: str = "test", clips: int = 24, log=print
+) -> dict[int, dict[str, Any]]:
+    """{step: {"image_gap", "audio_gap", ...}} for every checkpoint `run_out` kept (see `conditioning_gap`)."""
+    from humo.proving_ground.ablation import _cached, checkpoint_dit, kept_checkpoints
+
+    run_out = Path(run_out)
+    points = kept_checkpoints(run_out)
+    if not points:
+        raise HumoError(f"probe gap: {run_out} has no kept checkpoints")
+
+    def one(folder: Path) -> dict[str, Any]:
+        g = conditioning_gap(checkpoint_dit(folder), cache, split=split, clips=clips)
+        return {f"{k}_gap": v["face_gap"] for k, v in g.items()} | {"detail": g}
+
+    curve = {}
+    for step, folder in points:
+        curve[step] = _cached(folder / f"gap-{clips}.json", lambda folder=folder: one(folder))
+        if log is not None:
+            log(
+                f"{run_out.name} step {step}: "
+                + " ".join(f"{k} {v:.3f}" for k, v in curve[step].items() if k != "detail")
+            )
+    return curve
+
+
 # (panel title, the metric, its baseline or None)
 PANELS = (
     ("text following", "text_mean", None),
     ("subject accuracy (dashed: mismatched reference)", "subject_acc", "subject_acc_mismatched"),
     ("Sync-C (dashed: shuffled audio)", "sync_c", "sync_c_shuffled"),
     ("face-mask IoU", "mask_iou", None),
+    ("face-loss gap: own vs another reference", "image_gap", None),
+    ("face-loss gap: own vs another audio", "audio_gap", None),
 )
 
 
@@ -130,8 +237,10 @@ def plot_curves(curves: dict[str, dict[int, dict[str, Any]]], path: str | os.Pat
 
     from humo.media.image import save_figure
 
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.3))
-    for ax, (title, key, base) in zip(axes, PANELS, strict=True):
+    panels = [p for p in PANELS if any(p[1] in point for c in curves.values() for point in c.values())]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.3), squeeze=False)
+    axes = axes[0]
+    for ax, (title, key, base) in zip(axes, panels, strict=True):
         for name, curve in curves.items():
             steps = sorted(curve)
             ys = [curve[s].get(key) for s in steps]
@@ -158,7 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--recipe", required=True, type=Path, help="toy recipe folder (model/, data/heldout/)")
     c.add_argument("--run", required=True, type=Path, help="training run folder (checkpoints/)")
     c.add_argument("--clips", type=int, default=12)
-    for q in (a, c):
+    g = sub.add_parser("gap", help="face-loss gap, own vs another clip's reference and audio, per kept checkpoint")
+    g.add_argument("--run", required=True, type=Path, help="training run folder (checkpoints/)")
+    g.add_argument("--cache", required=True, type=Path, help="cache of held-out clips (humo precompute)")
+    g.add_argument("--split", default="test", help="split of the cache to use (default test: held-out clips)")
+    g.add_argument("--clips", type=int, default=24)
+    for q in (a, c, g):
         q.add_argument("--json", type=Path, help="write the result here too")
     pl = sub.add_parser("plot", help="plot curves written by `curve --json` (one line per file)")
     pl.add_argument("--json", nargs="+", required=True, type=Path, help="curve files; each run is named by its stem")
@@ -174,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.recipe / "data" / "train" / "manifest.jsonl", args.recipe / "encoders" / "whisper", args.clips
             )
             print(json.dumps(result, indent=1))
+        elif args.probe == "gap":
+            result = {str(k): v for k, v in gap_curve(args.run, args.cache, args.split, args.clips).items()}
         else:
             result = {str(k): v for k, v in checkpoint_curve(args.recipe, args.run, args.clips).items()}
     except HumoError as e:
