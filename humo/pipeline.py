@@ -481,7 +481,7 @@ class HumoPipeline:
         if cfg.audio:
             if samples is not None:
                 with self.audio_encoder as ae:
-                    feats = ae.features(samples, fps=VIDEO_FPS)
+                    feats = ae.features(samples, fps=VIDEO_FPS, frames=frames)
                 windows = audio_windows(feats, f_lat, n_ref).unsqueeze(0)
             else:
                 windows = torch.zeros(1, f_lat + n_ref, cfg.audio_window, cfg.audio_groups, cfg.audio_feat_dim)

@@ -8,6 +8,7 @@
 #   s1:    stage 1 alone from the stage-0 backbone -> identity through self-attention (subject gain)
 #   s2-*:  stage 2 from that stage-1 model with audio-visual samples only -> sync through the audio
 #          cross-attention (Sync-C against shuffled audio) and the mask head (IoU); one run per face loss weight
+#   gap:   every kept checkpoint's face-loss gap, own vs another clip's reference and audio, on the held-out cache
 # Results: $P/*.json and the curves' PNG ($P/curves.png). Resumable like the recipe.
 set -euo pipefail
 R=${R:-runs/toy-recipe}
@@ -19,6 +20,7 @@ S2=${S2:-800}
 EVERY=${EVERY:-200}
 CLIPS=${CLIPS:-12}
 FACE_WEIGHTS=${FACE_WEIGHTS:-"4 16"}
+TRAINABLE=${TRAINABLE:-full}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 mkdir -p "$P"
 
@@ -27,13 +29,13 @@ mkdir -p "$P"
 [[ -e "$R/model/dit.safetensors" ]] || python -m humo.toy --out "$R/model" --dit "$R/s0/final/ema.safetensors" \
   --vae "$R/codec" --encoders "$R/encoders" --dit-dtype bf16
 [[ -e "$P/s1/final/ema.safetensors" ]] || $HUMO train --config "$CONFIG" --set cache="$R/cache" --set out="$P/s1" \
-  --set stage=1 --set steps="$S1" --set lr=0.0003 --set init="$R/s0/final/ema.safetensors" \
+  --set stage=1 --set steps="$S1" --set lr=0.0005 --set init="$R/s0/final/ema.safetensors" --set trainable="$TRAINABLE" \
   --set checkpoint_every="$EVERY" --set keep_checkpoints=0
 for w in $FACE_WEIGHTS; do  # side by side, one thread each: the toy DiT does not keep two threads busy
   [[ -e "$P/s2-face$w/final/ema.safetensors" ]] || OMP_NUM_THREADS=1 $HUMO train --config "$CONFIG" \
     --set cache="$R/cache" --set out="$P/s2-face$w" --set stage=2 --set steps="$S2" --set lr=0.0003 \
     --set init="$P/s1/final/ema.safetensors" --set av_fraction_start=1 --set av_fraction_end=1 \
-    --set face_loss_weight="$w" --set checkpoint_every="$EVERY" --set keep_checkpoints=0 &
+    --set face_loss_weight="$w" --set checkpoint_every="$EVERY" --set keep_checkpoints=0 --set trainable="$TRAINABLE" &
 done
 wait
 runs=("$P/s1")
@@ -43,5 +45,9 @@ for run in "${runs[@]}"; do
     --json "$run.json" > "$run.log" 2>&1 &
 done
 wait
+for run in "${runs[@]}"; do
+  python -m humo.proving_ground.probes gap --run "$run" --cache "$R/cache-heldout" --json "$run-gap.json" >> "$run.log"
+done
 cat "$P"/*.log
 python -m humo.proving_ground.probes plot --json "${runs[@]/%/.json}" --out "$P/curves.png"
+python -m humo.proving_ground.probes plot --json "${runs[@]/%/-gap.json}" --out "$P/gaps.png"

@@ -231,6 +231,27 @@ def test_long_audio_has_no_seam(enc_short):
     assert f.shape == (num_video_frames(len(x)), 5, 64)
 
 
+@pytest.mark.parametrize("frames", [1, 20, 49, 130])
+def test_a_video_shorter_than_its_audio_encodes_only_the_windows_it_needs(enc_short, frames):
+    # 8 s of audio in 2 s windows: 6 windows; the first `frames` rows equal the whole result's.
+    rng = np.random.default_rng(4)
+    wave = (0.3 * rng.standard_normal(8 * 16000)).astype(np.float32)
+    calls = []
+    encode = enc_short._encode_window
+    enc_short._encode_window = lambda x: calls.append(1) or encode(x)
+    try:
+        whole = enc_short.features(wave)
+        n_whole = len(calls)
+        calls.clear()
+        part = enc_short.features(wave, frames=frames)
+    finally:
+        del enc_short._encode_window
+    assert part.shape == (frames, 5, enc_short.dim)
+    torch.testing.assert_close(part, whole[:frames], rtol=1e-4, atol=2e-5)  # float32 vs float64 positions
+    assert n_whole == 6 and len(calls) == {1: 1, 20: 1, 49: 2, 130: 4}[frames], len(calls)
+    assert torch.equal(enc_short.features(wave, frames=10_000), whole)  # more than the audio: all of it
+
+
 def test_long_audio_with_30s_windows(enc4):
     # 40 s with the release's 30 s window: windows at 0 s and 10 s (the last one ends at the end of the audio).
     x = speechy(40.0, seed=2)

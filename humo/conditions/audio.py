@@ -368,11 +368,13 @@ class AudioEncoder:
         groups.append(states[:, :, 4 * n])
         return torch.stack(groups, dim=2)
 
-    def features_50hz(self, samples: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def features_50hz(self, samples: np.ndarray | torch.Tensor, upto: int | None = None) -> torch.Tensor:
         """Mono 16 kHz samples ``[N]`` -> grouped Whisper states at 50 Hz ``[2 * (N // 640), 5, C]`` (float32, CPU).
 
         Up to one window (30 s): exactly the release (one zero-padded window). Longer: overlapping windows
-        blended as described in the module docstring.
+        blended as described in the module docstring. `upto`: only the first `upto` rows are wanted; the windows
+        that start at or after it are not encoded (each row depends only on the windows covering it, and a
+        window's blend weight is 0 at its first row), so the rows returned are the same as the whole result's.
         """
         x = _as_samples(samples)
         n = x.shape[0]
@@ -384,29 +386,46 @@ class AudioEncoder:
         win = self.window_frames
         win_samples = win * SAMPLES_PER_ENCODER_FRAME
         starts = window_starts(total, win)
+        rows = total if upto is None else max(1, min(upto, total))
         if len(starts) == 1:
-            return self._encode_window(x[:win_samples])[:total].cpu()
-        acc = torch.zeros(total, NUM_GROUPS, self.dim, dtype=torch.float64)
-        wsum = torch.zeros(total, dtype=torch.float64)
+            return self._encode_window(x[:win_samples])[:rows].cpu()
+        acc = torch.zeros(rows, NUM_GROUPS, self.dim, dtype=torch.float64)
+        wsum = torch.zeros(rows, dtype=torch.float64)
         for k, a in enumerate(starts):
+            if a >= rows:
+                break
             s = a * SAMPLES_PER_ENCODER_FRAME
             g = self._encode_window(x[s : s + win_samples]).cpu().double()  # [win, 5, C]
             w = blend_weights(len(starts), k, win)
-            acc[a : a + win] += w[:, None, None] * g
-            wsum[a : a + win] += w
+            m = min(win, rows - a)
+            acc[a : a + m] += w[:m, None, None] * g[:m]
+            wsum[a : a + m] += w[:m]
         return (acc / wsum[:, None, None]).float()
 
-    def features(self, samples: np.ndarray | torch.Tensor, fps: int = VIDEO_FPS) -> torch.Tensor:
+    def features(self, samples: np.ndarray | torch.Tensor, fps: int = VIDEO_FPS, frames: int | None = None):
         """Mono 16 kHz samples ``[N]`` -> one feature per video frame ``[num_video_frames(N), 5, C]`` (float32, CPU).
 
         `features_50hz` resampled to `fps` per group with linear interpolation (align_corners=True) as the release.
+        `frames`: only the first `frames` video frames are wanted (a video shorter than its audio). They are the
+        rows the whole audio would give, to float rounding (the release's interpolation spans the whole length),
+        but only the encoder windows that reach them are run: a 2 s video of a 10-minute recording encodes one
+        window, not twenty.
         """
-        g = self.features_50hz(samples)  # [T50, 5, C]
-        out_len = int(g.shape[0] / float(FEATURE_RATE) * fps)
+        total = 2 * (_as_samples(samples).shape[0] // SAMPLES_PER_VIDEO_FRAME_25)
+        out_len = int(total / float(FEATURE_RATE) * fps)
         if out_len < 1:
-            raise HumoError(f"audio of {g.shape[0] / FEATURE_RATE:.3f} s is too short for one video frame")
-        per_group = [_interpolate_fps(g[None, :, j], out_len)[0] for j in range(NUM_GROUPS)]
-        return torch.stack(per_group, dim=1)
+            raise HumoError(f"audio of {total / FEATURE_RATE:.3f} s is too short for one video frame")
+        if frames is None or frames >= out_len or out_len == 1:
+            g = self.features_50hz(samples)  # [T50, 5, C]
+            per_group = [_interpolate_fps(g[None, :, j], out_len)[0] for j in range(NUM_GROUPS)]
+            return torch.stack(per_group, dim=1)
+        # The same sampling positions as _interpolate_fps over the whole length, for the first `frames` only.
+        pos = torch.arange(frames, dtype=torch.float64) * ((total - 1) / (out_len - 1))
+        lo = pos.floor().long().clamp(max=total - 1)
+        hi = (lo + 1).clamp(max=total - 1)
+        g = self.features_50hz(samples, upto=int(hi[-1]) + 1).double()
+        frac = (pos - lo.double())[:, None, None]
+        return (g[lo] * (1 - frac) + g[hi] * frac).float()
 
 
 def _as_samples(samples: np.ndarray | torch.Tensor) -> np.ndarray:
