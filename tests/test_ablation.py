@@ -215,3 +215,19 @@ def test_a_missing_train_config_is_named_as_such(tmp_path):
     cfg = StudyConfig(recipe=str(tmp_path), out=str(tmp_path / "out"), train_config=str(tmp_path / "nope.json"))
     with pytest.raises(HumoError, match=r"--config .*nope.json: no such file"):
         cfg.check_recipe()
+
+
+def test_sample_sheet_shows_reference_samples_and_truth_per_held_out_clip(recipe, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from humo.proving_ground.probes import sample_sheet
+
+    ck = recipe / "s0" / "checkpoints" / "step_00000002"
+    png = sample_sheet(recipe, ck, tmp_path / "sheet.png", clips=2, steps=2)
+    img = np.asarray(Image.open(png).convert("RGB"))
+    assert img.shape == (2 * 2 * 64, 2 * 8 * 64, 3)  # 2 rows; reference + 6 frames + truth; enlarged 2x
+    truth = img[:128, -128:][::2, ::2]
+    ref = img[:128, :128][::2, ::2]
+    assert np.abs(truth.astype(int) - ref.astype(int)).mean() > 5  # the reference is another look, not the frame
+    assert not list(tmp_path.glob("*.tmp*"))

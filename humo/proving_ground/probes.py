@@ -257,6 +257,56 @@ def plot_curves(curves: dict[str, dict[int, dict[str, Any]]], path: str | os.Pat
     return save_figure(fig, path)
 
 
+def sample_sheet(
+    recipe: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    path: str | os.PathLike,
+    clips: int = 4,
+    steps: int = 20,
+    guidance: str | None = None,
+    guidance_params: dict | None = None,
+) -> Path:
+    """A PNG of what a checkpoint draws for the first `clips` held-out clips: per row the reference image, six
+    frames of the sample and the clip's own middle frame (the truth), each enlarged 2x."""
+    from PIL import Image
+
+    from humo.media.image import load_references
+    from humo.media.video import read_video
+    from humo.pipeline import HumoPipeline
+    from humo.proving_ground.ablation import checkpoint_dit
+    from humo.proving_ground.heldout import heldout_samples
+
+    recipe = Path(recipe)
+    pipe = HumoPipeline.from_pretrained(
+        recipe / "model", "toy", device="cpu", offload=False, log=lambda *_: None, progress=False
+    )
+    pipe.dit = checkpoint_dit(checkpoint)
+    rows = []
+    for i, s in enumerate(heldout_samples(recipe / "data" / "heldout" / "manifest.jsonl", clips)):
+        res = pipe(
+            s.caption,
+            [str(s.ref_image_paths[0])],
+            str(s.audio_path),
+            frames=s.num_frames or None,
+            steps=steps,
+            seed=i,
+            guidance=guidance,
+            guidance_params=dict(guidance_params or {}),
+        )
+        h, w = res.frames.shape[1:3]
+        ref = load_references([str(s.ref_image_paths[0])], h, w)[0]
+        ref = ((ref.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        truth = read_video(s.video_path)[0]
+        picks = np.linspace(0, len(res.frames) - 1, 6).round().astype(int)
+        rows.append(np.concatenate([ref, *res.frames[picks], truth[len(truth) // 2]], axis=1))
+    grid = np.concatenate(rows, axis=0)
+    out = Path(path)
+    with atomic_path(out) as tmp:
+        img = Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST)
+        img.save(tmp, format="PNG")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m humo.proving_ground.probes", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="probe", required=True)
@@ -272,6 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--cache", required=True, type=Path, help="cache of held-out clips (humo precompute)")
     g.add_argument("--split", default="test", help="split of the cache to use (default test: held-out clips)")
     g.add_argument("--clips", type=int, default=24)
+    sh = sub.add_parser("sheet", help="PNG of a checkpoint's samples for the first held-out clips")
+    sh.add_argument("--recipe", required=True, type=Path, help="toy recipe folder (model/, data/heldout/)")
+    sh.add_argument("--checkpoint", required=True, type=Path, help="checkpoint folder (model + ema safetensors)")
+    sh.add_argument("--out", required=True, type=Path, help="PNG to write")
+    sh.add_argument("--clips", type=int, default=4)
+    sh.add_argument("--guidance", help="guidance preset (default: the toy layout's)")
+    sh.add_argument("--scale", type=float, help="one scale for text, image and audio (release formula)")
     for q in (a, c, g):
         q.add_argument("--json", type=Path, help="write the result here too")
     pl = sub.add_parser("plot", help="plot curves written by `curve --json` (one line per file)")
@@ -279,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("--out", required=True, type=Path, help="PNG to write")
     args = p.parse_args(argv)
     try:
+        if args.probe == "sheet":
+            params = {} if args.scale is None else {f"scale_{m}": args.scale for m in "tai"}
+            print(sample_sheet(args.recipe, args.checkpoint, args.out, args.clips, 20, args.guidance, params))
+            return 0
         if args.probe == "plot":
             curves = {f.stem: {int(k): v for k, v in json.loads(f.read_text()).items()} for f in args.json}
             print(plot_curves(curves, args.out))
