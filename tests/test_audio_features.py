@@ -174,6 +174,33 @@ def test_tiny_whisper_end_to_end_128_mel_and_silence():
     assert w.shape == (4 + 1, 8, 5, 64)  # 15 frames -> 13 = 4k+1 -> 4 latent frames, + 1 reference
 
 
+def test_toy_features_follow_the_sound_not_the_frame_position():
+    # Between-clip share of the features' variance at equal frame positions: what the DiT can tell clips apart by.
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    rng = np.random.default_rng(0)
+    t = np.arange(32000) / 16000
+    waves = []
+    for _ in range(6):  # bursts of tones at random times, like syllables
+        env = np.convolve(rng.random(len(t)) < 4e-4, np.hanning(3000), mode="same").clip(0, 1)
+        waves.append((0.5 * env * np.sin(2 * np.pi * rng.uniform(100, 300) * t)).astype(np.float32))
+
+    def content_share(enc):
+        x = np.stack([enc.features(w).reshape(-1, enc.dim * 5).numpy() for w in waves])
+        return x.var(0).mean() / x.reshape(-1, x.shape[-1]).var(0).mean()
+
+    toy = AudioEncoder.toy(0)
+    assert not toy.encoder.embed_positions.weight.any()
+    with_positions = AudioEncoder(WhisperEncoder(toy.encoder.config), toy.feature_extractor)
+    with torch.no_grad():
+        for (name, p), (_, q) in zip(with_positions.encoder.named_parameters(), toy.encoder.named_parameters()):
+            if "embed_positions" not in name:
+                p.copy_(q)
+    assert with_positions.encoder.embed_positions.weight.abs().max() > 0.5  # Whisper's sinusoid
+    assert content_share(toy) > 0.5
+    assert content_share(with_positions) < 0.02
+
+
 def test_toy_is_deterministic_per_seed():
     a, b, c = AudioEncoder.toy(7), AudioEncoder.toy(7), AudioEncoder.toy(8)
     for (k, va), vb in zip(a.encoder.state_dict().items(), b.encoder.state_dict().values()):

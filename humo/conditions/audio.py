@@ -280,6 +280,12 @@ class AudioEncoder:
 
         `chunk_seconds` sets the encoder window (``max_source_positions = 50 * chunk_seconds``); a short window
         makes long-audio tests fast.
+
+        Its position embedding is zero. Whisper's is a fixed sinusoid of unit size, and the untrained convolutions'
+        output is tiny beside it: with it, 0.01% of the features' variance comes from the sound (the rest is the
+        frame's position, the same for every clip), so a DiT cannot learn lip sync from them. A trained Whisper's
+        features follow the sound; without the position embedding, 84% of the toy's variance does (measured on 12
+        proving-ground clips; `tests/test_audio_features.py` checks the share).
         """
         from transformers import WhisperFeatureExtractor
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
@@ -290,6 +296,8 @@ class AudioEncoder:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             enc = WhisperEncoder(cfg)
+        with torch.no_grad():
+            enc.embed_positions.weight.zero_()
         fe = WhisperFeatureExtractor(feature_size=num_mel_bins, chunk_length=chunk_seconds)
         return cls(enc, fe, name=f"toy(seed={seed})")
 

@@ -42,7 +42,7 @@ def audio_mouth_probe(
     cut from), standardised on the fitting clips. Target: the drawn mouth opening of the clip's (first)
     character, from its ground-truth ``.npz``. Also reported: the same probe from the loudness envelope alone
     (the world's mouth follows it, so that r is the probe's ceiling) and from features of another clip's audio
-    (chance).
+    (chance), and the features' content share (see the return value).
     """
     from humo.conditions.audio import AudioEncoder
     from humo.data.manifest import read_manifest
@@ -78,7 +78,13 @@ def audio_mouth_probe(
         w = np.linalg.solve(a.T @ a + np.eye(a.shape[1]), a.T @ yf)
         return float(np.corrcoef(b @ w, yt)[0, 1])
 
+    t_min = min(len(f) for f in feats)
+    stack = np.stack([f[:t_min] for f in feats])  # [clips, T, D]
     return {
+        # The share of the features' variance that differs between clips at the same frame: what comes from the
+        # sound. The ridge probe standardises its inputs, so it finds a signal however small; the DiT sees the
+        # features as they are, and a share near 0 means they are nearly the same for every clip.
+        "content_share": float(stack.var(0).mean() / stack.reshape(-1, stack.shape[-1]).var(0).mean()),
         "r": probe(feats),
         "r_envelope": probe(env),
         "r_other_audio": probe(shuffled),
