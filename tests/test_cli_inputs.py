@@ -454,3 +454,21 @@ def test_pil_decompression_bomb_warning_stays_off_the_console(toy_weights, media
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stderr == "" and out.is_file()
+
+
+def test_the_job_is_sized_before_any_model_loads(tmp_path):
+    from humo.commands.generate import job_summary
+    from humo.pipeline import LAYOUTS, GenerationRequest
+
+    lay = LAYOUTS["humo-17b"]
+    r = GenerationRequest(prompt="a man talks").resolved(lay)
+    line = job_summary(r, r.frames, lay, tmp_path)  # an official layout: Wan's 8x VAE, 1x2x2 patches
+    assert "97 frames at 720x1280 -> 90000 video + 0 reference tokens" in line
+    assert "100 DiT passes (50 steps)" in line and "17.06B parameters" in line  # text only: 2 passes a step
+    toy = LAYOUTS["toy"]
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "codec.json").write_text(json.dumps({"stride": 8}))
+    r = GenerationRequest(prompt="a man talks", steps=3, height=64, width=64, frames=49)
+    r = r.resolved(toy)
+    assert "208" not in job_summary(r, 49, toy, tmp_path)  # an 8x codec: 13 frames x 2 x 2 tokens
+    assert "52 video + 0 reference tokens" in job_summary(r, 49, toy, tmp_path)

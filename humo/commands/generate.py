@@ -229,9 +229,37 @@ def check_outputs(jobs, png_frames: str | None, overwrite: bool) -> None:
         check_output(png_frames, "--png-frames", inputs + [out for _, out in jobs], overwrite, folder=True)
 
 
-def check_job_size(jobs, layout, allow_large: bool) -> None:
+def job_summary(req, frames: int, layout, weights: Path) -> str:
+    """One line sizing a job before any model loads: tokens per forward pass, passes, and the DiT's weights."""
+    import torch
+
+    from humo.conditions.vae import folder_spatial_stride
+    from humo.configs import dit_preset
+    from humo.dit import HumoDiT
+    from humo.guidance import count_passes
+    from humo.sampler import flow_schedule
+
+    cfg = dit_preset(layout.dit_preset)
+    stride = folder_spatial_stride(weights / layout.vae)
+    per_frame = (req.height // stride // cfg.patch[1]) * (req.width // stride // cfg.patch[2])
+    video_tokens = ((frames - 1) // 4 + 1) * per_frame
+    ref_tokens = max(len(req.images), 1 if req.audio else 0) * per_frame
+    _, timesteps = flow_schedule(req.steps, req.shift)
+    passes = count_passes(req.schedule(req), timesteps.tolist())
+    with torch.device("meta"):
+        params = sum(p.numel() for p in HumoDiT(cfg).parameters())
+    size = {"bf16": 2, "fp16": 2, "fp32": 4}.get(layout.dtype, 4) * params
+    return (
+        f"job: {frames} frames at {req.height}x{req.width} -> {video_tokens} video + {ref_tokens} reference tokens "
+        f"per pass, {passes} DiT passes ({req.steps} steps); DiT {params / 1e9:.2f}B parameters, "
+        f"{size / 2**30:.2f} GiB in {layout.dtype} (time and peak memory follow after the first step)"
+    )
+
+
+def check_job_size(jobs, layout, allow_large: bool, weights: Path | None = None, say=print) -> None:
     """Size each job from the file headers before loading: refuse what is far beyond the model's design unless
-    --allow-large (a 10-minute WAV with --frames -1 is 15,000 frames), and say when the audio is cut."""
+    --allow-large (a 10-minute WAV with --frames -1 is 15,000 frames), say when the audio is cut, and print
+    `job_summary` (with `weights`)."""
     from humo.conditions.audio import frames_for_audio
     from humo.errors import warn
     from humo.media.audio import audio_duration
@@ -260,6 +288,8 @@ def check_job_size(jobs, layout, allow_large: bool) -> None:
                 f"{who}{' and '.join(large)}: far beyond the model's size, slow and memory-hungry; "
                 "pass --allow-large to run it anyway"
             )
+        if weights is not None:
+            say(f"{who}{job_summary(req, frames, layout, weights)}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -279,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
     seed, drawn = parse_seed(args.seed)
     jobs = [(req.resolved(layout), out) for req, out in requests_from_args(args, seed)]
     check_outputs(jobs, args.png_frames, args.overwrite)
-    check_job_size(jobs, layout, args.allow_large)
+    check_job_size(jobs, layout, args.allow_large, weights, say)
     device = resolve_device(args.device)
     if drawn:  # printed even with --quiet: without it the video cannot be made again
         print(f"seed {seed}")

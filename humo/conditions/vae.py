@@ -593,6 +593,22 @@ class WanVAE:
         return out.clamp_(-1.0, 1.0)
 
 
+def folder_spatial_stride(path: str | os.PathLike) -> int:
+    """Pixels per latent pixel of the codec at `path`, from its config file alone (no weights read): a linear
+    codec folder's ``codec.json``, a diffusers folder's ``config.json``, else Wan2.1's 8 (an official file)."""
+    from humo.conditions.linear_codec import CONFIG_NAME
+
+    path = Path(path)
+    try:
+        if (path / CONFIG_NAME).is_file():
+            return int(json.loads((path / CONFIG_NAME).read_text())["stride"])
+        if (path / "config.json").is_file():
+            return strides_of(json.loads((path / "config.json").read_text()))[1]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise HumoError(f"VAE {path}: unreadable config ({e})") from None
+    return SPATIAL_STRIDE
+
+
 def load_vae_folder(folder: str | os.PathLike, device: str | torch.device = "cpu"):
     """The codec in a folder: the proving ground's linear codec where ``codec.json`` is present, else a diffusers
     `AutoencoderKLWan` folder (`WanVAE`). Both share the encode/decode interface."""
