@@ -175,7 +175,8 @@ def test_tiny_whisper_end_to_end_128_mel_and_silence():
 
 
 def test_toy_features_follow_the_sound_not_the_frame_position():
-    # Between-clip share of the features' variance at equal frame positions: what the DiT can tell clips apart by.
+    # Per group of layers: the between-clip variance at equal frames over the mean square, i.e. how much of what
+    # the DiT is given tells one clip's sound from another's.
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     rng = np.random.default_rng(0)
@@ -186,19 +187,16 @@ def test_toy_features_follow_the_sound_not_the_frame_position():
         waves.append((0.5 * env * np.sin(2 * np.pi * rng.uniform(100, 300) * t)).astype(np.float32))
 
     def content_share(enc):
-        x = np.stack([enc.features(w).reshape(-1, enc.dim * 5).numpy() for w in waves])
-        return x.var(0).mean() / x.reshape(-1, x.shape[-1]).var(0).mean()
+        x = np.stack([enc.features(w).numpy() for w in waves])  # [clips, T, 5, C]
+        return x.var(0).mean(axis=(0, 2)) / np.square(x).mean(axis=(0, 1, 3))
 
     toy = AudioEncoder.toy(0)
     assert not toy.encoder.embed_positions.weight.any()
-    with_positions = AudioEncoder(WhisperEncoder(toy.encoder.config), toy.feature_extractor)
-    with torch.no_grad():
-        for (name, p), (_, q) in zip(with_positions.encoder.named_parameters(), toy.encoder.named_parameters()):
-            if "embed_positions" not in name:
-                p.copy_(q)
-    assert with_positions.encoder.embed_positions.weight.abs().max() > 0.5  # Whisper's sinusoid
-    assert content_share(toy) > 0.5
-    assert content_share(with_positions) < 0.02
+    torch.manual_seed(0)
+    plain = AudioEncoder(WhisperEncoder(toy.encoder.config), toy.feature_extractor)  # a plain random Whisper
+    assert plain.encoder.embed_positions.weight.abs().max() > 0.5  # its sinusoid
+    assert content_share(toy).min() > 0.1, content_share(toy)  # these clips are mostly silence
+    assert content_share(plain)[:4].max() < 0.05, content_share(plain)
 
 
 def test_toy_is_deterministic_per_seed():
@@ -249,9 +247,10 @@ def test_long_audio_has_no_seam(enc_short):
     seam = (naive[100] - ours[100]).abs().max()
     assert seam > 1e-2  # so the comparison above can fail
     # The step across the boundary: the release's jumps well beyond the usual frame-to-frame step; ours does not.
-    steps = (ours[1:] - ours[:-1]).flatten(1).norm(dim=-1)
+    # (The clip's own first and last frames are left out: the convolutions' zero padding makes a step there too.)
+    steps = (ours[1:] - ours[:-1]).flatten(1).norm(dim=-1)[2:-2]
     naive_step = (naive[100] - naive[99]).norm()
-    assert steps.max() < naive_step
+    assert steps.max() < naive_step / 2
 
     # 25 fps output over the long clip: the same interpolation as short clips, length from the release formula.
     f = enc.features(x)

@@ -18,7 +18,7 @@ def test_audio_probe_reads_the_mouth_from_the_clip_audio_and_not_from_another_cl
     assert res["r_envelope"] > 0.95  # the world's mouth follows the loudness envelope
     assert res["r"] > 0.8, res
     assert abs(res["r_other_audio"]) < 0.3, res
-    assert res["content_share"] > 0.5, res  # the features differ between clips (see the toy encoder)
+    assert res["content_share"] > 0.3, res  # the features differ between clips (see the toy encoder)
 
 
 def test_demo_sync_curves_follow_the_clip_audio_and_the_plots_are_written(tmp_path):

@@ -81,10 +81,10 @@ def audio_mouth_probe(
     t_min = min(len(f) for f in feats)
     stack = np.stack([f[:t_min] for f in feats])  # [clips, T, D]
     return {
-        # The share of the features' variance that differs between clips at the same frame: what comes from the
-        # sound. The ridge probe standardises its inputs, so it finds a signal however small; the DiT sees the
-        # features as they are, and a share near 0 means they are nearly the same for every clip.
-        "content_share": float(stack.var(0).mean() / stack.reshape(-1, stack.shape[-1]).var(0).mean()),
+        # The between-clip variance of the features at equal frames over their mean square: how much of what the
+        # DiT is given comes from the sound. The ridge probe standardises its inputs, so it finds a signal however
+        # small; the DiT sees the features as they are, and a share near 0 means they are the same for every clip.
+        "content_share": float(stack.var(0).mean() / np.square(stack).mean()),
         "r": probe(feats),
         "r_envelope": probe(env),
         "r_other_audio": probe(shuffled),
