@@ -323,6 +323,9 @@ def test_ctrl_c_mid_sampling_stops_quickly_and_leaves_nothing(toy_weights, media
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # A child inherits an ignored SIGINT (some tests' libraries ignore it in the worker); a user's shell
+        # delivers it, so the child starts with the default disposition.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         for line in proc.stderr:  # the encode line comes just before sampling starts
