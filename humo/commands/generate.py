@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -229,13 +230,22 @@ def check_outputs(jobs, png_frames: str | None, overwrite: bool) -> None:
         check_output(png_frames, "--png-frames", inputs + [out for _, out in jobs], overwrite, folder=True)
 
 
-def job_summary(req, frames: int, layout, weights: Path) -> str:
-    """One line sizing a job before any model loads: tokens per forward pass, passes, and the DiT's weights."""
+@functools.cache
+def dit_parameters(preset: str) -> int:
+    """Parameters of a preset's DiT, counted on the meta device (no memory, no weights)."""
     import torch
 
-    from humo.conditions.vae import folder_spatial_stride
     from humo.configs import dit_preset
     from humo.dit import HumoDiT
+
+    with torch.device("meta"):
+        return sum(p.numel() for p in HumoDiT(dit_preset(preset)).parameters())
+
+
+def job_summary(req, frames: int, layout, weights: Path) -> str:
+    """One line sizing a job before any model loads: tokens per forward pass, passes, and the DiT's weights."""
+    from humo.conditions.vae import folder_spatial_stride
+    from humo.configs import dit_preset
     from humo.guidance import count_passes
     from humo.sampler import flow_schedule
 
@@ -246,8 +256,7 @@ def job_summary(req, frames: int, layout, weights: Path) -> str:
     ref_tokens = max(len(req.images), 1 if req.audio else 0) * per_frame
     _, timesteps = flow_schedule(req.steps, req.shift)
     passes = count_passes(req.schedule(req), timesteps.tolist())
-    with torch.device("meta"):
-        params = sum(p.numel() for p in HumoDiT(cfg).parameters())
+    params = dit_parameters(layout.dit_preset)
     size = {"bf16": 2, "fp16": 2, "fp32": 4}.get(layout.dtype, 4) * params
     return (
         f"job: {frames} frames at {req.height}x{req.width} -> {video_tokens} video + {ref_tokens} reference tokens "

@@ -265,13 +265,10 @@ class Evaluator:
         self.pipe = None
 
     def __call__(self, dit, guidance: str | None = None, params: dict | None = None) -> dict[str, Any]:
-        from humo.pipeline import HumoPipeline
-        from humo.proving_ground.heldout import evaluate_model
+        from humo.proving_ground.heldout import evaluate_model, quiet_pipeline
 
         if self.pipe is None:
-            self.pipe = HumoPipeline.from_pretrained(
-                self.recipe / "model", "toy", device="cpu", offload=False, log=lambda *_: None, progress=False
-            )
+            self.pipe = quiet_pipeline(self.recipe / "model")
         self.pipe.dit = dit
         res = evaluate_model(
             "(in memory)",

@@ -118,6 +118,30 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
     return out
 
 
+def quiet_pipeline(weights: str | os.PathLike, preset: str = "toy"):
+    """A CPU `HumoPipeline` that keeps every component loaded and prints nothing (for scoring many clips)."""
+    from humo.pipeline import HumoPipeline
+
+    return HumoPipeline.from_pretrained(
+        weights, preset, device="cpu", offload=False, log=lambda *_: None, progress=False
+    )
+
+
+def generate_clip(pipe, sample, *, seed: int, steps: int, guidance=None, guidance_params=None, out=None):
+    """The pipeline's result for one held-out sample: its caption, first reference image, audio and length."""
+    return pipe(
+        sample.caption,
+        [str(sample.ref_image_paths[0])],
+        str(sample.audio_path),
+        out=out,
+        frames=sample.num_frames or None,
+        steps=steps,
+        seed=seed,
+        guidance=guidance,
+        guidance_params=dict(guidance_params or {}),
+    )
+
+
 def evaluate_model(
     weights: str | os.PathLike,
     manifest: str | os.PathLike,
@@ -140,13 +164,10 @@ def evaluate_model(
     from PIL import Image
 
     from humo.media.audio import load_audio
-    from humo.pipeline import HumoPipeline
 
     samples = heldout_samples(manifest, clips)
     if pipe is None:
-        pipe = HumoPipeline.from_pretrained(
-            weights, preset, device="cpu", offload=False, log=lambda *_: None, progress=False
-        )
+        pipe = quiet_pipeline(weights, preset)
     refs = [np.asarray(Image.open(s.ref_image_paths[0]).convert("RGB")) for s in samples]
     audios = [load_audio(s.audio_path, 16000, min_seconds=0) for s in samples]
     vdir = Path(videos) if videos is not None else None
@@ -155,16 +176,8 @@ def evaluate_model(
         j = _partner(samples, i)
         t0 = time.perf_counter()
         out = vdir / f"{s.id}.mp4" if vdir is not None else None
-        res = pipe(
-            s.caption,
-            [str(s.ref_image_paths[0])],
-            str(s.audio_path),
-            out=out,
-            frames=s.num_frames or None,
-            steps=steps,
-            seed=seed + i,
-            guidance=guidance,
-            guidance_params=dict(guidance_params or {}),
+        res = generate_clip(
+            pipe, s, seed=seed + i, steps=steps, guidance=guidance, guidance_params=guidance_params, out=out
         )
         seconds = time.perf_counter() - t0
         own = metrics.evaluate_clip(res.frames, res.fps, s.caption, [refs[i]], (audios[i], 16000))

@@ -158,7 +158,7 @@ def conditioning_gap(
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn((b, *shape), generator=gen)
     face = batch["mask"].float()[:, None]
-    rolled = {"image": ("refs",), "audio": ("audio",)}
+    rolled = {"image": "refs", "audio": "audio"}  # the condition and the batch key holding it
     out: dict[str, Any] = {}
 
     def losses(bt: dict, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -172,15 +172,14 @@ def conditioning_gap(
         on_face = (err * face).sum(dim=(1, 2, 3, 4)) / (face.sum(dim=(1, 2, 3, 4)) * err.shape[1]).clamp_min(1e-6)
         return whole.numpy(), on_face.numpy()
 
-    for kind, keys in rolled.items():
+    own = {sigma: losses(batch, sigma) for sigma in sigmas}  # the same for both conditions
+    for kind, key in rolled.items():
         if kind == "audio" and not cfg.audio:
             continue
-        other = dict(batch)
-        for k in keys:
-            other[k] = batch[k].roll(1, dims=0)
+        other = {**batch, key: batch[key].roll(1, dims=0)}
         rows = {}
         for sigma in sigmas:
-            (w_own, f_own), (w_other, f_other) = losses(batch, sigma), losses(other, sigma)
+            (w_own, f_own), (w_other, f_other) = own[sigma], losses(other, sigma)
             rows[f"{sigma:g}"] = {
                 "face_own": float(f_own.mean()),
                 "face_other": float(f_other.mean()),
@@ -278,27 +277,15 @@ def sample_sheet(
 
     from humo.media.image import load_references
     from humo.media.video import read_video
-    from humo.pipeline import HumoPipeline
     from humo.proving_ground.ablation import checkpoint_dit
-    from humo.proving_ground.heldout import heldout_samples
+    from humo.proving_ground.heldout import generate_clip, heldout_samples, quiet_pipeline
 
     recipe = Path(recipe)
-    pipe = HumoPipeline.from_pretrained(
-        recipe / "model", "toy", device="cpu", offload=False, log=lambda *_: None, progress=False
-    )
+    pipe = quiet_pipeline(recipe / "model")
     pipe.dit = checkpoint_dit(checkpoint)
     rows = []
     for i, s in enumerate(heldout_samples(recipe / "data" / "heldout" / "manifest.jsonl", clips)):
-        res = pipe(
-            s.caption,
-            [str(s.ref_image_paths[0])],
-            str(s.audio_path),
-            frames=s.num_frames or None,
-            steps=steps,
-            seed=i,
-            guidance=guidance,
-            guidance_params=dict(guidance_params or {}),
-        )
+        res = generate_clip(pipe, s, seed=i, steps=steps, guidance=guidance, guidance_params=guidance_params)
         h, w = res.frames.shape[1:3]
         ref = load_references([str(s.ref_image_paths[0])], h, w)[0]
         ref = ((ref.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
