@@ -475,3 +475,38 @@ def test_the_job_is_sized_before_any_model_loads(tmp_path):
     r = r.resolved(toy)
     assert "208" not in job_summary(r, 49, toy, tmp_path)  # an 8x codec: 13 frames x 2 x 2 tokens
     assert "52 video + 0 reference tokens" in job_summary(r, 49, toy, tmp_path)
+
+
+def test_the_job_line_gives_time_and_memory_from_a_quick_measurement(toy_weights, tmp_path, capsys, no_loading):
+    """With the device known, the line before loading has the estimated DiT compute at a measured rate and the
+    memory against the device's free memory (the model itself never loads: `no_loading` fails it)."""
+    import re
+
+    with pytest.raises(AssertionError, match="loaded"):
+        main([str(a) for a in generate("--weights", toy_weights, "--device", "cpu", "--out", tmp_path / "o.mp4")])
+    out = capsys.readouterr().out
+    assert re.search(r"estimate: DiT compute \d+\.\d s at \d+\.\d\d TFLOP/s \(measured\)", out), out
+    assert re.search(r"weights \+ activations \d+\.\d\d GiB of \d+\.\d GiB free", out), out
+
+
+def test_a_job_beyond_the_device_memory_is_refused_then_warned(toy_weights, tmp_path, capsys, monkeypatch):
+    import humo.sizing
+
+    out = tmp_path / "o.mp4"
+    argv = generate("--weights", toy_weights, "--device", "cpu", "--out", out)
+    monkeypatch.setattr(humo.sizing, "free_memory_bytes", lambda device: 1000)  # far below any model
+    monkeypatch.setattr(HumoPipeline, "from_pretrained", lambda *a, **k: (_ for _ in ()).throw(AssertionError()))
+    msg = refused(capsys, argv, "GiB free", absent=[out])
+    assert "estimated" in msg and "--allow-large" in msg
+    # between 1x and 2x the free memory: a warning, and the job goes on (here to the loader, which fails the test)
+    from humo.commands.generate import size_job
+    from humo.pipeline import LAYOUTS, GenerationRequest
+
+    lay = LAYOUTS["toy"]
+    req = GenerationRequest("a man talks", steps=1, height=32, width=32, frames=5).resolved(lay)
+    need = size_job(req, 5, lay, toy_weights)[2].memory_bytes
+    monkeypatch.setattr(humo.sizing, "free_memory_bytes", lambda device: int(need * 0.75))
+    with pytest.raises(AssertionError):
+        main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert "may run out of memory" in err and len(err.strip().splitlines()) == 1

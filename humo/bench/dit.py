@@ -24,20 +24,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
 
 
-def forward_flops(cfg, tokens: int, text_len: int) -> float:
-    """Multiply-add FLOPs (2 per MAC) of the backbone's blocks and head for one sample."""
-    d, f = cfg.dim, cfg.ffn_dim
-    per_block = (
-        2 * tokens * d * d * 4  # self-attention q, k, v, o
-        + 2 * 2 * tokens * tokens * d  # self-attention scores and values
-        + 2 * tokens * d * d * 2  # cross-attention q, o
-        + 2 * text_len * d * d * 2  # cross-attention k, v
-        + 2 * 2 * tokens * text_len * d  # cross-attention scores and values
-        + 2 * tokens * d * f * 2  # FFN
-    )
-    return cfg.num_layers * per_block + 2 * tokens * d * cfg.out_dim * 4
-
-
 def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 3) -> float:
     """Measured dense matmul TFLOP/s on this machine for `dtype`."""
     a = torch.randn(n, n).to(dtype)
@@ -68,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from humo.checkpoint import diffusers_config, to_diffusers_keys
     from humo.configs import dit_preset
     from humo.dit import HumoDiT
+    from humo.sizing import forward_flops
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import time
 from pathlib import Path
@@ -51,7 +50,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-large",
         action="store_true",
-        help="run a job beyond 4x the model's frames or pixels (refused by default: hours and tens of GB)",
+        help="run a job beyond 4x the model's frames or pixels, or estimated at over twice the device's free memory "
+        "or a day of DiT compute (refused by default)",
     )
     parser.add_argument(
         "--guidance",
@@ -230,50 +230,84 @@ def check_outputs(jobs, png_frames: str | None, overwrite: bool) -> None:
         check_output(png_frames, "--png-frames", inputs + [out for _, out in jobs], overwrite, folder=True)
 
 
-@functools.cache
-def dit_parameters(preset: str) -> int:
-    """Parameters of a preset's DiT, counted on the meta device (no memory, no weights)."""
-    import torch
-
-    from humo.configs import dit_preset
-    from humo.dit import HumoDiT
-
-    with torch.device("meta"):
-        return sum(p.numel() for p in HumoDiT(dit_preset(preset)).parameters())
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+LIMIT_SECONDS = 24 * 3600  # beyond a day of estimated sampling, a job needs --allow-large
 
 
-def job_summary(req, frames: int, layout, weights: Path) -> str:
-    """One line sizing a job before any model loads: tokens per forward pass, passes, and the DiT's weights."""
+def size_job(req, frames: int, layout, weights: Path, dtype: str | None = None, rate=None, free=None):
+    """(video tokens, reference tokens, `sizing.JobEstimate`) of one job, before any model loads: `dtype` is the
+    DiT's (default the layout's), `rate` the device's measured FLOP/s, `free` its free memory in bytes."""
     from humo.conditions.vae import folder_spatial_stride
     from humo.configs import dit_preset
-    from humo.guidance import count_passes
     from humo.sampler import flow_schedule
+    from humo.sizing import estimate_job
 
     cfg = dit_preset(layout.dit_preset)
     stride = folder_spatial_stride(weights / layout.vae)
     per_frame = (req.height // stride // cfg.patch[1]) * (req.width // stride // cfg.patch[2])
-    video_tokens = ((frames - 1) // 4 + 1) * per_frame
-    ref_tokens = max(len(req.images), 1 if req.audio else 0) * per_frame
+    video_frames = (frames - 1) // 4 + 1
+    ref_frames = max(len(req.images), 1 if req.audio else 0)
     _, timesteps = flow_schedule(req.steps, req.shift)
-    passes = count_passes(req.schedule(req), timesteps.tolist())
-    params = dit_parameters(layout.dit_preset)
-    size = {"bf16": 2, "fp16": 2, "fp32": 4}.get(layout.dtype, 4) * params
-    return (
-        f"job: {frames} frames at {req.height}x{req.width} -> {video_tokens} video + {ref_tokens} reference tokens "
-        f"per pass, {passes} DiT passes ({req.steps} steps); DiT {params / 1e9:.2f}B parameters, "
-        f"{size / 2**30:.2f} GiB in {layout.dtype} (time and peak memory follow after the first step)"
+    schedule = req.schedule(req)
+    per_step = [len(schedule.conditions_needed(t)) for t in timesteps.tolist()]
+    batch = 1 if req.sequential_guidance else min(max(per_step), req.max_batch or max(per_step))
+    tokens = (video_frames + ref_frames) * per_frame
+    est = estimate_job(
+        cfg, tokens, video_frames + ref_frames, sum(per_step), batch, DTYPE_BYTES[dtype or layout.dtype], rate, free
+    )
+    return video_frames * per_frame, ref_frames * per_frame, est
+
+
+def job_summary(req, frames: int, layout, weights: Path, dtype: str | None = None, rate=None, free=None) -> str:
+    """One line sizing a job before any model loads: tokens per forward pass, passes, the DiT's weights, and with
+    `rate` (FLOP/s) and `free` (bytes) the estimated sampling time and memory against the device's."""
+    return _summary_line(
+        req, frames, dtype or layout.dtype, rate, *size_job(req, frames, layout, weights, dtype, rate, free)
     )
 
 
-def check_job_size(jobs, layout, allow_large: bool, weights: Path | None = None, say=print) -> None:
+def _summary_line(req, frames: int, dtype: str, rate, video: int, refs: int, est) -> str:
+    line = (
+        f"job: {frames} frames at {req.height}x{req.width} -> {video} video + {refs} reference tokens "
+        f"per pass, {est.passes} DiT passes ({req.steps} steps); DiT {est.params / 1e9:.2f}B parameters, "
+        f"{est.weight_bytes / 2**30:.2f} GiB in {dtype}"
+    )
+    if est.seconds is not None:
+        line += f"; estimate: DiT compute {_duration(est.seconds)} at {rate / 1e12:.2f} TFLOP/s (measured)"
+    line += f", weights + activations {est.memory_bytes / 2**30:.2f} GiB"
+    if est.free_bytes is not None:
+        line += f" of {est.free_bytes / 2**30:.1f} GiB free"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def check_job_size(
+    jobs, layout, allow_large: bool, weights: Path | None = None, say=print, device=None, dtype: str | None = None
+) -> None:
     """Size each job from the file headers before loading: refuse what is far beyond the model's design unless
     --allow-large (a 10-minute WAV with --frames -1 is 15,000 frames), say when the audio is cut, and print
-    `job_summary` (with `weights`)."""
+    `job_summary` (with `weights`). With `device`, a quick matmul measures its rate, and a job estimated at more
+    than twice the device's free memory or a day of compute is refused too (a warning beyond the free memory)."""
+    import torch
+
     from humo.conditions.audio import frames_for_audio
+    from humo.configs import dit_preset
     from humo.errors import warn
     from humo.media.audio import audio_duration
     from humo.pipeline import SAMPLE_RATE, VIDEO_FPS
+    from humo.sizing import free_memory_bytes, matmul_rate
 
+    rate = free = None
+    if device is not None and weights is not None:
+        cfg, dev = dit_preset(layout.dit_preset), torch.device(device)
+        torch_dtype = torch.bfloat16 if (dtype or layout.dtype) == "bf16" else torch.float32
+        rate = matmul_rate(dev, torch_dtype, cfg.dim, cfg.ffn_dim, rows=4096)
+        free = free_memory_bytes(dev)
     for req, _ in jobs:
         who = f"case '{req.name}': " if req.name else ""
         seconds = audio_duration(req.audio) if req.audio else None
@@ -292,13 +326,27 @@ def check_job_size(jobs, layout, allow_large: bool, weights: Path | None = None,
             large.append(f"{frames} frames ({video_s:.1f} s; {layout.name} is made for {layout.frames})")
         if req.height * req.width > 4 * layout.height * layout.width:
             large.append(f"{req.height}x{req.width} ({layout.name} is made for {layout.height}x{layout.width})")
+        est = None
+        if weights is not None:
+            video, refs, est = size_job(req, frames, layout, weights, dtype, rate, free)
+            say(f"{who}{_summary_line(req, frames, dtype or layout.dtype, rate, video, refs, est)}")
+        if est is not None and est.free_bytes is not None and est.memory_bytes > 2 * est.free_bytes:
+            large.append(
+                f"an estimated {est.memory_bytes / 2**30:.1f} GiB "
+                f"(the device has {est.free_bytes / 2**30:.1f} GiB free)"
+            )
+        if est is not None and est.seconds is not None and est.seconds > LIMIT_SECONDS:
+            large.append(f"an estimated {_duration(est.seconds)} of DiT compute")
         if large and not allow_large:
             raise HumoError(
                 f"{who}{' and '.join(large)}: far beyond the model's size, slow and memory-hungry; "
                 "pass --allow-large to run it anyway"
             )
-        if weights is not None:
-            say(f"{who}{job_summary(req, frames, layout, weights)}")
+        if est is not None and est.free_bytes is not None and est.free_bytes < est.memory_bytes <= 2 * est.free_bytes:
+            warn(
+                f"{who}the job's estimated {est.memory_bytes / 2**30:.1f} GiB exceeds the device's "
+                f"{est.free_bytes / 2**30:.1f} GiB free: it may run out of memory (fewer --frames, a smaller --size)"
+            )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -318,8 +366,8 @@ def run(args: argparse.Namespace) -> int:
     seed, drawn = parse_seed(args.seed)
     jobs = [(req.resolved(layout), out) for req, out in requests_from_args(args, seed)]
     check_outputs(jobs, args.png_frames, args.overwrite)
-    check_job_size(jobs, layout, args.allow_large, weights, say)
     device = resolve_device(args.device)
+    check_job_size(jobs, layout, args.allow_large, weights, say, device, args.dtype)
     if drawn:  # printed even with --quiet: without it the video cannot be made again
         print(f"seed {seed}")
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[args.dtype]
