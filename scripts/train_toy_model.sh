@@ -16,14 +16,11 @@ CLIPS=${CLIPS:-640}
 CODEC_CHANNELS=${CODEC_CHANNELS:-16}
 CODEC_SCALING=${CODEC_SCALING:-global}
 S0_STEPS=${S0_STEPS:-2000}
-S1_STEPS=${S1_STEPS:-1000}
-S2_STEPS=${S2_STEPS:-6500}
+S1_STEPS=${S1_STEPS:-1500}
+S2_STEPS=${S2_STEPS:-5000}
 # The toy DiT is small enough to train whole in every stage (HuMo trains only self-attention and the audio
 # modules in stages 1 and 2 to keep a pretrained backbone intact; see docs/training.md for the measurement).
 TRAINABLE=${TRAINABLE:-full}
-# Stage 2's final share of audio-visual samples (configs/toy.json ramps to 0.5): sync is the capability that
-# starts last, and `av` samples keep the references, so identity keeps training on them too.
-AV_FRACTION=${AV_FRACTION:-0.8}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 mkdir -p "$OUT"
@@ -63,7 +60,7 @@ step stage1 "$OUT/s1/final/ema.safetensors" \
   --set checkpoint_every=250 --set keep_checkpoints=0  # every checkpoint kept: the probes' curves
 step stage2 "$OUT/s2/final/ema.safetensors" \
   $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s2" --set stage=2 \
-  --set steps="$S2_STEPS" --set lr=0.0003 --set av_fraction_end="$AV_FRACTION" --set init="$OUT/s1/final/ema.safetensors" --set trainable="$TRAINABLE" \
+  --set steps="$S2_STEPS" --set lr=0.0003 --set init="$OUT/s1/final/ema.safetensors" --set trainable="$TRAINABLE" \
   --set checkpoint_every=500 --set keep_checkpoints=0  # every checkpoint kept: `humo bench train --recipe`
 step model "$OUT/model/dit.safetensors" \
   python -m humo.toy --out "$OUT/model" --dit "$OUT/s2/final/ema.safetensors" --vae "$OUT/codec" \
