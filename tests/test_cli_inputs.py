@@ -1,6 +1,7 @@
 """`humo` with bad or unusual inputs, through the CLI: one-line errors before any model loads, no input changed,
 nothing left at the output path (issue 16)."""
 
+import argparse
 import hashlib
 import json
 import os
@@ -510,3 +511,35 @@ def test_a_job_beyond_the_device_memory_is_refused_then_warned(toy_weights, tmp_
         main([str(a) for a in argv])
     err = capsys.readouterr().err
     assert "may run out of memory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_quiet_is_offered_by_every_command_that_writes_files_and_silences_it(tmp_path, capsys):
+    from humo.cli import QUIET_COMMANDS, build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name in QUIET_COMMANDS:
+        assert "--quiet" in subs[name]._option_string_actions, name
+    assert main(["synth", "--out", str(tmp_path / "loud"), "--clips", "2", "--frames", "5:5"]) == 0
+    assert "wrote 2 clips" in capsys.readouterr().out  # what --quiet must take away
+    assert main(["synth", "--out", str(tmp_path / "d"), "--clips", "2", "--frames", "5:5", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert (tmp_path / "d" / "manifest.jsonl").is_file()
+
+
+def test_quiet_stderr_keeps_warnings_and_errors_and_drops_progress():
+    import io
+
+    from humo.cli import _WarningsOnly
+
+    sink = io.StringIO()
+    err = _WarningsOnly(sink)
+    err.write("stage 1:  40%|####      | 4/10 [00:01<00:01]\r")
+    err.write("stage 1: 100%|##########| 10/10\n")
+    err.write("humo: warning: audio a.wav: 3 sample(s) beyond")
+    err.write(" full scale\nUserWarning: something a library says\nloaded toy in 0.3 s\n")
+    assert sink.getvalue().splitlines() == [
+        "humo: warning: audio a.wav: 3 sample(s) beyond full scale",
+        "UserWarning: something a library says",
+    ]
