@@ -41,13 +41,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from humo.conditioning import MODALITIES as _REGISTRY
+from humo.conditioning import NULL_TEXTS, modality_names
 from humo.errors import HumoError, require_file
 
-MODALITIES = ("text", "image", "audio")
-NULL_TEXTS = ("negative", "empty")
+# The registered modalities (humo.conditioning): names in canonical order, and their letters in short names.
+MODALITIES = modality_names()
 T_MAX = 1000.0
 
-_LETTER = {"text": "t", "image": "i", "audio": "a"}
+_LETTER = {name: m.letter for name, m in _REGISTRY.items()}
 _FROM_LETTER = {v: k for k, v in _LETTER.items()}
 
 __all__ = [
@@ -368,10 +370,11 @@ def _inputs(inputs_present: Iterable[str]) -> frozenset[str]:
 # ---------------------------------------------------------------------------------------------------------------
 # Combination and evaluation
 
-ModelFn = Callable[[Tensor, Tensor, list[Condition]], Tensor]
-"""``model_fn(x_batch, t_batch, conditions) -> velocity``: ``x_batch`` [k*B, ...] is x repeated k = len(conditions)
-times, condition-major (rows j*B .. (j+1)*B - 1 see ``conditions[j]``); ``t_batch`` [k*B]; the output has
-``x_batch``'s leading dimension."""
+ModelFn = Callable[[Tensor, Tensor, list[Condition]], "Tensor | tuple[Tensor, Tensor | None]"]
+"""``model_fn(x_batch, t_batch, conditions) -> velocity`` or ``(velocity, aux)``: ``x_batch`` [k*B, ...] is x
+repeated k = len(conditions) times, condition-major (rows j*B .. (j+1)*B - 1 see ``conditions[j]``); ``t_batch``
+[k*B]; the velocity has ``x_batch``'s leading dimension, and so does ``aux`` (e.g. the mask head's logits) when
+given."""
 
 
 def combine(preds: Mapping[Condition, Tensor], phase: GuidancePhase, t: float | Tensor | None = None) -> Tensor:
@@ -404,8 +407,10 @@ def guided_prediction(
     *,
     max_batch: int | None = None,
     sequential: bool = False,
-) -> Tensor:
-    """The guided velocity at timestep t.
+    return_aux: bool = False,
+) -> Tensor | tuple[Tensor, dict[Condition, Tensor]]:
+    """The guided velocity at timestep t (with ``return_aux``, also ``{condition: aux [B, ...]}`` of the passes
+    whose ``model_fn`` returned an aux output).
 
     Looks up the phase for t, runs each distinct condition once and combines. By default all conditions go in ONE
     ``model_fn`` call, stacked along the batch; ``max_batch`` caps the rows per call (whole conditions per call, so
@@ -435,17 +440,22 @@ def guided_prediction(
     else:
         t_vec = torch.full((b,), t_val, device=x.device, dtype=torch.float32)
     preds: dict[Condition, Tensor] = {}
+    auxes: dict[Condition, Tensor] = {}
     for start in range(0, len(conds), per_call):
         chunk = conds[start : start + per_call]
         k = len(chunk)
         xb = x if k == 1 else x.repeat(k, *([1] * (x.ndim - 1)))
         tb = t_vec if k == 1 else t_vec.repeat(k)
         out = model_fn(xb, tb, chunk)
+        out, aux = out if isinstance(out, tuple) else (out, None)
         if out.shape[0] != k * b:
             raise ValueError(f"model_fn returned {out.shape[0]} rows for {k} condition(s) x batch {b}")
         for j, c in enumerate(chunk):
             preds[c] = out[j * b : (j + 1) * b]
-    return combine(preds, phase, t_val)
+            if aux is not None:
+                auxes[c] = aux[j * b : (j + 1) * b]
+    pred = combine(preds, phase, t_val)
+    return (pred, auxes) if return_aux else pred
 
 
 def count_passes(schedule: GuidanceSchedule, timesteps: Iterable[float | Tensor]) -> int:

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from humo.conditioning import Conditions
 from humo.configs import dit_preset
 from humo.errors import HumoError, warn
+from humo.guidance import GuidanceSchedule
 
 VIDEO_FPS = 25
 SAMPLE_RATE = 16000
@@ -372,8 +374,9 @@ class HumoPipeline:
         cond = self.encode_conditions(req)
         timings["encode"] = time.perf_counter() - t0
         self.log(
-            f"encode  {timings['encode']:6.2f} s  ({cond['mode']}, {cond['frames']} frames "
-            f"{req.height}x{req.width}, {cond['n_ref']} reference frame(s), {self.tokens(cond)} tokens per pass)"
+            f"encode  {timings['encode']:6.2f} s  ({cond.mode}, {cond.frames} frames "
+            f"{req.height}x{req.width}, {cond.conditions.n_ref} reference frame(s), "
+            f"{self.tokens(cond)} tokens per pass)"
         )
 
         t0 = time.perf_counter()
@@ -412,13 +415,13 @@ class HumoPipeline:
             )
             timings["write"] = time.perf_counter() - t0
             self.log(f"write   {timings['write']:6.2f} s  -> {path}")
-        if cond["samples"] is not None:  # the result, like the file, ends with the shorter of video and audio
-            frames = frames[: max(1, min(len(frames), len(cond["samples"]) * VIDEO_FPS // SAMPLE_RATE))]
-        return GenerationResult(frames, VIDEO_FPS, cond["samples"], SAMPLE_RATE, path, timings, mask)
+        if cond.samples is not None:  # the result, like the file, ends with the shorter of video and audio
+            frames = frames[: max(1, min(len(frames), len(cond.samples) * VIDEO_FPS // SAMPLE_RATE))]
+        return GenerationResult(frames, VIDEO_FPS, cond.samples, SAMPLE_RATE, path, timings, mask)
 
-    def tokens(self, cond: dict[str, Any]) -> int:
-        """Tokens of one video in one DiT pass: latent frames (references included) x patches per frame."""
-        _, f, h, w = cond["latent_shape"]
+    def tokens(self, cond: EncodedRequest) -> int:
+        """Tokens of one video in one DiT pass: latent frames (clean frames included) x patches per frame."""
+        _, f, h, w = cond.latent_shape
         pf, ph, pw = self.dit.cfg.patch
         return (f // pf) * (h // ph) * (w // pw)
 
@@ -430,8 +433,9 @@ class HumoPipeline:
         return self._vae_stride
 
     # ------------------------------------------------------------------------------------------------------------
-    def encode_conditions(self, req: GenerationRequest) -> dict[str, Any]:
+    def encode_conditions(self, req: GenerationRequest) -> EncodedRequest:
         """Everything the DiT needs that does not change over the sampling steps."""
+        from humo.conditioning import with_clean_windows
         from humo.conditions.audio import audio_windows, frames_for_audio
         from humo.media.audio import load_audio
         from humo.media.image import load_references
@@ -482,86 +486,56 @@ class HumoPipeline:
             if samples is not None:
                 with self.audio_encoder as ae:
                     feats = ae.features(samples, fps=VIDEO_FPS, frames=frames)
-                windows = audio_windows(feats, f_lat, n_ref).unsqueeze(0)
+                windows = with_clean_windows(audio_windows(feats, f_lat).unsqueeze(0), n_ref)
             else:
                 windows = torch.zeros(1, f_lat + n_ref, cfg.audio_window, cfg.audio_groups, cfg.audio_feat_dim)
-        mode = "+".join(m for m in ("text", "image", "audio") if m in present)
-        return dict(
-            context=context,
-            refs=refs,
-            n_ref=n_ref,
-            y=y,
-            y_null=y_null,
-            windows=windows,
+        conditions = Conditions(
+            texts=context, refs=refs, num_video=f_lat, windows=windows, y=y, y_null=y_null
+        )  # fmt: skip
+        return EncodedRequest(
+            conditions=conditions,
+            schedule=schedule,
             samples=samples,
             frames=frames,
-            latent_shape=(cfg.out_dim, f_lat + n_ref, h, w),
-            schedule=schedule,
-            mode=mode,
+            latent_shape=(cfg.out_dim, conditions.num_frames, h, w),
+            mode="+".join(m for m in ("text", "image", "audio") if m in present),
         )
 
-    def model_fn(self, cond: dict[str, Any]):
-        """The batched DiT call the guidance needs: (x [k*B, ...], t [k*B], conditions) -> velocity [k*B, ...]."""
+    def model_fn(self, enc: EncodedRequest):
+        """The batched DiT call the guidance needs: (x [k*B, ...], t [k*B], conditions) -> (velocity [k*B, ...],
+        the mask head's logits [k*B, T, h, w] or None). Each guidance condition's inputs come from
+        `conditioning.dit_inputs`, the rule training uses too."""
+        from humo.conditioning import Keep, dit_inputs
+
         cfg, dit = self.dit.cfg, self.dit
         dtype = dit.dtype
-        refs, windows = cond["refs"].to(self.device), cond["windows"]
-        self._last_mask = None
-        self._last_mask_rank: tuple[float, int] | None = None
 
-        def fn(x: torch.Tensor, t: torch.Tensor, conditions) -> torch.Tensor:
-            b = x.shape[0] // len(conditions)
-            xs, ctxs, auds, ys = [], [], [], []
-            for j, c in enumerate(conditions):
-                xj = x[j * b : (j + 1) * b]
-                if cfg.reference_mode == "replace" and cond["n_ref"]:
-                    from humo.reference import replace_references
-
-                    xj = replace_references(xj, refs if c.has("image") else torch.zeros_like(refs))
-                xs.append(xj)
-                ctxs.append(cond["context"][c.text_source].expand(b, -1, -1))
-                if windows is not None:
-                    auds.append(
-                        (windows if c.has("audio") else torch.zeros_like(windows)).expand(b, *windows.shape[1:])
-                    )
-                if cfg.reference_mode == "concat":
-                    ys.append((cond["y"] if c.has("image") else cond["y_null"]).expand(b, *cond["y"].shape[1:]))
-            xb = torch.cat(xs).to(self.device, dtype)
-            ctx = torch.cat(ctxs).to(self.device, dtype)
-            aud = torch.cat(auds).to(self.device, dtype) if auds else None
-            yb = torch.cat(ys).to(self.device, dtype) if ys else None
+        def fn(x: torch.Tensor, t: torch.Tensor, conditions):
+            keep = Keep.of_conditions(conditions, x.shape[0] // len(conditions))
+            inp = dit_inputs(enc.conditions, x, keep, cfg.reference_mode)
+            xb = inp.x.to(self.device, dtype)
+            ctx = inp.context.to(self.device, dtype)
+            aud = inp.audio.to(self.device, dtype) if inp.audio is not None else None
+            yb = inp.y.to(self.device, dtype) if inp.y is not None else None
             with torch.no_grad():
                 if cfg.mask_head_blocks:
                     out, mask = dit(xb, t.to(self.device), ctx, audio=aud, y=yb, return_mask=True)
-                    self._keep_mask(mask, b, conditions, float(t.flatten()[0]))
-                else:
-                    out = dit(xb, t.to(self.device), ctx, audio=aud, y=yb)
-            return out.float()
+                    return out.float(), mask
+                return dit(xb, t.to(self.device), ctx, audio=aud, y=yb).float(), None
 
         return fn
 
-    def _keep_mask(self, mask: torch.Tensor, b: int, conditions, t: float) -> None:
-        """Keep the mask head's prediction [b, ...] of the fullest condition of the latest timestep.
-
-        The guidance batches its conditions in chain order (the null condition first) and may split them over
-        several calls (`max_batch`, sequential), so the fullest one is looked up, not assumed at index 0."""
-        k = max(range(len(conditions)), key=lambda j: len(conditions[j].modalities))
-        rank = (t, len(conditions[k].modalities))
-        kept = self._last_mask_rank
-        if kept is None or rank[0] != kept[0] or rank[1] >= kept[1]:
-            self._last_mask = torch.sigmoid(mask[k * b : (k + 1) * b]).float().cpu()
-            self._last_mask_rank = rank
-
-    def sample(self, req: GenerationRequest, cond: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray | None]:
-        """Flow-matching sampling with guidance. Returns the video latents [1, C, F, h, w] (references dropped)."""
+    def sample(self, req: GenerationRequest, enc: EncodedRequest) -> tuple[torch.Tensor, np.ndarray | None]:
+        """Flow-matching sampling with guidance. Returns the generated latents [1, C, F, h, w] (clean frames
+        dropped) and the face mask [F, h, w] predicted at the last step (None without a mask head)."""
         from humo.guidance import guided_prediction
-        from humo.reference import drop_references
         from humo.sampler import make_sampler
 
         shift = self.layout.shift if req.shift is None else req.shift
         sampler = make_sampler(req.sampler, steps=req.steps, shift=shift)  # fresh state for every video
         generator = torch.Generator().manual_seed(req.seed)
-        x = torch.randn((1, *cond["latent_shape"]), generator=generator, dtype=torch.float32)
-        fn = self.model_fn(cond)
+        state = SamplingState(torch.randn((1, *enc.latent_shape), generator=generator, dtype=torch.float32))
+        fn = self.model_fn(enc)
         steps = sampler.timesteps
         bar = None
         if self.progress:
@@ -570,10 +544,11 @@ class HumoPipeline:
             bar = tqdm(total=len(steps), desc="sampling", unit="step", file=sys.stderr, leave=False)
         t0 = time.perf_counter()
         for i, t in enumerate(steps):
-            v = guided_prediction(
-                fn, x, t, cond["schedule"], max_batch=req.max_batch, sequential=req.sequential_guidance
-            )
-            x = sampler.step(v, t, x)
+            v, aux = guided_prediction(
+                fn, state.x, t, enc.schedule, max_batch=req.max_batch, sequential=req.sequential_guidance,
+                return_aux=True,
+            )  # fmt: skip
+            state = state.next(sampler.step(v, t, state.x), aux)
             if bar is not None:
                 bar.update(1)
             if i == 0 and len(steps) > 1:  # the first step measures the job: say what the whole will take
@@ -585,9 +560,44 @@ class HumoPipeline:
         if bar is not None:
             bar.close()
         mask = None
-        if self._last_mask is not None:
-            mask = drop_references(self._last_mask.unsqueeze(1), cond["n_ref"])[0, 0].numpy()
-        return drop_references(x, cond["n_ref"]), mask
+        if state.mask is not None:
+            mask = enc.conditions.video(state.mask.unsqueeze(1))[0, 0].numpy()
+        return enc.conditions.video(state.x), mask
+
+
+@dataclass
+class EncodedRequest:
+    """A request's conditions and everything else fixed over the sampling steps.
+
+    conditions: what the DiT is conditioned on (`conditioning.Conditions`, batch 1); schedule: the guidance;
+    samples: the driving audio (16 kHz mono) or None; frames: video frames; latent_shape: [C, T, h, w] of the
+    whole time axis (T: video and clean frames); mode: the inputs given, e.g. "text+image+audio".
+    """
+
+    conditions: Conditions
+    schedule: GuidanceSchedule
+    samples: np.ndarray | None
+    frames: int
+    latent_shape: tuple[int, int, int, int]
+    mode: str
+
+
+@dataclass(frozen=True)
+class SamplingState:
+    """What one sampling step hands the next: the latents x [B, C, T, h, w] and the face mask (probabilities
+    [B, T, h, w]) the fullest guidance pass of the latest step predicted, None without a mask head. (The sampler's
+    multistep history is the sampler's own, made fresh for each video.)"""
+
+    x: torch.Tensor
+    mask: torch.Tensor | None = None
+
+    def next(self, x: torch.Tensor, aux: dict) -> SamplingState:
+        """The state after a step: new latents, and the mask of the step's fullest condition (the guidance orders
+        and may split its passes, so it is looked up by condition, not by position)."""
+        if not aux:
+            return SamplingState(x, self.mask)
+        fullest = max(aux, key=lambda c: len(c.modalities))
+        return SamplingState(x, torch.sigmoid(aux[fullest]).float().cpu())
 
 
 # Rates the AAC encoder takes (MPEG-4 sampling frequency table); others are resampled to 48 kHz.

@@ -38,9 +38,7 @@ def _draws(drop_text=(False,) * B, drop_image=(False,) * B, drop_audio=(False,) 
         sigma=sigma,
         timestep=sigma * 1000,
         noise=torch.randn(B, C, F + R, H, W, generator=g),
-        drop_text=torch.tensor(drop_text),
-        drop_image=torch.tensor(drop_image),
-        drop_audio=torch.tensor(drop_audio),
+        drop={"text": torch.tensor(drop_text), "image": torch.tensor(drop_image), "audio": torch.tensor(drop_audio)},
     )
 
 
@@ -58,7 +56,7 @@ def test_inputs_follow_the_sampler_and_references_are_clean_in_replace_mode():
     assert torch.equal(inp.t, d.sigma * 1000)
     # One exact step along the target velocity lands on the clean latent (the sampler's x0 preview).
     assert torch.allclose(velocity_to_x0(inp.x, inp.target, d.sigma)[:, :, :F], batch["latents"], atol=1e-6)
-    assert inp.y is None and inp.num_video == F
+    assert inp.y is None and inp.clean.tolist() == [False] * F + [True] * R
     # Reference frames get zero audio windows; the video frames carry the sample's audio (tasks av, av).
     assert inp.audio.shape == (B, F + R, 8, 5, 2)
     assert inp.audio[:, F:].abs().sum() == 0
@@ -119,7 +117,7 @@ def test_loss_covers_the_video_frames_only():
     assert loss.item() == 0.0 and "mask" not in parts
     loss, _ = compute_loss(Oracle(inp.target, 0.5), batch, d, NULL, reference_mode="replace", use_audio=True)
     assert loss.item() == pytest.approx(0.25)
-    assert flow_loss(inp.target + 1, inp.target, F).tolist() == [1.0, 1.0, 1.0]
+    assert flow_loss(inp.target + 1, inp.target, inp.clean).tolist() == [1.0, 1.0, 1.0]
 
 
 def test_mask_loss_uses_video_frames_and_ignores_samples_without_masks():
@@ -127,12 +125,13 @@ def test_mask_loss_uses_video_frames_and_ignores_samples_without_masks():
     target = batch["mask"]
     good = torch.where(target > 0.5, 20.0, -20.0)
     logits = torch.cat([good, torch.full((B, R, H, W), 50.0)], dim=1)  # wrong on the reference frame: ignored
-    assert mask_loss(logits, target, batch["has_mask"]).item() < 1e-6
+    clean = torch.tensor([False] * F + [True] * R)
+    assert mask_loss(logits, target, batch["has_mask"], clean).item() < 1e-6
     bad = logits.clone()
     bad[1, :F] = -good[1]  # wrong on sample 1, which has no mask: still ignored
-    assert mask_loss(bad, target, batch["has_mask"]).item() < 1e-6
+    assert mask_loss(bad, target, batch["has_mask"], clean).item() < 1e-6
     bad[0, :F] = -good[0]
-    assert mask_loss(bad, target, batch["has_mask"]).item() > 1.0
+    assert mask_loss(bad, target, batch["has_mask"], clean).item() > 1.0
     inp = build_inputs(batch, d, NULL, reference_mode="replace", use_audio=True)
     loss, parts = compute_loss(
         Oracle(inp.target, 0.0, bad), batch, d, NULL, reference_mode="replace", use_audio=True, mask_weight=0.5
@@ -145,8 +144,8 @@ def test_draws_are_seeded_and_dropout_rates_are_as_configured():
     a = draw(torch.Generator().manual_seed(5), 4000, (2, 1, 1, 1), cfg)
     b = draw(torch.Generator().manual_seed(5), 4000, (2, 1, 1, 1), cfg)
     assert torch.equal(a.noise, b.noise) and torch.equal(a.sigma, b.sigma)
-    assert abs(a.drop_text.float().mean().item() - 0.3) < 0.03
-    assert not a.drop_image.any() and a.drop_audio.all()
+    assert abs(a.drop["text"].float().mean().item() - 0.3) < 0.03
+    assert not a.drop["image"].any() and a.drop["audio"].all()
     assert torch.equal(a.timestep, a.sigma * 1000)
     assert 0 < a.sigma.min() and a.sigma.max() < 1
     # logit-normal: the median sigma is sigmoid(loc) = 0.5; a shift moves mass to high noise
@@ -156,15 +155,17 @@ def test_draws_are_seeded_and_dropout_rates_are_as_configured():
     )
     assert shifted.sigma.median().item() > 0.7
     part = a.rows(10, 12)
-    assert torch.equal(part.noise, a.noise[10:12]) and part.drop_text.shape == (2,)
+    assert torch.equal(part.noise, a.noise[10:12]) and part.drop["text"].shape == (2,)
 
 
 def test_row_draws_depend_only_on_their_position():
     cfg = TrainConfig(text_dropout=0.5)
     whole = draw_rows(3, 7, range(0, 4), (2, 3), cfg)
     halves = [draw_rows(3, 7, range(0, 2), (2, 3), cfg), draw_rows(3, 7, range(2, 4), (2, 3), cfg)]
-    for name in ("sigma", "noise", "drop_text", "drop_image", "drop_audio"):
+    for name in ("sigma", "noise"):
         assert torch.equal(getattr(whole, name), torch.cat([getattr(h, name) for h in halves]))
+    for m in ("text", "image", "audio"):
+        assert torch.equal(whole.drop[m], torch.cat([h.drop[m] for h in halves]))
     assert not torch.equal(draw_rows(3, 8, range(0, 4), (2, 3), cfg).noise, whole.noise)  # next micro-batch
     assert not torch.equal(draw_rows(4, 7, range(0, 4), (2, 3), cfg).noise, whole.noise)  # another seed
     assert not torch.equal(whole.noise[0], whole.noise[1])
@@ -175,10 +176,11 @@ def test_face_weighted_flow_loss_keeps_the_plain_mean_when_uniform_and_follows_t
 
     g = torch.Generator().manual_seed(0)
     pred, target = torch.randn(2, 4, 3, 5, 5, generator=g), torch.randn(2, 4, 3, 5, 5, generator=g)
-    plain = flow_loss(pred, target, num_video=2)
+    video2 = torch.tensor([False, False, True])  # two video frames, then a clean one
+    plain = flow_loss(pred, target, video2)
     assert face_weight(torch.ones(2, 2, 5, 5), 0.0) is None
-    assert torch.allclose(flow_loss(pred, target, 2, face_weight(torch.zeros(2, 2, 5, 5), 4.0)), plain)
-    assert torch.allclose(flow_loss(pred, target, 2, face_weight(torch.ones(2, 2, 5, 5), 4.0)), plain)
+    assert torch.allclose(flow_loss(pred, target, video2, face_weight(torch.zeros(2, 2, 5, 5), 4.0)), plain)
+    assert torch.allclose(flow_loss(pred, target, video2, face_weight(torch.ones(2, 2, 5, 5), 4.0)), plain)
     # An error only inside the face weighs more with the face weight; one only outside weighs less.
     mask = torch.zeros(2, 2, 5, 5)
     mask[:, :, 1:3, 1:3] = 1
@@ -187,5 +189,5 @@ def test_face_weighted_flow_loss_keeps_the_plain_mean_when_uniform_and_follows_t
     outside = torch.ones_like(pred)
     outside[:, :, :2, 1:3, 1:3] = 0
     w = face_weight(mask, 4.0)
-    assert (flow_loss(inside, target * 0, 2, w) > flow_loss(inside, target * 0, 2) * 2).all()
-    assert (flow_loss(outside, target * 0, 2, w) < flow_loss(outside, target * 0, 2)).all()
+    assert (flow_loss(inside, target * 0, video2, w) > flow_loss(inside, target * 0, video2) * 2).all()
+    assert (flow_loss(outside, target * 0, video2, w) < flow_loss(outside, target * 0, video2)).all()

@@ -107,31 +107,23 @@ def window_indices(num_latent: int) -> torch.Tensor:
     )
 
 
-def audio_windows(frame_feats: torch.Tensor, num_latent_frames: int, num_ref_frames: int = 0) -> torch.Tensor:
+def audio_windows(frame_feats: torch.Tensor, num_latent_frames: int, start: int = 0) -> torch.Tensor:
     """Group per-video-frame features into per-latent-frame windows.
 
-    frame_feats: ``[T_video, 5, C]`` (from `AudioEncoder.features`). Returns
-    ``[num_latent_frames + num_ref_frames, 8, 5, C]``: window i holds the features of the video frames in
-    `window_indices` (zeros where the frame does not exist), followed by one all-zero window per reference latent
-    frame (references carry no audio).
+    frame_feats: ``[T_video, 5, C]`` (from `AudioEncoder.features`). Returns ``[num_latent_frames, 8, 5, C]``:
+    window i holds the features of the video frames in `window_indices`, counted from video frame `start` (a
+    segment of a long video starts mid-audio), zeros where the frame does not exist. The clean frames' windows
+    (zeros for references) are `conditioning.with_clean_windows`'.
     """
     if frame_feats.ndim != 3:
         raise ValueError(f"frame_feats must be [T, groups, C], got {tuple(frame_feats.shape)}")
     t = frame_feats.shape[0]
-    idx = window_indices(num_latent_frames)  # [F, 8]
+    idx = window_indices(num_latent_frames) + start  # [F, 8]; the forced-zero sentinel stays far below 0
     valid = (idx >= 0) & (idx < t)
     # Gather from the features with one zero row appended; invalid slots point at that row.
     padded = torch.cat([frame_feats, frame_feats.new_zeros(1, *frame_feats.shape[1:])], dim=0)
     gather = torch.where(valid, idx, torch.full_like(idx, t)).to(frame_feats.device)
-    out = padded[gather]  # [F, 8, 5, C]
-    if num_ref_frames:
-        out = torch.cat([out, out.new_zeros(num_ref_frames, *out.shape[1:])], dim=0)
-    return out
-
-
-def null_audio_windows(like: torch.Tensor) -> torch.Tensor:
-    """The unconditioned audio for guidance: all-zero windows shaped like `like` (zeros before `audio_proj`)."""
-    return torch.zeros_like(like)
+    return padded[gather]  # [F, 8, 5, C]
 
 
 def _interpolate_fps(x: torch.Tensor, out_len: int) -> torch.Tensor:

@@ -140,6 +140,7 @@ def conditioning_gap(
     """
     import torch
 
+    from humo.conditioning import MODALITIES
     from humo.data.loader import CachedDataset, Collate, LatentCache
     from humo.training.objective import Draws, build_inputs
 
@@ -162,12 +163,12 @@ def conditioning_gap(
     out: dict[str, Any] = {}
 
     def losses(bt: dict, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-        off = torch.zeros(b, dtype=torch.bool)
-        draws = Draws(torch.full((b,), sigma), torch.full((b,), 1000 * sigma), noise, off, off, off)
+        off = {m: torch.zeros(b, dtype=torch.bool) for m in MODALITIES}
+        draws = Draws(torch.full((b,), sigma), torch.full((b,), 1000 * sigma), noise, off)
         inp = build_inputs(bt, draws, null_text, reference_mode=cfg.reference_mode, use_audio=cfg.audio)
         with torch.no_grad():
             pred = model(inp.x, inp.t, inp.context, audio=inp.audio, y=inp.y)
-        err = (pred[:, :, : inp.num_video] - inp.target[:, :, : inp.num_video]).float().square()
+        err = (pred[:, :, ~inp.clean] - inp.target[:, :, ~inp.clean]).float().square()
         whole = err.mean(dim=(1, 2, 3, 4))
         on_face = (err * face).sum(dim=(1, 2, 3, 4)) / (face.sum(dim=(1, 2, 3, 4)) * err.shape[1]).clamp_min(1e-6)
         return whole.numpy(), on_face.numpy()
