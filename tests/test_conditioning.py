@@ -101,26 +101,27 @@ def test_concat_layout_takes_clean_frames_through_y():
 
 
 def test_training_with_motion_frames_ignores_them_in_the_loss():
-    from humo.training.curriculum import TASK_ID
+    from humo.data.loader import TrainingBatch
 
     g = torch.Generator().manual_seed(2)
-    batch = {
-        "latents": torch.randn(B, C, F, H, W, generator=g),
-        "refs": torch.randn(B, C, R, H, W, generator=g),
-        "motion": torch.randn(B, C, M, H, W, generator=g),
-        "has_ref": torch.ones(B, dtype=torch.bool),
-        "text": torch.randn(B, 5, 6, generator=g),
-        "audio": torch.randn(B, F, 8, 5, 3, generator=g),
-        "has_audio": torch.ones(B, dtype=torch.bool),
-        "mask": torch.zeros(B, F, H, W),
-        "has_mask": torch.zeros(B, dtype=torch.bool),
-        "task": torch.full((B,), TASK_ID["av"]),
-    }
+    batch = TrainingBatch(
+        latents=torch.randn(B, C, F, H, W, generator=g),
+        refs=torch.randn(B, C, R, H, W, generator=g),
+        motion=torch.randn(B, C, M, H, W, generator=g),
+        has_ref=torch.ones(B, dtype=torch.bool),
+        text=torch.randn(B, 5, 6, generator=g),
+        audio=torch.randn(B, F, 8, 5, 3, generator=g),
+        has_audio=torch.ones(B, dtype=torch.bool),
+        mask=torch.zeros(B, F, H, W),
+        has_mask=torch.zeros(B, dtype=torch.bool),
+        tasks=("av",) * B,
+        index=torch.arange(B),
+    )
     off = {m: torch.zeros(B, dtype=torch.bool) for m in MODALITIES}
     draws = Draws(torch.full((B,), 0.5), torch.full((B,), 500.0), torch.randn(B, C, M + F + R, H, W, generator=g), off)
     null = torch.zeros(4, 6)
     inp = build_inputs(batch, draws, null, reference_mode="replace", use_audio=True)
-    assert torch.equal(inp.x[:, :, :M], batch["motion"]) and inp.clean.tolist() == [True] * M + [False] * F + [True]
+    assert torch.equal(inp.x[:, :, :M], batch.motion) and inp.clean.tolist() == [True] * M + [False] * F + [True]
     assert inp.audio[:, :M].abs().sum() == 0  # no carried-over audio given: zero windows on the motion frames
 
     class Exact(torch.nn.Module):  # the target on the generated frames, garbage on the clean ones
@@ -137,7 +138,7 @@ def test_training_with_motion_frames_ignores_them_in_the_loss():
     loss, _ = compute_loss(Exact(), batch, draws, null, reference_mode="replace", use_audio=True)
     assert loss.item() == 0.0
     assert flow_loss(inp.target + 1, inp.target, inp.clean).tolist() == [1.0] * B
-    carried = {**batch, "motion_audio": torch.ones(B, M, 8, 5, 3)}
+    carried = batch.replace(motion_audio=torch.ones(B, M, 8, 5, 3))
     assert (build_inputs(carried, draws, null, reference_mode="replace", use_audio=True).audio[:, :M] == 1).all()
 
 

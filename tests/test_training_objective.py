@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from humo.data.loader import TrainingBatch
 from humo.sampler import velocity_to_x0
 from humo.training.config import TrainConfig
-from humo.training.curriculum import TASK_ID
 from humo.training.objective import Draws, build_inputs, compute_loss, draw, draw_rows, flow_loss, mask_loss
 
 B, C, F, R, H, W = 3, 4, 3, 1, 2, 2
@@ -17,18 +17,19 @@ B, C, F, R, H, W = 3, 4, 3, 1, 2, 2
 
 def _batch(tasks=("av", "av", "subject"), has_ref=(True, True, True), has_audio=(True, True, True)):
     g = torch.Generator().manual_seed(0)
-    return {
-        "latents": torch.randn(B, C, F, H, W, generator=g),
-        "refs": torch.randn(B, C, R, H, W, generator=g),
-        "has_ref": torch.tensor(has_ref),
-        "text": torch.randn(B, 5, 6, generator=g),
-        "audio": torch.randn(B, F, 8, 5, 2, generator=g),
-        "has_audio": torch.tensor(has_audio),
-        "mask": (torch.rand(B, F, H, W, generator=g) > 0.5).float(),
-        "has_mask": torch.tensor([True, False, True]),
-        "zero_video": torch.randn(C, F, H, W, generator=g),
-        "task": torch.tensor([TASK_ID[t] for t in tasks]),
-    }
+    return TrainingBatch(
+        latents=torch.randn(B, C, F, H, W, generator=g),
+        refs=torch.randn(B, C, R, H, W, generator=g),
+        has_ref=torch.tensor(has_ref),
+        text=torch.randn(B, 5, 6, generator=g),
+        audio=torch.randn(B, F, 8, 5, 2, generator=g),
+        has_audio=torch.tensor(has_audio),
+        mask=(torch.rand(B, F, H, W, generator=g) > 0.5).float(),
+        has_mask=torch.tensor([True, False, True]),
+        zero_video=torch.randn(C, F, H, W, generator=g),
+        tasks=tuple(tasks),
+        index=torch.arange(B),
+    )
 
 
 def _draws(drop_text=(False,) * B, drop_image=(False,) * B, drop_audio=(False,) * B):
@@ -48,21 +49,21 @@ NULL = torch.full((7, 6), 0.5)
 def test_inputs_follow_the_sampler_and_references_are_clean_in_replace_mode():
     batch, d = _batch(), _draws()
     inp = build_inputs(batch, d, NULL, reference_mode="replace", use_audio=True)
-    x0 = torch.cat([batch["latents"], batch["refs"]], dim=2)
+    x0 = torch.cat([batch.latents, batch.refs], dim=2)
     s = d.sigma.view(-1, 1, 1, 1, 1)
     assert torch.allclose(inp.x[:, :, :F], ((1 - s) * x0 + s * d.noise)[:, :, :F])
-    assert torch.equal(inp.x[:, :, F:], batch["refs"])  # overwritten by the clean references, as at inference
+    assert torch.equal(inp.x[:, :, F:], batch.refs)  # overwritten by the clean references, as at inference
     assert torch.equal(inp.target, d.noise - x0)
     assert torch.equal(inp.t, d.sigma * 1000)
     # One exact step along the target velocity lands on the clean latent (the sampler's x0 preview).
-    assert torch.allclose(velocity_to_x0(inp.x, inp.target, d.sigma)[:, :, :F], batch["latents"], atol=1e-6)
+    assert torch.allclose(velocity_to_x0(inp.x, inp.target, d.sigma)[:, :, :F], batch.latents, atol=1e-6)
     assert inp.y is None and inp.clean.tolist() == [False] * F + [True] * R
     # Reference frames get zero audio windows; the video frames carry the sample's audio (tasks av, av).
     assert inp.audio.shape == (B, F + R, 8, 5, 2)
     assert inp.audio[:, F:].abs().sum() == 0
-    assert torch.equal(inp.audio[:2, :F], batch["audio"][:2])
+    assert torch.equal(inp.audio[:2, :F], batch.audio[:2])
     assert inp.audio[2].abs().sum() == 0  # the subject task has null audio
-    assert torch.equal(inp.context[:, :5], batch["text"]) and inp.context[:, 5:].abs().sum() == 0
+    assert torch.equal(inp.context[:, :5], batch.text) and inp.context[:, 5:].abs().sum() == 0
 
 
 def test_dropout_and_missing_modalities_become_the_null_inputs():
@@ -70,28 +71,28 @@ def test_dropout_and_missing_modalities_become_the_null_inputs():
     d = _draws(drop_text=(True, False, False), drop_image=(False, False, True), drop_audio=(False, True, False))
     inp = build_inputs(batch, d, NULL, reference_mode="replace", use_audio=True)
     assert torch.equal(inp.context[0], NULL)  # dropped prompt -> the negative-prompt embedding
-    assert torch.equal(inp.context[1, :5], batch["text"][1])
-    assert torch.equal(inp.x[0, :, F:], batch["refs"][0])
+    assert torch.equal(inp.context[1, :5], batch.text[1])
+    assert torch.equal(inp.x[0, :, F:], batch.refs[0])
     assert inp.x[1, :, F:].abs().sum() == 0  # sample without references: zero reference latent
     assert inp.x[2, :, F:].abs().sum() == 0  # image dropped
-    assert torch.equal(inp.audio[0, :F], batch["audio"][0])
+    assert torch.equal(inp.audio[0, :F], batch.audio[0])
     assert inp.audio[1].abs().sum() == 0  # audio dropped
     # the target still asks for the real video (references and audio are conditions, not outputs)
-    assert torch.equal(inp.target[:, :, :F], d.noise[:, :, :F] - batch["latents"])
+    assert torch.equal(inp.target[:, :, :F], d.noise[:, :, :F] - batch.latents)
 
 
 def test_concat_mode_noises_references_and_passes_them_in_y():
     batch = _batch()
     d = _draws(drop_image=(False, True, False))
     inp = build_inputs(batch, d, NULL, reference_mode="concat", use_audio=False)
-    x0 = torch.cat([batch["latents"], batch["refs"]], dim=2)
+    x0 = torch.cat([batch.latents, batch.refs], dim=2)
     s = d.sigma.view(-1, 1, 1, 1, 1)
     assert torch.allclose(inp.x, (1 - s) * x0 + s * d.noise)  # references sampled like the rest
     assert inp.y.shape == (B, 4 + C, F + R, H, W)
     assert (inp.y[:, :4, F:] == 1).all() and (inp.y[:, :4, :F] == 0).all()
-    assert torch.equal(inp.y[0, 4:, F:], batch["refs"][0])
-    assert torch.equal(inp.y[0, 4:, :F], batch["zero_video"])
-    assert torch.equal(inp.y[1, 4:, F:, :, :], batch["zero_video"][:, -1:])  # image dropped: zero-video frame
+    assert torch.equal(inp.y[0, 4:, F:], batch.refs[0])
+    assert torch.equal(inp.y[0, 4:, :F], batch.zero_video)
+    assert torch.equal(inp.y[1, 4:, F:, :, :], batch.zero_video[:, -1:])  # image dropped: zero-video frame
     assert inp.audio is None
 
 
@@ -122,16 +123,16 @@ def test_loss_covers_the_video_frames_only():
 
 def test_mask_loss_uses_video_frames_and_ignores_samples_without_masks():
     batch, d = _batch(), _draws()
-    target = batch["mask"]
+    target = batch.mask
     good = torch.where(target > 0.5, 20.0, -20.0)
     logits = torch.cat([good, torch.full((B, R, H, W), 50.0)], dim=1)  # wrong on the reference frame: ignored
     clean = torch.tensor([False] * F + [True] * R)
-    assert mask_loss(logits, target, batch["has_mask"], clean).item() < 1e-6
+    assert mask_loss(logits, target, batch.has_mask, clean).item() < 1e-6
     bad = logits.clone()
     bad[1, :F] = -good[1]  # wrong on sample 1, which has no mask: still ignored
-    assert mask_loss(bad, target, batch["has_mask"], clean).item() < 1e-6
+    assert mask_loss(bad, target, batch.has_mask, clean).item() < 1e-6
     bad[0, :F] = -good[0]
-    assert mask_loss(bad, target, batch["has_mask"], clean).item() > 1.0
+    assert mask_loss(bad, target, batch.has_mask, clean).item() > 1.0
     inp = build_inputs(batch, d, NULL, reference_mode="replace", use_audio=True)
     loss, parts = compute_loss(
         Oracle(inp.target, 0.0, bad), batch, d, NULL, reference_mode="replace", use_audio=True, mask_weight=0.5

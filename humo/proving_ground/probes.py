@@ -153,16 +153,16 @@ def conditioning_gap(
         raise HumoError(f"conditioning gap: cache {cache} split {split} has {len(items)} clips with all conditions")
     batch = Collate(1, [cfg.audio_window, cfg.audio_groups, cfg.audio_feat_dim])(items)
     null_text = lc.null_text()
-    lat = batch["latents"]
+    lat = batch.latents
     b = lat.shape[0]
     shape = (lat.shape[1], lat.shape[2] + 1, *lat.shape[3:])
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn((b, *shape), generator=gen)
-    face = batch["mask"].float()[:, None]
-    rolled = {"image": "refs", "audio": "audio"}  # the condition and the batch key holding it
+    face = batch.mask.float()[:, None]
+    rolled = {"image": "refs", "audio": "audio"}  # the condition and the batch field holding it
     out: dict[str, Any] = {}
 
-    def losses(bt: dict, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    def losses(bt, sigma: float) -> tuple[np.ndarray, np.ndarray]:
         off = {m: torch.zeros(b, dtype=torch.bool) for m in MODALITIES}
         draws = Draws(torch.full((b,), sigma), torch.full((b,), 1000 * sigma), noise, off)
         inp = build_inputs(bt, draws, null_text, reference_mode=cfg.reference_mode, use_audio=cfg.audio)
@@ -177,7 +177,7 @@ def conditioning_gap(
     for kind, key in rolled.items():
         if kind == "audio" and not cfg.audio:
             continue
-        other = {**batch, key: batch[key].roll(1, dims=0)}
+        other = batch.replace(**{key: getattr(batch, key).roll(1, dims=0)})
         rows = {}
         for sigma in sigmas:
             (w_own, f_own), (w_other, f_other) = own[sigma], losses(other, sigma)

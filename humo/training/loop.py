@@ -374,9 +374,9 @@ class Trainer:
         self.step, self.micro = int(st["step"]), int(st["micro"])
 
     # -- one step ----------------------------------------------------------------------------------------------
-    def _micro_step(self, batch: dict[str, Any], last: bool) -> torch.Tensor:
+    def _micro_step(self, batch, last: bool) -> torch.Tensor:
         cfg, info = self.cfg, self.info
-        lat = batch["latents"]
+        lat = batch.latents
         shape = (lat.shape[1], lat.shape[2] + self.num_refs, lat.shape[3], lat.shape[4])
         lo = info.rank * cfg.batch_size
         draws = draw_rows(cfg.seed, self.micro, range(lo, lo + cfg.batch_size), shape, cfg)
@@ -439,7 +439,7 @@ class Trainer:
         return path
 
     def run(self) -> dict[str, Any]:
-        from humo.data.loader import Collate, batch_to, make_loader
+        from humo.data.loader import Collate, make_loader
 
         cfg, info = self.cfg, self.info
         if info.is_main:
@@ -475,7 +475,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 parts = torch.zeros(3, device=self.device)
                 for k in range(cfg.grad_accum):
-                    batch = batch_to(next(batches), self.device)
+                    batch = next(batches).to(self.device)
                     parts += self._micro_step(batch, last=k == cfg.grad_accum - 1) / cfg.grad_accum
                     self.micro += 1
                 params = list(self.params.values())

@@ -30,10 +30,11 @@ import torch
 from torch import Tensor
 
 from humo.conditioning import MODALITIES, Conditions, Keep, dit_inputs, keep_for_training, with_clean_windows
+from humo.data.loader import TrainingBatch
 from humo.mask_head import size_aware_bce
 from humo.reference import concat_condition
 from humo.sampler import add_noise, sample_timesteps, velocity_target
-from humo.training.curriculum import TASK_ID, TASK_USES
+from humo.training.curriculum import TASK_USES
 
 
 @dataclass
@@ -100,43 +101,33 @@ def draw_rows(seed: int, micro: int, rows: range, shape: tuple[int, ...], cfg) -
     )
 
 
-def keep_flags(batch: dict, draws: Draws) -> Keep:
+def keep_flags(batch: TrainingBatch, draws: Draws) -> Keep:
     """Which modalities each sample's pass sees: its task's (curriculum.TASK_USES), what it has (the batch's
     presence flags), and dropout (`conditioning.keep_for_training`)."""
-    task = batch["task"]
-    b = task.shape[0]
-    uses = {m: torch.tensor([m in TASK_USES[name] for name in _task_names(task)], dtype=torch.bool) for m in MODALITIES}
-    has = {
-        m: torch.ones(b, dtype=torch.bool) if spec.has_key is None else batch[spec.has_key].cpu()
-        for m, spec in MODALITIES.items()
-    }
+    uses = {m: torch.tensor([m in TASK_USES[task] for task in batch.tasks], dtype=torch.bool) for m in MODALITIES}
+    has = {m: batch.has(m).cpu() for m in MODALITIES}
     return keep_for_training(uses, has, {m: d.cpu() for m, d in draws.drop.items()})
 
 
-def _task_names(task: Tensor) -> list[str]:
-    names = {i: name for name, i in TASK_ID.items()}
-    return [names[int(i)] for i in task.tolist()]
-
-
-def training_conditions(batch: dict, null_text: Tensor, *, reference_mode: str, use_audio: bool) -> Conditions:
+def training_conditions(batch: TrainingBatch, null_text: Tensor, *, reference_mode: str, use_audio: bool) -> Conditions:
     """The conditions of one micro-batch, as `conditioning.Conditions` (the pipeline builds the same object at
     inference): the prompt and null-text embeddings, the references, the audio windows (zeros on reference frames)
     and the 17B channel condition. A batch with "motion" latents [B, C, m, h, w] (and their audio windows
     "motion_audio" [B, m, 8, 5, Ca]) trains the continuation of a long video: those frames start the time axis
     clean, as the references end it."""
-    refs, motion = batch["refs"], batch.get("motion")
+    refs, motion = batch.refs, batch.motion
     windows = None
     if use_audio:
-        carried = batch.get("motion_audio", 0 if motion is None else motion.shape[2])
-        windows = with_clean_windows(batch["audio"], refs.shape[2], carried)
+        carried = batch.motion_audio if batch.motion_audio is not None else (0 if motion is None else motion.shape[2])
+        windows = with_clean_windows(batch.audio, refs.shape[2], carried)
     y = y_null = None
     if reference_mode == "concat":
-        y = concat_condition(refs, batch["zero_video"], keep_image=True, motion=motion)
-        y_null = concat_condition(refs, batch["zero_video"], keep_image=False, motion=motion)
+        y = concat_condition(refs, batch.zero_video, keep_image=True, motion=motion)
+        y_null = concat_condition(refs, batch.zero_video, keep_image=False, motion=motion)
     return Conditions(
-        texts={"prompt": batch["text"], "negative": null_text[None]},
+        texts={"prompt": batch.text, "negative": null_text[None]},
         refs=refs,
-        num_video=batch["latents"].shape[2],
+        num_video=batch.latents.shape[2],
         motion=motion,
         windows=windows,
         y=y,
@@ -162,14 +153,11 @@ class ModelInputs:
     clean: Tensor
 
 
-def build_inputs(batch: dict, draws: Draws, null_text: Tensor, *, reference_mode: str, use_audio: bool):
-    """Assemble the DiT inputs of one micro-batch (see the module docstring).
-
-    batch: latents [B, C, F, h, w]; refs [B, C, n_ref, h, w]; has_ref, has_audio [B] bool; text [B, L, D];
-    audio [B, F, 8, 5, Ca] (when use_audio); zero_video [C, F, h, w] (concat layout); task [B] long.
-    """
+def build_inputs(batch: TrainingBatch, draws: Draws, null_text: Tensor, *, reference_mode: str, use_audio: bool):
+    """Assemble the DiT inputs of one micro-batch (see the module docstring; `use_audio` needs batch.audio and
+    the concat layout batch.zero_video)."""
     cond = training_conditions(batch, null_text, reference_mode=reference_mode, use_audio=use_audio)
-    x0 = cond.clean_latents(batch["latents"])
+    x0 = cond.clean_latents(batch.latents)
     x = add_noise(x0, draws.noise.to(x0), draws.sigma.to(x0))
     inp = dit_inputs(cond, x, keep_flags(batch, draws), reference_mode)
     return ModelInputs(
@@ -218,7 +206,7 @@ def mask_loss(logits: Tensor, target: Tensor, weight: Tensor, clean: Tensor) -> 
 
 def compute_loss(
     model,
-    batch: dict,
+    batch: TrainingBatch,
     draws: Draws,
     null_text: Tensor,
     *,
@@ -230,11 +218,11 @@ def compute_loss(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """One micro-batch: the total loss (scalar, for backward) and detached parts {"flow", "mask"}.
 
-    face_loss_weight > 0 weights the flow loss by `face_weight` of ``batch["mask"]`` (zeros where a sample has
+    face_loss_weight > 0 weights the flow loss by `face_weight` of ``batch.mask`` (zeros where a sample has
     no face mask, so such samples keep the plain mean).
 
     mask_weight > 0 asks the model for its mask logits (``return_mask=True``) and adds
-    ``mask_weight * mask_loss`` against ``batch["mask"]`` [B, F, h, w] weighted by ``batch["has_mask"]``.
+    ``mask_weight * mask_loss`` against ``batch.mask`` [B, F, h, w] weighted by ``batch.has_mask``.
     """
     inputs = build_inputs(batch, draws, null_text, reference_mode=reference_mode, use_audio=use_audio)
     device_type = inputs.x.device.type
@@ -242,12 +230,12 @@ def compute_loss(
     with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
         out = model(inputs.x, inputs.t, inputs.context, audio=inputs.audio, y=inputs.y, return_mask=want_mask)
     pred, logits = out if want_mask else (out, None)
-    weight = face_weight(batch["mask"], face_loss_weight) if face_loss_weight else None
+    weight = face_weight(batch.mask, face_loss_weight) if face_loss_weight else None
     flow = flow_loss(pred, inputs.target, inputs.clean, weight).mean()
     loss = flow
     parts = {"flow": flow.detach()}
     if want_mask:
-        m = mask_loss(logits, batch["mask"], batch["has_mask"], inputs.clean)
+        m = mask_loss(logits, batch.mask, batch.has_mask, inputs.clean)
         loss = loss + mask_weight * m
         parts["mask"] = m.detach()
     return loss, parts
