@@ -335,7 +335,7 @@ def test_incomplete_or_wrong_folders(tmp_path, enc4):
     sd = load_file(tmp_path / "m.safetensors")
     del sd["model.encoder.layers.2.fc1.weight"]
     save_file(sd, d / "model.safetensors")
-    with pytest.raises(HumoError, match=r"missing 1: layers\.2\.fc1\.weight"):
+    with pytest.raises(HumoError, match=r"missing keys: layers\.2\.fc1\.weight"):
         AudioEncoder.from_pretrained(d)
     # Mel bins of the extractor and the encoder disagree.
     pp = json.loads((d / "preprocessor_config.json").read_text())

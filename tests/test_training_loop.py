@@ -129,7 +129,7 @@ def test_init_from_a_backbone_without_audio_and_bad_inits(tmp_path):
     assert torch.equal(model.state_dict()["blocks.0.ffn.0.weight"], backbone.state_dict()["blocks.0.ffn.0.weight"])
     other = HumoDiT(tiny_cfg("humo-1.7b", mask_head_blocks=2, dim=32, num_heads=2))
     save_dit(other, tmp_path / "other.safetensors")
-    with pytest.raises(HumoError, match="misshaped"):
+    with pytest.raises(HumoError, match="wrong shapes"):
         load_init(model, tmp_path / "other.safetensors")
 
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from humo.errors import HumoError, atomic_path
+from humo.errors import HumoError, atomic_path, check_keys
 
 SAMPLE_RATE = 16000
 HOP_LENGTH = 160  # mel hop in samples; the encoder's conv2 has stride 2, so one encoder frame = 320 samples (50 Hz)
@@ -517,12 +517,4 @@ def _pick_encoder(root: Path, sd: dict[str, torch.Tensor], expected: set[str]) -
 
 
 def _check_keys(root: Path, found: set[str], expected: set[str]) -> None:
-    missing = sorted(expected - found)
-    unexpected = sorted(found - expected)
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)}: {', '.join(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected)}")
-        raise HumoError(f"whisper folder {root}: encoder key mismatch ({'; '.join(parts)})")
+    check_keys(f"whisper folder {root}: encoder key mismatch", dict.fromkeys(found), dict.fromkeys(expected))

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from humo.errors import HumoError, atomic_path, describe_keys
+from humo.errors import HumoError, atomic_path, check_keys
 
 # Per-channel statistics of the Wan2.1 VAE latent (16 channels), used as z = (mu - mean) / std.
 WAN_LATENT_MEAN: tuple[float, ...] = (
@@ -251,22 +251,11 @@ def map_official_state_dict(
     """Rename an official-layout state dict to `model`'s names; HumoError listing missing/unexpected/misshaped."""
     mapping = official_key_map(model, config)
     expected = model.state_dict()
-    missing = sorted(k for k in mapping if k not in official)
-    unexpected = sorted(k for k in official if k not in mapping)
-    misshaped = sorted(
-        f"{k} {tuple(official[k].shape)} vs {tuple(expected[mapping[k]].shape)}"
-        for k in mapping
-        if k in official and tuple(official[k].shape) != tuple(expected[mapping[k]].shape)
+    check_keys(
+        f"VAE weights {source}: do not match the Wan2.1 VAE layout",
+        official,
+        {k: expected[mapping[k]] for k in mapping},
     )
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {describe_keys(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {describe_keys(unexpected)}")
-    if misshaped:
-        problems.append(f"wrong shapes: {describe_keys(misshaped)}")
-    if problems:
-        raise HumoError(f"VAE weights {source}: do not match the Wan2.1 VAE layout; " + "; ".join(problems))
     return {mapping[k]: official[k] for k in mapping}
 
 

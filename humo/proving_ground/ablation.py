@@ -223,30 +223,12 @@ def train_run(cfg: StudyConfig, run: dict[str, Any], log: Callable[[str], None])
 
 
 def checkpoint_dit(folder: str | os.PathLike):
-    """A HumoDiT with the EMA weights of a training checkpoint folder (model.safetensors + ema.safetensors)."""
+    """The float32 HumoDiT of a training checkpoint folder, with its EMA weights, for evaluation."""
     import torch
-    from safetensors import safe_open
 
-    from humo.configs import DiTConfig
-    from humo.dit import HumoDiT
+    from humo.checkpoint import load_dit
 
-    folder = Path(folder)
-    with safe_open(str(folder / "model.safetensors"), "pt") as f:
-        meta = f.metadata() or {}
-        sd = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
-    if "humo_config" not in meta:
-        raise HumoError(f"checkpoint {folder}: model.safetensors has no humo_config metadata")
-    with safe_open(str(folder / "ema.safetensors"), "pt") as f:
-        ema = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    unknown = sorted(set(ema) - set(sd))
-    if unknown:
-        raise HumoError(f"checkpoint {folder}: EMA keys not in the model: {', '.join(unknown[:8])}")
-    sd.update(ema)
-    if any(".lora_" in k for k in sd):
-        raise HumoError(f"checkpoint {folder}: a LoRA checkpoint; evaluate its export instead")
-    model = HumoDiT(DiTConfig.from_dict(json.loads(meta["humo_config"])))
-    model.load_state_dict({k: v.to(torch.float32) for k, v in sd.items()}, strict=True)
-    return model.eval().requires_grad_(False)
+    return load_dit(folder, dtype=torch.float32).requires_grad_(False)
 
 
 # ----------------------------------------------------------------------------------------------------------------

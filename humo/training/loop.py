@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from humo.errors import HumoError, atomic_path
+from humo.errors import HumoError, atomic_path, check_keys
 from humo.training.config import STRUCTURAL_FIELDS, TrainConfig
 from humo.training.curriculum import (
     TaskBatchSampler,
@@ -93,19 +93,8 @@ def load_init(model: torch.nn.Module, path: str) -> list[str]:
     own = model.state_dict()
     if not any(k.startswith("mask_head.") for k in own):
         sd = {k: v for k, v in sd.items() if not MASK_HEAD.match(k)}
+    check_keys(f"init {p}: does not fit the model", sd, own, may_miss=lambda k: AUDIO.match(k) or MASK_HEAD.match(k))
     missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    bad_missing = [k for k in missing if not (AUDIO.match(k) or MASK_HEAD.match(k))]
-    shapes = [k for k in set(own) & set(sd) if own[k].shape != sd[k].shape]
-    if bad_missing or unexpected or shapes:
-        parts = []
-        if bad_missing:
-            parts.append(f"missing {len(bad_missing)}: {', '.join(bad_missing[:8])}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:8])}")
-        if shapes:
-            parts.append(f"misshaped {len(shapes)}: {', '.join(sorted(shapes)[:8])}")
-        raise HumoError(f"init {p}: does not fit model (" + "; ".join(parts) + ")")
     model.load_state_dict(sd, strict=False)
     return missing
 
@@ -366,9 +355,7 @@ class Trainer:
                 "resume with the same count"
             )
         own = self.model.state_dict()
-        missing, unexpected = sorted(set(own) - set(ck["model"])), sorted(set(ck["model"]) - set(own))
-        if missing or unexpected:
-            raise HumoError(f"resume {path}: model key mismatch (missing {missing[:8]}, unexpected {unexpected[:8]})")
+        check_keys(f"resume {path}: model key mismatch", dict.fromkeys(ck["model"]), dict.fromkeys(own))
         load_training_state(self.model, self.optimizer, self.ema, ck, f"resume {path}")
         self._rng = ck["rng"]
         self.step, self.micro = int(st["step"]), int(st["micro"])
