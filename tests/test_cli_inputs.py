@@ -398,7 +398,7 @@ def test_demo_refuses_a_non_mp4_out(tmp_path, capsys, no_loading):
 
 def test_demo_metrics_stand_beside_their_bar_and_baseline():
     from humo.commands.demo import metric_lines
-    from humo.proving_ground.heldout import BARS
+    from humo.evaluation.heldout import BARS
 
     lines = metric_lines({"text_mean": 0.5, "sync_c": 0.9, "sync_offset": 3, "details": {}}, 0.25, BARS)
     assert lines[0].split() == ["text_mean", "0.500", "bar", ">=", str(BARS["text_mean"])]

@@ -141,7 +141,7 @@ def time_to_bars(recipe: str, clips: int) -> int:
     """Score each kept stage-2 checkpoint; the time to the bars is every step before stage 2 plus stage 2's share
     up to that checkpoint (its steps / all stage-2 steps of the stage's wall time)."""
     from humo.errors import HumoError
-    from humo.proving_ground.ablation import Evaluator, checkpoint_dit, kept_checkpoints
+    from humo.evaluation.ablation import Evaluator, checkpoint_dit, kept_checkpoints
 
     root = Path(recipe)
     checkpoints = kept_checkpoints(root / "s2")

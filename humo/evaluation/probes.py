@@ -7,13 +7,13 @@
   mismatched reference, Sync-C against shuffled audio, face-mask IoU), giving the curve of each capability
   against steps: stage 1 for identity (subject gain), stage 2 for sync and the mask head.
 
-    python -m humo.proving_ground.probes audio --recipe runs/toy-recipe
-    python -m humo.proving_ground.probes curve --recipe runs/toy-recipe --run runs/toy-recipe/s2 --clips 12
+    python -m humo.evaluation.probes audio --recipe runs/toy-recipe
+    python -m humo.evaluation.probes curve --recipe runs/toy-recipe --run runs/toy-recipe/s2 --clips 12
 - ``gap``: the same checkpoints' conditioning gaps (`conditioning_gap`): how much the denoising error on the face
   drops with the clip's own reference / audio against another clip's. It reads whether the mechanism is used
   before the samples are good enough for the readers.
 
-    python -m humo.proving_ground.probes gap --run runs/toy-recipe/s2 --cache runs/toy-recipe/cache-heldout
+    python -m humo.evaluation.probes gap --run runs/toy-recipe/s2 --cache runs/toy-recipe/cache-heldout
 
 Each checkpoint's scores are cached beside it (``probe-<clips>.json``, ``gap-<clips>.json``), so a curve grows
 as a run goes on.
@@ -103,8 +103,8 @@ def checkpoint_curve(
 ) -> dict[int, dict[str, Any]]:
     """{step: held-out summary} for every checkpoint `run_out` kept, scored with the recipe's codec and encoders
     (`recipe`/model must exist: the recipe's assembled folder)."""
-    from humo.proving_ground.ablation import Evaluator, _cached, checkpoint_dit, kept_checkpoints
-    from humo.proving_ground.heldout import _fmt
+    from humo.evaluation.ablation import Evaluator, _cached, checkpoint_dit, kept_checkpoints
+    from humo.evaluation.heldout import _fmt
 
     run_out = Path(run_out)
     points = kept_checkpoints(run_out)
@@ -201,7 +201,7 @@ def gap_curve(
     run_out: str | os.PathLike, cache: str | os.PathLike, split: str = "test", clips: int = 24, log=print
 ) -> dict[int, dict[str, Any]]:
     """{step: {"image_gap", "audio_gap", ...}} for every checkpoint `run_out` kept (see `conditioning_gap`)."""
-    from humo.proving_ground.ablation import _cached, checkpoint_dit, kept_checkpoints
+    from humo.evaluation.ablation import _cached, checkpoint_dit, kept_checkpoints
 
     run_out = Path(run_out)
     points = kept_checkpoints(run_out)
@@ -276,10 +276,10 @@ def sample_sheet(
     frames of the sample and the clip's own middle frame (the truth), each enlarged 2x."""
     from PIL import Image
 
+    from humo.evaluation.ablation import checkpoint_dit
+    from humo.evaluation.heldout import generate_clip, heldout_samples, quiet_pipeline
     from humo.media.image import load_references
     from humo.media.video import read_video
-    from humo.proving_ground.ablation import checkpoint_dit
-    from humo.proving_ground.heldout import generate_clip, heldout_samples, quiet_pipeline
 
     recipe = Path(recipe)
     pipe = quiet_pipeline(recipe / "model")
@@ -302,7 +302,7 @@ def sample_sheet(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m humo.proving_ground.probes", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m humo.evaluation.probes", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="probe", required=True)
     a = sub.add_parser("audio", help="ridge probe from audio features to the mouth opening")
     a.add_argument("--recipe", required=True, type=Path, help="toy recipe folder (data/, encoders/)")

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from humo.errors import HumoError, atomic_path
-from humo.proving_ground.heldout import mean_spread
+from humo.evaluation.heldout import mean_spread
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ class Evaluator:
         self.pipe = None
 
     def __call__(self, dit, guidance: str | None = None, params: dict | None = None) -> dict[str, Any]:
-        from humo.proving_ground.heldout import evaluate_model, quiet_pipeline
+        from humo.evaluation.heldout import evaluate_model, quiet_pipeline
 
         if self.pipe is None:
             self.pipe = quiet_pipeline(self.recipe / "model")
@@ -365,7 +365,7 @@ def run_workers(cfg: StudyConfig, log: Callable[[str], None]) -> None:
         log_path = stem.with_suffix(".log")
         log(f"ablate: seeds {seeds} in a worker on {threads} thread(s), log {log_path}")
         with open(log_path, "w") as fh:
-            cmd = [sys.executable, "-m", "humo.proving_ground.ablation", str(stem.with_suffix(".json"))]
+            cmd = [sys.executable, "-m", "humo.evaluation.ablation", str(stem.with_suffix(".json"))]
             procs.append((seeds, log_path, subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)))
     failed = []
     for seeds, log_path, proc in procs:
@@ -505,7 +505,7 @@ def plot_curves(curves: dict[str, dict[int, dict[int, dict]]], path: str | os.Pa
     return save_figure(fig, path)
 
 
-if __name__ == "__main__":  # a `run_workers` worker: python -m humo.proving_ground.ablation STUDY.json
+if __name__ == "__main__":  # a `run_workers` worker: python -m humo.evaluation.ablation STUDY.json
     import sys
 
     run_study(StudyConfig(**json.loads(Path(sys.argv[1]).read_text())), log=lambda m: print(m, flush=True), worker=True)
