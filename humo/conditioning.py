@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from humo.constants import NULL_TEXTS
 from humo.errors import HumoError
 from humo.reference import replace_references
 
@@ -73,9 +74,6 @@ register(
 )
 register(Modality("audio", "a", "has_audio", "all-zero Whisper windows (zeros before the audio projector)"))
 
-# What the text slot holds when "text" is not kept: the release encodes the negative prompt for every pass without
-# the prompt; "empty" reads the paper's null token literally.
-NULL_TEXTS = ("negative", "empty")
 TEXT_SOURCES = ("prompt", *NULL_TEXTS)
 
 

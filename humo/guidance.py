@@ -42,7 +42,8 @@ import torch
 from torch import Tensor
 
 from humo.conditioning import MODALITIES as _REGISTRY
-from humo.conditioning import NULL_TEXTS, modality_names
+from humo.conditioning import modality_names
+from humo.constants import NULL_TEXTS
 from humo.errors import HumoError, require_file
 
 # The registered modalities (humo.conditioning): names in canonical order, and their letters in short names.

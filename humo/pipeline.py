@@ -23,11 +23,10 @@ import torch
 
 from humo.conditioning import Conditions
 from humo.configs import dit_preset
+from humo.constants import SAMPLE_RATE, VIDEO_FPS, latent_frames, valid_frames
 from humo.errors import HumoError, warn
 from humo.guidance import GuidanceSchedule
 
-VIDEO_FPS = 25
-SAMPLE_RATE = 16000
 SIZES = {"480p": (480, 832), "720p": (720, 1280), "480p-portrait": (832, 480), "720p-portrait": (1280, 720)}
 
 
@@ -152,7 +151,7 @@ class GenerationRequest:
         for what, v in (("--height", r.height), ("--width", r.width)):
             if not isinstance(v, int) or v < 16 or v % 16:
                 raise HumoError(f"{who}{what} {v}: must be a positive multiple of 16")
-        if r.frames != -1 and (not isinstance(r.frames, int) or r.frames < 1 or (r.frames - 1) % 4):
+        if r.frames != -1 and not valid_frames(r.frames):
             raise HumoError(f"{who}--frames {r.frames}: must be 4k+1 (1, 5, ..., 97) or -1 for the audio's length")
         if r.frames == -1 and r.audio is None:
             raise HumoError(f"{who}--frames -1 takes the length from the audio, but no --audio was given")
@@ -446,7 +445,7 @@ class HumoPipeline:
         samples = load_audio(req.audio, SAMPLE_RATE) if req.audio else None
         frames = frames_for_audio(len(samples), VIDEO_FPS) if req.frames == -1 else req.frames
         stride = self.vae_stride()
-        f_lat, h, w = (frames - 1) // 4 + 1, req.height // stride, req.width // stride
+        f_lat, h, w = latent_frames(frames), req.height // stride, req.width // stride
         for what, v, n, p in (("--height", req.height, h, cfg.patch[1]), ("--width", req.width, w, cfg.patch[2])):
             if v % stride or n % p:
                 raise HumoError(f"{what} {v}: must be a multiple of {stride * p} for this model")

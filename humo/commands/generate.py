@@ -17,7 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output .mp4 (single video)")
     parser.add_argument("--cases", help="batch: a JSON {name: {img_paths, audio_path, prompt}} as in the release")
     parser.add_argument("--out-dir", default="outputs", help="batch output folder (default outputs/)")
-    from humo.pipeline import LAYOUTS, VIDEO_FPS
+    from humo.constants import VIDEO_FPS
+    from humo.pipeline import LAYOUTS
 
     per_model = lambda field: ", ".join(f"{n} {getattr(lay, field)}" for n, lay in LAYOUTS.items())  # noqa: E731
     sizes = ", ".join(f"{n} {lay.height}x{lay.width}" for n, lay in LAYOUTS.items())
@@ -239,13 +240,14 @@ def size_job(req, frames: int, layout, weights: Path, dtype: str | None = None, 
     DiT's (default the layout's), `rate` the device's measured FLOP/s, `free` its free memory in bytes."""
     from humo.conditions.vae import folder_spatial_stride
     from humo.configs import dit_preset
+    from humo.constants import latent_frames
     from humo.sampler import flow_schedule
     from humo.sizing import estimate_job
 
     cfg = dit_preset(layout.dit_preset)
     stride = folder_spatial_stride(weights / layout.vae)
     per_frame = (req.height // stride // cfg.patch[1]) * (req.width // stride // cfg.patch[2])
-    video_frames = (frames - 1) // 4 + 1
+    video_frames = latent_frames(frames)
     ref_frames = max(len(req.images), 1 if req.audio else 0)
     _, timesteps = flow_schedule(req.steps, req.shift)
     schedule = req.schedule(req)
@@ -297,9 +299,9 @@ def check_job_size(
 
     from humo.conditions.audio import frames_for_audio
     from humo.configs import dit_preset
+    from humo.constants import SAMPLE_RATE, VIDEO_FPS
     from humo.errors import warn
     from humo.media.audio import audio_duration
-    from humo.pipeline import SAMPLE_RATE, VIDEO_FPS
     from humo.sizing import free_memory_bytes, matmul_rate
 
     rate = free = None

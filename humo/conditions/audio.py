@@ -39,17 +39,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from humo.constants import AUDIO_SHIFT, NUM_GROUPS, SAMPLE_RATE, VIDEO_FPS, WINDOW, latent_frames, round_down_frames
 from humo.errors import HumoError, atomic_path, check_keys
 
-SAMPLE_RATE = 16000
 HOP_LENGTH = 160  # mel hop in samples; the encoder's conv2 has stride 2, so one encoder frame = 320 samples (50 Hz)
 SAMPLES_PER_ENCODER_FRAME = 2 * HOP_LENGTH
 SAMPLES_PER_VIDEO_FRAME_25 = 640  # the release's trim unit: 16000 / 25
 FEATURE_RATE = 50  # encoder frames per second
-VIDEO_FPS = 25
-NUM_GROUPS = 5
-WINDOW = 8  # video frames per latent-frame window
-AUDIO_SHIFT = 2
 
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
@@ -76,12 +72,12 @@ def frames_for_audio(num_samples: int, fps: int = VIDEO_FPS) -> int:
     n = num_video_frames(num_samples, fps)
     if n < 1:
         raise HumoError(f"audio of {num_samples / SAMPLE_RATE:.3f} s is too short for one video frame")
-    return 4 * ((n - 1) // 4) + 1
+    return round_down_frames(n)
 
 
 def num_latent_frames(num_video_frames_: int) -> int:
     """Latent frames of a ``4k + 1``-frame video (Wan VAE: 4x temporal compression, first frame alone)."""
-    return 1 + (num_video_frames_ - 1) // 4
+    return latent_frames(num_video_frames_)
 
 
 def window_indices(num_latent: int) -> torch.Tensor:

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from humo.constants import TEMPORAL_STRIDE
 from humo.errors import HumoError, atomic_path, check_keys
 
 # Per-channel statistics of the Wan2.1 VAE latent (16 channels), used as z = (mu - mean) / std.
@@ -40,7 +41,6 @@ WAN_LATENT_STD: tuple[float, ...] = (
 )  # fmt: skip
 
 SPATIAL_STRIDE = 8  # Wan2.1's; a WanVAE reads its own from its config (`WanVAE.spatial_stride`)
-TEMPORAL_STRIDE = 4
 
 # `AutoencoderKLWan` keyword arguments of the released Wan2.1 VAE (base dim 96, 4 stages, 2 residual blocks).
 WAN21_VAE_CONFIG: dict[str, Any] = {

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from humo.constants import round_down_frames
 from humo.errors import HumoError, atomic_path, require_file
 
 CACHE_VERSION = 1
@@ -150,7 +151,7 @@ def clip_frames(available: int, limit: int | None) -> int:
     n = min(available, limit) if limit else available
     if n < 1:
         raise ValueError("no frames")
-    return 4 * ((n - 1) // 4) + 1
+    return round_down_frames(n)
 
 
 def prepare_video(frames: np.ndarray, num: int, height: int | None, width: int | None, what: str) -> torch.Tensor:

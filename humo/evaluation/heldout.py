@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from humo.constants import SAMPLE_RATE
 from humo.errors import HumoError, atomic_path
 from humo.proving_ground import metrics, readers
 
@@ -169,7 +170,7 @@ def evaluate_model(
     if pipe is None:
         pipe = quiet_pipeline(weights, preset)
     refs = [np.asarray(Image.open(s.ref_image_paths[0]).convert("RGB")) for s in samples]
-    audios = [load_audio(s.audio_path, 16000, min_seconds=0) for s in samples]
+    audios = [load_audio(s.audio_path, SAMPLE_RATE, min_seconds=0) for s in samples]
     vdir = Path(videos) if videos is not None else None
     rows: dict[str, dict] = {}
     for i, s in enumerate(samples):
@@ -180,7 +181,7 @@ def evaluate_model(
             pipe, s, seed=seed + i, steps=steps, guidance=guidance, guidance_params=guidance_params, out=out
         )
         seconds = time.perf_counter() - t0
-        own = metrics.evaluate_clip(res.frames, res.fps, s.caption, [refs[i]], (audios[i], 16000))
+        own = metrics.evaluate_clip(res.frames, res.fps, s.caption, [refs[i]], (audios[i], SAMPLE_RATE))
         own.pop("details", None)
         row = {
             "own": own,
@@ -190,7 +191,9 @@ def evaluate_model(
                 if k in ("subject_acc", "subject_sim")
             },  # fmt: skip
             "shuffled_audio": {
-                k: v for k, v in metrics.av_sync(res.frames, res.fps, audios[j], 16000).items() if k != "distances"
+                k: v
+                for k, v in metrics.av_sync(res.frames, res.fps, audios[j], SAMPLE_RATE).items()
+                if k != "distances"
             },  # fmt: skip
             "mask_iou": mask_iou(res.mask, res.frames),
             "seconds": seconds,

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from humo.constants import SAMPLE_RATE
 from humo.errors import HumoError, atomic_path
 
 
@@ -55,7 +56,7 @@ def audio_mouth_probe(
     enc = AudioEncoder.from_pretrained(audio_encoder)
     feats, mouth, env = [], [], []
     for s in samples:
-        wave = load_audio(s.audio_path, 16000, min_seconds=0)
+        wave = load_audio(s.audio_path, SAMPLE_RATE, min_seconds=0)
         f = enc.features(wave).reshape(-1, enc.dim * 5).numpy()
         with np.load(s.face_masks_path) as gt:
             m, e = gt["mouth"][0], gt["envelope"][0]
