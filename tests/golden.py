@@ -153,9 +153,9 @@ def training_cases():
 
 
 def train_all(folder: Path) -> dict[str, list[float]]:
-    from humo.data.precompute import synthetic_cache
     from humo.training.config import TrainConfig
     from humo.training.loop import train
+    from tests.helpers import synthetic_cache
 
     cache = folder / "cache"
     synthetic_cache(

@@ -85,9 +85,8 @@ class _Oracle:
 
 def test_conditioning_gap_is_high_for_a_model_that_uses_the_condition_and_zero_for_one_that_does_not(tmp_path):
     from humo.configs import dit_preset
-    from humo.data.precompute import synthetic_cache
     from humo.evaluation.probes import conditioning_gap
-    from tests.helpers import TINY, TINY_AUDIO
+    from tests.helpers import TINY, TINY_AUDIO, synthetic_cache
 
     cfg = dit_preset("humo-1.7b", **TINY, **TINY_AUDIO)
     cache = tmp_path / "cache"

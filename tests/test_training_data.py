@@ -10,8 +10,9 @@ import torch
 
 from humo.data.loader import CachedDataset, Collate, LatentCache
 from humo.data.manifest import Sample, read_manifest, write_manifest
-from humo.data.precompute import Encoders, content_key, precompute, synthetic_cache
+from humo.data.precompute import Encoders, content_key, precompute
 from humo.errors import HumoError
+from tests.helpers import synthetic_cache
 
 
 @pytest.fixture(autouse=True)

@@ -9,13 +9,12 @@ import torch
 from safetensors.torch import load_file
 
 from humo.checkpoint import load_dit, save_dit
-from humo.data.precompute import synthetic_cache
 from humo.dit import HumoDiT
 from humo.errors import HumoError
 from humo.training.config import TrainConfig
 from humo.training.loop import Trainer, load_init, train
 from humo.training.objective import compute_loss, draw
-from tests.helpers import TINY, TINY_AUDIO, tiny_cfg
+from tests.helpers import TINY, TINY_AUDIO, synthetic_cache, tiny_cfg
 
 MODEL = {**TINY, **TINY_AUDIO, "mask_head_blocks": 2}
 

@@ -59,8 +59,9 @@ WAN21_VAE_CONFIG: dict[str, Any] = {
 # narrow widths (8 -> 32 channels, 0.49M parameters) and one residual block per stage, but 3 stages: 4x space, not
 # 8x. At 64 x 64 an 8x latent puts the whole mouth (at most 10 x 6 px) inside one latent pixel, which a CPU-sized VAE
 # cannot keep; at 4x it spans 2-3 latent pixels, as a mouth does in a 480p frame under the real 8x VAE
-# (docs/proving-ground.md, "The toy VAE", has the measurement). The toy DiT patches 4 x 4 latent pixels, so its token grid is what 8x with 2 x 2 patches gives.
-# Its latent statistics start at 0/1; `humo train-vae` measures and stores real ones.
+# (docs/proving-ground.md, "The toy VAE", has the measurement). The toy DiT patches 4 x 4 latent pixels, so its
+# token grid is what 8x with 2 x 2 patches gives. Its latent statistics start at 0/1; `humo train-vae` measures and
+# stores real ones.
 TOY_VAE_CONFIG: dict[str, Any] = {
     "base_dim": 8,
     "z_dim": 16,
