@@ -31,6 +31,11 @@ def round_down_frames(frames: int) -> int:
     return TEMPORAL_STRIDE * ((frames - 1) // TEMPORAL_STRIDE) + 1
 
 
+def round_up_frames(frames: int) -> int:
+    """The shortest 1 + 4k frame count >= `frames` (>= 1)."""
+    return TEMPORAL_STRIDE * (-(-(frames - 1) // TEMPORAL_STRIDE)) + 1
+
+
 def valid_frames(frames: int) -> bool:
     """Whether a video of `frames` frames has Wan's 1 + 4k layout."""
     return isinstance(frames, int) and frames >= 1 and (frames - 1) % TEMPORAL_STRIDE == 0

@@ -23,7 +23,7 @@ import torch
 
 from humo.conditioning import Conditions
 from humo.configs import dit_preset
-from humo.constants import SAMPLE_RATE, VIDEO_FPS, latent_frames, valid_frames
+from humo.constants import SAMPLE_RATE, VIDEO_FPS, latent_frames, round_up_frames, valid_frames
 from humo.errors import HumoError, warn
 from humo.guidance import GuidanceSchedule
 
@@ -134,6 +134,11 @@ class GenerationRequest:
     max_batch: int | None = None
     sequential_guidance: bool = False
     name: str | None = None
+    segment_frames: int | None = None  # None: the model's length; longer videos are made in segments of this many
+
+    def segment_length(self, layout: ModelLayout) -> int:
+        """Frames per segment of a long video (`segment_frames`, or the model's trained length)."""
+        return layout.frames if self.segment_frames is None else self.segment_frames
 
     def resolved(self, layout: ModelLayout) -> GenerationRequest:
         """Fill defaults from the layout and validate everything that can be checked without loading a model."""
@@ -153,6 +158,8 @@ class GenerationRequest:
                 raise HumoError(f"{who}{what} {v}: must be a positive multiple of 16")
         if r.frames != -1 and not valid_frames(r.frames):
             raise HumoError(f"{who}--frames {r.frames}: must be 4k+1 (1, 5, ..., 97) or -1 for the audio's length")
+        if r.segment_frames is not None and (not valid_frames(r.segment_frames) or r.segment_frames < 9):
+            raise HumoError(f"{who}--segment-frames {r.segment_frames}: must be 4k+1 and at least 9")
         if r.frames == -1 and r.audio is None:
             raise HumoError(f"{who}--frames -1 takes the length from the audio, but no --audio was given")
         if isinstance(r.seed, bool) or not isinstance(r.seed, int) or not 0 <= r.seed <= MAX_SEED:
@@ -378,16 +385,30 @@ class HumoPipeline:
             f"{self.tokens(cond)} tokens per pass)"
         )
 
-        t0 = time.perf_counter()
-        latents, mask = self.sample(req, cond)
-        timings["sample"] = time.perf_counter() - t0
+        plan = plan_segments(cond.frames, req.segment_length(self.layout))
+        timings["sample"] = timings["decode"] = 0.0
+        pieces, masks, video = [], [], None
+        for k, (start, length, keep) in enumerate(plan):
+            seg, seg_req = cond, req
+            if k:  # a continuation: the last frames made so far start its time axis as motion frames
+                self.log(f"segment {k + 1}/{len(plan)}: frames {start}..{start + keep - 1}")
+                t0 = time.perf_counter()
+                seg = self.continue_conditions(cond, start, length, video)
+                seg_req = dataclasses.replace(req, seed=(req.seed + k) % (MAX_SEED + 1))
+                timings["encode"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            latents, mask = self.sample(seg_req, seg)
+            timings["sample"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            with self.vae as vae:
+                video = vae.decode(latents.float())[0].clamp(-1, 1)  # [3, T, H, W] in [-1, 1]
+            timings["decode"] += time.perf_counter() - t0
+            pieces.append(video[:, :keep])
+            masks.append(mask)
         self.log(f"sample  {timings['sample']:6.2f} s  ({req.steps} steps, {req.sampler}, guidance {req.guidance})")
-
-        t0 = time.perf_counter()
-        with self.vae as vae:
-            video = vae.decode(latents.float())[0]  # [3, T, H, W] in [-1, 1]
-        frames = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
-        timings["decode"] = time.perf_counter() - t0
+        video = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+        mask = None if masks[0] is None else (masks[0] if len(masks) == 1 else np.concatenate(masks))
+        frames = ((video + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
         self.log(f"decode  {timings['decode']:6.2f} s  ({frames.shape[0]} frames)")
 
         path = None
@@ -444,8 +465,9 @@ class HumoPipeline:
         present = req.inputs_present()
         samples = load_audio(req.audio, SAMPLE_RATE) if req.audio else None
         frames = frames_for_audio(len(samples), VIDEO_FPS) if req.frames == -1 else req.frames
+        first = plan_segments(frames, req.segment_length(self.layout))[0][1]  # the first segment's frames
         stride = self.vae_stride()
-        f_lat, h, w = latent_frames(frames), req.height // stride, req.width // stride
+        f_lat, h, w = latent_frames(first), req.height // stride, req.width // stride
         for what, v, n, p in (("--height", req.height, h, cfg.patch[1]), ("--width", req.width, w, cfg.patch[2])):
             if v % stride or n % p:
                 raise HumoError(f"{what} {v}: must be a multiple of {stride * p} for this model")
@@ -476,11 +498,11 @@ class HumoPipeline:
                 pixels = load_references(req.images, req.height, req.width)
                 refs = vae.encode_images(pixels).permute(1, 2, 0, 3, 4).reshape(1, cfg.out_dim, n_images, h, w)
             if cfg.reference_mode == "concat":
-                zero_video = vae.zero_video_latent(frames, req.height, req.width)[0]
+                zero_video = vae.zero_video_latent(first, req.height, req.width)[0]
                 y = concat_condition(refs, zero_video, keep_image=True)
                 y_null = concat_condition(refs, zero_video, keep_image=False)
 
-        windows = None
+        windows = feats = None
         if cfg.audio:
             if samples is not None:
                 with self.audio_encoder as ae:
@@ -498,7 +520,42 @@ class HumoPipeline:
             frames=frames,
             latent_shape=(cfg.out_dim, conditions.num_frames, h, w),
             mode="+".join(m for m in ("text", "image", "audio") if m in present),
+            features=feats,
+            size=(req.height, req.width),
         )
+
+    def continue_conditions(self, enc: EncodedRequest, start: int, length: int, previous: torch.Tensor):
+        """The conditions of a long video's segment of `length` frames from video frame `start`: the last
+        `MOTION_FRAMES` frames of `previous` (the segment before, decoded: [3, T, H, W] in [-1, 1]) encoded and
+        placed as clean motion frames at the start of its time axis, the audio windows read from frame `start` on
+        (the motion frames' from `start - MOTION_FRAMES`), the text and references as before."""
+        from humo.conditioning import Conditions, with_clean_windows
+        from humo.conditions.audio import audio_windows
+        from humo.reference import concat_condition
+
+        cfg, first = self.dit.cfg, enc.conditions
+        height, width = enc.size
+        with self.vae as vae:
+            motion = vae.encode(previous[:, -MOTION_FRAMES:].unsqueeze(0).float()).float()  # [1, C, m, h, w]
+            zero_video = vae.zero_video_latent(length, height, width)[0] if cfg.reference_mode == "concat" else None
+        f_lat, m = latent_frames(length), motion.shape[2]
+        windows = None
+        if cfg.audio:
+            if enc.features is not None:
+                video_w = audio_windows(enc.features, f_lat, start=start).unsqueeze(0)
+                motion_w = audio_windows(enc.features, m, start=start - MOTION_FRAMES).unsqueeze(0)
+                windows = with_clean_windows(video_w, first.n_ref, motion_w)
+            else:
+                windows = torch.zeros(1, m + f_lat + first.n_ref, *first.windows.shape[2:])
+        y = y_null = None
+        if zero_video is not None:
+            y = concat_condition(first.refs, zero_video, keep_image=True, motion=motion)
+            y_null = concat_condition(first.refs, zero_video, keep_image=False, motion=motion)
+        conditions = Conditions(
+            texts=first.texts, refs=first.refs, num_video=f_lat, motion=motion, windows=windows, y=y, y_null=y_null
+        )
+        shape = (enc.latent_shape[0], conditions.num_frames, *enc.latent_shape[2:])
+        return dataclasses.replace(enc, conditions=conditions, latent_shape=shape)
 
     def model_fn(self, enc: EncodedRequest):
         """The batched DiT call the guidance needs: (x [k*B, ...], t [k*B], conditions) -> (velocity [k*B, ...],
@@ -564,13 +621,34 @@ class HumoPipeline:
         return enc.conditions.video(state.x), mask
 
 
+# Video frames of the previous segment that start the next one of a long video (OmniHuman's choice: 5, i.e. two
+# latent frames of Wan's VAE, the first alone and then four).
+MOTION_FRAMES = 5
+
+
+def plan_segments(frames: int, segment: int) -> list[tuple[int, int, int]]:
+    """How a `frames`-frame video (1 + 4k) is made in segments of at most `segment` frames: (start frame, frames
+    generated, frames kept) each. The first starts at 0; each next one starts where the kept frames end and
+    continues from the last `MOTION_FRAMES` frames before it. Every generated length is 1 + 4k; the last segment
+    may generate a few frames more than it keeps."""
+    plan = [(0, min(frames, segment), min(frames, segment))]
+    start = plan[0][2]
+    while start < frames:
+        rest = frames - start
+        length = min(segment, round_up_frames(rest))
+        plan.append((start, length, min(length, rest)))
+        start += plan[-1][2]
+    return plan
+
+
 @dataclass
 class EncodedRequest:
     """A request's conditions and everything else fixed over the sampling steps.
 
     conditions: what the DiT is conditioned on (`conditioning.Conditions`, batch 1); schedule: the guidance;
-    samples: the driving audio (16 kHz mono) or None; frames: video frames; latent_shape: [C, T, h, w] of the
-    whole time axis (T: video and clean frames); mode: the inputs given, e.g. "text+image+audio".
+    samples: the driving audio (16 kHz mono) or None; frames: video frames of the whole video (a long one is made in
+    segments; `conditions` and `latent_shape` [C, T, h, w] are the first segment's, T counting its clean frames);
+    mode: the inputs given, e.g. "text+image+audio".
     """
 
     conditions: Conditions
@@ -579,6 +657,8 @@ class EncodedRequest:
     frames: int
     latent_shape: tuple[int, int, int, int]
     mode: str
+    features: torch.Tensor | None = None  # per-video-frame audio features of the whole audio (long video)
+    size: tuple[int, int] = (0, 0)  # video height, width
 
 
 @dataclass(frozen=True)

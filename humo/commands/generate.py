@@ -34,8 +34,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--frames",
         type=int,
-        help=f"video frames at {VIDEO_FPS} fps, 4k+1, or -1 for the audio's whole length "
+        help=f"video frames at {VIDEO_FPS} fps, 4k+1, or -1 for the audio's whole length; a video longer than a "
+        f"segment is made in segments, each continuing from the last 5 frames of the one before "
         f"(default: {per_model('frames')})",
+    )
+    parser.add_argument(
+        "--segment-frames",
+        type=int,
+        help="frames per segment of a long video, 4k+1, at least 9 "
+        f"(default: the model's length, {per_model('frames')})",
     )
     parser.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
     parser.add_argument(
@@ -51,8 +58,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-large",
         action="store_true",
-        help="run a job beyond 4x the model's frames or pixels, or estimated at over twice the device's free memory "
-        "or a day of DiT compute (refused by default)",
+        help="run a job with segments over 4x the model's frames, over 4x its pixels, over 5 minutes of video, or "
+        "estimated at over twice the device's free memory or a day of DiT compute (refused by default)",
     )
     parser.add_argument(
         "--guidance",
@@ -179,6 +186,7 @@ def requests_from_args(args, seed: int) -> list[tuple]:
         negative_prompt=args.negative_prompt,
         max_batch=args.max_batch,
         sequential_guidance=args.sequential_guidance,
+        segment_frames=args.segment_frames,
     )
     if args.cases:
         if args.prompt or args.image or args.audio or args.out:
@@ -233,6 +241,7 @@ def check_outputs(jobs, png_frames: str | None, overwrite: bool) -> None:
 
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 LIMIT_SECONDS = 24 * 3600  # beyond a day of estimated sampling, a job needs --allow-large
+LIMIT_VIDEO_SECONDS = 300  # and beyond five minutes of video
 
 
 def size_job(req, frames: int, layout, weights: Path, dtype: str | None = None, rate=None, free=None):
@@ -241,21 +250,25 @@ def size_job(req, frames: int, layout, weights: Path, dtype: str | None = None, 
     from humo.conditions.vae import folder_spatial_stride
     from humo.configs import dit_preset
     from humo.constants import latent_frames
+    from humo.pipeline import MOTION_FRAMES, plan_segments
     from humo.sampler import flow_schedule
     from humo.sizing import estimate_job
 
     cfg = dit_preset(layout.dit_preset)
     stride = folder_spatial_stride(weights / layout.vae)
     per_frame = (req.height // stride // cfg.patch[1]) * (req.width // stride // cfg.patch[2])
-    video_frames = latent_frames(frames)
+    segments = plan_segments(frames, req.segment_length(layout))
+    # the largest pass: a full segment, with the motion frames when the video has several
+    video_frames = latent_frames(segments[0][1]) + (latent_frames(MOTION_FRAMES) if len(segments) > 1 else 0)
     ref_frames = max(len(req.images), 1 if req.audio else 0)
     _, timesteps = flow_schedule(req.steps, req.shift)
     schedule = req.schedule(req)
     per_step = [len(schedule.conditions_needed(t)) for t in timesteps.tolist()]
     batch = 1 if req.sequential_guidance else min(max(per_step), req.max_batch or max(per_step))
     tokens = (video_frames + ref_frames) * per_frame
+    passes = sum(per_step) * len(segments)
     est = estimate_job(
-        cfg, tokens, video_frames + ref_frames, sum(per_step), batch, DTYPE_BYTES[dtype or layout.dtype], rate, free
+        cfg, tokens, video_frames + ref_frames, passes, batch, DTYPE_BYTES[dtype or layout.dtype], rate, free
     )
     return video_frames * per_frame, ref_frames * per_frame, est
 
@@ -292,7 +305,8 @@ def check_job_size(
     jobs, layout, allow_large: bool, weights: Path | None = None, say=print, device=None, dtype: str | None = None
 ) -> None:
     """Size each job from the file headers before loading: refuse what is far beyond the model's design unless
-    --allow-large (a 10-minute WAV with --frames -1 is 15,000 frames), say when the audio is cut, and print
+    --allow-large (segments over 4x the model's length, pixels over 4x its size, a video over `LIMIT_VIDEO_SECONDS`:
+    a 10-minute WAV with --frames -1 is 15,000 frames in 155 segments), say when the audio is cut, and print
     `job_summary` (with `weights`). With `device`, a quick matmul measures its rate, and a job estimated at more
     than twice the device's free memory or a day of compute is refused too (a warning beyond the free memory)."""
     import torch
@@ -324,8 +338,11 @@ def check_job_size(
                 f"the last {seconds - video_s:.2f} s are cut (--frames -1 keeps it all)"
             )
         large = []
-        if frames > 4 * layout.frames:
-            large.append(f"{frames} frames ({video_s:.1f} s; {layout.name} is made for {layout.frames})")
+        segment = req.segment_length(layout)
+        if segment > 4 * layout.frames:
+            large.append(f"segments of {segment} frames ({layout.name} is made for {layout.frames})")
+        if video_s > LIMIT_VIDEO_SECONDS:
+            large.append(f"{frames} frames ({video_s:.1f} s of video)")
         if req.height * req.width > 4 * layout.height * layout.width:
             large.append(f"{req.height}x{req.width} ({layout.name} is made for {layout.height}x{layout.width})")
         est = None
