@@ -263,10 +263,20 @@ def test_jobs_far_beyond_the_model_need_allow_large(tmp_path, capsys, no_loading
         main([str(a) for a in argv] + ["--allow-large"])
 
 
-def test_long_audio_with_frames_minus_one_is_sized_from_the_header(tmp_path, capsys, no_loading):
+def test_long_audio_with_frames_minus_one_is_sized_from_the_header(toy_weights, tmp_path, capsys, no_loading):
+    """A minute of audio is made in segments (the job line says how many); six minutes need --allow-large."""
     wav = tmp_path / "long.wav"
-    sf.write(wav, np.zeros(16000 * 60, "float32"), 16000)
-    refused(capsys, generate("--audio", wav, "--frames", -1, "--out", tmp_path / "o.mp4"), "1497 frames", [wav])
+    sf.write(wav, np.zeros(16000 * 60, "int16"), 16000)
+    argv = generate(
+        "--weights", toy_weights, "--device", "cpu", "--audio", wav, "--frames", -1, "--out", tmp_path / "o.mp4"
+    )
+    with pytest.raises(AssertionError, match="model was loaded"):
+        main([str(a) for a in argv])
+    out = capsys.readouterr().out
+    # 1497 frames in segments of the toy's 49: 1 + ceil(1448 / 49) = 31 segments, 1 DiT step each (2 passes)
+    assert "job: 1497 frames at 32x32" in out and "62 DiT passes (31 segments x 1 steps)" in out, out
+    sf.write(wav, np.zeros(16000 * 360, "int16"), 16000)
+    refused(capsys, argv, "8997 frames (359.9 s of video)", [wav])
 
 
 def test_audio_cut_to_frames_is_warned(media, tmp_path, capsys, no_loading):
@@ -505,7 +515,7 @@ def test_a_job_beyond_the_device_memory_is_refused_then_warned(toy_weights, tmp_
 
     lay = LAYOUTS["toy"]
     req = GenerationRequest("a man talks", steps=1, height=32, width=32, frames=5).resolved(lay)
-    need = size_job(req, 5, lay, toy_weights)[2].memory_bytes
+    need = size_job(req, 5, lay, toy_weights)[-1].memory_bytes
     monkeypatch.setattr(humo.sizing, "free_memory_bytes", lambda device: int(need * 0.75))
     with pytest.raises(AssertionError):
         main([str(a) for a in argv])

@@ -245,8 +245,9 @@ LIMIT_VIDEO_SECONDS = 300  # and beyond five minutes of video
 
 
 def size_job(req, frames: int, layout, weights: Path, dtype: str | None = None, rate=None, free=None):
-    """(video tokens, reference tokens, `sizing.JobEstimate`) of one job, before any model loads: `dtype` is the
-    DiT's (default the layout's), `rate` the device's measured FLOP/s, `free` its free memory in bytes."""
+    """(video tokens, reference tokens, segments, `sizing.JobEstimate`) of one job, before any model loads: tokens of
+    the largest pass (a segment, with motion frames when there are several); `dtype` is the DiT's (default the
+    layout's), `rate` the device's measured FLOP/s, `free` its free memory in bytes."""
     from humo.conditions.vae import folder_spatial_stride
     from humo.configs import dit_preset
     from humo.constants import latent_frames
@@ -270,7 +271,7 @@ def size_job(req, frames: int, layout, weights: Path, dtype: str | None = None, 
     est = estimate_job(
         cfg, tokens, video_frames + ref_frames, passes, batch, DTYPE_BYTES[dtype or layout.dtype], rate, free
     )
-    return video_frames * per_frame, ref_frames * per_frame, est
+    return video_frames * per_frame, ref_frames * per_frame, len(segments), est
 
 
 def job_summary(req, frames: int, layout, weights: Path, dtype: str | None = None, rate=None, free=None) -> str:
@@ -281,10 +282,11 @@ def job_summary(req, frames: int, layout, weights: Path, dtype: str | None = Non
     )
 
 
-def _summary_line(req, frames: int, dtype: str, rate, video: int, refs: int, est) -> str:
+def _summary_line(req, frames: int, dtype: str, rate, video: int, refs: int, segments: int, est) -> str:
+    steps = f"{req.steps} steps" if segments == 1 else f"{segments} segments x {req.steps} steps"
     line = (
         f"job: {frames} frames at {req.height}x{req.width} -> {video} video + {refs} reference tokens "
-        f"per pass, {est.passes} DiT passes ({req.steps} steps); DiT {est.params / 1e9:.2f}B parameters, "
+        f"per pass, {est.passes} DiT passes ({steps}); DiT {est.params / 1e9:.2f}B parameters, "
         f"{est.weight_bytes / 2**30:.2f} GiB in {dtype}"
     )
     if est.seconds is not None:
@@ -347,8 +349,8 @@ def check_job_size(
             large.append(f"{req.height}x{req.width} ({layout.name} is made for {layout.height}x{layout.width})")
         est = None
         if weights is not None:
-            video, refs, est = size_job(req, frames, layout, weights, dtype, rate, free)
-            say(f"{who}{_summary_line(req, frames, dtype or layout.dtype, rate, video, refs, est)}")
+            video, refs, segments, est = size_job(req, frames, layout, weights, dtype, rate, free)
+            say(f"{who}{_summary_line(req, frames, dtype or layout.dtype, rate, video, refs, segments, est)}")
         if est is not None and est.free_bytes is not None and est.memory_bytes > 2 * est.free_bytes:
             large.append(
                 f"an estimated {est.memory_bytes / 2**30:.1f} GiB "
