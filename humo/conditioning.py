@@ -40,13 +40,16 @@ class Modality:
     """One input the DiT can be conditioned on.
 
     name: what guidance conditions, tasks and configs call it; letter: its letter in short condition names
-    ("tia"); has_key: the training batch's [B] bool flag of samples that have it (None: every sample has it);
+    ("tia"); batch_key: the `TrainingBatch` field holding it; has_key: the batch's [B] bool flag of samples that
+    have it (None: every sample has it); cache_key: the field of a cache sample (`humo precompute`) holding it;
     null: what a pass that does not see it gets instead (documentation; `dit_inputs` implements it).
     """
 
     name: str
     letter: str
+    batch_key: str
     has_key: str | None
+    cache_key: str
     null: str
 
 
@@ -63,16 +66,20 @@ def register(modality: Modality) -> Modality:
     return modality
 
 
-register(Modality("text", "t", None, "the negative prompt's embedding (or the empty string's)"))
+register(Modality("text", "t", "text", None, "text", "the negative prompt's embedding (or the empty string's)"))
 register(
     Modality(
         "image",
         "i",
+        "refs",
         "has_ref",
+        "references",
         "zero reference latents (1.7B, replace) / the image-free channel condition (17B, concat)",
     )
 )
-register(Modality("audio", "a", "has_audio", "all-zero Whisper windows (zeros before the audio projector)"))
+register(
+    Modality("audio", "a", "audio", "has_audio", "audio", "all-zero Whisper windows (zeros before the audio projector)")
+)
 
 TEXT_SOURCES = ("prompt", *NULL_TEXTS)
 

@@ -31,9 +31,9 @@ def test_the_registry_is_what_guidance_reads():
     assert "".join(m.letter for m in MODALITIES.values()) == "tia"
     assert Condition.parse("ta").modalities == frozenset({"text", "audio"})
     with pytest.raises(HumoError, match="already registered"):
-        register(Modality("audio", "x", None, "-"))
+        register(Modality("audio", "x", "audio", None, "audio", "-"))
     with pytest.raises(HumoError, match="letter 't' is taken"):
-        register(Modality("pose", "t", None, "-"))
+        register(Modality("pose", "t", "pose", None, "pose", "-"))
     assert tuple(MODALITIES) == ("text", "image", "audio")  # refused registrations leave it as it was
 
 

@@ -84,10 +84,11 @@ class CachedDataset(torch.utils.data.Dataset):
         return len(self.entries)
 
     def availability(self) -> list[dict[str, bool]]:
-        """Per sample: which optional modalities it has ("image", "audio", "mask")."""
-        return [
-            {"image": bool(e["references"]), "audio": bool(e["audio"]), "mask": bool(e["mask"])} for e in self.entries
-        ]
+        """Per sample: which optional modalities it has (the registry's: "image", "audio"), and "mask"."""
+        from humo.conditioning import MODALITIES
+
+        optional = [m for m in MODALITIES.values() if m.has_key is not None]
+        return [{**{m.name: bool(e[m.cache_key]) for m in optional}, "mask": bool(e["mask"])} for e in self.entries]
 
     def __getitem__(self, item: tuple[int, str]) -> dict[str, Any]:
         """-> {"index", "task", "latents" [C, F, h, w], "text" [L, D], "refs" [k, C, h, w] (k <= num_refs),

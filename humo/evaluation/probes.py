@@ -160,7 +160,7 @@ def conditioning_gap(
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn((b, *shape), generator=gen)
     face = batch.mask.float()[:, None]
-    rolled = {"image": "refs", "audio": "audio"}  # the condition and the batch field holding it
+    rolled = {m: MODALITIES[m].batch_key for m in ("image", "audio")}  # the condition and the batch field holding it
     out: dict[str, Any] = {}
 
     def losses(bt, sigma: float) -> tuple[np.ndarray, np.ndarray]:
