@@ -133,6 +133,14 @@ class Conditions:
         out[self.n_motion : self.n_motion + self.num_video] = False
         return out
 
+    def frame_times(self, reference_rope: str = "continue") -> tuple[int, ...] | None:
+        """Each latent frame's RoPE time index: motion and video frames in order, reference frames after them
+        ("continue", HuMo) or at index 0 ("zero", OmniHuman-1's reference positional encoding). None stands for
+        the plain order 0 .. T-1."""
+        if reference_rope == "continue" or not self.n_ref:
+            return None
+        return tuple(range(self.n_motion + self.num_video)) + (0,) * self.n_ref
+
     def video(self, x: Tensor) -> Tensor:
         """The generated frames of a full latent [B, C, m + F + n_ref, ...] -> [B, C, F, ...]."""
         return x[:, :, self.n_motion : self.n_motion + self.num_video]
@@ -218,12 +226,14 @@ def keep_for_training(uses: Mapping[str, Tensor], has: Mapping[str, Tensor], dro
 @dataclass
 class DiTInputs:
     """One forward pass's inputs: x [B, C, T, h, w]; context [B, L, D]; audio [B, T, window, groups, Ca] or None;
-    y [B, 4 + C, T, h, w] or None (T = m + F + n_ref)."""
+    y [B, 4 + C, T, h, w] or None (T = m + F + n_ref); frame_times: the RoPE time index of each latent frame, or
+    None for 0 .. T-1."""
 
     x: Tensor
     context: Tensor
     audio: Tensor | None
     y: Tensor | None
+    frame_times: tuple[int, ...] | None = None
 
 
 def _rows(t: Tensor, n: int) -> Tensor:
@@ -235,8 +245,9 @@ def _select(keep: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return torch.where(keep.to(a.device).view(-1, *([1] * (a.ndim - 1))), a, b)
 
 
-def dit_inputs(cond: Conditions, x: Tensor, keep: Keep, reference_mode: str) -> DiTInputs:
-    """The DiT inputs of noisy latents `x` [B, C, m + F + n_ref, h, w] under `keep` (B rows).
+def dit_inputs(cond: Conditions, x: Tensor, keep: Keep, reference_mode: str, reference_rope: str = "continue"):
+    """The DiT inputs (`DiTInputs`) of noisy latents `x` [B, C, m + F + n_ref, h, w] under `keep` (B rows), for a
+    DiT of `reference_mode` and `reference_rope` (its config's).
 
     Clean frames, "replace" layout (1.7B): x's motion frames become the clean motion latents, its reference frames
     the clean references when the image is kept, else zeros. "concat" layout (17B): both come in through y (see
@@ -268,4 +279,4 @@ def dit_inputs(cond: Conditions, x: Tensor, keep: Keep, reference_mode: str) -> 
         emb = _rows(pad_tokens(cond.texts[s], length), b)
         rows = torch.tensor([src == s for src in keep.text], dtype=torch.bool)
         context = emb if context is None else _select(rows, emb, context)
-    return DiTInputs(x=x, context=context, audio=audio, y=y)
+    return DiTInputs(x=x, context=context, audio=audio, y=y, frame_times=cond.frame_times(reference_rope))

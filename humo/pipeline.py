@@ -568,16 +568,17 @@ class HumoPipeline:
 
         def fn(x: torch.Tensor, t: torch.Tensor, conditions):
             keep = Keep.of_conditions(conditions, x.shape[0] // len(conditions))
-            inp = dit_inputs(enc.conditions, x, keep, cfg.reference_mode)
+            inp = dit_inputs(enc.conditions, x, keep, cfg.reference_mode, cfg.reference_rope)
             xb = inp.x.to(self.device, dtype)
             ctx = inp.context.to(self.device, dtype)
             aud = inp.audio.to(self.device, dtype) if inp.audio is not None else None
             yb = inp.y.to(self.device, dtype) if inp.y is not None else None
+            times = {} if inp.frame_times is None else {"frame_times": inp.frame_times}
             with torch.no_grad():
                 if cfg.mask_head_blocks:
-                    out, mask = dit(xb, t.to(self.device), ctx, audio=aud, y=yb, return_mask=True)
+                    out, mask = dit(xb, t.to(self.device), ctx, audio=aud, y=yb, return_mask=True, **times)
                     return out.float(), mask
-                return dit(xb, t.to(self.device), ctx, audio=aud, y=yb).float(), None
+                return dit(xb, t.to(self.device), ctx, audio=aud, y=yb, **times).float(), None
 
         return fn
 

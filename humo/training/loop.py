@@ -375,6 +375,7 @@ class Trainer:
                 draws.to(self.device),
                 self.null_text,
                 reference_mode=self.dit_cfg.reference_mode,
+                reference_rope=self.dit_cfg.reference_rope,
                 use_audio=self.stage.audio,
                 mask_weight=self.mask_weight,
                 face_loss_weight=cfg.face_loss_weight,

@@ -151,15 +151,24 @@ class ModelInputs:
     y: Tensor | None
     target: Tensor
     clean: Tensor
+    frame_times: tuple[int, ...] | None = None
 
 
-def build_inputs(batch: TrainingBatch, draws: Draws, null_text: Tensor, *, reference_mode: str, use_audio: bool):
+def build_inputs(
+    batch: TrainingBatch,
+    draws: Draws,
+    null_text: Tensor,
+    *,
+    reference_mode: str,
+    use_audio: bool,
+    reference_rope: str = "continue",
+):
     """Assemble the DiT inputs of one micro-batch (see the module docstring; `use_audio` needs batch.audio and
     the concat layout batch.zero_video)."""
     cond = training_conditions(batch, null_text, reference_mode=reference_mode, use_audio=use_audio)
     x0 = cond.clean_latents(batch.latents)
     x = add_noise(x0, draws.noise.to(x0), draws.sigma.to(x0))
-    inp = dit_inputs(cond, x, keep_flags(batch, draws), reference_mode)
+    inp = dit_inputs(cond, x, keep_flags(batch, draws), reference_mode, reference_rope)
     return ModelInputs(
         x=inp.x,
         t=draws.timestep.to(x.device),
@@ -168,6 +177,7 @@ def build_inputs(batch: TrainingBatch, draws: Draws, null_text: Tensor, *, refer
         y=inp.y,
         target=velocity_target(x0, draws.noise.to(x0)),
         clean=cond.clean(x.device),
+        frame_times=inp.frame_times,
     )
 
 
@@ -212,6 +222,7 @@ def compute_loss(
     *,
     reference_mode: str,
     use_audio: bool,
+    reference_rope: str = "continue",
     mask_weight: float = 0.0,
     face_loss_weight: float = 0.0,
     autocast_dtype: torch.dtype | None = None,
@@ -224,11 +235,14 @@ def compute_loss(
     mask_weight > 0 asks the model for its mask logits (``return_mask=True``) and adds
     ``mask_weight * mask_loss`` against ``batch.mask`` [B, F, h, w] weighted by ``batch.has_mask``.
     """
-    inputs = build_inputs(batch, draws, null_text, reference_mode=reference_mode, use_audio=use_audio)
+    inputs = build_inputs(
+        batch, draws, null_text, reference_mode=reference_mode, use_audio=use_audio, reference_rope=reference_rope
+    )
     device_type = inputs.x.device.type
     want_mask = mask_weight > 0
+    times = {} if inputs.frame_times is None else {"frame_times": inputs.frame_times}
     with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-        out = model(inputs.x, inputs.t, inputs.context, audio=inputs.audio, y=inputs.y, return_mask=want_mask)
+        out = model(inputs.x, inputs.t, inputs.context, audio=inputs.audio, y=inputs.y, return_mask=want_mask, **times)
     pred, logits = out if want_mask else (out, None)
     weight = face_weight(batch.mask, face_loss_weight) if face_loss_weight else None
     flow = flow_loss(pred, inputs.target, inputs.clean, weight).mean()
