@@ -77,3 +77,23 @@ def test_training_and_generation_pass_the_frame_times_of_a_zero_rope_model(tmp_p
         compute_loss(Spy(), batch, draws, torch.zeros(4, 6), reference_mode="replace", use_audio=False,
                      reference_rope=rope)  # fmt: skip
         assert seen[-1] == expected
+
+
+def test_generation_passes_them_too(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from humo.dit import HumoDiT
+    from humo.pipeline import LAYOUTS, HumoPipeline
+    from humo.toy import toy_components
+    from tests.helpers import randomize
+
+    toy, vae, text, audio = toy_components(seed=0, num_layers=2, mask_head_blocks=0)
+    dit = randomize(HumoDiT(toy.cfg.replace(reference_rope="zero")), seed=1, scale=0.05).eval()
+    Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype("uint8")).save(tmp_path / "r.png")
+    pipe = HumoPipeline(LAYOUTS["toy"], dit, vae, text, audio, progress=False, log=lambda m: None)
+    seen = []
+    forward = dit.forward
+    dit.forward = lambda *a, **k: seen.append(k.get("frame_times")) or forward(*a, **k)
+    pipe("a man talks", [str(tmp_path / "r.png")], frames=9, height=32, width=32, steps=1)
+    assert seen and all(times == (0, 1, 2, 0) for times in seen)  # 3 video latent frames, then the reference
