@@ -323,9 +323,11 @@ class HumoPipeline:
         device: str | None = None,
         dtype: torch.dtype | None = None,
         offload: bool = True,
+        loras: Sequence[tuple[str, float]] = (),
         **kwargs,
     ) -> HumoPipeline:
-        """Load a model from a weights folder laid out as the official release (see `LAYOUTS`)."""
+        """Load a model from a weights folder laid out as the official release (see `LAYOUTS`), with LoRA files
+        ``(path, scale)`` merged into the DiT (`humo.lora_files`)."""
         from humo.checkpoint import load_dit
         from humo.conditions.audio import AudioEncoder
         from humo.conditions.text import TextEncoder
@@ -339,6 +341,10 @@ class HumoPipeline:
         # The config comes from the checkpoint (our files carry it; released ones match their preset by shape), so a
         # fine-tuned or resized model of the same family loads too.
         dit = load_dit(root / layout.dit, None, dtype=dtype, device=device)
+        if loras:
+            from humo.lora_files import apply_lora_files
+
+            apply_lora_files(dit, loras, kwargs.get("log"))
         if layout.vae_format == "official":
             vae_loader = lambda: WanVAE.from_official(root / layout.vae, device=device)  # noqa: E731
         else:

@@ -92,6 +92,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available)")
     parser.add_argument("--dtype", choices=["bf16", "fp32"], help="DiT weights dtype (default: the model's)")
     parser.add_argument("--no-offload", action="store_true", help="keep encoders and VAE loaded")
+    parser.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="FILE[:SCALE]",
+        help="merge a LoRA file into the DiT (peft/diffusers, kohya/ComfyUI or diffusion_model.* keys; scale "
+        "default 1; repeatable)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
 
 
@@ -373,6 +381,7 @@ def check_job_size(
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from humo.lora_files import parse_lora_arg
     from humo.pipeline import LAYOUTS, HumoPipeline, detect_preset, resolve_device
 
     weights = Path(args.weights) if args.weights else bundled_weights()
@@ -387,6 +396,10 @@ def run(args: argparse.Namespace) -> int:
     seed, drawn = parse_seed(args.seed)
     jobs = [(req.resolved(layout), out) for req, out in requests_from_args(args, seed)]
     check_outputs(jobs, args.png_frames, args.overwrite)
+    loras = [parse_lora_arg(spec) for spec in args.lora]
+    for path, _ in loras:
+        if not Path(path).is_file():
+            raise HumoError(f"--lora {path}: file not found")
     device = resolve_device(args.device)
     check_job_size(jobs, layout, args.allow_large, weights, say, device, args.dtype)
     if drawn:  # printed even with --quiet: without it the video cannot be made again
@@ -395,7 +408,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     quiet = dict(log=lambda msg: None, progress=False) if args.quiet else {}
     pipe = HumoPipeline.from_pretrained(
-        weights, preset, device=device, dtype=dtype, offload=not args.no_offload, **quiet
+        weights, preset, device=device, dtype=dtype, offload=not args.no_offload, loras=loras, **quiet
     )
     say(f"loaded {preset} from {weights} in {time.perf_counter() - t0:.1f} s")
     for req, out in jobs:
