@@ -271,8 +271,18 @@ def infer_config(sd: dict[str, torch.Tensor], metadata: dict | None = None) -> D
     Our own checkpoints carry the config in their metadata. Otherwise the shapes decide; the head count, which
     shapes cannot tell, comes from the preset of the same width or Wan's head size of 128.
     """
+    return _infer_config(sd, metadata)[0]
+
+
+def heads_known(sd: dict[str, torch.Tensor], metadata: dict | None = None) -> bool:
+    """Whether `infer_config`'s head count is known (from the metadata or a preset of the same structure), not
+    guessed from Wan's head size."""
+    return _infer_config(sd, metadata)[1]
+
+
+def _infer_config(sd: dict[str, torch.Tensor], metadata: dict | None) -> tuple[DiTConfig, bool]:
     if metadata and METADATA_KEY in metadata:
-        return DiTConfig.from_dict(json.loads(metadata[METADATA_KEY]))
+        return DiTConfig.from_dict(json.loads(metadata[METADATA_KEY])), True
     if "patch_embedding.weight" not in sd:
         raise HumoError("checkpoint: no 'patch_embedding.weight' key: not a Wan/HuMo DiT")
     pe = sd["patch_embedding.weight"]
@@ -315,9 +325,9 @@ def infer_config(sd: dict[str, torch.Tensor], metadata: dict | None = None) -> D
                 if preset.num_layers == fields["num_layers"] and not fields["mask_head_blocks"]
                 else "custom"
             )
-            return preset.replace(name=name, **fields)
+            return preset.replace(name=name, **fields), True
     heads = dim // 128 if dim % 128 == 0 else max(1, dim // 64)
-    return DiTConfig(name="custom", num_heads=heads, **fields)
+    return DiTConfig(name="custom", num_heads=heads, **fields), False
 
 
 def match_preset(sd: dict[str, torch.Tensor], metadata: dict | None = None) -> str | None:
