@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import io
 import os
+import re
 import sys
 import warnings
 
@@ -91,7 +92,7 @@ class _WarningsOnly(io.TextIOBase):
 
     def write(self, text: str) -> int:
         self.pending += text
-        *lines, self.pending = self.pending.split("\n")
+        *lines, self.pending = re.split(r"[\r\n]", self.pending)  # a progress bar redraws its line with \r
         for line in lines:
             if line.startswith("humo:") or "Warning" in line or "Error" in line:
                 self.target.write(line + "\n")
