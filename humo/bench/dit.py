@@ -46,17 +46,14 @@ def bf16_is_slow() -> str | None:
     )
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 3) -> float:
-    """Measured dense matmul TFLOP/s on this machine for `dtype`."""
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e12
+def matmul_peak(dtype: torch.dtype, n: int = 4096) -> float:
+    """Measured dense matmul TFLOP/s on this machine for `dtype`: n x n products (rows cut to 2e10 FLOPs a product
+    on a CPU) for half a second."""
+    from humo.sizing import matmul_rate
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    max_flops = 2 * n**3 if device.type == "cuda" else 2e10
+    return matmul_rate(device, dtype, n, n, rows=n, budget_s=0.5, max_flops=max_flops) / 1e12
 
 
 def _best_time(fn, repeats: int) -> float:
