@@ -23,7 +23,7 @@ import torch
 
 from humo.conditioning import Conditions
 from humo.configs import dit_preset
-from humo.constants import SAMPLE_RATE, VIDEO_FPS, latent_frames, round_up_frames, valid_frames
+from humo.constants import SAMPLE_RATE, TEMPORAL_STRIDE, VIDEO_FPS, latent_frames, round_up_frames, valid_frames
 from humo.errors import HumoError, warn
 from humo.guidance import GuidanceSchedule
 
@@ -504,9 +504,10 @@ class HumoPipeline:
                 pixels = load_references(req.images, req.height, req.width)
                 refs = vae.encode_images(pixels).permute(1, 2, 0, 3, 4).reshape(1, cfg.out_dim, n_images, h, w)
             if cfg.reference_mode == "concat":
-                zero_video = vae.zero_video_latent(first, req.height, req.width)[0]
-                y = concat_condition(refs, zero_video, keep_image=True)
-                y_null = concat_condition(refs, zero_video, keep_image=False)
+                # long enough for the reference slots too, as the release's precomputed zero latent is
+                zero_video = vae.zero_video_latent(first + TEMPORAL_STRIDE * n_ref, req.height, req.width)[0]
+                y = concat_condition(refs, zero_video, keep_image=True, num_video=f_lat)
+                y_null = concat_condition(refs, zero_video, keep_image=False, num_video=f_lat)
 
         windows = feats = None
         if cfg.audio:
@@ -543,7 +544,9 @@ class HumoPipeline:
         height, width = enc.size
         with self.vae as vae:
             motion = vae.encode(previous[:, -MOTION_FRAMES:].unsqueeze(0).float()).float()  # [1, C, m, h, w]
-            zero_video = vae.zero_video_latent(length, height, width)[0] if cfg.reference_mode == "concat" else None
+            zero_video = None
+            if cfg.reference_mode == "concat":
+                zero_video = vae.zero_video_latent(length + TEMPORAL_STRIDE * first.n_ref, height, width)[0]
         f_lat, m = latent_frames(length), motion.shape[2]
         windows = None
         if cfg.audio:
@@ -555,8 +558,8 @@ class HumoPipeline:
                 windows = torch.zeros(1, m + f_lat + first.n_ref, *first.windows.shape[2:])
         y = y_null = None
         if zero_video is not None:
-            y = concat_condition(first.refs, zero_video, keep_image=True, motion=motion)
-            y_null = concat_condition(first.refs, zero_video, keep_image=False, motion=motion)
+            y = concat_condition(first.refs, zero_video, keep_image=True, motion=motion, num_video=f_lat)
+            y_null = concat_condition(first.refs, zero_video, keep_image=False, motion=motion, num_video=f_lat)
         conditions = Conditions(
             texts=first.texts, refs=first.refs, num_video=f_lat, motion=motion, windows=windows, y=y, y_null=y_null
         )

@@ -206,7 +206,8 @@ class Collate:
             tasks=tuple(it["task"] for it in items),
             index=torch.tensor([it["index"] for it in items]),
             audio=audio,
-            zero_video=items[0]["zero_video"][:, :f] if items[0]["zero_video"] is not None else None,
+            # the video's frames and the reference slots after them (see reference.zero_video_frames)
+            zero_video=items[0]["zero_video"][:, : f + self.num_refs] if items[0]["zero_video"] is not None else None,
         )
 
 

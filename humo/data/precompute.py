@@ -42,6 +42,8 @@ CACHE_VERSION = 1
 OBJECTS_DIR = "objects"
 DEFAULT_INDEX = "index.json"
 DEFAULT_FPS = 25.0
+# Latent frames of room after a clip in its zero-video latent: the 17B's null reference slots (at most this many).
+ZERO_VIDEO_REFERENCE_SLOTS = 4
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -336,7 +338,8 @@ class Precomputer:
             "references": refs,
             "audio": audio_key,
             "mask": mask_key,
-            "zero_video": self.zero_video(4 * (f - 1) + 1, height, width),
+            # the latent of a zero clip with room for the reference slots, as the release's precomputed one has
+            "zero_video": self.zero_video(4 * (f - 1) + 1 + 4 * ZERO_VIDEO_REFERENCE_SLOTS, height, width),
         }
 
     def run(self, samples: Sequence, base: Path | None = None, progress: bool = False) -> dict[str, Any]:

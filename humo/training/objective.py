@@ -122,8 +122,9 @@ def training_conditions(batch: TrainingBatch, null_text: Tensor, *, reference_mo
         windows = with_clean_windows(batch.audio, refs.shape[2], carried)
     y = y_null = None
     if reference_mode == "concat":
-        y = concat_condition(refs, batch.zero_video, keep_image=True, motion=motion)
-        y_null = concat_condition(refs, batch.zero_video, keep_image=False, motion=motion)
+        f = batch.latents.shape[2]
+        y = concat_condition(refs, batch.zero_video, keep_image=True, motion=motion, num_video=f)
+        y_null = concat_condition(refs, batch.zero_video, keep_image=False, motion=motion, num_video=f)
     return Conditions(
         texts={"prompt": batch.text, "negative": null_text[None]},
         refs=refs,
