@@ -134,8 +134,10 @@ def _read_training_checkpoint(folder: Path, dtype: torch.dtype | None) -> tuple[
 
 
 def read_shapes(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Key -> meta tensor (shape and dtype, no data) of a checkpoint, without reading its weights."""
-    p = resolve_weights(path)
+    """Key -> meta tensor (shape and dtype, no data) of a checkpoint (or a training checkpoint folder: its model's
+    file, which the EMA's keys are a subset of), without reading its weights."""
+    folder = Path(path)
+    p = folder / TRAINING_MODEL if folder.is_dir() and (folder / TRAINING_EMA).is_file() else resolve_weights(path)
     if p.stat().st_size == 0:
         raise HumoError(f"checkpoint {p}: file is empty")
     files = [p]

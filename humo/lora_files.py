@@ -59,13 +59,16 @@ def _module_name(raw: str, kohya: dict[str, str]) -> str:
         if raw.startswith(prefix):
             raw = raw[len(prefix) :]
             break
-    # the diffusers names map as parameter keys do; the module name is the key without its last field
-    return _rename(raw + ".weight", _FROM_DIFFUSERS)[: -len(".weight")]
+    # the diffusers names map as parameter keys do: a module as its weight's key, a bare parameter (the blocks'
+    # scale_shift_table, our modulation) as itself
+    module = _rename(raw + ".weight", _FROM_DIFFUSERS)[: -len(".weight")]
+    return module if module != raw else _rename(raw, _FROM_DIFFUSERS)
 
 
 def read_lora(path: str | os.PathLike, model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
     """{module name of `model`: {"down", "up", "alpha", "diff", "diff_b": tensor}} from a LoRA file (safetensors,
-    or a weights-only torch file), with one-line errors for keys that match no Linear layer of `model`."""
+    or a weights-only torch file), with one-line errors for keys that match no layer of `model` (low-rank pairs
+    need a Linear layer; full deltas any weight, or a bare parameter such as a block's modulation)."""
     from humo.checkpoint import read_state_dict
 
     p = Path(path)
@@ -73,7 +76,10 @@ def read_lora(path: str | os.PathLike, model: nn.Module) -> dict[str, dict[str, 
         raise HumoError(f"--lora {p}: file not found")
     sd, _ = read_state_dict(p)
     linears = {name for name, m in model.named_modules() if isinstance(m, nn.Linear)}
-    kohya = {name.replace(".", "_"): name for name in linears}
+    # full deltas may target any weight: a module's (norms, the patch embedding) or a bare parameter (modulation)
+    weighted = {name for name, m in model.named_modules() if isinstance(getattr(m, "weight", None), torch.Tensor)}
+    weighted |= {name for name, _ in model.named_parameters()}
+    kohya = {name.replace(".", "_"): name for name in weighted}
     out: dict[str, dict[str, torch.Tensor]] = {}
     unknown = []
     for key, tensor in sd.items():
@@ -82,7 +88,7 @@ def read_lora(path: str | os.PathLike, model: nn.Module) -> dict[str, dict[str, 
             unknown.append(key)
             continue
         module = _module_name(key[: -len(kind)], kohya)
-        if module not in linears:
+        if module not in (weighted if _KINDS[kind] in ("diff", "diff_b") else linears):
             unknown.append(key)
             continue
         out.setdefault(module, {})[_KINDS[kind]] = tensor
@@ -99,11 +105,15 @@ def read_lora(path: str | os.PathLike, model: nn.Module) -> dict[str, dict[str, 
 @torch.no_grad()
 def apply_lora_file(model: nn.Module, path: str | os.PathLike, scale: float = 1.0) -> int:
     """Merge the LoRA at `path` into `model`'s weights with `scale`; returns the number of layers changed."""
-    modules = dict(model.named_modules())
+    modules, params = dict(model.named_modules()), dict(model.named_parameters())
     lora = read_lora(path, model)
     for name, parts in lora.items():
-        layer = modules[name]
-        w = layer.weight
+        layer = modules.get(name)
+        w = (
+            layer.weight
+            if layer is not None and isinstance(getattr(layer, "weight", None), torch.Tensor)
+            else params[name]
+        )
         delta = torch.zeros(w.shape, dtype=torch.float32, device=w.device)
         if "down" in parts:
             down, up = parts["down"].float().to(w.device), parts["up"].float().to(w.device)
@@ -121,7 +131,7 @@ def apply_lora_file(model: nn.Module, path: str | os.PathLike, scale: float = 1.
             delta += parts["diff"].float().to(w.device)
         w.copy_((w.float() + scale * delta).to(w.dtype))
         if "diff_b" in parts:
-            if layer.bias is None or tuple(parts["diff_b"].shape) != tuple(layer.bias.shape):
+            if getattr(layer, "bias", None) is None or tuple(parts["diff_b"].shape) != tuple(layer.bias.shape):
                 raise HumoError(f"--lora {path}: {name}.diff_b does not fit the layer's bias")
             layer.bias.copy_((layer.bias.float() + scale * parts["diff_b"].float().to(w.device)).to(w.dtype))
     return len(lora)

@@ -410,10 +410,12 @@ class HumoPipeline:
                 video = vae.decode(latents.float())[0].clamp(-1, 1)  # [3, T, H, W] in [-1, 1]
             timings["decode"] += time.perf_counter() - t0
             pieces.append(video[:, :keep])
-            masks.append(mask)
+            masks.append(mask if mask is None or len(plan) == 1 else video_frame_mask(mask, keep))
         self.log(f"sample  {timings['sample']:6.2f} s  ({req.steps} steps, {req.sampler}, guidance {req.guidance})")
         video = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
-        mask = None if masks[0] is None else (masks[0] if len(masks) == 1 else np.concatenate(masks))
+        mask = masks[0]
+        if mask is not None and len(masks) > 1:  # per-frame masks of the segments -> the whole video's latent grid
+            mask = latent_frame_mask(np.concatenate(masks))
         frames = ((video + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
         self.log(f"decode  {timings['decode']:6.2f} s  ({frames.shape[0]} frames)")
 
@@ -629,6 +631,20 @@ class HumoPipeline:
         if state.mask is not None:
             mask = enc.conditions.video(state.mask.unsqueeze(1))[0, 0].numpy()
         return enc.conditions.video(state.x), mask
+
+
+def video_frame_mask(mask: np.ndarray, frames: int) -> np.ndarray:
+    """A segment's predicted mask on its latent frames [F, h, w] -> one per video frame [frames, h, w]: latent
+    frame 0 is video frame 0, latent frame i >= 1 covers video frames 4i-3 .. 4i (Wan's layout)."""
+    counts = [1] + [TEMPORAL_STRIDE] * (mask.shape[0] - 1)
+    return np.repeat(mask, counts, axis=0)[:frames]
+
+
+def latent_frame_mask(mask: np.ndarray) -> np.ndarray:
+    """Per-video-frame masks [T, h, w] (T = 1 + 4k) -> per latent frame [1 + k, h, w]: each latent frame's mean
+    over the video frames it covers."""
+    rest = mask[1:].reshape(-1, TEMPORAL_STRIDE, *mask.shape[1:]).mean(axis=1)
+    return np.concatenate([mask[:1], rest]).astype(mask.dtype)
 
 
 # Video frames of the previous segment that start the next one of a long video (OmniHuman's choice: 5, i.e. two

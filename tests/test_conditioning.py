@@ -147,6 +147,6 @@ def test_audio_windows_can_start_mid_audio():
 
     feats = torch.arange(1, 41, dtype=torch.float32).view(40, 1, 1).expand(40, 5, 2)
     whole = audio_windows(feats, 9)  # video frames 0..32
-    later = audio_windows(feats, 5, start=16)  # a segment starting at video frame 16 (latent frame 4 ends there)
+    later = audio_windows(feats, 5, start=16)  # windows read from video frame 16 on (any start frame works)
     assert torch.equal(later[1:], whole[5:9])  # its latent frames 1.. read the same frames as the whole video's
     assert later[0, :3].abs().sum() == 0 and later[0, 3:, 0, 0].tolist() == [15.0, 16.0, 17.0, 18.0, 19.0]

@@ -28,3 +28,17 @@ def test_inspect_names_missing_keys_and_does_not_invent_a_head_count(tmp_path, c
     assert main(["inspect", str(tmp_path / "broken.safetensors")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing keys: blocks.1.ffn.0.bias" in err[0]
+
+
+def test_inspect_reads_a_training_checkpoint_folder(tmp_path, capsys):
+    from humo.checkpoint import save_state_dict
+
+    model = tiny_model("humo-1.7b", seed=0)
+    folder = tmp_path / "step_00000010"
+    folder.mkdir()
+    save_dit(model, folder / "model.safetensors")
+    save_state_dict(
+        {k: v for k, v in model.state_dict().items() if k.startswith("blocks.0.")}, folder / "ema.safetensors"
+    )
+    assert main(["inspect", str(folder)]) == 0
+    assert "heads 4" in capsys.readouterr().out

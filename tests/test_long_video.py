@@ -58,7 +58,7 @@ def test_a_long_video_is_made_in_segments_that_continue_from_motion_frames(pipe_
         pipe.continue_conditions, pipe.dit.forward = inner, dit_forward
     assert r.frames.shape == (21, 32, 32, 3)
     assert [(s, n) for _, s, n, _, _ in seen] == [(9, 9), (18, 5)]  # 9 + 9 + 3 kept of 5
-    assert r.mask.shape[0] == 3 + 3 + 2  # the segments' latent frames
+    assert r.mask.shape[0] == 6  # the whole video's latent frames (1 + 20 / 4), as one pass would give
     enc, start, length, previous, seg = seen[0]
     c = seg.conditions
     # motion frames: the previous segment's last 5 decoded frames, encoded; clean at the start of the time axis
@@ -72,6 +72,16 @@ def test_a_long_video_is_made_in_segments_that_continue_from_motion_frames(pipe_
     assert torch.equal(c.windows[0, 1], f[start - 6 : start + 2])
     assert torch.equal(c.windows[0, 2, 3:], f[start - 2 : start + 3]) and c.windows[0, 2, :3].abs().sum() == 0
     assert c.windows[0, -1].abs().sum() == 0  # the reference frame (text+audio: one zero reference) hears nothing
+
+
+def test_segment_masks_map_onto_the_video_frames_and_back():
+    from humo.pipeline import latent_frame_mask, video_frame_mask
+
+    m = np.random.default_rng(0).random((3, 2, 2)).astype(np.float32)
+    frames = video_frame_mask(m, 9)
+    assert frames.shape == (9, 2, 2) and np.array_equal(frames[0], m[0]) and np.array_equal(frames[5:9], m[[2] * 4])
+    assert np.array_equal(latent_frame_mask(frames), m)
+    assert video_frame_mask(m, 7).shape[0] == 7  # a last segment keeps fewer frames than it made
 
 
 def test_one_segment_is_the_plain_video_and_bad_segment_lengths_are_refused(pipe_and_audio):

@@ -96,3 +96,16 @@ def test_lora_argument_and_generation(tmp_path, capsys):
     assert not (read_video(tmp_path / "a.mp4")[0] == read_video(tmp_path / "b.mp4")[0]).all()  # the LoRA acts
     assert main([*base, "--out", str(tmp_path / "c.mp4"), "--lora", str(tmp_path / "missing.safetensors")]) == 2
     assert "--lora" in capsys.readouterr().err and not (tmp_path / "c.mp4").exists()
+
+
+def test_full_deltas_reach_norms_and_bare_parameters(tmp_path):
+    model = tiny_model("humo-1.7b", seed=0)
+    norm, mod = model.blocks[0].norm3.weight.clone(), model.blocks[1].modulation.clone()
+    deltas = {
+        "diffusion_model.blocks.0.norm3.diff": torch.ones_like(norm),  # a LayerNorm's weight
+        "transformer.blocks.1.scale_shift_table.diff": torch.ones_like(mod),  # diffusers' name of our modulation
+    }
+    save_file(deltas, str(tmp_path / "d.safetensors"))
+    apply_lora_file(model, tmp_path / "d.safetensors", scale=0.5)
+    assert torch.allclose(model.blocks[0].norm3.weight, norm + 0.5)
+    assert torch.allclose(model.blocks[1].modulation, mod + 0.5)

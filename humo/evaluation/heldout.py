@@ -129,13 +129,15 @@ def quiet_pipeline(weights: str | os.PathLike, preset: str = "toy"):
 
 
 def generate_clip(pipe, sample, *, seed: int, steps: int, guidance=None, guidance_params=None, out=None):
-    """The pipeline's result for one held-out sample: its caption, first reference image, audio and length."""
+    """The pipeline's result for one held-out sample: its caption, first reference image, audio and length, in one
+    pass whatever its length (the bars are for what the model makes of a clip, not for long-video continuation)."""
     return pipe(
         sample.caption,
         [str(sample.ref_image_paths[0])],
         str(sample.audio_path),
         out=out,
         frames=sample.num_frames or None,
+        segment_frames=max(9, sample.num_frames) if sample.num_frames else None,
         steps=steps,
         seed=seed,
         guidance=guidance,

@@ -166,9 +166,13 @@ def conditioning_gap(
     def losses(bt, sigma: float) -> tuple[np.ndarray, np.ndarray]:
         off = {m: torch.zeros(b, dtype=torch.bool) for m in MODALITIES}
         draws = Draws(torch.full((b,), sigma), torch.full((b,), 1000 * sigma), noise, off)
-        inp = build_inputs(bt, draws, null_text, reference_mode=cfg.reference_mode, use_audio=cfg.audio)
+        inp = build_inputs(
+            bt, draws, null_text, reference_mode=cfg.reference_mode, use_audio=cfg.audio,
+            reference_rope=cfg.reference_rope,
+        )  # fmt: skip
+        times = {} if inp.frame_times is None else {"frame_times": inp.frame_times}
         with torch.no_grad():
-            pred = model(inp.x, inp.t, inp.context, audio=inp.audio, y=inp.y)
+            pred = model(inp.x, inp.t, inp.context, audio=inp.audio, y=inp.y, **times)
         err = (pred[:, :, ~inp.clean] - inp.target[:, :, ~inp.clean]).float().square()
         whole = err.mean(dim=(1, 2, 3, 4))
         on_face = (err * face).sum(dim=(1, 2, 3, 4)) / (face.sum(dim=(1, 2, 3, 4)) * err.shape[1]).clamp_min(1e-6)

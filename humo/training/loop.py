@@ -364,7 +364,8 @@ class Trainer:
     def _micro_step(self, batch, last: bool) -> torch.Tensor:
         cfg, info = self.cfg, self.info
         lat = batch.latents
-        shape = (lat.shape[1], lat.shape[2] + self.num_refs, lat.shape[3], lat.shape[4])
+        clean = self.num_refs + (0 if batch.motion is None else batch.motion.shape[2])  # frames besides the video
+        shape = (lat.shape[1], lat.shape[2] + clean, lat.shape[3], lat.shape[4])
         lo = info.rank * cfg.batch_size
         draws = draw_rows(cfg.seed, self.micro, range(lo, lo + cfg.batch_size), shape, cfg)
         sync = nullcontext() if last or not hasattr(self.ddp_model, "no_sync") else self.ddp_model.no_sync()
