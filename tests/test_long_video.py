@@ -106,7 +106,7 @@ def test_the_17b_layout_continues_through_its_channel_condition(tmp_path):
 
     toy, vae, text, audio = toy_components(seed=0, num_layers=2, mask_head_blocks=0)
     shared = {**TINY, **TINY_AUDIO, "text_dim": text.dim, "text_len": text.text_len}
-    cfg = dit_preset("humo-17b", **shared, audio_feat_dim=toy.cfg.audio_feat_dim)
+    cfg = dit_preset("humo-17b", **{**shared, "audio_feat_dim": toy.cfg.audio_feat_dim})
     dit = randomize(HumoDiT(cfg), seed=2, scale=0.05).eval()
     layout = dataclasses.replace(LAYOUTS["humo-17b"], frames=9)
     pipe = HumoPipeline(layout, dit, vae, text, audio, progress=False, log=lambda m: None)
