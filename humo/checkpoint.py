@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from humo.configs import DIT_PRESETS, DiTConfig
-from humo.errors import HumoError, atomic_path, describe_keys
+from humo.errors import HumoError, atomic_path, check_keys, describe_keys
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 METADATA_KEY = "humo_config"
@@ -86,7 +86,10 @@ def _read_pickle(path: Path, dtype: torch.dtype | None) -> dict[str, torch.Tenso
 
 
 def read_state_dict(path: str | Path, dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read all tensors of a checkpoint (any released format) -> (state dict, metadata). Casts floats to `dtype`."""
+    """Read all tensors of a checkpoint (any released format, or a `humo train` checkpoint folder: its weights with
+    the EMA's over them) -> (state dict, metadata). Casts floats to `dtype`."""
+    if Path(path).is_dir() and (Path(path) / TRAINING_EMA).is_file():
+        return _read_training_checkpoint(Path(path), dtype)
     p = resolve_weights(path)
     if p.stat().st_size == 0:
         raise HumoError(f"checkpoint {p}: file is empty")
@@ -112,9 +115,29 @@ def read_state_dict(path: str | Path, dtype: torch.dtype | None = None) -> tuple
     raise HumoError(f"checkpoint {p}: not a weights file (expected .safetensors, .safetensors.index.json or .pth)")
 
 
+# A `humo train` checkpoint folder (humo.training.state) holds the model's weights and their EMA.
+TRAINING_MODEL, TRAINING_EMA = "model.safetensors", "ema.safetensors"
+
+
+def _read_training_checkpoint(folder: Path, dtype: torch.dtype | None) -> tuple[dict[str, torch.Tensor], dict]:
+    """The weights a training checkpoint evaluates with: the model's, the EMA's where it keeps one."""
+    sd, meta = _read_safetensors(folder / TRAINING_MODEL, dtype)
+    if METADATA_KEY not in meta:
+        raise HumoError(f"checkpoint {folder}: {TRAINING_MODEL} has no {METADATA_KEY} metadata")
+    ema, _ = _read_safetensors(folder / TRAINING_EMA, dtype)
+    unknown = sorted(set(ema) - set(sd))
+    if unknown:
+        raise HumoError(f"checkpoint {folder}: EMA keys not in the model: {describe_keys(unknown)}")
+    if any(".lora_" in k for k in sd):
+        raise HumoError(f"checkpoint {folder}: a LoRA checkpoint; load its export instead")
+    return {**sd, **ema}, meta
+
+
 def read_shapes(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Key -> meta tensor (shape and dtype, no data) of a checkpoint, without reading its weights."""
-    p = resolve_weights(path)
+    """Key -> meta tensor (shape and dtype, no data) of a checkpoint (or a training checkpoint folder: its model's
+    file, which the EMA's keys are a subset of), without reading its weights."""
+    folder = Path(path)
+    p = folder / TRAINING_MODEL if folder.is_dir() and (folder / TRAINING_EMA).is_file() else resolve_weights(path)
     if p.stat().st_size == 0:
         raise HumoError(f"checkpoint {p}: file is empty")
     files = [p]
@@ -250,8 +273,18 @@ def infer_config(sd: dict[str, torch.Tensor], metadata: dict | None = None) -> D
     Our own checkpoints carry the config in their metadata. Otherwise the shapes decide; the head count, which
     shapes cannot tell, comes from the preset of the same width or Wan's head size of 128.
     """
+    return _infer_config(sd, metadata)[0]
+
+
+def heads_known(sd: dict[str, torch.Tensor], metadata: dict | None = None) -> bool:
+    """Whether `infer_config`'s head count is known (from the metadata or a preset of the same structure), not
+    guessed from Wan's head size."""
+    return _infer_config(sd, metadata)[1]
+
+
+def _infer_config(sd: dict[str, torch.Tensor], metadata: dict | None) -> tuple[DiTConfig, bool]:
     if metadata and METADATA_KEY in metadata:
-        return DiTConfig.from_dict(json.loads(metadata[METADATA_KEY]))
+        return DiTConfig.from_dict(json.loads(metadata[METADATA_KEY])), True
     if "patch_embedding.weight" not in sd:
         raise HumoError("checkpoint: no 'patch_embedding.weight' key: not a Wan/HuMo DiT")
     pe = sd["patch_embedding.weight"]
@@ -294,9 +327,9 @@ def infer_config(sd: dict[str, torch.Tensor], metadata: dict | None = None) -> D
                 if preset.num_layers == fields["num_layers"] and not fields["mask_head_blocks"]
                 else "custom"
             )
-            return preset.replace(name=name, **fields)
+            return preset.replace(name=name, **fields), True
     heads = dim // 128 if dim % 128 == 0 else max(1, dim // 64)
-    return DiTConfig(name="custom", num_heads=heads, **fields)
+    return DiTConfig(name="custom", num_heads=heads, **fields), False
 
 
 def match_preset(sd: dict[str, torch.Tensor], metadata: dict | None = None) -> str | None:
@@ -321,42 +354,9 @@ def match_preset(sd: dict[str, torch.Tensor], metadata: dict | None = None) -> s
 
 
 def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:
-    """Raise a HumoError naming every missing, unexpected and misshaped key."""
-    expected = model.state_dict()
-    missing = set(expected) - set(sd)
-    unexpected = set(sd) - set(expected)
-    wrong = [
-        f"{k} {tuple(sd[k].shape)} != {tuple(expected[k].shape)}"
-        for k in sorted(set(sd) & set(expected))
-        if tuple(sd[k].shape) != tuple(expected[k].shape)
-    ]
-    # With assign=True a tensor replaces the parameter as it is, so an integer (quantized) tensor where the model
-    # wants floats would fail deep inside load_state_dict; name it here instead.
-    wrong_dtype = [
-        f"{k} {sd[k].dtype}"
-        for k in sorted(set(sd) & set(expected))
-        if expected[k].is_floating_point() and not sd[k].is_floating_point()
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {describe_keys(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {describe_keys(unexpected)}")
-    if wrong:
-        problems.append(
-            "wrong shapes: " + "; ".join(wrong[:8]) + (f" (+{len(wrong) - 8} more)" if len(wrong) > 8 else "")
-        )
-    if wrong_dtype:
-        problems.append(
-            "not floating point: "
-            + "; ".join(wrong_dtype[:8])
-            + (f" (+{len(wrong_dtype) - 8} more)" if len(wrong_dtype) > 8 else "")
-        )
-    if problems:
-        raise HumoError(
-            f"{source} does not match the {getattr(model, 'cfg', None) and model.cfg.name} layout: "
-            + " | ".join(problems)
-        )
+    """Raise a HumoError naming every missing, unexpected and misshaped key (`errors.check_keys`)."""
+    layout = getattr(model, "cfg", None) and model.cfg.name
+    check_keys(f"{source} does not match the {layout} layout", sd, model.state_dict())
 
 
 def load_dit(

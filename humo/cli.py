@@ -7,8 +7,11 @@ A `HumoError` raised anywhere becomes one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import os
+import re
 import sys
 import warnings
 
@@ -32,6 +35,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Commands that write files and talk while they do: each takes -q/--quiet (print only warnings and errors), its
+# own or the one added here. The others (presets, inspect, bench) print their result, which --quiet would hide.
+QUIET_COMMANDS = (
+    "generate", "demo", "convert", "synth", "eval", "train", "train-vae", "fit-codec", "precompute", "ablate"
+)  # fmt: skip
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="humo", description="HuMo human-centric video generation")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -46,6 +56,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                 p.set_defaults(_missing=name)
                 continue
             module.configure(p)
+            if name in QUIET_COMMANDS and "--quiet" not in p._option_string_actions:
+                p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+                p.set_defaults(_quiet_here=True)  # commands with their own --quiet (generate) keep what they must say
             p.set_defaults(_run=module.run)
     return parser
 
@@ -68,6 +81,37 @@ def quiet_libraries() -> None:
         hf_logging.set_verbosity_error()
 
 
+class _WarningsOnly(io.TextIOBase):
+    """A stderr that passes on only the lines that are warnings or errors (progress bars and notes are dropped)."""
+
+    def __init__(self, target):
+        self.target, self.pending = target, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = re.split(r"[\r\n]", self.pending)  # a progress bar redraws its line with \r
+        for line in lines:
+            if line.startswith("humo:") or "Warning" in line or "Error" in line:
+                self.target.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+@contextlib.contextmanager
+def quieted(quiet: bool):
+    """With `quiet`, the command's own output is dropped and stderr keeps only warnings and errors."""
+    if not quiet:
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(_WarningsOnly(sys.stderr)):
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -81,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"humo: error: the '{args._missing}' command is not available in this version", file=sys.stderr)
         return 2
     try:
-        code = args._run(args)
+        with quieted(getattr(args, "_quiet_here", False) and args.quiet):
+            code = args._run(args)
     except HumoError as e:
         print(f"humo: error: {e}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from humo.errors import HumoError
 
 ReferenceMode = Literal["concat", "replace", "none"]
 Prediction = Literal["velocity", "sample"]
+ReferenceRope = Literal["continue", "zero"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class DiTConfig:
     rope_theta: float = 10000.0
     rope_max_len: int = 1024
     reference_mode: ReferenceMode = "replace"
+    # The RoPE time index of reference frames: "continue" after the last video frame (HuMo, both releases) or "zero",
+    # the first frame's (OmniHuman-1's reference positional encoding).
+    reference_rope: ReferenceRope = "continue"
     # Audio path (HuMo). audio=False gives the plain Wan2.1 backbone (no audio keys at all).
     audio: bool = True
     audio_window: int = 8  # video frames per latent-frame window
@@ -74,6 +78,10 @@ class DiTConfig:
             problems.append(f"mask_head_blocks {self.mask_head_blocks} > num_layers {self.num_layers}")
         if self.mask_head_blocks and not self.audio:
             problems.append("the mask head sits after the audio cross-attention: it needs audio=True")
+        if self.reference_rope not in get_args(ReferenceRope):
+            problems.append(
+                f"reference_rope '{self.reference_rope}' is not one of {', '.join(get_args(ReferenceRope))}"
+            )
         if self.prediction not in get_args(Prediction):
             problems.append(f"prediction '{self.prediction}' is not one of {', '.join(get_args(Prediction))}")
         if problems:
@@ -167,7 +175,7 @@ DIT_PRESETS: dict[str, DiTConfig] = {
     # Its VAE has a 4x spatial stride (TOY_VAE_CONFIG), so it patches 4 x 4 latent pixels: one token per 16 x 16
     # pixels, as with Wan's 8x VAE and 2 x 2 patches. A token then holds 256 latent values and the width is 256, so
     # the head predicts the clean latent, not the velocity (see DiTConfig.prediction; docs/training.md, "Sample
-    # prediction"): with velocity prediction the same net's samples stayed noise.
+    # prediction", has the comparison).
     "toy": DiTConfig(
         name="toy",
         patch=(1, 4, 4),

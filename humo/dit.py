@@ -38,12 +38,19 @@ def rope_split(head_dim: int) -> tuple[int, int, int]:
 
 
 @lru_cache(maxsize=32)
-def _rope_table(head_dim: int, grid: tuple[int, int, int], theta: float, device: torch.device):
-    """cos/sin for every token of an (F, H, W) grid: each [L, 1, head_dim/2] in fp32. Cached per grid."""
+def _rope_table(
+    head_dim: int, grid: tuple[int, int, int], theta: float, device: torch.device, times: tuple[int, ...] | None
+):
+    """cos/sin for every token of an (F, H, W) grid: each [L, 1, head_dim/2] in fp32. Cached per grid.
+    `times`: each latent frame's time index (None: 0 .. F-1)."""
     parts = []
-    for size, d in zip(grid, rope_split(head_dim)):
+    for axis, (size, d) in enumerate(zip(grid, rope_split(head_dim))):
         inv = 1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float64, device=device) / d)
-        parts.append(torch.outer(torch.arange(size, dtype=torch.float64, device=device), inv))
+        if axis == 0 and times is not None:
+            pos = torch.tensor(times, dtype=torch.float64, device=device)
+        else:
+            pos = torch.arange(size, dtype=torch.float64, device=device)
+        parts.append(torch.outer(pos, inv))
     f, h, w = grid
     angles = torch.cat(
         [
@@ -56,9 +63,16 @@ def _rope_table(head_dim: int, grid: tuple[int, int, int], theta: float, device:
     return torch.cos(angles).float(), torch.sin(angles).float()
 
 
-def rope_table(head_dim: int, grid: tuple[int, int, int], theta: float, device: torch.device):
-    """Positions are the token's (frame, row, column): reference frames simply continue the time index."""
-    return _rope_table(head_dim, tuple(int(g) for g in grid), float(theta), torch.device(device))
+def rope_table(
+    head_dim: int, grid: tuple[int, int, int], theta: float, device: torch.device, times: tuple[int, ...] | None = None
+):
+    """Positions are the token's (frame, row, column). By default the frames are numbered in order, so reference
+    frames continue the time index after the video; `times` gives each latent frame's index instead (e.g. 0 for
+    reference frames, OmniHuman-1's choice: `Conditions.frame_times`)."""
+    if times is not None and len(times) != grid[0]:
+        raise ValueError(f"{len(times)} frame times for {grid[0]} latent frames")
+    times = None if times is None else tuple(int(t) for t in times)
+    return _rope_table(head_dim, tuple(int(g) for g in grid), float(theta), torch.device(device), times)
 
 
 class Block(nn.Module):
@@ -123,13 +137,14 @@ def sample_to_velocity(x: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> to
 class HumoDiT(nn.Module):
     """Wan2.1 DiT with HuMo's audio cross-attention and references on the time axis.
 
-    forward(x, t, context, audio=None, y=None, return_mask=False):
+    forward(x, t, context, audio=None, y=None, return_mask=False, frame_times=None):
       x:       [B, out_dim, F, H, W] noisy latents, reference frames last
       t:       [B] timesteps in [0, 1000]
       context: [B, Lt, text_dim] text embeddings, zero beyond the prompt; padded with zeros to text_len as Wan does
       audio:   [B, F, window, groups, C] Whisper windows per latent frame (zeros on reference frames) or None,
                which skips the audio branch entirely (stage-1 training, or a model without audio)
       y:       [B, in_dim - out_dim, F, H, W] the 17B channel condition (mask ++ condition latent), else None
+      frame_times: each latent frame's RoPE time index (None: 0 .. F-1; see `rope_table`)
     returns [B, out_dim, F, H, W] velocities, and with return_mask=True also mask logits [B, F, H, W] (None
     without a head). With cfg.prediction == "sample" the head predicts x0 and the velocity is
     (x - x0) / max(sigma, MIN_SIGMA), sigma = t / 1000, as x = (1 - sigma) x0 + sigma n.
@@ -185,7 +200,7 @@ class HumoDiT(nn.Module):
             context = torch.cat([context, context.new_zeros(context.shape[0], pad, context.shape[2])], dim=1)
         return self.text_embedding(context.to(self.dtype))
 
-    def forward(self, x, t, context, audio=None, y=None, return_mask: bool = False):
+    def forward(self, x, t, context, audio=None, y=None, return_mask: bool = False, frame_times=None):
         cfg = self.cfg
         noisy = x
         if y is not None:
@@ -197,7 +212,7 @@ class HumoDiT(nn.Module):
         e = self.time_embedding(sinusoidal_embedding(cfg.freq_dim, t).to(self.dtype)).float()
         e6 = self.time_projection(e.to(self.dtype)).float().unflatten(1, (6, cfg.dim))
         ctx = self.embed_context(context)
-        rope = rope_table(cfg.head_dim, grid, cfg.rope_theta, tokens.device)
+        rope = rope_table(cfg.head_dim, grid, cfg.rope_theta, tokens.device, frame_times)
         audio_tokens = self.audio_proj(audio) if (audio is not None and cfg.audio) else None
 
         tapped = []

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 class HumoError(Exception):
@@ -72,6 +73,43 @@ def describe_keys(keys, limit: int = 12) -> str:
     keys = sorted(keys)
     more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
     return ", ".join(keys[:limit]) + more
+
+
+def check_keys(what: str, found: Mapping[str, Any], expected: Mapping[str, Any], *, may_miss=None) -> None:
+    """The strict key check every loader shares: a one-line HumoError, starting with `what`, that lists the
+    missing, unexpected and misshaped keys, and integer tensors where the model holds floats (a quantized file
+    would fail deep inside ``load_state_dict``). Values are tensors or shapes (None where only the name is known);
+    keys for which ``may_miss(key)`` is true may be absent."""
+
+    def shape(v):
+        return None if v is None else tuple(v.shape) if hasattr(v, "shape") else tuple(v)
+
+    common = sorted(set(found) & set(expected))
+    missing = [k for k in expected if k not in found and not (may_miss and may_miss(k))]
+    unexpected = [k for k in found if k not in expected]
+    misshaped = [
+        f"{k} {shape(found[k])} vs {shape(expected[k])}"
+        for k in common
+        if None not in (shape(found[k]), shape(expected[k])) and shape(found[k]) != shape(expected[k])
+    ]
+    integer = [
+        f"{k} {found[k].dtype}"
+        for k in common
+        if hasattr(found[k], "is_floating_point") and hasattr(expected[k], "is_floating_point")
+        and expected[k].is_floating_point() and not found[k].is_floating_point()
+    ]  # fmt: skip
+    problems = [
+        f"{label}: {describe_keys(keys)}"
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("wrong shapes", misshaped),
+            ("not floating point", integer),
+        )
+        if keys
+    ]
+    if problems:
+        raise HumoError(f"{what}: " + "; ".join(problems))
 
 
 def check_output(path: str | os.PathLike, what: str, inputs=(), overwrite: bool = False, folder: bool = False) -> Path:

@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from humo.conditioning import Conditions
 from humo.configs import dit_preset
+from humo.constants import SAMPLE_RATE, TEMPORAL_STRIDE, VIDEO_FPS, latent_frames, round_up_frames, valid_frames
 from humo.errors import HumoError, warn
+from humo.guidance import GuidanceSchedule
 
-VIDEO_FPS = 25
-SAMPLE_RATE = 16000
 SIZES = {"480p": (480, 832), "720p": (720, 1280), "480p-portrait": (832, 480), "720p-portrait": (1280, 720)}
 
 
@@ -133,6 +134,11 @@ class GenerationRequest:
     max_batch: int | None = None
     sequential_guidance: bool = False
     name: str | None = None
+    segment_frames: int | None = None  # None: the model's length; longer videos are made in segments of this many
+
+    def segment_length(self, layout: ModelLayout) -> int:
+        """Frames per segment of a long video (`segment_frames`, or the model's trained length)."""
+        return layout.frames if self.segment_frames is None else self.segment_frames
 
     def resolved(self, layout: ModelLayout) -> GenerationRequest:
         """Fill defaults from the layout and validate everything that can be checked without loading a model."""
@@ -150,8 +156,10 @@ class GenerationRequest:
         for what, v in (("--height", r.height), ("--width", r.width)):
             if not isinstance(v, int) or v < 16 or v % 16:
                 raise HumoError(f"{who}{what} {v}: must be a positive multiple of 16")
-        if r.frames != -1 and (not isinstance(r.frames, int) or r.frames < 1 or (r.frames - 1) % 4):
+        if r.frames != -1 and not valid_frames(r.frames):
             raise HumoError(f"{who}--frames {r.frames}: must be 4k+1 (1, 5, ..., 97) or -1 for the audio's length")
+        if r.segment_frames is not None and (not valid_frames(r.segment_frames) or r.segment_frames < 9):
+            raise HumoError(f"{who}--segment-frames {r.segment_frames}: must be 4k+1 and at least 9")
         if r.frames == -1 and r.audio is None:
             raise HumoError(f"{who}--frames -1 takes the length from the audio, but no --audio was given")
         if isinstance(r.seed, bool) or not isinstance(r.seed, int) or not 0 <= r.seed <= MAX_SEED:
@@ -315,9 +323,11 @@ class HumoPipeline:
         device: str | None = None,
         dtype: torch.dtype | None = None,
         offload: bool = True,
+        loras: Sequence[tuple[str, float]] = (),
         **kwargs,
     ) -> HumoPipeline:
-        """Load a model from a weights folder laid out as the official release (see `LAYOUTS`)."""
+        """Load a model from a weights folder laid out as the official release (see `LAYOUTS`), with LoRA files
+        ``(path, scale)`` merged into the DiT (`humo.lora_files`)."""
         from humo.checkpoint import load_dit
         from humo.conditions.audio import AudioEncoder
         from humo.conditions.text import TextEncoder
@@ -331,6 +341,10 @@ class HumoPipeline:
         # The config comes from the checkpoint (our files carry it; released ones match their preset by shape), so a
         # fine-tuned or resized model of the same family loads too.
         dit = load_dit(root / layout.dit, None, dtype=dtype, device=device)
+        if loras:
+            from humo.lora_files import apply_lora_files
+
+            apply_lora_files(dit, loras, kwargs.get("log"))
         if layout.vae_format == "official":
             vae_loader = lambda: WanVAE.from_official(root / layout.vae, device=device)  # noqa: E731
         else:
@@ -372,20 +386,37 @@ class HumoPipeline:
         cond = self.encode_conditions(req)
         timings["encode"] = time.perf_counter() - t0
         self.log(
-            f"encode  {timings['encode']:6.2f} s  ({cond['mode']}, {cond['frames']} frames "
-            f"{req.height}x{req.width}, {cond['n_ref']} reference frame(s), {self.tokens(cond)} tokens per pass)"
+            f"encode  {timings['encode']:6.2f} s  ({cond.mode}, {cond.frames} frames "
+            f"{req.height}x{req.width}, {cond.conditions.n_ref} reference frame(s), "
+            f"{self.tokens(cond)} tokens per pass)"
         )
 
-        t0 = time.perf_counter()
-        latents, mask = self.sample(req, cond)
-        timings["sample"] = time.perf_counter() - t0
+        plan = plan_segments(cond.frames, req.segment_length(self.layout))
+        timings["sample"] = timings["decode"] = 0.0
+        pieces, masks, video = [], [], None
+        for k, (start, length, keep) in enumerate(plan):
+            seg, seg_req = cond, req
+            if k:  # a continuation: the last frames made so far start its time axis as motion frames
+                self.log(f"segment {k + 1}/{len(plan)}: frames {start}..{start + keep - 1}")
+                t0 = time.perf_counter()
+                seg = self.continue_conditions(cond, start, length, video)
+                seg_req = dataclasses.replace(req, seed=(req.seed + k) % (MAX_SEED + 1))
+                timings["encode"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            latents, mask = self.sample(seg_req, seg)
+            timings["sample"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            with self.vae as vae:
+                video = vae.decode(latents.float())[0].clamp(-1, 1)  # [3, T, H, W] in [-1, 1]
+            timings["decode"] += time.perf_counter() - t0
+            pieces.append(video[:, :keep])
+            masks.append(mask if mask is None or len(plan) == 1 else video_frame_mask(mask, keep))
         self.log(f"sample  {timings['sample']:6.2f} s  ({req.steps} steps, {req.sampler}, guidance {req.guidance})")
-
-        t0 = time.perf_counter()
-        with self.vae as vae:
-            video = vae.decode(latents.float())[0]  # [3, T, H, W] in [-1, 1]
-        frames = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
-        timings["decode"] = time.perf_counter() - t0
+        video = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+        mask = masks[0]
+        if mask is not None and len(masks) > 1:  # per-frame masks of the segments -> the whole video's latent grid
+            mask = latent_frame_mask(np.concatenate(masks))
+        frames = ((video + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
         self.log(f"decode  {timings['decode']:6.2f} s  ({frames.shape[0]} frames)")
 
         path = None
@@ -412,13 +443,13 @@ class HumoPipeline:
             )
             timings["write"] = time.perf_counter() - t0
             self.log(f"write   {timings['write']:6.2f} s  -> {path}")
-        if cond["samples"] is not None:  # the result, like the file, ends with the shorter of video and audio
-            frames = frames[: max(1, min(len(frames), len(cond["samples"]) * VIDEO_FPS // SAMPLE_RATE))]
-        return GenerationResult(frames, VIDEO_FPS, cond["samples"], SAMPLE_RATE, path, timings, mask)
+        if cond.samples is not None:  # the result, like the file, ends with the shorter of video and audio
+            frames = frames[: max(1, min(len(frames), len(cond.samples) * VIDEO_FPS // SAMPLE_RATE))]
+        return GenerationResult(frames, VIDEO_FPS, cond.samples, SAMPLE_RATE, path, timings, mask)
 
-    def tokens(self, cond: dict[str, Any]) -> int:
-        """Tokens of one video in one DiT pass: latent frames (references included) x patches per frame."""
-        _, f, h, w = cond["latent_shape"]
+    def tokens(self, cond: EncodedRequest) -> int:
+        """Tokens of one video in one DiT pass: latent frames (clean frames included) x patches per frame."""
+        _, f, h, w = cond.latent_shape
         pf, ph, pw = self.dit.cfg.patch
         return (f // pf) * (h // ph) * (w // pw)
 
@@ -430,8 +461,9 @@ class HumoPipeline:
         return self._vae_stride
 
     # ------------------------------------------------------------------------------------------------------------
-    def encode_conditions(self, req: GenerationRequest) -> dict[str, Any]:
+    def encode_conditions(self, req: GenerationRequest) -> EncodedRequest:
         """Everything the DiT needs that does not change over the sampling steps."""
+        from humo.conditioning import with_clean_windows
         from humo.conditions.audio import audio_windows, frames_for_audio
         from humo.media.audio import load_audio
         from humo.media.image import load_references
@@ -441,8 +473,9 @@ class HumoPipeline:
         present = req.inputs_present()
         samples = load_audio(req.audio, SAMPLE_RATE) if req.audio else None
         frames = frames_for_audio(len(samples), VIDEO_FPS) if req.frames == -1 else req.frames
+        first = plan_segments(frames, req.segment_length(self.layout))[0][1]  # the first segment's frames
         stride = self.vae_stride()
-        f_lat, h, w = (frames - 1) // 4 + 1, req.height // stride, req.width // stride
+        f_lat, h, w = latent_frames(first), req.height // stride, req.width // stride
         for what, v, n, p in (("--height", req.height, h, cfg.patch[1]), ("--width", req.width, w, cfg.patch[2])):
             if v % stride or n % p:
                 raise HumoError(f"{what} {v}: must be a multiple of {stride * p} for this model")
@@ -473,95 +506,104 @@ class HumoPipeline:
                 pixels = load_references(req.images, req.height, req.width)
                 refs = vae.encode_images(pixels).permute(1, 2, 0, 3, 4).reshape(1, cfg.out_dim, n_images, h, w)
             if cfg.reference_mode == "concat":
-                zero_video = vae.zero_video_latent(frames, req.height, req.width)[0]
-                y = concat_condition(refs, zero_video, keep_image=True)
-                y_null = concat_condition(refs, zero_video, keep_image=False)
+                # long enough for the reference slots too, as the release's precomputed zero latent is
+                zero_video = vae.zero_video_latent(first + TEMPORAL_STRIDE * n_ref, req.height, req.width)[0]
+                y = concat_condition(refs, zero_video, keep_image=True, num_video=f_lat)
+                y_null = concat_condition(refs, zero_video, keep_image=False, num_video=f_lat)
 
-        windows = None
+        windows = feats = None
         if cfg.audio:
             if samples is not None:
                 with self.audio_encoder as ae:
                     feats = ae.features(samples, fps=VIDEO_FPS, frames=frames)
-                windows = audio_windows(feats, f_lat, n_ref).unsqueeze(0)
+                windows = with_clean_windows(audio_windows(feats, f_lat).unsqueeze(0), n_ref)
             else:
                 windows = torch.zeros(1, f_lat + n_ref, cfg.audio_window, cfg.audio_groups, cfg.audio_feat_dim)
-        mode = "+".join(m for m in ("text", "image", "audio") if m in present)
-        return dict(
-            context=context,
-            refs=refs,
-            n_ref=n_ref,
-            y=y,
-            y_null=y_null,
-            windows=windows,
+        conditions = Conditions(
+            texts=context, refs=refs, num_video=f_lat, windows=windows, y=y, y_null=y_null
+        )  # fmt: skip
+        return EncodedRequest(
+            conditions=conditions,
+            schedule=schedule,
             samples=samples,
             frames=frames,
-            latent_shape=(cfg.out_dim, f_lat + n_ref, h, w),
-            schedule=schedule,
-            mode=mode,
+            latent_shape=(cfg.out_dim, conditions.num_frames, h, w),
+            mode="+".join(m for m in ("text", "image", "audio") if m in present),
+            features=feats,
+            size=(req.height, req.width),
         )
 
-    def model_fn(self, cond: dict[str, Any]):
-        """The batched DiT call the guidance needs: (x [k*B, ...], t [k*B], conditions) -> velocity [k*B, ...]."""
+    def continue_conditions(self, enc: EncodedRequest, start: int, length: int, previous: torch.Tensor):
+        """The conditions of a long video's segment of `length` frames from video frame `start`: the last
+        `MOTION_FRAMES` frames of `previous` (the segment before, decoded: [3, T, H, W] in [-1, 1]) encoded and
+        placed as clean motion frames at the start of its time axis, the audio windows read from frame `start` on
+        (the motion frames' from `start - MOTION_FRAMES`), the text and references as before."""
+        from humo.conditioning import Conditions, with_clean_windows
+        from humo.conditions.audio import audio_windows
+        from humo.reference import concat_condition
+
+        cfg, first = self.dit.cfg, enc.conditions
+        height, width = enc.size
+        with self.vae as vae:
+            motion = vae.encode(previous[:, -MOTION_FRAMES:].unsqueeze(0).float()).float()  # [1, C, m, h, w]
+            zero_video = None
+            if cfg.reference_mode == "concat":
+                zero_video = vae.zero_video_latent(length + TEMPORAL_STRIDE * first.n_ref, height, width)[0]
+        f_lat, m = latent_frames(length), motion.shape[2]
+        windows = None
+        if cfg.audio:
+            if enc.features is not None:
+                video_w = audio_windows(enc.features, f_lat, start=start).unsqueeze(0)
+                motion_w = audio_windows(enc.features, m, start=start - MOTION_FRAMES).unsqueeze(0)
+                windows = with_clean_windows(video_w, first.n_ref, motion_w)
+            else:
+                windows = torch.zeros(1, m + f_lat + first.n_ref, *first.windows.shape[2:])
+        y = y_null = None
+        if zero_video is not None:
+            y = concat_condition(first.refs, zero_video, keep_image=True, motion=motion, num_video=f_lat)
+            y_null = concat_condition(first.refs, zero_video, keep_image=False, motion=motion, num_video=f_lat)
+        conditions = Conditions(
+            texts=first.texts, refs=first.refs, num_video=f_lat, motion=motion, windows=windows, y=y, y_null=y_null
+        )
+        shape = (enc.latent_shape[0], conditions.num_frames, *enc.latent_shape[2:])
+        return dataclasses.replace(enc, conditions=conditions, latent_shape=shape)
+
+    def model_fn(self, enc: EncodedRequest):
+        """The batched DiT call the guidance needs: (x [k*B, ...], t [k*B], conditions) -> (velocity [k*B, ...],
+        the mask head's logits [k*B, T, h, w] or None). Each guidance condition's inputs come from
+        `conditioning.dit_inputs`, the rule training uses too."""
+        from humo.conditioning import Keep, dit_inputs
+
         cfg, dit = self.dit.cfg, self.dit
         dtype = dit.dtype
-        refs, windows = cond["refs"].to(self.device), cond["windows"]
-        self._last_mask = None
-        self._last_mask_rank: tuple[float, int] | None = None
 
-        def fn(x: torch.Tensor, t: torch.Tensor, conditions) -> torch.Tensor:
-            b = x.shape[0] // len(conditions)
-            xs, ctxs, auds, ys = [], [], [], []
-            for j, c in enumerate(conditions):
-                xj = x[j * b : (j + 1) * b]
-                if cfg.reference_mode == "replace" and cond["n_ref"]:
-                    from humo.reference import replace_references
-
-                    xj = replace_references(xj, refs if c.has("image") else torch.zeros_like(refs))
-                xs.append(xj)
-                ctxs.append(cond["context"][c.text_source].expand(b, -1, -1))
-                if windows is not None:
-                    auds.append(
-                        (windows if c.has("audio") else torch.zeros_like(windows)).expand(b, *windows.shape[1:])
-                    )
-                if cfg.reference_mode == "concat":
-                    ys.append((cond["y"] if c.has("image") else cond["y_null"]).expand(b, *cond["y"].shape[1:]))
-            xb = torch.cat(xs).to(self.device, dtype)
-            ctx = torch.cat(ctxs).to(self.device, dtype)
-            aud = torch.cat(auds).to(self.device, dtype) if auds else None
-            yb = torch.cat(ys).to(self.device, dtype) if ys else None
+        def fn(x: torch.Tensor, t: torch.Tensor, conditions):
+            keep = Keep.of_conditions(conditions, x.shape[0] // len(conditions))
+            inp = dit_inputs(enc.conditions, x, keep, cfg.reference_mode, cfg.reference_rope)
+            xb = inp.x.to(self.device, dtype)
+            ctx = inp.context.to(self.device, dtype)
+            aud = inp.audio.to(self.device, dtype) if inp.audio is not None else None
+            yb = inp.y.to(self.device, dtype) if inp.y is not None else None
+            times = {} if inp.frame_times is None else {"frame_times": inp.frame_times}
             with torch.no_grad():
                 if cfg.mask_head_blocks:
-                    out, mask = dit(xb, t.to(self.device), ctx, audio=aud, y=yb, return_mask=True)
-                    self._keep_mask(mask, b, conditions, float(t.flatten()[0]))
-                else:
-                    out = dit(xb, t.to(self.device), ctx, audio=aud, y=yb)
-            return out.float()
+                    out, mask = dit(xb, t.to(self.device), ctx, audio=aud, y=yb, return_mask=True, **times)
+                    return out.float(), mask
+                return dit(xb, t.to(self.device), ctx, audio=aud, y=yb, **times).float(), None
 
         return fn
 
-    def _keep_mask(self, mask: torch.Tensor, b: int, conditions, t: float) -> None:
-        """Keep the mask head's prediction [b, ...] of the fullest condition of the latest timestep.
-
-        The guidance batches its conditions in chain order (the null condition first) and may split them over
-        several calls (`max_batch`, sequential), so the fullest one is looked up, not assumed at index 0."""
-        k = max(range(len(conditions)), key=lambda j: len(conditions[j].modalities))
-        rank = (t, len(conditions[k].modalities))
-        kept = self._last_mask_rank
-        if kept is None or rank[0] != kept[0] or rank[1] >= kept[1]:
-            self._last_mask = torch.sigmoid(mask[k * b : (k + 1) * b]).float().cpu()
-            self._last_mask_rank = rank
-
-    def sample(self, req: GenerationRequest, cond: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray | None]:
-        """Flow-matching sampling with guidance. Returns the video latents [1, C, F, h, w] (references dropped)."""
+    def sample(self, req: GenerationRequest, enc: EncodedRequest) -> tuple[torch.Tensor, np.ndarray | None]:
+        """Flow-matching sampling with guidance. Returns the generated latents [1, C, F, h, w] (clean frames
+        dropped) and the face mask [F, h, w] predicted at the last step (None without a mask head)."""
         from humo.guidance import guided_prediction
-        from humo.reference import drop_references
         from humo.sampler import make_sampler
 
         shift = self.layout.shift if req.shift is None else req.shift
         sampler = make_sampler(req.sampler, steps=req.steps, shift=shift)  # fresh state for every video
         generator = torch.Generator().manual_seed(req.seed)
-        x = torch.randn((1, *cond["latent_shape"]), generator=generator, dtype=torch.float32)
-        fn = self.model_fn(cond)
+        state = SamplingState(torch.randn((1, *enc.latent_shape), generator=generator, dtype=torch.float32))
+        fn = self.model_fn(enc)
         steps = sampler.timesteps
         bar = None
         if self.progress:
@@ -570,10 +612,11 @@ class HumoPipeline:
             bar = tqdm(total=len(steps), desc="sampling", unit="step", file=sys.stderr, leave=False)
         t0 = time.perf_counter()
         for i, t in enumerate(steps):
-            v = guided_prediction(
-                fn, x, t, cond["schedule"], max_batch=req.max_batch, sequential=req.sequential_guidance
-            )
-            x = sampler.step(v, t, x)
+            v, aux = guided_prediction(
+                fn, state.x, t, enc.schedule, max_batch=req.max_batch, sequential=req.sequential_guidance,
+                return_aux=True,
+            )  # fmt: skip
+            state = state.next(sampler.step(v, t, state.x), aux)
             if bar is not None:
                 bar.update(1)
             if i == 0 and len(steps) > 1:  # the first step measures the job: say what the whole will take
@@ -585,9 +628,81 @@ class HumoPipeline:
         if bar is not None:
             bar.close()
         mask = None
-        if self._last_mask is not None:
-            mask = drop_references(self._last_mask.unsqueeze(1), cond["n_ref"])[0, 0].numpy()
-        return drop_references(x, cond["n_ref"]), mask
+        if state.mask is not None:
+            mask = enc.conditions.video(state.mask.unsqueeze(1))[0, 0].numpy()
+        return enc.conditions.video(state.x), mask
+
+
+def video_frame_mask(mask: np.ndarray, frames: int) -> np.ndarray:
+    """A segment's predicted mask on its latent frames [F, h, w] -> one per video frame [frames, h, w]: latent
+    frame 0 is video frame 0, latent frame i >= 1 covers video frames 4i-3 .. 4i (Wan's layout)."""
+    counts = [1] + [TEMPORAL_STRIDE] * (mask.shape[0] - 1)
+    return np.repeat(mask, counts, axis=0)[:frames]
+
+
+def latent_frame_mask(mask: np.ndarray) -> np.ndarray:
+    """Per-video-frame masks [T, h, w] (T = 1 + 4k) -> per latent frame [1 + k, h, w]: each latent frame's mean
+    over the video frames it covers."""
+    rest = mask[1:].reshape(-1, TEMPORAL_STRIDE, *mask.shape[1:]).mean(axis=1)
+    return np.concatenate([mask[:1], rest]).astype(mask.dtype)
+
+
+# Video frames of the previous segment that start the next one of a long video (OmniHuman's choice: 5, i.e. two
+# latent frames of Wan's VAE, the first alone and then four).
+MOTION_FRAMES = 5
+
+
+def plan_segments(frames: int, segment: int) -> list[tuple[int, int, int]]:
+    """How a `frames`-frame video (1 + 4k) is made in segments of at most `segment` frames: (start frame, frames
+    generated, frames kept) each. The first starts at 0; each next one starts where the kept frames end and
+    continues from the last `MOTION_FRAMES` frames before it. Every generated length is 1 + 4k; the last segment
+    may generate a few frames more than it keeps."""
+    plan = [(0, min(frames, segment), min(frames, segment))]
+    start = plan[0][2]
+    while start < frames:
+        rest = frames - start
+        length = min(segment, round_up_frames(rest))
+        plan.append((start, length, min(length, rest)))
+        start += plan[-1][2]
+    return plan
+
+
+@dataclass
+class EncodedRequest:
+    """A request's conditions and everything else fixed over the sampling steps.
+
+    conditions: what the DiT is conditioned on (`conditioning.Conditions`, batch 1); schedule: the guidance;
+    samples: the driving audio (16 kHz mono) or None; frames: video frames of the whole video (a long one is made in
+    segments; `conditions` and `latent_shape` [C, T, h, w] are the first segment's, T counting its clean frames);
+    mode: the inputs given, e.g. "text+image+audio".
+    """
+
+    conditions: Conditions
+    schedule: GuidanceSchedule
+    samples: np.ndarray | None
+    frames: int
+    latent_shape: tuple[int, int, int, int]
+    mode: str
+    features: torch.Tensor | None = None  # per-video-frame audio features of the whole audio (long video)
+    size: tuple[int, int] = (0, 0)  # video height, width
+
+
+@dataclass(frozen=True)
+class SamplingState:
+    """What one sampling step hands the next: the latents x [B, C, T, h, w] and the face mask (probabilities
+    [B, T, h, w]) the fullest guidance pass of the latest step predicted, None without a mask head. (The sampler's
+    multistep history is the sampler's own, made fresh for each video.)"""
+
+    x: torch.Tensor
+    mask: torch.Tensor | None = None
+
+    def next(self, x: torch.Tensor, aux: dict) -> SamplingState:
+        """The state after a step: new latents, and the mask of the step's fullest condition (the guidance orders
+        and may split its passes, so it is looked up by condition, not by position)."""
+        if not aux:
+            return SamplingState(x, self.mask)
+        fullest = max(aux, key=lambda c: len(c.modalities))
+        return SamplingState(x, torch.sigmoid(aux[fullest]).float().cpu())
 
 
 # Rates the AAC encoder takes (MPEG-4 sampling frequency table); others are resampled to 48 kHz.

@@ -60,10 +60,18 @@ def activation_bytes(cfg: DiTConfig, tokens: int, batch: int, dtype_bytes: int) 
     return batch * tokens * per_token
 
 
-def matmul_rate(device: torch.device, dtype: torch.dtype, inner: int, cols: int, rows: int, budget_s: float = 0.2):
+def matmul_rate(
+    device: torch.device,
+    dtype: torch.dtype,
+    inner: int,
+    cols: int,
+    rows: int,
+    budget_s: float = 0.2,
+    max_flops: float | None = None,
+):
     """FLOP/s of a ``[rows, inner] @ [inner, cols]`` matmul (the DiT's FFN shape) measured on `device` for about
-    `budget_s` seconds; `rows` is cut so that one product stays small on a slow device."""
-    probe = _PROBE_FLOPS.get(device.type, _PROBE_FLOPS["cpu"])
+    `budget_s` seconds; `rows` is cut so that one product stays under `max_flops` (default: small on the device)."""
+    probe = max_flops or _PROBE_FLOPS.get(device.type, _PROBE_FLOPS["cpu"])
     rows = max(64, min(rows, int(probe // (2 * inner * cols))))
     gen = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(rows, inner, device=device, dtype=dtype, generator=gen)

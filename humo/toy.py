@@ -123,7 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dit-dtype", default="fp32", choices=["fp32", "bf16"], help="dtype the DiT is stored in")
     p.add_argument("--encoders", help="toy weights folder whose text/ and whisper/ to copy (default: seeded toy)")
     args = p.parse_args(argv)
+    from humo.cli import quiet_libraries
     from humo.errors import HumoError
+
+    quiet_libraries()  # transformers' "Writing model shards" bars stay out of the recipe's log
 
     try:
         print(assemble_weights(args.out, args.dit, args.vae, args.dit_dtype, args.encoders))

@@ -24,7 +24,7 @@ TRAINABLE=${TRAINABLE:-full}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 mkdir -p "$P"
 
-[[ -e "$P/audio.json" ]] || python -m humo.proving_ground.probes audio --recipe "$R" --json "$P/audio.json"
+[[ -e "$P/audio.json" ]] || python -m humo.evaluation.probes audio --recipe "$R" --json "$P/audio.json"
 # The evaluator's model folder: the recipe's codec and encoders (each checkpoint's DiT is swapped in).
 [[ -e "$R/model/dit.safetensors" ]] || python -m humo.toy --out "$R/model" --dit "$R/s0/final/ema.safetensors" \
   --vae "$R/codec" --encoders "$R/encoders" --dit-dtype bf16
@@ -41,13 +41,13 @@ wait
 runs=("$P/s1")
 for w in $FACE_WEIGHTS; do runs+=("$P/s2-face$w"); done
 for run in "${runs[@]}"; do
-  OMP_NUM_THREADS=1 python -m humo.proving_ground.probes curve --recipe "$R" --run "$run" --clips "$CLIPS" \
+  OMP_NUM_THREADS=1 python -m humo.evaluation.probes curve --recipe "$R" --run "$run" --clips "$CLIPS" \
     --json "$run.json" > "$run.log" 2>&1 &
 done
 wait
 for run in "${runs[@]}"; do
-  python -m humo.proving_ground.probes gap --run "$run" --cache "$R/cache-heldout" --json "$run-gap.json" >> "$run.log"
+  python -m humo.evaluation.probes gap --run "$run" --cache "$R/cache-heldout" --json "$run-gap.json" >> "$run.log"
 done
 cat "$P"/*.log
-python -m humo.proving_ground.probes plot --json "${runs[@]/%/.json}" --out "$P/curves.png"
-python -m humo.proving_ground.probes plot --json "${runs[@]/%/-gap.json}" --out "$P/gaps.png"
+python -m humo.evaluation.probes plot --json "${runs[@]/%/.json}" --out "$P/curves.png"
+python -m humo.evaluation.probes plot --json "${runs[@]/%/-gap.json}" --out "$P/gaps.png"

@@ -47,7 +47,7 @@ step encoders "$OUT/encoders/whisper" python -m humo.toy --out "$OUT/encoders" -
 step precompute "$OUT/cache/index.json" \
   $HUMO precompute --manifest "$OUT/data/train/manifest.jsonl" --out "$OUT/cache" --vae "$OUT/encoders/vae" \
   --text "$OUT/encoders/text" --audio "$OUT/encoders/whisper" --split train --quiet
-# The held-out clips' conditions, for `python -m humo.proving_ground.probes gap` (not used in training).
+# The held-out clips' conditions, for `python -m humo.evaluation.probes gap` (not used in training).
 step precompute-heldout "$OUT/cache-heldout/index.json" \
   $HUMO precompute --manifest "$OUT/data/heldout/manifest.jsonl" --out "$OUT/cache-heldout" --vae "$OUT/encoders/vae" \
   --text "$OUT/encoders/text" --audio "$OUT/encoders/whisper" --quiet

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
 import torch
 
 from humo.configs import dit_preset
+from humo.data.precompute import CACHE_VERSION, DEFAULT_FPS, DEFAULT_INDEX, ObjectStore, content_key
 from humo.dit import HumoDiT
+from humo.errors import atomic_path
 
 TINY = dict(dim=64, ffn_dim=128, num_heads=4, num_layers=2, text_dim=32, text_len=16, freq_dim=32)
 TINY_AUDIO = dict(audio_feat_dim=8, audio_hidden=32, audio_tokens=16, audio_token_dim=48)
@@ -44,3 +52,77 @@ def dit_inputs(cfg, batch=2, frames=3, h=8, w=8, seed=1, audio=True):
     a = torch.randn(batch, frames, cfg.audio_window, cfg.audio_groups, cfg.audio_feat_dim, generator=g)
     y = torch.randn(batch, cfg.in_dim - cfg.out_dim, frames, h, w, generator=g) if cfg.in_dim != cfg.out_dim else None
     return x, t, ctx, (a if audio and cfg.audio else None), y
+
+
+def synthetic_cache(
+    out: str | os.PathLike,
+    *,
+    samples: int = 8,
+    latent: tuple[int, int, int, int] = (16, 2, 4, 4),
+    text_dim: int = 32,
+    text_len: int = 6,
+    audio_window: tuple[int, int, int] | None = (8, 5, 8),
+    with_refs: Sequence[bool] | None = None,
+    with_audio: Sequence[bool] | None = None,
+    with_mask: Sequence[bool] | None = None,
+    split: str = "train",
+    seed: int = 0,
+    index: str = DEFAULT_INDEX,
+) -> Path:
+    """Write a cache of random tensors with the exact layout `precompute` writes (no encoders needed).
+
+    latent: [C, F, h, w] of every clip; with_refs / with_audio / with_mask: per sample (default all True), for
+    incomplete data. The video latent of sample i is smooth in space (so a model can learn something) and the face
+    mask is a box; everything is seeded. Returns the index path.
+    """
+    g = torch.Generator().manual_seed(seed)
+    store = ObjectStore(out)
+    c, f, h, w = latent
+
+    def put(kind: str, tensor: torch.Tensor, *tag) -> str:
+        key = content_key("synthetic", kind, seed, *tag)
+        store.put(key, tensor.float(), {"kind": kind})
+        return key
+
+    entries = []
+    for i in range(samples):
+        base = torch.randn(c, 1, 1, 1, generator=g) + 0.3 * torch.randn(c, f, h, w, generator=g)
+        refs = [put("reference", base[:, :1] + 0.1 * torch.randn(c, 1, h, w, generator=g), i)]
+        audio = put("audio", torch.randn(f, *audio_window, generator=g), i) if audio_window else None
+        m = torch.zeros(f, h, w)
+        m[:, h // 4 : h // 4 + max(1, h // 2), w // 4 : w // 4 + max(1, w // 2)] = 1.0
+        entries.append(
+            {
+                "id": f"s{i:04d}",
+                "split": split,
+                "caption": f"synthetic sample {i}",
+                "fps": DEFAULT_FPS,
+                "shape": [c, f, h, w],
+                "video": put("video", base, i),
+                "text": put("text", torch.randn(text_len, text_dim, generator=g), i),
+                "references": refs if (with_refs is None or with_refs[i]) else [],
+                "audio": audio if (with_audio is None or with_audio[i]) else None,
+                "mask": put("mask", m, i) if (with_mask is None or with_mask[i]) else None,
+                "zero_video": put("zero_video", torch.zeros(c, f, h, w), f, h, w),
+            }
+        )
+    null = {
+        "negative": put("text", torch.randn(text_len + 2, text_dim, generator=g), "negative"),
+        "empty": put("text", torch.zeros(1, text_dim), "empty"),
+    }
+    dims: dict[str, Any] = {"latent_channels": c, "text_dim": text_dim}
+    if audio_window:
+        dims["audio_window"] = list(audio_window)
+    idx = {
+        "version": CACHE_VERSION,
+        "encoders": {"synthetic": str(seed)},
+        "settings": {},
+        "negative_prompt": "",
+        "null_text": null,
+        "dims": dims,
+        "samples": entries,
+    }
+    path = Path(out) / index
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(idx, indent=1))
+    return path

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from humo.errors import HumoError
-from humo.proving_ground import heldout
-from humo.proving_ground.ablation import (
+from humo.evaluation import heldout
+from humo.evaluation.ablation import (
     VARIANTS,
     StudyConfig,
     checkpoint_dit,
@@ -62,7 +62,7 @@ def test_mean_spread_skips_missing():
 
 
 def test_paired_differences_pair_runs_by_seed():
-    from humo.proving_ground.ablation import paired_differences
+    from humo.evaluation.ablation import paired_differences
 
     full = {0: {"text_mean": 0.5, "mask_iou": 0.2}, 1: {"text_mean": 0.7, "mask_iou": 0.4}}
     rows = {
@@ -166,7 +166,7 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
     for (k, a), b in zip(ck.state_dict().items(), ex.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     # A second run trains and evaluates nothing.
-    import humo.proving_ground.ablation as ablation
+    import humo.evaluation.ablation as ablation
 
     def boom(*a, **k):
         raise AssertionError("work repeated")
@@ -178,7 +178,7 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
 
 
 def test_jobs_train_the_seeds_in_workers_and_the_parent_only_gathers(recipe, tmp_path, monkeypatch):
-    import humo.proving_ground.ablation as ablation
+    import humo.evaluation.ablation as ablation
 
     def boom(*a, **k):
         raise AssertionError("the parent process trained or evaluated")
@@ -221,7 +221,7 @@ def test_sample_sheet_shows_reference_samples_and_truth_per_held_out_clip(recipe
     import numpy as np
     from PIL import Image
 
-    from humo.proving_ground.probes import sample_sheet
+    from humo.evaluation.probes import sample_sheet
 
     ck = recipe / "s0" / "checkpoints" / "step_00000002"
     png = sample_sheet(recipe, ck, tmp_path / "sheet.png", clips=2, steps=2)

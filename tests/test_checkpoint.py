@@ -132,7 +132,7 @@ def test_wrong_shape_is_named(tmp_path):
     sd = random_state(official_layout(**TINY_1_7B))
     sd["blocks.0.ffn.0.weight"] = torch.zeros(64, 64)
     torch.save(sd, tmp_path / "w.pth")
-    with pytest.raises(HumoError, match=r"wrong shapes: blocks\.0\.ffn\.0\.weight \(64, 64\) != \(128, 64\)"):
+    with pytest.raises(HumoError, match=r"wrong shapes: blocks\.0\.ffn\.0\.weight \(64, 64\) vs \(128, 64\)"):
         load_dit(tmp_path / "w.pth", tiny_cfg("humo-1.7b"))
 
 

@@ -1,6 +1,7 @@
 """`humo` with bad or unusual inputs, through the CLI: one-line errors before any model loads, no input changed,
 nothing left at the output path (issue 16)."""
 
+import argparse
 import hashlib
 import json
 import os
@@ -262,10 +263,20 @@ def test_jobs_far_beyond_the_model_need_allow_large(tmp_path, capsys, no_loading
         main([str(a) for a in argv] + ["--allow-large"])
 
 
-def test_long_audio_with_frames_minus_one_is_sized_from_the_header(tmp_path, capsys, no_loading):
+def test_long_audio_with_frames_minus_one_is_sized_from_the_header(toy_weights, tmp_path, capsys, no_loading):
+    """A minute of audio is made in segments (the job line says how many); six minutes need --allow-large."""
     wav = tmp_path / "long.wav"
-    sf.write(wav, np.zeros(16000 * 60, "float32"), 16000)
-    refused(capsys, generate("--audio", wav, "--frames", -1, "--out", tmp_path / "o.mp4"), "1497 frames", [wav])
+    sf.write(wav, np.zeros(16000 * 60, "int16"), 16000)
+    argv = generate(
+        "--weights", toy_weights, "--device", "cpu", "--audio", wav, "--frames", -1, "--out", tmp_path / "o.mp4"
+    )
+    with pytest.raises(AssertionError, match="model was loaded"):
+        main([str(a) for a in argv])
+    out = capsys.readouterr().out
+    # 1497 frames in segments of the toy's 49: 1 + ceil(1448 / 49) = 31 segments, 1 step of 3 passes (null, t, ta)
+    assert "job: 1497 frames at 32x32" in out and "93 DiT passes (31 segments x 1 steps)" in out, out
+    sf.write(wav, np.zeros(16000 * 360, "int16"), 16000)
+    refused(capsys, argv, "8997 frames (359.9 s of video)", [wav])
 
 
 def test_audio_cut_to_frames_is_warned(media, tmp_path, capsys, no_loading):
@@ -397,7 +408,7 @@ def test_demo_refuses_a_non_mp4_out(tmp_path, capsys, no_loading):
 
 def test_demo_metrics_stand_beside_their_bar_and_baseline():
     from humo.commands.demo import metric_lines
-    from humo.proving_ground.heldout import BARS
+    from humo.evaluation.heldout import BARS
 
     lines = metric_lines({"text_mean": 0.5, "sync_c": 0.9, "sync_offset": 3, "details": {}}, 0.25, BARS)
     assert lines[0].split() == ["text_mean", "0.500", "bar", ">=", str(BARS["text_mean"])]
@@ -504,9 +515,41 @@ def test_a_job_beyond_the_device_memory_is_refused_then_warned(toy_weights, tmp_
 
     lay = LAYOUTS["toy"]
     req = GenerationRequest("a man talks", steps=1, height=32, width=32, frames=5).resolved(lay)
-    need = size_job(req, 5, lay, toy_weights)[2].memory_bytes
+    need = size_job(req, 5, lay, toy_weights)[-1].memory_bytes
     monkeypatch.setattr(humo.sizing, "free_memory_bytes", lambda device: int(need * 0.75))
     with pytest.raises(AssertionError):
         main([str(a) for a in argv])
     err = capsys.readouterr().err
     assert "may run out of memory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_quiet_is_offered_by_every_command_that_writes_files_and_silences_it(tmp_path, capsys):
+    from humo.cli import QUIET_COMMANDS, build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name in QUIET_COMMANDS:
+        assert "--quiet" in subs[name]._option_string_actions, name
+    assert main(["synth", "--out", str(tmp_path / "loud"), "--clips", "2", "--frames", "5:5"]) == 0
+    assert "wrote 2 clips" in capsys.readouterr().out  # what --quiet must take away
+    assert main(["synth", "--out", str(tmp_path / "d"), "--clips", "2", "--frames", "5:5", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert (tmp_path / "d" / "manifest.jsonl").is_file()
+
+
+def test_quiet_stderr_keeps_warnings_and_errors_and_drops_progress():
+    import io
+
+    from humo.cli import _WarningsOnly
+
+    sink = io.StringIO()
+    err = _WarningsOnly(sink)
+    err.write("stage 1:  40%|####      | 4/10 [00:01<00:01]\r")
+    err.write("stage 1: 100%|##########| 10/10\n")
+    err.write("humo: warning: audio a.wav: 3 sample(s) beyond")
+    err.write(" full scale\nUserWarning: something a library says\nloaded toy in 0.3 s\n")
+    assert sink.getvalue().splitlines() == [
+        "humo: warning: audio a.wav: 3 sample(s) beyond full scale",
+        "UserWarning: something a library says",
+    ]

@@ -6,7 +6,7 @@ from humo.checkpoint import diffusers_config, to_diffusers_keys
 from humo.configs import DIT_PRESETS, dit_preset
 from humo.dit import HumoDiT, rope_split, rope_table, sinusoidal_embedding
 from humo.errors import HumoError
-from humo.reference import concat_condition, drop_references, replace_references
+from humo.reference import concat_condition, replace_references
 from tests.helpers import dit_inputs, tiny_cfg, tiny_model
 
 
@@ -109,8 +109,8 @@ def test_references_sit_last_and_matter_1_7b():
     xin = replace_references(x, ref)
     assert torch.equal(xin[:, :, -1:], ref) and torch.equal(xin[:, :, :-1], x[:, :, :-1])
     with torch.no_grad():
-        a = drop_references(model(xin, t, ctx, audio=audio), 1)
-        b = drop_references(model(replace_references(x, torch.zeros_like(ref)), t, ctx, audio=audio), 1)
+        a = model(xin, t, ctx, audio=audio)[:, :, :-1]
+        b = model(replace_references(x, torch.zeros_like(ref)), t, ctx, audio=audio)[:, :, :-1]
     assert a.shape[2] == 3 and not torch.allclose(a, b)
 
 
@@ -196,3 +196,20 @@ def test_sample_prediction_turns_the_heads_x0_into_a_velocity(preset):
     torch.testing.assert_close(x[:2] - sigma[:2] * v[:2], x0[:2])
     with pytest.raises(HumoError, match="prediction 'noise'"):
         dit_preset("toy", prediction="noise")
+
+
+def test_17b_null_reference_slot_comes_from_a_longer_zero_clip_as_released():
+    """The release slices its precomputed zero latent (129 / 161 frames) at the reference slot; a zero clip's
+    latent frames differ near the start, so a 1-frame video's null reference is not its video frame repeated."""
+    from humo.conditions.vae import WanVAE
+
+    vae = WanVAE.toy(seed=0)
+    refs = torch.randn(1, 16, 1, 4, 4)
+    long = vae.zero_video_latent(1 + 4, 16, 16)[0]  # the video's 1 frame and one reference slot
+    y_null = concat_condition(refs, long, keep_image=False, num_video=1)
+    assert y_null.shape[2] == 2
+    assert torch.equal(y_null[0, 4:, 1], long[:, 1])  # the slot's own latent, not frame 0 repeated
+    assert not torch.equal(long[:, 0], long[:, 1])  # the two differ, so the old rule would have been wrong
+    short = vae.zero_video_latent(1, 16, 16)[0]
+    assert torch.equal(long[:, :1], short)  # causal: the video frames are the short clip's
+    assert torch.equal(concat_condition(refs, long, keep_image=True, num_video=1)[0, 4:, 0], short[:, 0])

@@ -231,6 +231,29 @@ def test_batched_equals_sequential_equals_chunked():
     assert [len(c) for _, _, c in chunk_model.calls] == [3, 1]
 
 
+def test_aux_outputs_come_back_per_condition_however_the_passes_are_batched():
+    """A model_fn may return (velocity, aux), as the pipeline's does with the mask head's logits: each condition's
+    rows of aux come back under that condition, in one call, one per condition, or chunked."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 4, 3, 4, 4, generator=g)
+    s = schedule_from_spec("release-1.7b", TIA)
+    model = FakeModel()
+
+    def with_aux(xb, tb, conds):
+        b = xb.shape[0] // len(conds)
+        aux = torch.cat([torch.full((b, 1), float(len(c.modalities))) for c in conds])
+        return model(xb, tb, conds), aux
+
+    plain = guided_prediction(FakeModel(), x, 870.0, s)
+    for kw in ({}, {"sequential": True}, {"max_batch": 6}):
+        pred, aux = guided_prediction(with_aux, x, 870.0, s, return_aux=True, **kw)
+        torch.testing.assert_close(pred, plain, rtol=0, atol=1e-6)
+        assert set(aux) == set(s.conditions_needed(870.0))
+        assert all(torch.equal(v, torch.full((2, 1), float(len(c.modalities)))) for c, v in aux.items())
+    _, none = guided_prediction(FakeModel(), x, 870.0, s, return_aux=True)
+    assert none == {}
+
+
 def test_max_batch_smaller_than_batch_rejected():
     s = schedule_from_spec("static", TIA)
     with pytest.raises(HumoError, match="max batch"):

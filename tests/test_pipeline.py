@@ -86,26 +86,26 @@ def test_batched_equals_sequential_and_split(components, media):
 
 
 def test_predicted_mask_is_the_fullest_conditions():
-    """The guidance orders conditions null-first; the kept mask must be the text+image+audio pass's."""
+    """The guidance orders conditions null-first and may split them over calls; the mask a step hands the next
+    must be the text+image+audio pass's, and a step without mask outputs keeps the previous one."""
     from humo.guidance import Condition
+    from humo.pipeline import SamplingState
 
-    pipe = HumoPipeline.__new__(HumoPipeline)
-    pipe._last_mask, pipe._last_mask_rank = None, None
     conds = [
         Condition.of(),
         Condition.of("text"),
         Condition.of("text", "audio"),
         Condition.of("text", "image", "audio"),
     ]
-    mask = torch.arange(4.0).repeat_interleave(2).view(8, 1, 1, 1)  # logit j for condition j, batch 2
-    pipe._keep_mask(mask, 2, conds, t=900.0)
-    assert torch.allclose(pipe._last_mask, torch.sigmoid(torch.tensor(3.0)).expand(2, 1, 1, 1))
-    # Split over two calls at the same timestep: the later, emptier call must not replace it.
-    pipe._keep_mask(mask[:4], 2, conds[:2], t=900.0)
-    assert torch.allclose(pipe._last_mask, torch.sigmoid(torch.tensor(3.0)).expand(2, 1, 1, 1))
-    # A new timestep replaces it.
-    pipe._keep_mask(mask[:4], 2, conds[:2], t=800.0)
-    assert torch.allclose(pipe._last_mask, torch.sigmoid(torch.tensor(1.0)).expand(2, 1, 1, 1))
+    logits = {c: torch.full((2, 1, 1, 1), float(j)) for j, c in enumerate(conds)}  # logit j for condition j
+    x = torch.zeros(2, 1)
+    for order in (conds, conds[::-1], [conds[2], conds[3], conds[0], conds[1]]):
+        state = SamplingState(x).next(x, {c: logits[c] for c in order})
+        assert torch.allclose(state.mask, torch.sigmoid(torch.tensor(3.0)).expand(2, 1, 1, 1))
+    # The next step predicts from fewer conditions (the release's phase switch): its fullest replaces the mask.
+    state = state.next(x, {c: logits[c] for c in conds[:2]})
+    assert torch.allclose(state.mask, torch.sigmoid(torch.tensor(1.0)).expand(2, 1, 1, 1))
+    assert torch.equal(state.next(x, {}).mask, state.mask)  # no mask head: nothing replaces it
 
 
 def test_17b_concat_path(media):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from humo.proving_ground.probes import audio_mouth_probe
+from humo.evaluation.probes import audio_mouth_probe
 
 
 def test_audio_probe_reads_the_mouth_from_the_clip_audio_and_not_from_another_clips(tmp_path):
@@ -25,9 +25,9 @@ def test_demo_sync_curves_follow_the_clip_audio_and_the_plots_are_written(tmp_pa
     import numpy as np
 
     from humo.commands.demo import sync_curves, write_sync_plot
+    from humo.evaluation.probes import plot_curves
     from humo.media.audio import load_audio
     from humo.media.video import read_video
-    from humo.proving_ground.probes import plot_curves
     from humo.proving_ground.synth import SynthConfig, synthesize_dataset
 
     manifest, _ = synthesize_dataset(
@@ -85,9 +85,8 @@ class _Oracle:
 
 def test_conditioning_gap_is_high_for_a_model_that_uses_the_condition_and_zero_for_one_that_does_not(tmp_path):
     from humo.configs import dit_preset
-    from humo.data.precompute import synthetic_cache
-    from humo.proving_ground.probes import conditioning_gap
-    from tests.helpers import TINY, TINY_AUDIO
+    from humo.evaluation.probes import conditioning_gap
+    from tests.helpers import TINY, TINY_AUDIO, synthetic_cache
 
     cfg = dit_preset("humo-1.7b", **TINY, **TINY_AUDIO)
     cache = tmp_path / "cache"

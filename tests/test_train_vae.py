@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from humo.conditions.vae import WanVAE
+from humo.conditions.vae_training import VAETrainConfig, load_clips, sample_batch, train_vae, vae_loss
 from humo.errors import HumoError, atomic_path
+from humo.evaluation.codec import evaluate_round_trip
 from humo.proving_ground.synth import SynthConfig, synthesize_dataset
-from humo.training.vae import VAETrainConfig, load_clips, sample_batch, train_vae, vae_loss
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_run_writes_a_loadable_vae_with_stats_and_resumes(manifest, tmp_path):
         train_vae(_cfg(manifest, out, log_every=1), log=_interrupt_after("step 3/4"))
     assert (out / "checkpoint.pt").is_file() and not (out / "vae").exists()
     messages = []
-    report = train_vae(_cfg(manifest, out, log_every=1), log=messages.append)
+    report = train_vae(_cfg(manifest, out, log_every=1), log=messages.append, evaluate=evaluate_round_trip)
     assert report["steps"] == 4
     assert any("resumed at step 2" in m for m in messages)
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]

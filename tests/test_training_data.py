@@ -10,8 +10,9 @@ import torch
 
 from humo.data.loader import CachedDataset, Collate, LatentCache
 from humo.data.manifest import Sample, read_manifest, write_manifest
-from humo.data.precompute import Encoders, content_key, precompute, synthetic_cache
+from humo.data.precompute import Encoders, content_key, precompute
 from humo.errors import HumoError
+from tests.helpers import synthetic_cache
 
 
 @pytest.fixture(autouse=True)
@@ -145,23 +146,24 @@ def test_dataset_reads_what_each_task_needs_and_collate_fills_nulls(tmp_path):
         {"image": False, "audio": True, "mask": True},
         {"image": True, "audio": False, "mask": True},
     ]
-    assert ds[(0, "subject")]["audio"] is None  # the subject task never reads audio
-    assert ds[(0, "t2v")]["refs"] is None
+    # The dataset reads what a sample has; which of it a task's pass sees is the objective's rule (TASK_USES).
+    assert torch.equal(ds[(0, "subject")]["audio"], ds[(0, "av")]["audio"])
+    assert ds[(1, "av")]["refs"] is None and ds[(2, "av")]["audio"] is None
     item = ds[(0, "av")]
     assert item["refs"].shape == (1, 16, 4, 6) and item["audio"].shape == (3, 8, 5, 4)
 
     batch = Collate(num_refs=2, audio_window=[8, 5, 4])([ds[(0, "av")], ds[(1, "av")], ds[(2, "subject")]])
-    assert batch["latents"].shape == (3, 16, 3, 4, 6)
-    assert batch["refs"].shape == (3, 16, 2, 4, 6)
-    assert batch["has_ref"].tolist() == [True, False, True]
-    assert torch.equal(batch["refs"][0, :, :1], item["refs"].transpose(0, 1))
-    assert batch["refs"][0, :, 1:].abs().sum() == 0 and batch["refs"][1].abs().sum() == 0  # missing -> zeros
-    assert batch["has_audio"].tolist() == [True, True, False]
-    assert batch["audio"][2].abs().sum() == 0
-    assert batch["has_mask"].tolist() == [False, True, True]
-    assert batch["task"].tolist() == [2, 2, 1]
-    assert batch["text"].shape == (3, 6, 8)
-    assert torch.equal(batch["latents"][1], cache.load(cache.samples[1]["video"]))
+    assert batch.latents.shape == (3, 16, 3, 4, 6)
+    assert batch.refs.shape == (3, 16, 2, 4, 6)
+    assert batch.has_ref.tolist() == [True, False, True]
+    assert torch.equal(batch.refs[0, :, :1], item["refs"].transpose(0, 1))
+    assert batch.refs[0, :, 1:].abs().sum() == 0 and batch.refs[1].abs().sum() == 0  # missing -> zeros
+    assert batch.has_audio.tolist() == [True, True, False]
+    assert batch.audio[2].abs().sum() == 0
+    assert batch.has_mask.tolist() == [False, True, True]
+    assert batch.tasks == ("av", "av", "subject")
+    assert batch.text.shape == (3, 6, 8)
+    assert torch.equal(batch.latents[1], cache.load(cache.samples[1]["video"]))
 
     with pytest.raises(HumoError, match="no samples of split 'val'"):
         CachedDataset(cache, split="val")
@@ -176,8 +178,8 @@ def test_collate_cuts_clips_to_the_shortest_and_rejects_mixed_sizes(tmp_path):
     synthetic_cache(tmp_path / "c", samples=1, latent=(16, 2, 4, 8), text_dim=8, audio_window=None, seed=2)
     items = [CachedDataset(LatentCache(tmp_path / n))[(0, "t2v")] for n in "abc"]
     batch = Collate(num_refs=0)(items[:2])
-    assert batch["latents"].shape == (2, 16, 2, 4, 4)
-    assert torch.equal(batch["latents"][0], items[0]["latents"][:, :2])
+    assert batch.latents.shape == (2, 16, 2, 4, 4)
+    assert torch.equal(batch.latents[0], items[0]["latents"][:, :2])
     with pytest.raises(HumoError, match="mixes latent sizes"):
         Collate(num_refs=0)([items[0], items[2]])
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from humo.data.precompute import synthetic_cache
-from tests.helpers import TINY, TINY_AUDIO
+from tests.helpers import TINY, TINY_AUDIO, synthetic_cache
 
 MODEL = {**TINY, **TINY_AUDIO, "mask_head_blocks": 2}
 ROOT = Path(__file__).resolve().parents[1]

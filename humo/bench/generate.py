@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     )
     req = req.resolved(pipe.layout)
     cond = pipe.encode_conditions(req)
-    passes = len(cond["schedule"].conditions_needed(500.0))
+    passes = len(cond.schedule.conditions_needed(500.0))
     times = {}
     for name, r in (("batched", req), ("sequential", dataclasses.replace(req, sequential_guidance=True))):
         pipe.sample(dataclasses.replace(r, steps=1), cond)  # warm-up

@@ -35,25 +35,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", type=int, default=20, help="--recipe: held-out clips per checkpoint (default 20)")
 
 
-def synthetic_batch(cfg, batch: int, frames: int, size: int, device) -> dict:
-    """A stage-2 batch of random tensors shaped like the collate's output (one reference frame)."""
-    from humo.training.curriculum import TASK_ID
+def synthetic_batch(cfg, batch: int, frames: int, size: int, device):
+    """A stage-2 `TrainingBatch` of random tensors shaped like the collate's output (one reference frame)."""
+    from humo.data.loader import TrainingBatch
 
     g = torch.Generator().manual_seed(0)
     c = cfg.out_dim
-    out = {
-        "latents": torch.randn(batch, c, frames, size, size, generator=g),
-        "refs": torch.randn(batch, c, 1, size, size, generator=g),
-        "has_ref": torch.ones(batch, dtype=torch.bool),
-        "text": torch.randn(batch, min(cfg.text_len, 24), cfg.text_dim, generator=g),
-        "audio": torch.randn(batch, frames, cfg.audio_window, cfg.audio_groups, cfg.audio_feat_dim, generator=g),
-        "has_audio": torch.ones(batch, dtype=torch.bool),
-        "mask": (torch.rand(batch, frames, size, size, generator=g) > 0.7).float(),
-        "has_mask": torch.ones(batch, dtype=torch.bool),
-        "zero_video": torch.zeros(c, frames, size, size),
-        "task": torch.full((batch,), TASK_ID["av"]),
-    }
-    return {k: v.to(device) for k, v in out.items()}
+    return TrainingBatch(
+        latents=torch.randn(batch, c, frames, size, size, generator=g),
+        refs=torch.randn(batch, c, 1, size, size, generator=g),
+        has_ref=torch.ones(batch, dtype=torch.bool),
+        text=torch.randn(batch, min(cfg.text_len, 24), cfg.text_dim, generator=g),
+        audio=torch.randn(batch, frames, cfg.audio_window, cfg.audio_groups, cfg.audio_feat_dim, generator=g),
+        has_audio=torch.ones(batch, dtype=torch.bool),
+        mask=(torch.rand(batch, frames, size, size, generator=g) > 0.7).float(),
+        has_mask=torch.ones(batch, dtype=torch.bool),
+        zero_video=torch.zeros(c, frames, size, size),
+        tasks=("av",) * batch,
+        index=torch.arange(batch),
+    ).to(device)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,7 +141,7 @@ def time_to_bars(recipe: str, clips: int) -> int:
     """Score each kept stage-2 checkpoint; the time to the bars is every step before stage 2 plus stage 2's share
     up to that checkpoint (its steps / all stage-2 steps of the stage's wall time)."""
     from humo.errors import HumoError
-    from humo.proving_ground.ablation import Evaluator, checkpoint_dit, kept_checkpoints
+    from humo.evaluation.ablation import Evaluator, checkpoint_dit, kept_checkpoints
 
     root = Path(recipe)
     checkpoints = kept_checkpoints(root / "s2")

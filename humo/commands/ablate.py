@@ -23,7 +23,7 @@ def _ints(text: str) -> list[int]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from humo.proving_ground.ablation import StudyConfig
+    from humo.evaluation.ablation import StudyConfig
 
     d = StudyConfig()
     parser.add_argument("--recipe", default=d.recipe, help=f"toy recipe folder (default {d.recipe})")
@@ -54,7 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from humo.proving_ground.ablation import StudyConfig, run_study
+    from humo.evaluation.ablation import StudyConfig, run_study
     from humo.training.config import parse_override
 
     cfg = StudyConfig(

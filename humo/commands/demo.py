@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         from humo.proving_ground.metrics import evaluate_clip
     except ImportError:
         return 0
-    from humo.proving_ground.heldout import BARS
+    from humo.evaluation.heldout import BARS
 
     scores = evaluate_clip(result.frames, result.fps, prompt, [image], audio)
     # The shuffled-audio baseline of the held-out eval, for one clip: the same frames against the audio reversed

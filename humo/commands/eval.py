@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             raise HumoError("held-out mode needs both --model and --manifest")
         if args.clips < 2:
             raise HumoError(f"--clips {args.clips}: need at least 2 (the baselines pair clips)")
-        from humo.proving_ground import heldout
+        from humo.evaluation import heldout
 
         result = heldout.evaluate_model(
             args.model,

@@ -34,15 +34,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from humo.conditions.linear_codec import fit_linear_codec
+    from humo.conditions.vae_training import clip_tensor, load_clips
     from humo.errors import HumoError, atomic_path
-    from humo.training.vae import _clip_tensor, evaluate_round_trip, load_clips
+    from humo.evaluation.codec import evaluate_round_trip
 
     for name in ("channels", "stride", "clips", "eval_clips"):
         if getattr(args, name) < 1:
             raise HumoError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 1")
     t0 = time.perf_counter()
     train = load_clips(args.manifest, train=True, limit=args.clips)
-    clips = (_clip_tensor(v) for v in train.videos)
+    clips = (clip_tensor(v) for v in train.videos)
     codec = fit_linear_codec(clips, z_dim=args.channels, stride=args.stride, scaling=args.scaling)
     report = {"fit_clips": len(train), **codec.report}
     try:

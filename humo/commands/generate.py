@@ -17,7 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output .mp4 (single video)")
     parser.add_argument("--cases", help="batch: a JSON {name: {img_paths, audio_path, prompt}} as in the release")
     parser.add_argument("--out-dir", default="outputs", help="batch output folder (default outputs/)")
-    from humo.pipeline import LAYOUTS, VIDEO_FPS
+    from humo.constants import VIDEO_FPS
+    from humo.pipeline import LAYOUTS
 
     per_model = lambda field: ", ".join(f"{n} {getattr(lay, field)}" for n, lay in LAYOUTS.items())  # noqa: E731
     sizes = ", ".join(f"{n} {lay.height}x{lay.width}" for n, lay in LAYOUTS.items())
@@ -33,8 +34,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--frames",
         type=int,
-        help=f"video frames at {VIDEO_FPS} fps, 4k+1, or -1 for the audio's whole length "
+        help=f"video frames at {VIDEO_FPS} fps, 4k+1, or -1 for the audio's whole length; a video longer than a "
+        f"segment is made in segments, each continuing from the last 5 frames of the one before "
         f"(default: {per_model('frames')})",
+    )
+    parser.add_argument(
+        "--segment-frames",
+        type=int,
+        help="frames per segment of a long video, 4k+1, at least 9 "
+        f"(default: the model's length, {per_model('frames')})",
     )
     parser.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
     parser.add_argument(
@@ -50,8 +58,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-large",
         action="store_true",
-        help="run a job beyond 4x the model's frames or pixels, or estimated at over twice the device's free memory "
-        "or a day of DiT compute (refused by default)",
+        help="run a job with segments over 4x the model's frames, over 4x its pixels, over 5 minutes of video, or "
+        "estimated at over twice the device's free memory or a day of DiT compute (refused by default)",
     )
     parser.add_argument(
         "--guidance",
@@ -84,6 +92,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available)")
     parser.add_argument("--dtype", choices=["bf16", "fp32"], help="DiT weights dtype (default: the model's)")
     parser.add_argument("--no-offload", action="store_true", help="keep encoders and VAE loaded")
+    parser.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="FILE[:SCALE]",
+        help="merge a LoRA file into the DiT (peft/diffusers, kohya/ComfyUI or diffusion_model.* keys; scale "
+        "default 1; repeatable)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
 
 
@@ -178,6 +194,7 @@ def requests_from_args(args, seed: int) -> list[tuple]:
         negative_prompt=args.negative_prompt,
         max_batch=args.max_batch,
         sequential_guidance=args.sequential_guidance,
+        segment_frames=args.segment_frames,
     )
     if args.cases:
         if args.prompt or args.image or args.audio or args.out:
@@ -232,30 +249,37 @@ def check_outputs(jobs, png_frames: str | None, overwrite: bool) -> None:
 
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 LIMIT_SECONDS = 24 * 3600  # beyond a day of estimated sampling, a job needs --allow-large
+LIMIT_VIDEO_SECONDS = 300  # and beyond five minutes of video
 
 
 def size_job(req, frames: int, layout, weights: Path, dtype: str | None = None, rate=None, free=None):
-    """(video tokens, reference tokens, `sizing.JobEstimate`) of one job, before any model loads: `dtype` is the
-    DiT's (default the layout's), `rate` the device's measured FLOP/s, `free` its free memory in bytes."""
+    """(video tokens, reference tokens, segments, `sizing.JobEstimate`) of one job, before any model loads: tokens of
+    the largest pass (a segment, with motion frames when there are several); `dtype` is the DiT's (default the
+    layout's), `rate` the device's measured FLOP/s, `free` its free memory in bytes."""
     from humo.conditions.vae import folder_spatial_stride
     from humo.configs import dit_preset
+    from humo.constants import latent_frames
+    from humo.pipeline import MOTION_FRAMES, plan_segments
     from humo.sampler import flow_schedule
     from humo.sizing import estimate_job
 
     cfg = dit_preset(layout.dit_preset)
     stride = folder_spatial_stride(weights / layout.vae)
     per_frame = (req.height // stride // cfg.patch[1]) * (req.width // stride // cfg.patch[2])
-    video_frames = (frames - 1) // 4 + 1
+    segments = plan_segments(frames, req.segment_length(layout))
+    # the largest pass: a full segment, with the motion frames when the video has several
+    video_frames = latent_frames(segments[0][1]) + (latent_frames(MOTION_FRAMES) if len(segments) > 1 else 0)
     ref_frames = max(len(req.images), 1 if req.audio else 0)
     _, timesteps = flow_schedule(req.steps, req.shift)
     schedule = req.schedule(req)
     per_step = [len(schedule.conditions_needed(t)) for t in timesteps.tolist()]
     batch = 1 if req.sequential_guidance else min(max(per_step), req.max_batch or max(per_step))
     tokens = (video_frames + ref_frames) * per_frame
+    passes = sum(per_step) * len(segments)
     est = estimate_job(
-        cfg, tokens, video_frames + ref_frames, sum(per_step), batch, DTYPE_BYTES[dtype or layout.dtype], rate, free
+        cfg, tokens, video_frames + ref_frames, passes, batch, DTYPE_BYTES[dtype or layout.dtype], rate, free
     )
-    return video_frames * per_frame, ref_frames * per_frame, est
+    return video_frames * per_frame, ref_frames * per_frame, len(segments), est
 
 
 def job_summary(req, frames: int, layout, weights: Path, dtype: str | None = None, rate=None, free=None) -> str:
@@ -266,10 +290,11 @@ def job_summary(req, frames: int, layout, weights: Path, dtype: str | None = Non
     )
 
 
-def _summary_line(req, frames: int, dtype: str, rate, video: int, refs: int, est) -> str:
+def _summary_line(req, frames: int, dtype: str, rate, video: int, refs: int, segments: int, est) -> str:
+    steps = f"{req.steps} steps" if segments == 1 else f"{segments} segments x {req.steps} steps"
     line = (
         f"job: {frames} frames at {req.height}x{req.width} -> {video} video + {refs} reference tokens "
-        f"per pass, {est.passes} DiT passes ({req.steps} steps); DiT {est.params / 1e9:.2f}B parameters, "
+        f"per pass, {est.passes} DiT passes ({steps}); DiT {est.params / 1e9:.2f}B parameters, "
         f"{est.weight_bytes / 2**30:.2f} GiB in {dtype}"
     )
     if est.seconds is not None:
@@ -290,16 +315,17 @@ def check_job_size(
     jobs, layout, allow_large: bool, weights: Path | None = None, say=print, device=None, dtype: str | None = None
 ) -> None:
     """Size each job from the file headers before loading: refuse what is far beyond the model's design unless
-    --allow-large (a 10-minute WAV with --frames -1 is 15,000 frames), say when the audio is cut, and print
+    --allow-large (segments over 4x the model's length, pixels over 4x its size, a video over `LIMIT_VIDEO_SECONDS`:
+    a 10-minute WAV with --frames -1 is 15,000 frames in 155 segments), say when the audio is cut, and print
     `job_summary` (with `weights`). With `device`, a quick matmul measures its rate, and a job estimated at more
     than twice the device's free memory or a day of compute is refused too (a warning beyond the free memory)."""
     import torch
 
     from humo.conditions.audio import frames_for_audio
     from humo.configs import dit_preset
+    from humo.constants import SAMPLE_RATE, VIDEO_FPS
     from humo.errors import warn
     from humo.media.audio import audio_duration
-    from humo.pipeline import SAMPLE_RATE, VIDEO_FPS
     from humo.sizing import free_memory_bytes, matmul_rate
 
     rate = free = None
@@ -322,14 +348,17 @@ def check_job_size(
                 f"the last {seconds - video_s:.2f} s are cut (--frames -1 keeps it all)"
             )
         large = []
-        if frames > 4 * layout.frames:
-            large.append(f"{frames} frames ({video_s:.1f} s; {layout.name} is made for {layout.frames})")
+        segment = req.segment_length(layout)
+        if segment > 4 * layout.frames:
+            large.append(f"segments of {segment} frames ({layout.name} is made for {layout.frames})")
+        if video_s > LIMIT_VIDEO_SECONDS:
+            large.append(f"{frames} frames ({video_s:.1f} s of video)")
         if req.height * req.width > 4 * layout.height * layout.width:
             large.append(f"{req.height}x{req.width} ({layout.name} is made for {layout.height}x{layout.width})")
         est = None
         if weights is not None:
-            video, refs, est = size_job(req, frames, layout, weights, dtype, rate, free)
-            say(f"{who}{_summary_line(req, frames, dtype or layout.dtype, rate, video, refs, est)}")
+            video, refs, segments, est = size_job(req, frames, layout, weights, dtype, rate, free)
+            say(f"{who}{_summary_line(req, frames, dtype or layout.dtype, rate, video, refs, segments, est)}")
         if est is not None and est.free_bytes is not None and est.memory_bytes > 2 * est.free_bytes:
             large.append(
                 f"an estimated {est.memory_bytes / 2**30:.1f} GiB "
@@ -352,6 +381,7 @@ def check_job_size(
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from humo.lora_files import parse_lora_arg
     from humo.pipeline import LAYOUTS, HumoPipeline, detect_preset, resolve_device
 
     weights = Path(args.weights) if args.weights else bundled_weights()
@@ -366,6 +396,10 @@ def run(args: argparse.Namespace) -> int:
     seed, drawn = parse_seed(args.seed)
     jobs = [(req.resolved(layout), out) for req, out in requests_from_args(args, seed)]
     check_outputs(jobs, args.png_frames, args.overwrite)
+    loras = [parse_lora_arg(spec) for spec in args.lora]
+    for path, _ in loras:
+        if not Path(path).is_file():
+            raise HumoError(f"--lora {path}: file not found")
     device = resolve_device(args.device)
     check_job_size(jobs, layout, args.allow_large, weights, say, device, args.dtype)
     if drawn:  # printed even with --quiet: without it the video cannot be made again
@@ -374,7 +408,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     quiet = dict(log=lambda msg: None, progress=False) if args.quiet else {}
     pipe = HumoPipeline.from_pretrained(
-        weights, preset, device=device, dtype=dtype, offload=not args.no_offload, **quiet
+        weights, preset, device=device, dtype=dtype, offload=not args.no_offload, loras=loras, **quiet
     )
     say(f"loaded {preset} from {weights} in {time.perf_counter() - t0:.1f} s")
     for req, out in jobs:

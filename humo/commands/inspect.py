@@ -13,13 +13,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def describe(path: str) -> dict:
-    from humo.checkpoint import from_diffusers_keys, infer_config, is_diffusers_layout, match_preset, read_shapes
+    """What the checkpoint at `path` is; a HumoError naming the keys when it does not hold every key and shape of
+    the layout its shapes point to."""
+    import torch
+
+    from humo.checkpoint import (
+        from_diffusers_keys,
+        heads_known,
+        infer_config,
+        is_diffusers_layout,
+        match_preset,
+        read_shapes,
+    )
+    from humo.dit import HumoDiT
+    from humo.errors import check_keys
 
     shapes, meta = read_shapes(path)
     layout = "diffusers" if is_diffusers_layout(shapes) else "official"
     if layout == "diffusers":
         shapes = from_diffusers_keys(shapes)
     cfg = infer_config(shapes, meta)
+    with torch.device("meta"):
+        expected = HumoDiT(cfg).state_dict()
+    check_keys(f"checkpoint {path}: incomplete for its {cfg.name} layout", shapes, expected)
     preset = match_preset(shapes, meta)
     dtypes = Counter()
     for t in shapes.values():
@@ -33,6 +49,7 @@ def describe(path: str) -> dict:
         "audio": cfg.audio,
         "reference_mode": cfg.reference_mode,
         "mask_head_blocks": cfg.mask_head_blocks,
+        "heads_known": heads_known(shapes, meta),
         "config": cfg.to_dict(),
     }
 
@@ -48,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  layout      {info['layout']} key names")
     print(f"  parameters  {info['parameters']:,} ({info['parameters'] / 1e9:.2f}B)")
     print(f"  dtype       {info['dtype']}")
+    heads = c["num_heads"] if info["heads_known"] else "unknown (the shapes do not tell; pass a config)"
     print(
-        f"  shape       dim {c['dim']}, ffn {c['ffn_dim']}, layers {c['num_layers']}, heads {c['num_heads']}, "
+        f"  shape       dim {c['dim']}, ffn {c['ffn_dim']}, layers {c['num_layers']}, heads {heads}, "
         f"in {c['in_dim']} -> out {c['out_dim']}"
     )
     print(

@@ -26,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negative-prompt", help="null text for guidance dropout (default: Wan's negative prompt)")
     parser.add_argument("--split", help="only samples of this split (default: all)")
     parser.add_argument("--device", default="cpu", help="device for the encoders (default cpu)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar (the cache summary still prints)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,8 +18,9 @@ def guidance_parameters(fn) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from humo.constants import VIDEO_FPS
     from humo.guidance import PRESETS
-    from humo.pipeline import LAYOUTS, VIDEO_FPS
+    from humo.pipeline import LAYOUTS
 
     print("model presets (--preset; found from the --weights folder when omitted):")
     for name, lay in LAYOUTS.items():

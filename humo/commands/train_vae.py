@@ -21,16 +21,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a field of humo.training.vae.VAETrainConfig (steps, batch_size, frames, crop, lr, ...)",
+        help="override a field of VAETrainConfig (humo/conditions/vae_training.py): steps, batch_size, frames, "
+        "crop, lr, ...",
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    from humo.conditions.vae_training import VAETrainConfig, train_vae
+    from humo.evaluation.codec import evaluate_round_trip
     from humo.training.config import config_from_dict, parse_override
-    from humo.training.vae import VAETrainConfig, train_vae
 
     values = {"manifest": args.manifest, "out": args.out, **dict(parse_override(o) for o in args.overrides)}
-    report = train_vae(config_from_dict(VAETrainConfig, values, "train-vae --set"))
+    report = train_vae(config_from_dict(VAETrainConfig, values, "train-vae --set"), evaluate=evaluate_round_trip)
     print(
         f"trained the VAE for {report['steps']} steps in {report['seconds']:.0f} s -> {report['vae']}; held-out "
         f"PSNR {report['psnr']:.1f} dB (face {_fmt(report['psnr_face'], ' dB')}), "

@@ -39,17 +39,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from humo.errors import HumoError, atomic_path
+from humo.constants import AUDIO_SHIFT, NUM_GROUPS, SAMPLE_RATE, VIDEO_FPS, WINDOW, latent_frames, round_down_frames
+from humo.errors import HumoError, atomic_path, check_keys
 
-SAMPLE_RATE = 16000
 HOP_LENGTH = 160  # mel hop in samples; the encoder's conv2 has stride 2, so one encoder frame = 320 samples (50 Hz)
 SAMPLES_PER_ENCODER_FRAME = 2 * HOP_LENGTH
 SAMPLES_PER_VIDEO_FRAME_25 = 640  # the release's trim unit: 16000 / 25
 FEATURE_RATE = 50  # encoder frames per second
-VIDEO_FPS = 25
-NUM_GROUPS = 5
-WINDOW = 8  # video frames per latent-frame window
-AUDIO_SHIFT = 2
 
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
@@ -76,12 +72,12 @@ def frames_for_audio(num_samples: int, fps: int = VIDEO_FPS) -> int:
     n = num_video_frames(num_samples, fps)
     if n < 1:
         raise HumoError(f"audio of {num_samples / SAMPLE_RATE:.3f} s is too short for one video frame")
-    return 4 * ((n - 1) // 4) + 1
+    return round_down_frames(n)
 
 
 def num_latent_frames(num_video_frames_: int) -> int:
     """Latent frames of a ``4k + 1``-frame video (Wan VAE: 4x temporal compression, first frame alone)."""
-    return 1 + (num_video_frames_ - 1) // 4
+    return latent_frames(num_video_frames_)
 
 
 def window_indices(num_latent: int) -> torch.Tensor:
@@ -107,31 +103,23 @@ def window_indices(num_latent: int) -> torch.Tensor:
     )
 
 
-def audio_windows(frame_feats: torch.Tensor, num_latent_frames: int, num_ref_frames: int = 0) -> torch.Tensor:
+def audio_windows(frame_feats: torch.Tensor, num_latent_frames: int, start: int = 0) -> torch.Tensor:
     """Group per-video-frame features into per-latent-frame windows.
 
-    frame_feats: ``[T_video, 5, C]`` (from `AudioEncoder.features`). Returns
-    ``[num_latent_frames + num_ref_frames, 8, 5, C]``: window i holds the features of the video frames in
-    `window_indices` (zeros where the frame does not exist), followed by one all-zero window per reference latent
-    frame (references carry no audio).
+    frame_feats: ``[T_video, 5, C]`` (from `AudioEncoder.features`). Returns ``[num_latent_frames, 8, 5, C]``:
+    window i holds the features of the video frames in `window_indices`, counted from video frame `start` (a
+    segment of a long video starts mid-audio), zeros where the frame does not exist. The clean frames' windows
+    (zeros for references) are `conditioning.with_clean_windows`'.
     """
     if frame_feats.ndim != 3:
         raise ValueError(f"frame_feats must be [T, groups, C], got {tuple(frame_feats.shape)}")
     t = frame_feats.shape[0]
-    idx = window_indices(num_latent_frames)  # [F, 8]
+    idx = window_indices(num_latent_frames) + start  # [F, 8]; the forced-zero sentinel stays far below 0
     valid = (idx >= 0) & (idx < t)
     # Gather from the features with one zero row appended; invalid slots point at that row.
     padded = torch.cat([frame_feats, frame_feats.new_zeros(1, *frame_feats.shape[1:])], dim=0)
     gather = torch.where(valid, idx, torch.full_like(idx, t)).to(frame_feats.device)
-    out = padded[gather]  # [F, 8, 5, C]
-    if num_ref_frames:
-        out = torch.cat([out, out.new_zeros(num_ref_frames, *out.shape[1:])], dim=0)
-    return out
-
-
-def null_audio_windows(like: torch.Tensor) -> torch.Tensor:
-    """The unconditioned audio for guidance: all-zero windows shaped like `like` (zeros before `audio_proj`)."""
-    return torch.zeros_like(like)
+    return padded[gather]  # [F, 8, 5, C]
 
 
 def _interpolate_fps(x: torch.Tensor, out_len: int) -> torch.Tensor:
@@ -525,12 +513,4 @@ def _pick_encoder(root: Path, sd: dict[str, torch.Tensor], expected: set[str]) -
 
 
 def _check_keys(root: Path, found: set[str], expected: set[str]) -> None:
-    missing = sorted(expected - found)
-    unexpected = sorted(found - expected)
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)}: {', '.join(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected)}")
-        raise HumoError(f"whisper folder {root}: encoder key mismatch ({'; '.join(parts)})")
+    check_keys(f"whisper folder {root}: encoder key mismatch", dict.fromkeys(found), dict.fromkeys(expected))

@@ -37,7 +37,7 @@ from humo.conditions.vae import (
     check_video_tensor,
     images_as_videos,
 )
-from humo.errors import HumoError, atomic_path
+from humo.errors import HumoError, atomic_path, check_keys
 
 CODEC_KIND = "linear-pca"
 CONFIG_NAME = "codec.json"
@@ -71,11 +71,7 @@ class LinearCodec:
 
     def __init__(self, weights: dict[str, torch.Tensor], stride: int, report: dict[str, Any] | None = None):
         need = {f"{k}_{p}" for k in ("enc", "dec", "mean") for p in _PARTS}
-        missing, extra = need - set(weights), set(weights) - need
-        if missing or extra:
-            raise HumoError(
-                f"linear codec weights: missing {sorted(missing) or 'none'}, unexpected {sorted(extra) or 'none'}"
-            )
+        check_keys("linear codec weights", weights, dict.fromkeys(need))
         self.w = {k: v.float() for k, v in weights.items()}
         self.stride = int(stride)
         z = self.w["enc_first"].shape[0]

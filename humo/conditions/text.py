@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from humo.conditions.vae import load_state_dict_file
-from humo.errors import HumoError, describe_keys
+from humo.errors import HumoError, check_keys
 
 # Wan2.1's default negative prompt (its shared config), used as the default negative for guidance.
 WAN_NEGATIVE_PROMPT = (
@@ -100,25 +100,11 @@ def map_official_state_dict(
     """Rename an official-layout umT5 state dict to `model`'s names; HumoError listing any mismatch."""
     expected = model.state_dict()
     names = {k: hf_key_to_official(k) for k in expected}
-    wanted = set(names.values())
-    missing = sorted(k for k in wanted if k not in official)
-    unexpected = sorted(k for k in official if k not in wanted)
-    misshaped = sorted(
-        {
-            f"{off} {tuple(official[off].shape)} vs {tuple(expected[k].shape)}"
-            for k, off in names.items()
-            if off in official and tuple(official[off].shape) != tuple(expected[k].shape)
-        }
+    check_keys(
+        f"text encoder weights {source}: do not match the umT5 encoder layout",
+        official,
+        {off: expected[k] for k, off in names.items()},
     )
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {describe_keys(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {describe_keys(unexpected)}")
-    if misshaped:
-        problems.append(f"wrong shapes: {describe_keys(misshaped)}")
-    if problems:
-        raise HumoError(f"text encoder weights {source}: do not match the umT5 encoder layout; " + "; ".join(problems))
     return {k: official[off] for k, off in names.items()}
 
 

@@ -27,7 +27,8 @@ from typing import Any
 
 import torch
 
-from humo.errors import HumoError, atomic_path, describe_keys
+from humo.constants import TEMPORAL_STRIDE
+from humo.errors import HumoError, atomic_path, check_keys
 
 # Per-channel statistics of the Wan2.1 VAE latent (16 channels), used as z = (mu - mean) / std.
 WAN_LATENT_MEAN: tuple[float, ...] = (
@@ -40,7 +41,6 @@ WAN_LATENT_STD: tuple[float, ...] = (
 )  # fmt: skip
 
 SPATIAL_STRIDE = 8  # Wan2.1's; a WanVAE reads its own from its config (`WanVAE.spatial_stride`)
-TEMPORAL_STRIDE = 4
 
 # `AutoencoderKLWan` keyword arguments of the released Wan2.1 VAE (base dim 96, 4 stages, 2 residual blocks).
 WAN21_VAE_CONFIG: dict[str, Any] = {
@@ -57,11 +57,11 @@ WAN21_VAE_CONFIG: dict[str, Any] = {
 
 # The proving-ground VAE: the same classes and code paths (2 temporal downsamples -> 4x time, 16 latent channels),
 # narrow widths (8 -> 32 channels, 0.49M parameters) and one residual block per stage, but 3 stages: 4x space, not
-# 8x. At 64 x 64 an 8x latent puts the whole mouth (at most 10 x 6 px) inside one latent pixel, and a CPU-sized VAE
-# did not learn to keep it (the mouth reader's agreement with the truth stayed at 0 after 73 minutes of training);
-# at 4x it spans 2-3 latent pixels, as a mouth does in a 480p frame under the real 8x VAE (docs/proving-ground.md,
-# "The toy VAE"). The toy DiT patches 4 x 4 latent pixels, so its token grid is what 8x with 2 x 2 patches gives.
-# Its latent statistics start at 0/1; `humo train-vae` measures and stores real ones.
+# 8x. At 64 x 64 an 8x latent puts the whole mouth (at most 10 x 6 px) inside one latent pixel, which a CPU-sized VAE
+# cannot keep; at 4x it spans 2-3 latent pixels, as a mouth does in a 480p frame under the real 8x VAE
+# (docs/proving-ground.md, "The toy VAE", has the measurement). The toy DiT patches 4 x 4 latent pixels, so its
+# token grid is what 8x with 2 x 2 patches gives. Its latent statistics start at 0/1; `humo train-vae` measures and
+# stores real ones.
 TOY_VAE_CONFIG: dict[str, Any] = {
     "base_dim": 8,
     "z_dim": 16,
@@ -251,22 +251,11 @@ def map_official_state_dict(
     """Rename an official-layout state dict to `model`'s names; HumoError listing missing/unexpected/misshaped."""
     mapping = official_key_map(model, config)
     expected = model.state_dict()
-    missing = sorted(k for k in mapping if k not in official)
-    unexpected = sorted(k for k in official if k not in mapping)
-    misshaped = sorted(
-        f"{k} {tuple(official[k].shape)} vs {tuple(expected[mapping[k]].shape)}"
-        for k in mapping
-        if k in official and tuple(official[k].shape) != tuple(expected[mapping[k]].shape)
+    check_keys(
+        f"VAE weights {source}: do not match the Wan2.1 VAE layout",
+        official,
+        {k: expected[mapping[k]] for k in mapping},
     )
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {describe_keys(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {describe_keys(unexpected)}")
-    if misshaped:
-        problems.append(f"wrong shapes: {describe_keys(misshaped)}")
-    if problems:
-        raise HumoError(f"VAE weights {source}: do not match the Wan2.1 VAE layout; " + "; ".join(problems))
     return {mapping[k]: official[k] for k in mapping}
 
 

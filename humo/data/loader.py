@@ -1,14 +1,17 @@
 """Reading a pre-computed cache for training: a Dataset of cached tensors, a collate function, the DataLoader.
 
-The Dataset is indexed by ``(sample index, task)`` pairs (from `humo.training.curriculum.TaskBatchSampler`): the
-task decides which tensors are read (no references for ``t2v``, no audio for ``subject``). Nothing here is
-random, so DataLoader workers need no seeding and the stream is fixed by the sampler alone.
+The Dataset is indexed by ``(sample index, task)`` pairs (from `humo.training.curriculum.TaskBatchSampler`) and
+reads what the sample has (within what the stage runs: references, audio); which of it a task's pass sees is the
+curriculum's and `humo.conditioning`'s rule, applied in the objective. Nothing here is random, so DataLoader
+workers need no seeding and the stream is fixed by the sampler alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +84,11 @@ class CachedDataset(torch.utils.data.Dataset):
         return len(self.entries)
 
     def availability(self) -> list[dict[str, bool]]:
-        """Per sample: which optional modalities it has ("image", "audio", "mask")."""
-        return [
-            {"image": bool(e["references"]), "audio": bool(e["audio"]), "mask": bool(e["mask"])} for e in self.entries
-        ]
+        """Per sample: which optional modalities it has (the registry's: "image", "audio"), and "mask"."""
+        from humo.conditioning import MODALITIES
+
+        optional = [m for m in MODALITIES.values() if m.has_key is not None]
+        return [{**{m.name: bool(e[m.cache_key]) for m in optional}, "mask": bool(e["mask"])} for e in self.entries]
 
     def __getitem__(self, item: tuple[int, str]) -> dict[str, Any]:
         """-> {"index", "task", "latents" [C, F, h, w], "text" [L, D], "refs" [k, C, h, w] (k <= num_refs),
@@ -93,7 +97,7 @@ class CachedDataset(torch.utils.data.Dataset):
         e = self.entries[i]
         load = self.cache.load
         refs = None
-        if self.references and task in ("subject", "av") and e["references"]:
+        if self.references and e["references"]:
             refs = torch.cat([load(k) for k in e["references"][: self.num_refs]], dim=1).transpose(0, 1)
         return {
             "index": i,
@@ -101,29 +105,66 @@ class CachedDataset(torch.utils.data.Dataset):
             "latents": load(e["video"]),
             "text": load(e["text"]),
             "refs": refs,
-            "audio": load(e["audio"]) if self.audio and task == "av" and e["audio"] else None,
+            "audio": load(e["audio"]) if self.audio and e["audio"] else None,
             "mask": load(e["mask"]) if self.masks and e["mask"] else None,
             "zero_video": load(e["zero_video"]) if self.zero_video else None,
         }
 
 
-class Collate:
-    """A list of dataset items -> one batch of tensors.
+@dataclass
+class TrainingBatch:
+    """One micro-batch of training samples (all tensors [B, ...] unless said).
 
-    The batch (all tensors [B, ...] unless said): "latents" [B, C, F, h, w] (F: the shortest clip of the batch;
-    longer ones are cut to their first F latent frames); "refs" [B, C, num_refs, h, w] (zeros where a sample has
-    fewer); "has_ref"; "text" [B, L, D] zero-padded; "audio" [B, F, 8, 5, Ca] (zeros where absent; only with
-    `audio_window`); "has_audio"; "mask" [B, F, h, w]; "has_mask"; "zero_video" [C, F, h, w] or None;
-    "task" [B] long (curriculum.TASK_ID); "index" [B] long.
+    latents [B, C, F, h, w] (F: the shortest clip of the batch; longer ones are cut to their first F latent
+    frames); refs [B, C, num_refs, h, w] (zeros where a sample has fewer) and has_ref; text [B, L, D] zero-padded;
+    audio [B, F, 8, 5, Ca] (zeros where absent) and has_audio, or audio None when the DiT's audio branch does not
+    run; mask [B, F, h, w] face masks and has_mask; tasks: each sample's curriculum task; index [B] long (dataset
+    index); zero_video [C, F, h, w] (17B layout) or None; motion [B, C, m, h, w] and motion_audio [B, m, 8, 5, Ca]:
+    the clean frames that start a long video's continuation, or None.
     """
+
+    latents: torch.Tensor
+    refs: torch.Tensor
+    has_ref: torch.Tensor
+    text: torch.Tensor
+    has_audio: torch.Tensor
+    mask: torch.Tensor
+    has_mask: torch.Tensor
+    tasks: tuple[str, ...]
+    index: torch.Tensor
+    audio: torch.Tensor | None = None
+    zero_video: torch.Tensor | None = None
+    motion: torch.Tensor | None = None
+    motion_audio: torch.Tensor | None = None
+
+    def has(self, modality: str) -> torch.Tensor:
+        """[B] bool: the samples that have `modality` (the registry's presence flag; text: every sample)."""
+        from humo.conditioning import MODALITIES
+
+        key = MODALITIES[modality].has_key
+        return torch.ones(len(self.tasks), dtype=torch.bool) if key is None else getattr(self, key)
+
+    def replace(self, **changes) -> TrainingBatch:
+        return dataclasses.replace(self, **changes)
+
+    def to(self, device: torch.device) -> TrainingBatch:
+        """Every tensor moved to `device` (non-blocking)."""
+        moved = {
+            f.name: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for f in dataclasses.fields(self)
+            for v in (getattr(self, f.name),)
+        }
+        return TrainingBatch(**moved)
+
+
+class Collate:
+    """A list of dataset items -> one `TrainingBatch`."""
 
     def __init__(self, num_refs: int, audio_window: list[int] | None = None):
         self.num_refs = num_refs
         self.audio_window = list(audio_window) if audio_window else None
 
-    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        from humo.training.curriculum import TASK_ID
-
+    def __call__(self, items: list[dict[str, Any]]) -> TrainingBatch:
         shapes = {tuple(it["latents"].shape[-2:]) for it in items}
         if len(shapes) > 1:
             raise HumoError(
@@ -144,29 +185,30 @@ class Collate:
         text = latents.new_zeros(b, length, items[0]["text"].shape[1])
         for j, it in enumerate(items):
             text[j, : it["text"].shape[0]] = it["text"]
-        batch = {
-            "latents": latents,
-            "refs": refs,
-            "has_ref": has_ref,
-            "text": text,
-            "has_audio": torch.tensor([it["audio"] is not None for it in items]),
-            "has_mask": torch.tensor([it["mask"] is not None for it in items]),
-            "task": torch.tensor([TASK_ID[it["task"]] for it in items]),
-            "index": torch.tensor([it["index"] for it in items]),
-            "zero_video": items[0]["zero_video"][:, :f] if items[0]["zero_video"] is not None else None,
-        }
+        audio = None
         if self.audio_window:
             audio = latents.new_zeros(b, f, *self.audio_window)
             for j, it in enumerate(items):
                 if it["audio"] is not None:
                     audio[j] = it["audio"][:f]
-            batch["audio"] = audio
         mask = latents.new_zeros(b, f, h, w)
         for j, it in enumerate(items):
             if it["mask"] is not None:
                 mask[j] = it["mask"][:f]
-        batch["mask"] = mask
-        return batch
+        return TrainingBatch(
+            latents=latents,
+            refs=refs,
+            has_ref=has_ref,
+            text=text,
+            has_audio=torch.tensor([it["audio"] is not None for it in items]),
+            mask=mask,
+            has_mask=torch.tensor([it["mask"] is not None for it in items]),
+            tasks=tuple(it["task"] for it in items),
+            index=torch.tensor([it["index"] for it in items]),
+            audio=audio,
+            # the video's frames and the reference slots after them (see reference.zero_video_frames)
+            zero_video=items[0]["zero_video"][:, : f + self.num_refs] if items[0]["zero_video"] is not None else None,
+        )
 
 
 def make_loader(dataset, batch_sampler, collate: Collate, num_workers: int = 0, pin_memory: bool = False):
@@ -180,8 +222,3 @@ def make_loader(dataset, batch_sampler, collate: Collate, num_workers: int = 0, 
         prefetch_factor=2 if num_workers else None,
         persistent_workers=False,
     )
-
-
-def batch_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Move every tensor of a batch to `device` (non-blocking)."""
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}

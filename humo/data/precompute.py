@@ -35,12 +35,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from humo.constants import round_down_frames
 from humo.errors import HumoError, atomic_path, require_file
 
 CACHE_VERSION = 1
 OBJECTS_DIR = "objects"
 DEFAULT_INDEX = "index.json"
 DEFAULT_FPS = 25.0
+# Latent frames of room after a clip in its zero-video latent: the 17B's null reference slots (at most this many).
+ZERO_VIDEO_REFERENCE_SLOTS = 4
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -150,7 +153,7 @@ def clip_frames(available: int, limit: int | None) -> int:
     n = min(available, limit) if limit else available
     if n < 1:
         raise ValueError("no frames")
-    return 4 * ((n - 1) // 4) + 1
+    return round_down_frames(n)
 
 
 def prepare_video(frames: np.ndarray, num: int, height: int | None, width: int | None, what: str) -> torch.Tensor:
@@ -335,7 +338,8 @@ class Precomputer:
             "references": refs,
             "audio": audio_key,
             "mask": mask_key,
-            "zero_video": self.zero_video(4 * (f - 1) + 1, height, width),
+            # the latent of a zero clip with room for the reference slots, as the release's precomputed one has
+            "zero_video": self.zero_video(4 * (f - 1) + 1 + 4 * ZERO_VIDEO_REFERENCE_SLOTS, height, width),
         }
 
     def run(self, samples: Sequence, base: Path | None = None, progress: bool = False) -> dict[str, Any]:
@@ -437,81 +441,3 @@ def load_encoders(
         )
     a = AudioEncoder.from_pretrained(audio, device=device) if audio else None
     return Encoders(vae=v, text=t, audio=a)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Synthetic caches (tests, benchmarks, smoke runs)
-
-
-def synthetic_cache(
-    out: str | os.PathLike,
-    *,
-    samples: int = 8,
-    latent: tuple[int, int, int, int] = (16, 2, 4, 4),
-    text_dim: int = 32,
-    text_len: int = 6,
-    audio_window: tuple[int, int, int] | None = (8, 5, 8),
-    with_refs: Sequence[bool] | None = None,
-    with_audio: Sequence[bool] | None = None,
-    with_mask: Sequence[bool] | None = None,
-    split: str = "train",
-    seed: int = 0,
-    index: str = DEFAULT_INDEX,
-) -> Path:
-    """Write a cache of random tensors with the exact layout `precompute` writes (no encoders needed).
-
-    latent: [C, F, h, w] of every clip; with_refs / with_audio / with_mask: per sample (default all True), for
-    incomplete data. The video latent of sample i is smooth in space (so a model can learn something) and the face
-    mask is a box; everything is seeded. Returns the index path.
-    """
-    g = torch.Generator().manual_seed(seed)
-    store = ObjectStore(out)
-    c, f, h, w = latent
-
-    def put(kind: str, tensor: torch.Tensor, *tag) -> str:
-        key = content_key("synthetic", kind, seed, *tag)
-        store.put(key, tensor.float(), {"kind": kind})
-        return key
-
-    entries = []
-    for i in range(samples):
-        base = torch.randn(c, 1, 1, 1, generator=g) + 0.3 * torch.randn(c, f, h, w, generator=g)
-        refs = [put("reference", base[:, :1] + 0.1 * torch.randn(c, 1, h, w, generator=g), i)]
-        audio = put("audio", torch.randn(f, *audio_window, generator=g), i) if audio_window else None
-        m = torch.zeros(f, h, w)
-        m[:, h // 4 : h // 4 + max(1, h // 2), w // 4 : w // 4 + max(1, w // 2)] = 1.0
-        entries.append(
-            {
-                "id": f"s{i:04d}",
-                "split": split,
-                "caption": f"synthetic sample {i}",
-                "fps": DEFAULT_FPS,
-                "shape": [c, f, h, w],
-                "video": put("video", base, i),
-                "text": put("text", torch.randn(text_len, text_dim, generator=g), i),
-                "references": refs if (with_refs is None or with_refs[i]) else [],
-                "audio": audio if (with_audio is None or with_audio[i]) else None,
-                "mask": put("mask", m, i) if (with_mask is None or with_mask[i]) else None,
-                "zero_video": put("zero_video", torch.zeros(c, f, h, w), f, h, w),
-            }
-        )
-    null = {
-        "negative": put("text", torch.randn(text_len + 2, text_dim, generator=g), "negative"),
-        "empty": put("text", torch.zeros(1, text_dim), "empty"),
-    }
-    dims: dict[str, Any] = {"latent_channels": c, "text_dim": text_dim}
-    if audio_window:
-        dims["audio_window"] = list(audio_window)
-    idx = {
-        "version": CACHE_VERSION,
-        "encoders": {"synthetic": str(seed)},
-        "settings": {},
-        "negative_prompt": "",
-        "null_text": null,
-        "dims": dims,
-        "samples": entries,
-    }
-    path = Path(out) / index
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(idx, indent=1))
-    return path

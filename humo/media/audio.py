@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from humo.constants import SAMPLE_RATE
 from humo.errors import HumoError, require_file
 
-SAMPLE_RATE = 16000
 #: The shortest audio accepted by default: 5 video frames at 25 fps (the first latent frame plus one group of 4).
 MIN_SECONDS = 5 / 25
 

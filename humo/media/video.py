@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from humo.constants import SAMPLE_RATE
 from humo.errors import HumoError, atomic_path, require_file, usual_mode
 
 #: Tags the mp4 muxer stores as-is (see the module docstring); anything else goes into ``description``.
@@ -119,7 +120,7 @@ def write_video(
     frames,
     fps: float = 25,
     audio: np.ndarray | torch.Tensor | None = None,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     metadata: Mapping[str, Any] | None = None,
     png_dir: str | os.PathLike | None = None,
 ) -> Path:

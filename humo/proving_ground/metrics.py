@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from humo.constants import SAMPLE_RATE
 from humo.errors import HumoError
 from humo.proving_ground import readers, world
 
@@ -224,10 +225,10 @@ def _load_audio(audio) -> tuple[np.ndarray, int] | None:
     if isinstance(audio, tuple):
         return np.asarray(audio[0], np.float32), int(audio[1])
     if isinstance(audio, np.ndarray):
-        return audio.astype(np.float32), 16000
+        return audio.astype(np.float32), SAMPLE_RATE
     from humo.media.audio import load_audio
 
-    return load_audio(audio, 16000, min_seconds=0), 16000
+    return load_audio(audio, SAMPLE_RATE, min_seconds=0), SAMPLE_RATE
 
 
 def evaluate_clip(

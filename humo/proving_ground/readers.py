@@ -185,11 +185,6 @@ def _palette_probs(colours: np.ndarray, palette: dict[str, tuple[int, int, int]]
     return _softmax_dist(d2, sigma)
 
 
-def _nanmean_rows(p: np.ndarray) -> np.ndarray | None:
-    ok = np.isfinite(p).all(-1)
-    return p[ok].mean(0) if ok.any() else None
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Faces
 

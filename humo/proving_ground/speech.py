@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from humo.constants import SAMPLE_RATE
+
 #: vowel -> (F1 Hz, F2 Hz, mouth shape: 0 wide, 1 round)
 VOWELS: dict[str, tuple[float, float, float]] = {
     "a": (750.0, 1250.0, 0.0),

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from humo.constants import SAMPLE_RATE, VIDEO_FPS
 from humo.data.manifest import read_manifest
 from humo.proving_ground import metrics
 
@@ -32,7 +33,7 @@ def _load(s):
 
     frames, fps, _, _ = read_video(s.video_path)
     ref = np.asarray(Image.open(s.ref_image_paths[0]).convert("RGB"))
-    return frames, fps, ref, load_audio(s.audio_path, 16000, min_seconds=0)
+    return frames, fps, ref, load_audio(s.audio_path, SAMPLE_RATE, min_seconds=0)
 
 
 def validate(manifest: str, n: int = 50, seed: int = 0) -> dict:
@@ -43,14 +44,14 @@ def validate(manifest: str, n: int = 50, seed: int = 0) -> dict:
     t0 = time.perf_counter()
     for i, (s, (frames, fps, ref, audio)) in enumerate(zip(samples, data)):
         o, (_, _, oref, oaudio) = samples[(i + 1) % len(samples)], data[(i + 1) % len(samples)]
-        rows["truth"].append(metrics.evaluate_clip(frames, fps, s.caption, [ref], (audio, 16000)))
+        rows["truth"].append(metrics.evaluate_clip(frames, fps, s.caption, [ref], (audio, SAMPLE_RATE)))
         kw = dict(blur=0.8, noise=3.0, down=2, shift=6.0)
         dframes = metrics.degrade(frames, rng, **kw)
         dref = metrics.degrade(ref[None], rng, **kw)[0]
-        rows["degraded"].append(metrics.evaluate_clip(dframes, fps, s.caption, [dref], (audio, 16000)))
-        rows["mismatch"].append(metrics.evaluate_clip(frames, fps, o.caption, [oref], (oaudio, 16000)))
-        delayed = np.concatenate([np.zeros(SHIFT * 16000 // 25, np.float32), audio])[: len(audio)]
-        rows["shifted"].append(metrics.av_sync(frames, fps, delayed, 16000))
+        rows["degraded"].append(metrics.evaluate_clip(dframes, fps, s.caption, [dref], (audio, SAMPLE_RATE)))
+        rows["mismatch"].append(metrics.evaluate_clip(frames, fps, o.caption, [oref], (oaudio, SAMPLE_RATE)))
+        delayed = np.concatenate([np.zeros(SHIFT * SAMPLE_RATE // VIDEO_FPS, np.float32), audio])[: len(audio)]
+        rows["shifted"].append(metrics.av_sync(frames, fps, delayed, SAMPLE_RATE))
     per_clip = (time.perf_counter() - t0) / max(1, len(samples)) / 3
     out = {k: metrics.summarize(v) for k, v in rows.items() if k != "shifted"}
     offsets = [r["sync_offset"] for r in rows["shifted"] if r["sync_offset"] is not None]

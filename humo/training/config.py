@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from humo.constants import NULL_TEXTS
 from humo.errors import HumoError
 
 TRAINABLE = ("minimal", "full")
@@ -27,7 +28,6 @@ TRAINABLE_ALIASES = {"all": "full"}  # "all" reads better for the stage-0 backbo
 PRECISIONS = ("bf16", "fp32")
 LR_SCHEDULES = ("constant", "cosine")
 TIMESTEP_DISTRIBUTIONS = ("logitnormal", "uniform")
-NULL_TEXTS = ("negative", "empty")
 DISTRIBUTED = ("ddp", "fsdp")
 
 # Fields a resumed run must share with the run that wrote the checkpoint (anything else, e.g. steps, log_every

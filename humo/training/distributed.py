@@ -77,10 +77,6 @@ def wrap_model(model: nn.Module, info: DistInfo, mode: str = "ddp") -> nn.Module
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
-
-
 def all_mean(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """The mean of `values` over processes (a copy; `values` itself is unchanged)."""
     if not info.enabled:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
-from humo.errors import HumoError
+from humo.errors import HumoError, check_keys
 
 
 class EMA:
@@ -31,9 +31,7 @@ class EMA:
         return dict(self.shadow)
 
     def load_state_dict(self, sd: Mapping[str, torch.Tensor], source: str = "EMA state") -> None:
-        missing, unexpected = sorted(set(self.shadow) - set(sd)), sorted(set(sd) - set(self.shadow))
-        if missing or unexpected:
-            raise HumoError(f"{source}: key mismatch (missing: {missing[:8]}, unexpected: {unexpected[:8]})")
+        check_keys(f"{source}: key mismatch", dict.fromkeys(sd), dict.fromkeys(self.shadow))
         for k, v in sd.items():
             if v.shape != self.shadow[k].shape:
                 raise HumoError(f"{source}: {k} has shape {tuple(v.shape)}, expected {tuple(self.shadow[k].shape)}")

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from humo.errors import HumoError, atomic_path
+from humo.errors import HumoError, atomic_path, check_keys
 from humo.training.config import STRUCTURAL_FIELDS, TrainConfig
 from humo.training.curriculum import (
     TaskBatchSampler,
@@ -93,19 +93,8 @@ def load_init(model: torch.nn.Module, path: str) -> list[str]:
     own = model.state_dict()
     if not any(k.startswith("mask_head.") for k in own):
         sd = {k: v for k, v in sd.items() if not MASK_HEAD.match(k)}
+    check_keys(f"init {p}: does not fit the model", sd, own, may_miss=lambda k: AUDIO.match(k) or MASK_HEAD.match(k))
     missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    bad_missing = [k for k in missing if not (AUDIO.match(k) or MASK_HEAD.match(k))]
-    shapes = [k for k in set(own) & set(sd) if own[k].shape != sd[k].shape]
-    if bad_missing or unexpected or shapes:
-        parts = []
-        if bad_missing:
-            parts.append(f"missing {len(bad_missing)}: {', '.join(bad_missing[:8])}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:8])}")
-        if shapes:
-            parts.append(f"misshaped {len(shapes)}: {', '.join(sorted(shapes)[:8])}")
-        raise HumoError(f"init {p}: does not fit model (" + "; ".join(parts) + ")")
     model.load_state_dict(sd, strict=False)
     return missing
 
@@ -366,18 +355,17 @@ class Trainer:
                 "resume with the same count"
             )
         own = self.model.state_dict()
-        missing, unexpected = sorted(set(own) - set(ck["model"])), sorted(set(ck["model"]) - set(own))
-        if missing or unexpected:
-            raise HumoError(f"resume {path}: model key mismatch (missing {missing[:8]}, unexpected {unexpected[:8]})")
+        check_keys(f"resume {path}: model key mismatch", dict.fromkeys(ck["model"]), dict.fromkeys(own))
         load_training_state(self.model, self.optimizer, self.ema, ck, f"resume {path}")
         self._rng = ck["rng"]
         self.step, self.micro = int(st["step"]), int(st["micro"])
 
     # -- one step ----------------------------------------------------------------------------------------------
-    def _micro_step(self, batch: dict[str, Any], last: bool) -> torch.Tensor:
+    def _micro_step(self, batch, last: bool) -> torch.Tensor:
         cfg, info = self.cfg, self.info
-        lat = batch["latents"]
-        shape = (lat.shape[1], lat.shape[2] + self.num_refs, lat.shape[3], lat.shape[4])
+        lat = batch.latents
+        clean = self.num_refs + (0 if batch.motion is None else batch.motion.shape[2])  # frames besides the video
+        shape = (lat.shape[1], lat.shape[2] + clean, lat.shape[3], lat.shape[4])
         lo = info.rank * cfg.batch_size
         draws = draw_rows(cfg.seed, self.micro, range(lo, lo + cfg.batch_size), shape, cfg)
         sync = nullcontext() if last or not hasattr(self.ddp_model, "no_sync") else self.ddp_model.no_sync()
@@ -388,6 +376,7 @@ class Trainer:
                 draws.to(self.device),
                 self.null_text,
                 reference_mode=self.dit_cfg.reference_mode,
+                reference_rope=self.dit_cfg.reference_rope,
                 use_audio=self.stage.audio,
                 mask_weight=self.mask_weight,
                 face_loss_weight=cfg.face_loss_weight,
@@ -439,7 +428,7 @@ class Trainer:
         return path
 
     def run(self) -> dict[str, Any]:
-        from humo.data.loader import Collate, batch_to, make_loader
+        from humo.data.loader import Collate, make_loader
 
         cfg, info = self.cfg, self.info
         if info.is_main:
@@ -475,7 +464,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 parts = torch.zeros(3, device=self.device)
                 for k in range(cfg.grad_accum):
-                    batch = batch_to(next(batches), self.device)
+                    batch = next(batches).to(self.device)
                     parts += self._micro_step(batch, last=k == cfg.grad_accum - 1) / cfg.grad_accum
                     self.micro += 1
                 params = list(self.params.values())

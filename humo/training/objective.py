@@ -17,47 +17,56 @@ loss only covers the video frames.
 Null inputs (so that classifier-free guidance works at inference): a dropped prompt becomes the null text (the
 negative-prompt embedding the guidance passes use); a dropped or missing image becomes zero reference latents
 (replace) or the image-free condition (concat, keep_image=False); dropped or missing audio becomes all-zero
-Whisper windows. Reference frames always get zero audio windows.
+Whisper windows. Reference frames always get zero audio windows. These rules are `humo.conditioning`'s, which the
+pipeline applies to its guidance passes too: this module only draws the noise, timesteps and dropout.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from humo.conditioning import MODALITIES, Conditions, Keep, dit_inputs, keep_for_training, with_clean_windows
+from humo.data.loader import TrainingBatch
 from humo.mask_head import size_aware_bce
-from humo.reference import concat_condition, replace_references
+from humo.reference import concat_condition
 from humo.sampler import add_noise, sample_timesteps, velocity_target
-from humo.training.curriculum import TASK_ID
+from humo.training.curriculum import TASK_USES
 
 
 @dataclass
 class Draws:
     """The random choices of one micro-batch, one row per sample of the *global* batch.
 
-    sigma, timestep: [G]; noise: [G, C, F + n_ref, h, w]; drop_text, drop_image, drop_audio: [G] bool.
+    sigma, timestep: [G]; noise: [G, C, T, h, w] (T: every latent frame of the pass); drop: {modality: [G] bool}.
     """
 
     sigma: Tensor
     timestep: Tensor
     noise: Tensor
-    drop_text: Tensor
-    drop_image: Tensor
-    drop_audio: Tensor
+    drop: dict[str, Tensor]
 
     def rows(self, lo: int, hi: int) -> Draws:
         """This rank's share of the global batch."""
-        return Draws(**{f.name: getattr(self, f.name)[lo:hi] for f in fields(self)})
+        return Draws(
+            self.sigma[lo:hi], self.timestep[lo:hi], self.noise[lo:hi], {m: d[lo:hi] for m, d in self.drop.items()}
+        )
 
     def to(self, device) -> Draws:
-        return Draws(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return Draws(
+            self.sigma.to(device),
+            self.timestep.to(device),
+            self.noise.to(device),
+            {m: d.to(device) for m, d in self.drop.items()},
+        )
 
 
 def draw(generator: torch.Generator, batch: int, shape: tuple[int, ...], cfg) -> Draws:
-    """Timesteps, noise [batch, *shape] and dropout decisions from `generator` (CPU), in a fixed order."""
+    """Timesteps, noise [batch, *shape] and dropout decisions (``cfg.<modality>_dropout``) from `generator`
+    (CPU), in a fixed order."""
     sigma, timestep = sample_timesteps(
         batch,
         distribution=cfg.timestep_distribution,
@@ -67,15 +76,9 @@ def draw(generator: torch.Generator, batch: int, shape: tuple[int, ...], cfg) ->
         generator=generator,
     )
     noise = torch.randn((batch, *shape), generator=generator)
-    u = torch.rand(batch, 3, generator=generator)
-    return Draws(
-        sigma=sigma,
-        timestep=timestep,
-        noise=noise,
-        drop_text=u[:, 0] < cfg.text_dropout,
-        drop_image=u[:, 1] < cfg.image_dropout,
-        drop_audio=u[:, 2] < cfg.audio_dropout,
-    )
+    u = torch.rand(batch, len(MODALITIES), generator=generator)
+    drop = {m: u[:, i] < getattr(cfg, f"{m}_dropout") for i, m in enumerate(MODALITIES)}
+    return Draws(sigma=sigma, timestep=timestep, noise=noise, drop=drop)
 
 
 def row_seed(seed: int, micro: int, row: int) -> int:
@@ -90,39 +93,56 @@ def draw_rows(seed: int, micro: int, rows: range, shape: tuple[int, ...], cfg) -
     the whole global batch would, and a resumed run needs no generator state.
     """
     parts = [draw(torch.Generator().manual_seed(row_seed(seed, micro, r)), 1, shape, cfg) for r in rows]
-    return Draws(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(Draws)})
+    return Draws(
+        torch.cat([p.sigma for p in parts]),
+        torch.cat([p.timestep for p in parts]),
+        torch.cat([p.noise for p in parts]),
+        {m: torch.cat([p.drop[m] for p in parts]) for m in parts[0].drop},
+    )
 
 
-def keep_flags(batch: dict, draws: Draws) -> tuple[Tensor, Tensor, Tensor]:
-    """Per sample: (keep_text, keep_image, keep_audio) [B] bool from the task, what the sample has, and dropout."""
-    task = batch["task"]
-    keep_text = ~draws.drop_text
-    uses_image = (task == TASK_ID["subject"]) | (task == TASK_ID["av"])
-    keep_image = uses_image & batch["has_ref"] & ~draws.drop_image
-    keep_audio = (task == TASK_ID["av"]) & batch["has_audio"] & ~draws.drop_audio
-    return keep_text, keep_image, keep_audio
+def keep_flags(batch: TrainingBatch, draws: Draws) -> Keep:
+    """Which modalities each sample's pass sees: its task's (curriculum.TASK_USES), what it has (the batch's
+    presence flags), and dropout (`conditioning.keep_for_training`)."""
+    uses = {m: torch.tensor([m in TASK_USES[task] for task in batch.tasks], dtype=torch.bool) for m in MODALITIES}
+    has = {m: batch.has(m).cpu() for m in MODALITIES}
+    return keep_for_training(uses, has, {m: d.cpu() for m, d in draws.drop.items()})
 
 
-def _pad_tokens(x: Tensor, length: int) -> Tensor:
-    """[..., L, D] -> [..., length, D] with zeros after L (Wan pads text with zeros)."""
-    pad = length - x.shape[-2]
-    return x if pad <= 0 else torch.cat([x, x.new_zeros(*x.shape[:-2], pad, x.shape[-1])], dim=-2)
-
-
-def mix_context(text: Tensor, null_text: Tensor, keep_text: Tensor) -> Tensor:
-    """text: [B, L, D]; null_text: [Ln, D]; keep_text: [B] -> [B, max(L, Ln), D] (prompt or null text per row)."""
-    length = max(text.shape[1], null_text.shape[0])
-    text = _pad_tokens(text, length)
-    null = _pad_tokens(null_text.to(text), length).expand_as(text)
-    return torch.where(keep_text[:, None, None], text, null)
+def training_conditions(batch: TrainingBatch, null_text: Tensor, *, reference_mode: str, use_audio: bool) -> Conditions:
+    """The conditions of one micro-batch, as `conditioning.Conditions` (the pipeline builds the same object at
+    inference): the prompt and null-text embeddings, the references, the audio windows (zeros on reference frames)
+    and the 17B channel condition. A batch with "motion" latents [B, C, m, h, w] (and their audio windows
+    "motion_audio" [B, m, 8, 5, Ca]) trains the continuation of a long video: those frames start the time axis
+    clean, as the references end it."""
+    refs, motion = batch.refs, batch.motion
+    windows = None
+    if use_audio:
+        carried = batch.motion_audio if batch.motion_audio is not None else (0 if motion is None else motion.shape[2])
+        windows = with_clean_windows(batch.audio, refs.shape[2], carried)
+    y = y_null = None
+    if reference_mode == "concat":
+        f = batch.latents.shape[2]
+        y = concat_condition(refs, batch.zero_video, keep_image=True, motion=motion, num_video=f)
+        y_null = concat_condition(refs, batch.zero_video, keep_image=False, motion=motion, num_video=f)
+    return Conditions(
+        texts={"prompt": batch.text, "negative": null_text[None]},
+        refs=refs,
+        num_video=batch.latents.shape[2],
+        motion=motion,
+        windows=windows,
+        y=y,
+        y_null=y_null,
+    )
 
 
 @dataclass
 class ModelInputs:
     """What one forward pass gets, and what its output is compared with.
 
-    x: [B, C, F + n_ref, h, w]; t: [B]; context: [B, L, D]; audio: [B, F + n_ref, 8, 5, Ca] or None;
-    y: [B, 4 + C, F + n_ref, h, w] (concat layout) or None; target: [B, C, F + n_ref, h, w]; num_video: F.
+    x: [B, C, T, h, w]; t: [B]; context: [B, L, D]; audio: [B, T, 8, 5, Ca] or None; y: [B, 4 + C, T, h, w]
+    (concat layout) or None; target: [B, C, T, h, w]; clean: [T] bool, the frames the loss leaves out
+    (T = m + F + n_ref: motion frames, video frames, references).
     """
 
     x: Tensor
@@ -131,50 +151,46 @@ class ModelInputs:
     audio: Tensor | None
     y: Tensor | None
     target: Tensor
-    num_video: int
+    clean: Tensor
+    frame_times: tuple[int, ...] | None = None
 
 
-def build_inputs(batch: dict, draws: Draws, null_text: Tensor, *, reference_mode: str, use_audio: bool):
-    """Assemble the DiT inputs of one micro-batch (see the module docstring).
-
-    batch: latents [B, C, F, h, w]; refs [B, C, n_ref, h, w]; has_ref, has_audio [B] bool; text [B, L, D];
-    audio [B, F, 8, 5, Ca] (when use_audio); zero_video [C, F, h, w] (concat layout); task [B] long.
-    """
-    latents, refs = batch["latents"], batch["refs"]
-    num_video, n_ref = latents.shape[2], refs.shape[2]
-    keep_text, keep_image, keep_audio = keep_flags(batch, draws)
-    x0 = torch.cat([latents, refs.to(latents)], dim=2) if n_ref else latents
+def build_inputs(
+    batch: TrainingBatch,
+    draws: Draws,
+    null_text: Tensor,
+    *,
+    reference_mode: str,
+    use_audio: bool,
+    reference_rope: str = "continue",
+):
+    """Assemble the DiT inputs of one micro-batch (see the module docstring; `use_audio` needs batch.audio and
+    the concat layout batch.zero_video)."""
+    cond = training_conditions(batch, null_text, reference_mode=reference_mode, use_audio=use_audio)
+    x0 = cond.clean_latents(batch.latents)
     x = add_noise(x0, draws.noise.to(x0), draws.sigma.to(x0))
-    y = None
-    if reference_mode == "replace" and n_ref:
-        x = replace_references(x, refs * keep_image[:, None, None, None, None].to(refs))
-    elif reference_mode == "concat":
-        zv = batch["zero_video"]
-        y_kept = concat_condition(refs, zv, keep_image=True)
-        y_null = concat_condition(refs, zv, keep_image=False)
-        y = torch.where(keep_image[:, None, None, None, None], y_kept, y_null)
-    audio = None
-    if use_audio:
-        a = batch["audio"] * keep_audio[:, None, None, None, None].to(batch["audio"])
-        audio = torch.cat([a, a.new_zeros(a.shape[0], n_ref, *a.shape[2:])], dim=1) if n_ref else a
+    inp = dit_inputs(cond, x, keep_flags(batch, draws), reference_mode, reference_rope)
     return ModelInputs(
-        x=x,
+        x=inp.x,
         t=draws.timestep.to(x.device),
-        context=mix_context(batch["text"], null_text, keep_text),
-        audio=audio,
-        y=y,
+        context=inp.context,
+        audio=inp.audio,
+        y=inp.y,
         target=velocity_target(x0, draws.noise.to(x0)),
-        num_video=num_video,
+        clean=cond.clean(x.device),
+        frame_times=inp.frame_times,
     )
 
 
-def flow_loss(pred: Tensor, target: Tensor, num_video: int, weight: Tensor | None = None) -> Tensor:
-    """Per-sample mean squared error over the video frames only. pred, target: [B, C, F + n_ref, h, w] -> [B].
+def flow_loss(pred: Tensor, target: Tensor, clean: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Per-sample mean squared error over the generated frames only (not the `clean` ones [T] bool, the motion and
+    reference frames). pred, target: [B, C, T, h, w] -> [B].
 
     `weight` [B, F, h, w] (optional) weights each latent pixel; the mean is divided by the weight's mean, so a
     uniform weight gives the plain mean and the loss keeps its scale whatever the face's size.
     """
-    diff = pred[:, :, :num_video].float() - target[:, :, :num_video].float()
+    video = ~clean.to(pred.device)
+    diff = pred[:, :, video].float() - target[:, :, video].float()
     if weight is None:
         return diff.square().mean(dim=(1, 2, 3, 4))
     w = weight.float()[:, None]
@@ -186,50 +202,55 @@ def face_weight(mask: Tensor, face_loss_weight: float) -> Tensor | None:
     return None if face_loss_weight == 0 else 1.0 + face_loss_weight * mask
 
 
-def mask_loss(logits: Tensor, target: Tensor, weight: Tensor) -> Tensor:
-    """Size-aware BCE per sample on the video frames, weighted (0 for samples without a face mask), averaged over
-    the batch. logits: [B, F + n_ref, h, w]; target: [B, F, h, w]; weight: [B] -> scalar.
+def mask_loss(logits: Tensor, target: Tensor, weight: Tensor, clean: Tensor) -> Tensor:
+    """Size-aware BCE per sample on the generated frames (not the `clean` ones [T] bool), weighted (0 for samples
+    without a face mask), averaged over the batch. logits: [B, T, h, w]; target: [B, F, h, w]; weight: [B] ->
+    scalar.
 
     Averaging over the whole batch (not over the masked samples) keeps the data-parallel mean equal to the mean
     over the global batch.
     """
-    f = target.shape[1]
-    per = torch.stack([size_aware_bce(logits[i : i + 1, :f], target[i : i + 1]) for i in range(logits.shape[0])])
+    video = logits[:, ~clean.to(logits.device)]
+    per = torch.stack([size_aware_bce(video[i : i + 1], target[i : i + 1]) for i in range(logits.shape[0])])
     return (per * weight.to(per)).mean()
 
 
 def compute_loss(
     model,
-    batch: dict,
+    batch: TrainingBatch,
     draws: Draws,
     null_text: Tensor,
     *,
     reference_mode: str,
     use_audio: bool,
+    reference_rope: str = "continue",
     mask_weight: float = 0.0,
     face_loss_weight: float = 0.0,
     autocast_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """One micro-batch: the total loss (scalar, for backward) and detached parts {"flow", "mask"}.
 
-    face_loss_weight > 0 weights the flow loss by `face_weight` of ``batch["mask"]`` (zeros where a sample has
+    face_loss_weight > 0 weights the flow loss by `face_weight` of ``batch.mask`` (zeros where a sample has
     no face mask, so such samples keep the plain mean).
 
     mask_weight > 0 asks the model for its mask logits (``return_mask=True``) and adds
-    ``mask_weight * mask_loss`` against ``batch["mask"]`` [B, F, h, w] weighted by ``batch["has_mask"]``.
+    ``mask_weight * mask_loss`` against ``batch.mask`` [B, F, h, w] weighted by ``batch.has_mask``.
     """
-    inputs = build_inputs(batch, draws, null_text, reference_mode=reference_mode, use_audio=use_audio)
+    inputs = build_inputs(
+        batch, draws, null_text, reference_mode=reference_mode, use_audio=use_audio, reference_rope=reference_rope
+    )
     device_type = inputs.x.device.type
     want_mask = mask_weight > 0
+    times = {} if inputs.frame_times is None else {"frame_times": inputs.frame_times}
     with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-        out = model(inputs.x, inputs.t, inputs.context, audio=inputs.audio, y=inputs.y, return_mask=want_mask)
+        out = model(inputs.x, inputs.t, inputs.context, audio=inputs.audio, y=inputs.y, return_mask=want_mask, **times)
     pred, logits = out if want_mask else (out, None)
-    weight = face_weight(batch["mask"], face_loss_weight) if face_loss_weight else None
-    flow = flow_loss(pred, inputs.target, inputs.num_video, weight).mean()
+    weight = face_weight(batch.mask, face_loss_weight) if face_loss_weight else None
+    flow = flow_loss(pred, inputs.target, inputs.clean, weight).mean()
     loss = flow
     parts = {"flow": flow.detach()}
     if want_mask:
-        m = mask_loss(logits, batch["mask"], batch["has_mask"])
+        m = mask_loss(logits, batch.mask, batch.has_mask, inputs.clean)
         loss = loss + mask_weight * m
         parts["mask"] = m.detach()
     return loss, parts

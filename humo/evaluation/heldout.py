@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from humo.constants import SAMPLE_RATE
 from humo.errors import HumoError, atomic_path
 from humo.proving_ground import metrics, readers
 
@@ -128,13 +129,15 @@ def quiet_pipeline(weights: str | os.PathLike, preset: str = "toy"):
 
 
 def generate_clip(pipe, sample, *, seed: int, steps: int, guidance=None, guidance_params=None, out=None):
-    """The pipeline's result for one held-out sample: its caption, first reference image, audio and length."""
+    """The pipeline's result for one held-out sample: its caption, first reference image, audio and length, in one
+    pass whatever its length (the bars are for what the model makes of a clip, not for long-video continuation)."""
     return pipe(
         sample.caption,
         [str(sample.ref_image_paths[0])],
         str(sample.audio_path),
         out=out,
         frames=sample.num_frames or None,
+        segment_frames=max(9, sample.num_frames) if sample.num_frames else None,
         steps=steps,
         seed=seed,
         guidance=guidance,
@@ -169,7 +172,7 @@ def evaluate_model(
     if pipe is None:
         pipe = quiet_pipeline(weights, preset)
     refs = [np.asarray(Image.open(s.ref_image_paths[0]).convert("RGB")) for s in samples]
-    audios = [load_audio(s.audio_path, 16000, min_seconds=0) for s in samples]
+    audios = [load_audio(s.audio_path, SAMPLE_RATE, min_seconds=0) for s in samples]
     vdir = Path(videos) if videos is not None else None
     rows: dict[str, dict] = {}
     for i, s in enumerate(samples):
@@ -180,7 +183,7 @@ def evaluate_model(
             pipe, s, seed=seed + i, steps=steps, guidance=guidance, guidance_params=guidance_params, out=out
         )
         seconds = time.perf_counter() - t0
-        own = metrics.evaluate_clip(res.frames, res.fps, s.caption, [refs[i]], (audios[i], 16000))
+        own = metrics.evaluate_clip(res.frames, res.fps, s.caption, [refs[i]], (audios[i], SAMPLE_RATE))
         own.pop("details", None)
         row = {
             "own": own,
@@ -190,7 +193,9 @@ def evaluate_model(
                 if k in ("subject_acc", "subject_sim")
             },  # fmt: skip
             "shuffled_audio": {
-                k: v for k, v in metrics.av_sync(res.frames, res.fps, audios[j], 16000).items() if k != "distances"
+                k: v
+                for k, v in metrics.av_sync(res.frames, res.fps, audios[j], SAMPLE_RATE).items()
+                if k != "distances"
             },  # fmt: skip
             "mask_iou": mask_iou(res.mask, res.frames),
             "seconds": seconds,

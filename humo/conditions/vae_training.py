@@ -11,8 +11,9 @@ trained here on proving-ground clips. The recipe is a plain autoencoder fit:
   `WanVAE.encode` normalises with), so the DiT sees unit-scale latents, as with the released VAE.
 
 A checkpoint (model, optimiser, step, RNG) is written atomically every `checkpoint_every` steps and a run resumes
-from it. The report (``OUT/report.json``) gives the round trip's PSNR on held-out clips, in the frame and in the
-face, and how well the proving ground's mouth reader agrees between the clips and their reconstructions.
+from it. The report (``OUT/report.json``) gives, with `humo.evaluation.codec.evaluate_round_trip` (what
+`humo train-vae` passes), the round trip's PSNR on held-out clips, in the frame and in the face, and how well the
+proving ground's mouth reader agrees between the clips and their reconstructions.
 """
 
 from __future__ import annotations
@@ -254,18 +255,7 @@ def _load_checkpoint(path: Path, model, opt) -> tuple[int, dict]:
 # Evaluation of the round trip
 
 
-def _psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    d = (a.astype(np.float64) - b.astype(np.float64)) ** 2
-    if mask is not None:
-        m = np.broadcast_to(mask[..., None] > 0.5, d.shape)
-        if not m.any():
-            return float("nan")
-        d = d[m]
-    mse = float(d.mean())
-    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
-def _clip_tensor(video: np.ndarray) -> torch.Tensor:
+def clip_tensor(video: np.ndarray) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> [1, 3, T', H, W] in [-1, 1], T' the longest 4k+1 <= T (what the VAE takes)."""
     from humo.data.precompute import clip_frames, prepare_video
 
@@ -273,42 +263,11 @@ def _clip_tensor(video: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def round_trip(vae, video: np.ndarray) -> np.ndarray:
-    """uint8 [T, H, W, 3] -> encoded and decoded by `vae` (a `WanVAE`) -> uint8, T cut to 4k+1."""
-    y = vae.decode(vae.encode(_clip_tensor(video)))[0]
-    return y.float().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 3, 0).numpy()
-
-
-def evaluate_round_trip(vae, bank: ClipBank) -> dict[str, float]:
-    """Mean PSNR (frame, face) and the mouth reader's agreement (Pearson r) between clips and reconstructions."""
-    from humo.proving_ground import readers
-
-    psnr, psnr_face, corr = [], [], []
-    for video, mask in zip(bank.videos, bank.masks, strict=True):
-        rec = round_trip(vae, video)
-        video, mask = video[: len(rec)], mask[: len(rec)]
-        psnr.append(_psnr(video, rec))
-        if mask.any():
-            psnr_face.append(_psnr(video, rec, mask))
-        a = readers.mouth_opening(readers._as_float(video))
-        b = readers.mouth_opening(readers._as_float(rec))
-        ok = np.isfinite(a) & np.isfinite(b)
-        if ok.sum() > 2 and np.std(a[ok]) > 0 and np.std(b[ok]) > 0:
-            corr.append(float(np.corrcoef(a[ok], b[ok])[0, 1]))
-    return {
-        "psnr": float(np.mean(psnr)),
-        "psnr_face": float(np.mean(psnr_face)) if psnr_face else float("nan"),
-        "mouth_corr": float(np.mean(corr)) if corr else float("nan"),
-        "clips": len(bank),
-    }
-
-
-@torch.no_grad()
 def latent_statistics(vae, bank: ClipBank) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of the raw (unnormalised) latent means over the clips of `bank`."""
     zs = []
     for video in bank.videos:
-        z = vae.model.encode(_clip_tensor(video)).latent_dist.mode()[0]  # [C, F, h, w]
+        z = vae.model.encode(clip_tensor(video)).latent_dist.mode()[0]  # [C, F, h, w]
         zs.append(z.flatten(1))
     z = torch.cat(zs, dim=1).double()
     return z.mean(1).tolist(), z.std(1).clamp_min(1e-4).tolist()
@@ -330,8 +289,9 @@ def _fresh_vae(cfg: VAETrainConfig):
     return vae
 
 
-def train_vae(cfg: VAETrainConfig, log=print) -> dict[str, Any]:
-    """Run (or resume) a VAE training run; returns the report (also written to ``OUT/report.json``)."""
+def train_vae(cfg: VAETrainConfig, log=print, evaluate=None) -> dict[str, Any]:
+    """Run (or resume) a VAE training run; returns the report (also written to ``OUT/report.json``), with
+    ``evaluate(vae, held_out_bank)``'s measurements when given (`humo.evaluation.codec.evaluate_round_trip`)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -394,7 +354,7 @@ def train_vae(cfg: VAETrainConfig, log=print) -> dict[str, Any]:
     vae.save_pretrained(tmp_dir)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp_dir, final)
-    report = {"steps": step, "seconds": time.perf_counter() - t_start, **evaluate_round_trip(vae, eval_bank)}
+    report = {"steps": step, "seconds": time.perf_counter() - t_start, **(evaluate(vae, eval_bank) if evaluate else {})}
     report["latent_std_mean"] = float(np.mean(std))
     report = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in report.items()}  # valid JSON
     with atomic_path(out / "report.json") as tmp:
@@ -406,11 +366,10 @@ def train_vae(cfg: VAETrainConfig, log=print) -> dict[str, Any]:
 __all__ = [
     "ClipBank",
     "VAETrainConfig",
-    "evaluate_round_trip",
+    "clip_tensor",
     "latent_statistics",
     "load_clips",
     "lr_at",
-    "round_trip",
     "sample_batch",
     "train_vae",
     "vae_loss",

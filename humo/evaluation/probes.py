@@ -7,13 +7,13 @@
   mismatched reference, Sync-C against shuffled audio, face-mask IoU), giving the curve of each capability
   against steps: stage 1 for identity (subject gain), stage 2 for sync and the mask head.
 
-    python -m humo.proving_ground.probes audio --recipe runs/toy-recipe
-    python -m humo.proving_ground.probes curve --recipe runs/toy-recipe --run runs/toy-recipe/s2 --clips 12
+    python -m humo.evaluation.probes audio --recipe runs/toy-recipe
+    python -m humo.evaluation.probes curve --recipe runs/toy-recipe --run runs/toy-recipe/s2 --clips 12
 - ``gap``: the same checkpoints' conditioning gaps (`conditioning_gap`): how much the denoising error on the face
   drops with the clip's own reference / audio against another clip's. It reads whether the mechanism is used
   before the samples are good enough for the readers.
 
-    python -m humo.proving_ground.probes gap --run runs/toy-recipe/s2 --cache runs/toy-recipe/cache-heldout
+    python -m humo.evaluation.probes gap --run runs/toy-recipe/s2 --cache runs/toy-recipe/cache-heldout
 
 Each checkpoint's scores are cached beside it (``probe-<clips>.json``, ``gap-<clips>.json``), so a curve grows
 as a run goes on.
@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from humo.constants import SAMPLE_RATE
 from humo.errors import HumoError, atomic_path
 
 
@@ -55,7 +56,7 @@ def audio_mouth_probe(
     enc = AudioEncoder.from_pretrained(audio_encoder)
     feats, mouth, env = [], [], []
     for s in samples:
-        wave = load_audio(s.audio_path, 16000, min_seconds=0)
+        wave = load_audio(s.audio_path, SAMPLE_RATE, min_seconds=0)
         f = enc.features(wave).reshape(-1, enc.dim * 5).numpy()
         with np.load(s.face_masks_path) as gt:
             m, e = gt["mouth"][0], gt["envelope"][0]
@@ -103,8 +104,8 @@ def checkpoint_curve(
 ) -> dict[int, dict[str, Any]]:
     """{step: held-out summary} for every checkpoint `run_out` kept, scored with the recipe's codec and encoders
     (`recipe`/model must exist: the recipe's assembled folder)."""
-    from humo.proving_ground.ablation import Evaluator, _cached, checkpoint_dit, kept_checkpoints
-    from humo.proving_ground.heldout import _fmt
+    from humo.evaluation.ablation import Evaluator, _cached, checkpoint_dit, kept_checkpoints
+    from humo.evaluation.heldout import _fmt
 
     run_out = Path(run_out)
     points = kept_checkpoints(run_out)
@@ -140,6 +141,7 @@ def conditioning_gap(
     """
     import torch
 
+    from humo.conditioning import MODALITIES
     from humo.data.loader import CachedDataset, Collate, LatentCache
     from humo.training.objective import Draws, build_inputs
 
@@ -152,22 +154,26 @@ def conditioning_gap(
         raise HumoError(f"conditioning gap: cache {cache} split {split} has {len(items)} clips with all conditions")
     batch = Collate(1, [cfg.audio_window, cfg.audio_groups, cfg.audio_feat_dim])(items)
     null_text = lc.null_text()
-    lat = batch["latents"]
+    lat = batch.latents
     b = lat.shape[0]
     shape = (lat.shape[1], lat.shape[2] + 1, *lat.shape[3:])
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn((b, *shape), generator=gen)
-    face = batch["mask"].float()[:, None]
-    rolled = {"image": "refs", "audio": "audio"}  # the condition and the batch key holding it
+    face = batch.mask.float()[:, None]
+    rolled = {m: MODALITIES[m].batch_key for m in ("image", "audio")}  # the condition and the batch field holding it
     out: dict[str, Any] = {}
 
-    def losses(bt: dict, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-        off = torch.zeros(b, dtype=torch.bool)
-        draws = Draws(torch.full((b,), sigma), torch.full((b,), 1000 * sigma), noise, off, off, off)
-        inp = build_inputs(bt, draws, null_text, reference_mode=cfg.reference_mode, use_audio=cfg.audio)
+    def losses(bt, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+        off = {m: torch.zeros(b, dtype=torch.bool) for m in MODALITIES}
+        draws = Draws(torch.full((b,), sigma), torch.full((b,), 1000 * sigma), noise, off)
+        inp = build_inputs(
+            bt, draws, null_text, reference_mode=cfg.reference_mode, use_audio=cfg.audio,
+            reference_rope=cfg.reference_rope,
+        )  # fmt: skip
+        times = {} if inp.frame_times is None else {"frame_times": inp.frame_times}
         with torch.no_grad():
-            pred = model(inp.x, inp.t, inp.context, audio=inp.audio, y=inp.y)
-        err = (pred[:, :, : inp.num_video] - inp.target[:, :, : inp.num_video]).float().square()
+            pred = model(inp.x, inp.t, inp.context, audio=inp.audio, y=inp.y, **times)
+        err = (pred[:, :, ~inp.clean] - inp.target[:, :, ~inp.clean]).float().square()
         whole = err.mean(dim=(1, 2, 3, 4))
         on_face = (err * face).sum(dim=(1, 2, 3, 4)) / (face.sum(dim=(1, 2, 3, 4)) * err.shape[1]).clamp_min(1e-6)
         return whole.numpy(), on_face.numpy()
@@ -176,7 +182,7 @@ def conditioning_gap(
     for kind, key in rolled.items():
         if kind == "audio" and not cfg.audio:
             continue
-        other = {**batch, key: batch[key].roll(1, dims=0)}
+        other = batch.replace(**{key: getattr(batch, key).roll(1, dims=0)})
         rows = {}
         for sigma in sigmas:
             (w_own, f_own), (w_other, f_other) = own[sigma], losses(other, sigma)
@@ -200,7 +206,7 @@ def gap_curve(
     run_out: str | os.PathLike, cache: str | os.PathLike, split: str = "test", clips: int = 24, log=print
 ) -> dict[int, dict[str, Any]]:
     """{step: {"image_gap", "audio_gap", ...}} for every checkpoint `run_out` kept (see `conditioning_gap`)."""
-    from humo.proving_ground.ablation import _cached, checkpoint_dit, kept_checkpoints
+    from humo.evaluation.ablation import _cached, checkpoint_dit, kept_checkpoints
 
     run_out = Path(run_out)
     points = kept_checkpoints(run_out)
@@ -275,10 +281,10 @@ def sample_sheet(
     frames of the sample and the clip's own middle frame (the truth), each enlarged 2x."""
     from PIL import Image
 
+    from humo.evaluation.ablation import checkpoint_dit
+    from humo.evaluation.heldout import generate_clip, heldout_samples, quiet_pipeline
     from humo.media.image import load_references
     from humo.media.video import read_video
-    from humo.proving_ground.ablation import checkpoint_dit
-    from humo.proving_ground.heldout import generate_clip, heldout_samples, quiet_pipeline
 
     recipe = Path(recipe)
     pipe = quiet_pipeline(recipe / "model")
@@ -301,7 +307,7 @@ def sample_sheet(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m humo.proving_ground.probes", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m humo.evaluation.probes", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="probe", required=True)
     a = sub.add_parser("audio", help="ridge probe from audio features to the mouth opening")
     a.add_argument("--recipe", required=True, type=Path, help="toy recipe folder (data/, encoders/)")

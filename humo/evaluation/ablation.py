@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from humo.errors import HumoError, atomic_path
-from humo.proving_ground.heldout import mean_spread
+from humo.evaluation.heldout import mean_spread
 
 
 @dataclass(frozen=True)
@@ -223,30 +223,12 @@ def train_run(cfg: StudyConfig, run: dict[str, Any], log: Callable[[str], None])
 
 
 def checkpoint_dit(folder: str | os.PathLike):
-    """A HumoDiT with the EMA weights of a training checkpoint folder (model.safetensors + ema.safetensors)."""
+    """The float32 HumoDiT of a training checkpoint folder, with its EMA weights, for evaluation."""
     import torch
-    from safetensors import safe_open
 
-    from humo.configs import DiTConfig
-    from humo.dit import HumoDiT
+    from humo.checkpoint import load_dit
 
-    folder = Path(folder)
-    with safe_open(str(folder / "model.safetensors"), "pt") as f:
-        meta = f.metadata() or {}
-        sd = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
-    if "humo_config" not in meta:
-        raise HumoError(f"checkpoint {folder}: model.safetensors has no humo_config metadata")
-    with safe_open(str(folder / "ema.safetensors"), "pt") as f:
-        ema = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    unknown = sorted(set(ema) - set(sd))
-    if unknown:
-        raise HumoError(f"checkpoint {folder}: EMA keys not in the model: {', '.join(unknown[:8])}")
-    sd.update(ema)
-    if any(".lora_" in k for k in sd):
-        raise HumoError(f"checkpoint {folder}: a LoRA checkpoint; evaluate its export instead")
-    model = HumoDiT(DiTConfig.from_dict(json.loads(meta["humo_config"])))
-    model.load_state_dict({k: v.to(torch.float32) for k, v in sd.items()}, strict=True)
-    return model.eval().requires_grad_(False)
+    return load_dit(folder, dtype=torch.float32).requires_grad_(False)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -265,7 +247,7 @@ class Evaluator:
         self.pipe = None
 
     def __call__(self, dit, guidance: str | None = None, params: dict | None = None) -> dict[str, Any]:
-        from humo.proving_ground.heldout import evaluate_model, quiet_pipeline
+        from humo.evaluation.heldout import evaluate_model, quiet_pipeline
 
         if self.pipe is None:
             self.pipe = quiet_pipeline(self.recipe / "model")
@@ -383,7 +365,7 @@ def run_workers(cfg: StudyConfig, log: Callable[[str], None]) -> None:
         log_path = stem.with_suffix(".log")
         log(f"ablate: seeds {seeds} in a worker on {threads} thread(s), log {log_path}")
         with open(log_path, "w") as fh:
-            cmd = [sys.executable, "-m", "humo.proving_ground.ablation", str(stem.with_suffix(".json"))]
+            cmd = [sys.executable, "-m", "humo.evaluation.ablation", str(stem.with_suffix(".json"))]
             procs.append((seeds, log_path, subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)))
     failed = []
     for seeds, log_path, proc in procs:
@@ -523,7 +505,7 @@ def plot_curves(curves: dict[str, dict[int, dict[int, dict]]], path: str | os.Pa
     return save_figure(fig, path)
 
 
-if __name__ == "__main__":  # a `run_workers` worker: python -m humo.proving_ground.ablation STUDY.json
+if __name__ == "__main__":  # a `run_workers` worker: python -m humo.evaluation.ablation STUDY.json
     import sys
 
     run_study(StudyConfig(**json.loads(Path(sys.argv[1]).read_text())), log=lambda m: print(m, flush=True), worker=True)
