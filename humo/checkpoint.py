@@ -273,16 +273,12 @@ def infer_config(sd: dict[str, torch.Tensor], metadata: dict | None = None) -> D
     Our own checkpoints carry the config in their metadata. Otherwise the shapes decide; the head count, which
     shapes cannot tell, comes from the preset of the same width or Wan's head size of 128.
     """
-    return _infer_config(sd, metadata)[0]
+    return infer_config_and_heads(sd, metadata)[0]
 
 
-def heads_known(sd: dict[str, torch.Tensor], metadata: dict | None = None) -> bool:
-    """Whether `infer_config`'s head count is known (from the metadata or a preset of the same structure), not
-    guessed from Wan's head size."""
-    return _infer_config(sd, metadata)[1]
-
-
-def _infer_config(sd: dict[str, torch.Tensor], metadata: dict | None) -> tuple[DiTConfig, bool]:
+def infer_config_and_heads(sd: dict[str, torch.Tensor], metadata: dict | None = None) -> tuple[DiTConfig, bool]:
+    """`infer_config`, and whether its head count is known (from the metadata or a preset of the same structure)
+    rather than guessed from Wan's head size."""
     if metadata and METADATA_KEY in metadata:
         return DiTConfig.from_dict(json.loads(metadata[METADATA_KEY])), True
     if "patch_embedding.weight" not in sd:

@@ -572,7 +572,7 @@ class HumoPipeline:
         """The batched DiT call the guidance needs: (x [k*B, ...], t [k*B], conditions) -> (velocity [k*B, ...],
         the mask head's logits [k*B, T, h, w] or None). Each guidance condition's inputs come from
         `conditioning.dit_inputs`, the rule training uses too."""
-        from humo.conditioning import Keep, dit_inputs
+        from humo.conditioning import Keep, dit_inputs, rope_kwargs
 
         cfg, dit = self.dit.cfg, self.dit
         dtype = dit.dtype
@@ -584,7 +584,7 @@ class HumoPipeline:
             ctx = inp.context.to(self.device, dtype)
             aud = inp.audio.to(self.device, dtype) if inp.audio is not None else None
             yb = inp.y.to(self.device, dtype) if inp.y is not None else None
-            times = {} if inp.frame_times is None else {"frame_times": inp.frame_times}
+            times = rope_kwargs(inp.frame_times)
             with torch.no_grad():
                 if cfg.mask_head_blocks:
                     out, mask = dit(xb, t.to(self.device), ctx, audio=aud, y=yb, return_mask=True, **times)

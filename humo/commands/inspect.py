@@ -19,8 +19,7 @@ def describe(path: str) -> dict:
 
     from humo.checkpoint import (
         from_diffusers_keys,
-        heads_known,
-        infer_config,
+        infer_config_and_heads,
         is_diffusers_layout,
         match_preset,
         read_shapes,
@@ -32,7 +31,7 @@ def describe(path: str) -> dict:
     layout = "diffusers" if is_diffusers_layout(shapes) else "official"
     if layout == "diffusers":
         shapes = from_diffusers_keys(shapes)
-    cfg = infer_config(shapes, meta)
+    cfg, heads_known = infer_config_and_heads(shapes, meta)
     with torch.device("meta"):
         expected = HumoDiT(cfg).state_dict()
     check_keys(f"checkpoint {path}: incomplete for its {cfg.name} layout", shapes, expected)
@@ -49,7 +48,7 @@ def describe(path: str) -> dict:
         "audio": cfg.audio,
         "reference_mode": cfg.reference_mode,
         "mask_head_blocks": cfg.mask_head_blocks,
-        "heads_known": heads_known(shapes, meta),
+        "heads_known": heads_known,
         "config": cfg.to_dict(),
     }
 

@@ -141,7 +141,7 @@ def conditioning_gap(
     """
     import torch
 
-    from humo.conditioning import MODALITIES
+    from humo.conditioning import MODALITIES, rope_kwargs
     from humo.data.loader import CachedDataset, Collate, LatentCache
     from humo.training.objective import Draws, build_inputs
 
@@ -170,7 +170,7 @@ def conditioning_gap(
             bt, draws, null_text, reference_mode=cfg.reference_mode, use_audio=cfg.audio,
             reference_rope=cfg.reference_rope,
         )  # fmt: skip
-        times = {} if inp.frame_times is None else {"frame_times": inp.frame_times}
+        times = rope_kwargs(inp.frame_times)
         with torch.no_grad():
             pred = model(inp.x, inp.t, inp.context, audio=inp.audio, y=inp.y, **times)
         err = (pred[:, :, ~inp.clean] - inp.target[:, :, ~inp.clean]).float().square()

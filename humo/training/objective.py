@@ -29,7 +29,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from humo.conditioning import MODALITIES, Conditions, Keep, dit_inputs, keep_for_training, with_clean_windows
+from humo.conditioning import (
+    MODALITIES,
+    Conditions,
+    Keep,
+    dit_inputs,
+    keep_for_training,
+    rope_kwargs,
+    with_clean_windows,
+)
 from humo.data.loader import TrainingBatch
 from humo.mask_head import size_aware_bce
 from humo.reference import concat_condition
@@ -241,7 +249,7 @@ def compute_loss(
     )
     device_type = inputs.x.device.type
     want_mask = mask_weight > 0
-    times = {} if inputs.frame_times is None else {"frame_times": inputs.frame_times}
+    times = rope_kwargs(inputs.frame_times)
     with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
         out = model(inputs.x, inputs.t, inputs.context, audio=inputs.audio, y=inputs.y, return_mask=want_mask, **times)
     pred, logits = out if want_mask else (out, None)
