@@ -13,7 +13,7 @@ OUT=${OUT:-runs/toy-recipe}
 HUMO=${HUMO:-humo}
 CONFIG=${CONFIG:-configs/toy.json}
 CLIPS=${CLIPS:-640}
-CODEC_CHANNELS=${CODEC_CHANNELS:-16}
+CODEC_CHANNELS=${CODEC_CHANNELS:-24}
 CODEC_SCALING=${CODEC_SCALING:-global}
 S0_STEPS=${S0_STEPS:-2000}
 S1_STEPS=${S1_STEPS:-1500}
@@ -21,6 +21,8 @@ S2_STEPS=${S2_STEPS:-5000}
 # The toy DiT is small enough to train whole in every stage (HuMo trains only self-attention and the audio
 # modules in stages 1 and 2 to keep a pretrained backbone intact; see docs/training.md for the measurement).
 TRAINABLE=${TRAINABLE:-full}
+# The DiT's latent width is the codec's.
+LATENT=(--set model_overrides.in_dim="$CODEC_CHANNELS" --set model_overrides.out_dim="$CODEC_CHANNELS")
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 mkdir -p "$OUT"
@@ -53,14 +55,14 @@ step precompute-heldout "$OUT/cache-heldout/index.json" \
   --text "$OUT/encoders/text" --audio "$OUT/encoders/whisper" --quiet
 step stage0 "$OUT/s0/final/ema.safetensors" \
   $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s0" --set stage=0 \
-  --set steps="$S0_STEPS"
+  --set steps="$S0_STEPS" "${LATENT[@]}"
 step stage1 "$OUT/s1/final/ema.safetensors" \
   $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s1" --set stage=1 \
-  --set steps="$S1_STEPS" --set lr=0.0005 --set init="$OUT/s0/final/ema.safetensors" --set trainable="$TRAINABLE" \
+  --set steps="$S1_STEPS" --set lr=0.0005 --set init="$OUT/s0/final/ema.safetensors" --set trainable="$TRAINABLE" "${LATENT[@]}" \
   --set checkpoint_every=250 --set keep_checkpoints=0  # every checkpoint kept: the probes' curves
 step stage2 "$OUT/s2/final/ema.safetensors" \
   $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s2" --set stage=2 \
-  --set steps="$S2_STEPS" --set lr=0.0003 --set init="$OUT/s1/final/ema.safetensors" --set trainable="$TRAINABLE" \
+  --set steps="$S2_STEPS" --set lr=0.0003 --set init="$OUT/s1/final/ema.safetensors" --set trainable="$TRAINABLE" "${LATENT[@]}" \
   --set checkpoint_every=500 --set keep_checkpoints=0  # every checkpoint kept: `humo bench train --recipe`
 step model "$OUT/model/dit.safetensors" \
   python -m humo.toy --out "$OUT/model" --dit "$OUT/s2/final/ema.safetensors" --vae "$OUT/codec" \
