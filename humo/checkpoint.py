@@ -56,7 +56,7 @@ def _read_safetensors(path: Path, dtype: torch.dtype | None) -> tuple[dict[str, 
             tensors = {}
             for k in f.keys():
                 t = f.get_tensor(k)
-                tensors[k] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+                tensors[k] = _cast(k, t, dtype)
             return tensors, meta
     except (SafetensorError, OSError, ValueError) as e:
         raise HumoError(f"checkpoint {path}: not a readable safetensors file ({str(e).splitlines()[0]})") from e
@@ -81,8 +81,17 @@ def _read_pickle(path: Path, dtype: torch.dtype | None) -> dict[str, torch.Tenso
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise HumoError(f"checkpoint {path}: does not hold a state dict of tensors")
     if dtype is not None:
-        obj = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in obj.items()}
+        obj = {k: _cast(k, v, dtype) for k, v in obj.items()}
     return obj
+
+
+def _cast(key: str, t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """A floating tensor cast to `dtype`; fp8 weights and their scales (humo.fp8) stay as stored."""
+    from humo.fp8 import FP8, SCALE_SUFFIX
+
+    if dtype is None or not t.is_floating_point() or t.dtype == FP8 or key.endswith(SCALE_SUFFIX):
+        return t
+    return t.to(dtype)
 
 
 def read_state_dict(path: str | Path, dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], dict]:
@@ -370,6 +379,7 @@ def load_dit(
     """
     from humo.configs import dit_preset
     from humo.dit import HumoDiT
+    from humo.fp8 import is_fp8_state_dict, prepare_fp8_layers
 
     sd, meta = read_state_dict(path, dtype)
     if is_diffusers_layout(sd):
@@ -380,6 +390,8 @@ def load_dit(
         cfg = infer_config(sd, meta)
     with torch.device("meta"):
         model = HumoDiT(cfg)
+    if is_fp8_state_dict(sd):
+        prepare_fp8_layers(model, sd)
     if strict:
         check_state_dict(model, sd, f"checkpoint {path}")
     try:

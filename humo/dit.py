@@ -9,7 +9,9 @@ width, L = F*H*W/4 tokens (patch 1x2x2), D model width.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -96,7 +98,7 @@ class Block(nn.Module):
         audio_tokens: [B, F, T, token_dim] or None -> x: [B, L, D]
         (with tap=True: (x, the hidden states right after the audio cross-attention), for the mask head)"""
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation.float() + e).unbind(1)
-        h = self.norm1(x).float() * (1 + scale1[:, None]) + shift1[:, None]
+        h = self.modulated_input(x, e)
         x = x + (self.self_attn(h.type_as(x), rope=rope).float() * gate1[:, None]).type_as(x)
         x = x + self.cross_attn(self.norm3(x), context)
         if audio_tokens is not None:
@@ -105,6 +107,12 @@ class Block(nn.Module):
         h = self.norm2(x).float() * (1 + scale2[:, None]) + shift2[:, None]
         x = x + (self.ffn(h.type_as(x)).float() * gate2[:, None]).type_as(x)
         return (x, features) if tap else x
+
+    def modulated_input(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, D]; e: [B, 6, D] -> the self-attention's input, normed and modulated by the timestep [B, L, D]
+        fp32 (what step caching compares between steps: it moves with both the latents and the timestep)."""
+        shift1, scale1 = (self.modulation[:, :2].float() + e[:, :2]).unbind(1)
+        return self.norm1(x).float() * (1 + scale1[:, None]) + shift1[:, None]
 
 
 class Head(nn.Module):
@@ -132,6 +140,36 @@ def sample_to_velocity(x: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> to
     """x, x0: [B, C, F, H, W] noisy input and predicted clean latent; t: [B] in [0, 1000] -> velocity, x0's dtype."""
     sigma = (t.float() / 1000).clamp_min(MIN_SIGMA).view(-1, *([1] * (x.dim() - 1)))
     return ((x.float() - x0.float()) / sigma).to(x0.dtype)
+
+
+@dataclass
+class Embedded:
+    """HumoDiT.embed's output: what every block reads besides the token stream. Tensors have the batch first
+    (rope has none), so `rows(index)` gives the same for a subset of the batch."""
+
+    tokens: torch.Tensor  # [B, L, D] patch tokens
+    grid: tuple[int, int, int]
+    noisy: torch.Tensor  # [B, out_dim, F, H, W] the noisy latents (sample prediction needs them)
+    t: torch.Tensor  # [B]
+    e: torch.Tensor  # [B, D] fp32 time embedding
+    e6: torch.Tensor  # [B, 6, D] fp32 time projection
+    context: torch.Tensor  # [B, text_len, D]
+    rope: tuple[torch.Tensor, torch.Tensor]
+    audio_tokens: torch.Tensor | None  # [B, F, T, token_dim]
+
+    def rows(self, index: torch.Tensor) -> Embedded:
+        """The inputs of the batch rows `index` (a LongTensor)."""
+        pick = lambda v: v if v is None else v.index_select(0, index)  # noqa: E731
+        return dataclasses.replace(
+            self,
+            tokens=pick(self.tokens),
+            noisy=pick(self.noisy),
+            t=pick(self.t),
+            e=pick(self.e),
+            e6=pick(self.e6),
+            context=pick(self.context),
+            audio_tokens=pick(self.audio_tokens),
+        )
 
 
 class HumoDiT(nn.Module):
@@ -201,42 +239,60 @@ class HumoDiT(nn.Module):
         return self.text_embedding(context.to(self.dtype))
 
     def forward(self, x, t, context, audio=None, y=None, return_mask: bool = False, frame_times=None):
+        emb = self.embed(x, t, context, audio, y, frame_times)
+        tokens, tapped = self.run_blocks(emb, emb.tokens, return_mask)
+        return self.finish(emb, tokens, tapped, return_mask)
+
+    def embed(self, x, t, context, audio=None, y=None, frame_times=None) -> Embedded:
+        """Everything the blocks read, from forward's inputs: patch tokens, time modulation, text and audio tokens,
+        RoPE table (the three parts of forward are separate so that step caching can skip the middle one)."""
         cfg = self.cfg
         noisy = x
         if y is not None:
             x = torch.cat([x, y.to(x)], dim=1)
         tokens, grid = self.patchify(x)
-        tokens = tokens.to(self.dtype)
-
         # Time conditioning stays fp32: modulation of a bf16 stream by bf16 scales loses the small timestep signal.
         e = self.time_embedding(sinusoidal_embedding(cfg.freq_dim, t).to(self.dtype)).float()
         e6 = self.time_projection(e.to(self.dtype)).float().unflatten(1, (6, cfg.dim))
-        ctx = self.embed_context(context)
-        rope = rope_table(cfg.head_dim, grid, cfg.rope_theta, tokens.device, frame_times)
-        audio_tokens = self.audio_proj(audio) if (audio is not None and cfg.audio) else None
+        return Embedded(
+            tokens=tokens.to(self.dtype),
+            grid=grid,
+            noisy=noisy,
+            t=t,
+            e=e,
+            e6=e6,
+            context=self.embed_context(context),
+            rope=rope_table(cfg.head_dim, grid, cfg.rope_theta, tokens.device, frame_times),
+            audio_tokens=self.audio_proj(audio) if (audio is not None and cfg.audio) else None,
+        )
 
+    def run_blocks(self, emb: Embedded, tokens: torch.Tensor, return_mask: bool = False):
+        """The blocks on `tokens` [B, L, D] (emb's, or a subset of its rows with emb sliced alike) -> (tokens,
+        the mask head's tapped features: a list, empty unless return_mask and the model has a head)."""
+        cfg = self.cfg
         tapped = []
         first_tap = cfg.num_layers - cfg.mask_head_blocks
         for i, block in enumerate(self.blocks):
             # The mask head reads the hidden states right after the audio cross-attention of the last blocks,
             # returned by the block itself: no hooks, no second forward pass.
             tap = return_mask and cfg.mask_head_blocks > 0 and i >= first_tap
+            args = (tokens, emb.e6, emb.context, emb.rope, emb.audio_tokens, tap)
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                result = torch.utils.checkpoint.checkpoint(
-                    block, tokens, e6, ctx, rope, audio_tokens, tap, use_reentrant=False
-                )
+                result = torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
             else:
-                result = block(tokens, e6, ctx, rope, audio_tokens, tap)
+                result = block(*args)
             if tap:
                 tokens, features = result
                 tapped.append(features)
             else:
                 tokens = result
+        return tokens, tapped
 
-        out = self.unpatchify(self.head(tokens, e), grid)
-        if cfg.prediction == "sample":
-            out = sample_to_velocity(noisy, out, t)
+    def finish(self, emb: Embedded, tokens: torch.Tensor, tapped=(), return_mask: bool = False):
+        """The head on the blocks' output: velocities [B, out_dim, F, H, W] (and the mask logits, see forward)."""
+        out = self.unpatchify(self.head(tokens, emb.e), emb.grid)
+        if self.cfg.prediction == "sample":
+            out = sample_to_velocity(emb.noisy, out, emb.t)
         if not return_mask:
             return out
-        mask_logits = self.mask_head(tapped, grid) if tapped else None
-        return out, mask_logits
+        return out, (self.mask_head(list(tapped), emb.grid) if tapped else None)

@@ -26,6 +26,7 @@ from humo.configs import dit_preset
 from humo.constants import SAMPLE_RATE, TEMPORAL_STRIDE, VIDEO_FPS, latent_frames, round_up_frames, valid_frames
 from humo.errors import HumoError, warn
 from humo.guidance import GuidanceSchedule
+from humo.step_cache import BranchCache, StepCacheInput, must_compute
 
 SIZES = {"480p": (480, 832), "720p": (720, 1280), "480p-portrait": (832, 480), "720p-portrait": (1280, 720)}
 
@@ -135,6 +136,7 @@ class GenerationRequest:
     sequential_guidance: bool = False
     name: str | None = None
     segment_frames: int | None = None  # None: the model's length; longer videos are made in segments of this many
+    cache: float | None = None  # step-caching threshold (humo.step_cache); None: every step runs the blocks
 
     def segment_length(self, layout: ModelLayout) -> int:
         """Frames per segment of a long video (`segment_frames`, or the model's trained length)."""
@@ -166,6 +168,8 @@ class GenerationRequest:
             raise HumoError(f"{who}--seed {r.seed}: must be an integer from 0 to 2**63-1 (or -1/random to draw one)")
         if not isinstance(r.steps, int) or r.steps < 1:
             raise HumoError(f"{who}--steps {r.steps}: must be at least 1")
+        if r.cache is not None and not (isinstance(r.cache, (int, float)) and 0 < r.cache < float("inf")):
+            raise HumoError(f"{who}--cache {r.cache}: must be a positive threshold (e.g. 0.05), or left out")
         if not (isinstance(r.shift, (int, float)) and r.shift > 0):
             raise HumoError(f"{who}--shift {r.shift}: must be positive")
         if r.max_batch is not None and r.max_batch < 1:
@@ -324,14 +328,18 @@ class HumoPipeline:
         dtype: torch.dtype | None = None,
         offload: bool = True,
         loras: Sequence[tuple[str, float]] = (),
+        fp8: bool = False,
         **kwargs,
     ) -> HumoPipeline:
         """Load a model from a weights folder laid out as the official release (see `LAYOUTS`), with LoRA files
-        ``(path, scale)`` merged into the DiT (`humo.lora_files`)."""
+        ``(path, scale)`` merged into the DiT (`humo.lora_files`). `fp8`: store the DiT's block weights in fp8
+        (`humo.fp8`; quantized on the CPU after the LoRAs are merged, then moved); `dtype` stays the compute dtype.
+        A DiT file saved in fp8 loads as fp8 either way."""
         from humo.checkpoint import load_dit
         from humo.conditions.audio import AudioEncoder
         from humo.conditions.text import TextEncoder
         from humo.conditions.vae import WanVAE, load_vae_folder
+        from humo.fp8 import Fp8Linear, quantize_dit
 
         layout = cls.check_weights(weights_dir, preset)
         root = Path(weights_dir)
@@ -340,11 +348,20 @@ class HumoPipeline:
             dtype = torch.bfloat16 if layout.dtype == "bf16" else torch.float32
         # The config comes from the checkpoint (our files carry it; released ones match their preset by shape), so a
         # fine-tuned or resized model of the same family loads too.
-        dit = load_dit(root / layout.dit, None, dtype=dtype, device=device)
+        dit = load_dit(root / layout.dit, None, dtype=dtype, device="cpu" if fp8 else device)
+        stored_fp8 = any(isinstance(m, Fp8Linear) for m in dit.modules())
         if loras:
             from humo.lora_files import apply_lora_files
 
+            if stored_fp8:
+                raise HumoError(
+                    f"--lora: {root / layout.dit} is stored in fp8; merge LoRAs into the bf16 checkpoint and "
+                    "quantize on loading (--dtype fp8) instead"
+                )
             apply_lora_files(dit, loras, kwargs.get("log"))
+        if fp8 and not stored_fp8:
+            quantize_dit(dit)
+        dit.to(device)
         if layout.vae_format == "official":
             vae_loader = lambda: WanVAE.from_official(root / layout.vae, device=device)  # noqa: E731
         else:
@@ -568,28 +585,40 @@ class HumoPipeline:
         shape = (enc.latent_shape[0], conditions.num_frames, *enc.latent_shape[2:])
         return dataclasses.replace(enc, conditions=conditions, latent_shape=shape)
 
-    def model_fn(self, enc: EncodedRequest):
+    def model_fn(self, enc: EncodedRequest, cache: StepCacheInput | None = None):
         """The batched DiT call the guidance needs: (x [k*B, ...], t [k*B], conditions) -> (velocity [k*B, ...],
-        the mask head's logits [k*B, T, h, w] or None). Each guidance condition's inputs come from
-        `conditioning.dit_inputs`, the rule training uses too."""
+        `PassAux` of the rows). Each guidance condition's inputs come from `conditioning.dit_inputs`, the rule
+        training uses too. `cache`: this step's step-caching input (None: caching off)."""
         from humo.conditioning import Keep, dit_inputs, rope_kwargs
+        from humo.step_cache import cached_forward
 
         cfg, dit = self.dit.cfg, self.dit
         dtype = dit.dtype
+        with_mask = cfg.mask_head_blocks > 0
 
         def fn(x: torch.Tensor, t: torch.Tensor, conditions):
             keep = Keep.of_conditions(conditions, x.shape[0] // len(conditions))
             inp = dit_inputs(enc.conditions, x, keep, cfg.reference_mode, cfg.reference_rope)
-            xb = inp.x.to(self.device, dtype)
-            ctx = inp.context.to(self.device, dtype)
-            aud = inp.audio.to(self.device, dtype) if inp.audio is not None else None
-            yb = inp.y.to(self.device, dtype) if inp.y is not None else None
-            times = rope_kwargs(inp.frame_times)
+            inputs = dict(
+                x=inp.x.to(self.device, dtype),
+                t=t.to(self.device),
+                context=inp.context.to(self.device, dtype),
+                audio=inp.audio.to(self.device, dtype) if inp.audio is not None else None,
+                y=inp.y.to(self.device, dtype) if inp.y is not None else None,
+                **rope_kwargs(inp.frame_times),
+            )
             with torch.no_grad():
-                if cfg.mask_head_blocks:
-                    out, mask = dit(xb, t.to(self.device), ctx, audio=aud, y=yb, return_mask=True, **times)
-                    return out.float(), mask
-                return dit(xb, t.to(self.device), ctx, audio=aud, y=yb, **times).float(), None
+                if cache is not None:
+                    prev = [cache.branches.get(c) for c in conditions]
+                    prev = None if any(p is None for p in prev) else BranchCache.cat(prev)
+                    out, mask, branch = cached_forward(
+                        dit, inputs, prev, cache.threshold, force=cache.force, return_mask=with_mask
+                    )
+                    return out.float(), PassAux(mask, branch)
+                if with_mask:
+                    out, mask = dit(**inputs, return_mask=True)
+                    return out.float(), PassAux(mask)
+                return dit(**inputs).float(), None
 
         return fn
 
@@ -602,9 +631,12 @@ class HumoPipeline:
         shift = self.layout.shift if req.shift is None else req.shift
         sampler = make_sampler(req.sampler, steps=req.steps, shift=shift)  # fresh state for every video
         generator = torch.Generator().manual_seed(req.seed)
-        state = SamplingState(torch.randn((1, *enc.latent_shape), generator=generator, dtype=torch.float32))
-        fn = self.model_fn(enc)
+        caching = req.cache is not None
+        state = SamplingState(
+            torch.randn((1, *enc.latent_shape), generator=generator, dtype=torch.float32), cache={} if caching else None
+        )
         steps = sampler.timesteps
+        passes = computed = 0
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -612,11 +644,17 @@ class HumoPipeline:
             bar = tqdm(total=len(steps), desc="sampling", unit="step", file=sys.stderr, leave=False)
         t0 = time.perf_counter()
         for i, t in enumerate(steps):
+            cache = None
+            if caching:
+                cache = StepCacheInput(state.cache, req.cache, force=must_compute(i, len(steps)))
             v, aux = guided_prediction(
-                fn, state.x, t, enc.schedule, max_batch=req.max_batch, sequential=req.sequential_guidance,
-                return_aux=True,
+                self.model_fn(enc, cache), state.x, t, enc.schedule, max_batch=req.max_batch,
+                sequential=req.sequential_guidance, return_aux=True,
             )  # fmt: skip
             state = state.next(sampler.step(v, t, state.x), aux)
+            if caching:
+                passes += sum(a.cache.computed.numel() for a in aux.values())
+                computed += sum(int(a.cache.computed.sum()) for a in aux.values())
             if bar is not None:
                 bar.update(1)
             if i == 0 and len(steps) > 1:  # the first step measures the job: say what the whole will take
@@ -627,6 +665,8 @@ class HumoPipeline:
                 )
         if bar is not None:
             bar.close()
+        if caching:
+            self.log(f"step cache: the blocks ran on {computed} of {passes} branch passes (threshold {req.cache:g})")
         mask = None
         if state.mask is not None:
             mask = enc.conditions.video(state.mask.unsqueeze(1))[0, 0].numpy()
@@ -688,21 +728,41 @@ class EncodedRequest:
 
 
 @dataclass(frozen=True)
+class PassAux:
+    """What a guidance pass returns besides the velocity, rows along the batch: the mask head's logits
+    [B, T, h, w] (None without a head) and, with step caching, the rows' `BranchCache` for the next step."""
+
+    mask: torch.Tensor | None = None
+    cache: BranchCache | None = None
+
+    def __getitem__(self, rows: slice) -> PassAux:
+        return PassAux(None if self.mask is None else self.mask[rows], None if self.cache is None else self.cache[rows])
+
+
+@dataclass(frozen=True)
 class SamplingState:
-    """What one sampling step hands the next: the latents x [B, C, T, h, w] and the face mask (probabilities
-    [B, T, h, w]) the fullest guidance pass of the latest step predicted, None without a mask head. (The sampler's
-    multistep history is the sampler's own, made fresh for each video.)"""
+    """What one sampling step hands the next: the latents x [B, C, T, h, w], the face mask (probabilities
+    [B, T, h, w]) the fullest guidance pass of the latest step predicted (None without a mask head), and with step
+    caching each guidance condition's `BranchCache` (None: caching off). (The sampler's multistep history is the
+    sampler's own, made fresh for each video.)"""
 
     x: torch.Tensor
     mask: torch.Tensor | None = None
+    cache: dict | None = None
 
-    def next(self, x: torch.Tensor, aux: dict) -> SamplingState:
-        """The state after a step: new latents, and the mask of the step's fullest condition (the guidance orders
-        and may split its passes, so it is looked up by condition, not by position)."""
-        if not aux:
-            return SamplingState(x, self.mask)
-        fullest = max(aux, key=lambda c: len(c.modalities))
-        return SamplingState(x, torch.sigmoid(aux[fullest]).float().cpu())
+    def next(self, x: torch.Tensor, aux: dict[Any, PassAux]) -> SamplingState:
+        """The state after a step: new latents, the mask of the step's fullest condition (the guidance orders
+        and may split its passes, so it is looked up by condition, not by position), and the conditions' caches
+        (a condition the step did not run keeps its old one)."""
+        mask = self.mask
+        masked = {c: a.mask for c, a in aux.items() if a.mask is not None}
+        if masked:
+            fullest = max(masked, key=lambda c: len(c.modalities))
+            mask = torch.sigmoid(masked[fullest]).float().cpu()
+        cache = self.cache
+        if cache is not None:
+            cache = {**cache, **{c: a.cache for c, a in aux.items() if a.cache is not None}}
+        return SamplingState(x, mask, cache)
 
 
 # Rates the AAC encoder takes (MPEG-4 sampling frequency table); others are resampled to 48 kHz.

@@ -89,7 +89,7 @@ def test_predicted_mask_is_the_fullest_conditions():
     """The guidance orders conditions null-first and may split them over calls; the mask a step hands the next
     must be the text+image+audio pass's, and a step without mask outputs keeps the previous one."""
     from humo.guidance import Condition
-    from humo.pipeline import SamplingState
+    from humo.pipeline import PassAux, SamplingState
 
     conds = [
         Condition.of(),
@@ -97,7 +97,7 @@ def test_predicted_mask_is_the_fullest_conditions():
         Condition.of("text", "audio"),
         Condition.of("text", "image", "audio"),
     ]
-    logits = {c: torch.full((2, 1, 1, 1), float(j)) for j, c in enumerate(conds)}  # logit j for condition j
+    logits = {c: PassAux(torch.full((2, 1, 1, 1), float(j))) for j, c in enumerate(conds)}  # logit j for cond. j
     x = torch.zeros(2, 1)
     for order in (conds, conds[::-1], [conds[2], conds[3], conds[0], conds[1]]):
         state = SamplingState(x).next(x, {c: logits[c] for c in order})
@@ -105,7 +105,8 @@ def test_predicted_mask_is_the_fullest_conditions():
     # The next step predicts from fewer conditions (the release's phase switch): its fullest replaces the mask.
     state = state.next(x, {c: logits[c] for c in conds[:2]})
     assert torch.allclose(state.mask, torch.sigmoid(torch.tensor(1.0)).expand(2, 1, 1, 1))
-    assert torch.equal(state.next(x, {}).mask, state.mask)  # no mask head: nothing replaces it
+    assert torch.equal(state.next(x, {}).mask, state.mask)  # no pass: nothing replaces it
+    assert torch.equal(state.next(x, {conds[3]: PassAux()}).mask, state.mask)  # a pass without a mask head
 
 
 def test_17b_concat_path(media):
@@ -129,8 +130,8 @@ def test_17b_concat_path(media):
     calls = []
     inner = pipe.model_fn
 
-    def spy(cond):
-        fn = inner(cond)
+    def spy(cond, cache=None):
+        fn = inner(cond, cache)
 
         def wrapped(x, t, conditions):
             calls.append((float(t[0]), tuple(c.name for c in conditions)))

@@ -10,6 +10,8 @@ BENCHMARKS = {
     "generate": "time per sampling step, batched vs sequential guidance",
     "vae": "peak memory of chunked VAE decoding, short vs long videos",
     "train": "training samples/s for the toy model, fp32 vs bf16",
+    "fp8": "DiT output error of fp8 block weights vs bf16 on the full-width layouts, and their memory",
+    "cache": "step caching vs none on a trained model: time, passes run, proving-ground metrics",
 }
 
 

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import argparse
 
-DTYPES = {"keep": None, "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+DTYPES = {"keep": None, "fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp8": None}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="input checkpoint (any released format)")
     parser.add_argument("dst", help="output .safetensors file")
     parser.add_argument("--to", choices=["diffusers", "humo"], required=True, help="target key layout")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="keep", help="cast floating weights (default: keep)")
+    parser.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default="keep",
+        help="cast floating weights (default: keep); fp8: the blocks' weights in float8 with a scale per channel, "
+        "the rest kept (humo layout only)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
 
@@ -38,6 +44,17 @@ def run(args: argparse.Namespace) -> int:
     if not args.dst.endswith(".safetensors"):
         raise HumoError(f"output {args.dst}: must end in .safetensors")
     check_output(args.dst, "output", [args.src], args.overwrite)
+    if args.dtype == "fp8":
+        if args.to != "humo":
+            raise HumoError("--dtype fp8: only with --to humo (diffusers has no fp8 layout for these keys)")
+        from humo.checkpoint import load_dit, save_dit
+        from humo.fp8 import quantize_dit
+
+        dit = load_dit(args.src)
+        n = quantize_dit(dit)
+        save_dit(dit, args.dst)
+        print(f"wrote {args.dst}: {n} block layers in fp8, humo layout ({dit.cfg.name} structure)")
+        return 0
     dtype = getattr(torch, DTYPES[args.dtype]) if DTYPES[args.dtype] else None
     sd, meta = read_state_dict(args.src, dtype)
     official = from_diffusers_keys(sd) if is_diffusers_layout(sd) else sd

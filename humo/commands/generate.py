@@ -88,9 +88,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negative-prompt", help="default: Wan's negative prompt")
     parser.add_argument("--max-batch", type=int, help="split the batched guidance passes to at most this many rows")
     parser.add_argument("--sequential-guidance", action="store_true", help="one DiT pass per condition (release)")
+    parser.add_argument(
+        "--cache",
+        type=float,
+        metavar="THRESHOLD",
+        help="step caching: reuse a guidance branch's last block residual while its input has changed by less than "
+        "THRESHOLD (relative, accumulated) since; 0.05 to 0.15 is the useful range (docs/inference.md)",
+    )
     parser.add_argument("--png-frames", metavar="DIR", help="also write PNG frames to this (new or empty) folder")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available)")
-    parser.add_argument("--dtype", choices=["bf16", "fp32"], help="DiT weights dtype (default: the model's)")
+    parser.add_argument(
+        "--dtype",
+        choices=["bf16", "fp32", "fp8"],
+        help="DiT weights dtype (default: the model's); fp8 stores the blocks' weights in float8 with a scale per "
+        "channel and computes in the model's dtype (docs/inference.md)",
+    )
     parser.add_argument("--no-offload", action="store_true", help="keep encoders and VAE loaded")
     parser.add_argument(
         "--lora",
@@ -195,6 +207,7 @@ def requests_from_args(args, seed: int) -> list[tuple]:
         max_batch=args.max_batch,
         sequential_guidance=args.sequential_guidance,
         segment_frames=args.segment_frames,
+        cache=args.cache,
     )
     if args.cases:
         if args.prompt or args.image or args.audio or args.out:
@@ -247,7 +260,7 @@ def check_outputs(jobs, png_frames: str | None, overwrite: bool) -> None:
         check_output(png_frames, "--png-frames", inputs + [out for _, out in jobs], overwrite, folder=True)
 
 
-DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp8": 1}  # fp8: the block weights, 99% of the DiT
 LIMIT_SECONDS = 24 * 3600  # beyond a day of estimated sampling, a job needs --allow-large
 LIMIT_VIDEO_SECONDS = 300  # and beyond five minutes of video
 
@@ -331,7 +344,8 @@ def check_job_size(
     rate = free = None
     if device is not None and weights is not None:
         cfg, dev = dit_preset(layout.dit_preset), torch.device(device)
-        torch_dtype = torch.bfloat16 if (dtype or layout.dtype) == "bf16" else torch.float32
+        compute = layout.dtype if dtype in (None, "fp8") else dtype  # fp8 weights compute in the model's dtype
+        torch_dtype = torch.bfloat16 if compute == "bf16" else torch.float32
         rate = matmul_rate(dev, torch_dtype, cfg.dim, cfg.ffn_dim, rows=4096)
         free = free_memory_bytes(dev)
     for req, _ in jobs:
@@ -404,11 +418,18 @@ def run(args: argparse.Namespace) -> int:
     check_job_size(jobs, layout, args.allow_large, weights, say, device, args.dtype)
     if drawn:  # printed even with --quiet: without it the video cannot be made again
         print(f"seed {seed}")
-    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[args.dtype]
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp8": None, None: None}[args.dtype]
     t0 = time.perf_counter()
     quiet = dict(log=lambda msg: None, progress=False) if args.quiet else {}
     pipe = HumoPipeline.from_pretrained(
-        weights, preset, device=device, dtype=dtype, offload=not args.no_offload, loras=loras, **quiet
+        weights,
+        preset,
+        device=device,
+        dtype=dtype,
+        offload=not args.no_offload,
+        loras=loras,
+        fp8=args.dtype == "fp8",
+        **quiet,
     )
     say(f"loaded {preset} from {weights} in {time.perf_counter() - t0:.1f} s")
     for req, out in jobs:

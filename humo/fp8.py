@@ -1,0 +1,111 @@
+"""fp8 weights for the DiT: float8_e4m3fn storage with one scale per output channel, upcast per layer.
+
+The linear layers of the blocks (self-, text- and audio cross-attention, FFN) hold nearly all of the DiT's weights
+(17B: 99%). `quantize_dit` stores each as float8_e4m3fn with a float32 scale per output row (absmax / 448, the
+format's largest finite value), which halves the weights' memory against bf16. At compute time each layer
+dequantizes its weight to the activations' dtype just before its matmul, so only one layer's weight is ever held
+at full width. The embeddings, modulation, norms, head, audio projector and mask head stay in the model's dtype:
+they are small, and the head and embeddings are the most sensitive to rounding.
+
+A file saved from a quantized model keeps the fp8 tensors and adds `<layer>.weight_scale` keys; `load_dit` rebuilds
+the fp8 layers from them. `humo bench fp8` measures the output error against bf16 on the full-width layouts.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+FP8 = torch.float8_e4m3fn
+FP8_MAX = float(torch.finfo(FP8).max)  # 448
+SCALE_SUFFIX = ".weight_scale"
+
+
+def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """weight [out, in] -> (float8_e4m3fn [out, in], float32 scale [out]) with weight ~ q * scale[:, None]."""
+    w = weight.detach().float()
+    scale = (w.abs().amax(dim=1) / FP8_MAX).clamp_min(torch.finfo(torch.float32).tiny)
+    q = (w / scale[:, None]).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+    return q, scale
+
+
+class Fp8Linear(nn.Module):
+    """A Linear whose weight is stored in fp8 with a per-output-channel scale (inference only)."""
+
+    def __init__(self, weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.weight_scale = nn.Parameter(scale.float(), requires_grad=False)
+        self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> Fp8Linear:
+        q, scale = quantize_weight(linear.weight)
+        return cls(q, scale, linear.bias)
+
+    @classmethod
+    def empty(cls, linear: nn.Linear) -> Fp8Linear:
+        """An fp8 layer of `linear`'s shape with placeholder values, for load_state_dict(assign=True)."""
+        out_f, in_f = linear.weight.shape
+        dev = linear.weight.device
+        bias = None if linear.bias is None else torch.empty(out_f, dtype=linear.bias.dtype, device=dev)
+        return cls(torch.empty(out_f, in_f, dtype=FP8, device=dev), torch.empty(out_f, device=dev), bias)
+
+    def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
+        return (self.weight.float() * self.weight_scale[:, None]).to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.dequantized(x.dtype), bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, fp8 e4m3 per-channel"
+
+
+def _block_linears(dit) -> list[tuple[nn.Module, str, nn.Module]]:
+    """(parent, attribute, layer) of every Linear (or Fp8Linear) inside the DiT's blocks."""
+    found = []
+    for block in dit.blocks:
+        for parent in block.modules():
+            for name, child in parent.named_children():
+                if isinstance(child, (nn.Linear, Fp8Linear)):
+                    found.append((parent, name, child))
+    return found
+
+
+def quantize_dit(dit) -> int:
+    """Replace every Linear in the DiT's blocks by an Fp8Linear, in place -> how many were replaced. The
+    quantization runs where the weights are (quantize on the CPU before moving a large model to the GPU)."""
+    n = 0
+    for parent, name, layer in _block_linears(dit):
+        if isinstance(layer, nn.Linear):
+            setattr(parent, name, Fp8Linear.from_linear(layer))
+            n += 1
+    dit.requires_grad_(False)
+    return n
+
+
+def prepare_fp8_layers(dit, state_dict: dict) -> int:
+    """Before loading an fp8 file: make the layers whose weights the file stores in fp8 (those with a
+    `weight_scale` key) fp8 layers, so that the state dict loads onto them -> how many."""
+    stored = {k[: -len(SCALE_SUFFIX)] for k in state_dict if k.endswith(SCALE_SUFFIX)}
+    n = 0
+    for block_index, block in enumerate(dit.blocks):
+        for parent_name, parent in block.named_modules():
+            for name, child in parent.named_children():
+                path = ".".join(p for p in (f"blocks.{block_index}", parent_name, name) if p)
+                if path in stored and isinstance(child, nn.Linear):
+                    setattr(parent, name, Fp8Linear.empty(child))
+                    n += 1
+    return n
+
+
+def is_fp8_state_dict(state_dict: dict) -> bool:
+    return any(k.endswith(SCALE_SUFFIX) for k in state_dict)
+
+
+def weight_bytes(dit) -> int:
+    """Bytes of the DiT's parameters as stored (fp8 layers at one byte a weight)."""
+    return sum(p.numel() * p.element_size() for p in dit.parameters())

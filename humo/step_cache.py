@@ -1,0 +1,139 @@
+"""Step caching: skip the DiT's blocks at a sampling step whose input has barely changed since the last full pass.
+
+Between two nearby sampling steps the blocks mostly add the same thing to the token stream. TeaCache (Liu et al.
+2024, "Timestep Embedding Tells: It's Time to Cache for Video Diffusion Model") measures how much the first block's
+timestep-modulated input has moved since the previous step (relative L1), accumulates it over the skipped steps,
+and while the sum stays under a threshold reuses the residual (blocks' output minus their input) of the last step
+that ran them. We do the same per guidance branch (each condition of the guidance keeps its own residual, since
+the conditions change what the blocks add) and without TeaCache's per-model polynomial rescaling of the distance,
+so the threshold is in units of the raw relative change: `humo bench cache` and docs/inference.md give the
+speed and quality it buys on the proving-ground model.
+
+The first `warmup_steps(n)` steps and the last step always run the blocks: the early steps move the latents most,
+and the last one draws the finest detail.
+
+What passes from one step to the next is explicit: `SamplingState.cache` holds a `BranchCache` per guidance
+condition, and `cached_forward` returns the next one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+# The share of the steps that always run the blocks at the start (TeaCache's Wan setting: 5 of 50).
+WARMUP_SHARE = 0.1
+
+
+def warmup_steps(steps: int) -> int:
+    """Sampling steps at the start that always run the blocks (at least one: there is nothing to reuse before)."""
+    return max(1, math.ceil(WARMUP_SHARE * steps))
+
+
+def must_compute(step: int, steps: int) -> bool:
+    """Whether step `step` (0-based) of `steps` runs the blocks whatever the distance: warm-up and the last step."""
+    return step < warmup_steps(steps) or step == steps - 1
+
+
+@dataclass(frozen=True)
+class BranchCache:
+    """What one guidance branch (rows of one condition) keeps from a step for the next.
+
+    indicator:   [B, L, D] the first block's modulated input at this step
+    residual:    [B, L, D] the blocks' output minus their input, from the latest step that ran them
+    mask_logits: [B, F, H, W] the mask head's logits from that step, or None without a head
+    distance:    [B] relative change of the indicator accumulated since that step (0 after a full pass)
+    computed:    [B] bool, whether this step ran the blocks (for the count of passes saved)
+    """
+
+    indicator: torch.Tensor
+    residual: torch.Tensor
+    mask_logits: torch.Tensor | None
+    distance: torch.Tensor
+    computed: torch.Tensor
+
+    def __getitem__(self, rows: slice) -> BranchCache:
+        return BranchCache(
+            self.indicator[rows],
+            self.residual[rows],
+            None if self.mask_logits is None else self.mask_logits[rows],
+            self.distance[rows],
+            self.computed[rows],
+        )
+
+    @staticmethod
+    def cat(caches: list[BranchCache]) -> BranchCache:
+        """The caches of several branches stacked along the batch, in order."""
+        masks = [c.mask_logits for c in caches]
+        return BranchCache(
+            torch.cat([c.indicator for c in caches]),
+            torch.cat([c.residual for c in caches]),
+            None if any(m is None for m in masks) else torch.cat(masks),
+            torch.cat([c.distance for c in caches]),
+            torch.cat([c.computed for c in caches]),
+        )
+
+
+def relative_change(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """Per row: mean |new - old| / mean |old| over all but the batch dimension -> [B]."""
+    dims = tuple(range(1, new.dim()))
+    return (new - old).abs().mean(dims) / old.abs().mean(dims).clamp_min(1e-12)
+
+
+def cached_forward(
+    dit,
+    inputs: dict,
+    prev: BranchCache | None,
+    threshold: float,
+    *,
+    force: bool = False,
+    return_mask: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, BranchCache]:
+    """`dit(**inputs)` with the blocks skipped on the rows whose accumulated change stays under `threshold`.
+
+    inputs: HumoDiT.forward's arguments (x, t, context, audio, y, frame_times); prev: the rows' caches from the
+    previous step (None: run every row); force: run every row (warm-up, last step).
+    Returns (velocities [B, ...], mask logits or None, the rows' caches for the next step).
+    """
+    emb = dit.embed(**inputs)
+    indicator = dit.blocks[0].modulated_input(emb.tokens, emb.e6)
+    b = indicator.shape[0]
+    if prev is None or force:
+        compute = torch.ones(b, dtype=torch.bool, device=indicator.device)
+        distance = torch.zeros(b, device=indicator.device)
+    else:
+        accumulated = prev.distance.to(indicator.device) + relative_change(indicator, prev.indicator)
+        compute = accumulated >= threshold
+        distance = torch.where(compute, torch.zeros_like(accumulated), accumulated)
+    tokens = emb.tokens
+    if prev is not None:
+        residual = prev.residual.to(tokens).clone()
+        mask_logits = None if prev.mask_logits is None else prev.mask_logits.clone()
+        out_tokens = tokens + residual
+    else:
+        residual, mask_logits, out_tokens = torch.zeros_like(tokens), None, tokens.clone()
+    rows = compute.nonzero().flatten()
+    if rows.numel():
+        sub = emb.rows(rows) if rows.numel() < b else emb
+        done, tapped = dit.run_blocks(sub, sub.tokens, return_mask)
+        out_tokens[rows] = done
+        residual[rows] = done - sub.tokens
+        if return_mask and tapped:
+            new_mask = dit.mask_head(tapped, emb.grid)
+            if mask_logits is None:
+                mask_logits = new_mask.new_zeros((b, *new_mask.shape[1:]))
+            mask_logits[rows] = new_mask.to(mask_logits)
+    out = dit.finish(emb, out_tokens)
+    return out, mask_logits, BranchCache(indicator, residual, mask_logits, distance, compute)
+
+
+@dataclass(frozen=True)
+class StepCacheInput:
+    """One sampling step's step-caching input: the guidance conditions' caches from the step before, the
+    threshold, and whether this step runs the blocks on every row regardless (`must_compute`)."""
+
+    branches: dict
+    threshold: float
+    force: bool = False

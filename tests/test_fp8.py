@@ -1,0 +1,123 @@
+"""fp8 weights (humo.fp8): quantization error bound, which layers change, file round trip, loading paths."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+from humo.checkpoint import load_dit, save_dit
+from humo.errors import HumoError
+from humo.fp8 import FP8, Fp8Linear, quantize_dit, quantize_weight, weight_bytes
+from humo.toy import toy_components, write_toy_weights
+from tests.helpers import randomize
+
+
+def test_quantized_weight_is_within_e4m3_rounding():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(64, 96, generator=g) * torch.logspace(-6, 1, 64)[:, None]  # rows of very different scales
+    q, scale = quantize_weight(w)
+    assert q.dtype == FP8 and scale.shape == (64,)
+    back = q.float() * scale[:, None]
+    # e4m3 keeps 3 mantissa bits: a normal value is off by at most 1/16 of itself; each row's scale puts its
+    # largest value at 448, so small rows are no worse than large ones.
+    normal = w.abs() >= scale[:, None] * 2**-6  # e4m3's smallest normal, in each row's units
+    assert ((back - w).abs()[normal] <= w.abs()[normal] / 16 + 1e-12).all()
+    assert torch.allclose(back.abs().amax(1), w.abs().amax(1), rtol=1e-6)  # each row's largest is exact
+    rel = lambda a: ((a - w).abs()[:8] / w.abs()[:8]).median()  # noqa: E731  (the 8 smallest rows)
+    assert rel(back) < 0.05
+    # The check can fail: one scale for the whole tensor flushes the small rows to zero.
+    one = w.abs().max() / 448
+    assert rel((w / one).to(FP8).float() * one) > 0.5
+
+
+def test_fp8_linear_matches_linear():
+    torch.manual_seed(0)
+    lin = nn.Linear(48, 32)
+    f8 = Fp8Linear.from_linear(lin)
+    x = torch.randn(5, 48)
+    rel = (f8(x) - lin(x)).norm() / lin(x).norm()
+    assert 0 < rel < 0.05
+    assert f8.weight.dtype == FP8 and not f8.weight.requires_grad
+
+
+@pytest.fixture(scope="module")
+def dit():
+    model = toy_components(seed=0, num_layers=2, mask_head_blocks=1)[0]
+    randomize(model, seed=1, scale=0.05)
+    return model
+
+
+def toy_inputs(cfg, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return dict(
+        x=torch.randn(1, cfg.out_dim, 3, 8, 8, generator=g),
+        t=torch.tensor([600.0]),
+        context=torch.randn(1, 5, cfg.text_dim, generator=g),
+        audio=torch.randn(1, 3, cfg.audio_window, cfg.audio_groups, cfg.audio_feat_dim, generator=g),
+    )
+
+
+def test_quantize_dit_replaces_only_block_linears(dit):
+    import copy
+
+    q = copy.deepcopy(dit)
+    n = quantize_dit(q)
+    block_linears = sum(isinstance(m, nn.Linear) for m in dit.blocks.modules())
+    assert n == block_linears > 0
+    assert not any(isinstance(m, nn.Linear) for m in q.blocks.modules())
+    assert isinstance(q.head.head, nn.Linear) and isinstance(q.text_embedding[0], nn.Linear)  # kept
+    assert weight_bytes(q.blocks) < 0.3 * weight_bytes(dit.blocks)  # fp32 -> fp8 (+ biases, norms, scales)
+    inputs = toy_inputs(dit.cfg)
+    with torch.no_grad():
+        ref, out = dit(**inputs), q(**inputs)
+    rel = float((out - ref).norm() / ref.norm())
+    assert 0 < rel < 0.05
+
+
+def test_fp8_file_round_trip(dit, tmp_path):
+    import copy
+
+    q = copy.deepcopy(dit)
+    quantize_dit(q)
+    path = save_dit(q, tmp_path / "dit-fp8.safetensors")
+    back = load_dit(path, dtype=torch.float32)
+    assert sum(isinstance(m, Fp8Linear) for m in back.modules()) == sum(isinstance(m, Fp8Linear) for m in q.modules())
+    back_sd = back.state_dict()
+    for k, v in q.state_dict().items():
+        assert v.dtype == back_sd[k].dtype and torch.equal(v.float(), back_sd[k].float()), k
+    inputs = toy_inputs(dit.cfg, seed=2)
+    with torch.no_grad():
+        assert torch.allclose(back(**inputs), q(**inputs), atol=1e-5)
+    saved = save_dit(dit, tmp_path / "dit.safetensors").stat().st_size - path.stat().st_size
+    block_weights = sum(m.weight.numel() for m in dit.blocks.modules() if isinstance(m, nn.Linear))
+    assert saved > 2.9 * block_weights  # 4 bytes -> 1 per block weight, less a scale per row
+
+
+def test_pipeline_fp8_quantizes_on_load_and_refuses_lora_on_fp8_file(tmp_path):
+    from humo.pipeline import HumoPipeline
+
+    folder = write_toy_weights(tmp_path / "toy")
+    pipe = HumoPipeline.from_pretrained(folder, "toy", device="cpu", fp8=True, log=lambda m: None)
+    assert any(isinstance(m, Fp8Linear) for m in pipe.dit.modules())
+    plain = HumoPipeline.from_pretrained(folder, "toy", device="cpu", log=lambda m: None)
+    assert not any(isinstance(m, Fp8Linear) for m in plain.dit.modules())
+    save_dit(pipe.dit, folder / "dit.safetensors")  # the folder's DiT is now stored in fp8
+    again = HumoPipeline.from_pretrained(folder, "toy", device="cpu", log=lambda m: None)
+    assert any(isinstance(m, Fp8Linear) for m in again.dit.modules())
+    with pytest.raises(HumoError, match="stored in fp8"):
+        HumoPipeline.from_pretrained(folder, "toy", device="cpu", loras=[("x.safetensors", 1.0)])
+
+
+def test_convert_to_fp8_cli(dit, tmp_path):
+    src = save_dit(dit, tmp_path / "dit.safetensors")
+    dst = tmp_path / "dit-fp8.safetensors"
+    run = [sys.executable, "-m", "humo", "convert", str(src), str(dst), "--to", "humo", "--dtype", "fp8"]
+    r = subprocess.run(run, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "block layers in fp8" in r.stdout and any(isinstance(m, Fp8Linear) for m in load_dit(dst).modules())
+    bad = subprocess.run(
+        run[:-4] + ["--to", "diffusers", "--dtype", "fp8", "--overwrite"], capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "only with --to humo" in bad.stderr and "Traceback" not in bad.stderr
