@@ -7,7 +7,6 @@ depends on what the model has learnt (random weights skip almost nothing or almo
 from __future__ import annotations
 
 import argparse
-import functools
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -48,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
         evaluate_model(weights, args.manifest, clips=2, steps=2, pipe=pipe, log=None)  # warm-up
         for threshold in [None, *args.thresholds]:
             block_rows[0] = 0
-            run_pipe = pipe if threshold is None else functools.partial(pipe, cache=threshold)
-            r = evaluate_model(weights, args.manifest, clips=args.clips, steps=args.steps, pipe=run_pipe, log=None)
+            r = evaluate_model(
+                weights, args.manifest, clips=args.clips, steps=args.steps, pipe=pipe, log=None, cache=threshold
+            )
             rows = list(r["rows"].values())
             results["none" if threshold is None else f"{threshold:g}"] = {
                 "seconds_per_clip": sum(row["seconds"] for row in rows) / len(rows),

@@ -26,6 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--guidance", help="guidance preset (default: the model's)")
     g.add_argument("--preset", default="toy", help="model layout of --model (default toy)")
     g.add_argument("--keep-videos", type=Path, help="folder to keep the generated MP4s in")
+    g.add_argument("--dtype", choices=["fp8"], help="fp8: the DiT's block weights in fp8 (default: the model's)")
+    g.add_argument("--cache", type=float, metavar="THRESHOLD", help="step caching threshold (default: off)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
             raise HumoError("held-out mode needs both --model and --manifest")
         if args.clips < 2:
             raise HumoError(f"--clips {args.clips}: need at least 2 (the baselines pair clips)")
+        if args.cache is not None and not 0 < args.cache < float("inf"):
+            raise HumoError(f"--cache {args.cache}: must be a positive threshold (e.g. 0.05), or left out")
         from humo.evaluation import heldout
 
         result = heldout.evaluate_model(
@@ -51,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
             guidance=args.guidance,
             preset=args.preset,
             videos=args.keep_videos,
+            fp8=args.dtype == "fp8",
+            cache=args.cache,
         )
         print(heldout.format_summary(result["summary"]))
         if args.json is not None:

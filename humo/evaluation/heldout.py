@@ -119,16 +119,17 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
     return out
 
 
-def quiet_pipeline(weights: str | os.PathLike, preset: str = "toy"):
-    """A CPU `HumoPipeline` that keeps every component loaded and prints nothing (for scoring many clips)."""
+def quiet_pipeline(weights: str | os.PathLike, preset: str = "toy", fp8: bool = False):
+    """A CPU `HumoPipeline` that keeps every component loaded and prints nothing (for scoring many clips);
+    `fp8`: the DiT's block weights in fp8 (humo.fp8)."""
     from humo.pipeline import HumoPipeline
 
     return HumoPipeline.from_pretrained(
-        weights, preset, device="cpu", offload=False, log=lambda *_: None, progress=False
+        weights, preset, device="cpu", offload=False, log=lambda *_: None, progress=False, fp8=fp8
     )
 
 
-def generate_clip(pipe, sample, *, seed: int, steps: int, guidance=None, guidance_params=None, out=None):
+def generate_clip(pipe, sample, *, seed: int, steps: int, guidance=None, guidance_params=None, out=None, cache=None):
     """The pipeline's result for one held-out sample: its caption, first reference image, audio and length, in one
     pass whatever its length (the bars are for what the model makes of a clip, not for long-video continuation)."""
     return pipe(
@@ -142,6 +143,7 @@ def generate_clip(pipe, sample, *, seed: int, steps: int, guidance=None, guidanc
         seed=seed,
         guidance=guidance,
         guidance_params=dict(guidance_params or {}),
+        cache=cache,
     )
 
 
@@ -158,11 +160,14 @@ def evaluate_model(
     videos: str | os.PathLike | None = None,
     log: Callable[[str], None] | None = print,
     pipe=None,
+    fp8: bool = False,
+    cache: float | None = None,
 ) -> dict[str, Any]:
     """Generate and score `clips` held-out clips with the model at `weights` (a weights folder of `preset`).
 
     `videos`: a folder to keep the generated MP4s in (named by sample id). `pipe`: an already loaded
-    `HumoPipeline` (then `weights` only labels the result). Returns {"summary": ..., "rows": {id: ...}}.
+    `HumoPipeline` (then `weights` only labels the result). `fp8`: block weights in fp8; `cache`: the step-caching
+    threshold. Returns {"summary": ..., "rows": {id: ...}}.
     """
     from PIL import Image
 
@@ -170,7 +175,7 @@ def evaluate_model(
 
     samples = heldout_samples(manifest, clips)
     if pipe is None:
-        pipe = quiet_pipeline(weights, preset)
+        pipe = quiet_pipeline(weights, preset, fp8=fp8)
     refs = [np.asarray(Image.open(s.ref_image_paths[0]).convert("RGB")) for s in samples]
     audios = [load_audio(s.audio_path, SAMPLE_RATE, min_seconds=0) for s in samples]
     vdir = Path(videos) if videos is not None else None
@@ -180,7 +185,14 @@ def evaluate_model(
         t0 = time.perf_counter()
         out = vdir / f"{s.id}.mp4" if vdir is not None else None
         res = generate_clip(
-            pipe, s, seed=seed + i, steps=steps, guidance=guidance, guidance_params=guidance_params, out=out
+            pipe,
+            s,
+            seed=seed + i,
+            steps=steps,
+            guidance=guidance,
+            guidance_params=guidance_params,
+            out=out,
+            cache=cache,
         )
         seconds = time.perf_counter() - t0
         own = metrics.evaluate_clip(res.frames, res.fps, s.caption, [refs[i]], (audios[i], SAMPLE_RATE))
