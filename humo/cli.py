@@ -21,6 +21,7 @@ from humo.errors import HumoError
 COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("humo.commands.generate", "generate a video from text, reference images and audio"),
     "demo": ("humo.commands.demo", "run the bundled proving-ground model on a bundled example"),
+    "plan": ("humo.commands.plan", "the settings (dtype, guidance batch, block swap) that fit a GPU's memory"),
     "presets": ("humo.commands.presets", "list the model presets and the guidance presets with their parameters"),
     "inspect": ("humo.commands.inspect", "tell which preset a checkpoint matches, its size and dtype"),
     "convert": ("humo.commands.convert", "convert a DiT checkpoint between humo/official and diffusers layouts"),

@@ -329,12 +329,14 @@ class HumoPipeline:
         offload: bool = True,
         loras: Sequence[tuple[str, float]] = (),
         fp8: bool = False,
+        resident_blocks: int | None = None,
         **kwargs,
     ) -> HumoPipeline:
         """Load a model from a weights folder laid out as the official release (see `LAYOUTS`), with LoRA files
         ``(path, scale)`` merged into the DiT (`humo.lora_files`). `fp8`: store the DiT's block weights in fp8
         (`humo.fp8`; quantized on the CPU after the LoRAs are merged, then moved); `dtype` stays the compute dtype.
-        A DiT file saved in fp8 loads as fp8 either way."""
+        A DiT file saved in fp8 loads as fp8 either way. `resident_blocks`: block swap (`humo.offload`), keeping
+        that many DiT blocks on the device and streaming the others from pinned CPU memory."""
         from humo.checkpoint import load_dit
         from humo.conditions.audio import AudioEncoder
         from humo.conditions.text import TextEncoder
@@ -348,7 +350,8 @@ class HumoPipeline:
             dtype = torch.bfloat16 if layout.dtype == "bf16" else torch.float32
         # The config comes from the checkpoint (our files carry it; released ones match their preset by shape), so a
         # fine-tuned or resized model of the same family loads too.
-        dit = load_dit(root / layout.dit, None, dtype=dtype, device="cpu" if fp8 else device)
+        on_cpu_first = fp8 or resident_blocks is not None  # a large DiT is made small before it moves
+        dit = load_dit(root / layout.dit, None, dtype=dtype, device="cpu" if on_cpu_first else device)
         stored_fp8 = any(isinstance(m, Fp8Linear) for m in dit.modules())
         if loras:
             from humo.lora_files import apply_lora_files
@@ -361,7 +364,17 @@ class HumoPipeline:
             apply_lora_files(dit, loras, kwargs.get("log"))
         if fp8 and not stored_fp8:
             quantize_dit(dit)
-        dit.to(device)
+        if resident_blocks is None:
+            dit.to(device)
+        else:
+            from humo.offload import BlockSwap
+
+            if resident_blocks > len(dit.blocks):
+                raise HumoError(f"--offload blocks:{resident_blocks}: the DiT has only {len(dit.blocks)} blocks")
+            for name, child in dit.named_children():
+                if name != "blocks":
+                    child.to(device)
+            dit.block_swap = BlockSwap(dit, device, resident_blocks)
         if layout.vae_format == "official":
             vae_loader = lambda: WanVAE.from_official(root / layout.vae, device=device)  # noqa: E731
         else:

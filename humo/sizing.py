@@ -134,16 +134,25 @@ def estimate_job(
     dtype_bytes: int,
     rate: float | None = None,
     free_bytes: int | None = None,
+    weight_dtype_bytes: int | None = None,
+    resident_blocks: int | None = None,
 ) -> JobEstimate:
     """The estimate for `passes` forwards of `tokens` tokens (`latent_frames` of them carry audio windows), batched
-    `batch` at a time, at `rate` FLOP/s."""
+    `batch` at a time, at `rate` FLOP/s. `dtype_bytes`: the compute dtype's; `weight_dtype_bytes`: the weights'
+    where they differ (fp8: 1); `resident_blocks`: with block swap, the blocks kept on the device (two more are
+    there while streaming)."""
     flops = passes * forward_flops(cfg, tokens, cfg.text_len, latent_frames if cfg.audio else 0)
+    on_device = cfg.num_params()
+    if resident_blocks is not None:
+        one_block = cfg.replace(num_layers=2, mask_head_blocks=0).num_params()
+        one_block -= cfg.replace(num_layers=1, mask_head_blocks=0).num_params()
+        on_device -= max(0, cfg.num_layers - resident_blocks - 2) * one_block
     return JobEstimate(
         passes=passes,
         batch=batch,
         flops=flops,
         params=cfg.num_params(),
-        weight_bytes=cfg.num_params() * dtype_bytes,
+        weight_bytes=on_device * (weight_dtype_bytes or dtype_bytes),
         activation_bytes=activation_bytes(cfg, tokens, batch, dtype_bytes),
         seconds=None if rate is None else flops / rate,
         free_bytes=free_bytes,

@@ -105,6 +105,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-offload", action="store_true", help="keep encoders and VAE loaded")
     parser.add_argument(
+        "--offload",
+        metavar="blocks:N",
+        help="block swap: keep N DiT blocks on the GPU and stream the others from pinned CPU memory, each copy "
+        "overlapping the previous block's compute (default: the whole DiT on the device)",
+    )
+    parser.add_argument(
         "--lora",
         action="append",
         default=[],
@@ -265,10 +271,11 @@ LIMIT_SECONDS = 24 * 3600  # beyond a day of estimated sampling, a job needs --a
 LIMIT_VIDEO_SECONDS = 300  # and beyond five minutes of video
 
 
-def size_job(req, frames: int, layout, weights: Path, dtype: str | None = None, rate=None, free=None):
+def size_job(req, frames: int, layout, weights: Path, dtype: str | None = None, rate=None, free=None, resident=None):
     """(video tokens, reference tokens, segments, `sizing.JobEstimate`) of one job, before any model loads: tokens of
     the largest pass (a segment, with motion frames when there are several); `dtype` is the DiT's (default the
-    layout's), `rate` the device's measured FLOP/s, `free` its free memory in bytes."""
+    layout's; fp8 computes in the layout's), `rate` the device's measured FLOP/s, `free` its free memory in bytes,
+    `resident` the blocks kept on the device with block swap."""
     from humo.conditions.vae import folder_spatial_stride
     from humo.configs import dit_preset
     from humo.constants import latent_frames
@@ -289,8 +296,18 @@ def size_job(req, frames: int, layout, weights: Path, dtype: str | None = None, 
     batch = 1 if req.sequential_guidance else min(max(per_step), req.max_batch or max(per_step))
     tokens = (video_frames + ref_frames) * per_frame
     passes = sum(per_step) * len(segments)
+    compute = layout.dtype if dtype in (None, "fp8") else dtype
     est = estimate_job(
-        cfg, tokens, video_frames + ref_frames, passes, batch, DTYPE_BYTES[dtype or layout.dtype], rate, free
+        cfg,
+        tokens,
+        video_frames + ref_frames,
+        passes,
+        batch,
+        DTYPE_BYTES[compute],
+        rate,
+        free,
+        weight_dtype_bytes=DTYPE_BYTES[dtype or layout.dtype],
+        resident_blocks=resident,
     )
     return video_frames * per_frame, ref_frames * per_frame, len(segments), est
 
@@ -308,7 +325,7 @@ def _summary_line(req, frames: int, dtype: str, rate, video: int, refs: int, seg
     line = (
         f"job: {frames} frames at {req.height}x{req.width} -> {video} video + {refs} reference tokens "
         f"per pass, {est.passes} DiT passes ({steps}); DiT {est.params / 1e9:.2f}B parameters, "
-        f"{est.weight_bytes / 2**30:.2f} GiB in {dtype}"
+        f"{est.weight_bytes / 2**30:.2f} GiB in {dtype} on the device"
     )
     if est.seconds is not None:
         line += f"; estimate: DiT compute {_duration(est.seconds)} at {rate / 1e12:.2f} TFLOP/s (measured)"
@@ -325,7 +342,14 @@ def _duration(seconds: float) -> str:
 
 
 def check_job_size(
-    jobs, layout, allow_large: bool, weights: Path | None = None, say=print, device=None, dtype: str | None = None
+    jobs,
+    layout,
+    allow_large: bool,
+    weights: Path | None = None,
+    say=print,
+    device=None,
+    dtype: str | None = None,
+    resident: int | None = None,
 ) -> None:
     """Size each job from the file headers before loading: refuse what is far beyond the model's design unless
     --allow-large (segments over 4x the model's length, pixels over 4x its size, a video over `LIMIT_VIDEO_SECONDS`:
@@ -371,7 +395,7 @@ def check_job_size(
             large.append(f"{req.height}x{req.width} ({layout.name} is made for {layout.height}x{layout.width})")
         est = None
         if weights is not None:
-            video, refs, segments, est = size_job(req, frames, layout, weights, dtype, rate, free)
+            video, refs, segments, est = size_job(req, frames, layout, weights, dtype, rate, free, resident)
             say(f"{who}{_summary_line(req, frames, dtype or layout.dtype, rate, video, refs, segments, est)}")
         if est is not None and est.free_bytes is not None and est.memory_bytes > 2 * est.free_bytes:
             large.append(
@@ -396,6 +420,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from humo.lora_files import parse_lora_arg
+    from humo.offload import parse_offload
     from humo.pipeline import LAYOUTS, HumoPipeline, detect_preset, resolve_device
 
     weights = Path(args.weights) if args.weights else bundled_weights()
@@ -410,12 +435,13 @@ def run(args: argparse.Namespace) -> int:
     seed, drawn = parse_seed(args.seed)
     jobs = [(req.resolved(layout), out) for req, out in requests_from_args(args, seed)]
     check_outputs(jobs, args.png_frames, args.overwrite)
+    resident = parse_offload(args.offload)
     loras = [parse_lora_arg(spec) for spec in args.lora]
     for path, _ in loras:
         if not Path(path).is_file():
             raise HumoError(f"--lora {path}: file not found")
     device = resolve_device(args.device)
-    check_job_size(jobs, layout, args.allow_large, weights, say, device, args.dtype)
+    check_job_size(jobs, layout, args.allow_large, weights, say, device, args.dtype, resident)
     if drawn:  # printed even with --quiet: without it the video cannot be made again
         print(f"seed {seed}")
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp8": None, None: None}[args.dtype]
@@ -429,6 +455,7 @@ def run(args: argparse.Namespace) -> int:
         offload=not args.no_offload,
         loras=loras,
         fp8=args.dtype == "fp8",
+        resident_blocks=resident,
         **quiet,
     )
     say(f"loaded {preset} from {weights} in {time.perf_counter() - t0:.1f} s")
