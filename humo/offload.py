@@ -4,7 +4,7 @@
 head, audio projector, mask head) on the device. The other blocks' weights live in pinned CPU memory; each is
 copied to the device just before it runs and dropped right after, and the copy of the next streamed block starts
 on a side CUDA stream while the current one computes, so the transfer hides behind the compute when a block's
-compute takes longer than its copy (PCIe at ~25 GB/s moves a 17B block, 1.1 GB in bf16, in about 45 ms).
+compute takes longer than its copy (PCIe 4 at ~25 GB/s moves a 17B block, about 0.8 GB in bf16, in some 35 ms).
 
 Peak DiT weight memory on the device: N blocks + 2 streamed ones (the running one and the next) + the rest.
 On a CPU device the copies are plain and the schedule is the same, which is what the tests check.

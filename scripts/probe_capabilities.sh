@@ -23,6 +23,9 @@ FACE_WEIGHTS=${FACE_WEIGHTS:-"4 16"}
 TRAINABLE=${TRAINABLE:-full}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 mkdir -p "$P"
+# The DiT's latent width is the recipe codec's.
+Z=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['z_dim'])" "$R/codec/codec.json")
+LATENT=(--set model_overrides.in_dim="$Z" --set model_overrides.out_dim="$Z")
 
 [[ -e "$P/audio.json" ]] || python -m humo.evaluation.probes audio --recipe "$R" --json "$P/audio.json"
 # The evaluator's model folder: the recipe's codec and encoders (each checkpoint's DiT is swapped in).
@@ -30,12 +33,13 @@ mkdir -p "$P"
   --vae "$R/codec" --encoders "$R/encoders" --dit-dtype bf16
 [[ -e "$P/s1/final/ema.safetensors" ]] || $HUMO train --config "$CONFIG" --set cache="$R/cache" --set out="$P/s1" \
   --set stage=1 --set steps="$S1" --set lr=0.0005 --set init="$R/s0/final/ema.safetensors" --set trainable="$TRAINABLE" \
-  --set checkpoint_every="$EVERY" --set keep_checkpoints=0
+  --set checkpoint_every="$EVERY" --set keep_checkpoints=0 "${LATENT[@]}"
 for w in $FACE_WEIGHTS; do  # side by side, one thread each: the toy DiT does not keep two threads busy
   [[ -e "$P/s2-face$w/final/ema.safetensors" ]] || OMP_NUM_THREADS=1 $HUMO train --config "$CONFIG" \
     --set cache="$R/cache" --set out="$P/s2-face$w" --set stage=2 --set steps="$S2" --set lr=0.0003 \
     --set init="$P/s1/final/ema.safetensors" --set av_fraction_start=1 --set av_fraction_end=1 \
-    --set face_loss_weight="$w" --set checkpoint_every="$EVERY" --set keep_checkpoints=0 --set trainable="$TRAINABLE" &
+    --set face_loss_weight="$w" --set checkpoint_every="$EVERY" --set keep_checkpoints=0 --set trainable="$TRAINABLE" \
+    "${LATENT[@]}" &
 done
 wait
 runs=("$P/s1")
