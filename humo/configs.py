@@ -175,7 +175,8 @@ DIT_PRESETS: dict[str, DiTConfig] = {
     # Its VAE has a 4x spatial stride (TOY_VAE_CONFIG), so it patches 4 x 4 latent pixels: one token per 16 x 16
     # pixels, as with Wan's 8x VAE and 2 x 2 patches. A token then holds 256 latent values and the width is 256, so
     # the head predicts the clean latent, not the velocity (see DiTConfig.prediction; docs/training.md, "Sample
-    # prediction", has the comparison).
+    # prediction", has the comparison). The latent width here is the random toy VAE's 16; the bundled model's DiT
+    # is 24 wide, its linear codec's (the recipe sets model_overrides; the checkpoint carries its config).
     "toy": DiTConfig(
         name="toy",
         patch=(1, 4, 4),

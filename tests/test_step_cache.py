@@ -3,33 +3,13 @@ state, the warm-up and last-step rule, and the request's validation."""
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
-from PIL import Image
 
 from humo.errors import HumoError
 from humo.pipeline import LAYOUTS, GenerationRequest, HumoPipeline
 from humo.step_cache import BranchCache, cached_forward, must_compute, warmup_steps
-from humo.toy import toy_components
-from tests.helpers import randomize
 
 SMALL = dict(height=32, width=32, frames=9, steps=6)
-
-
-@pytest.fixture(scope="module")
-def components():
-    dit, vae, text, audio = toy_components(seed=0, num_layers=2, mask_head_blocks=1)
-    randomize(dit, seed=1, scale=0.05)
-    return dit, vae, text, audio
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory):
-    d = tmp_path_factory.mktemp("media")
-    t = np.arange(int(16000 * 0.5)) / 16000
-    sf.write(d / "a.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype("float32"), 16000)
-    Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype("uint8")).save(d / "r.png")
-    return d
 
 
 def dit_inputs(dit, b=2, seed=0):
