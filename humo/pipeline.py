@@ -369,6 +369,9 @@ class HumoPipeline:
         else:
             from humo.offload import BlockSwap
 
+            if torch.device(device).type == "cpu":
+                warn("--offload: block swap on the CPU copies each streamed block for nothing (it is for GPUs)")
+
             if resident_blocks > len(dit.blocks):
                 raise HumoError(f"--offload blocks:{resident_blocks}: the DiT has only {len(dit.blocks)} blocks")
             for name, child in dit.named_children():

@@ -83,3 +83,17 @@ def test_job_estimate_counts_resident_blocks_and_fp8_weights():
     assert 0.25 < swapped.weight_bytes / full.weight_bytes < 0.4
     assert fp8.weight_bytes * 2 == full.weight_bytes and fp8.activation_bytes == full.activation_bytes
     assert estimate_job(cfg, **kw, resident_blocks=40).weight_bytes == full.weight_bytes
+
+
+def test_generate_refuses_more_resident_blocks_than_the_model_has_before_loading(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "humo", "generate", "--prompt", "a man talks", "--offload", "blocks:9"]
+        + ["--out", str(tmp_path / "v.mp4")],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode != 0 and "--offload blocks:9: toy has only 6 DiT blocks" in r.stderr
+    assert "Traceback" not in r.stderr and "loaded" not in r.stdout + r.stderr and not (tmp_path / "v.mp4").exists()

@@ -419,6 +419,7 @@ def check_job_size(
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from humo.configs import dit_preset
     from humo.lora_files import parse_lora_arg
     from humo.offload import parse_offload
     from humo.pipeline import LAYOUTS, HumoPipeline, detect_preset, resolve_device
@@ -436,6 +437,9 @@ def run(args: argparse.Namespace) -> int:
     jobs = [(req.resolved(layout), out) for req, out in requests_from_args(args, seed)]
     check_outputs(jobs, args.png_frames, args.overwrite)
     resident = parse_offload(args.offload)
+    layers = dit_preset(layout.dit_preset).num_layers
+    if resident is not None and resident > layers:
+        raise HumoError(f"--offload blocks:{resident}: {layout.name} has only {layers} DiT blocks")
     loras = [parse_lora_arg(spec) for spec in args.lora]
     for path, _ in loras:
         if not Path(path).is_file():
