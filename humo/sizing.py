@@ -53,10 +53,11 @@ def forward_flops(cfg: DiTConfig, tokens: int, text_len: int, audio_frames: int 
 
 
 def activation_bytes(cfg: DiTConfig, tokens: int, batch: int, dtype_bytes: int) -> int:
-    """Peak activation memory of a no-grad forward of `batch` samples: a block holds the residual stream (float32),
-    its normalised input and the FFN's hidden layer (the widest tensor) at once; attention runs in fused kernels
-    whose workspace is small beside them."""
-    per_token = 4 * cfg.dim * 2 + dtype_bytes * (cfg.dim * 2 + cfg.ffn_dim)
+    """Peak activation memory of a no-grad forward of `batch` samples, at the FFN (the widest point of a block): the
+    residual stream and its modulated copy (float32), the normed input and the block's output, and the FFN's hidden
+    layer twice (the Linear's output and the GELU's); attention runs in fused kernels whose workspace is small
+    beside them. Checked against the peak resident memory of a CPU forward (tests/test_sizing.py)."""
+    per_token = 4 * cfg.dim * 2 + dtype_bytes * (cfg.dim * 2 + 2 * cfg.ffn_dim)
     return batch * tokens * per_token
 
 

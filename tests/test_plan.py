@@ -17,7 +17,7 @@ def recommended(r):
 def test_plan_recommends_leaner_settings_as_memory_shrinks():
     big = plan("--preset", "humo-17b", "--size", "720p", "--gpu-memory", "141")
     assert big.returncode == 0 and recommended(big) == ["recommended: humo generate --preset humo-17b"]
-    mid = plan("--preset", "humo-17b", "--size", "720p", "--gpu-memory", "50")
+    mid = plan("--preset", "humo-17b", "--size", "720p", "--gpu-memory", "60")
     assert recommended(mid) == ["recommended: humo generate --preset humo-17b --max-batch 1"]
     less = plan("--preset", "humo-17b", "--size", "720p", "--gpu-memory", "40")
     assert recommended(less) == ["recommended: humo generate --preset humo-17b --dtype fp8 --max-batch 1"]
