@@ -138,14 +138,14 @@ def main(argv=None) -> int:
         dit = random_dit("humo-17b", "cpu", dtype, args.tiny)
         quantize_dit(dit)
         resident = len(dit.blocks) // 2 if args.tiny else None
-        if resident is None:  # the most blocks the estimate lets stay resident under the limit (90% of it)
+        if resident is None:  # the most blocks the estimate lets stay resident under the limit
             from humo.pipeline import GenerationRequest
 
             base = GenerationRequest("b", ["ref.png"], "speech.wav", height=height, width=width, frames=frames)
             base = dataclasses.replace(base, max_batch=1, steps=steps)
             for n in range(len(dit.blocks), -1, -1):
                 est = size_job(base, frames, layout, Path("/nonexistent"), "fp8", None, None, n)[3]
-                if est.memory_bytes <= 0.9 * limit_gib * 2**30:
+                if est.memory_bytes <= 0.75 * limit_gib * 2**30:  # humo plan's default reserve
                     resident = n
                     break
             resident = 0 if resident is None else resident

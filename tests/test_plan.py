@@ -17,7 +17,7 @@ def recommended(r):
 def test_plan_recommends_leaner_settings_as_memory_shrinks():
     big = plan("--preset", "humo-17b", "--size", "720p", "--gpu-memory", "141")
     assert big.returncode == 0 and recommended(big) == ["recommended: humo generate --preset humo-17b"]
-    mid = plan("--preset", "humo-17b", "--size", "720p", "--gpu-memory", "60")
+    mid = plan("--preset", "humo-17b", "--size", "720p", "--gpu-memory", "80")
     assert recommended(mid) == ["recommended: humo generate --preset humo-17b --max-batch 1"]
     less = plan("--preset", "humo-17b", "--size", "720p", "--gpu-memory", "40")
     assert recommended(less) == ["recommended: humo generate --preset humo-17b --dtype fp8 --max-batch 1"]
@@ -27,7 +27,7 @@ def test_plan_recommends_leaner_settings_as_memory_shrinks():
     # the chosen setting's estimate is under the budget, the one before it over
     rows = [ln for ln in small.stdout.splitlines() if " GB  " in ln]
     assert rows[-1].endswith("fits") and rows[-2].endswith("too large")
-    assert float(rows[-1].split("=")[1].split("GB")[0]) <= 24 * 0.9
+    assert float(rows[-1].split("=")[1].split("GB")[0]) <= 24 * 0.75
     none = plan("--preset", "humo-17b", "--size", "720p", "--gpu-memory", "4")
     assert none.returncode == 1 and "nothing fits" in none.stdout
 
