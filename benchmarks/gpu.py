@@ -101,7 +101,7 @@ def timed_sample(pipe, req, enc) -> dict:
 
 
 def main(argv=None) -> int:
-    from humo.commands.generate import size_job
+    from humo.commands.plan import RESERVE, estimates, sized_request
     from humo.fp8 import quantize_dit
     from humo.offload import BlockSwap
     from humo.pipeline import LAYOUTS, HumoPipeline
@@ -137,18 +137,12 @@ def main(argv=None) -> int:
         dtype = torch.float32 if args.tiny else torch.bfloat16
         dit = random_dit("humo-17b", "cpu", dtype, args.tiny)
         quantize_dit(dit)
-        resident = len(dit.blocks) // 2 if args.tiny else None
-        if resident is None:  # the most blocks the estimate lets stay resident under the limit
-            from humo.pipeline import GenerationRequest
-
-            base = GenerationRequest("b", ["ref.png"], "speech.wav", height=height, width=width, frames=frames)
-            base = dataclasses.replace(base, max_batch=1, steps=steps)
-            for n in range(len(dit.blocks), -1, -1):
-                est = size_job(base, frames, layout, Path("/nonexistent"), "fp8", None, None, n)[3]
-                if est.memory_bytes <= 0.75 * limit_gib * 2**30:  # humo plan's default reserve
-                    resident = n
-                    break
-            resident = 0 if resident is None else resident
+        # the most blocks `humo plan`'s estimate lets stay resident under the limit (the tiny model has only 4)
+        sized = sized_request(layout, height, width, frames, steps)
+        swaps = [s for s in estimates(sized, layout, (1 - RESERVE) * limit_gib * 2**30) if s.resident is not None]
+        resident = next((s.resident for s in swaps if s.fits), 0)
+        if args.tiny:
+            resident = len(dit.blocks) // 2
         if device.type == "cuda":
             total = torch.cuda.get_device_properties(device).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, limit_gib * 2**30 / total), device)

@@ -26,7 +26,7 @@ from humo.configs import dit_preset
 from humo.constants import SAMPLE_RATE, TEMPORAL_STRIDE, VIDEO_FPS, latent_frames, round_up_frames, valid_frames
 from humo.errors import HumoError, warn
 from humo.guidance import GuidanceSchedule
-from humo.step_cache import BranchCache, StepCacheInput, must_compute
+from humo.step_cache import BranchCache, StepCacheInput, check_threshold, must_compute
 
 SIZES = {"480p": (480, 832), "720p": (720, 1280), "480p-portrait": (832, 480), "720p-portrait": (1280, 720)}
 
@@ -168,8 +168,8 @@ class GenerationRequest:
             raise HumoError(f"{who}--seed {r.seed}: must be an integer from 0 to 2**63-1 (or -1/random to draw one)")
         if not isinstance(r.steps, int) or r.steps < 1:
             raise HumoError(f"{who}--steps {r.steps}: must be at least 1")
-        if r.cache is not None and not (isinstance(r.cache, (int, float)) and 0 < r.cache < float("inf")):
-            raise HumoError(f"{who}--cache {r.cache}: must be a positive threshold (e.g. 0.05), or left out")
+        if r.cache is not None:
+            check_threshold(r.cache, f"{who}--cache")
         if not (isinstance(r.shift, (int, float)) and r.shift > 0):
             raise HumoError(f"{who}--shift {r.shift}: must be positive")
         if r.max_batch is not None and r.max_batch < 1:
@@ -371,7 +371,6 @@ class HumoPipeline:
 
             if torch.device(device).type == "cpu":
                 warn("--offload: block swap on the CPU copies each streamed block for nothing (it is for GPUs)")
-
             if resident_blocks > len(dit.blocks):
                 raise HumoError(f"--offload blocks:{resident_blocks}: the DiT has only {len(dit.blocks)} blocks")
             for name, child in dit.named_children():

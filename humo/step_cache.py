@@ -23,8 +23,16 @@ from dataclasses import dataclass
 
 import torch
 
+from humo.errors import HumoError
+
 # The share of the steps that always run the blocks at the start (TeaCache's Wan setting: 5 of 50).
 WARMUP_SHARE = 0.1
+
+
+def check_threshold(value, what: str = "--cache") -> None:
+    """Refuse a threshold that is not a positive finite number, naming the input."""
+    if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+        raise HumoError(f"{what} {value}: must be a positive threshold (e.g. 0.05), or left out")
 
 
 def warmup_steps(steps: int) -> int:

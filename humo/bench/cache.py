@@ -26,10 +26,11 @@ def run(args: argparse.Namespace) -> int:
     from humo.commands.generate import bundled_weights
     from humo.errors import HumoError, atomic_path, check_output
     from humo.evaluation.heldout import evaluate_model, heldout_samples, quiet_pipeline
+    from humo.step_cache import check_threshold
 
     weights = args.weights or str(bundled_weights())
-    if any(not (t > 0) for t in args.thresholds):
-        raise HumoError(f"--thresholds {args.thresholds}: each must be positive")
+    for t in args.thresholds:
+        check_threshold(t, "--thresholds")
     if args.clips < 2:
         raise HumoError(f"--clips {args.clips}: at least 2 (each clip's mismatched inputs are another's)")
     heldout_samples(args.manifest, args.clips)  # a bad manifest fails here, before any model loads

@@ -43,8 +43,10 @@ def run(args: argparse.Namespace) -> int:
             raise HumoError("held-out mode needs both --model and --manifest")
         if args.clips < 2:
             raise HumoError(f"--clips {args.clips}: need at least 2 (the baselines pair clips)")
-        if args.cache is not None and not 0 < args.cache < float("inf"):
-            raise HumoError(f"--cache {args.cache}: must be a positive threshold (e.g. 0.05), or left out")
+        if args.cache is not None:
+            from humo.step_cache import check_threshold
+
+            check_threshold(args.cache)
         from humo.evaluation import heldout
 
         result = heldout.evaluate_model(

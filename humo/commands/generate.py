@@ -267,6 +267,13 @@ def check_outputs(jobs, png_frames: str | None, overwrite: bool) -> None:
 
 
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "fp8": 1}  # fp8: the block weights, 99% of the DiT
+
+
+def compute_dtype(dtype: str | None, layout) -> str:
+    """The dtype the DiT computes in for a --dtype: the layout's for none and for fp8 weights (upcast per layer)."""
+    return layout.dtype if dtype in (None, "fp8") else dtype
+
+
 LIMIT_SECONDS = 24 * 3600  # beyond a day of estimated sampling, a job needs --allow-large
 LIMIT_VIDEO_SECONDS = 300  # and beyond five minutes of video
 
@@ -296,7 +303,7 @@ def size_job(req, frames: int, layout, weights: Path, dtype: str | None = None, 
     batch = 1 if req.sequential_guidance else min(max(per_step), req.max_batch or max(per_step))
     tokens = (video_frames + ref_frames) * per_frame
     passes = sum(per_step) * len(segments)
-    compute = layout.dtype if dtype in (None, "fp8") else dtype
+    compute = compute_dtype(dtype, layout)
     est = estimate_job(
         cfg,
         tokens,
@@ -368,8 +375,7 @@ def check_job_size(
     rate = free = None
     if device is not None and weights is not None:
         cfg, dev = dit_preset(layout.dit_preset), torch.device(device)
-        compute = layout.dtype if dtype in (None, "fp8") else dtype  # fp8 weights compute in the model's dtype
-        torch_dtype = torch.bfloat16 if compute == "bf16" else torch.float32
+        torch_dtype = torch.bfloat16 if compute_dtype(dtype, layout) == "bf16" else torch.float32
         rate = matmul_rate(dev, torch_dtype, cfg.dim, cfg.ffn_dim, rows=4096)
         free = free_memory_bytes(dev)
     for req, _ in jobs:

@@ -5,6 +5,7 @@ pass (`humo.sizing`), for each setting from the fastest to the leanest; the firs
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reserve",
         type=float,
-        default=0.25,
+        default=RESERVE,
         help="share of the memory kept free (default 0.25: the activation estimate ran 20-30%% under a measured peak)",
     )
 
@@ -35,14 +36,49 @@ def settings(num_layers: int, layout_dtype: str):
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+RESERVE = 0.25  # the activation estimate ran 20-30% under a measured peak (tests/test_sizing.py)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    dtype: str | None  # --dtype (None: the model's)
+    max_batch: int | None  # --max-batch (None: every guidance pass in one batch)
+    resident: int | None  # --offload blocks:N (None: no block swap)
+    estimate: object  # sizing.JobEstimate
+    fits: bool
+
+
+def sized_request(layout, height: int, width: int, frames: int | None, steps: int):
+    """A resolved text+image+audio request with one reference (the largest mode) of this size; no file is read."""
+    import dataclasses
+
+    from humo.pipeline import GenerationRequest
+
+    req = GenerationRequest("plan", height=height, width=width, frames=frames, steps=steps).resolved(layout)
+    return dataclasses.replace(req, images=["ref.png"], audio="speech.wav")
+
+
+def estimates(req, layout, budget_bytes: float) -> list[Setting]:
+    """Every setting of `settings`, fastest first, with its estimate for `req` and whether it fits the budget."""
     import dataclasses
     from pathlib import Path
 
     from humo.commands.generate import bundled_weights, size_job
     from humo.configs import dit_preset
+
+    weights = bundled_weights() if layout.name == "toy" else Path("/nonexistent")  # the releases' VAE: 8x
+    out = []
+    for name, dtype, max_batch, resident in settings(dit_preset(layout.dit_preset).num_layers, layout.dtype):
+        r = dataclasses.replace(req, max_batch=max_batch)
+        est = size_job(r, req.frames, layout, weights, dtype, None, None, resident)[3]
+        out.append(Setting(name, dtype, max_batch, resident, est, est.memory_bytes <= budget_bytes))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
     from humo.errors import HumoError
-    from humo.pipeline import LAYOUTS, SIZES, GenerationRequest
+    from humo.pipeline import LAYOUTS, SIZES
 
     if args.preset not in LAYOUTS:
         raise HumoError(f"--preset {args.preset}: unknown (choose from: {', '.join(LAYOUTS)})")
@@ -56,35 +92,30 @@ def run(args: argparse.Namespace) -> int:
         if args.size not in SIZES:
             raise HumoError(f"--size {args.size}: unknown (choose from: {', '.join(SIZES)})")
         height, width = SIZES[args.size]
-    req = GenerationRequest("plan", height=height, width=width, frames=args.frames, steps=args.steps)
-    # sized as text+image+audio with one reference, the largest mode (no file is read)
-    req = dataclasses.replace(req.resolved(layout), images=["ref.png"], audio="speech.wav")
-    weights = bundled_weights() if args.preset == "toy" else Path("/nonexistent")  # the releases' VAE: 8x
-    budget = args.gpu_memory * 1e9 * (1 - args.reserve)
-    cfg = dit_preset(layout.dit_preset)
+    req = sized_request(layout, height, width, args.frames, args.steps)
     print(
         f"{args.preset} at {height}x{width}, {req.frames} frames, {args.steps} steps, on {args.gpu_memory:g} GB "
         f"({args.reserve:.0%} kept free): DiT weights on the GPU + activations of the largest pass"
     )
     chosen = None
-    for name, dtype, max_batch, resident in settings(cfg.num_layers, layout.dtype):
-        if chosen is not None and resident is not None:
+    for s in estimates(req, layout, args.gpu_memory * 1e9 * (1 - args.reserve)):
+        if chosen is not None and s.resident is not None:
             break  # past the first that fits, leaner block-swap settings only repeat the point
-        r = dataclasses.replace(req, max_batch=max_batch)
-        _, _, _, est = size_job(r, req.frames, layout, weights, dtype, None, None, resident)
-        fits = est.memory_bytes <= budget
-        if fits and chosen is None:
-            chosen = (dtype, max_batch, resident)
+        if s.fits and chosen is None:
+            chosen = s
+        est = s.estimate
         print(
-            f"  {name:56} weights {est.weight_bytes / 1e9:6.1f} GB + activations {est.activation_bytes / 1e9:5.1f} GB"
-            f" = {est.memory_bytes / 1e9:6.1f} GB  {'fits' if fits else 'too large'}"
+            f"  {s.name:56} weights {est.weight_bytes / 1e9:6.1f} GB + activations {est.activation_bytes / 1e9:5.1f} GB"
+            f" = {est.memory_bytes / 1e9:6.1f} GB  {'fits' if s.fits else 'too large'}"
         )
     if chosen is None:
         print("nothing fits on one GPU: a smaller --size, or a shorter --segment-frames for a long video")
         return 1
-    dtype, max_batch, resident = chosen
-    flags = [f"--dtype {dtype}" if dtype else "", f"--max-batch {max_batch}" if max_batch else ""]
-    flags.append(f"--offload blocks:{resident}" if resident is not None else "")
+    flags = [
+        f"--dtype {chosen.dtype}" if chosen.dtype else "",
+        f"--max-batch {chosen.max_batch}" if chosen.max_batch else "",
+    ]
+    flags.append(f"--offload blocks:{chosen.resident}" if chosen.resident is not None else "")
     print(f"recommended: humo generate --preset {args.preset} {' '.join(f for f in flags if f)}".rstrip())
     print("(one GPU; sequence parallelism over several is not available yet)")
     return 0
