@@ -142,9 +142,9 @@ def test_dataset_reads_what_each_task_needs_and_collate_fills_nulls(tmp_path):
     cache = LatentCache(tmp_path)
     ds = CachedDataset(cache, split="train", num_refs=2)
     assert ds.availability() == [
-        {"image": True, "audio": True, "mask": False},
-        {"image": False, "audio": True, "mask": True},
-        {"image": True, "audio": False, "mask": True},
+        {"image": True, "audio": True, "pose": False, "mask": False},
+        {"image": False, "audio": True, "pose": False, "mask": True},
+        {"image": True, "audio": False, "pose": False, "mask": True},
     ]
     # The dataset reads what a sample has; which of it a task's pass sees is the objective's rule (TASK_USES).
     assert torch.equal(ds[(0, "subject")]["audio"], ds[(0, "av")]["audio"])

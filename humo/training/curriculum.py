@@ -30,11 +30,13 @@ from humo.errors import HumoError
 TASKS = ("t2v", "subject", "av")
 TASK_ID = {name: i for i, name in enumerate(TASKS)}
 
-# Which inputs each task conditions on (before dropout); a sample lacking one gets the null input.
+# Which inputs each task conditions on (before dropout); a sample lacking one gets the null input. The tasks with a
+# reference also use a pose where the sample has one and the DiT has a pose guider (OmniHuman-1: a pose comes with
+# the reference; `conditioning.check_condition_order`), kept at the config's pose_ratio.
 TASK_USES = {
     "t2v": frozenset({"text"}),
-    "subject": frozenset({"text", "image"}),
-    "av": frozenset({"text", "image", "audio"}),
+    "subject": frozenset({"text", "image", "pose"}),
+    "av": frozenset({"text", "image", "audio", "pose"}),
 }
 # What a sample must have for a task to draw it.
 TASK_REQUIRES = {"t2v": frozenset(), "subject": frozenset({"image"}), "av": frozenset({"audio"})}
