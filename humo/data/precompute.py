@@ -1,8 +1,9 @@
 """Pre-computation: every expensive encoder output a training run needs, computed once and cached by content.
 
 For each manifest sample: the VAE latent of the video, the VAE latent of each reference image, the text
-embedding of the caption, the audio windows (Whisper features per latent frame) and the face masks on the latent
-grid; once per cache: the null texts (the negative prompt and the empty prompt) and the latent of an all-zero
+embedding of the caption, the audio windows (Whisper features per latent frame), the face masks on the latent
+grid and the pose keypoints (from the sample's pose file, or the proving ground's tracks in its face-mask .npz);
+once per cache: the null texts (the negative prompt and the empty prompt) and the latent of an all-zero
 video per clip shape (the 17B condition).
 
 Cache layout::
@@ -16,8 +17,10 @@ encoder's identity (a fingerprint of its weights and config) and every setting t
 nothing; changing an encoder or a setting changes the key, so stale results are never reused.
 
 Shapes stored: video latent [16, F, h, w]; reference latent [16, 1, h, w]; text [L, D] (L = the prompt's token
-count, the zeros beyond it are not stored); audio windows [F, 8, 5, C]; face mask [F, h, w] in [0, 1]; zero-video
-latent [16, F, h, w].
+count, the zeros beyond it are not stored); audio windows [F, 8, 5, C]; face mask [F, h, w] in [0, 1]; pose
+[1 + 4(F-1), P, 18, 3] float32, the canonical joints (`humo.pose`) of the clip's video frames, x and y as fractions
+of the frame (heatmaps are drawn at training time, at the size the DiT's pose guider takes); zero-video latent
+[16, F, h, w].
 """
 
 from __future__ import annotations
@@ -224,11 +227,11 @@ class Precomputer:
         self.stats = PrecomputeStats()
 
     # -- helpers -------------------------------------------------------------------------------------------
-    def _cached(self, kind: str, key: str, compute) -> str:
+    def _cached(self, kind: str, key: str, compute, dtype: torch.dtype | None = None) -> str:
         if self.store.has(key):
             self.stats.reused[kind] += 1
         else:
-            self.store.put(key, compute().to(self.dtype), {"kind": kind})
+            self.store.put(key, compute().to(dtype or self.dtype), {"kind": kind})
             self.stats.computed[kind] += 1
         return key
 
@@ -296,6 +299,43 @@ class Precomputer:
 
         return self._cached("mask", key, compute)
 
+    def pose(self, s, resolve, frames: int, fps: float, size: tuple[int, int], what: str) -> str | None:
+        """The sample's pose keypoints for its first `frames` video frames, or None when it has none: its pose file
+        (placed into the clip's `size` (height, width) frame as `humo generate` places one), else the ``keypoints``
+        of the proving ground's face-mask .npz (pixels of the clip). Kept in float32 whatever the cache's dtype: a
+        bf16 coordinate would be off by up to 1/256 of the frame."""
+        from humo.pose import check_covers, from_proving_ground, load_pose
+
+        if getattr(s, "pose", None):
+            path = require_file(resolve(s.pose), f"{what}: pose file")
+            key = content_key("pose", file_digest(path), frames, fps, size)
+
+            def compute():
+                track = load_pose(path)
+                check_covers(track, frames, path, fps, f"{what}: ")
+                return torch.from_numpy(track.fit(*size).at_fps(frames, fps).points)
+
+            return self._cached("pose", key, compute, torch.float32)
+        masks = getattr(s, "face_masks", None)
+        if not masks:
+            return None
+        path = resolve(masks)
+        with np.load(path) as z:
+            if "keypoints" not in z:
+                return None
+        key = content_key("pose-tracks", file_digest(path), frames, fps, size)
+
+        def compute():
+            with np.load(path) as z:
+                kp = z["keypoints"]
+            names = (getattr(s, "meta", None) or {}).get("keypoint_names")
+            track = from_proving_ground(kp, size[1], size[0], fps, names)
+            if track.frames < frames:
+                raise HumoError(f"{what}: pose tracks in {path} cover {track.frames} frames, the clip has {frames}")
+            return torch.from_numpy(track.normalise().points[:frames])
+
+        return self._cached("pose", key, compute, torch.float32)
+
     def zero_video(self, frames: int, height: int, width: int) -> str:
         key = content_key("zero_video", self.enc.identity("vae"), frames, height, width, self.dtype_name)
         return self._cached("zero_video", key, lambda: self.enc.vae.zero_video_latent(frames, height, width)[0])
@@ -326,6 +366,9 @@ class Precomputer:
         audio_key = self.audio(require_file(resolve(audio), f"{what}: audio"), fps, f, what) if audio else None
         masks = getattr(s, "face_masks", None)
         mask_key = self.mask(require_file(resolve(masks), f"{what}: face masks"), (f, h, w), what) if masks else None
+        # the clip's own frame size (the manifest's, else the encoded one: a resize keeps fractions of the frame)
+        size = (s.height, s.width) if getattr(s, "height", 0) and getattr(s, "width", 0) else (height, width)
+        pose_key = self.pose(s, resolve, 4 * (f - 1) + 1, fps, size, what)
         self.stats.samples += 1
         return {
             "id": sid,
@@ -338,6 +381,7 @@ class Precomputer:
             "references": refs,
             "audio": audio_key,
             "mask": mask_key,
+            "pose": pose_key,
             # the latent of a zero clip with room for the reference slots, as the release's precomputed one has
             "zero_video": self.zero_video(4 * (f - 1) + 1 + 4 * ZERO_VIDEO_REFERENCE_SLOTS, height, width),
         }
