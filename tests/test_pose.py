@@ -197,3 +197,22 @@ def test_track_heatmaps_normalise_pixels():
     j = CANONICAL.index("left_wrist")
     assert divmod(int(maps[j, 0].argmax()), 20) == (2, 15)
     assert not maps[[i for i in range(len(CANONICAL)) if i != j]].any()  # the other joints are unseen
+
+
+def test_a_rendered_character_becomes_a_pose_on_its_own_sides():
+    """The proving ground's real tracks: a waving character (its wave hand on the image's left) facing the camera
+    has its right wrist and right shoulder on the image's left of its nose, as a COCO pose of a person would."""
+    from humo.proving_ground import render, world
+
+    ident = world.sample_identity(np.random.default_rng(0), heldout=False)
+    ch = world.CharacterSpec(ident, "waving", "none", x=0.5, y=0.45, scale=1.0, phase=0.0, rate=1.0, pitch=120.0)
+    pose = render.character_pose(ch, 5, 25.0, 64, 64, np.zeros(5), np.zeros(5))
+    track = from_proving_ground(render.keypoints(pose, ident, 64, 64), 64, 64, 25.0)
+    assert track.points.shape == (5, 1, len(CANONICAL), 3)
+    x = lambda name: track.points[:, 0, CANONICAL.index(name), 0]  # noqa: E731
+    seen = lambda name: track.points[:, 0, CANONICAL.index(name), 2]  # noqa: E731
+    assert (seen("right_wrist") == 1).all() and (x("right_wrist") < x("nose")).all()
+    assert (x("right_shoulder") < x("nose")).all() and (x("nose") < x("left_shoulder")).all()
+    assert (x("right_eye") < x("left_eye")).all()
+    maps = track.normalise().heatmaps(16, 16, 1.0)
+    assert maps[CANONICAL.index("right_wrist")].amax() > 0.5 and not maps[CANONICAL.index("left_knee")].any()
