@@ -164,7 +164,9 @@ class GenerationRequest:
             if not isinstance(v, int) or v < 16 or v % 16:
                 raise HumoError(f"{who}{what} {v}: must be a positive multiple of 16")
         if r.frames != -1 and not valid_frames(r.frames):
-            raise HumoError(f"{who}--frames {r.frames}: must be 4k+1 (1, 5, ..., 97) or -1 for the audio's length")
+            raise HumoError(
+                f"{who}--frames {r.frames}: must be 4k+1 (1, 5, ..., 97) or -1 for the audio's (or pose's) length"
+            )
         if r.segment_frames is not None and (not valid_frames(r.segment_frames) or r.segment_frames < 9):
             raise HumoError(f"{who}--segment-frames {r.segment_frames}: must be 4k+1 and at least 9")
         if r.frames == -1 and r.audio is None and r.pose is None:

@@ -43,7 +43,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--frames",
         type=int,
-        help=f"video frames at {VIDEO_FPS} fps, 4k+1, or -1 for the audio's whole length; a video longer than a "
+        help=f"video frames at {VIDEO_FPS} fps, 4k+1, or -1 for the audio's whole length (without audio, the "
+        "pose's); a video longer than a "
         f"segment is made in segments, each continuing from the last 5 frames of the one before "
         f"(default: {per_model('frames')})",
     )
