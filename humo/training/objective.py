@@ -84,7 +84,8 @@ def drop_probability(cfg, modality: str) -> float:
 
 def draw(generator: torch.Generator, batch: int, shape: tuple[int, ...], cfg) -> Draws:
     """Timesteps, noise [batch, *shape] and dropout decisions (`drop_probability`) from `generator` (CPU), in a
-    fixed order (a modality registered later draws after the others, so their draws stay as they were)."""
+    fixed order: one uniform per sample and registered modality, so registering a modality changes the draws of
+    every modality and of later steps (a run resumes exactly; runs from before the registration are not replayed)."""
     sigma, timestep = sample_timesteps(
         batch,
         distribution=cfg.timestep_distribution,
