@@ -24,7 +24,15 @@ import torch
 
 from humo.conditioning import Conditions, modality_names
 from humo.configs import dit_preset
-from humo.constants import SAMPLE_RATE, TEMPORAL_STRIDE, VIDEO_FPS, latent_frames, round_up_frames, valid_frames
+from humo.constants import (
+    MOTION_FRAMES,
+    SAMPLE_RATE,
+    TEMPORAL_STRIDE,
+    VIDEO_FPS,
+    latent_frames,
+    round_up_frames,
+    valid_frames,
+)
 from humo.errors import HumoError, warn
 from humo.guidance import GuidanceSchedule
 from humo.step_cache import BranchCache, StepCacheInput, check_threshold, must_compute
@@ -749,11 +757,6 @@ def latent_frame_mask(mask: np.ndarray) -> np.ndarray:
     over the video frames it covers."""
     rest = mask[1:].reshape(-1, TEMPORAL_STRIDE, *mask.shape[1:]).mean(axis=1)
     return np.concatenate([mask[:1], rest]).astype(mask.dtype)
-
-
-# Video frames of the previous segment that start the next one of a long video (OmniHuman's choice: 5, i.e. two
-# latent frames of Wan's VAE, the first alone and then four).
-MOTION_FRAMES = 5
 
 
 def plan_segments(frames: int, segment: int) -> list[tuple[int, int, int]]:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.utils.data
 
+from humo.constants import MOTION_FRAMES
 from humo.data.precompute import CACHE_VERSION, DEFAULT_INDEX, ObjectStore
 from humo.errors import HumoError
 
@@ -55,7 +56,9 @@ class LatentCache:
 
 
 class CachedDataset(torch.utils.data.Dataset):
-    """Cached samples of one split. ``dataset[(i, task)]`` -> a dict of tensors (see `__getitem__`).
+    """Cached samples of one split. ``dataset[(i, task)]`` or ``dataset[(i, task, continuation)]`` -> a dict of
+    tensors (see `__getitem__`); with continuation true, the sample as a long video's continuation (its cached
+    segment after the motion frames, `humo precompute --continuation`).
 
     num_refs: reference latents read per sample (the first ones); references / audio / masks / zero_video / pose:
     whether the stage reads them at all (pose: when the DiT has a pose guider).
@@ -93,13 +96,30 @@ class CachedDataset(torch.utils.data.Dataset):
         optional = [m for m in MODALITIES.values() if m.has_key is not None]
         return [{**{m.name: bool(e.get(m.cache_key)) for m in optional}, "mask": bool(e["mask"])} for e in self.entries]
 
-    def __getitem__(self, item: tuple[int, str]) -> dict[str, Any]:
+    def lacking_continuation(self) -> list[str]:
+        """Ids of the samples cached without a continuation (see `humo.data.precompute`)."""
+        return [str(e.get("id", i)) for i, e in enumerate(self.entries) if not e.get("continuation")]
+
+    def __getitem__(self, item: tuple[int, str] | tuple[int, str, bool]) -> dict[str, Any]:
         """-> {"index", "task", "latents" [C, F, h, w], "text" [L, D], "refs" [k, C, h, w] (k <= num_refs),
         "audio" [F, 8, 5, Ca] or None, "mask" [F, h, w] or None, "zero_video" [C, F, h, w] or None,
-        "pose" [1 + 4(F-1), P, 18, 3] keypoints (x, y fractions of the frame, confidence) or None}"""
-        i, task = item
+        "pose" [1 + 4(F-1), P, 18, 3] keypoints (x, y fractions of the frame, confidence) or None,
+        "motion" [C, m, h, w] and "motion_audio" [m, 8, 5, Ca] (a continuation; None otherwise)}"""
+        i, task = item[:2]
+        continuation = len(item) > 2 and bool(item[2])
         e = self.entries[i]
         load = self.cache.load
+        motion = motion_audio = None
+        if continuation:
+            if not e.get("continuation"):
+                raise HumoError(f"cache sample {e.get('id', i)}: has no continuation (precompute --continuation)")
+            # the segment replaces the clip's video, audio, masks and pose; text and references stay the clip's
+            e, c = {**e, **{k: v for k, v in e["continuation"].items() if k != "pose"}}, e["continuation"]
+            motion = load(c["motion"])
+            motion_audio = load(c["motion_audio"]) if self.audio and c["motion_audio"] else None
+            pose = load(c["pose"])[MOTION_FRAMES:] if self.pose and c.get("pose") else None
+        else:
+            pose = load(e["pose"]) if self.pose and e.get("pose") else None
         refs = None
         if self.references and e["references"]:
             refs = torch.cat([load(k) for k in e["references"][: self.num_refs]], dim=1).transpose(0, 1)
@@ -112,7 +132,9 @@ class CachedDataset(torch.utils.data.Dataset):
             "audio": load(e["audio"]) if self.audio and e["audio"] else None,
             "mask": load(e["mask"]) if self.masks and e["mask"] else None,
             "zero_video": load(e["zero_video"]) if self.zero_video else None,
-            "pose": load(e["pose"]) if self.pose and e.get("pose") else None,
+            "pose": pose,
+            "motion": motion,
+            "motion_audio": motion_audio,
         }
 
 
@@ -220,6 +242,17 @@ class Collate:
             for j, it in enumerate(items):
                 if it.get("pose") is not None:
                     pose[j] = render_heatmaps(it["pose"][:frames], h * scale, w * scale, sigma)
+        motion = motion_audio = None
+        if any(it.get("motion") is not None for it in items):
+            if not all(it.get("motion") is not None for it in items):
+                raise HumoError("training batch mixes continuations and first segments; a batch is one or the other")
+            motion = torch.stack([it["motion"] for it in items])
+            if self.audio_window:
+                m = motion.shape[2]
+                motion_audio = latents.new_zeros(b, m, *self.audio_window)
+                for j, it in enumerate(items):
+                    if it.get("motion_audio") is not None:
+                        motion_audio[j] = it["motion_audio"][:m]
         return TrainingBatch(
             latents=latents,
             refs=refs,
@@ -235,6 +268,8 @@ class Collate:
             zero_video=items[0]["zero_video"][:, : f + self.num_refs] if items[0]["zero_video"] is not None else None,
             pose=pose,
             has_pose=has_pose,
+            motion=motion,
+            motion_audio=motion_audio,
         )
 
 

@@ -310,6 +310,11 @@ class Trainer:
         # -- sample stream
         pools = task_pools(self.dataset.availability(), stage.tasks)
         check_pools(pools, {t: 1.0 for t in stage.tasks}, stage)
+        if cfg.continuation_share > 0 and (lacking := self.dataset.lacking_continuation()):
+            raise HumoError(
+                f"training data: continuation_share {cfg.continuation_share} needs every sample cached with "
+                f"humo precompute --continuation; {len(lacking)} lack it (e.g. {', '.join(lacking[:3])})"
+            )
         self.sampler = TaskBatchSampler(
             pools,
             lambda step: task_probabilities(stage, step, cfg),
@@ -319,6 +324,7 @@ class Trainer:
             rank=info.rank,
             grad_accum=cfg.grad_accum,
             start=self.micro,
+            continuation=cfg.continuation_share,
         )
 
     # -- checks ------------------------------------------------------------------------------------------------
