@@ -26,6 +26,7 @@ MOUTH_V = 0.47
 #: mouth semi-axes in U for a wide vowel: rx = RX0 + RX1 * opening, ry = RY0 + RY1 * opening (fully open: about
 #: 10 x 6 px at 64 x 64); a round vowel has the same area with rx = RX0 + RXR * opening (about 7 x 9 px)
 MOUTH_RX, MOUTH_RY, MOUTH_RXR = (0.25, 0.16), (0.05, 0.2), 0.03
+HEAD_TOP = 1.16  # the head's top (hair cap included) above its centre
 TORSO_TOP = 0.92
 TORSO_HALF, TORSO_R = (1.55, 2.0), 0.5  # the torso: a box (half-width, half-height) with rounded corners
 SHOULDER = (1.25, 1.25)  # (|u|, v) of the shoulder joints relative to the body anchor
@@ -431,7 +432,7 @@ def keypoints(p: Pose, ident: Identity, width: int, height: int) -> np.ndarray:
     down_r = np.stack([p.bx + HIP[0] * U, p.by + HIP[1] * U], 1)
     pts = [
         (p.hx, p.hy),
-        (p.hx, p.hy - 1.16 * U),
+        (p.hx, p.hy - HEAD_TOP * U),
         (p.hx, p.hy + U),
         (p.hx - 0.4 * ax + shift, p.hy + EYE_V * U),
         (p.hx + 0.4 * ax + shift, p.hy + EYE_V * U),
