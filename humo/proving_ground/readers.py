@@ -743,6 +743,7 @@ def audio_envelope(wave: np.ndarray, sample_rate: int, fps: float, num_frames: i
 
 TORSO_SEARCH = 0.6  # U: how far the body anchor may lie from the head centre (nodding and shaking move it 0.3)
 _FIT_STEP = 0.025  # U between the torso fit's candidate anchors
+TORSO_PULL = 10.0  # pull of the torso fit towards the head (score per U^2 of offset); see _fit_torso
 _HAND_STEP = 0.05  # U between the hand fit's samples and candidate centres
 HAND_REACH = (0.45, 0.3)  # U (u, v) around the renderer's place of a raised hand searched (waving moves 0.25 in u)
 HAND_RING = 0.2  # U: the ring around the hand disc that should hold no skin
@@ -774,23 +775,30 @@ def _fit_torso(img, cx, cy, U: float, axu: float, skin, shirt) -> tuple[np.ndarr
     its rounded corners, which is separable in u and v (two matrix products for all candidate anchors); the
     exact box then refines it nearby (square corners on background pull the box down by up to 0.1 U where the
     head and hair leave little of the straight top edge in view). Where the shirt cannot be told from the
-    background (a teal shirt on the sea) a weak pull towards the head decides."""
+    background (a teal shirt on the sea) a pull towards the head decides; it is weaker than any visible edge."""
     us, vs = _grid(-2.6, 2.6, 0.1), _grid(0.1, 2.6, 0.1)
     vals, ok = sample_grid(img, cx, cy, U, us, vs)
     shirt_p = np.clip((65 - np.sqrt(((vals - shirt) ** 2).sum(-1))) / 30, 0, 1)
     panels = (np.abs(np.abs(us) - axu - 0.1)[None, :] < 0.35) & (vs[:, None] < 1.2)
-    w = ok * (1 - _tone_probability(vals, skin)) * ~panels * (shirt_p - 0.5)  # [T, nv, nu]
+    # rows whose background has the shirt's colour (a teal shirt on the sea, green on grass) hide the torso's
+    # sides: they tell nothing either way (the background of a row: the frame's outer columns, median over time)
+    T, H, W = img.shape[:3]
+    edge = np.concatenate([img[:, :, :3], img[:, :, -3:]], 2)  # [T, H, 6, 3]
+    bg = np.median(edge.transpose(1, 0, 2, 3).reshape(H, -1, 3), 1)  # [H, 3]
+    row = np.clip(np.floor(cy[:, None] + vs[None, :] * U), 0, H - 1).astype(np.int64)  # [T, nv]
+    apart = np.clip((np.sqrt(((bg[row] - shirt) ** 2).sum(-1)) - 35) / 30, 0, 1)  # [T, nv]
+    w = ok * apart[:, :, None] * (1 - _tone_probability(vals, skin)) * ~panels * (shirt_p - 0.5)  # [T, nv, nu]
     d = np.arange(-TORSO_SEARCH, TORSO_SEARCH + 1e-6, 2 * _FIT_STEP, dtype=np.float32)
     (hw, hh), top = render.TORSO_HALF, render.TORSO_TOP
     cov_u = np.clip(0.5 - (np.abs(us[None] - d[:, None]) - hw) * U, 0, 1)  # [D, nu]: columns inside the box
     cov_v = np.clip(0.5 - (np.abs(vs[None] - d[:, None] - top - hh) - hh) * U, 0, 1)  # [D, nv]: rows inside it
-    score = cov_v @ (w @ cov_u.T) - (d[:, None] ** 2 + d[None, :] ** 2)  # [T, D (v), D (u)]; the pull: 1 / U^2
+    score = cov_v @ (w @ cov_u.T) - TORSO_PULL * (d[:, None] ** 2 + d[None, :] ** 2)  # [T, D (v), D (u)]
     a, b, _ = _peak(score)
     near = np.arange(-4, 5, dtype=np.float32) * _FIT_STEP  # +-0.1 U around the first fit
     du = (b * 2 * _FIT_STEP - TORSO_SEARCH)[:, None, None] + near[None, None, :]  # [T, 1, 9]
     dv = (a * 2 * _FIT_STEP - TORSO_SEARCH)[:, None, None] + near[None, :, None]  # [T, 9, 1]
     sd = render._sd_box(us, vs[:, None], du[..., None, None], (dv + top + hh)[..., None, None], hw, hh, render.TORSO_R)
-    score = (np.clip(0.5 - sd * U, 0, 1) * w[:, None, None]).sum((-1, -2)) - (du**2 + dv**2)  # [T, 9, 9]
+    score = (np.clip(0.5 - sd * U, 0, 1) * w[:, None, None]).sum((-1, -2)) - TORSO_PULL * (du**2 + dv**2)  # [T, 9, 9]
     a, b, _ = _peak(score)
     t = np.arange(len(w))
     du = du[t, 0, np.round(b).astype(np.int64)] + (b - np.round(b)) * _FIT_STEP
