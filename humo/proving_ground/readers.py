@@ -747,7 +747,7 @@ TORSO_PULL = 10.0  # pull of the torso fit towards the head (score per U^2 of of
 _HAND_STEP = 0.05  # U between the hand fit's samples and candidate centres
 HAND_REACH = (0.45, 0.3)  # U (u, v) around the renderer's place of a raised hand searched (waving moves 0.25 in u)
 HAND_RING = 0.2  # U: the ring around the hand disc that should hold no skin
-HAND_FOUND = 0.5  # mean face-tone probability over the best hand disc from which a hand counts as raised
+HAND_FOUND = 0.5  # mean face-tone probability over the best hand disc's seen part from which a hand is raised
 
 
 def _peak(score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -782,7 +782,7 @@ def _fit_torso(img, cx, cy, U: float, axu: float, skin, shirt) -> tuple[np.ndarr
     panels = (np.abs(np.abs(us) - axu - 0.1)[None, :] < 0.35) & (vs[:, None] < 1.2)
     # rows whose background has the shirt's colour (a teal shirt on the sea, green on grass) hide the torso's
     # sides: they tell nothing either way (the background of a row: the frame's outer columns, median over time)
-    T, H, W = img.shape[:3]
+    H = img.shape[1]
     edge = np.concatenate([img[:, :, :3], img[:, :, -3:]], 2)  # [T, H, 6, 3]
     bg = np.median(edge.transpose(1, 0, 2, 3).reshape(H, -1, 3), 1)  # [H, 3]
     row = np.clip(np.floor(cy[:, None] + vs[None, :] * U), 0, H - 1).astype(np.int64)  # [T, nv]
@@ -809,7 +809,8 @@ def _fit_torso(img, cx, cy, U: float, axu: float, skin, shirt) -> tuple[np.ndarr
 def _fit_hand(img, bx, by, U: float, skin, place) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A raised hand near `place` (u, v in U from the body anchor (bx, by) [T]): the centre of the disc of the
     hand's radius that holds skin of the face's tone inside and little in a ring around it, within HAND_REACH
-    (u, v) of that place. Returns x, y [T] in pixels and found [T] bool (the disc is mostly skin: a hand is there).
+    (u, v) of that place. Returns x, y [T] in pixels and found [T] bool (at least half the disc is seen, and what
+    is seen is mostly skin: a hand is there).
 
     The score is sum (p - 1/2) over the disc minus sum p over the ring (HAND_RING U wide): a disc alone would
     slide down the arm, which adds skin behind it while the hand's top, under a held object, gives nothing to
@@ -828,8 +829,8 @@ def _fit_hand(img, bx, by, U: float, skin, place) -> tuple[np.ndarray, np.ndarra
     care = ok * (1 - _dilate(np.clip((65 - near) / 30, 0, 1), int(np.ceil(1 / (s * U)))))
     p = care * _tone_probability(vals, skin, (30.0, 55.0))  # a small hand blurs more than a face: be lenient
     w = p - 0.5 * care
-    inside = np.zeros((len(w), nv, nu), np.float32)
-    score = np.zeros_like(inside)
+    skin_in, seen_in = np.zeros((2, len(w), nv, nu), np.float32)  # disc-weighted sums of p and of care
+    score = np.zeros_like(skin_in)
     area = 0.0
     for i in range(-k, k + 1):
         for j in range(-k, k + 1):
@@ -838,14 +839,16 @@ def _fit_hand(img, bx, by, U: float, skin, place) -> tuple[np.ndarray, np.ndarra
             c_ring = float(np.clip(0.5 + (r + ring - d) * U, 0, 1)) - c
             if c > 0 or c_ring > 0:
                 rows, cols = slice(k + i, k + i + nv), slice(k + j, k + j + nu)
-                inside += c * w[:, rows, cols]
+                skin_in += c * p[:, rows, cols]
+                seen_in += c * care[:, rows, cols]
                 score += c * w[:, rows, cols] - c_ring * p[:, rows, cols]
                 area += c
     a, b, _ = _peak(score)
     t, ia, ib = np.arange(len(w)), np.round(a).astype(np.int64), np.round(b).astype(np.int64)
     x = bx + (place[0] - HAND_REACH[0] + b * s) * U
     y = by + (place[1] - HAND_REACH[1] + a * s) * U
-    return x, y, inside[t, ia, ib] / area + 0.5 >= HAND_FOUND
+    seen = seen_in[t, ia, ib]
+    return x, y, (seen >= 0.5 * area) & (skin_in[t, ia, ib] >= HAND_FOUND * np.maximum(seen, 1e-6))
 
 
 def read_pose(frames: np.ndarray, face: FaceTrack | None = None, shirt: np.ndarray | None = None) -> np.ndarray:
