@@ -9,6 +9,8 @@ Because we know how the world is drawn, each reader measures one thing where the
   at any resolution), and compares median colours or colour fractions with the world's palettes.
 - `audio_envelope` is the short-time RMS of the audio per video frame: the synthesiser keeps the voice at unit
   power per unit envelope for every vowel, so this recovers the loudness envelope from the file alone.
+- `read_pose` places the renderer's tracked points: the head from the face, the shoulders from the torso box
+  fitted to the shirt's colour, raised hands where a hand-sized disc of the face's skin tone sits.
 
 Class decisions that depend on geometry (face shape, hair style, glasses) compare features with prototypes
 measured once by running the same feature extractors on clean renders (`_prototypes`, cached, ~0.2 s), so the
