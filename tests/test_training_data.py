@@ -168,6 +168,20 @@ def test_content_key_depends_on_every_part():
     assert content_key("video", "abc", None) != content_key("video", "abd", None)
 
 
+def test_an_encoders_identity_does_not_depend_on_the_folder_it_was_read_from(encoders):
+    import copy
+
+    moved = copy.deepcopy(encoders)
+    moved.text.model.config._name_or_path = "/elsewhere/text"
+    moved.audio.encoder.config._name_or_path = "../whisper"
+    moved._ids = {}
+    assert moved.identity("text") == encoders.identity("text")
+    assert moved.identity("audio") == encoders.identity("audio")
+    moved.text.model.config.d_model += 1  # a real config change still changes it
+    moved._ids = {}
+    assert moved.identity("text") != encoders.identity("text")
+
+
 def test_dataset_reads_what_each_task_needs_and_collate_fills_nulls(tmp_path):
     synthetic_cache(
         tmp_path,

@@ -83,6 +83,12 @@ def module_fingerprint(module, config: Any = None, samples_per_tensor: int = 409
     return h.hexdigest()[:32]
 
 
+def _config_dict(config) -> dict:
+    """A transformers config as a dict without the folder it was read from (`_name_or_path`): the same encoder
+    named by a relative or an absolute path, or copied elsewhere, has one identity."""
+    return {k: v for k, v in config.to_dict().items() if k != "_name_or_path"}
+
+
 def content_key(*parts: Any) -> str:
     """SHA-256 of the JSON of `parts` (strings, numbers, lists): an object's name in the cache."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
@@ -146,9 +152,9 @@ class Encoders:
                 # A WanVAE fingerprints its diffusers module; the linear codec is its own state dict.
                 self._ids[which] = module_fingerprint(getattr(enc, "model", enc), enc.config)
             elif which == "text":
-                self._ids[which] = module_fingerprint(enc.model, (enc.model.config.to_dict(), enc.text_len))
+                self._ids[which] = module_fingerprint(enc.model, (_config_dict(enc.model.config), enc.text_len))
             else:
-                cfg = enc.encoder.config.to_dict()
+                cfg = _config_dict(enc.encoder.config)
                 self._ids[which] = module_fingerprint(enc.encoder, (cfg, enc.feature_extractor.to_json_string()))
         return self._ids[which]
 
