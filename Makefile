@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install clean bench toy-model ablate
+.PHONY: demo test lint install clean bench toy-model ablate pose-extra
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -23,6 +23,12 @@ lint: $(STAMP)
 
 test: lint
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+
+# `humo pose extract` needs MediaPipe 0.10.21 (its cp311 wheel ships the pose models); its own requirements (numpy<2,
+# jax) are left out, the `pose` extra lists what the pose solution imports. Not part of `make test`.
+pose-extra: $(STAMP)
+	$(PIP) install -q --no-deps mediapipe==0.10.21
+	$(PIP) install -q -c constraints.txt -e '.[pose]'
 
 bench: $(STAMP)
 	$(VENV)/bin/humo bench dit

@@ -323,13 +323,28 @@ def infer_config_and_heads(sd: dict[str, torch.Tensor], metadata: dict | None = 
             audio_tokens=sd["audio_proj.audio_proj_glob_3.layer.weight"].shape[0] // token_dim,
         )
     fields["mask_head_blocks"] = len({int(m.group(1)) for k in sd if (m := re.match(r"mask_head\.heads\.(\d+)\.", k))})
+    added = ("num_layers", "mask_head_blocks")  # modules of ours a preset's structure does not fix
+    if "pose_guider.patch_embedding.weight" in sd:
+        # encoder: a 3x3 convolution from 4 frames x joints, one stride-2 convolution per halving, a 1x1 to the
+        # features (sigma is no shape: the default, unless the metadata says otherwise)
+        convs = sorted(int(m.group(1)) for k in sd if (m := re.match(r"pose_guider\.encoder\.(\d+)\.weight$", k)))
+        first, last = sd[f"pose_guider.encoder.{convs[0]}.weight"], sd[f"pose_guider.encoder.{convs[-1]}.weight"]
+        fields.update(
+            pose_channels=last.shape[0],
+            pose_joints=first.shape[1] // 4,
+            pose_hidden=first.shape[0],
+            pose_scale=2 ** (len(convs) - 2),
+        )
+        added += ("pose_channels", "pose_joints", "pose_hidden", "pose_scale")
     # Heads cannot be read from shapes: take them from a preset of the same structure, else Wan's head size 128.
-    structural = {k: v for k, v in fields.items() if k not in ("num_layers", "mask_head_blocks")}
+    structural = {k: v for k, v in fields.items() if k not in added}
     for preset in DIT_PRESETS.values():
         if all(getattr(preset, k) == v for k, v in structural.items()):
             name = (
                 preset.name
-                if preset.num_layers == fields["num_layers"] and not fields["mask_head_blocks"]
+                if preset.num_layers == fields["num_layers"]
+                and not fields["mask_head_blocks"]
+                and not fields.get("pose_channels")
                 else "custom"
             )
             return preset.replace(name=name, **fields), True

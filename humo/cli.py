@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-vae": ("humo.commands.train_vae", "train the toy Wan VAE on proving-ground clips"),
     "fit-codec": ("humo.commands.fit_codec", "fit the proving ground's linear latent codec to a manifest's clips"),
     "precompute": ("humo.commands.precompute", "cache VAE latents, text embeddings and audio features"),
+    "pose": ("humo.commands.pose", "driving poses: `humo pose extract VIDEO -o pose.json` (the pose extra)"),
     "ablate": ("humo.commands.ablate", "rerun the proving-ground ablation study"),
 }
 
@@ -39,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # Commands that write files and talk while they do: each takes -q/--quiet (print only warnings and errors), its
 # own or the one added here. The others (presets, inspect, bench) print their result, which --quiet would hide.
 QUIET_COMMANDS = (
-    "generate", "demo", "convert", "synth", "eval", "train", "train-vae", "fit-codec", "precompute", "ablate"
+    "generate", "demo", "convert", "synth", "eval", "train", "train-vae", "fit-codec", "precompute", "ablate", "pose"
 )  # fmt: skip
 
 

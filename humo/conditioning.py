@@ -6,13 +6,19 @@ the pipeline read the registry; adding a modality is one registration, its encod
 
 **Conditions** hold what the DiT is conditioned on for one video (inference, batch 1) or one micro-batch (training,
 batch B), built once: the text embeddings by source ("prompt", "negative", "empty"), the clean frames, the audio
-windows and, in the 17B layout, the channel condition with and without the image.
+windows, the pose heatmaps of the generated frames (OmniHuman-1's pose condition) and, in the 17B layout, the
+channel condition with and without the image.
 
 **Clean frames** are latent frames the DiT sees clean and the loss ignores: motion frames at the start of the time
 axis (the end of a previous segment, for long video) and reference frames at its end (HuMo's minimal-invasive image
 injection). The time axis is ``[motion (m) | video (F) | references (n_ref)]``; RoPE numbers the frames in that
 order. Reference frames carry zero audio windows; motion frames carry their own audio (the windows of the segment
-that produced them).
+that produced them). Only the generated frames carry pose; clean frames get zero pose features.
+
+**The inference rule** (OmniHuman-1): conditions are ordered by how strongly they drive motion, text < reference
+image < audio < pose, and a condition comes with every weaker one (`check_condition_order`), with two exceptions:
+audio without an image (HuMo's text+audio mode, where a zero frame holds the reference slot) and pose without
+audio (pose-only driving).
 
 **Keep** says, per batch row, which modalities a pass sees: at inference from the guidance conditions (rows are
 condition-major), in training from the task, what each sample has, and dropout (`keep_for_training`).
@@ -80,13 +86,48 @@ register(
 register(
     Modality("audio", "a", "audio", "has_audio", "audio", "all-zero Whisper windows (zeros before the audio projector)")
 )
+register(
+    Modality(
+        "pose",
+        "p",
+        "pose",
+        "has_pose",
+        "pose",
+        "all-zero heatmaps, which the pose guider turns into zero features: the model without its guider",
+    )
+)
 
 TEXT_SOURCES = ("prompt", *NULL_TEXTS)
 
 
 def modality_names() -> tuple[str, ...]:
-    """Registered modality names in registration order (text, image, audio)."""
+    """Registered modality names in registration order (text, image, audio, pose)."""
     return tuple(MODALITIES)
+
+
+# OmniHuman-1's order of conditions, from the weakest driver of motion to the strongest, and the pairs (stronger,
+# weaker) where the stronger may come without the weaker.
+STRENGTH = ("text", "image", "audio", "pose")
+MAY_COME_WITHOUT = {
+    ("audio", "image"): "HuMo's text+audio mode",
+    ("pose", "audio"): "pose-only driving",
+}
+
+
+def check_condition_order(present, who: str = "") -> None:
+    """OmniHuman-1's inference rule on the inputs given (modality names): every condition comes with the weaker
+    ones, except where `MAY_COME_WITHOUT` allows a gap. A one-line HumoError says what is missing."""
+    present = set(present)
+    for k, strong in enumerate(STRENGTH):
+        if strong not in present:
+            continue
+        for weak in STRENGTH[:k]:
+            if weak not in present and (strong, weak) not in MAY_COME_WITHOUT:
+                allowed = "; ".join(f"{s} without {w} ({why})" for (s, w), why in MAY_COME_WITHOUT.items())
+                raise HumoError(
+                    f"{who}{strong} needs {weak} too: a condition comes with every weaker one "
+                    f"(OmniHuman-1's rule, weakest first: {' < '.join(STRENGTH)}; allowed: {allowed})"
+                )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -103,7 +144,9 @@ class Conditions:
     windows: [1 or B, m + F + n_ref, window, groups, Ca] audio windows (zeros on reference frames), or None when
         the DiT's audio branch does not run;
     y, y_null: [1 or B, 4 + C, m + F + n_ref, h, w] the 17B channel condition with and without the image, or None;
-    num_video: F, the latent frames the DiT generates.
+    num_video: F, the latent frames the DiT generates;
+    pose: [1 or B, J, 1 + 4(F-1), s*h, s*w] pose heatmaps of the generated frames, or None when the DiT's pose
+        guider does not run (no pose given, or a model without one).
     """
 
     texts: dict[str, Tensor]
@@ -113,6 +156,7 @@ class Conditions:
     windows: Tensor | None = None
     y: Tensor | None = None
     y_null: Tensor | None = None
+    pose: Tensor | None = None
 
     @property
     def n_ref(self) -> int:
@@ -227,19 +271,27 @@ def keep_for_training(uses: Mapping[str, Tensor], has: Mapping[str, Tensor], dro
 class DiTInputs:
     """One forward pass's inputs: x [B, C, T, h, w]; context [B, L, D]; audio [B, T, window, groups, Ca] or None;
     y [B, 4 + C, T, h, w] or None (T = m + F + n_ref); frame_times: the RoPE time index of each latent frame, or
-    None for 0 .. T-1."""
+    None for 0 .. T-1; pose: [B or 1, J, 1 + 4(F-1), s*h, s*w] heatmaps (zeros on rows without pose; 1 row: the
+    same for all) or None (no row sees a pose), their features starting at latent frame pose_start (= m)."""
 
     x: Tensor
     context: Tensor
     audio: Tensor | None
     y: Tensor | None
     frame_times: tuple[int, ...] | None = None
+    pose: Tensor | None = None
+    pose_start: int = 0
 
 
 def rope_kwargs(frame_times: tuple[int, ...] | None) -> dict:
     """The DiT call's ``frame_times`` argument, given only when the frames are not numbered in order (so a model
     without the argument, a stand-in in a test, keeps working on the default layout)."""
     return {} if frame_times is None else {"frame_times": frame_times}
+
+
+def pose_kwargs(pose: Tensor | None, start: int = 0) -> dict:
+    """The DiT call's ``pose`` and ``pose_start`` arguments, given only with a pose (as `rope_kwargs`)."""
+    return {} if pose is None else {"pose": pose, "pose_start": start}
 
 
 def _rows(t: Tensor, n: int) -> Tensor:
@@ -275,6 +327,16 @@ def dit_inputs(cond: Conditions, x: Tensor, keep: Keep, reference_mode: str, ref
     if cond.windows is not None:
         w = _rows(cond.windows, b)
         audio = _select(keep["audio"], w, torch.zeros_like(w))
+    pose = None
+    if cond.pose is not None:
+        # zero heatmaps give zero guider features, so a batch that keeps the pose nowhere skips the guider (None) and
+        # one that keeps a batch-1 pose everywhere passes it once (the DiT broadcasts it): same result, less work
+        kept = keep["pose"]
+        if bool(kept.all()) and cond.pose.shape[0] == 1:
+            pose = cond.pose
+        elif bool(kept.any()):
+            p = _rows(cond.pose, b)
+            pose = _select(kept, p, torch.zeros_like(p))
     sources = [s for s in TEXT_SOURCES if s in keep.text]
     missing = [s for s in sources if s not in cond.texts]
     if missing:
@@ -285,4 +347,12 @@ def dit_inputs(cond: Conditions, x: Tensor, keep: Keep, reference_mode: str, ref
         emb = _rows(pad_tokens(cond.texts[s], length), b)
         rows = torch.tensor([src == s for src in keep.text], dtype=torch.bool)
         context = emb if context is None else _select(rows, emb, context)
-    return DiTInputs(x=x, context=context, audio=audio, y=y, frame_times=cond.frame_times(reference_rope))
+    return DiTInputs(
+        x=x,
+        context=context,
+        audio=audio,
+        y=y,
+        frame_times=cond.frame_times(reference_rope),
+        pose=pose,
+        pose_start=cond.n_motion,
+    )

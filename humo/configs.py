@@ -63,6 +63,14 @@ class DiTConfig:
     # through to the output, but clean latents lie near a low-dimensional set it can reach (Li & He 2025, "Back to
     # Basics: Let Denoising Generative Models Denoise"); the toy model with 4x4 patches of a 4x latent is such a net.
     prediction: Prediction = "velocity"
+    # OmniHuman-1's pose guider (humo/pose_guider.py): pose_channels features per latent frame from Gaussian heatmaps
+    # of pose_joints joints (the canonical set of humo.pose), drawn at pose_scale x the latent's height and width
+    # with a standard deviation of pose_sigma heatmap pixels. pose_channels=0: no pose guider (both releases).
+    pose_channels: int = 0
+    pose_joints: int = 18
+    pose_hidden: int = 64
+    pose_scale: int = 2
+    pose_sigma: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -82,6 +90,12 @@ class DiTConfig:
             problems.append(
                 f"reference_rope '{self.reference_rope}' is not one of {', '.join(get_args(ReferenceRope))}"
             )
+        if self.pose_channels < 0:
+            problems.append(f"pose_channels {self.pose_channels} must be >= 0 (0: no pose guider)")
+        if self.pose_channels and (self.pose_joints < 1 or self.pose_hidden < 1 or not self.pose_sigma > 0):
+            problems.append("the pose guider needs pose_joints >= 1, pose_hidden >= 1 and pose_sigma > 0")
+        if self.pose_scale < 1 or self.pose_scale & (self.pose_scale - 1):
+            problems.append(f"pose_scale {self.pose_scale} must be a power of 2 (heatmap pixels per latent pixel)")
         if self.prediction not in get_args(Prediction):
             problems.append(f"prediction '{self.prediction}' is not one of {', '.join(get_args(Prediction))}")
         if problems:
@@ -142,6 +156,10 @@ class DiTConfig:
             n += self.audio_window_dim * h + h + h * h + h + h * self.audio_tokens * a + self.audio_tokens * a + 2 * a
         if self.mask_head_blocks:
             n += self.mask_head_blocks * (2 * d + d * p + p)  # per tapped block: LayerNorm + Linear(dim, prod(patch))
+        if self.pose_channels:  # bias-free convolutions (humo.pose_guider.PoseGuider)
+            h, c = self.pose_hidden, self.pose_channels
+            n += 4 * self.pose_joints * h * 9 + (self.pose_scale.bit_length() - 1) * h * h * 9 + h * c
+            n += 3 * c * d * p  # the zero-initialised patch embedding of the features
         return n
 
 

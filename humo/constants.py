@@ -10,6 +10,10 @@ VIDEO_FPS = 25  # frames per second of every generated and training video
 # 1 + 4k-frame video has 1 + k latent frames.
 TEMPORAL_STRIDE = 4
 
+# Video frames of the previous segment that start the next one of a long video (OmniHuman's choice: 5, i.e. two
+# latent frames of Wan's VAE, the first alone and then four); training's continuation samples start the same way.
+MOTION_FRAMES = 5
+
 # HuMo's audio windows: each latent frame sees 8 video frames of Whisper features (its own 4, widened by 2 on each
 # side), each frame 5 groups of hidden states.
 WINDOW = 8

@@ -22,6 +22,7 @@ from humo.audio_path import AudioBranch, AudioProjector
 from humo.configs import DiTConfig
 from humo.layers import Attention, LayerNorm
 from humo.mask_head import MaskHead
+from humo.pose_guider import PoseGuider
 
 
 def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:
@@ -175,7 +176,7 @@ class Embedded:
 class HumoDiT(nn.Module):
     """Wan2.1 DiT with HuMo's audio cross-attention and references on the time axis.
 
-    forward(x, t, context, audio=None, y=None, return_mask=False, frame_times=None):
+    forward(x, t, context, audio=None, y=None, return_mask=False, frame_times=None, pose=None, pose_start=0):
       x:       [B, out_dim, F, H, W] noisy latents, reference frames last
       t:       [B] timesteps in [0, 1000]
       context: [B, Lt, text_dim] text embeddings, zero beyond the prompt; padded with zeros to text_len as Wan does
@@ -183,6 +184,9 @@ class HumoDiT(nn.Module):
                which skips the audio branch entirely (stage-1 training, or a model without audio)
       y:       [B, in_dim - out_dim, F, H, W] the 17B channel condition (mask ++ condition latent), else None
       frame_times: each latent frame's RoPE time index (None: 0 .. F-1; see `rope_table`)
+      pose:    [B or 1, J, 1 + 4(Fv-1), s*H, s*W] pose heatmaps of the Fv generated frames (cfg.pose_scale = s), whose
+               features go to latent frames pose_start .. pose_start + Fv - 1 (the others get none), or None, which
+               skips the pose guider (needs cfg.pose_channels > 0; see `humo.pose_guider`)
     returns [B, out_dim, F, H, W] velocities, and with return_mask=True also mask logits [B, F, H, W] (None
     without a head). With cfg.prediction == "sample" the head predicts x0 and the velocity is
     (x - x0) / max(sigma, MIN_SIGMA), sigma = t / 1000, as x = (1 - sigma) x0 + sigma n.
@@ -204,24 +208,28 @@ class HumoDiT(nn.Module):
             )
         if cfg.mask_head_blocks:
             self.mask_head = MaskHead(d, cfg.mask_head_blocks, cfg.patch, cfg.eps)
+        if cfg.pose_channels:  # built last, so the other modules' random initialisation is as without it
+            self.pose_guider = PoseGuider(cfg)
         self.gradient_checkpointing = False
 
     @property
     def dtype(self) -> torch.dtype:
         return self.patch_embedding.weight.dtype
 
-    def patchify(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
-        """x: [B, C, F, H, W] -> tokens [B, L, D], grid (F/pt, H/ph, W/pw).
+    def patchify(self, x: torch.Tensor, conv: nn.Conv3d | None = None) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """x: [B, C, F, H, W] -> tokens [B, L, D], grid (F/pt, H/ph, W/pw), through `conv` (default the patch
+        embedding; the pose guider has its own).
 
         The Conv3d with stride = kernel is a matmul over non-overlapping patches; as a Linear it runs faster on CPU.
         """
+        conv = self.patch_embedding if conv is None else conv
         b, c, f, h, w = x.shape
         pt, ph, pw = self.cfg.patch
         grid = (f // pt, h // ph, w // pw)
         x = x.reshape(b, c, grid[0], pt, grid[1], ph, grid[2], pw)
         x = x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, math.prod(grid), c * pt * ph * pw)
-        weight = self.patch_embedding.weight.flatten(1)
-        return nn.functional.linear(x.to(weight.dtype), weight, self.patch_embedding.bias), grid
+        weight = conv.weight.flatten(1)
+        return nn.functional.linear(x.to(weight.dtype), weight, conv.bias), grid
 
     def unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """x: [B, L, out_dim * prod(patch)] -> [B, out_dim, F, H, W]"""
@@ -238,19 +246,28 @@ class HumoDiT(nn.Module):
             context = torch.cat([context, context.new_zeros(context.shape[0], pad, context.shape[2])], dim=1)
         return self.text_embedding(context.to(self.dtype))
 
-    def forward(self, x, t, context, audio=None, y=None, return_mask: bool = False, frame_times=None):
-        emb = self.embed(x, t, context, audio, y, frame_times)
+    def forward(
+        self, x, t, context, audio=None, y=None, return_mask: bool = False, frame_times=None, pose=None, pose_start=0
+    ):
+        emb = self.embed(x, t, context, audio, y, frame_times, pose, pose_start)
         tokens, tapped = self.run_blocks(emb, emb.tokens, return_mask)
         return self.finish(emb, tokens, tapped, return_mask)
 
-    def embed(self, x, t, context, audio=None, y=None, frame_times=None) -> Embedded:
-        """Everything the blocks read, from forward's inputs: patch tokens, time modulation, text and audio tokens,
-        RoPE table (the three parts of forward are separate so that step caching can skip the middle one)."""
+    def embed(self, x, t, context, audio=None, y=None, frame_times=None, pose=None, pose_start=0) -> Embedded:
+        """Everything the blocks read, from forward's inputs: patch tokens (with the pose features'), time
+        modulation, text and audio tokens, RoPE table (the three parts of forward are separate so that step caching
+        can skip the middle one)."""
         cfg = self.cfg
         noisy = x
         if y is not None:
             x = torch.cat([x, y.to(x)], dim=1)
         tokens, grid = self.patchify(x)
+        if pose is not None:
+            if not cfg.pose_channels:
+                raise ValueError(f"DiT {cfg.name} has no pose guider (pose_channels 0) but was given a pose")
+            guider = self.pose_guider
+            feats = guider.on_time_axis(pose, x.shape[2], pose_start)
+            tokens = tokens + self.patchify(feats, guider.patch_embedding)[0].to(tokens.dtype)
         # Time conditioning stays fp32: modulation of a bf16 stream by bf16 scales loses the small timestep signal.
         e = self.time_embedding(sinusoidal_embedding(cfg.freq_dim, t).to(self.dtype)).float()
         e6 = self.time_projection(e.to(self.dtype)).float().unflatten(1, (6, cfg.dim))

@@ -3,7 +3,8 @@
 >>> pipe = HumoPipeline.from_pretrained("weights", preset="humo-17b")
 >>> result = pipe("a man talks", images=["ref.png"], audio="speech.wav", out="video.mp4")
 
-Modes follow from the inputs: text+image+audio, text+audio, text+image, and text only. Every guidance branch of
+Modes follow from the inputs: text+image+audio, text+audio, text+image, and text only; with a model that has a
+pose guider, a driving pose (OmniHuman-1) on top of text+image(+audio). Every guidance branch of
 one step runs as ONE batched DiT forward (the release runs 3-4 passes one after another); `max_batch` splits it
 when memory is short. Encoders and the VAE are loaded only while needed (`offload=True`).
 """
@@ -21,9 +22,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from humo.conditioning import Conditions
+from humo.conditioning import Conditions, modality_names
 from humo.configs import dit_preset
-from humo.constants import SAMPLE_RATE, TEMPORAL_STRIDE, VIDEO_FPS, latent_frames, round_up_frames, valid_frames
+from humo.constants import (
+    MOTION_FRAMES,
+    SAMPLE_RATE,
+    TEMPORAL_STRIDE,
+    VIDEO_FPS,
+    latent_frames,
+    round_up_frames,
+    valid_frames,
+)
 from humo.errors import HumoError, warn
 from humo.guidance import GuidanceSchedule
 from humo.step_cache import BranchCache, StepCacheInput, check_threshold, must_compute
@@ -116,7 +125,8 @@ LAYOUTS: dict[str, ModelLayout] = {
 
 @dataclass
 class GenerationRequest:
-    """One video to generate. `frames=-1` takes the length from the audio (rounded down to 4k+1)."""
+    """One video to generate. `frames=-1` takes the length from the audio, or without audio from the pose (rounded
+    down to 4k+1). `pose`: a pose file (`humo.pose`) driving the motion, for a model with a pose guider."""
 
     prompt: str
     images: Sequence[str] = ()
@@ -137,13 +147,16 @@ class GenerationRequest:
     name: str | None = None
     segment_frames: int | None = None  # None: the model's length; longer videos are made in segments of this many
     cache: float | None = None  # step-caching threshold (humo.step_cache); None: every step runs the blocks
+    pose: str | None = None
 
     def segment_length(self, layout: ModelLayout) -> int:
         """Frames per segment of a long video (`segment_frames`, or the model's trained length)."""
         return layout.frames if self.segment_frames is None else self.segment_frames
 
-    def resolved(self, layout: ModelLayout) -> GenerationRequest:
-        """Fill defaults from the layout and validate everything that can be checked without loading a model."""
+    def resolved(self, layout: ModelLayout, dit_config=None) -> GenerationRequest:
+        """Fill defaults from the layout and validate everything that can be checked without loading a model.
+        `dit_config`: the DiT's config when known (a checkpoint's may differ from its layout's preset, e.g. one
+        trained with a pose guider); default the layout's preset."""
         r = dataclasses.replace(self, images=list(self.images))
         r.height = layout.height if r.height is None else r.height
         r.width = layout.width if r.width is None else r.width
@@ -159,11 +172,13 @@ class GenerationRequest:
             if not isinstance(v, int) or v < 16 or v % 16:
                 raise HumoError(f"{who}{what} {v}: must be a positive multiple of 16")
         if r.frames != -1 and not valid_frames(r.frames):
-            raise HumoError(f"{who}--frames {r.frames}: must be 4k+1 (1, 5, ..., 97) or -1 for the audio's length")
+            raise HumoError(
+                f"{who}--frames {r.frames}: must be 4k+1 (1, 5, ..., 97) or -1 for the audio's (or pose's) length"
+            )
         if r.segment_frames is not None and (not valid_frames(r.segment_frames) or r.segment_frames < 9):
             raise HumoError(f"{who}--segment-frames {r.segment_frames}: must be 4k+1 and at least 9")
-        if r.frames == -1 and r.audio is None:
-            raise HumoError(f"{who}--frames -1 takes the length from the audio, but no --audio was given")
+        if r.frames == -1 and r.audio is None and r.pose is None:
+            raise HumoError(f"{who}--frames -1 takes the length from the audio (or the pose), but neither was given")
         if isinstance(r.seed, bool) or not isinstance(r.seed, int) or not 0 <= r.seed <= MAX_SEED:
             raise HumoError(f"{who}--seed {r.seed}: must be an integer from 0 to 2**63-1 (or -1/random to draw one)")
         if not isinstance(r.steps, int) or r.steps < 1:
@@ -178,14 +193,30 @@ class GenerationRequest:
             _require_input(p, "reference image", who)
         if r.audio is not None:
             _require_input(r.audio, "audio", who)
-        cfg = dit_preset(layout.dit_preset)
+        cfg = dit_preset(layout.dit_preset) if dit_config is None else dit_config
         if not cfg.audio and (r.images or r.audio):
             raise HumoError(f"{who}preset {layout.name} is plain Wan text-to-video: it takes no --image or --audio")
+        if r.pose is not None:
+            from humo.pose import check_covers, load_pose
+
+            if not cfg.pose_channels:
+                raise HumoError(
+                    f"{who}--pose {r.pose}: the {cfg.name} DiT has no pose guider (pose_channels 0); pose driving "
+                    "needs a model trained with one (the released HuMo weights have none)"
+                )
+            _require_input(r.pose, "pose file", who)
+            track = load_pose(r.pose)
+            if r.frames != -1:
+                check_covers(track, r.frames, r.pose, VIDEO_FPS, who)
+        from humo.conditioning import check_condition_order
+
+        check_condition_order(r.inputs_present(), who)
         self.schedule(r)  # validates scales and phases now, before any model is loaded
         return r
 
     def inputs_present(self) -> frozenset[str]:
-        return frozenset({"text"} | ({"image"} if self.images else set()) | ({"audio"} if self.audio else set()))
+        given = {"image": bool(self.images), "audio": bool(self.audio), "pose": bool(self.pose)}
+        return frozenset({"text"} | {m for m, on in given.items() if on})
 
     @staticmethod
     def schedule(r: GenerationRequest):
@@ -412,7 +443,7 @@ class HumoPipeline:
     ) -> GenerationResult:
         """Generate one video. `options` are GenerationRequest fields (height, width, frames, steps, seed, ...)."""
         req = prompt if isinstance(prompt, GenerationRequest) else GenerationRequest(prompt, images, audio, **options)
-        req = req.resolved(self.layout)
+        req = req.resolved(self.layout, self.dit.cfg)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         cond = self.encode_conditions(req)
@@ -504,7 +535,20 @@ class HumoPipeline:
         cfg = self.dit.cfg
         present = req.inputs_present()
         samples = load_audio(req.audio, SAMPLE_RATE) if req.audio else None
-        frames = frames_for_audio(len(samples), VIDEO_FPS) if req.frames == -1 else req.frames
+        track = None
+        if req.pose:
+            from humo.pose import check_covers, frames_for_pose, load_pose
+
+            track = load_pose(req.pose)
+        if req.frames != -1:
+            frames = req.frames
+        elif samples is not None:
+            frames = frames_for_audio(len(samples), VIDEO_FPS)
+        else:
+            frames = frames_for_pose(track, req.pose, VIDEO_FPS)
+        if track is not None:
+            check_covers(track, frames, req.pose, VIDEO_FPS)
+            track = track.fit(req.height, req.width)  # placed in the frame as the reference images are
         first = plan_segments(frames, req.segment_length(self.layout))[0][1]  # the first segment's frames
         stride = self.vae_stride()
         f_lat, h, w = latent_frames(first), req.height // stride, req.width // stride
@@ -551,8 +595,9 @@ class HumoPipeline:
                 windows = with_clean_windows(audio_windows(feats, f_lat).unsqueeze(0), n_ref)
             else:
                 windows = torch.zeros(1, f_lat + n_ref, cfg.audio_window, cfg.audio_groups, cfg.audio_feat_dim)
+        pose = None if track is None else self.pose_heatmaps(track, 0, first, (h, w))
         conditions = Conditions(
-            texts=context, refs=refs, num_video=f_lat, windows=windows, y=y, y_null=y_null
+            texts=context, refs=refs, num_video=f_lat, windows=windows, y=y, y_null=y_null, pose=pose
         )  # fmt: skip
         return EncodedRequest(
             conditions=conditions,
@@ -560,16 +605,25 @@ class HumoPipeline:
             samples=samples,
             frames=frames,
             latent_shape=(cfg.out_dim, conditions.num_frames, h, w),
-            mode="+".join(m for m in ("text", "image", "audio") if m in present),
+            mode="+".join(m for m in modality_names() if m in present),
             features=feats,
             size=(req.height, req.width),
+            pose=track,
         )
+
+    def pose_heatmaps(self, track, start: int, length: int, latent_hw: tuple[int, int]) -> torch.Tensor:
+        """The heatmaps of video frames start .. start + length - 1 of a fitted pose (`humo.pose.PoseTrack`) for the
+        DiT's pose guider: [1, J, length, s*h, s*w] (s = its pose_scale; past the pose's end, its last frame)."""
+        cfg = self.dit.cfg
+        grid = (latent_hw[0] * cfg.pose_scale, latent_hw[1] * cfg.pose_scale)
+        return track.at_fps(length, VIDEO_FPS, start).heatmaps(*grid, cfg.pose_sigma)[None]
 
     def continue_conditions(self, enc: EncodedRequest, start: int, length: int, previous: torch.Tensor):
         """The conditions of a long video's segment of `length` frames from video frame `start`: the last
         `MOTION_FRAMES` frames of `previous` (the segment before, decoded: [3, T, H, W] in [-1, 1]) encoded and
-        placed as clean motion frames at the start of its time axis, the audio windows read from frame `start` on
-        (the motion frames' from `start - MOTION_FRAMES`), the text and references as before."""
+        placed as clean motion frames at the start of its time axis, the audio windows and the pose read from frame
+        `start` on (the motion frames' windows from `start - MOTION_FRAMES`; they get no pose), the text and
+        references as before."""
         from humo.conditioning import Conditions, with_clean_windows
         from humo.conditions.audio import audio_windows
         from humo.reference import concat_condition
@@ -594,9 +648,11 @@ class HumoPipeline:
         if zero_video is not None:
             y = concat_condition(first.refs, zero_video, keep_image=True, motion=motion, num_video=f_lat)
             y_null = concat_condition(first.refs, zero_video, keep_image=False, motion=motion, num_video=f_lat)
+        pose = None if enc.pose is None else self.pose_heatmaps(enc.pose, start, length, enc.latent_shape[2:])
         conditions = Conditions(
-            texts=first.texts, refs=first.refs, num_video=f_lat, motion=motion, windows=windows, y=y, y_null=y_null
-        )
+            texts=first.texts, refs=first.refs, num_video=f_lat, motion=motion, windows=windows, y=y, y_null=y_null,
+            pose=pose,
+        )  # fmt: skip
         shape = (enc.latent_shape[0], conditions.num_frames, *enc.latent_shape[2:])
         return dataclasses.replace(enc, conditions=conditions, latent_shape=shape)
 
@@ -604,7 +660,7 @@ class HumoPipeline:
         """The batched DiT call the guidance needs: (x [k*B, ...], t [k*B], conditions) -> (velocity [k*B, ...],
         `PassAux` of the rows). Each guidance condition's inputs come from `conditioning.dit_inputs`, the rule
         training uses too. `cache`: this step's step-caching input (None: caching off)."""
-        from humo.conditioning import Keep, dit_inputs, rope_kwargs
+        from humo.conditioning import Keep, dit_inputs, pose_kwargs, rope_kwargs
         from humo.step_cache import cached_forward
 
         cfg, dit = self.dit.cfg, self.dit
@@ -621,6 +677,7 @@ class HumoPipeline:
                 audio=inp.audio.to(self.device, dtype) if inp.audio is not None else None,
                 y=inp.y.to(self.device, dtype) if inp.y is not None else None,
                 **rope_kwargs(inp.frame_times),
+                **pose_kwargs(None if inp.pose is None else inp.pose.to(self.device, dtype), inp.pose_start),
             )
             with torch.no_grad():
                 if cache is not None:
@@ -702,11 +759,6 @@ def latent_frame_mask(mask: np.ndarray) -> np.ndarray:
     return np.concatenate([mask[:1], rest]).astype(mask.dtype)
 
 
-# Video frames of the previous segment that start the next one of a long video (OmniHuman's choice: 5, i.e. two
-# latent frames of Wan's VAE, the first alone and then four).
-MOTION_FRAMES = 5
-
-
 def plan_segments(frames: int, segment: int) -> list[tuple[int, int, int]]:
     """How a `frames`-frame video (1 + 4k) is made in segments of at most `segment` frames: (start frame, frames
     generated, frames kept) each. The first starts at 0; each next one starts where the kept frames end and
@@ -740,6 +792,7 @@ class EncodedRequest:
     mode: str
     features: torch.Tensor | None = None  # per-video-frame audio features of the whole audio (long video)
     size: tuple[int, int] = (0, 0)  # video height, width
+    pose: Any = None  # the driving pose fitted to the frame (`humo.pose.PoseTrack`, normalised), or None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ S2_STEPS=${S2_STEPS:-5000}
 # The toy DiT is small enough to train whole in every stage (HuMo trains only self-attention and the audio
 # modules in stages 1 and 2 to keep a pretrained backbone intact; see docs/training.md for the measurement).
 TRAINABLE=${TRAINABLE:-full}
+# The face-weighted flow loss in stages 1 and 2 (stage 0 keeps the config's; 16 was measured worse, docs/training.md, "Session 11").
+FACE_WEIGHT=${FACE_WEIGHT:-4}
 # The DiT's latent width is the codec's.
 LATENT=(--set model_overrides.in_dim="$CODEC_CHANNELS" --set model_overrides.out_dim="$CODEC_CHANNELS")
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
@@ -58,11 +60,11 @@ step stage0 "$OUT/s0/final/ema.safetensors" \
   --set steps="$S0_STEPS" "${LATENT[@]}"
 step stage1 "$OUT/s1/final/ema.safetensors" \
   $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s1" --set stage=1 \
-  --set steps="$S1_STEPS" --set lr=0.0005 --set init="$OUT/s0/final/ema.safetensors" --set trainable="$TRAINABLE" "${LATENT[@]}" \
+  --set steps="$S1_STEPS" --set lr=0.0005 --set face_loss_weight="$FACE_WEIGHT" --set init="$OUT/s0/final/ema.safetensors" --set trainable="$TRAINABLE" "${LATENT[@]}" \
   --set checkpoint_every=250 --set keep_checkpoints=0  # every checkpoint kept: the probes' curves
 step stage2 "$OUT/s2/final/ema.safetensors" \
   $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s2" --set stage=2 \
-  --set steps="$S2_STEPS" --set lr=0.0003 --set init="$OUT/s1/final/ema.safetensors" --set trainable="$TRAINABLE" "${LATENT[@]}" \
+  --set steps="$S2_STEPS" --set lr=0.0003 --set face_loss_weight="$FACE_WEIGHT" --set init="$OUT/s1/final/ema.safetensors" --set trainable="$TRAINABLE" "${LATENT[@]}" \
   --set checkpoint_every=500 --set keep_checkpoints=0  # every checkpoint kept: `humo bench train --recipe`
 step model "$OUT/model/dit.safetensors" \
   python -m humo.toy --out "$OUT/model" --dit "$OUT/s2/final/ema.safetensors" --vae "$OUT/codec" \

@@ -65,6 +65,8 @@ def synthetic_cache(
     with_refs: Sequence[bool] | None = None,
     with_audio: Sequence[bool] | None = None,
     with_mask: Sequence[bool] | None = None,
+    with_pose: Sequence[bool] | bool = False,
+    continuation: bool = False,
     split: str = "train",
     seed: int = 0,
     index: str = DEFAULT_INDEX,
@@ -72,8 +74,11 @@ def synthetic_cache(
     """Write a cache of random tensors with the exact layout `precompute` writes (no encoders needed).
 
     latent: [C, F, h, w] of every clip; with_refs / with_audio / with_mask: per sample (default all True), for
-    incomplete data. The video latent of sample i is smooth in space (so a model can learn something) and the face
-    mask is a box; everything is seeded. Returns the index path.
+    incomplete data; with_pose: per sample, or for all (default none), pose keypoints of one person whose seen
+    joints drift across the frame; continuation: every sample also cached as a long video's continuation (motion
+    latents of 2 frames before a segment of F - 1 latent frames, `precompute --continuation`'s layout). The video
+    latent of sample i is smooth in space (so a model can learn something) and the face mask is a box; everything
+    is seeded. Returns the index path.
     """
     g = torch.Generator().manual_seed(seed)
     store = ObjectStore(out)
@@ -84,6 +89,9 @@ def synthetic_cache(
         store.put(key, tensor.float(), {"kind": kind})
         return key
 
+    if isinstance(with_pose, bool):
+        with_pose = [with_pose] * samples
+    frames = 4 * (f - 1) + 1
     entries = []
     for i in range(samples):
         base = torch.randn(c, 1, 1, 1, generator=g) + 0.3 * torch.randn(c, f, h, w, generator=g)
@@ -103,9 +111,23 @@ def synthetic_cache(
                 "references": refs if (with_refs is None or with_refs[i]) else [],
                 "audio": audio if (with_audio is None or with_audio[i]) else None,
                 "mask": put("mask", m, i) if (with_mask is None or with_mask[i]) else None,
+                "pose": put("pose", _pose_points(g, frames), i) if with_pose[i] else None,
                 "zero_video": put("zero_video", torch.zeros(c, f, h, w), f, h, w),
             }
         )
+        if continuation:
+            fc, e = f - 1, entries[-1]
+            e["continuation"] = {
+                "shape": [c, fc, h, w],
+                "video": put("video", base[:, 1:] + 0.1 * torch.randn(c, fc, h, w, generator=g), i, "cont"),
+                "motion": put("motion", base[:, :2], i),
+                "audio": put("audio", torch.randn(fc, *audio_window, generator=g), i, "cont") if e["audio"] else None,
+                "motion_audio": put("audio", torch.randn(2, *audio_window, generator=g), i, "m")
+                if e["audio"]
+                else None,
+                "mask": put("mask", m[:fc], i, "cont") if e["mask"] else None,
+                "pose": None,
+            }
     null = {
         "negative": put("text", torch.randn(text_len + 2, text_dim, generator=g), "negative"),
         "empty": put("text", torch.zeros(1, text_dim), "empty"),
@@ -126,3 +148,13 @@ def synthetic_cache(
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(idx, indent=1))
     return path
+
+
+def _pose_points(g: torch.Generator, frames: int) -> torch.Tensor:
+    """[frames, 1, 18, 3] normalised keypoints: 6 seen joints moving linearly across the frame, the rest unseen."""
+    start, end = torch.rand(2, 6, 2, generator=g) * 0.8 + 0.1
+    w = torch.linspace(0, 1, frames).view(-1, 1, 1)
+    pts = torch.zeros(frames, 1, 18, 3)
+    pts[:, 0, :6, :2] = start + (end - start) * w
+    pts[:, 0, :6, 2] = 1.0
+    return pts

@@ -11,6 +11,7 @@ from humo.conditioning import (
     Conditions,
     Keep,
     Modality,
+    check_condition_order,
     dit_inputs,
     keep_for_training,
     register,
@@ -27,14 +28,15 @@ B, C, F, H, W, R, M = 2, 4, 3, 2, 2, 1, 2
 def test_the_registry_is_what_guidance_reads():
     import humo.guidance as guidance
 
-    assert tuple(MODALITIES) == ("text", "image", "audio") == guidance.MODALITIES
-    assert "".join(m.letter for m in MODALITIES.values()) == "tia"
+    assert tuple(MODALITIES) == ("text", "image", "audio", "pose") == guidance.MODALITIES
+    assert "".join(m.letter for m in MODALITIES.values()) == "tiap"
     assert Condition.parse("ta").modalities == frozenset({"text", "audio"})
+    assert Condition.parse("tip").modalities == frozenset({"text", "image", "pose"})
     with pytest.raises(HumoError, match="already registered"):
         register(Modality("audio", "x", "audio", None, "audio", "-"))
     with pytest.raises(HumoError, match="letter 't' is taken"):
-        register(Modality("pose", "t", "pose", None, "pose", "-"))
-    assert tuple(MODALITIES) == ("text", "image", "audio")  # refused registrations leave it as it was
+        register(Modality("speaker2", "t", "speaker2", None, "speaker2", "-"))
+    assert tuple(MODALITIES) == ("text", "image", "audio", "pose")  # refused registrations leave it as it was
 
 
 def test_training_and_guidance_keep_the_same_inputs_for_the_same_condition():
@@ -150,3 +152,31 @@ def test_audio_windows_can_start_mid_audio():
     later = audio_windows(feats, 5, start=16)  # windows read from video frame 16 on (any start frame works)
     assert torch.equal(later[1:], whole[5:9])  # its latent frames 1.. read the same frames as the whole video's
     assert later[0, :3].abs().sum() == 0 and later[0, 3:, 0, 0].tolist() == [15.0, 16.0, 17.0, 18.0, 19.0]
+
+
+def test_pose_rides_on_the_generated_frames_and_its_null_is_zero_heatmaps():
+    cond = _conditions()
+    maps = torch.rand(1, 18, 1 + 4 * (F - 1), 2 * H, 2 * W)
+    cond.pose = maps
+    x = torch.randn(B, C, M + F + R, H, W)
+    rows = lambda *kept: Keep(("prompt",) * B, {m: torch.tensor(kept) for m in ("image", "audio", "pose")})  # noqa: E731
+    mixed = dit_inputs(cond, x, rows(True, False), "replace")
+    assert mixed.pose_start == M  # its features start after the motion frames (and end before the references)
+    assert torch.equal(mixed.pose[0], maps[0]) and not mixed.pose[1].any()
+    everywhere = dit_inputs(cond, x, rows(True, True), "replace")
+    assert everywhere.pose is maps  # one pose for every row: passed once, broadcast by the DiT
+    assert dit_inputs(cond, x, rows(False, False), "replace").pose is None  # no row sees it: the guider is skipped
+    cond.pose = None
+    assert dit_inputs(cond, x, rows(True, True), "replace").pose is None  # no pose given
+
+
+def test_a_condition_comes_with_every_weaker_one():
+    for ok in ({"text"}, {"text", "image"}, {"text", "audio"}, {"text", "image", "audio"}, {"text", "image", "pose"},
+               {"text", "image", "audio", "pose"}):  # fmt: skip
+        check_condition_order(ok)
+    with pytest.raises(HumoError, match="pose needs image too"):
+        check_condition_order({"text", "audio", "pose"})
+    with pytest.raises(HumoError, match="pose needs image too"):
+        check_condition_order({"text", "pose"})
+    with pytest.raises(HumoError, match="case 'x': image needs text too"):
+        check_condition_order({"image"}, "case 'x': ")

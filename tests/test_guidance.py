@@ -344,3 +344,39 @@ def test_dict_round_trip_and_config_files(tmp_path):
         load_schedule(broken)
     with pytest.raises(HumoError, match="not found"):
         load_schedule(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("preset", preset_names())
+@pytest.mark.parametrize("given", [("text", "image"), TIA])
+def test_every_preset_keeps_a_pose_on_in_every_pass(preset, given):
+    """OmniHuman-1 guides text and audio, never the pose: with a pose given, each preset's passes are its passes
+    without a pose, each with the pose added, and so is its formula (same links, same scales)."""
+    without = schedule_from_spec(preset, given)
+    posed = schedule_from_spec(preset, (*given, "pose"))
+    assert all(c.has("pose") for c in posed.conditions_needed())
+    for t in (999.0, 990.0, 500.0, 0.0):
+        a, b = without.phase_at(t), posed.phase_at(t)
+        assert [c.modalities | {"pose"} for c in a.chain] == [c.modalities for c in b.chain]
+        assert a.scales_at(t) == b.scales_at(t)
+        assert (
+            value_of(without, t)
+            == combine({C(k + "p" if k != "null" else "p"): torch.full(SHAPE, v) for k, v in VAL.items()}, b, t)
+            .reshape(-1)[0]
+            .item()
+        )
+    # the passes see the pose: the rows' Keep says so, the same rule training applies
+    from humo.conditioning import Keep
+
+    keep = Keep.of_conditions(list(posed.conditions_needed()), 1)
+    assert keep["pose"].all()
+
+
+def test_a_guidance_config_guides_pose_only_when_it_names_it():
+    phases = [{"t_min": 0, "t_max": 1000, "chain": ["ti", "tia"], "scales": [5.0]}]
+    kept = schedule_from_dict({"phases": phases}, ("text", "image", "audio", "pose"))
+    assert [c.name for c in kept.phases[0].chain] == ["tip", "tiap"]  # as the presets do
+    named = [{"t_min": 0, "t_max": 1000, "chain": ["tia", "tiap"], "scales": [2.0]}]
+    guided = schedule_from_dict({"phases": named}, ("text", "image", "audio", "pose"))
+    assert [c.name for c in guided.phases[0].chain] == ["tia", "tiap"]  # pose CFG, as written
+    with pytest.raises(HumoError, match="use pose but no pose input"):
+        schedule_from_dict({"phases": named}, TIA)

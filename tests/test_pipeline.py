@@ -151,7 +151,7 @@ def test_latent_grid_follows_the_vae_stride_and_must_fit_the_patch(components, m
         (dict(frames=10), "4k\\+1"),
         (dict(height=40), "multiple of 16"),
         (dict(steps=0), "at least 1"),
-        (dict(frames=-1), "no --audio"),
+        (dict(frames=-1), "from the audio \\(or the pose\\), but neither was given"),
         (dict(guidance_params={"scale_t": -1.0}), "scale"),
         (dict(prompt=" "), "empty prompt"),
         (dict(images=["missing.png"]), "file not found"),

@@ -11,6 +11,7 @@ from PIL import Image
 from humo.cli import main
 from humo.data.manifest import read_manifest
 from humo.media.video import read_video
+from humo.pose import from_proving_ground, save_pose
 from humo.proving_ground import world
 from humo.proving_ground.synth import SynthConfig, synthesize_dataset
 
@@ -73,12 +74,19 @@ def test_cli_synth_and_eval(tmp_path, capsys):
     assert main(["synth", "--out", str(out), "--clips", "2", "--frames", "41", "--seed", "5", "--workers", "1"]) == 0
     s0, s1 = read_manifest(out / "manifest.jsonl")
     res = tmp_path / "r.json"
+    # the clips' pose tracks as pose files (COCO-17), as `humo generate --pose` takes them
+    for s in (s0, s1):
+        with np.load(s.face_masks_path) as z:
+            save_pose(tmp_path / f"{s.id}_pose.json", from_proving_ground(z["keypoints"], 64, 64, s.fps))
     args = ["eval", str(s0.video_path), "--prompt", s0.caption, "--image", str(s0.ref_image_paths[0])]
-    assert main(args + ["--audio", str(s0.audio_path), "--json", str(res)]) == 0
+    pose0 = str(tmp_path / f"{s0.id}_pose.json")
+    assert main(args + ["--audio", str(s0.audio_path), "--pose", pose0, "--json", str(res)]) == 0
     row = json.loads(res.read_text())["rows"][s0.id]
     # after H.264 compression the ground-truth clip still scores near perfect
     assert row["text_mean"] == 1.0 and row["subject_acc"] >= 5 / 6 and abs(row["sync_offset"]) <= 1
-    assert "mean" in capsys.readouterr().out
+    assert row["pose_error"] < 0.15 and row["pose_missed"] == 0.0
+    out = capsys.readouterr().out
+    assert "mean" in out and "pose" in out
 
     # batch mode: the release's case format, paths relative to the cases file; video DIR/<name>.mp4
     vids = tmp_path / "videos"
@@ -91,10 +99,17 @@ def test_cli_synth_and_eval(tmp_path, capsys):
             "audio_path": f"ds/{s.audio}",
             "prompt": s.caption,
         }
+    cases["a"]["pose_path"] = f"{s0.id}_pose.json"  # optional: case b is scored without a pose
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     assert main(["eval", "--cases", str(tmp_path / "cases.json"), "--videos", str(vids), "--json", str(res)]) == 0
     result = json.loads(res.read_text())
     assert set(result["rows"]) == {"a", "b"} and result["means"]["text_mean"] == 1.0
+    assert result["rows"]["a"]["pose_error"] < 0.15 and result["rows"]["b"]["pose_error"] is None
+    # the other clip's pose: its action and place differ
+    cases["a"]["pose_path"] = f"{s1.id}_pose.json"
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    assert main(["eval", "--cases", str(tmp_path / "cases.json"), "--videos", str(vids), "--json", str(res)]) == 0
+    assert json.loads(res.read_text())["rows"]["a"]["pose_error"] > 2 * row["pose_error"]
 
 
 @pytest.mark.parametrize(
@@ -106,6 +121,7 @@ def test_cli_synth_and_eval(tmp_path, capsys):
         (["eval"], "give a VIDEO"),
         (["eval", "--cases", "c.json"], "needs both --cases and --videos"),
         (["eval", "missing.mp4"], "missing.mp4"),
+        (["eval", "--cases", "c.json", "--videos", "v", "--pose", "p.json"], "pose_path in the cases file"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, message):

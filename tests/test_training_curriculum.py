@@ -71,12 +71,13 @@ def test_stream_is_deterministic_resumable_and_split_across_ranks():
     r1 = list(itertools.islice(iter(_sampler(batch_size=2, world_size=2, rank=1)), 60))
     assert [a + b for a, b in zip(r0, r1)] == first
     for batch in first:
-        for idx, task in batch:
+        for idx, task, cont in batch:
+            assert cont is False  # no continuation share
             assert (task == "subject" and AVAIL[idx]["image"]) or (task == "av" and AVAIL[idx]["audio"])
     # the audio-visual share follows the ramp: 20% at the start, 80% after step 50
-    early = [t for b in first[:10] for _, t in b]
+    early = [t for b in first[:10] for _, t, _ in b]
     late = list(itertools.islice(iter(_sampler(start=200)), 100))
-    late = [t for b in late for _, t in b]
+    late = [t for b in late for _, t, _ in b]
     assert early.count("av") / len(early) < 0.5 < late.count("av") / len(late)
     assert abs(late.count("av") / len(late) - 0.8) < 0.08
 
@@ -84,7 +85,7 @@ def test_stream_is_deterministic_resumable_and_split_across_ranks():
 def test_every_sample_of_a_pool_comes_once_per_epoch():
     s = _sampler()
     batches = list(itertools.islice(s.global_batches(), 30))
-    subject = [i for b in batches for i, t in b if t == "subject"]
+    subject = [i for b in batches for i, t, _ in b if t == "subject"]
     n = len(s.pools["subject"])
     for e in range(len(subject) // n):
         assert sorted(subject[e * n : (e + 1) * n]) == [0, 2, 4]

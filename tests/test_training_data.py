@@ -122,10 +122,64 @@ def test_precompute_reports_missing_files_and_missing_encoders(tmp_path, encoder
         precompute([Sample("x", "a.mp4", "a"), Sample("x", "b.mp4", "b")], tmp_path / "c", encoders, base_dir=media)
 
 
+def test_precompute_keeps_pose_keypoints_from_tracks_or_a_pose_file(tmp_path, encoders, media):
+    from humo.pose import CANONICAL, COCO17, PoseTrack, save_pose, to_canonical
+    from humo.proving_ground.render import KEYPOINTS
+
+    # the proving ground's tracks, in its face-mask .npz: [C, T, K, 3] in pixels of the 32 x 32 clip
+    kp = np.zeros((1, 6, len(KEYPOINTS), 3), np.float32)
+    kp[0, :, KEYPOINTS.index("left_hand")] = np.stack([np.arange(6) + 4.5, np.full(6, 9.0), np.ones(6)], 1)
+    np.savez(media / "tracks.npz", masks=np.load(media / "masks.npz")["masks"], keypoints=kp)
+    # a pose file at 50 fps in a 64 x 32 frame: in the 32 x 32 clip it is halved and centred vertically
+    coco = np.zeros((12, 1, 17, 3), np.float32)
+    coco[:, 0, COCO17.index("nose")] = np.stack([np.arange(12) * 2.0, np.full(12, 16.0), np.ones(12)], 1)
+    save_pose(media / "pose.json", PoseTrack(to_canonical(coco, "coco17"), 64, 32, 50.0))
+    samples = [
+        Sample("tracks", "a.mp4", "a person talks", face_masks="tracks.npz", meta={"keypoint_names": list(KEYPOINTS)},
+               **CLIP),
+        Sample("file", "b.mp4", "a person waves", pose="pose.json", **CLIP),
+        Sample("none", "a.mp4", "a person talks", face_masks="masks.npz", **CLIP),  # masks without keypoints
+    ]  # fmt: skip
+    stats = precompute(samples, tmp_path / "cache", encoders, base_dir=media, dtype=torch.bfloat16)
+    assert stats.computed["pose"] == 2
+    cache = LatentCache(tmp_path / "cache")
+    tracks, file, none = (cache.store.get(e["pose"]) if e["pose"] else None for e in cache.samples)
+    assert none is None and tracks.dtype == torch.float32  # coordinates stay float32 in a bf16 cache
+    assert tracks.shape == (5, 1, len(CANONICAL), 3)  # the clip's 5 frames (4k+1 of 6)
+    wrist = tracks[:, 0, CANONICAL.index("right_wrist")]  # the image-left hand is the person's right
+    assert torch.allclose(
+        wrist, torch.stack([(torch.arange(5) + 4.5) / 32, torch.full((5,), 9 / 32), torch.ones(5)], 1)
+    )
+    nose = file[:, 0, CANONICAL.index("nose")]
+    assert torch.allclose(nose[:, 0], torch.arange(0, 10, 2.0) * 2 / 64)  # every other pose frame, at 25 fps
+    assert torch.allclose(nose[:, 1], torch.full((5,), 0.5))
+    ds = CachedDataset(cache, split="train", pose=True)
+    assert [a["pose"] for a in ds.availability()] == [True, True, False]
+    batch = Collate(num_refs=0, pose=(2, 1.0))([ds[(0, "subject")], ds[(2, "subject")]])
+    assert batch.pose.shape == (2, len(CANONICAL), 5, 16, 16) and batch.has_pose.tolist() == [True, False]
+    j = CANONICAL.index("right_wrist")
+    assert divmod(int(batch.pose[0, j, 2].argmax()), 16) == (4, 3)  # frame 2 at (6.5, 9) / 32 of 16 px
+    assert not batch.pose[1].any() and not batch.pose[0, CANONICAL.index("left_ear")].any()
+
+
 def test_content_key_depends_on_every_part():
     assert content_key("video", "abc", 1) == content_key("video", "abc", 1)
     assert content_key("video", "abc", 1) != content_key("video", "abc", 2)
     assert content_key("video", "abc", None) != content_key("video", "abd", None)
+
+
+def test_an_encoders_identity_does_not_depend_on_the_folder_it_was_read_from(encoders):
+    import copy
+
+    moved = copy.deepcopy(encoders)
+    moved.text.model.config._name_or_path = "/elsewhere/text"
+    moved.audio.encoder.config._name_or_path = "../whisper"
+    moved._ids = {}
+    assert moved.identity("text") == encoders.identity("text")
+    assert moved.identity("audio") == encoders.identity("audio")
+    moved.text.model.config.d_model += 1  # a real config change still changes it
+    moved._ids = {}
+    assert moved.identity("text") != encoders.identity("text")
 
 
 def test_dataset_reads_what_each_task_needs_and_collate_fills_nulls(tmp_path):
@@ -142,9 +196,9 @@ def test_dataset_reads_what_each_task_needs_and_collate_fills_nulls(tmp_path):
     cache = LatentCache(tmp_path)
     ds = CachedDataset(cache, split="train", num_refs=2)
     assert ds.availability() == [
-        {"image": True, "audio": True, "mask": False},
-        {"image": False, "audio": True, "mask": True},
-        {"image": True, "audio": False, "mask": True},
+        {"image": True, "audio": True, "pose": False, "mask": False},
+        {"image": False, "audio": True, "pose": False, "mask": True},
+        {"image": True, "audio": False, "pose": False, "mask": True},
     ]
     # The dataset reads what a sample has; which of it a task's pass sees is the objective's rule (TASK_USES).
     assert torch.equal(ds[(0, "subject")]["audio"], ds[(0, "av")]["audio"])

@@ -185,3 +185,28 @@ def test_tensorboard_progress_and_the_bench(cache, tmp_path, capsys):
     assert main(bench) == 0
     out = capsys.readouterr().out
     assert "fp32" in out and "bf16" in out and "ratio bf16/fp32 = " in out
+
+
+def test_a_dit_with_a_pose_guider_trains_on_the_samples_that_have_a_pose(tmp_path):
+    """OmniHuman-1's pose condition in the one trainer: from a HuMo export without a guider, a fresh (zero
+    embedding) guider learns from the samples with keypoints, kept at pose_ratio; at ratio 0 it never sees one."""
+    synthetic_cache(
+        tmp_path / "c", samples=4, text_dim=MODEL["text_dim"], audio_window=(8, 5, MODEL["audio_feat_dim"]),
+        with_pose=[True, True, False, True],
+    )  # fmt: skip
+    base = tmp_path / "humo.safetensors"
+    save_dit(HumoDiT(tiny_cfg("humo-1.7b", **MODEL)), base)
+    posed = {**MODEL, "pose_channels": 4, "pose_hidden": 8}
+    kw = dict(stage=2, model_overrides=posed, init=str(base), steps=3, weight_decay=0.0, pose_ratio=1.0)
+    trainer = Trainer(_cfg(tmp_path / "c", tmp_path / "run", **kw))
+    assert trainer.dataset.pose and any(n.startswith("pose_guider.") for n in trainer.params)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items() if k.startswith("pose_guider.")}
+    assert not before["pose_guider.patch_embedding.weight"].any()  # zero-initialised: the export is unchanged
+    summary = trainer.run()
+    after = load_file(summary["export"])
+    assert after["pose_guider.patch_embedding.weight"].abs().sum() > 0  # learned (no weight decay to move it)
+    assert not torch.equal(after["pose_guider.encoder.0.weight"], before["pose_guider.encoder.0.weight"])
+    assert load_dit(summary["export"]).cfg.pose_channels == 4
+    # pose_ratio 0: every pose is dropped, the guider gets no gradient and its embedding stays zero
+    none = train(_cfg(tmp_path / "c", tmp_path / "none", **{**kw, "pose_ratio": 0.0, "steps": 2}))
+    assert not load_file(none["export"])["pose_guider.patch_embedding.weight"].any()

@@ -1,4 +1,4 @@
-"""`humo eval`: proving-ground metrics (text following, subject consistency, lip sync) for generated videos."""
+"""`humo eval`: proving-ground metrics (text following, subject consistency, lip sync, pose) for generated videos."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", help="the prompt it was generated from")
     parser.add_argument("--image", action="append", default=[], type=Path, help="reference image (repeatable)")
     parser.add_argument("--audio", type=Path, help="the driving audio file")
-    parser.add_argument("--cases", type=Path, help="batch mode: cases JSON {name: {img_paths, audio_path, prompt}}")
+    parser.add_argument("--pose", type=Path, help="the driving pose file (humo-pose/1): scores the pose followed")
+    parser.add_argument(
+        "--cases", type=Path, help="batch mode: cases JSON {name: {img_paths, audio_path, prompt[, pose_path]}}"
+    )
     parser.add_argument("--videos", type=Path, help="batch mode: folder holding <name>.mp4 for every case")
     parser.add_argument("--skip-missing", action="store_true", help="batch mode: skip cases without a video")
     parser.add_argument("--json", type=Path, help="also write the full results as JSON here")
@@ -35,9 +38,12 @@ def run(args: argparse.Namespace) -> int:
     from humo.proving_ground import metrics
 
     if args.json is not None:  # a results file is rewritten on each run, but never in place of an input
-        inputs = [p for p in (args.video, args.audio, args.cases, args.manifest, *args.image) if p is not None]
+        given = (args.video, args.audio, args.pose, args.cases, args.manifest, *args.image)
+        inputs = [p for p in given if p is not None]
         check_output(args.json, "--json", inputs, overwrite=True)
 
+    if args.pose is not None and (args.cases or args.videos or args.model or args.manifest):
+        raise HumoError("--pose scores one VIDEO; in batch mode give each case a pose_path in the cases file")
     if args.model is not None or args.manifest is not None:
         if args.model is None or args.manifest is None:
             raise HumoError("held-out mode needs both --model and --manifest")
@@ -80,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         from humo.media.video import read_video
 
         frames, fps, _, _ = read_video(args.video)
-        row = metrics.evaluate_clip(frames, fps, args.prompt, args.image, args.audio)
+        row = metrics.evaluate_clip(frames, fps, args.prompt, args.image, args.audio, args.pose)
         rows = {args.video.stem: row}
         means = metrics.summarize(rows.values())
         result = {"rows": rows, "means": means}

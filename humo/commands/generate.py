@@ -1,4 +1,5 @@
-"""`humo generate`: one video from --prompt/--image/--audio, or a batch from --cases (the release's format)."""
+"""`humo generate`: one video from --prompt/--image/--audio(/--pose), or a batch from --cases (the release's format,
+plus an optional `pose_path` per case)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", help="what happens in the video")
     parser.add_argument("--image", action="append", default=[], help="reference image (repeat for several)")
     parser.add_argument("--audio", help="driving audio (wav, flac, mp3, m4a, or a video's audio track)")
+    parser.add_argument(
+        "--pose",
+        metavar="FILE",
+        help="driving pose (a pose JSON: `humo pose extract`, format in docs/data-format.md) for a model with a pose "
+        "guider; needs --image; without --audio it is pose-only driving",
+    )
     parser.add_argument("--out", help="output .mp4 (single video)")
-    parser.add_argument("--cases", help="batch: a JSON {name: {img_paths, audio_path, prompt}} as in the release")
+    parser.add_argument(
+        "--cases", help="batch: a JSON {name: {img_paths, audio_path, prompt[, pose_path]}} as in the release"
+    )
     parser.add_argument("--out-dir", default="outputs", help="batch output folder (default outputs/)")
     from humo.constants import VIDEO_FPS
     from humo.pipeline import LAYOUTS
@@ -34,7 +43,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--frames",
         type=int,
-        help=f"video frames at {VIDEO_FPS} fps, 4k+1, or -1 for the audio's whole length; a video longer than a "
+        help=f"video frames at {VIDEO_FPS} fps, 4k+1, or -1 for the audio's whole length (without audio, the "
+        "pose's); a video longer than a "
         f"segment is made in segments, each continuing from the last 5 frames of the one before "
         f"(default: {per_model('frames')})",
     )
@@ -216,8 +226,10 @@ def requests_from_args(args, seed: int) -> list[tuple]:
         cache=args.cache,
     )
     if args.cases:
-        if args.prompt or args.image or args.audio or args.out:
-            raise HumoError("--cases: give the prompt, images and audio in the cases file, not on the command line")
+        if args.prompt or args.image or args.audio or args.pose or args.out:
+            raise HumoError(
+                "--cases: give the prompt, images, audio and pose in the cases file, not on the command line"
+            )
         path = Path(args.cases)
         if not path.is_file():
             raise HumoError(f"--cases {path}: file not found")
@@ -237,9 +249,10 @@ def requests_from_args(args, seed: int) -> list[tuple]:
             resolve = lambda p: str(p if Path(p).is_absolute() or Path(p).exists() else path.parent / p)  # noqa: E731
             images = [resolve(p) for p in case.get("img_paths") or []]
             audio = resolve(case["audio_path"]) if case.get("audio_path") else None
+            pose = resolve(case["pose_path"]) if case.get("pose_path") else None
             out.append(
                 (
-                    GenerationRequest(case["prompt"], images, audio, name=name, **common),
+                    GenerationRequest(case["prompt"], images, audio, name=name, pose=pose, **common),
                     Path(args.out_dir) / f"{name}.mp4",
                 )
             )
@@ -250,14 +263,14 @@ def requests_from_args(args, seed: int) -> list[tuple]:
         raise HumoError("--out is required (an .mp4 path)")
     if not args.out.lower().endswith(".mp4"):
         raise HumoError(f"--out {args.out}: must end in .mp4")
-    return [(GenerationRequest(args.prompt, args.image, args.audio, **common), Path(args.out))]
+    return [(GenerationRequest(args.prompt, args.image, args.audio, pose=args.pose, **common), Path(args.out))]
 
 
 def check_outputs(jobs, png_frames: str | None, overwrite: bool) -> None:
     """Every output is checked before the model loads, so a bad path fails in a second, not after sampling."""
     from humo.errors import check_output
 
-    inputs = [p for req, _ in jobs for p in (*req.images, req.audio, req.guidance_config) if p]
+    inputs = [p for req, _ in jobs for p in (*req.images, req.audio, req.pose, req.guidance_config) if p]
     for req, out in jobs:
         check_output(out, f"case '{req.name}': output" if req.name else "--out", inputs, overwrite)
     if png_frames is not None:
@@ -381,10 +394,26 @@ def check_job_size(
     for req, _ in jobs:
         who = f"case '{req.name}': " if req.name else ""
         seconds = audio_duration(req.audio) if req.audio else None
-        try:
-            frames = frames_for_audio(round(seconds * SAMPLE_RATE), VIDEO_FPS) if req.frames == -1 else req.frames
-        except HumoError as e:  # its message knows the length, not the file
-            raise HumoError(f"{who}audio {req.audio}: {e}") from None
+        track = None
+        if req.pose:
+            from humo.pose import load_pose
+
+            track = load_pose(req.pose)  # small; read again by the pipeline
+        if req.frames != -1:
+            frames = req.frames
+        elif seconds is not None:
+            try:
+                frames = frames_for_audio(round(seconds * SAMPLE_RATE), VIDEO_FPS)
+            except HumoError as e:  # its message knows the length, not the file
+                raise HumoError(f"{who}audio {req.audio}: {e}") from None
+        else:  # --frames -1 without audio takes the pose's length (`GenerationRequest.resolved` checked one is given)
+            from humo.pose import frames_for_pose
+
+            frames = frames_for_pose(track, req.pose, VIDEO_FPS)
+        if track is not None:
+            from humo.pose import check_covers
+
+            check_covers(track, frames, req.pose, VIDEO_FPS, who)
         video_s = frames / VIDEO_FPS
         if seconds is not None and req.frames != -1 and seconds > video_s + 1 / VIDEO_FPS:
             warn(
@@ -422,6 +451,13 @@ def check_job_size(
             )
 
 
+def checkpoint_config(weights: Path, layout):
+    """The DiT config of the checkpoint under `weights`, read from its header (no weights are loaded)."""
+    from humo.checkpoint import infer_config, read_shapes
+
+    return infer_config(*read_shapes(weights / layout.dit))
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -440,7 +476,10 @@ def run(args: argparse.Namespace) -> int:
     # Everything is checked before a model is loaded.
     layout = HumoPipeline.check_weights(weights, preset)
     seed, drawn = parse_seed(args.seed)
-    jobs = [(req.resolved(layout), out) for req, out in requests_from_args(args, seed)]
+    requests = requests_from_args(args, seed)
+    # A pose needs a pose guider, which only the checkpoint's own config tells (its header, not its weights).
+    dit_config = checkpoint_config(weights, layout) if any(req.pose for req, _ in requests) else None
+    jobs = [(req.resolved(layout, dit_config), out) for req, out in requests]
     check_outputs(jobs, args.png_frames, args.overwrite)
     resident = parse_offload(args.offload)
     layers = dit_preset(layout.dit_preset).num_layers

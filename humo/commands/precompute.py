@@ -25,6 +25,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="stored tensor dtype")
     parser.add_argument("--negative-prompt", help="null text for guidance dropout (default: Wan's negative prompt)")
     parser.add_argument("--split", help="only samples of this split (default: all)")
+    parser.add_argument(
+        "--continuation",
+        action="store_true",
+        help="also cache each clip as a long video's continuation (its first 5 frames as motion frames, the rest as "
+        "the segment), for training with continuation_share > 0",
+    )
     parser.add_argument("--device", default="cpu", help="device for the encoders (default cpu)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar (the cache summary still prints)")
 
@@ -56,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=DTYPES[args.dtype],
         negative_prompt=args.negative_prompt,
         progress=not args.quiet,
+        continuation=args.continuation,
     )
     print(f"cache {args.out}: {stats.summary()}")
     return 0

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.utils.data
 
+from humo.constants import MOTION_FRAMES
 from humo.data.precompute import CACHE_VERSION, DEFAULT_INDEX, ObjectStore
 from humo.errors import HumoError
 
@@ -55,10 +56,12 @@ class LatentCache:
 
 
 class CachedDataset(torch.utils.data.Dataset):
-    """Cached samples of one split. ``dataset[(i, task)]`` -> a dict of tensors (see `__getitem__`).
+    """Cached samples of one split. ``dataset[(i, task)]`` or ``dataset[(i, task, continuation)]`` -> a dict of
+    tensors (see `__getitem__`); with continuation true, the sample as a long video's continuation (its cached
+    segment after the motion frames, `humo precompute --continuation`).
 
-    num_refs: reference latents read per sample (the first ones); references / audio / masks / zero_video:
-    whether the stage reads them at all.
+    num_refs: reference latents read per sample (the first ones); references / audio / masks / zero_video / pose:
+    whether the stage reads them at all (pose: when the DiT has a pose guider).
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class CachedDataset(torch.utils.data.Dataset):
         audio: bool = True,
         masks: bool = True,
         zero_video: bool = False,
+        pose: bool = False,
     ):
         self.cache = cache
         self.entries = [e for e in cache.samples if split is None or e.get("split") == split]
@@ -79,23 +83,43 @@ class CachedDataset(torch.utils.data.Dataset):
             raise HumoError(f"cache {cache.root}: no samples{where}")
         self.num_refs = num_refs
         self.references, self.audio, self.masks, self.zero_video = references, audio, masks, zero_video
+        self.pose = pose
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def availability(self) -> list[dict[str, bool]]:
-        """Per sample: which optional modalities it has (the registry's: "image", "audio"), and "mask"."""
+        """Per sample: which optional modalities it has (the registry's: "image", "audio", "pose"), and "mask".
+        (A cache written before a modality was registered has no field for it: its samples lack it.)"""
         from humo.conditioning import MODALITIES
 
         optional = [m for m in MODALITIES.values() if m.has_key is not None]
-        return [{**{m.name: bool(e[m.cache_key]) for m in optional}, "mask": bool(e["mask"])} for e in self.entries]
+        return [{**{m.name: bool(e.get(m.cache_key)) for m in optional}, "mask": bool(e["mask"])} for e in self.entries]
 
-    def __getitem__(self, item: tuple[int, str]) -> dict[str, Any]:
+    def lacking_continuation(self) -> list[str]:
+        """Ids of the samples cached without a continuation (see `humo.data.precompute`)."""
+        return [str(e.get("id", i)) for i, e in enumerate(self.entries) if not e.get("continuation")]
+
+    def __getitem__(self, item: tuple[int, str] | tuple[int, str, bool]) -> dict[str, Any]:
         """-> {"index", "task", "latents" [C, F, h, w], "text" [L, D], "refs" [k, C, h, w] (k <= num_refs),
-        "audio" [F, 8, 5, Ca] or None, "mask" [F, h, w] or None, "zero_video" [C, F, h, w] or None}"""
-        i, task = item
+        "audio" [F, 8, 5, Ca] or None, "mask" [F, h, w] or None, "zero_video" [C, F, h, w] or None,
+        "pose" [1 + 4(F-1), P, 18, 3] keypoints (x, y fractions of the frame, confidence) or None,
+        "motion" [C, m, h, w] and "motion_audio" [m, 8, 5, Ca] (a continuation; None otherwise)}"""
+        i, task = item[:2]
+        continuation = len(item) > 2 and bool(item[2])
         e = self.entries[i]
         load = self.cache.load
+        motion = motion_audio = None
+        if continuation:
+            if not e.get("continuation"):
+                raise HumoError(f"cache sample {e.get('id', i)}: has no continuation (precompute --continuation)")
+            # the segment replaces the clip's video, audio, masks and pose; text and references stay the clip's
+            e, c = {**e, **{k: v for k, v in e["continuation"].items() if k != "pose"}}, e["continuation"]
+            motion = load(c["motion"])
+            motion_audio = load(c["motion_audio"]) if self.audio and c["motion_audio"] else None
+            pose = load(c["pose"])[MOTION_FRAMES:] if self.pose and c.get("pose") else None
+        else:
+            pose = load(e["pose"]) if self.pose and e.get("pose") else None
         refs = None
         if self.references and e["references"]:
             refs = torch.cat([load(k) for k in e["references"][: self.num_refs]], dim=1).transpose(0, 1)
@@ -108,6 +132,9 @@ class CachedDataset(torch.utils.data.Dataset):
             "audio": load(e["audio"]) if self.audio and e["audio"] else None,
             "mask": load(e["mask"]) if self.masks and e["mask"] else None,
             "zero_video": load(e["zero_video"]) if self.zero_video else None,
+            "pose": pose,
+            "motion": motion,
+            "motion_audio": motion_audio,
         }
 
 
@@ -120,7 +147,8 @@ class TrainingBatch:
     audio [B, F, 8, 5, Ca] (zeros where absent) and has_audio, or audio None when the DiT's audio branch does not
     run; mask [B, F, h, w] face masks and has_mask; tasks: each sample's curriculum task; index [B] long (dataset
     index); zero_video [C, F, h, w] (17B layout) or None; motion [B, C, m, h, w] and motion_audio [B, m, 8, 5, Ca]:
-    the clean frames that start a long video's continuation, or None.
+    the clean frames that start a long video's continuation, or None; pose [B, J, 1 + 4(F-1), s*h, s*w] heatmaps
+    of the video frames (zeros where absent) and has_pose, or both None when the DiT has no pose guider.
     """
 
     latents: torch.Tensor
@@ -136,13 +164,19 @@ class TrainingBatch:
     zero_video: torch.Tensor | None = None
     motion: torch.Tensor | None = None
     motion_audio: torch.Tensor | None = None
+    pose: torch.Tensor | None = None
+    has_pose: torch.Tensor | None = None
 
     def has(self, modality: str) -> torch.Tensor:
-        """[B] bool: the samples that have `modality` (the registry's presence flag; text: every sample)."""
+        """[B] bool: the samples that have `modality` (the registry's presence flag; text: every sample; a flag
+        the batch does not carry: none)."""
         from humo.conditioning import MODALITIES
 
         key = MODALITIES[modality].has_key
-        return torch.ones(len(self.tasks), dtype=torch.bool) if key is None else getattr(self, key)
+        flag = None if key is None else getattr(self, key)
+        if flag is None:
+            return torch.full((len(self.tasks),), key is None, dtype=torch.bool)
+        return flag
 
     def replace(self, **changes) -> TrainingBatch:
         return dataclasses.replace(self, **changes)
@@ -158,11 +192,13 @@ class TrainingBatch:
 
 
 class Collate:
-    """A list of dataset items -> one `TrainingBatch`."""
+    """A list of dataset items -> one `TrainingBatch`. `pose`: (scale, sigma) of the DiT's pose guider (heatmaps
+    drawn at scale x the latent's size, `humo.pose.render_heatmaps`), or None without one."""
 
-    def __init__(self, num_refs: int, audio_window: list[int] | None = None):
+    def __init__(self, num_refs: int, audio_window: list[int] | None = None, pose: tuple[int, float] | None = None):
         self.num_refs = num_refs
         self.audio_window = list(audio_window) if audio_window else None
+        self.pose = pose
 
     def __call__(self, items: list[dict[str, Any]]) -> TrainingBatch:
         shapes = {tuple(it["latents"].shape[-2:]) for it in items}
@@ -195,6 +231,28 @@ class Collate:
         for j, it in enumerate(items):
             if it["mask"] is not None:
                 mask[j] = it["mask"][:f]
+        pose = has_pose = None
+        if self.pose is not None:
+            from humo.pose import CANONICAL, render_heatmaps
+
+            scale, sigma = self.pose
+            frames = 4 * (f - 1) + 1
+            pose = latents.new_zeros(b, len(CANONICAL), frames, h * scale, w * scale)
+            has_pose = torch.tensor([it.get("pose") is not None for it in items])
+            for j, it in enumerate(items):
+                if it.get("pose") is not None:
+                    pose[j] = render_heatmaps(it["pose"][:frames], h * scale, w * scale, sigma)
+        motion = motion_audio = None
+        if any(it.get("motion") is not None for it in items):
+            if not all(it.get("motion") is not None for it in items):
+                raise HumoError("training batch mixes continuations and first segments; a batch is one or the other")
+            motion = torch.stack([it["motion"] for it in items])
+            if self.audio_window:
+                m = motion.shape[2]
+                motion_audio = latents.new_zeros(b, m, *self.audio_window)
+                for j, it in enumerate(items):
+                    if it.get("motion_audio") is not None:
+                        motion_audio[j] = it["motion_audio"][:m]
         return TrainingBatch(
             latents=latents,
             refs=refs,
@@ -208,6 +266,10 @@ class Collate:
             audio=audio,
             # the video's frames and the reference slots after them (see reference.zero_video_frames)
             zero_video=items[0]["zero_video"][:, : f + self.num_refs] if items[0]["zero_video"] is not None else None,
+            pose=pose,
+            has_pose=has_pose,
+            motion=motion,
+            motion_audio=motion_audio,
         )
 
 

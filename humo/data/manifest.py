@@ -29,6 +29,7 @@ FIELDS = (
     "ref_images",
     "audio",
     "face_masks",
+    "pose",
     "split",
     "fps",
     "num_frames",
@@ -36,7 +37,7 @@ FIELDS = (
     "width",
     "meta",
 )
-OPTIONAL = {"audio": None, "face_masks": None, "ref_images": [], "meta": {}}
+OPTIONAL = {"audio": None, "face_masks": None, "pose": None, "ref_images": [], "meta": {}}
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Sample:
     folder (set by `read_manifest`, not written) and the ``*_path`` properties resolve against it.
 
     face_masks: an ``.npz`` holding ``masks`` uint8/bool ``[num_frames, height, width]`` (1 = face).
+    pose: a pose file (`humo.pose`) of the clip's frames, for a DiT with a pose guider (the proving ground's pose
+    tracks are in its face-mask ``.npz`` instead).
     """
 
     id: str
@@ -53,6 +56,7 @@ class Sample:
     ref_images: list[str] = field(default_factory=list)
     audio: str | None = None
     face_masks: str | None = None
+    pose: str | None = None
     split: str = "train"
     fps: float = 25.0
     num_frames: int = 0
@@ -81,6 +85,10 @@ class Sample:
         return self.resolve(self.face_masks)
 
     @property
+    def pose_path(self) -> Path | None:
+        return self.resolve(self.pose)
+
+    @property
     def ref_image_paths(self) -> list[Path]:
         return [self.resolve(p) for p in self.ref_images]
 
@@ -102,7 +110,7 @@ def _check(where: str, name: str, value: Any) -> Any:
         if not isinstance(value, str) or (name != "caption" and not value):
             raise bad(f"must be a {'non-empty ' if name != 'caption' else ''}string, got {value!r:.60}")
         return value
-    if name in ("audio", "face_masks"):
+    if name in ("audio", "face_masks", "pose"):
         if value is not None and (not isinstance(value, str) or not value):
             raise bad(f"must be a path string or null, got {value!r:.60}")
         return value
@@ -156,7 +164,7 @@ def read_manifest(path: str | os.PathLike, *, check_files: bool = False) -> list
 
     Raises HumoError naming the line (or row) and field of the first problem: invalid JSON, a missing or
     ill-typed field, an unknown field, a duplicate id, or (with `check_files`) a missing video, reference image,
-    audio or face-mask file. Blank lines are skipped. Each sample's `root` is the manifest's folder.
+    audio, face-mask or pose file. Blank lines are skipped. Each sample's `root` is the manifest's folder.
     """
     p = require_file(path, "manifest")
     root = p.resolve().parent
@@ -186,7 +194,7 @@ def read_manifest(path: str | os.PathLike, *, check_files: bool = False) -> list
 
 
 def _check_files(where: str, s: Sample) -> None:
-    files = [("video", s.video_path), ("audio", s.audio_path), ("face_masks", s.face_masks_path)]
+    files = [("video", s.video_path), ("audio", s.audio_path), ("face_masks", s.face_masks_path), ("pose", s.pose_path)]
     files += [("ref_images", p) for p in s.ref_image_paths]
     for name, fp in files:
         if fp is not None and not fp.is_file():

@@ -1,8 +1,9 @@
 """Pre-computation: every expensive encoder output a training run needs, computed once and cached by content.
 
 For each manifest sample: the VAE latent of the video, the VAE latent of each reference image, the text
-embedding of the caption, the audio windows (Whisper features per latent frame) and the face masks on the latent
-grid; once per cache: the null texts (the negative prompt and the empty prompt) and the latent of an all-zero
+embedding of the caption, the audio windows (Whisper features per latent frame), the face masks on the latent
+grid and the pose keypoints (from the sample's pose file, or the proving ground's tracks in its face-mask .npz);
+once per cache: the null texts (the negative prompt and the empty prompt) and the latent of an all-zero
 video per clip shape (the 17B condition).
 
 Cache layout::
@@ -16,8 +17,16 @@ encoder's identity (a fingerprint of its weights and config) and every setting t
 nothing; changing an encoder or a setting changes the key, so stale results are never reused.
 
 Shapes stored: video latent [16, F, h, w]; reference latent [16, 1, h, w]; text [L, D] (L = the prompt's token
-count, the zeros beyond it are not stored); audio windows [F, 8, 5, C]; face mask [F, h, w] in [0, 1]; zero-video
-latent [16, F, h, w].
+count, the zeros beyond it are not stored); audio windows [F, 8, 5, C]; face mask [F, h, w] in [0, 1]; pose
+[1 + 4(F-1), P, 18, 3] float32, the canonical joints (`humo.pose`) of the clip's video frames, x and y as fractions
+of the frame (heatmaps are drawn at training time, at the size the DiT's pose guider takes); zero-video latent
+[16, F, h, w].
+
+**Continuations** (`continuation=True`, `humo precompute --continuation`): a long video is made in segments, each
+after the first starting from the last `MOTION_FRAMES` frames of the one before (`humo.pipeline`). To train that,
+each clip also yields a continuation sample: its first `MOTION_FRAMES` frames encoded alone as the motion latents
+[16, 2, h, w], the next 1 + 4k frames encoded alone as the video (the segment's first frame is a VAE first frame,
+as at inference), their audio windows from that frame on and the motion frames' own, their face masks and pose.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from humo.constants import round_down_frames
+from humo.constants import MOTION_FRAMES, latent_frames, round_down_frames
 from humo.errors import HumoError, atomic_path, require_file
 
 CACHE_VERSION = 1
@@ -72,6 +81,12 @@ def module_fingerprint(module, config: Any = None, samples_per_tensor: int = 409
         step = max(1, flat.numel() // samples_per_tensor)
         h.update(flat[::step].float().cpu().numpy().tobytes())
     return h.hexdigest()[:32]
+
+
+def _config_dict(config) -> dict:
+    """A transformers config as a dict without the folder it was read from (`_name_or_path`): the same encoder
+    named by a relative or an absolute path, or copied elsewhere, has one identity."""
+    return {k: v for k, v in config.to_dict().items() if k != "_name_or_path"}
 
 
 def content_key(*parts: Any) -> str:
@@ -137,9 +152,9 @@ class Encoders:
                 # A WanVAE fingerprints its diffusers module; the linear codec is its own state dict.
                 self._ids[which] = module_fingerprint(getattr(enc, "model", enc), enc.config)
             elif which == "text":
-                self._ids[which] = module_fingerprint(enc.model, (enc.model.config.to_dict(), enc.text_len))
+                self._ids[which] = module_fingerprint(enc.model, (_config_dict(enc.model.config), enc.text_len))
             else:
-                cfg = enc.encoder.config.to_dict()
+                cfg = _config_dict(enc.encoder.config)
                 self._ids[which] = module_fingerprint(enc.encoder, (cfg, enc.feature_extractor.to_json_string()))
         return self._ids[which]
 
@@ -208,6 +223,7 @@ class Precomputer:
         width: int | None = None,
         dtype: torch.dtype = torch.float32,
         negative_prompt: str | None = None,
+        continuation: bool = False,
     ):
         if (height is None) != (width is None):
             raise HumoError("precompute: give both --height and --width, or neither")
@@ -221,14 +237,15 @@ class Precomputer:
 
             negative_prompt = WAN_NEGATIVE_PROMPT
         self.negative_prompt = negative_prompt
+        self.continuation = continuation
         self.stats = PrecomputeStats()
 
     # -- helpers -------------------------------------------------------------------------------------------
-    def _cached(self, kind: str, key: str, compute) -> str:
+    def _cached(self, kind: str, key: str, compute, dtype: torch.dtype | None = None) -> str:
         if self.store.has(key):
             self.stats.reused[kind] += 1
         else:
-            self.store.put(key, compute().to(self.dtype), {"kind": kind})
+            self.store.put(key, compute().to(dtype or self.dtype), {"kind": kind})
             self.stats.computed[kind] += 1
         return key
 
@@ -241,17 +258,23 @@ class Precomputer:
 
         return self._cached("text", key, compute)
 
-    def video(self, path: Path, what: str) -> str:
+    def video(self, path: Path, what: str, start: int = 0, count: int | None = None) -> str:
+        """The latent of the clip's frames from `start` on (`count` of them, 1 + 4k; default: as many as the clip and
+        the `frames` limit allow), the first of them encoded alone as a VAE's first frame."""
         settings = [self.frames, self.height, self.width, self.dtype_name]
+        if start or count:  # whole-clip keys stay as they were, so existing caches are found
+            settings += [start, count]
         key = content_key("video", file_digest(path), self.enc.identity("vae"), settings)
 
         def compute():
             from humo.media.video import read_video
 
-            frames = read_video(path)[0]
+            frames = read_video(path)[0][start:]
             if frames.shape[0] == 0:
-                raise HumoError(f"{what}: video {path} has no frames")
-            num = clip_frames(frames.shape[0], self.frames)
+                raise HumoError(f"{what}: video {path} has no frames" + (f" from frame {start}" if start else ""))
+            num = clip_frames(frames.shape[0], self.frames) if count is None else count
+            if frames.shape[0] < num:
+                raise HumoError(f"{what}: video {path} has {frames.shape[0] + start} frames, {start + num} needed")
             video = prepare_video(frames, num, self.height, self.width, f"{what}: video {path}")
             return self.enc.vae.encode(video)[0].float()
 
@@ -267,34 +290,100 @@ class Precomputer:
 
         return self._cached("reference", key, compute)
 
-    def audio(self, path: Path, fps: float, num_latent: int, what: str) -> str:
+    def audio(self, path: Path, fps: float, num_latent: int, what: str, start: int = 0) -> str:
+        """Audio windows of `num_latent` latent frames from video frame `start` on (`audio_windows`)."""
         if self.enc.audio is None:
             raise HumoError(f"{what}: has audio {path} but no audio encoder was given (--audio)")
-        key = content_key("audio", file_digest(path), self.enc.identity("audio"), fps, num_latent, self.dtype_name)
+        settings = [fps, num_latent, self.dtype_name] + ([start] if start else [])
+        key = content_key("audio", file_digest(path), self.enc.identity("audio"), *settings)
 
         def compute():
             from humo.conditions.audio import audio_windows
             from humo.media.audio import load_audio
 
             samples = load_audio(path, min_seconds=0)
-            return audio_windows(self.enc.audio.features(samples, fps=fps), num_latent).float()
+            return audio_windows(self.enc.audio.features(samples, fps=fps), num_latent, start=start).float()
 
         return self._cached("audio", key, compute)
 
-    def mask(self, path: Path, grid: tuple[int, int, int], what: str) -> str:
+    def mask(self, path: Path, grid: tuple[int, int, int], what: str, start: int = 0) -> str:
+        """Face masks of the video frames from `start` on, on the latent grid (f, h, w)."""
         f, h, w = grid
-        key = content_key("mask", file_digest(path), f, h, w, self.dtype_name)
+        key = content_key("mask", file_digest(path), f, h, w, self.dtype_name, *([start] if start else []))
 
         def compute():
             from humo.mask_head import mask_to_latent_grid
 
             m = read_face_masks(path)
-            need = 4 * (f - 1) + 1
+            need = start + 4 * (f - 1) + 1
             if m.shape[0] < need:
                 raise HumoError(f"{what}: face masks {path} cover {m.shape[0]} frames, the clip has {need}")
-            return mask_to_latent_grid(torch.from_numpy(m[:need].astype(np.float32))[None], (h, w))[0]
+            return mask_to_latent_grid(torch.from_numpy(m[start:need].astype(np.float32))[None], (h, w))[0]
 
         return self._cached("mask", key, compute)
+
+    def pose(self, s, resolve, frames: int, fps: float, size: tuple[int, int], what: str) -> str | None:
+        """The sample's pose keypoints for its first `frames` video frames, or None when it has none: its pose file
+        (placed into the clip's `size` (height, width) frame as `humo generate` places one), else the ``keypoints``
+        of the proving ground's face-mask .npz (pixels of the clip). Kept in float32 whatever the cache's dtype: a
+        bf16 coordinate would be off by up to 1/256 of the frame."""
+        from humo.pose import check_covers, from_proving_ground, load_pose
+
+        if getattr(s, "pose", None):
+            path = require_file(resolve(s.pose), f"{what}: pose file")
+            key = content_key("pose", file_digest(path), frames, fps, size)
+
+            def compute():
+                track = load_pose(path)
+                check_covers(track, frames, path, fps, f"{what}: ")
+                return torch.from_numpy(track.fit(*size).at_fps(frames, fps).points)
+
+            return self._cached("pose", key, compute, torch.float32)
+        masks = getattr(s, "face_masks", None)
+        if not masks:
+            return None
+        path = resolve(masks)
+        with np.load(path) as z:
+            if "keypoints" not in z:
+                return None
+        key = content_key("pose-tracks", file_digest(path), frames, fps, size)
+
+        def compute():
+            with np.load(path) as z:
+                kp = z["keypoints"]
+            names = (getattr(s, "meta", None) or {}).get("keypoint_names")
+            track = from_proving_ground(kp, size[1], size[0], fps, names)
+            if track.frames < frames:
+                raise HumoError(f"{what}: pose tracks in {path} cover {track.frames} frames, the clip has {frames}")
+            return torch.from_numpy(track.normalise().points[:frames])
+
+        return self._cached("pose", key, compute, torch.float32)
+
+    def continuation_sample(
+        self, video: Path, total: int | None, audio: Path | None, masks: Path | None, fps: float, what: str
+    ):
+        """The clip of `total` frames (None: counted by decoding) as a long video's continuation (see the module
+        docstring), or None when it is too short (fewer than MOTION_FRAMES + 9 frames: a segment of at least three
+        latent frames after the motion frames)."""
+        if not total:
+            from humo.media.video import stream_video
+
+            total = sum(1 for _ in stream_video(video)[1])
+        available = total - MOTION_FRAMES
+        if available < 9:
+            return None
+        count = clip_frames(available, self.frames)
+        key = self.video(video, what, start=MOTION_FRAMES, count=count)
+        c, f, h, w = self.store.shape(key)
+        m = latent_frames(MOTION_FRAMES)
+        return {
+            "shape": [c, f, h, w],
+            "video": key,
+            "motion": self.video(video, what, count=MOTION_FRAMES),
+            "audio": self.audio(audio, fps, f, what, start=MOTION_FRAMES) if audio else None,
+            "motion_audio": self.audio(audio, fps, m, what) if audio else None,
+            "mask": self.mask(masks, (f, h, w), what, start=MOTION_FRAMES) if masks else None,
+        }
 
     def zero_video(self, frames: int, height: int, width: int) -> str:
         key = content_key("zero_video", self.enc.identity("vae"), frames, height, width, self.dtype_name)
@@ -326,6 +415,18 @@ class Precomputer:
         audio_key = self.audio(require_file(resolve(audio), f"{what}: audio"), fps, f, what) if audio else None
         masks = getattr(s, "face_masks", None)
         mask_key = self.mask(require_file(resolve(masks), f"{what}: face masks"), (f, h, w), what) if masks else None
+        # the clip's own frame size (the manifest's, else the encoded one: a resize keeps fractions of the frame)
+        size = (s.height, s.width) if getattr(s, "height", 0) and getattr(s, "width", 0) else (height, width)
+        pose_key = self.pose(s, resolve, 4 * (f - 1) + 1, fps, size, what)
+        cont = None
+        if self.continuation:
+            masks_path = resolve(masks) if masks else None
+            total = getattr(s, "num_frames", None)
+            cont = self.continuation_sample(video_path, total, resolve(audio) if audio else None, masks_path, fps, what)
+            if cont is not None:
+                # the clip's keypoints up to the segment's last frame (the loader drops the motion frames')
+                end = MOTION_FRAMES + 4 * (cont["shape"][1] - 1) + 1
+                cont["pose"] = self.pose(s, resolve, end, fps, size, what) if pose_key is not None else None
         self.stats.samples += 1
         return {
             "id": sid,
@@ -338,6 +439,8 @@ class Precomputer:
             "references": refs,
             "audio": audio_key,
             "mask": mask_key,
+            "pose": pose_key,
+            "continuation": cont,
             # the latent of a zero clip with room for the reference slots, as the release's precomputed one has
             "zero_video": self.zero_video(4 * (f - 1) + 1 + 4 * ZERO_VIDEO_REFERENCE_SLOTS, height, width),
         }
@@ -384,19 +487,28 @@ def precompute(
     dtype: torch.dtype = torch.float32,
     negative_prompt: str | None = None,
     progress: bool = False,
+    continuation: bool = False,
 ) -> PrecomputeStats:
     """Encode `samples` (manifest Samples) into the cache at `out` and write its index (atomically).
 
     `samples`: `humo.data.manifest.Sample`s; relative paths are taken from `base_dir`, else from each sample's
     `root` (the manifest's folder, set by `read_manifest`). frames: the most video
-    frames per clip (rounded down to 4k+1; default all); height/width: resize the frames (default: as stored).
+    frames per clip (rounded down to 4k+1; default all); height/width: resize the frames (default: as stored);
+    continuation: also each clip as a long video's continuation (module docstring).
     """
     ids = [str(getattr(s, "id", "")) for s in samples]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise HumoError(f"manifest: sample id(s) repeated: {', '.join(dup[:8])}")
     pre = Precomputer(
-        out, encoders, frames=frames, height=height, width=width, dtype=dtype, negative_prompt=negative_prompt
+        out,
+        encoders,
+        frames=frames,
+        height=height,
+        width=width,
+        dtype=dtype,
+        negative_prompt=negative_prompt,
+        continuation=continuation,
     )
     with torch.inference_mode():
         idx = pre.run(samples, Path(base_dir) if base_dir is not None else None, progress=progress)

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from humo.errors import HumoError, require_file
-from humo.guidance.presets import PRESETS
-from humo.guidance.schedule import Condition, GuidancePhase, GuidanceSchedule
+from humo.guidance.presets import PRESETS, UNGUIDED
+from humo.guidance.schedule import Condition, GuidancePhase, GuidanceSchedule, _inputs
 
 
 def _coerce_param(preset: str, key: str, value: Any, default: Any) -> Any:
@@ -68,7 +68,9 @@ def schedule_from_dict(spec: Mapping[str, Any] | Sequence[Any], inputs_present: 
            "null_text": "negative"}]}
 
     A chain entry is a list of modality names or a short name ("tia", "null"); ``end_scales`` (optional) anneals
-    the scales linearly to t_min. When ``inputs_present`` is given, conditions needing absent inputs are an error.
+    the scales linearly to t_min. When ``inputs_present`` is given, conditions needing absent inputs are an error,
+    and an unguided input (pose, see `humo.guidance.presets`) given but named by no condition is added to all of
+    them, as the presets do; phases that name it guide it as written.
     """
     if isinstance(spec, Mapping) and "preset" in spec:
         if inputs_present is None:
@@ -111,6 +113,8 @@ def schedule_from_dict(spec: Mapping[str, Any] | Sequence[Any], inputs_present: 
     schedule = GuidanceSchedule(tuple(phases), name, dict(params))
     if inputs_present is not None:
         schedule.check_inputs(inputs_present)
+        present = _inputs(inputs_present)
+        schedule = schedule.keeping((present & UNGUIDED) - schedule.modalities_used())
     return schedule
 
 

@@ -1,11 +1,32 @@
-"""Guidance presets: functions of (inputs present, **params) -> GuidanceSchedule, the release's and the paper's."""
+"""Guidance presets: functions of (inputs present, **params) -> GuidanceSchedule, the release's and the paper's.
+
+Every preset guides text, image and audio only. A pose, when given, is in every pass of every preset
+(`keeps_unguided`): OmniHuman-1 applies classifier-free guidance to audio and text only and keeps its pose on,
+since a pass without the pose would pull the motion away from the driving pose. A `--guidance-config` whose
+phases name pose guides it as written (`humo.guidance.parsing`).
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from humo.errors import HumoError
 from humo.guidance.schedule import MODALITIES, T_MAX, Condition, GuidancePhase, GuidanceSchedule, _inputs
+
+# Inputs no preset guides: when given, every pass of every preset sees them.
+UNGUIDED = frozenset({"pose"})
+
+
+def keeps_unguided(preset: Callable[..., GuidanceSchedule]) -> Callable[..., GuidanceSchedule]:
+    """A preset built on the guided inputs present, with the `UNGUIDED` ones given added to all its passes."""
+
+    @functools.wraps(preset)
+    def build(inputs_present: Iterable[str], **params) -> GuidanceSchedule:
+        present = _inputs(inputs_present)
+        return preset(present - UNGUIDED, **params).keeping(present & UNGUIDED)
+
+    return build
 
 
 def _one_phase(chain: Sequence[Condition], scales: Sequence[float], end_scales: Sequence[float] | None = None):
@@ -28,6 +49,7 @@ def _eq4_chain(present: frozenset[str], null_text: str, scale_by_modality: Mappi
     return chain, scales
 
 
+@keeps_unguided
 def release_17b(
     inputs_present: Iterable[str],
     *,
@@ -70,6 +92,7 @@ def release_17b(
     return GuidanceSchedule(tuple(phases), "release-17b", params)
 
 
+@keeps_unguided
 def release_1_7b(
     inputs_present: Iterable[str],
     *,
@@ -95,6 +118,7 @@ def release_1_7b(
     return GuidanceSchedule((_one_phase(chain, scales),), "release-1.7b", params)
 
 
+@keeps_unguided
 def paper(
     inputs_present: Iterable[str],
     *,
@@ -138,6 +162,7 @@ def paper(
     return GuidanceSchedule(tuple(phases), "paper", params)
 
 
+@keeps_unguided
 def static(
     inputs_present: Iterable[str],
     *,
@@ -153,6 +178,7 @@ def static(
     return GuidanceSchedule((_one_phase(chain, scales),), "static", params)
 
 
+@keeps_unguided
 def annealed(
     inputs_present: Iterable[str],
     *,
@@ -176,6 +202,7 @@ def annealed(
     return GuidanceSchedule((_one_phase(chain, start, end),), "annealed", params)
 
 
+@keeps_unguided
 def cfg(inputs_present: Iterable[str], *, scale: float = 5.0, null_text: str = "negative") -> GuidanceSchedule:
     """Plain (Wan) CFG with one scale: ``null + s*(full - null)``, all given inputs dropped together.
     With text only this is Wan2.1's ``[null, t]``."""
@@ -186,6 +213,7 @@ def cfg(inputs_present: Iterable[str], *, scale: float = 5.0, null_text: str = "
     return GuidanceSchedule((_one_phase(chain, scales),), "cfg", dict(scale=scale))
 
 
+@keeps_unguided
 def none(inputs_present: Iterable[str], *, null_text: str = "negative") -> GuidanceSchedule:
     """No guidance: one pass with every given input."""
     present = _inputs(inputs_present)

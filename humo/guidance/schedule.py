@@ -3,6 +3,7 @@ prediction (the package docstring, `humo.guidance`, explains the method)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ class Condition:
     """Which inputs one forward pass sees.
 
     Attributes:
-        modalities: a subset of {"text", "image", "audio"}; the others get their null input.
+        modalities: a subset of {"text", "image", "audio", "pose"}; the others get their null input.
         null_text: what the text slot holds when "text" is absent: "negative" (the negative prompt, as the release
             does) or "empty" (the empty-string embedding). Normalised to "negative" when text is present, where
             it means nothing, so that equal passes compare (and hash) equal.
@@ -89,12 +90,13 @@ class Condition:
 
     @property
     def name(self) -> str:
-        """Short name: "tia", "ti", "ta", "t", "i", "null" (suffix "~empty" when the null text is empty)."""
+        """Short name: "tia", "ti", "ta", "t", "i", "tiap", "p", "null" (suffix "~empty" when the null text is
+        empty)."""
         base = "".join(_LETTER[m] for m in MODALITIES if m in self.modalities) or "null"
         return base if self.text_source != "empty" else f"{base}~empty"
 
     def to_list(self) -> list[str]:
-        """Modality names in canonical order (text, image, audio)."""
+        """Modality names in canonical order (text, image, audio, pose)."""
         return [m for m in MODALITIES if m in self.modalities]
 
     def __repr__(self) -> str:
@@ -277,6 +279,18 @@ class GuidanceSchedule:
             raise HumoError(
                 f"guidance {self.name}: its conditions use {missing[0]} but no {missing[0]} input was given"
             )
+
+    def keeping(self, modalities: Iterable[str]) -> GuidanceSchedule:
+        """The same schedule with `modalities` in every condition of every phase: inputs every pass sees, none
+        guided (the chains stay nested, the scales apply to the same differences)."""
+        extra = frozenset(modalities)
+        if not extra:
+            return self
+        phases = tuple(
+            dataclasses.replace(p, chain=tuple(Condition(c.modalities | extra, c.null_text) for c in p.chain))
+            for p in self.phases
+        )
+        return GuidanceSchedule(phases, self.name, self.params)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able; ``schedule_from_dict(s.to_dict())`` gives back an equal schedule."""

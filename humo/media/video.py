@@ -315,6 +315,33 @@ def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float, np.ndarray |
     return video, fps, audio, sr
 
 
+def stream_video(path: str | os.PathLike) -> tuple[float, Iterator[np.ndarray]]:
+    """A video's frames one at a time, for work over videos too long to hold decoded: ``(fps, iterator of uint8
+    [H, W, 3])``. The file closes when the iterator is exhausted or dropped."""
+    import av
+
+    p = require_file(path, "video")
+    try:
+        container = av.open(str(p))
+    except av.error.FFmpegError as e:
+        raise HumoError(f"video {p}: cannot open ({_first_line(e)})") from None
+    if not container.streams.video:
+        container.close()
+        raise HumoError(f"video {p}: has no video stream")
+    vs = container.streams.video[0]
+    rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+
+    def frames() -> Iterator[np.ndarray]:
+        with container:
+            try:
+                for frame in container.decode(vs):
+                    yield frame.to_ndarray(format="rgb24")
+            except av.error.FFmpegError as e:
+                raise HumoError(f"video {p}: cannot decode ({_first_line(e)})") from None
+
+    return (float(rate) if rate else 0.0), frames()
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The container-level tags of a video (``comment``, ``description``, ``title``, ``encoder``, ...)."""
     import av

@@ -4,8 +4,10 @@
 - `speech`: syllable audio with a loudness envelope and vowel formants
 - `render`: the vectorised rasteriser (clips, reference images, face masks, pose tracks)
 - `synth`: the dataset writer behind `humo synth`
-- `readers`: analytic readers of faces, identity attributes, scene/action/object, mouth opening, audio envelope
-- `metrics`: text following, subject consistency, audio-visual sync, face IoU; `evaluate_clip`, `evaluate_batch`
+- `readers`: analytic readers of faces, identity attributes, scene/action/object, mouth opening, audio envelope,
+  pose
+- `metrics`: text following, subject consistency, audio-visual sync, face IoU, pose error; `evaluate_clip`,
+  `evaluate_batch`
 """
 
 from humo.proving_ground.metrics import evaluate_batch, evaluate_clip, face_iou

@@ -14,6 +14,8 @@ generator's hidden ground truth — the readers in `readers.py` measure:
   Sync-D = min_k d(k); Sync-C = median_k d(k) - min_k d(k) (how much the best offset stands out, SyncNet's
   confidence); offset = argmin_k d(k): k > 0 means the audio lags the video by k frames.
 - face localisation: IoU of a predicted face mask against the ground truth (arrays).
+- pose following: the head, shoulders and hands read from the frames (`readers.read_pose`) against a driving
+  pose file's, in head units (`pose_error`).
 """
 
 from __future__ import annotations
@@ -21,14 +23,19 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from humo.constants import SAMPLE_RATE
 from humo.errors import HumoError
-from humo.proving_ground import readers, world
+from humo.proving_ground import readers, render, world
+
+if TYPE_CHECKING:
+    from humo.pose import PoseTrack
 
 MAX_OFFSET = 15
 
@@ -187,6 +194,65 @@ def face_iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(p, g).sum() / union)
 
 
+#: The canonical joints (`humo.pose`) the pose metric compares: those the pose reader measures (the head's centre
+#: stands for the nose). The eyes only follow the head, and a COCO-17 file's neck is its shoulders' midpoint, not
+#: the proving ground's neck (the torso's top): neither adds a measurement.
+POSE_JOINTS = ("nose", "left_shoulder", "right_shoulder", "left_wrist", "right_wrist")
+#: The error (U) a joint counts where only one of the two poses has it: a raised hand against a lowered one
+#: outside the frame, or a frame whose face is not found. More than 3x the bar (0.3 U), and less than the ~3 U
+#: between a raised hand and a lowered one, so that one missed hand does not drown the other joints.
+POSE_MISS = 1.0
+
+
+def pose_error(
+    frames: np.ndarray, pose: PoseTrack | str | os.PathLike, fps: float, face: readers.FaceTrack | None = None
+) -> dict:
+    """Keypoints read from frames [T, H, W, 3] against a driving pose: a `humo.pose.PoseTrack` (pixels of its
+    own frame, or already normalised to the video's) or a pose file, placed in the video's frame as the generator
+    places it (scaled to fit, centred: `PoseTrack.fit`) and taken at the video's frames (`at_fps`).
+
+    Per frame and joint of POSE_JOINTS: where the driving pose sees the joint (confidence >= MIN_CONFIDENCE), the
+    distance to the reader's place for it, in U (the video's head half-height; the reader places every joint,
+    a hand it does not see at the hip, as the renderer does), or POSE_MISS in a frame without a face; where only
+    the reader sees it, POSE_MISS. With several people in the pose, the one nearest the video's head is compared.
+    Returns {"pose_error": the mean (None when no face is found or nothing is compared), "pose_missed": the
+    fraction counted as POSE_MISS, "joints": {joint: mean}}.
+    """
+    from humo.pose import CANONICAL, MIN_CONFIDENCE, PoseTrack, load_pose, proving_ground_to_canonical
+
+    img = readers._as_float(frames)
+    T, H, W = img.shape[:3]
+    track = pose if isinstance(pose, PoseTrack) else load_pose(pose)
+    if face is None:
+        faces = readers.find_faces(img)
+        face = faces[0] if faces else None
+    if face is None or not face.valid.any():
+        return {"pose_error": None, "pose_missed": None, "joints": {}}
+    idx = [CANONICAL.index(j) for j in POSE_JOINTS]
+    read = proving_ground_to_canonical(readers.read_pose(img, face), render.KEYPOINTS)[:, idx]  # [T, J, 3]
+    drive = (track if track.normalised else track.fit(H, W)).at_fps(T, fps).points[:, :, idx]  # [T, P, J, 3]
+    drive = drive * np.array([W, H, 1], np.float32)
+    dist = np.sqrt(((drive[..., :2] - read[:, None, :, :2]) ** 2).sum(-1)) / face.scale  # [T, P, J]
+    seen = (drive[..., 2] >= MIN_CONFIDENCE) & face.valid[:, None, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a person never seen with the face: NaN
+        person = int(np.nan_to_num(np.nanmedian(np.where(seen, dist, np.nan), axis=(0, 2)), nan=np.inf).argmin())
+    dist, drive_seen = dist[:, person], drive[:, person, :, 2] >= MIN_CONFIDENCE
+    read_seen = read[..., 2] >= MIN_CONFIDENCE
+    placed = face.valid[:, None]
+    cost = np.where(drive_seen & placed, dist, np.where(drive_seen | read_seen, POSE_MISS, np.nan))  # [T, J]
+    counted = np.isfinite(cost)
+    if not counted.any():
+        return {"pose_error": None, "pose_missed": None, "joints": {}}
+    missed = counted & ~(drive_seen & placed)
+    joints = {j: float(np.mean(cost[counted[:, k], k])) for k, j in enumerate(POSE_JOINTS) if counted[:, k].any()}
+    return {
+        "pose_error": float(cost[counted].mean()),
+        "pose_missed": float(missed.sum() / counted.sum()),
+        "joints": joints,
+    }
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Whole clips and batches
 
@@ -201,6 +267,8 @@ SUMMARY_KEYS = (
     "sync_d",
     "sync_offset",
     "face_found",
+    "pose_error",
+    "pose_missed",
 )
 
 
@@ -237,11 +305,13 @@ def evaluate_clip(
     prompt: str | None,
     ref_images: Sequence[np.ndarray | str | os.PathLike] = (),
     audio: np.ndarray | tuple[np.ndarray, int] | str | os.PathLike | None = None,
+    pose: PoseTrack | str | os.PathLike | None = None,
 ) -> dict:
     """All metrics for one generated clip, from frames uint8 [T, H, W, 3] and its inputs.
 
     ref_images: arrays [H, W, 3] or image paths; audio: a path, (wave [N], sample_rate), a 16 kHz wave [N], or
-    None. Metrics whose input is missing are None. Returns the flat SUMMARY_KEYS plus "sync_corr" and "details".
+    None; pose: the driving pose, a pose file or a `humo.pose.PoseTrack`, or None. Metrics whose input is missing
+    are None. Returns the flat SUMMARY_KEYS plus "sync_corr" and "details".
     """
     img = readers._as_float(frames)
     if img.shape[0] == 0:
@@ -270,6 +340,12 @@ def evaluate_clip(
         out.update(s)
     else:
         out.update({"sync_c": None, "sync_d": None, "sync_offset": None, "sync_corr": None, "sync_corr0": None})
+    if pose is not None:
+        pe = pose_error(img, pose, fps, face)
+        details["pose_joints"] = pe.pop("joints")
+        out.update(pe)
+    else:
+        out.update({"pose_error": None, "pose_missed": None})
     out["details"] = details
     return out
 
@@ -284,8 +360,9 @@ def _resolve(path: str, base: Path) -> Path:
 
 
 def read_cases(cases: dict | str | os.PathLike) -> tuple[dict, Path]:
-    """Load cases in the release format {name: {"img_paths": [...], "audio_path": ..., "prompt": ...}}.
-    Relative paths are taken relative to the cases file (else to the working directory)."""
+    """Load cases in the release format {name: {"img_paths": [...], "audio_path": ..., "prompt": ...}}, with
+    an optional "pose_path" (the driving pose file). Relative paths are taken relative to the cases file (else to
+    the working directory)."""
     if isinstance(cases, dict):
         return cases, Path.cwd()
     from humo.errors import require_file
@@ -321,8 +398,15 @@ def evaluate_batch(
             raise HumoError(f"case '{name}': video {video} not found")
         frames, fps, _, _ = read_video(video)
         imgs = [_resolve(x, base) for x in case.get("img_paths") or []]
-        audio = case.get("audio_path")
-        rows[name] = evaluate_clip(frames, fps, case.get("prompt"), imgs, _resolve(audio, base) if audio else None)
+        audio, pose = case.get("audio_path"), case.get("pose_path")
+        rows[name] = evaluate_clip(
+            frames,
+            fps,
+            case.get("prompt"),
+            imgs,
+            _resolve(audio, base) if audio else None,
+            _resolve(pose, base) if pose else None,
+        )
     return {"rows": rows, "means": summarize(rows.values()), "missing": missing}
 
 
@@ -343,7 +427,8 @@ def format_table(rows: dict, means: dict) -> str:
     """A plain-text table: one row per clip, then the means."""
     cols = [("scene", "text_scene"), ("action", "text_action"), ("object", "text_object"), ("text", "text_mean"),
             ("subj_acc", "subject_acc"), ("subj_sim", "subject_sim"), ("sync_c", "sync_c"), ("sync_d", "sync_d"),
-            ("offset", "sync_offset"), ("face", "face_found")]  # fmt: skip
+            ("offset", "sync_offset"), ("face", "face_found"), ("pose", "pose_error"),
+            ("missed", "pose_missed")]  # fmt: skip
     name_w = max([4] + [len(n) for n in rows])
 
     def fmt(v, key):

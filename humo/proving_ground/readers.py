@@ -9,6 +9,8 @@ Because we know how the world is drawn, each reader measures one thing where the
   at any resolution), and compares median colours or colour fractions with the world's palettes.
 - `audio_envelope` is the short-time RMS of the audio per video frame: the synthesiser keeps the voice at unit
   power per unit envelope for every vowel, so this recovers the loudness envelope from the file alone.
+- `read_pose` places the renderer's tracked points: the head from the face, the shoulders from the torso box
+  fitted to the shirt's colour, raised hands where a hand-sized disc of the face's skin tone sits.
 
 Class decisions that depend on geometry (face shape, hair style, glasses) compare features with prototypes
 measured once by running the same feature extractors on clean renders (`_prototypes`, cached, ~0.2 s), so the
@@ -605,6 +607,13 @@ def read_object(frames: np.ndarray, face: FaceTrack | None = None) -> tuple[str,
     return (names[best] if mean[best] >= OBJECT_THRESHOLD else "none"), evidence
 
 
+def _shirt_colour(img: np.ndarray, face: FaceTrack) -> np.ndarray:
+    """The shirt's colour [3]: the median over the face's valid frames of the colour below the chin."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no valid frame -> NaN
+        return np.nanmedian(_identity_features(img, face)["shirt"][face.valid], 0)
+
+
 def _spread(x: np.ndarray) -> float:
     """A standard deviation that a few mislocated frames cannot inflate: (90th - 10th percentile) / 2.56."""
     return float(np.subtract(*np.percentile(x, [90, 10])) / 2.56) if len(x) > 1 else 0.0
@@ -641,10 +650,7 @@ def read_action(frames: np.ndarray, face: FaceTrack | None = None, shirt: np.nda
     hand = float(np.median((tone * ok).sum((-1, -2)) * 0.08 * 0.08))
     # shoulder line: shirt-coloured mass in fixed columns beside the neck (fixed in the frame, not the head)
     if shirt is None:
-        feats = _identity_features(
-            img[v], FaceTrack(cx, cy, face.U[v], face.ax[v], np.ones(len(cx), bool), face.mask[v], face.skin)
-        )
-        shirt = np.nanmedian(feats["shirt"], 0)
+        shirt = _shirt_colour(img, face)
     mx, my = float(np.median(cx)), float(np.median(cy))
     sh = []
     for side in (-1, 1):
@@ -694,20 +700,28 @@ def mouth_opening(frames: np.ndarray, face: FaceTrack | None = None) -> np.ndarr
         if not faces:
             return np.full(img.shape[0], np.nan, np.float32)
         face = faces[0]
+    m, _ = _mouth_mix(img, face)
+    area = m.sum((-1, -2)) * _MOUTH_STEP * _MOUTH_STEP
+    return np.where(face.valid, _area_to_opening(area), np.nan).astype(np.float32)
+
+
+_MOUTH_STEP = 0.05
+
+
+def _mouth_mix(img: np.ndarray, face: FaceTrack) -> tuple[np.ndarray, np.ndarray]:
+    """How much mouth colour each sample holds in a box around the mouth, on a grid of `_MOUTH_STEP` U:
+    (mix [T, nv, nu] in 0..1, zero outside the frame; the grid's u offsets [nu] from the head centre in U)."""
     v = face.valid
-    U = np.where(v, face.U, 1)
-    step = 0.05
+    us = _grid(-0.7, 0.7, _MOUTH_STEP)
     vals, ok = sample_grid(
         img,
         np.where(v, face.cx, 0),
         np.where(v, face.cy, 0),
-        U,
-        _grid(-0.7, 0.7, step),
-        _grid(MOUTH_V - 0.39, MOUTH_V + 0.48, step),
+        np.where(v, face.U, 1),
+        us,
+        _grid(MOUTH_V - 0.39, MOUTH_V + 0.48, _MOUTH_STEP),
     )
-    m = _mixing(vals, face.skin, world.MOUTH_COLOUR) * ok
-    area = m.sum((-1, -2)) * step * step
-    return np.where(v, _area_to_opening(area), np.nan).astype(np.float32)
+    return _mixing(vals, face.skin, world.MOUTH_COLOUR) * ok, us
 
 
 def audio_envelope(wave: np.ndarray, sample_rate: int, fps: float, num_frames: int) -> np.ndarray:
@@ -724,3 +738,177 @@ def audio_envelope(wave: np.ndarray, sample_rate: int, fps: float, num_frames: i
     rms = np.sqrt((c[edges[1:]] - c[edges[:-1]]) / np.maximum(np.diff(edges), 1))
     top = np.percentile(rms, 98) if len(rms) else 0.0
     return (rms / top).astype(np.float32) if top > 1e-5 else np.zeros(num_frames, np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pose
+
+TORSO_SEARCH = 0.6  # U: how far the body anchor may lie from the head centre (nodding and shaking move it 0.3)
+_FIT_STEP = 0.025  # U between the torso fit's candidate anchors
+TORSO_PULL = 10.0  # pull of the torso fit towards the head (score per U^2 of offset); see _fit_torso
+_HAND_STEP = 0.05  # U between the hand fit's samples and candidate centres
+HAND_REACH = (0.45, 0.3)  # U (u, v) around the renderer's place of a raised hand searched (waving moves 0.25 in u)
+HAND_RING = 0.2  # U: the ring around the hand disc that should hold no skin
+HAND_FOUND = 0.5  # mean face-tone probability over the best hand disc's seen part from which a hand is raised
+
+
+def _peak(score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame maximum of score [T, A, B]: (row, column) [T] as fractional indices, refined between grid
+    points by a parabola along each axis, and the maximum [T]."""
+    T, A, B = score.shape
+    t = np.arange(T)
+    a, b = np.divmod(score.reshape(T, -1).argmax(1), B)
+
+    def refine(i, n, at):
+        s0, sm, sp = at(i), at(np.maximum(i - 1, 0)), at(np.minimum(i + 1, n - 1))
+        den = sm - 2 * s0 + sp
+        inner = (i > 0) & (i < n - 1) & (den < 0)
+        return i + np.where(inner, np.clip(0.5 * (sm - sp) / np.where(inner, den, -1.0), -0.5, 0.5), 0.0)
+
+    return refine(a, A, lambda i: score[t, i, b]), refine(b, B, lambda i: score[t, a, i]), score[t, a, b]
+
+
+def _fit_torso(img, cx, cy, U: float, axu: float, skin, shirt) -> tuple[np.ndarray, np.ndarray]:
+    """The body anchor (bx, by) [T] in pixels: the renderer's torso box (its size fixed in U) placed where it
+    covers the most shirt colour and the least else, among anchors within TORSO_SEARCH U of the head (cx, cy) [T].
+
+    The head, raised arms (skin of the face's tone) and the place of long hair panels (which may share the shirt's
+    colour) cover the torso's top: they count as no evidence either way. A first search scores the box without
+    its rounded corners, which is separable in u and v (two matrix products for all candidate anchors); the
+    exact box then refines it nearby (square corners on background pull the box down by up to 0.1 U where the
+    head and hair leave little of the straight top edge in view). Where the shirt cannot be told from the
+    background (a teal shirt on the sea) a pull towards the head decides; it is weaker than any visible edge."""
+    us, vs = _grid(-2.6, 2.6, 0.1), _grid(0.1, 2.6, 0.1)
+    vals, ok = sample_grid(img, cx, cy, U, us, vs)
+    shirt_p = np.clip((65 - np.sqrt(((vals - shirt) ** 2).sum(-1))) / 30, 0, 1)
+    panels = (np.abs(np.abs(us) - axu - 0.1)[None, :] < 0.35) & (vs[:, None] < 1.2)
+    # rows whose background has the shirt's colour (a teal shirt on the sea, green on grass) hide the torso's
+    # sides: they tell nothing either way (the background of a row: the frame's outer columns, median over time)
+    H = img.shape[1]
+    edge = np.concatenate([img[:, :, :3], img[:, :, -3:]], 2)  # [T, H, 6, 3]
+    bg = np.median(edge.transpose(1, 0, 2, 3).reshape(H, -1, 3), 1)  # [H, 3]
+    row = np.clip(np.floor(cy[:, None] + vs[None, :] * U), 0, H - 1).astype(np.int64)  # [T, nv]
+    apart = np.clip((np.sqrt(((bg[row] - shirt) ** 2).sum(-1)) - 35) / 30, 0, 1)  # [T, nv]
+    w = ok * apart[:, :, None] * (1 - _tone_probability(vals, skin)) * ~panels * (shirt_p - 0.5)  # [T, nv, nu]
+    d = np.arange(-TORSO_SEARCH, TORSO_SEARCH + 1e-6, 2 * _FIT_STEP, dtype=np.float32)
+    (hw, hh), top = render.TORSO_HALF, render.TORSO_TOP
+    cov_u = np.clip(0.5 - (np.abs(us[None] - d[:, None]) - hw) * U, 0, 1)  # [D, nu]: columns inside the box
+    cov_v = np.clip(0.5 - (np.abs(vs[None] - d[:, None] - top - hh) - hh) * U, 0, 1)  # [D, nv]: rows inside it
+    score = cov_v @ (w @ cov_u.T) - TORSO_PULL * (d[:, None] ** 2 + d[None, :] ** 2)  # [T, D (v), D (u)]
+    a, b, _ = _peak(score)
+    near = np.arange(-4, 5, dtype=np.float32) * _FIT_STEP  # +-0.1 U around the first fit
+    du = (b * 2 * _FIT_STEP - TORSO_SEARCH)[:, None, None] + near[None, None, :]  # [T, 1, 9]
+    dv = (a * 2 * _FIT_STEP - TORSO_SEARCH)[:, None, None] + near[None, :, None]  # [T, 9, 1]
+    sd = render._sd_box(us, vs[:, None], du[..., None, None], (dv + top + hh)[..., None, None], hw, hh, render.TORSO_R)
+    score = (np.clip(0.5 - sd * U, 0, 1) * w[:, None, None]).sum((-1, -2)) - TORSO_PULL * (du**2 + dv**2)  # [T, 9, 9]
+    a, b, _ = _peak(score)
+    t = np.arange(len(w))
+    du = du[t, 0, np.round(b).astype(np.int64)] + (b - np.round(b)) * _FIT_STEP
+    dv = dv[t, np.round(a).astype(np.int64), 0] + (a - np.round(a)) * _FIT_STEP
+    return cx + du * U, cy + dv * U
+
+
+def _fit_hand(img, bx, by, U: float, skin, place) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A raised hand near `place` (u, v in U from the body anchor (bx, by) [T]): the centre of the disc of the
+    hand's radius that holds skin of the face's tone inside and little in a ring around it, within HAND_REACH
+    (u, v) of that place. Returns x, y [T] in pixels and found [T] bool (at least half the disc is seen, and what
+    is seen is mostly skin: a hand is there).
+
+    The score is sum (p - 1/2) over the disc minus sum p over the ring (HAND_RING U wide): a disc alone would
+    slide down the arm, which adds skin behind it while the hand's top, under a held object, gives nothing to
+    lose; skin in the ring (the arm on both sides of a disc placed on it, the hand beyond a disc that slid off it)
+    stops that. The reach is small enough that the window does not hold the arm's far half, where at 64 x 64 a
+    disc on the arm (0.4 U wide, blurred) can score as high as a hand split by a flower's stem. Samples outside
+    the frame, and those of an object's colour, count neither way."""
+    s, r, ring = _HAND_STEP, render.HAND_R, HAND_RING
+    k = int(np.ceil((r + ring) / s + 0.5 / (s * U)))  # kernel offsets, anti-aliased rim included
+    nu, nv = (int(round(2 * reach / s)) + 1 for reach in HAND_REACH)
+    offs = [((np.arange(m + 2 * k) - k) * s - reach).astype(np.float32) for m, reach in zip((nu, nv), HAND_REACH)]
+    vals, ok = sample_grid(img, bx, by, U, place[0] + offs[0], place[1] + offs[1])
+    objects = np.asarray([c for c in world.OBJECTS.values() if c is not None], np.float32)
+    near = np.sqrt(((vals[..., None, :] - objects) ** 2).sum(-1)).min(-1)
+    # grown by a pixel: the object's anti-aliased rim over the hand is neither skin nor object
+    care = ok * (1 - _dilate(np.clip((65 - near) / 30, 0, 1), int(np.ceil(1 / (s * U)))))
+    p = care * _tone_probability(vals, skin, (30.0, 55.0))  # a small hand blurs more than a face: be lenient
+    w = p - 0.5 * care
+    skin_in, seen_in = np.zeros((2, len(w), nv, nu), np.float32)  # disc-weighted sums of p and of care
+    score = np.zeros_like(skin_in)
+    area = 0.0
+    for i in range(-k, k + 1):
+        for j in range(-k, k + 1):
+            d = s * np.hypot(i, j)
+            c = float(np.clip(0.5 + (r - d) * U, 0, 1))  # coverage of the disc, in pixels
+            c_ring = float(np.clip(0.5 + (r + ring - d) * U, 0, 1)) - c
+            if c > 0 or c_ring > 0:
+                rows, cols = slice(k + i, k + i + nv), slice(k + j, k + j + nu)
+                skin_in += c * p[:, rows, cols]
+                seen_in += c * care[:, rows, cols]
+                score += c * w[:, rows, cols] - c_ring * p[:, rows, cols]
+                area += c
+    a, b, _ = _peak(score)
+    t, ia, ib = np.arange(len(w)), np.round(a).astype(np.int64), np.round(b).astype(np.int64)
+    x = bx + (place[0] - HAND_REACH[0] + b * s) * U
+    y = by + (place[1] - HAND_REACH[1] + a * s) * U
+    seen = seen_in[t, ia, ib]
+    return x, y, (seen >= 0.5 * area) & (skin_in[t, ia, ib] >= HAND_FOUND * np.maximum(seen, 1e-6))
+
+
+def read_pose(frames: np.ndarray, face: FaceTrack | None = None, shirt: np.ndarray | None = None) -> np.ndarray:
+    """Keypoints [T, K, 3] (x, y in pixels, visible 0/1) of the (largest) character in frames [T, H, W, 3], in
+    `render.KEYPOINTS` order, each measured where `render.keypoints` puts it:
+
+    - head, head_top, chin: the face's centre and half-height (`find_faces`); the eyes and the mouth at the
+      renderer's offsets on that face, shifted sideways by the mouth's measured offset (the head turn);
+    - neck and shoulders: at the renderer's offsets from the body anchor of the torso fit (`_fit_torso`);
+    - hands: a raised hand (the waving hand on the image left, the object hand on the image right) where a disc of
+      the hand's size covers the face's skin tone (`_fit_hand`); a hand not found is placed at the hip, where the
+      renderer places a lowered one, and marked invisible (it is not drawn: nothing was seen there).
+
+    Every keypoint has a place in every frame where the face is found; it is visible (1) where it was seen and
+    lies inside the frame, the renderer's rule, else 0. Frames without a face give zeros. `shirt` [3]: the
+    shirt's colour if known (else read below the chin).
+    """
+    img = _as_float(frames)
+    T, H, W = img.shape[:3]
+    out = np.zeros((T, len(render.KEYPOINTS), 3), np.float32)
+    if face is None:
+        faces = find_faces(img)
+        if not faces:
+            return out
+        face = faces[0]
+    v = face.valid
+    if not v.any():
+        return out
+    U = face.scale
+    axu = float(np.nanmedian(face.ax[v] / face.U[v]))
+    if shirt is None:
+        shirt = _shirt_colour(img, face)
+    img, cx, cy, ax = img[v], face.cx[v], face.cy[v], face.ax[v]
+    sub = FaceTrack(cx, cy, face.U[v], ax, np.ones(len(cx), bool), face.mask[v], face.skin)
+    mix, us = _mouth_mix(img, sub)
+    with np.errstate(all="ignore"):
+        shift = np.nan_to_num((mix.sum(1) * us).sum(-1) / mix.sum((-1, -2))) * U  # a shut mouth: no turn
+    bx, by = _fit_torso(img, cx, cy, U, axu, face.skin, shirt)
+    hands, seen = [], np.ones((len(cx), len(render.KEYPOINTS)), bool)
+    for place, side, name in ((render.WAVE_HAND, -1, "left_hand"), (render.OBJECT_HAND, 1, "right_hand")):
+        x, y, found = _fit_hand(img, bx, by, U, face.skin, place)
+        hands.append((np.where(found, x, bx + side * render.HIP[0] * U), np.where(found, y, by + render.HIP[1] * U)))
+        seen[:, render.KEYPOINTS.index(name)] = found
+    su, sv = render.SHOULDER
+    pts = {
+        "head": (cx, cy),
+        "head_top": (cx, cy - render.HEAD_TOP * U),
+        "chin": (cx, cy + U),
+        "left_eye": (cx - 0.4 * ax + shift, cy + render.EYE_V * U),
+        "right_eye": (cx + 0.4 * ax + shift, cy + render.EYE_V * U),
+        "mouth": (cx + shift, cy + MOUTH_V * U),
+        "neck": (bx, by + render.TORSO_TOP * U),
+        "left_shoulder": (bx - su * U, by + sv * U),
+        "right_shoulder": (bx + su * U, by + sv * U),
+        "left_hand": hands[0],
+        "right_hand": hands[1],
+    }
+    xy = np.stack([np.stack(pts[name], -1) for name in render.KEYPOINTS], 1)  # [Tv, K, 2]
+    vis = seen & (xy[..., 0] >= 0) & (xy[..., 0] < W) & (xy[..., 1] >= 0) & (xy[..., 1] < H)
+    out[v] = np.concatenate([xy, vis[..., None]], -1)
+    return out

@@ -26,8 +26,11 @@ MOUTH_V = 0.47
 #: mouth semi-axes in U for a wide vowel: rx = RX0 + RX1 * opening, ry = RY0 + RY1 * opening (fully open: about
 #: 10 x 6 px at 64 x 64); a round vowel has the same area with rx = RX0 + RXR * opening (about 7 x 9 px)
 MOUTH_RX, MOUTH_RY, MOUTH_RXR = (0.25, 0.16), (0.05, 0.2), 0.03
+HEAD_TOP = 1.16  # the head's top (hair cap included) above its centre
 TORSO_TOP = 0.92
+TORSO_HALF, TORSO_R = (1.55, 2.0), 0.5  # the torso: a box (half-width, half-height) with rounded corners
 SHOULDER = (1.25, 1.25)  # (|u|, v) of the shoulder joints relative to the body anchor
+HIP = (1.4, 3.0)  # (|u|, v) where keypoints() places a hand that is down
 WAVE_HAND = (-2.15, -0.55)  # rest position of the waving hand
 OBJECT_HAND = (1.95, 0.45)
 OBJECT_ABOVE_HAND = 0.7
@@ -46,7 +49,7 @@ KEYPOINTS = (
     "left_hand",
     "right_hand",
 )
-_ARM_R, _HAND_R = 0.2, 0.34
+_ARM_R, HAND_R = 0.2, 0.34
 _STEM = (50, 150, 50)
 _FLOWER_HEART = (250, 220, 60)
 _STICK = (40, 40, 90)  # dark navy: a dark brown stick would be a thin line of "skin"
@@ -253,10 +256,11 @@ def draw_character(cv: Canvas, p: Pose, ident: Identity, obj: str) -> np.ndarray
 
     # torso (extends below the frame)
     top = p.by + TORSO_TOP * U
+    hw, hh = TORSO_HALF[0] * U, TORSO_HALF[1] * U
     cv.paint(
-        lambda X, Y: _sd_box(X, Y, bx, _col(top) + 2 * U, 1.55 * U, 2 * U, 0.5 * U),
+        lambda X, Y: _sd_box(X, Y, bx, _col(top) + hh, hw, hh, TORSO_R * U),
         world.SHIRT_COLOURS[ident.shirt],
-        _bbox(p.bx, top + 2 * U, 1.55 * U, 2 * U),
+        _bbox(p.bx, top + hh, hw, hh),
     )
     # raised arms (bare skin) from the shoulders to the hands
     for hand, side in ((p.wave_hand, -1), (p.object_hand, 1)):
@@ -359,9 +363,9 @@ def draw_character(cv: Canvas, p: Pose, ident: Identity, obj: str) -> np.ndarray
         if hand is not None:
             a, b = hand[:, 0], hand[:, 1]
             cv.paint(
-                lambda X, Y, a=a, b=b: _sd_ellipse(X, Y, _col(a), _col(b), _HAND_R * U, _HAND_R * U),
+                lambda X, Y, a=a, b=b: _sd_ellipse(X, Y, _col(a), _col(b), HAND_R * U, HAND_R * U),
                 skin,
-                _bbox(a, b, _HAND_R * U, _HAND_R * U),
+                _bbox(a, b, HAND_R * U, HAND_R * U),
             )
     if obj != "none" and p.object_hand is not None:
         draw_object(cv, obj, p.object_hand[:, 0], p.object_hand[:, 1], U)
@@ -424,11 +428,11 @@ def keypoints(p: Pose, ident: Identity, width: int, height: int) -> np.ndarray:
     ax = world.FACE_SHAPES[ident.face_shape] * U
     shift = p.yaw * 0.3 * ax
     T = p.hx.shape[0]
-    down_l = np.stack([p.bx - 1.4 * U, p.by + 3.0 * U], 1)
-    down_r = np.stack([p.bx + 1.4 * U, p.by + 3.0 * U], 1)
+    down_l = np.stack([p.bx - HIP[0] * U, p.by + HIP[1] * U], 1)
+    down_r = np.stack([p.bx + HIP[0] * U, p.by + HIP[1] * U], 1)
     pts = [
         (p.hx, p.hy),
-        (p.hx, p.hy - 1.16 * U),
+        (p.hx, p.hy - HEAD_TOP * U),
         (p.hx, p.hy + U),
         (p.hx - 0.4 * ax + shift, p.hy + EYE_V * U),
         (p.hx + 0.4 * ax + shift, p.hy + EYE_V * U),

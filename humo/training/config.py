@@ -79,6 +79,13 @@ class TrainConfig:
     text_dropout: float = 0.1  # probability the prompt is replaced by the null text
     image_dropout: float = 0.1  # probability the references are replaced by the null image
     audio_dropout: float = 0.1  # probability the audio is replaced by all-zero windows
+    # OmniHuman-1 states a strong condition's share as a ratio: the probability a sample that has a pose (and whose
+    # task uses it) keeps it; the other samples see zero heatmaps (`objective.drop_probability`: 1 - ratio).
+    pose_ratio: float = 0.5
+    # OmniHuman-1's long video: the share of micro-batches trained as a continuation (a segment that starts from the
+    # clip's first 5 frames as clean motion frames, so the model learns to carry them on); needs a cache precomputed
+    # with --continuation.
+    continuation_share: float = 0.0
     null_text: str = "negative"  # what the dropped prompt becomes: the negative prompt (as at inference) or ""
     mask_head: bool = True  # focus-by-predicting; False builds the DiT with mask_head_blocks=0
     mask_loss_weight: float = 0.1
@@ -128,7 +135,10 @@ class TrainConfig:
         need(self.trainable is None or self.trainable in TRAINABLE, f"trainable {self.trainable!r}: use minimal|full")
         need(self.lora_rank >= 0, f"lora_rank {self.lora_rank}: must be >= 0")
         need(self.num_refs >= 0, f"num_refs {self.num_refs}: must be >= 0")
-        for name in ("av_fraction_start", "av_fraction_end", "text_dropout", "image_dropout", "audio_dropout"):
+        for name in (
+            "av_fraction_start", "av_fraction_end", "text_dropout", "image_dropout", "audio_dropout", "pose_ratio",
+            "continuation_share",
+        ):  # fmt: skip
             v = getattr(self, name)
             need(0.0 <= v <= 1.0, f"{name} {v}: must be in [0, 1]")
         need(0.0 <= self.lora_dropout < 1.0, f"lora_dropout {self.lora_dropout}: must be in [0, 1)")

@@ -30,11 +30,13 @@ from humo.errors import HumoError
 TASKS = ("t2v", "subject", "av")
 TASK_ID = {name: i for i, name in enumerate(TASKS)}
 
-# Which inputs each task conditions on (before dropout); a sample lacking one gets the null input.
+# Which inputs each task conditions on (before dropout); a sample lacking one gets the null input. The tasks with a
+# reference also use a pose where the sample has one and the DiT has a pose guider (OmniHuman-1: a pose comes with
+# the reference; `conditioning.check_condition_order`), kept at the config's pose_ratio.
 TASK_USES = {
     "t2v": frozenset({"text"}),
-    "subject": frozenset({"text", "image"}),
-    "av": frozenset({"text", "image", "audio"}),
+    "subject": frozenset({"text", "image", "pose"}),
+    "av": frozenset({"text", "image", "audio", "pose"}),
 }
 # What a sample must have for a task to draw it.
 TASK_REQUIRES = {"t2v": frozenset(), "subject": frozenset({"image"}), "av": frozenset({"audio"})}
@@ -104,13 +106,18 @@ def check_pools(pools: Mapping[str, list[int]], probabilities: Mapping[str, floa
 
 
 class TaskBatchSampler(torch.utils.data.Sampler):
-    """An endless, deterministic stream of micro-batches of ``(dataset index, task)`` for one rank.
+    """An endless, deterministic stream of micro-batches of ``(dataset index, task, continuation)`` for one rank.
 
     Micro-batch m of the *global* batch (``batch_size * world_size`` samples) is a pure function of the seed,
     m and everything drawn before it: each slot picks a task with the probabilities of its optimiser step
     (``m // grad_accum``), then takes the next index of that task's pool, which is walked through a fresh seeded
     permutation each epoch. Rank r gets slots ``[r * batch_size, (r + 1) * batch_size)`` of the global batch, so
     any number of processes sees the same global batches as one process with the combined batch.
+
+    Continuations (OmniHuman-1's long video): each micro-batch is, with probability `continuation`, made of the
+    samples' continuations (a segment that starts from motion frames) instead of their first segments; the whole
+    micro-batch is one or the other, as its time axis is. The draw is seeded by m alone, so it does not move the
+    task choices or the pools.
 
     Resuming: ``start`` is the number of micro-batches already consumed; the pool positions at `start` are
     recomputed by replaying the task choices (cheap: no data is loaded).
@@ -127,6 +134,7 @@ class TaskBatchSampler(torch.utils.data.Sampler):
         rank: int = 0,
         grad_accum: int = 1,
         start: int = 0,
+        continuation: float = 0.0,
     ):
         self.pools = {t: np.asarray(p, dtype=np.int64) for t, p in pools.items()}
         self.tasks = [t for t in TASKS if t in self.pools]
@@ -137,6 +145,7 @@ class TaskBatchSampler(torch.utils.data.Sampler):
         self.rank = int(rank)
         self.grad_accum = int(grad_accum)
         self.start = int(start)
+        self.continuation = float(continuation)
 
     @property
     def global_batch(self) -> int:
@@ -150,6 +159,9 @@ class TaskBatchSampler(torch.utils.data.Sampler):
         picks = np.minimum(np.searchsorted(cum, u, side="right"), len(self.tasks) - 1)
         return [self.tasks[i] for i in picks]
 
+    def _is_continuation(self, micro: int) -> bool:
+        return self.continuation > 0 and np.random.default_rng([self.seed, 3, micro]).random() < self.continuation
+
     def _permutation(self, task: str, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, 2, TASK_ID[task], epoch]).permutation(self.pools[task])
 
@@ -161,7 +173,7 @@ class TaskBatchSampler(torch.utils.data.Sampler):
                 pos[t] += 1
         return pos
 
-    def global_batches(self, start: int | None = None) -> Iterator[list[tuple[int, str]]]:
+    def global_batches(self, start: int | None = None) -> Iterator[list[tuple[int, str, bool]]]:
         """The global micro-batches from `start` on (every rank's slots)."""
         start = self.start if start is None else start
         pos = self.positions_at(start)
@@ -169,18 +181,19 @@ class TaskBatchSampler(torch.utils.data.Sampler):
         micro = start
         while True:
             batch = []
+            cont = self._is_continuation(micro)
             for t in self._choose_tasks(micro):
                 n = len(self.pools[t])
                 epoch, k = divmod(pos[t], n)
                 if (t, epoch) not in cache:
                     cache = {key: v for key, v in cache.items() if key[0] != t}  # keep one epoch per pool
                     cache[(t, epoch)] = self._permutation(t, epoch)
-                batch.append((int(cache[(t, epoch)][k]), t))
+                batch.append((int(cache[(t, epoch)][k]), t, cont))
                 pos[t] += 1
             yield batch
             micro += 1
 
-    def __iter__(self) -> Iterator[list[tuple[int, str]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, str, bool]]]:
         lo = self.rank * self.batch_size
         for batch in self.global_batches():
             yield batch[lo : lo + self.batch_size]

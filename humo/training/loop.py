@@ -30,6 +30,7 @@ import torch
 from humo.errors import HumoError, atomic_path, check_keys
 from humo.training.config import STRUCTURAL_FIELDS, TrainConfig
 from humo.training.curriculum import (
+    TASK_USES,
     TaskBatchSampler,
     check_pools,
     stage_for,
@@ -43,6 +44,7 @@ from humo.training.state import capture_rng, latest_checkpoint, load_checkpoint,
 from humo.training.trainable import (
     AUDIO,
     MASK_HEAD,
+    POSE,
     apply_lora,
     lora_scaling,
     merge_lora,
@@ -77,8 +79,9 @@ def load_init(model: torch.nn.Module, path: str) -> list[str]:
 
     `path`: an export (``final/ema.safetensors``), a released checkpoint (any format `humo.checkpoint` reads), or
     a training checkpoint folder (its ``model.safetensors``). Only the modules a stage adds may be absent (the
-    audio path and the mask head, e.g. starting from a Wan backbone or a run without the head); mask-head weights
-    are dropped when this model has no head. Any other missing, unexpected or misshaped key is an error.
+    audio path, the mask head and the pose guider, e.g. starting from a Wan backbone, a run without the head, or a
+    HuMo model that gets a pose guider: its zero-initialised embedding leaves the model unchanged); mask-head
+    weights are dropped when this model has no head. Any other missing, unexpected or misshaped key is an error.
     """
     from humo.checkpoint import from_diffusers_keys, is_diffusers_layout, read_state_dict
 
@@ -93,7 +96,12 @@ def load_init(model: torch.nn.Module, path: str) -> list[str]:
     own = model.state_dict()
     if not any(k.startswith("mask_head.") for k in own):
         sd = {k: v for k, v in sd.items() if not MASK_HEAD.match(k)}
-    check_keys(f"init {p}: does not fit the model", sd, own, may_miss=lambda k: AUDIO.match(k) or MASK_HEAD.match(k))
+    check_keys(
+        f"init {p}: does not fit the model",
+        sd,
+        own,
+        may_miss=lambda k: AUDIO.match(k) or MASK_HEAD.match(k) or POSE.match(k),
+    )
     missing = sorted(set(own) - set(sd))
     model.load_state_dict(sd, strict=False)
     return missing
@@ -245,6 +253,8 @@ class Trainer:
         self.stage = stage = stage_for(cfg)
         self.dit_cfg = dcfg = build_dit_config(cfg)
         self.mask_weight = cfg.mask_loss_weight if (stage.mask and cfg.mask_head) else 0.0
+        # a pose guider learns where the stage's tasks use poses (the samples that have one feed it)
+        self.uses_pose = bool(dcfg.pose_channels) and any("pose" in TASK_USES[t] for t in stage.tasks)
         self._check_model(dcfg)
 
         # -- data
@@ -261,6 +271,7 @@ class Trainer:
             audio=stage.audio,
             masks=self.mask_weight > 0 or cfg.face_loss_weight > 0,
             zero_video=dcfg.reference_mode == "concat",
+            pose=self.uses_pose,
         )
         self.null_text = self.cache.null_text(cfg.null_text).to(self.device)
 
@@ -280,7 +291,9 @@ class Trainer:
             if mode != "minimal":
                 raise HumoError("train config: LoRA (lora_rank > 0) adapts the minimal set; set trainable=minimal")
             apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout)
-        set_trainable(model, trainable_names(model, mode, audio=stage.audio, mask=self.mask_weight > 0))
+        set_trainable(
+            model, trainable_names(model, mode, audio=stage.audio, mask=self.mask_weight > 0, pose=self.uses_pose)
+        )
         model.gradient_checkpointing = cfg.gradient_checkpointing
         self.model = model.to(self.device)
         # Wrap before the optimiser and the EMA see the parameters: FSDP replaces them by sharded ones.
@@ -297,6 +310,11 @@ class Trainer:
         # -- sample stream
         pools = task_pools(self.dataset.availability(), stage.tasks)
         check_pools(pools, {t: 1.0 for t in stage.tasks}, stage)
+        if cfg.continuation_share > 0 and (lacking := self.dataset.lacking_continuation()):
+            raise HumoError(
+                f"training data: continuation_share {cfg.continuation_share} needs every sample cached with "
+                f"humo precompute --continuation; {len(lacking)} lack it (e.g. {', '.join(lacking[:3])})"
+            )
         self.sampler = TaskBatchSampler(
             pools,
             lambda step: task_probabilities(stage, step, cfg),
@@ -306,6 +324,7 @@ class Trainer:
             rank=info.rank,
             grad_accum=cfg.grad_accum,
             start=self.micro,
+            continuation=cfg.continuation_share,
         )
 
     # -- checks ------------------------------------------------------------------------------------------------
@@ -442,7 +461,11 @@ class Trainer:
         loader = make_loader(
             self.dataset,
             self.sampler,
-            Collate(self.num_refs, audio_window),
+            Collate(
+                self.num_refs,
+                audio_window,
+                (self.dit_cfg.pose_scale, self.dit_cfg.pose_sigma) if self.uses_pose else None,
+            ),
             num_workers=cfg.num_workers,
             pin_memory=self.device.type == "cuda",
         )

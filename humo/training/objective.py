@@ -17,8 +17,9 @@ loss only covers the video frames.
 Null inputs (so that classifier-free guidance works at inference): a dropped prompt becomes the null text (the
 negative-prompt embedding the guidance passes use); a dropped or missing image becomes zero reference latents
 (replace) or the image-free condition (concat, keep_image=False); dropped or missing audio becomes all-zero
-Whisper windows. Reference frames always get zero audio windows. These rules are `humo.conditioning`'s, which the
-pipeline applies to its guidance passes too: this module only draws the noise, timesteps and dropout.
+Whisper windows; a dropped or missing pose becomes all-zero heatmaps (zero pose-guider features, the model without
+its guider). Reference frames always get zero audio windows and no pose. These rules are `humo.conditioning`'s,
+which the pipeline applies to its guidance passes too: this module only draws the noise, timesteps and dropout.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from humo.conditioning import (
     Keep,
     dit_inputs,
     keep_for_training,
+    pose_kwargs,
     rope_kwargs,
     with_clean_windows,
 )
@@ -72,9 +74,18 @@ class Draws:
         )
 
 
+def drop_probability(cfg, modality: str) -> float:
+    """The probability a sample's `modality` is dropped: ``cfg.<modality>_dropout``, or ``1 - cfg.<modality>_ratio``
+    for a modality configured by the share that keeps it (pose, as OmniHuman-1 states its ratios)."""
+    if hasattr(cfg, f"{modality}_dropout"):
+        return getattr(cfg, f"{modality}_dropout")
+    return 1.0 - getattr(cfg, f"{modality}_ratio")
+
+
 def draw(generator: torch.Generator, batch: int, shape: tuple[int, ...], cfg) -> Draws:
-    """Timesteps, noise [batch, *shape] and dropout decisions (``cfg.<modality>_dropout``) from `generator`
-    (CPU), in a fixed order."""
+    """Timesteps, noise [batch, *shape] and dropout decisions (`drop_probability`) from `generator` (CPU), in a
+    fixed order: one uniform per sample and registered modality, so registering a modality changes the draws of
+    every modality and of later steps (a run resumes exactly; runs from before the registration are not replayed)."""
     sigma, timestep = sample_timesteps(
         batch,
         distribution=cfg.timestep_distribution,
@@ -85,7 +96,7 @@ def draw(generator: torch.Generator, batch: int, shape: tuple[int, ...], cfg) ->
     )
     noise = torch.randn((batch, *shape), generator=generator)
     u = torch.rand(batch, len(MODALITIES), generator=generator)
-    drop = {m: u[:, i] < getattr(cfg, f"{m}_dropout") for i, m in enumerate(MODALITIES)}
+    drop = {m: u[:, i] < drop_probability(cfg, m) for i, m in enumerate(MODALITIES)}
     return Draws(sigma=sigma, timestep=timestep, noise=noise, drop=drop)
 
 
@@ -114,15 +125,16 @@ def keep_flags(batch: TrainingBatch, draws: Draws) -> Keep:
     presence flags), and dropout (`conditioning.keep_for_training`)."""
     uses = {m: torch.tensor([m in TASK_USES[task] for task in batch.tasks], dtype=torch.bool) for m in MODALITIES}
     has = {m: batch.has(m).cpu() for m in MODALITIES}
-    return keep_for_training(uses, has, {m: d.cpu() for m, d in draws.drop.items()})
+    spared = torch.zeros(len(batch.tasks), dtype=torch.bool)  # draws made without a modality drop none of it
+    return keep_for_training(uses, has, {m: draws.drop[m].cpu() if m in draws.drop else spared for m in MODALITIES})
 
 
 def training_conditions(batch: TrainingBatch, null_text: Tensor, *, reference_mode: str, use_audio: bool) -> Conditions:
     """The conditions of one micro-batch, as `conditioning.Conditions` (the pipeline builds the same object at
-    inference): the prompt and null-text embeddings, the references, the audio windows (zeros on reference frames)
-    and the 17B channel condition. A batch with "motion" latents [B, C, m, h, w] (and their audio windows
-    "motion_audio" [B, m, 8, 5, Ca]) trains the continuation of a long video: those frames start the time axis
-    clean, as the references end it."""
+    inference): the prompt and null-text embeddings, the references, the audio windows (zeros on reference frames),
+    the pose heatmaps (when the batch carries them: a DiT with a pose guider) and the 17B channel condition. A
+    batch with "motion" latents [B, C, m, h, w] (and their audio windows "motion_audio" [B, m, 8, 5, Ca]) trains
+    the continuation of a long video: those frames start the time axis clean, as the references end it."""
     refs, motion = batch.refs, batch.motion
     windows = None
     if use_audio:
@@ -141,6 +153,7 @@ def training_conditions(batch: TrainingBatch, null_text: Tensor, *, reference_mo
         windows=windows,
         y=y,
         y_null=y_null,
+        pose=batch.pose,
     )
 
 
@@ -150,7 +163,8 @@ class ModelInputs:
 
     x: [B, C, T, h, w]; t: [B]; context: [B, L, D]; audio: [B, T, 8, 5, Ca] or None; y: [B, 4 + C, T, h, w]
     (concat layout) or None; target: [B, C, T, h, w]; clean: [T] bool, the frames the loss leaves out
-    (T = m + F + n_ref: motion frames, video frames, references).
+    (T = m + F + n_ref: motion frames, video frames, references); pose: [B or 1, J, 1 + 4(F-1), s*h, s*w] heatmaps
+    or None, their features from latent frame pose_start on.
     """
 
     x: Tensor
@@ -161,6 +175,8 @@ class ModelInputs:
     target: Tensor
     clean: Tensor
     frame_times: tuple[int, ...] | None = None
+    pose: Tensor | None = None
+    pose_start: int = 0
 
 
 def build_inputs(
@@ -187,6 +203,8 @@ def build_inputs(
         target=velocity_target(x0, draws.noise.to(x0)),
         clean=cond.clean(x.device),
         frame_times=inp.frame_times,
+        pose=inp.pose,
+        pose_start=inp.pose_start,
     )
 
 
@@ -249,7 +267,7 @@ def compute_loss(
     )
     device_type = inputs.x.device.type
     want_mask = mask_weight > 0
-    times = rope_kwargs(inputs.frame_times)
+    times = {**rope_kwargs(inputs.frame_times), **pose_kwargs(inputs.pose, inputs.pose_start)}
     with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
         out = model(inputs.x, inputs.t, inputs.context, audio=inputs.audio, y=inputs.y, return_mask=want_mask, **times)
     pred, logits = out if want_mask else (out, None)

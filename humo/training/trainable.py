@@ -3,7 +3,8 @@
 Minimal-invasive (the paper's choice): the backbone keeps its text-to-video knowledge; only the self-attention
 layers (``blocks.*.self_attn.*``, which is where the reference frames meet the video tokens) learn, plus, once
 the audio branch is on (stage 2), the audio modules (``audio_proj.*``, ``blocks.*.audio_cross_attn_wrapper.*``)
-and the mask head (``mask_head.*``). ``full`` trains every parameter the stage's forward pass uses (the
+and the mask head (``mask_head.*``), and, in a DiT with OmniHuman-1's pose guider whose stage uses poses, the
+guider (``pose_guider.*``, new weights by nature). ``full`` trains every parameter the stage's forward pass uses (the
 ablation, and the stage-0 backbone pre-training). Parameters a stage never uses (the audio path and the mask
 head while the DiT runs without audio) stay frozen even in ``full``: they would get no gradient.
 
@@ -23,26 +24,28 @@ import torch.nn as nn
 SELF_ATTN = re.compile(r"^blocks\.\d+\.self_attn\.")
 AUDIO = re.compile(r"^(audio_proj\.|blocks\.\d+\.audio_cross_attn_wrapper\.)")
 MASK_HEAD = re.compile(r"^mask_head\.")
+POSE = re.compile(r"^pose_guider\.")
 LORA_TARGETS = r"blocks\.\d+\.self_attn\.(q|k|v|o)"
 LORA_MARK = "lora_"
 
 
-def trainable_names(model: nn.Module, mode: str, *, audio: bool, mask: bool) -> list[str]:
+def trainable_names(model: nn.Module, mode: str, *, audio: bool, mask: bool, pose: bool = False) -> list[str]:
     """Names of the parameters that learn.
 
-    mode: "minimal" or "full"; audio: the stage runs the audio branch; mask: the mask head is trained.
+    mode: "minimal" or "full"; audio: the stage runs the audio branch; mask: the mask head is trained; pose: the
+    stage feeds poses to the pose guider.
     With LoRA injected, "minimal" means the adapters in place of the self-attention's Linear weights.
     """
     names = []
     for name, _ in model.named_parameters():
-        is_audio, is_mask = bool(AUDIO.match(name)), bool(MASK_HEAD.match(name))
-        if is_audio and not audio or is_mask and not mask:
+        is_audio, is_mask, is_pose = bool(AUDIO.match(name)), bool(MASK_HEAD.match(name)), bool(POSE.match(name))
+        if is_audio and not audio or is_mask and not mask or is_pose and not pose:
             continue
         if LORA_MARK in name:
             names.append(name)
         elif ".base_layer." in name:
             continue  # a LoRA-wrapped weight stays frozen; its adapter learns
-        elif mode == "full" or SELF_ATTN.match(name) or is_audio or is_mask:
+        elif mode == "full" or SELF_ATTN.match(name) or is_audio or is_mask or is_pose:
             names.append(name)
     return names
 
