@@ -19,6 +19,29 @@ TINY = dict(dim=64, ffn_dim=128, num_heads=4, num_layers=2, text_dim=32, text_le
 TINY_AUDIO = dict(audio_feat_dim=8, audio_hidden=32, audio_tokens=16, audio_token_dim=48)
 
 
+def tiny_train_config(cache, out, **kw):
+    """A TrainConfig for a few fast steps of the tiny 1.7B-layout DiT (audio path, 2-block mask head) on `cache`."""
+    from humo.training.config import TrainConfig
+
+    base = dict(
+        cache=str(cache),
+        out=str(out),
+        model="humo-1.7b",
+        model_overrides={**TINY, **TINY_AUDIO, "mask_head_blocks": 2},
+        steps=2,
+        batch_size=2,
+        log_every=1,
+        checkpoint_every=10,
+        precision="fp32",
+        progress=False,
+        tensorboard=False,
+        lr=1e-3,
+        ema_decay=0.5,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
 def tiny_cfg(preset: str, **overrides):
     extra = dict(TINY)
     if dit_preset(preset).audio:

@@ -14,7 +14,7 @@ from humo.data.manifest import Sample
 from humo.data.precompute import Encoders, precompute
 from humo.errors import HumoError
 from humo.training.curriculum import STAGES, TaskBatchSampler, task_pools, task_probabilities
-from tests.helpers import TINY, TINY_AUDIO, synthetic_cache
+from tests.helpers import TINY, TINY_AUDIO, synthetic_cache, tiny_train_config
 
 
 @pytest.fixture(autouse=True)
@@ -140,27 +140,9 @@ def test_the_sampler_draws_whole_continuation_batches_without_moving_the_tasks()
 
 
 def _train(cache_dir, out, **kw):
-    from humo.training.config import TrainConfig
     from humo.training.loop import train
 
-    cfg = TrainConfig(
-        cache=str(cache_dir),
-        out=str(out),
-        model="humo-1.7b",
-        model_overrides={**TINY, **TINY_AUDIO, "mask_head_blocks": 2},
-        stage=2,
-        steps=3,
-        batch_size=2,
-        log_every=1,
-        checkpoint_every=10,
-        precision="fp32",
-        progress=False,
-        tensorboard=False,
-        lr=1e-3,
-        face_loss_weight=4.0,
-        **kw,
-    )
-    return train(cfg)
+    return train(tiny_train_config(cache_dir, out, stage=2, steps=3, face_loss_weight=4.0, **kw))
 
 
 def test_training_with_a_continuation_share(tmp_path):

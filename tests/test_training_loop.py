@@ -11,10 +11,9 @@ from safetensors.torch import load_file
 from humo.checkpoint import load_dit, save_dit
 from humo.dit import HumoDiT
 from humo.errors import HumoError
-from humo.training.config import TrainConfig
 from humo.training.loop import Trainer, load_init, train
 from humo.training.objective import compute_loss, draw
-from tests.helpers import TINY, TINY_AUDIO, synthetic_cache, tiny_cfg
+from tests.helpers import TINY, TINY_AUDIO, synthetic_cache, tiny_cfg, tiny_train_config
 
 MODEL = {**TINY, **TINY_AUDIO, "mask_head_blocks": 2}
 
@@ -41,23 +40,7 @@ def cache(tmp_path):
 
 
 def _cfg(cache, out, **kw):
-    base = dict(
-        cache=str(cache),
-        out=str(out),
-        model="humo-1.7b",
-        model_overrides=MODEL,
-        steps=2,
-        batch_size=2,
-        log_every=1,
-        checkpoint_every=10,
-        precision="fp32",
-        progress=False,
-        tensorboard=False,
-        lr=1e-3,
-        ema_decay=0.5,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_train_config(cache, out, **kw)
 
 
 def _log(out):
