@@ -153,9 +153,8 @@ def training_cases():
 
 
 def train_all(folder: Path) -> dict[str, list[float]]:
-    from humo.training.config import TrainConfig
     from humo.training.loop import train
-    from tests.helpers import synthetic_cache
+    from tests.helpers import synthetic_cache, tiny_train_config
 
     cache = folder / "cache"
     synthetic_cache(
@@ -169,21 +168,13 @@ def train_all(folder: Path) -> dict[str, list[float]]:
     losses = {}
     for case, preset, model, stage in training_cases():
         out = folder / case.replace("/", "-")
-        cfg = TrainConfig(
-            cache=str(cache),
-            out=str(out),
+        cfg = tiny_train_config(
+            cache,
+            out,
             model=preset,
             model_overrides=model,
             stage=stage,
             steps=3,
-            batch_size=2,
-            log_every=1,
-            checkpoint_every=10,
-            precision="fp32",
-            progress=False,
-            tensorboard=False,
-            lr=1e-3,
-            ema_decay=0.5,
             face_loss_weight=2.0 if stage == 2 else 0.0,
             mask_loss_weight=0.1 if stage == 2 and preset == "humo-1.7b" else 0.0,
             seed=7,
