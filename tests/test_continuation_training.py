@@ -61,7 +61,11 @@ def test_precompute_caches_each_clip_as_a_continuation(tmp_path, media):
         Sample("short", "short.mp4", "a person talks", height=32, width=32),  # 9 frames: too short to continue
     ]
     plain = precompute(samples, tmp_path / "c", enc, base_dir=media, index="plain.json")
+    encode, calls = enc.audio.features, []
+    enc.audio.features = lambda *a, **k: calls.append(1) or encode(*a, **k)
     stats = precompute(samples, tmp_path / "c", enc, base_dir=media, continuation=True)
+    enc.audio.features = encode
+    assert len(calls) == 1  # the segment's and the motion frames' windows share one encoding of the file
     # the clips' own objects are found again (their keys did not change); only the continuations are new
     assert stats.reused["video"] == plain.computed["video"] == 2
     assert stats.computed["video"] == 2 and stats.computed["audio"] == 2 and stats.computed["mask"] == 1

@@ -239,8 +239,29 @@ class Precomputer:
         self.negative_prompt = negative_prompt
         self.continuation = continuation
         self.stats = PrecomputeStats()
+        # The last clip's decoded frames and audio features: a clip's whole-clip, motion and continuation latents
+        # (and its audio windows) read the same file, decoded and encoded once.
+        self._last_frames: tuple[Path, np.ndarray] | None = None
+        self._last_features: tuple[Path, float, torch.Tensor] | None = None
 
     # -- helpers -------------------------------------------------------------------------------------------
+    def _frames(self, path: Path) -> np.ndarray:
+        """The video's frames uint8 [T, H, W, 3], decoded once for consecutive calls on the same file."""
+        if self._last_frames is None or self._last_frames[0] != path:
+            from humo.media.video import read_video
+
+            self._last_frames = (path, read_video(path)[0])
+        return self._last_frames[1]
+
+    def _features(self, path: Path, fps: float) -> torch.Tensor:
+        """The audio encoder's per-video-frame features of the file, encoded once for consecutive calls."""
+        if self._last_features is None or self._last_features[:2] != (path, fps):
+            from humo.media.audio import load_audio
+
+            samples = load_audio(path, min_seconds=0)
+            self._last_features = (path, fps, self.enc.audio.features(samples, fps=fps))
+        return self._last_features[2]
+
     def _cached(self, kind: str, key: str, compute, dtype: torch.dtype | None = None) -> str:
         if self.store.has(key):
             self.stats.reused[kind] += 1
@@ -267,9 +288,7 @@ class Precomputer:
         key = content_key("video", file_digest(path), self.enc.identity("vae"), settings)
 
         def compute():
-            from humo.media.video import read_video
-
-            frames = read_video(path)[0][start:]
+            frames = self._frames(path)[start:]
             if frames.shape[0] == 0:
                 raise HumoError(f"{what}: video {path} has no frames" + (f" from frame {start}" if start else ""))
             num = clip_frames(frames.shape[0], self.frames) if count is None else count
@@ -299,10 +318,8 @@ class Precomputer:
 
         def compute():
             from humo.conditions.audio import audio_windows
-            from humo.media.audio import load_audio
 
-            samples = load_audio(path, min_seconds=0)
-            return audio_windows(self.enc.audio.features(samples, fps=fps), num_latent, start=start).float()
+            return audio_windows(self._features(path, fps), num_latent, start=start).float()
 
         return self._cached("audio", key, compute)
 
@@ -366,9 +383,7 @@ class Precomputer:
         docstring), or None when it is too short (fewer than MOTION_FRAMES + 9 frames: a segment of at least three
         latent frames after the motion frames)."""
         if not total:
-            from humo.media.video import stream_video
-
-            total = sum(1 for _ in stream_video(video)[1])
+            total = len(self._frames(video))
         available = total - MOTION_FRAMES
         if available < 9:
             return None
