@@ -108,15 +108,13 @@ def through_codec_in_segments(vae, frames: np.ndarray, plan) -> np.ndarray:
     """Real frames uint8 [T, H, W, 3] as a perfect generator would leave them: each segment of `plan` encoded from
     its start frame (its first frame alone, as the generator's segments are) and decoded, its kept frames put back.
     The joins of the result are the latent codec's own: the ceiling of the join bar for that codec."""
-    import torch
+    from humo.evaluation.codec import round_trip
 
     out = np.empty_like(frames)
     for start, length, keep in plan:
         seg = frames[start : start + length]
         seg = np.concatenate([seg, np.repeat(seg[-1:], length - len(seg), 0)])  # the last may run past the end
-        x = torch.from_numpy(seg).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
-        y = vae.decode(vae.encode(x))[0, :, :keep].permute(1, 2, 3, 0)
-        out[start : start + keep] = ((y + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+        out[start : start + keep] = round_trip(vae, seg)[:keep]
     return out
 
 
