@@ -51,16 +51,34 @@ class AudioProjector(nn.Module):
 class AudioCrossAttention(Attention):
     """Cross-attention from each latent frame's H*W video tokens to that frame's own audio tokens."""
 
-    def forward(self, x: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        """x: [B, F*H*W, dim]; audio_tokens: [B, F, T, token_dim] -> [B, F*H*W, dim]"""
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, audio_tokens: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x: [B, F*H*W, dim]; audio_tokens: [B, F, T, token_dim] -> [B, F*H*W, dim].
+
+        Local injection (InterActHuman, `humo.person_masks`): audio_tokens [B, K, F, T, token_dim] hold K audios
+        (the muted one and each person's) and weights [B, K, F*H*W] how much of each a token takes (summing to 1);
+        the K attentions share the queries, and since the weights sum to 1 the blend can precede the output layer.
+        """
+        if weights is None:
+            return self.o(self._attend(self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1)), audio_tokens))
+        q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1))
+        out = 0
+        for k in range(audio_tokens.shape[1]):
+            out = out + weights[:, k, :, None].to(q.dtype) * self._attend(q, audio_tokens[:, k])
+        return self.o(out)
+
+    def _attend(self, q: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:
+        """q: [B, F*H*W, heads, d] (normed); audio_tokens: [B, F, T, token_dim] -> [B, F*H*W, dim] before `o`."""
         b, n_frames, n_tok = audio_tokens.shape[:3]
-        q, k, v = self.project(x, audio_tokens.flatten(1, 2))
+        kv = audio_tokens.flatten(1, 2)
+        k = self.norm_k(self.k(kv)).unflatten(-1, (self.num_heads, -1))
+        v = self.v(kv).unflatten(-1, (self.num_heads, -1))
         # Fold frames into the batch: frame f's queries only ever see frame f's keys.
         q = q.reshape(b * n_frames, -1, *q.shape[2:])
         k = k.reshape(b * n_frames, n_tok, *k.shape[2:])
         v = v.reshape(b * n_frames, n_tok, *v.shape[2:])
-        out = attention(q, k, v).reshape(b, -1, q.shape[2] * q.shape[3])
-        return self.o(out)
+        return attention(q, k, v).reshape(b, -1, q.shape[2] * q.shape[3])
 
 
 class AudioBranch(nn.Module):
@@ -74,6 +92,7 @@ class AudioBranch(nn.Module):
         self.norm1_audio = LayerNorm(dim, eps, elementwise_affine=True)
         self.audio_cross_attn = AudioCrossAttention(dim, num_heads, kv_dim=token_dim, qk_norm=qk_norm, eps=eps)
 
-    def forward(self, x: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:
-        """x: [B, F*H*W, dim]; audio_tokens: [B, F, T, token_dim] -> [B, F*H*W, dim]"""
-        return x + self.audio_cross_attn(self.norm1_audio(x), audio_tokens)
+    def forward(self, x: torch.Tensor, audio_tokens: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, F*H*W, dim]; audio_tokens: [B, F, T, token_dim], or [B, K, F, T, token_dim] with per-token blend
+        weights [B, K, F*H*W] (local injection, see `AudioCrossAttention`) -> [B, F*H*W, dim]"""
+        return x + self.audio_cross_attn(self.norm1_audio(x), audio_tokens, weights)

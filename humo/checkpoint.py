@@ -336,6 +336,10 @@ def infer_config_and_heads(sd: dict[str, torch.Tensor], metadata: dict | None = 
             pose_scale=2 ** (len(convs) - 2),
         )
         added += ("pose_channels", "pose_joints", "pose_hidden", "pose_scale")
+    taps = {int(m.group(1)) for k in sd if (m := re.match(r"person_masks\.taps\.(\d+)\.", k))}
+    if taps:
+        fields.update(person_mask_blocks=len(taps), person_mask_dim=sd["person_masks.taps.0.qkv.weight"].shape[0] // 3)
+        added += ("person_mask_blocks", "person_mask_dim")
     # Heads cannot be read from shapes: take them from a preset of the same structure, else Wan's head size 128.
     structural = {k: v for k, v in fields.items() if k not in added}
     for preset in DIT_PRESETS.values():
@@ -345,10 +349,13 @@ def infer_config_and_heads(sd: dict[str, torch.Tensor], metadata: dict | None = 
                 if preset.num_layers == fields["num_layers"]
                 and not fields["mask_head_blocks"]
                 and not fields.get("pose_channels")
+                and not fields.get("person_mask_blocks")
                 else "custom"
             )
             return preset.replace(name=name, **fields), True
     heads = dim // 128 if dim % 128 == 0 else max(1, dim // 64)
+    while fields.get("person_mask_dim", 0) % (dim // heads):  # the person mask predictor's width holds whole heads
+        heads = next(h for h in range(heads + 1, dim + 1) if dim % h == 0)
     return DiTConfig(name="custom", num_heads=heads, **fields), False
 
 

@@ -146,7 +146,8 @@ class Conditions:
     y, y_null: [1 or B, 4 + C, m + F + n_ref, h, w] the 17B channel condition with and without the image, or None;
     num_video: F, the latent frames the DiT generates;
     pose: [1 or B, J, 1 + 4(F-1), s*h, s*w] pose heatmaps of the generated frames, or None when the DiT's pose
-        guider does not run (no pose given, or a model without one).
+        guider does not run (no pose given, or a model without one);
+    persons: several people, each with their own audio and reference frame (InterActHuman), or None.
     """
 
     texts: dict[str, Tensor]
@@ -157,6 +158,7 @@ class Conditions:
     y: Tensor | None = None
     y_null: Tensor | None = None
     pose: Tensor | None = None
+    persons: PersonConditions | None = None
 
     @property
     def n_ref(self) -> int:
@@ -196,6 +198,26 @@ class Conditions:
         if self.n_ref:
             parts.append(self.refs.to(x0_video))
         return torch.cat(parts, dim=2) if len(parts) > 1 else x0_video
+
+
+@dataclass
+class PersonConditions:
+    """Several people in one video (InterActHuman; `humo.person_masks`), person p's reference being reference
+    frame p.
+
+    windows: [1 or B, P, m + F + n_ref, window, groups, Ca] each person's own audio windows on the time axis (as
+        `Conditions.windows` holds the mix's);
+    masks: [1 or B, P, m + F, h, w] where each person is on the motion and generated frames, when known before
+        sampling (boxes or mask images the user gives; the ground truth in training), else None: the model predicts
+        them and the sampler hands each step's prediction to the next.
+    """
+
+    windows: Tensor
+    masks: Tensor | None = None
+
+    @property
+    def count(self) -> int:
+        return self.windows.shape[1]
 
 
 def pad_tokens(x: Tensor, length: int) -> Tensor:
@@ -272,7 +294,8 @@ class DiTInputs:
     """One forward pass's inputs: x [B, C, T, h, w]; context [B, L, D]; audio [B, T, window, groups, Ca] or None;
     y [B, 4 + C, T, h, w] or None (T = m + F + n_ref); frame_times: the RoPE time index of each latent frame, or
     None for 0 .. T-1; pose: [B or 1, J, 1 + 4(F-1), s*h, s*w] heatmaps (zeros on rows without pose; 1 row: the
-    same for all) or None (no row sees a pose), their features starting at latent frame pose_start (= m)."""
+    same for all) or None (no row sees a pose), their features starting at latent frame pose_start (= m);
+    persons: several people's audio and masks (`humo.person_masks.PersonAudio`) or None."""
 
     x: Tensor
     context: Tensor
@@ -281,6 +304,7 @@ class DiTInputs:
     frame_times: tuple[int, ...] | None = None
     pose: Tensor | None = None
     pose_start: int = 0
+    persons: object | None = None
 
 
 def rope_kwargs(frame_times: tuple[int, ...] | None) -> dict:
@@ -294,6 +318,11 @@ def pose_kwargs(pose: Tensor | None, start: int = 0) -> dict:
     return {} if pose is None else {"pose": pose, "pose_start": start}
 
 
+def person_kwargs(persons) -> dict:
+    """The DiT call's ``persons`` argument, given only with several people (as `rope_kwargs`)."""
+    return {} if persons is None else {"persons": persons}
+
+
 def _rows(t: Tensor, n: int) -> Tensor:
     return t.expand(n, *t.shape[1:]) if t.shape[0] == 1 else t
 
@@ -303,9 +332,19 @@ def _select(keep: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return torch.where(keep.to(a.device).view(-1, *([1] * (a.ndim - 1))), a, b)
 
 
-def dit_inputs(cond: Conditions, x: Tensor, keep: Keep, reference_mode: str, reference_rope: str = "continue"):
+def dit_inputs(
+    cond: Conditions,
+    x: Tensor,
+    keep: Keep,
+    reference_mode: str,
+    reference_rope: str = "continue",
+    person_masks: Tensor | None = None,
+):
     """The DiT inputs (`DiTInputs`) of noisy latents `x` [B, C, m + F + n_ref, h, w] under `keep` (B rows), for a
-    DiT of `reference_mode` and `reference_rope` (its config's).
+    DiT of `reference_mode` and `reference_rope` (its config's). With several people, `person_masks` [1 or B, P,
+    m + F, h, w] gate their audio (default `cond.persons.masks`; None there too: the mix everywhere, as the sampler's
+    first steps before any prediction); every pass that keeps the audio injects it so, and one that drops it hears
+    muted audio everywhere.
 
     Clean frames, "replace" layout (1.7B): x's motion frames become the clean motion latents, its reference frames
     the clean references when the image is kept, else zeros. "concat" layout (17B): both come in through y (see
@@ -337,6 +376,18 @@ def dit_inputs(cond: Conditions, x: Tensor, keep: Keep, reference_mode: str, ref
         elif bool(kept.any()):
             p = _rows(cond.pose, b)
             pose = _select(kept, p, torch.zeros_like(p))
+    persons = None
+    if cond.persons is not None:
+        from humo.person_masks import PersonAudio
+
+        pw = _rows(cond.persons.windows, b)
+        first_ref = cond.n_motion + cond.num_video
+        masks = cond.persons.masks if person_masks is None else person_masks
+        persons = PersonAudio(
+            windows=_select(keep["audio"], pw, torch.zeros_like(pw)),
+            masks=masks,
+            ref_frames=tuple(range(first_ref, first_ref + cond.persons.count)),
+        )
     sources = [s for s in TEXT_SOURCES if s in keep.text]
     missing = [s for s in sources if s not in cond.texts]
     if missing:
@@ -355,4 +406,5 @@ def dit_inputs(cond: Conditions, x: Tensor, keep: Keep, reference_mode: str, ref
         frame_times=cond.frame_times(reference_rope),
         pose=pose,
         pose_start=cond.n_motion,
+        persons=persons,
     )

@@ -71,6 +71,11 @@ class DiTConfig:
     pose_hidden: int = 64
     pose_scale: int = 2
     pose_sigma: float = 1.0
+    # InterActHuman's per-person mask predictor (humo/person_masks.py) over the last `person_mask_blocks` blocks, its
+    # queries, keys and values `person_mask_dim` wide (0: the model's width). 0 blocks: none (both releases; a
+    # request with several persons then needs a box or mask per person).
+    person_mask_blocks: int = 0
+    person_mask_dim: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -96,6 +101,12 @@ class DiTConfig:
             problems.append("the pose guider needs pose_joints >= 1, pose_hidden >= 1 and pose_sigma > 0")
         if self.pose_scale < 1 or self.pose_scale & (self.pose_scale - 1):
             problems.append(f"pose_scale {self.pose_scale} must be a power of 2 (heatmap pixels per latent pixel)")
+        if not 0 <= self.person_mask_blocks <= self.num_layers:
+            problems.append(f"person_mask_blocks {self.person_mask_blocks} must be from 0 to {self.num_layers}")
+        if self.person_mask_blocks and not self.audio:
+            problems.append("the person mask predictor routes the audio: it needs audio=True")
+        if self.person_mask_dim < 0 or (self.person_mask_dim % max(1, self.dim // self.num_heads)):
+            problems.append(f"person_mask_dim {self.person_mask_dim} must be a multiple of the head size (0: dim)")
         if self.prediction not in get_args(Prediction):
             problems.append(f"prediction '{self.prediction}' is not one of {', '.join(get_args(Prediction))}")
         if problems:
@@ -160,6 +171,9 @@ class DiTConfig:
             h, c = self.pose_hidden, self.pose_channels
             n += 4 * self.pose_joints * h * 9 + (self.pose_scale.bit_length() - 1) * h * h * 9 + h * c
             n += 3 * c * d * p  # the zero-initialised patch embedding of the features
+        if self.person_mask_blocks:  # per tapped block: qkv, LayerNorms of q and k, the two-layer MLP
+            i = self.person_mask_dim or d
+            n += self.person_mask_blocks * (d * 3 * i + 3 * i + 4 * i + i * i + i + i * p + p)
         return n
 
 

@@ -22,6 +22,7 @@ from humo.audio_path import AudioBranch, AudioProjector
 from humo.configs import DiTConfig
 from humo.layers import Attention, LayerNorm
 from humo.mask_head import MaskHead
+from humo.person_masks import PersonMaskPredictor, local_audio_weights
 from humo.pose_guider import PoseGuider
 
 
@@ -94,16 +95,17 @@ class Block(nn.Module):
         if cfg.audio:
             self.audio_cross_attn_wrapper = AudioBranch(d, cfg.num_heads, cfg.audio_token_dim, cfg.qk_norm, cfg.eps)
 
-    def forward(self, x, e, context, rope, audio_tokens=None, tap: bool = False):
+    def forward(self, x, e, context, rope, audio_tokens=None, tap: bool = False, audio_weights=None):
         """x: [B, L, D]; e: [B, 6, D] fp32 time projection; context: [B, Lt, D]; rope: (cos, sin);
-        audio_tokens: [B, F, T, token_dim] or None -> x: [B, L, D]
-        (with tap=True: (x, the hidden states right after the audio cross-attention), for the mask head)"""
+        audio_tokens: [B, F, T, token_dim] or None; with audio_weights [B, K, L] (local injection, InterActHuman):
+        [B, K, F, T, token_dim] -> x: [B, L, D]
+        (with tap=True: (x, the hidden states right after the audio cross-attention), for the mask heads)"""
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation.float() + e).unbind(1)
         h = self.modulated_input(x, e)
         x = x + (self.self_attn(h.type_as(x), rope=rope).float() * gate1[:, None]).type_as(x)
         x = x + self.cross_attn(self.norm3(x), context)
         if audio_tokens is not None:
-            x = self.audio_cross_attn_wrapper(x, audio_tokens)
+            x = self.audio_cross_attn_wrapper(x, audio_tokens, audio_weights)
         features = x
         h = self.norm2(x).float() * (1 + scale2[:, None]) + shift2[:, None]
         x = x + (self.ffn(h.type_as(x)).float() * gate2[:, None]).type_as(x)
@@ -156,7 +158,10 @@ class Embedded:
     e6: torch.Tensor  # [B, 6, D] fp32 time projection
     context: torch.Tensor  # [B, text_len, D]
     rope: tuple[torch.Tensor, torch.Tensor]
-    audio_tokens: torch.Tensor | None  # [B, F, T, token_dim]
+    audio_tokens: torch.Tensor | None  # [B, F, T, token_dim], or [B, K, F, T, token_dim] with audio_weights
+    audio_weights: torch.Tensor | None = None  # [B, K, L] local injection's blend per token (humo.person_masks)
+    ref_frames: tuple[int, ...] | None = None  # each person's reference frame, for the mask predictor
+    masked_frames: int = 0  # the frames the person masks cover (motion and generated frames)
 
     def rows(self, index: torch.Tensor) -> Embedded:
         """The inputs of the batch rows `index` (a LongTensor)."""
@@ -170,13 +175,15 @@ class Embedded:
             e6=pick(self.e6),
             context=pick(self.context),
             audio_tokens=pick(self.audio_tokens),
+            audio_weights=pick(self.audio_weights),
         )
 
 
 class HumoDiT(nn.Module):
     """Wan2.1 DiT with HuMo's audio cross-attention and references on the time axis.
 
-    forward(x, t, context, audio=None, y=None, return_mask=False, frame_times=None, pose=None, pose_start=0):
+    forward(x, t, context, audio=None, y=None, return_mask=False, frame_times=None, pose=None, pose_start=0,
+            persons=None, return_persons=False):
       x:       [B, out_dim, F, H, W] noisy latents, reference frames last
       t:       [B] timesteps in [0, 1000]
       context: [B, Lt, text_dim] text embeddings, zero beyond the prompt; padded with zeros to text_len as Wan does
@@ -187,9 +194,13 @@ class HumoDiT(nn.Module):
       pose:    [B or 1, J, 1 + 4(Fv-1), s*H, s*W] pose heatmaps of the Fv generated frames (cfg.pose_scale = s), whose
                features go to latent frames pose_start .. pose_start + Fv - 1 (the others get none), or None, which
                skips the pose guider (needs cfg.pose_channels > 0; see `humo.pose_guider`)
+      persons: several people's audio and masks (`humo.person_masks.PersonAudio`; InterActHuman): with masks,
+               each person's audio is injected where their mask is; without, `audio` (the mix) everywhere
     returns [B, out_dim, F, H, W] velocities, and with return_mask=True also mask logits [B, F, H, W] (None
-    without a head). With cfg.prediction == "sample" the head predicts x0 and the velocity is
-    (x - x0) / max(sigma, MIN_SIGMA), sigma = t / 1000, as x = (1 - sigma) x0 + sigma n.
+    without a head); with return_persons=True (velocities, mask logits or None, per-person mask logits
+    [B, P, Fm, H, W] or None without a predictor or persons). With cfg.prediction == "sample" the head
+    predicts x0 and the velocity is (x - x0) / max(sigma, MIN_SIGMA), sigma = t / 1000, as x = (1 - sigma) x0 +
+    sigma n.
     """
 
     def __init__(self, cfg: DiTConfig):
@@ -210,6 +221,10 @@ class HumoDiT(nn.Module):
             self.mask_head = MaskHead(d, cfg.mask_head_blocks, cfg.patch, cfg.eps)
         if cfg.pose_channels:  # built last, so the other modules' random initialisation is as without it
             self.pose_guider = PoseGuider(cfg)
+        if cfg.person_mask_blocks:  # after the pose guider, so older modules initialise as before
+            self.person_masks = PersonMaskPredictor(
+                d, cfg.person_mask_blocks, cfg.patch, cfg.head_dim, cfg.person_mask_dim or d, cfg.eps
+            )
         self.gradient_checkpointing = False
 
     @property
@@ -247,13 +262,26 @@ class HumoDiT(nn.Module):
         return self.text_embedding(context.to(self.dtype))
 
     def forward(
-        self, x, t, context, audio=None, y=None, return_mask: bool = False, frame_times=None, pose=None, pose_start=0
+        self,
+        x,
+        t,
+        context,
+        audio=None,
+        y=None,
+        return_mask: bool = False,
+        frame_times=None,
+        pose=None,
+        pose_start=0,
+        persons=None,
+        return_persons: bool = False,
     ):
-        emb = self.embed(x, t, context, audio, y, frame_times, pose, pose_start)
-        tokens, tapped = self.run_blocks(emb, emb.tokens, return_mask)
-        return self.finish(emb, tokens, tapped, return_mask)
+        emb = self.embed(x, t, context, audio, y, frame_times, pose, pose_start, persons)
+        tokens, tapped = self.run_blocks(emb, emb.tokens, return_mask, return_persons)
+        return self.finish(emb, tokens, tapped, return_mask, return_persons)
 
-    def embed(self, x, t, context, audio=None, y=None, frame_times=None, pose=None, pose_start=0) -> Embedded:
+    def embed(
+        self, x, t, context, audio=None, y=None, frame_times=None, pose=None, pose_start=0, persons=None
+    ) -> Embedded:
         """Everything the blocks read, from forward's inputs: patch tokens (with the pose features'), time
         modulation, text and audio tokens, RoPE table (the three parts of forward are separate so that step caching
         can skip the middle one)."""
@@ -271,6 +299,8 @@ class HumoDiT(nn.Module):
         # Time conditioning stays fp32: modulation of a bf16 stream by bf16 scales loses the small timestep signal.
         e = self.time_embedding(sinusoidal_embedding(cfg.freq_dim, t).to(self.dtype)).float()
         e6 = self.time_projection(e.to(self.dtype)).float().unflatten(1, (6, cfg.dim))
+        audio_tokens, audio_weights = self.embed_audio(audio, persons, x.shape[0], x.shape[2])
+        ref_frames = None if persons is None else persons.ref_frames
         return Embedded(
             tokens=tokens.to(self.dtype),
             grid=grid,
@@ -280,20 +310,47 @@ class HumoDiT(nn.Module):
             e6=e6,
             context=self.embed_context(context),
             rope=rope_table(cfg.head_dim, grid, cfg.rope_theta, tokens.device, frame_times),
-            audio_tokens=self.audio_proj(audio) if (audio is not None and cfg.audio) else None,
+            audio_tokens=audio_tokens,
+            audio_weights=audio_weights,
+            ref_frames=ref_frames,
+            masked_frames=min(ref_frames) if ref_frames else 0,
         )
 
-    def run_blocks(self, emb: Embedded, tokens: torch.Tensor, return_mask: bool = False):
+    def embed_audio(self, audio, persons, batch: int, frames: int):
+        """Audio tokens of every row, and with local injection their blend weights per token:
+        (None, None) without audio; ([B, F, T, token_dim], None) for one audio everywhere; with persons whose masks
+        are given, ([B, 1 + P, F, T, token_dim], [B, 1 + P, L]) for the muted audio and each person's. A row whose
+        audio is dropped has zero windows everywhere, so every blend gives it the muted audio, as without persons."""
+        cfg = self.cfg
+        if audio is None or not cfg.audio:
+            return None, None
+        if persons is None or persons.masks is None:
+            return self.audio_proj(audio), None
+        own = persons.windows.to(audio).expand(batch, *persons.windows.shape[1:])
+        stacked = torch.cat([torch.zeros_like(audio)[:, None], own], dim=1)  # [B, 1 + P, F, ...]
+        tokens = self.audio_proj(stacked.flatten(0, 1)).unflatten(0, (batch, -1))
+        masks = persons.masks.expand(batch, *persons.masks.shape[1:])
+        local = local_audio_weights(masks, cfg.patch, frames)  # [B, 1 + P, L]: muted, then each person
+        return tokens, local
+
+    def tapped_blocks(self, return_mask: bool, return_persons: bool, emb: Embedded | None = None) -> int:
+        """How many of the last blocks the wanted mask heads read (the face head, the person mask predictor)."""
+        cfg = self.cfg
+        face = cfg.mask_head_blocks if return_mask else 0
+        persons = cfg.person_mask_blocks if (return_persons and (emb is None or emb.ref_frames)) else 0
+        return max(face, persons)
+
+    def run_blocks(self, emb: Embedded, tokens: torch.Tensor, return_mask: bool = False, return_persons=False):
         """The blocks on `tokens` [B, L, D] (emb's, or a subset of its rows with emb sliced alike) -> (tokens,
-        the mask head's tapped features: a list, empty unless return_mask and the model has a head)."""
+        the mask heads' tapped features: a list over the last tapped blocks, empty when no head is wanted)."""
         cfg = self.cfg
         tapped = []
-        first_tap = cfg.num_layers - cfg.mask_head_blocks
+        first_tap = cfg.num_layers - self.tapped_blocks(return_mask, return_persons, emb)
         for i, block in enumerate(self.blocks):
-            # The mask head reads the hidden states right after the audio cross-attention of the last blocks,
+            # The mask heads read the hidden states right after the audio cross-attention of the last blocks,
             # returned by the block itself: no hooks, no second forward pass.
-            tap = return_mask and cfg.mask_head_blocks > 0 and i >= first_tap
-            args = (tokens, emb.e6, emb.context, emb.rope, emb.audio_tokens, tap)
+            tap = i >= first_tap
+            args = (tokens, emb.e6, emb.context, emb.rope, emb.audio_tokens, tap, emb.audio_weights)
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 result = torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
             else:
@@ -305,11 +362,25 @@ class HumoDiT(nn.Module):
                 tokens = result
         return tokens, tapped
 
-    def finish(self, emb: Embedded, tokens: torch.Tensor, tapped=(), return_mask: bool = False):
+    def finish(self, emb: Embedded, tokens: torch.Tensor, tapped=(), return_mask: bool = False, return_persons=False):
         """The head on the blocks' output: velocities [B, out_dim, F, H, W] (and the mask logits, see forward)."""
         out = self.unpatchify(self.head(tokens, emb.e), emb.grid)
         if self.cfg.prediction == "sample":
             out = sample_to_velocity(emb.noisy, out, emb.t)
-        if not return_mask:
+        if not (return_mask or return_persons):
             return out
-        return out, (self.mask_head(list(tapped), emb.grid) if tapped else None)
+        face, persons = self.mask_logits(emb, list(tapped), return_mask, return_persons)
+        return (out, face, persons) if return_persons else (out, face)
+
+    def mask_logits(self, emb: Embedded, tapped: list, return_mask: bool = True, return_persons: bool = False):
+        """The mask heads on the tapped features (`run_blocks`): (face logits [B, F, H, W] or None, per-person logits
+        [B, P, Fm, H, W] or None), each None when not wanted or the model has no such head."""
+        cfg = self.cfg
+        face = persons = None
+        if return_mask and cfg.mask_head_blocks and tapped:
+            face = self.mask_head(tapped[len(tapped) - cfg.mask_head_blocks :], emb.grid)
+        if return_persons and cfg.person_mask_blocks and tapped and emb.ref_frames:
+            persons = self.person_masks(
+                tapped[len(tapped) - cfg.person_mask_blocks :], emb.grid, emb.rope, emb.ref_frames, emb.masked_frames
+            )
+        return face, persons

@@ -54,6 +54,7 @@ class BranchCache:
     mask_logits: [B, F, H, W] the mask head's logits from that step, or None without a head
     distance:    [B] relative change of the indicator accumulated since that step (0 after a full pass)
     computed:    [B] bool, whether this step ran the blocks (for the count of passes saved)
+    person_logits: [B, P, Fm, H, W] the person mask predictor's logits from that step, or None
     """
 
     indicator: torch.Tensor
@@ -61,26 +62,33 @@ class BranchCache:
     mask_logits: torch.Tensor | None
     distance: torch.Tensor
     computed: torch.Tensor
+    person_logits: torch.Tensor | None = None
 
     def __getitem__(self, rows: slice) -> BranchCache:
+        pick = lambda v: None if v is None else v[rows]  # noqa: E731
         return BranchCache(
             self.indicator[rows],
             self.residual[rows],
-            None if self.mask_logits is None else self.mask_logits[rows],
+            pick(self.mask_logits),
             self.distance[rows],
             self.computed[rows],
+            pick(self.person_logits),
         )
 
     @staticmethod
     def cat(caches: list[BranchCache]) -> BranchCache:
         """The caches of several branches stacked along the batch, in order."""
-        masks = [c.mask_logits for c in caches]
+
+        def cat(vs):
+            return None if any(v is None for v in vs) else torch.cat(vs)
+
         return BranchCache(
             torch.cat([c.indicator for c in caches]),
             torch.cat([c.residual for c in caches]),
-            None if any(m is None for m in masks) else torch.cat(masks),
+            cat([c.mask_logits for c in caches]),
             torch.cat([c.distance for c in caches]),
             torch.cat([c.computed for c in caches]),
+            cat([c.person_logits for c in caches]),
         )
 
 
@@ -98,12 +106,14 @@ def cached_forward(
     *,
     force: bool = False,
     return_mask: bool = False,
+    return_persons: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None, BranchCache]:
     """`dit(**inputs)` with the blocks skipped on the rows whose accumulated change stays under `threshold`.
 
-    inputs: HumoDiT.forward's arguments (x, t, context, audio, y, frame_times); prev: the rows' caches from the
-    previous step (None: run every row); force: run every row (warm-up, last step).
-    Returns (velocities [B, ...], mask logits or None, the rows' caches for the next step).
+    inputs: HumoDiT.forward's arguments (x, t, context, audio, y, frame_times, ...); prev: the rows' caches from
+    the previous step (None: run every row); force: run every row (warm-up, last step).
+    Returns (velocities [B, ...], mask logits or None, the rows' caches for the next step); the per-person mask
+    logits (return_persons) are the cache's `person_logits`. A skipped row keeps its masks of the step that ran.
     """
     emb = dit.embed(**inputs)
     indicator = dit.blocks[0].modulated_input(emb.tokens, emb.e6)
@@ -116,25 +126,26 @@ def cached_forward(
         compute = accumulated >= threshold
         distance = torch.where(compute, torch.zeros_like(accumulated), accumulated)
     tokens = emb.tokens
+    clone = lambda v: None if v is None else v.clone()  # noqa: E731
     if prev is not None:
         residual = prev.residual.to(tokens).clone()
-        mask_logits = None if prev.mask_logits is None else prev.mask_logits.clone()
+        masks = [clone(prev.mask_logits), clone(prev.person_logits)]
         out_tokens = tokens + residual
     else:
-        residual, mask_logits, out_tokens = torch.zeros_like(tokens), None, tokens.clone()
+        residual, masks, out_tokens = torch.zeros_like(tokens), [None, None], tokens.clone()
     rows = compute.nonzero().flatten()
     if rows.numel():
         sub = emb.rows(rows) if rows.numel() < b else emb
-        done, tapped = dit.run_blocks(sub, sub.tokens, return_mask)
+        done, tapped = dit.run_blocks(sub, sub.tokens, return_mask, return_persons)
         out_tokens[rows] = done
         residual[rows] = done - sub.tokens
-        if return_mask and tapped:
-            new_mask = dit.mask_head(tapped, emb.grid)
-            if mask_logits is None:
-                mask_logits = new_mask.new_zeros((b, *new_mask.shape[1:]))
-            mask_logits[rows] = new_mask.to(mask_logits)
+        for k, new in enumerate(dit.mask_logits(sub, tapped, return_mask, return_persons)):
+            if new is not None:
+                if masks[k] is None:
+                    masks[k] = new.new_zeros((b, *new.shape[1:]))
+                masks[k][rows] = new.to(masks[k])
     out = dit.finish(emb, out_tokens)
-    return out, mask_logits, BranchCache(indicator, residual, mask_logits, distance, compute)
+    return out, masks[0], BranchCache(indicator, residual, masks[0], distance, compute, masks[1])
 
 
 @dataclass(frozen=True)
