@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tests.helpers import dit_inputs, tiny_cfg, tiny_model
 
 from humo.errors import HumoError
 from humo.person_masks import (
@@ -17,6 +16,7 @@ from humo.person_masks import (
     local_audio_weights,
     parse_box,
 )
+from tests.helpers import dit_inputs, tiny_cfg, tiny_model
 
 # The tiny 1.7B layout: 3 video latent frames then 2 reference frames (one per person), 8x8 latents, 2x2 patches.
 FRAMES, REFS = 3, 2
