@@ -12,6 +12,7 @@ when memory is short. Encoders and the VAE are loaded only while needed (`offloa
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -123,10 +124,29 @@ LAYOUTS: dict[str, ModelLayout] = {
 }
 
 
+# At most this many people in one video (InterActHuman shows up to 5; each adds an audio pass to every block).
+MAX_PERSONS = 4
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person of a video with several (InterActHuman): their reference image, their own audio track (silent
+    outside their turns, or overlapping the others'), and, for a model without a mask predictor (the released
+    weights), where they are: a box x0,y0,x1,y1 in pixels of the output video, or a mask image of the frame."""
+
+    image: str
+    audio: str
+    box: tuple[float, float, float, float] | str | None = None
+    mask: str | None = None
+
+
 @dataclass
 class GenerationRequest:
     """One video to generate. `frames=-1` takes the length from the audio, or without audio from the pose (rounded
-    down to 4k+1). `pose`: a pose file (`humo.pose`) driving the motion, for a model with a pose guider."""
+    down to 4k+1). `pose`: a pose file (`humo.pose`) driving the motion, for a model with a pose guider.
+    `persons`: several people, each with their own image and audio (`Person`; instead of `images` and `audio`);
+    `mask_warmup`: the share of the steps that inject their audio mix everywhere before the predicted masks route
+    it (default `humo.person_masks.GLOBAL_AUDIO_SHARE`)."""
 
     prompt: str
     images: Sequence[str] = ()
@@ -148,6 +168,13 @@ class GenerationRequest:
     segment_frames: int | None = None  # None: the model's length; longer videos are made in segments of this many
     cache: float | None = None  # step-caching threshold (humo.step_cache); None: every step runs the blocks
     pose: str | None = None
+    persons: Sequence[Person] = ()
+    mask_warmup: float | None = None
+
+    @property
+    def audio_paths(self) -> tuple[str, ...]:
+        """Every audio file the request reads: the one audio, or each person's track."""
+        return tuple(p.audio for p in self.persons) if self.persons else ((self.audio,) if self.audio else ())
 
     def segment_length(self, layout: ModelLayout) -> int:
         """Frames per segment of a long video (`segment_frames`, or the model's trained length)."""
@@ -157,7 +184,7 @@ class GenerationRequest:
         """Fill defaults from the layout and validate everything that can be checked without loading a model.
         `dit_config`: the DiT's config when known (a checkpoint's may differ from its layout's preset, e.g. one
         trained with a pose guider); default the layout's preset."""
-        r = dataclasses.replace(self, images=list(self.images))
+        r = dataclasses.replace(self, images=list(self.images), persons=tuple(self.persons))
         r.height = layout.height if r.height is None else r.height
         r.width = layout.width if r.width is None else r.width
         r.frames = layout.frames if r.frames is None else r.frames
@@ -177,7 +204,9 @@ class GenerationRequest:
             )
         if r.segment_frames is not None and (not valid_frames(r.segment_frames) or r.segment_frames < 9):
             raise HumoError(f"{who}--segment-frames {r.segment_frames}: must be 4k+1 and at least 9")
-        if r.frames == -1 and r.audio is None and r.pose is None:
+        if r.persons:
+            r = r._resolved_persons(layout, dit_config, who)
+        if r.frames == -1 and not r.audio_paths and r.pose is None:
             raise HumoError(f"{who}--frames -1 takes the length from the audio (or the pose), but neither was given")
         if isinstance(r.seed, bool) or not isinstance(r.seed, int) or not 0 <= r.seed <= MAX_SEED:
             raise HumoError(f"{who}--seed {r.seed}: must be an integer from 0 to 2**63-1 (or -1/random to draw one)")
@@ -214,8 +243,60 @@ class GenerationRequest:
         self.schedule(r)  # validates scales and phases now, before any model is loaded
         return r
 
+    def _resolved_persons(self, layout: ModelLayout, dit_config, who: str) -> GenerationRequest:
+        """Check the persons (files, boxes, masks, what the model can do with them) and take their images as the
+        reference images, in order (person p's reference is reference frame p)."""
+        from humo.person_masks import GLOBAL_AUDIO_SHARE, check_box, mask_from_image, parse_box
+
+        images = [p.image for p in self.persons]
+        if self.audio is not None or (self.images and list(self.images) != images):
+            raise HumoError(f"{who}--person gives each person's image and audio: leave out --image and --audio")
+        if self.pose is not None:
+            raise HumoError(f"{who}--pose with --person: a pose drives one person; use one or the other")
+        if len(self.persons) > MAX_PERSONS:
+            raise HumoError(f"{who}{len(self.persons)} persons: at most {MAX_PERSONS}")
+        cfg = dit_preset(layout.dit_preset) if dit_config is None else dit_config
+        if not cfg.audio:
+            raise HumoError(f"{who}preset {layout.name} is plain Wan text-to-video: it takes no --person")
+        persons = []
+        for k, p in enumerate(self.persons):
+            if not isinstance(p, Person) or not p.image or not p.audio:
+                raise HumoError(f"{who}person {k + 1}: expected an image and an audio file")
+            _require_input(p.image, f"person {k + 1}'s image", who)
+            _require_input(p.audio, f"person {k + 1}'s audio", who)
+            if p.box is not None and p.mask is not None:
+                raise HumoError(f"{who}person {k + 1}: give a --box or a --mask, not both")
+            box = p.box
+            if box is not None:
+                text = box if isinstance(box, str) else ",".join(str(v) for v in box)
+                box = parse_box(text, f"{who}person {k + 1}'s --box")
+                check_box(box, self.height, self.width, f"{who}person {k + 1}'s --box")
+            if p.mask is not None:
+                _require_input(p.mask, f"person {k + 1}'s mask", who)
+                mask_from_image(p.mask, self.height, self.width, f"{who}person {k + 1}'s --mask")
+            persons.append(dataclasses.replace(p, box=box))
+        placed = [p.box is not None or p.mask is not None for p in persons]
+        if any(placed) and not all(placed):
+            raise HumoError(f"{who}--box/--mask: give one for every --person or for none")
+        if not any(placed) and not cfg.person_mask_blocks:
+            raise HumoError(
+                f"{who}the {cfg.name} DiT has no person mask predictor (the released HuMo weights ship none): "
+                "give a --box or --mask for every --person"
+            )
+        warmup = GLOBAL_AUDIO_SHARE if self.mask_warmup is None else self.mask_warmup
+        if not (isinstance(warmup, (int, float)) and 0 <= warmup <= 1):
+            raise HumoError(f"{who}--mask-warmup {warmup}: must be a share of the steps, from 0 to 1")
+        return dataclasses.replace(self, images=images, persons=tuple(persons), mask_warmup=float(warmup))
+
+    @property
+    def person_layout(self) -> str | None:
+        """How the persons' regions are found: "predicted", "given" (boxes or masks), or None without persons."""
+        if not self.persons:
+            return None
+        return "given" if any(p.box is not None or p.mask is not None for p in self.persons) else "predicted"
+
     def inputs_present(self) -> frozenset[str]:
-        given = {"image": bool(self.images), "audio": bool(self.audio), "pose": bool(self.pose)}
+        given = {"image": bool(self.images), "audio": bool(self.audio_paths), "pose": bool(self.pose)}
         return frozenset({"text"} | {m for m, on in given.items() if on})
 
     @staticmethod
@@ -276,7 +357,8 @@ def _require_input(path: str, what: str, who: str) -> None:
 @dataclass
 class GenerationResult:
     """frames: uint8 [T, H, W, 3]; audio: float32 [N] at `sample_rate` (None without audio);
-    mask: predicted face-mask probabilities [F, h, w] of the last step (None without a mask head)."""
+    mask: predicted face-mask probabilities [F, h, w] of the last step (None without a mask head);
+    person_masks: with several people, each one's mask [P, F, h, w] (predicted at the last step, or given)."""
 
     frames: np.ndarray
     fps: int
@@ -285,6 +367,7 @@ class GenerationResult:
     path: Path | None
     timings: dict[str, float]
     mask: np.ndarray | None = None
+    person_masks: np.ndarray | None = None
 
 
 class _Lazy:
@@ -453,10 +536,12 @@ class HumoPipeline:
             f"{req.height}x{req.width}, {cond.conditions.n_ref} reference frame(s), "
             f"{self.tokens(cond)} tokens per pass)"
         )
+        if req.persons:
+            self.log(person_layout_line(req, self.dit.cfg))
 
         plan = plan_segments(cond.frames, req.segment_length(self.layout))
         timings["sample"] = timings["decode"] = 0.0
-        pieces, masks, video = [], [], None
+        pieces, masks, person_pieces, video = [], [], [], None
         for k, (start, length, keep) in enumerate(plan):
             seg, seg_req = cond, req
             if k:  # a continuation: the last frames made so far start its time axis as motion frames
@@ -466,7 +551,7 @@ class HumoPipeline:
                 seg_req = dataclasses.replace(req, seed=(req.seed + k) % (MAX_SEED + 1))
                 timings["encode"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            latents, mask = self.sample(seg_req, seg)
+            latents, mask, person_masks = self.sample(seg_req, seg)
             timings["sample"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             with self.vae as vae:
@@ -474,11 +559,18 @@ class HumoPipeline:
             timings["decode"] += time.perf_counter() - t0
             pieces.append(video[:, :keep])
             masks.append(mask if mask is None or len(plan) == 1 else video_frame_mask(mask, keep))
+            if person_masks is not None:
+                person_pieces.append(
+                    person_masks if len(plan) == 1 else np.stack([video_frame_mask(m, keep) for m in person_masks])
+                )
         self.log(f"sample  {timings['sample']:6.2f} s  ({req.steps} steps, {req.sampler}, guidance {req.guidance})")
         video = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
         mask = masks[0]
         if mask is not None and len(masks) > 1:  # per-frame masks of the segments -> the whole video's latent grid
             mask = latent_frame_mask(np.concatenate(masks))
+        person_masks = person_pieces[0] if person_pieces else None
+        if len(person_pieces) > 1:
+            person_masks = np.stack([latent_frame_mask(m) for m in np.concatenate(person_pieces, axis=1)])
         frames = ((video + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
         self.log(f"decode  {timings['decode']:6.2f} s  ({frames.shape[0]} frames)")
 
@@ -494,7 +586,10 @@ class HumoPipeline:
                 "steps": req.steps,
                 "guidance": req.guidance,
             }
-            sound, rate = output_audio(req.audio) if req.audio else (None, SAMPLE_RATE)
+            if req.persons:  # the mix the model heard, at its 16 kHz
+                sound, rate = cond.samples[:, None], SAMPLE_RATE
+            else:
+                sound, rate = output_audio(req.audio) if req.audio else (None, SAMPLE_RATE)
             path = write_video(
                 out,
                 frames,
@@ -508,7 +603,7 @@ class HumoPipeline:
             self.log(f"write   {timings['write']:6.2f} s  -> {path}")
         if cond.samples is not None:  # the result, like the file, ends with the shorter of video and audio
             frames = frames[: max(1, min(len(frames), len(cond.samples) * VIDEO_FPS // SAMPLE_RATE))]
-        return GenerationResult(frames, VIDEO_FPS, cond.samples, SAMPLE_RATE, path, timings, mask)
+        return GenerationResult(frames, VIDEO_FPS, cond.samples, SAMPLE_RATE, path, timings, mask, person_masks)
 
     def tokens(self, cond: EncodedRequest) -> int:
         """Tokens of one video in one DiT pass: latent frames (clean frames included) x patches per frame."""
@@ -534,7 +629,11 @@ class HumoPipeline:
 
         cfg = self.dit.cfg
         present = req.inputs_present()
-        samples = load_audio(req.audio, SAMPLE_RATE) if req.audio else None
+        tracks = person_tracks(req.persons) if req.persons else None
+        if tracks is not None:  # the video hears the mix
+            samples = np.sum(tracks, axis=0).astype(np.float32)
+        else:
+            samples = load_audio(req.audio, SAMPLE_RATE) if req.audio else None
         track = None
         if req.pose:
             from humo.pose import check_covers, frames_for_pose, load_pose
@@ -574,7 +673,7 @@ class HumoPipeline:
 
         # References: the images, or one zero latent frame standing in for them in text+audio mode (as released).
         n_images = len(req.images)
-        n_ref = n_images if n_images else (1 if (cfg.audio and req.audio) else 0)
+        n_ref = n_images if n_images else (1 if (cfg.audio and req.audio_paths) else 0)
         refs = torch.zeros(1, cfg.out_dim, n_ref, h, w)
         y = y_null = None
         with self.vae as vae:
@@ -595,9 +694,16 @@ class HumoPipeline:
                 windows = with_clean_windows(audio_windows(feats, f_lat).unsqueeze(0), n_ref)
             else:
                 windows = torch.zeros(1, f_lat + n_ref, cfg.audio_window, cfg.audio_groups, cfg.audio_feat_dim)
+        persons = person_feats = person_masks = None
+        if tracks is not None:
+            with self.audio_encoder as ae:
+                person_feats = [ae.features(t, fps=VIDEO_FPS, frames=frames) for t in tracks]
+            person_masks = given_person_masks(req, (h, w))
+            persons = self.person_conditions(person_feats, person_masks, 0, f_lat, n_ref)
         pose = None if track is None else self.pose_heatmaps(track, 0, first, (h, w))
         conditions = Conditions(
-            texts=context, refs=refs, num_video=f_lat, windows=windows, y=y, y_null=y_null, pose=pose
+            texts=context, refs=refs, num_video=f_lat, windows=windows, y=y, y_null=y_null, pose=pose,
+            persons=persons,
         )  # fmt: skip
         return EncodedRequest(
             conditions=conditions,
@@ -609,7 +715,27 @@ class HumoPipeline:
             features=feats,
             size=(req.height, req.width),
             pose=track,
+            person_features=person_feats,
+            person_masks=person_masks,
         )
+
+    @staticmethod
+    def person_conditions(features, masks, start: int, f_lat: int, n_ref: int, motion: int = 0):
+        """Each person's audio windows for a segment of `f_lat` latent frames from video frame `start` (with
+        `motion` motion latent frames before it, whose windows start `MOTION_FRAMES` earlier) and their given masks
+        ([P, h, w] on every frame, or None: predicted) -> `conditioning.PersonConditions` (batch 1)."""
+        from humo.conditioning import PersonConditions, with_clean_windows
+        from humo.conditions.audio import audio_windows
+
+        windows = []
+        for feats in features:
+            video_w = audio_windows(feats, f_lat, start=start).unsqueeze(0)
+            motion_w = audio_windows(feats, motion, start=start - MOTION_FRAMES).unsqueeze(0) if motion else 0
+            windows.append(with_clean_windows(video_w, n_ref, motion_w))
+        fixed = None
+        if masks is not None:
+            fixed = torch.as_tensor(masks)[None, :, None].expand(1, -1, motion + f_lat, -1, -1).contiguous()
+        return PersonConditions(torch.stack(windows, dim=1), fixed)
 
     def pose_heatmaps(self, track, start: int, length: int, latent_hw: tuple[int, int]) -> torch.Tensor:
         """The heatmaps of video frames start .. start + length - 1 of a fitted pose (`humo.pose.PoseTrack`) for the
@@ -649,27 +775,43 @@ class HumoPipeline:
             y = concat_condition(first.refs, zero_video, keep_image=True, motion=motion, num_video=f_lat)
             y_null = concat_condition(first.refs, zero_video, keep_image=False, motion=motion, num_video=f_lat)
         pose = None if enc.pose is None else self.pose_heatmaps(enc.pose, start, length, enc.latent_shape[2:])
+        persons = None
+        if enc.person_features is not None:
+            persons = self.person_conditions(enc.person_features, enc.person_masks, start, f_lat, first.n_ref, m)
         conditions = Conditions(
             texts=first.texts, refs=first.refs, num_video=f_lat, motion=motion, windows=windows, y=y, y_null=y_null,
-            pose=pose,
+            pose=pose, persons=persons,
         )  # fmt: skip
         shape = (enc.latent_shape[0], conditions.num_frames, *enc.latent_shape[2:])
         return dataclasses.replace(enc, conditions=conditions, latent_shape=shape)
 
-    def model_fn(self, enc: EncodedRequest, cache: StepCacheInput | None = None):
+    def model_fn(
+        self,
+        enc: EncodedRequest,
+        cache: StepCacheInput | None = None,
+        person_masks: torch.Tensor | None = None,
+        predict_persons: bool = False,
+    ):
         """The batched DiT call the guidance needs: (x [k*B, ...], t [k*B], conditions) -> (velocity [k*B, ...],
         `PassAux` of the rows). Each guidance condition's inputs come from `conditioning.dit_inputs`, the rule
-        training uses too. `cache`: this step's step-caching input (None: caching off)."""
-        from humo.conditioning import Keep, dit_inputs, pose_kwargs, rope_kwargs
+        training uses too. `cache`: this step's step-caching input (None: caching off). With several people:
+        `person_masks` [1, P, m + F, h, w] gate their audio this step (None: the given masks, or the mix everywhere)
+        and `predict_persons` returns the mask predictor's logits."""
+        from humo.conditioning import Keep, dit_inputs, person_kwargs, pose_kwargs, rope_kwargs
         from humo.step_cache import cached_forward
 
         cfg, dit = self.dit.cfg, self.dit
         dtype = dit.dtype
         with_mask = cfg.mask_head_blocks > 0
+        predict_persons = predict_persons and cfg.person_mask_blocks > 0
 
         def fn(x: torch.Tensor, t: torch.Tensor, conditions):
             keep = Keep.of_conditions(conditions, x.shape[0] // len(conditions))
-            inp = dit_inputs(enc.conditions, x, keep, cfg.reference_mode, cfg.reference_rope)
+            inp = dit_inputs(enc.conditions, x, keep, cfg.reference_mode, cfg.reference_rope, person_masks)
+            persons = inp.persons
+            if persons is not None:
+                move = lambda v: None if v is None else v.to(self.device, dtype)  # noqa: E731
+                persons = dataclasses.replace(persons, windows=move(persons.windows), masks=move(persons.masks))
             inputs = dict(
                 x=inp.x.to(self.device, dtype),
                 t=t.to(self.device),
@@ -678,25 +820,31 @@ class HumoPipeline:
                 y=inp.y.to(self.device, dtype) if inp.y is not None else None,
                 **rope_kwargs(inp.frame_times),
                 **pose_kwargs(None if inp.pose is None else inp.pose.to(self.device, dtype), inp.pose_start),
+                **person_kwargs(persons),
             )
             with torch.no_grad():
                 if cache is not None:
                     prev = [cache.branches.get(c) for c in conditions]
                     prev = None if any(p is None for p in prev) else BranchCache.cat(prev)
                     out, mask, branch = cached_forward(
-                        dit, inputs, prev, cache.threshold, force=cache.force, return_mask=with_mask
-                    )
-                    return out.float(), PassAux(mask, branch)
-                if with_mask:
-                    out, mask = dit(**inputs, return_mask=True)
-                    return out.float(), PassAux(mask)
+                        dit, inputs, prev, cache.threshold, force=cache.force, return_mask=with_mask,
+                        return_persons=predict_persons,
+                    )  # fmt: skip
+                    return out.float(), PassAux(mask, branch, branch.person_logits)
+                if with_mask or predict_persons:
+                    out, mask, person_logits = dit(**inputs, return_mask=with_mask, return_persons=True)
+                    return out.float(), PassAux(mask, None, person_logits if predict_persons else None)
                 return dit(**inputs).float(), None
 
         return fn
 
-    def sample(self, req: GenerationRequest, enc: EncodedRequest) -> tuple[torch.Tensor, np.ndarray | None]:
+    def sample(self, req: GenerationRequest, enc: EncodedRequest):
         """Flow-matching sampling with guidance. Returns the generated latents [1, C, F, h, w] (clean frames
-        dropped) and the face mask [F, h, w] predicted at the last step (None without a mask head)."""
+        dropped), the face mask [F, h, w] predicted at the last step (None without a mask head) and, with several
+        people, their masks [P, F, h, w] (predicted at the last step, or the given ones; else None).
+
+        With predicted person masks (InterActHuman's mask cache), the masks the fullest pass predicts at one step
+        gate the persons' audio at the next; the first `req.mask_warmup` of the steps hear the mix everywhere."""
         from humo.guidance import guided_prediction
         from humo.sampler import make_sampler
 
@@ -708,6 +856,9 @@ class HumoPipeline:
             torch.randn((1, *enc.latent_shape), generator=generator, dtype=torch.float32), cache={} if caching else None
         )
         steps = sampler.timesteps
+        persons = enc.conditions.persons
+        predicted = persons is not None and persons.masks is None
+        warmup = math.ceil((req.mask_warmup or 0.0) * len(steps)) if predicted else 0
         passes = computed = 0
         bar = None
         if self.progress:
@@ -719,9 +870,10 @@ class HumoPipeline:
             cache = None
             if caching:
                 cache = StepCacheInput(state.cache, req.cache, force=must_compute(i, len(steps)))
+            gate = state.person_masks if (predicted and i >= warmup) else None
             v, aux = guided_prediction(
-                self.model_fn(enc, cache), state.x, t, enc.schedule, max_batch=req.max_batch,
-                sequential=req.sequential_guidance, return_aux=True,
+                self.model_fn(enc, cache, gate, predict_persons=predicted), state.x, t, enc.schedule,
+                max_batch=req.max_batch, sequential=req.sequential_guidance, return_aux=True,
             )  # fmt: skip
             state = state.next(sampler.step(v, t, state.x), aux)
             if caching:
@@ -739,10 +891,59 @@ class HumoPipeline:
             bar.close()
         if caching:
             self.log(f"step cache: the blocks ran on {computed} of {passes} branch passes (threshold {req.cache:g})")
-        mask = None
+        mask = person_masks = None
         if state.mask is not None:
             mask = enc.conditions.video(state.mask.unsqueeze(1))[0, 0].numpy()
-        return enc.conditions.video(state.x), mask
+        final = state.person_masks if predicted else (None if persons is None else persons.masks)
+        if final is not None:  # [1, P, m + F, h, w] -> the generated frames [P, F, h, w]
+            person_masks = final[0, :, enc.conditions.n_motion :].float().numpy()
+        return enc.conditions.video(state.x), mask, person_masks
+
+
+def person_layout_line(req: GenerationRequest, cfg) -> str:
+    """What routes each person's audio, said before sampling (never silent): the model's predicted masks, with
+    how many steps hear the mix first, or the given boxes and masks."""
+    n = len(req.persons)
+    if req.person_layout == "given":
+        unused = " (the model's own mask predictor is not used)" if cfg.person_mask_blocks else ""
+        return f"persons: {n}, each one's audio where their --box/--mask is, the same on every frame{unused}"
+    warm = math.ceil((req.mask_warmup or 0.0) * req.steps)
+    return (
+        f"persons: {n}, each one's audio where the model's predicted mask puts them (each step's masks gate the "
+        f"next; the first {warm} of {req.steps} steps hear the mix everywhere)"
+    )
+
+
+def person_tracks(persons: Sequence[Person]) -> list[np.ndarray]:
+    """Each person's audio at 16 kHz mono, padded with silence to the longest track (with a warning: that person
+    is silent after their track ends)."""
+    from humo.media.audio import load_audio
+
+    tracks = [load_audio(p.audio, SAMPLE_RATE) for p in persons]
+    n = max(len(t) for t in tracks)
+    for k, (p, t) in enumerate(zip(persons, tracks)):
+        if len(t) < n:
+            warn(
+                f"person {k + 1}'s audio {p.audio}: {len(t) / SAMPLE_RATE:.2f} s, shorter than the longest track "
+                f"({n / SAMPLE_RATE:.2f} s); padded with silence"
+            )
+    return [np.pad(t, (0, n - len(t))).astype(np.float32) for t in tracks]
+
+
+def given_person_masks(req: GenerationRequest, latent_hw: tuple[int, int]) -> np.ndarray | None:
+    """The persons' boxes or mask images on the latent grid, feathered at the edges: [P, h, w] (None when the
+    model predicts them)."""
+    from humo.person_masks import box_mask, feather, mask_from_image
+
+    if req.person_layout != "given":
+        return None
+    masks = []
+    for p in req.persons:
+        pixels = box_mask(p.box, req.height, req.width) if p.box is not None else None
+        if pixels is None:
+            pixels = mask_from_image(p.mask, req.height, req.width)
+        masks.append(feather(pixels, latent_hw))
+    return np.stack(masks)
 
 
 def video_frame_mask(mask: np.ndarray, frames: int) -> np.ndarray:
@@ -793,6 +994,8 @@ class EncodedRequest:
     features: torch.Tensor | None = None  # per-video-frame audio features of the whole audio (long video)
     size: tuple[int, int] = (0, 0)  # video height, width
     pose: Any = None  # the driving pose fitted to the frame (`humo.pose.PoseTrack`, normalised), or None
+    person_features: list | None = None  # each person's per-video-frame audio features (several people)
+    person_masks: np.ndarray | None = None  # [P, h, w] the persons' given masks on the latent grid, or None
 
 
 @dataclass(frozen=True)
@@ -802,35 +1005,42 @@ class PassAux:
 
     mask: torch.Tensor | None = None
     cache: BranchCache | None = None
+    persons: torch.Tensor | None = None  # [B, P, m + F, h, w] the person mask predictor's logits, or None
 
     def __getitem__(self, rows: slice) -> PassAux:
-        return PassAux(None if self.mask is None else self.mask[rows], None if self.cache is None else self.cache[rows])
+        pick = lambda v: None if v is None else v[rows]  # noqa: E731
+        return PassAux(pick(self.mask), pick(self.cache), pick(self.persons))
 
 
 @dataclass(frozen=True)
 class SamplingState:
     """What one sampling step hands the next: the latents x [B, C, T, h, w], the face mask (probabilities
     [B, T, h, w]) the fullest guidance pass of the latest step predicted (None without a mask head), and with step
-    caching each guidance condition's `BranchCache` (None: caching off). (The sampler's multistep history is the
-    sampler's own, made fresh for each video.)"""
+    caching each guidance condition's `BranchCache` (None: caching off), and with several people the masks
+    (probabilities [B, P, m + F, h, w]) the fullest pass's person mask predictor gave, which gate their audio at
+    the next step (InterActHuman's mask cache). (The sampler's multistep history is the sampler's own, made fresh
+    for each video.)"""
 
     x: torch.Tensor
     mask: torch.Tensor | None = None
     cache: dict | None = None
+    person_masks: torch.Tensor | None = None
 
     def next(self, x: torch.Tensor, aux: dict[Any, PassAux]) -> SamplingState:
         """The state after a step: new latents, the mask of the step's fullest condition (the guidance orders
         and may split its passes, so it is looked up by condition, not by position), and the conditions' caches
         (a condition the step did not run keeps its old one)."""
-        mask = self.mask
-        masked = {c: a.mask for c, a in aux.items() if a.mask is not None}
-        if masked:
-            fullest = max(masked, key=lambda c: len(c.modalities))
-            mask = torch.sigmoid(masked[fullest]).float().cpu()
+
+        def fullest(field: str, old):
+            found = {c: getattr(a, field) for c, a in aux.items() if getattr(a, field) is not None}
+            if not found:
+                return old
+            return torch.sigmoid(found[max(found, key=lambda c: len(c.modalities))]).float().cpu()
+
         cache = self.cache
         if cache is not None:
             cache = {**cache, **{c: a.cache for c, a in aux.items() if a.cache is not None}}
-        return SamplingState(x, mask, cache)
+        return SamplingState(x, fullest("mask", self.mask), cache, fullest("persons", self.person_masks))
 
 
 # Rates the AAC encoder takes (MPEG-4 sampling frequency table); others are resampled to 48 kHz.

@@ -110,8 +110,8 @@ def test_17b_concat_path(media):
     calls = []
     inner = pipe.model_fn
 
-    def spy(cond, cache=None):
-        fn = inner(cond, cache)
+    def spy(cond, cache=None, *rest, **kw):
+        fn = inner(cond, cache, *rest, **kw)
 
         def wrapped(x, t, conditions):
             calls.append((float(t[0]), tuple(c.name for c in conditions)))

@@ -70,8 +70,8 @@ def test_the_pose_drives_the_video_and_every_guidance_pass_keeps_it(models, medi
     calls = []
     inner = pipe.model_fn
 
-    def spy(enc, cache=None):
-        fn = inner(enc, cache)
+    def spy(enc, cache=None, *rest, **kw):
+        fn = inner(enc, cache, *rest, **kw)
 
         def wrapped(x, t, conditions):
             calls.append(tuple(c.name for c in conditions))
