@@ -137,3 +137,56 @@ def test_bad_persons_are_named_before_any_model_work(media, persons, extra, mess
     req = GenerationRequest("two people talk", persons=persons(media), **extra, **SMALL)
     with pytest.raises(HumoError, match=message):
         req.resolved(LAYOUTS["toy"], dit_preset("toy", person_mask_blocks=1))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Through the CLI, on the bundled toy model (which has no mask predictor)
+
+
+def _refused(capsys, argv, message):
+    from humo.cli import main
+
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and message in err[-1], err
+    assert not any("Traceback" in line for line in err)
+
+
+def test_cli_persons_with_boxes_and_cases(media, tmp_path, capsys):
+    import json
+
+    from humo.cli import main
+    from humo.media.video import read_video
+
+    out = tmp_path / "two.mp4"
+    argv = ["generate", "--prompt", "two people talk", "--frames", "9", "--steps", "2", "--out", out, "-q",
+            "--person", media / "ra.png", media / "a.wav", "--box", "0,0,32,64",
+            "--person", media / "rb.png", media / "b.wav", "--box", "32,0,64,64"]  # fmt: skip
+    assert main([str(a) for a in argv]) == 0
+    frames, _, sound, rate = read_video(out)
+    assert frames.shape[0] == 9 and sound is not None and rate == 16000  # the mix of the tracks
+    cases = tmp_path / "cases.json"
+    cases.write_text(json.dumps({"duo": {"prompt": "two people talk", "persons": [
+        {"ref_image": str(media / "ra.png"), "audio": str(media / "a.wav"), "box": [0, 0, 32, 64]},
+        {"ref_image": str(media / "rb.png"), "audio": str(media / "b.wav"), "box": "32,0,64,64"}]}}))  # fmt: skip
+    argv = ["generate", "--cases", cases, "--out-dir", tmp_path / "o", "--frames", "9", "--steps", "2", "-q"]
+    assert main([str(a) for a in argv]) == 0 and (tmp_path / "o" / "duo.mp4").is_file()
+
+
+def test_cli_bad_persons(media, tmp_path, capsys, monkeypatch):
+    import json
+
+    monkeypatch.setattr(HumoPipeline, "from_pretrained", lambda *a, **k: (_ for _ in ()).throw(AssertionError()))
+    out = tmp_path / "x.mp4"
+    base = ["generate", "--prompt", "two people talk", "--frames", "9", "--out", out]
+    a, b = ["--person", media / "ra.png", media / "a.wav"], ["--person", media / "rb.png", media / "b.wav"]
+    _refused(capsys, base + a + b, "no person mask predictor")
+    _refused(capsys, base + ["--box", "0,0,8,8"] + a, "belongs to a --person")
+    _refused(capsys, base + a + ["--box", "0,0,8,8", "--box", "1,1,9,9"], "has a --box already")
+    _refused(capsys, base + a + ["--box", "70,0,90,8"], "outside the 64x64 frame")
+    _refused(capsys, base + a + ["--box", "0,0,8,8"] + b, "for every --person or for none")
+    _refused(capsys, base + a + ["--box", "0,0,8,8", "--audio", media / "a.wav"], "leave out --image and --audio")
+    cases = tmp_path / "cases.json"
+    cases.write_text(json.dumps({"duo": {"prompt": "p", "persons": [{"ref_image": str(media / "ra.png")}]}}))
+    _refused(capsys, ["generate", "--cases", cases], "person 1 needs a 'ref_image' and an 'audio'")
+    assert not out.exists()

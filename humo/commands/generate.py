@@ -11,8 +11,56 @@ from pathlib import Path
 from humo.errors import HumoError
 
 
+class _PersonAction(argparse.Action):
+    """--person IMAGE AUDIO starts a person; a --box or --mask after it says where that person is."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        persons = getattr(namespace, "persons", None) or []
+        if self.dest == "persons":
+            persons.append({"image": values[0], "audio": values[1]})
+        else:
+            if not persons:
+                raise HumoError(f"{option_string} {values}: belongs to a --person; give it after that --person")
+            if self.dest in persons[-1]:
+                raise HumoError(f"{option_string} {values}: person {len(persons)} has a --{self.dest} already")
+            persons[-1][self.dest] = values
+        namespace.persons = persons
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", help="what happens in the video")
+    parser.add_argument(
+        "--person",
+        nargs=2,
+        metavar=("IMAGE", "AUDIO"),
+        dest="persons",
+        action=_PersonAction,
+        default=[],
+        help="one person of several, with their reference image and their own audio track (silent outside their "
+        "turns); repeat for each person, instead of --image/--audio (InterActHuman: each track drives its person)",
+    )
+    parser.add_argument(
+        "--box",
+        metavar="X0,Y0,X1,Y1",
+        dest="box",
+        action=_PersonAction,
+        help="where the --person before it is, in pixels of the output video (needed for a model without a mask "
+        "predictor, such as the released HuMo weights; else the model predicts it)",
+    )
+    parser.add_argument(
+        "--mask",
+        metavar="IMAGE",
+        dest="mask",
+        action=_PersonAction,
+        help="where the --person before it is, as a mask image of the frame (white = the person), instead of --box",
+    )
+    parser.add_argument(
+        "--mask-warmup",
+        type=float,
+        metavar="SHARE",
+        help="with predicted person masks: the share of the steps that inject the audio mix everywhere before the "
+        "masks take over (default 0.2, InterActHuman's 10 of 50)",
+    )
     parser.add_argument("--image", action="append", default=[], help="reference image (repeat for several)")
     parser.add_argument("--audio", help="driving audio (wav, flac, mp3, m4a, or a video's audio track)")
     parser.add_argument(
@@ -201,7 +249,7 @@ def check_case_names(names, source: str) -> None:
 
 def requests_from_args(args, seed: int) -> list[tuple]:
     """[(request, out_path)] for a single run or a --cases batch; validated before any model is loaded."""
-    from humo.pipeline import SIZES, GenerationRequest
+    from humo.pipeline import SIZES, GenerationRequest, Person
 
     height, width = args.height, args.width
     if args.size:
@@ -224,11 +272,12 @@ def requests_from_args(args, seed: int) -> list[tuple]:
         sequential_guidance=args.sequential_guidance,
         segment_frames=args.segment_frames,
         cache=args.cache,
+        mask_warmup=args.mask_warmup,
     )
     if args.cases:
-        if args.prompt or args.image or args.audio or args.pose or args.out:
+        if args.prompt or args.image or args.audio or args.pose or args.out or args.persons:
             raise HumoError(
-                "--cases: give the prompt, images, audio and pose in the cases file, not on the command line"
+                "--cases: give the prompt, images, audio, pose and persons in the cases file, not on the command line"
             )
         path = Path(args.cases)
         if not path.is_file():
@@ -250,9 +299,10 @@ def requests_from_args(args, seed: int) -> list[tuple]:
             images = [resolve(p) for p in case.get("img_paths") or []]
             audio = resolve(case["audio_path"]) if case.get("audio_path") else None
             pose = resolve(case["pose_path"]) if case.get("pose_path") else None
+            persons = case_persons(case.get("persons"), resolve, f"--cases {path}: case '{name}'")
             out.append(
                 (
-                    GenerationRequest(case["prompt"], images, audio, name=name, pose=pose, **common),
+                    GenerationRequest(case["prompt"], images, audio, name=name, pose=pose, persons=persons, **common),
                     Path(args.out_dir) / f"{name}.mp4",
                 )
             )
@@ -263,14 +313,48 @@ def requests_from_args(args, seed: int) -> list[tuple]:
         raise HumoError("--out is required (an .mp4 path)")
     if not args.out.lower().endswith(".mp4"):
         raise HumoError(f"--out {args.out}: must end in .mp4")
-    return [(GenerationRequest(args.prompt, args.image, args.audio, pose=args.pose, **common), Path(args.out))]
+    persons = [Person(p["image"], p["audio"], p.get("box"), p.get("mask")) for p in args.persons]
+    return [
+        (
+            GenerationRequest(args.prompt, args.image, args.audio, pose=args.pose, persons=persons, **common),
+            Path(args.out),
+        )
+    ]
+
+
+def case_persons(entries, resolve, who: str) -> list:
+    """A case's `persons`: [{"ref_image", "audio"[, "box": "x0,y0,x1,y1" or [x0, y0, x1, y1]][, "mask"]}, ...]."""
+    from humo.pipeline import Person
+
+    if entries is None:
+        return []
+    if not isinstance(entries, list) or not entries:
+        raise HumoError(f"{who}: 'persons' must be a non-empty list of {{ref_image, audio[, box | mask]}}")
+    persons = []
+    for k, e in enumerate(entries):
+        if not isinstance(e, dict) or not e.get("ref_image") or not e.get("audio"):
+            raise HumoError(f"{who}: person {k + 1} needs a 'ref_image' and an 'audio'")
+        unknown = sorted(set(e) - {"ref_image", "audio", "box", "mask"})
+        if unknown:
+            raise HumoError(f"{who}: person {k + 1}: unknown key '{unknown[0]}' (ref_image, audio, box, mask)")
+        box = e.get("box")
+        if isinstance(box, list):
+            box = ",".join(str(v) for v in box)
+        mask = resolve(e["mask"]) if e.get("mask") else None
+        persons.append(Person(resolve(e["ref_image"]), resolve(e["audio"]), box, mask))
+    return persons
 
 
 def check_outputs(jobs, png_frames: str | None, overwrite: bool) -> None:
     """Every output is checked before the model loads, so a bad path fails in a second, not after sampling."""
     from humo.errors import check_output
 
-    inputs = [p for req, _ in jobs for p in (*req.images, req.audio, req.pose, req.guidance_config) if p]
+    inputs = [
+        p
+        for req, _ in jobs
+        for p in (*req.images, *req.audio_paths, req.pose, req.guidance_config, *(q.mask for q in req.persons))
+        if p
+    ]
     for req, out in jobs:
         check_output(out, f"case '{req.name}': output" if req.name else "--out", inputs, overwrite)
     if png_frames is not None:
@@ -309,7 +393,7 @@ def size_job(req, frames: int, layout, weights: Path, dtype: str | None = None, 
     segments = plan_segments(frames, req.segment_length(layout))
     # the largest pass: a full segment, with the motion frames when the video has several
     video_frames = latent_frames(segments[0][1]) + (latent_frames(MOTION_FRAMES) if len(segments) > 1 else 0)
-    ref_frames = max(len(req.images), 1 if req.audio else 0)
+    ref_frames = max(len(req.images), 1 if req.audio_paths else 0)
     _, timesteps = flow_schedule(req.steps, req.shift)
     schedule = req.schedule(req)
     per_step = [len(schedule.conditions_needed(t)) for t in timesteps.tolist()]
@@ -393,7 +477,9 @@ def check_job_size(
         free = free_memory_bytes(dev)
     for req, _ in jobs:
         who = f"case '{req.name}': " if req.name else ""
-        seconds = audio_duration(req.audio) if req.audio else None
+        durations = {p: audio_duration(p) for p in req.audio_paths}  # several people: the longest track counts
+        longest = max(durations, key=durations.get) if durations else None
+        seconds = durations[longest] if durations else None
         track = None
         if req.pose:
             from humo.pose import load_pose
@@ -405,7 +491,7 @@ def check_job_size(
             try:
                 frames = frames_for_audio(round(seconds * SAMPLE_RATE), VIDEO_FPS)
             except HumoError as e:  # its message knows the length, not the file
-                raise HumoError(f"{who}audio {req.audio}: {e}") from None
+                raise HumoError(f"{who}audio {longest}: {e}") from None
         else:  # --frames -1 without audio takes the pose's length (`GenerationRequest.resolved` checked one is given)
             from humo.pose import frames_for_pose
 
@@ -417,7 +503,7 @@ def check_job_size(
         video_s = frames / VIDEO_FPS
         if seconds is not None and req.frames != -1 and seconds > video_s + 1 / VIDEO_FPS:
             warn(
-                f"{who}audio {req.audio}: {seconds:.2f} s, but --frames {frames} makes {video_s:.2f} s of video; "
+                f"{who}audio {longest}: {seconds:.2f} s, but --frames {frames} makes {video_s:.2f} s of video; "
                 f"the last {seconds - video_s:.2f} s are cut (--frames -1 keeps it all)"
             )
         large = []
@@ -477,8 +563,10 @@ def run(args: argparse.Namespace) -> int:
     layout = HumoPipeline.check_weights(weights, preset)
     seed, drawn = parse_seed(args.seed)
     requests = requests_from_args(args, seed)
-    # A pose needs a pose guider, which only the checkpoint's own config tells (its header, not its weights).
-    dit_config = checkpoint_config(weights, layout) if any(req.pose for req, _ in requests) else None
+    # A pose needs a pose guider, and persons without boxes a mask predictor, which only the checkpoint's own config
+    # tells (its header, not its weights).
+    needs_config = any(req.pose or req.persons for req, _ in requests)
+    dit_config = checkpoint_config(weights, layout) if needs_config else None
     jobs = [(req.resolved(layout, dit_config), out) for req, out in requests]
     check_outputs(jobs, args.png_frames, args.overwrite)
     resident = parse_offload(args.offload)
