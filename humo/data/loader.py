@@ -60,8 +60,9 @@ class CachedDataset(torch.utils.data.Dataset):
     tensors (see `__getitem__`); with continuation true, the sample as a long video's continuation (its cached
     segment after the motion frames, `humo precompute --continuation`).
 
-    num_refs: reference latents read per sample (the first ones); references / audio / masks / zero_video / pose:
-    whether the stage reads them at all (pose: when the DiT has a pose guider).
+    num_refs: reference latents read per sample (the first ones); references / audio / masks / zero_video / pose /
+    persons: whether the stage reads them at all (pose: when the DiT has a pose guider; persons: each person's
+    audio and region, for InterActHuman's local audio and mask predictor).
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class CachedDataset(torch.utils.data.Dataset):
         masks: bool = True,
         zero_video: bool = False,
         pose: bool = False,
+        persons: bool = False,
     ):
         self.cache = cache
         self.entries = [e for e in cache.samples if split is None or e.get("split") == split]
@@ -84,6 +86,7 @@ class CachedDataset(torch.utils.data.Dataset):
         self.num_refs = num_refs
         self.references, self.audio, self.masks, self.zero_video = references, audio, masks, zero_video
         self.pose = pose
+        self.persons = persons
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -104,7 +107,9 @@ class CachedDataset(torch.utils.data.Dataset):
         """-> {"index", "task", "latents" [C, F, h, w], "text" [L, D], "refs" [k, C, h, w] (k <= num_refs),
         "audio" [F, 8, 5, Ca] or None, "mask" [F, h, w] or None, "zero_video" [C, F, h, w] or None,
         "pose" [1 + 4(F-1), P, 18, 3] keypoints (x, y fractions of the frame, confidence) or None,
-        "motion" [C, m, h, w] and "motion_audio" [m, 8, 5, Ca] (a continuation; None otherwise)}"""
+        "motion" [C, m, h, w] and "motion_audio" [m, 8, 5, Ca] (a continuation; None otherwise),
+        "person_audio" [P, F, 8, 5, Ca] and "person_masks" [P, F, h, w] (each person's, P <= num_refs; None for a
+        sample without persons and for a continuation)}"""
         i, task = item[:2]
         continuation = len(item) > 2 and bool(item[2])
         e = self.entries[i]
@@ -123,6 +128,12 @@ class CachedDataset(torch.utils.data.Dataset):
         refs = None
         if self.references and e["references"]:
             refs = torch.cat([load(k) for k in e["references"][: self.num_refs]], dim=1).transpose(0, 1)
+        person_audio = person_masks = None
+        persons = e.get("persons") if (self.persons and self.audio and not continuation) else None
+        if persons and refs is not None:
+            n = refs.shape[0]  # the persons whose references the pass sees
+            person_audio = torch.stack([load(k) for k in persons["audio"][:n]])
+            person_masks = load(persons["masks"])[:n]
         return {
             "index": i,
             "task": task,
@@ -135,6 +146,8 @@ class CachedDataset(torch.utils.data.Dataset):
             "pose": pose,
             "motion": motion,
             "motion_audio": motion_audio,
+            "person_audio": person_audio,
+            "person_masks": person_masks,
         }
 
 
@@ -148,7 +161,11 @@ class TrainingBatch:
     run; mask [B, F, h, w] face masks and has_mask; tasks: each sample's curriculum task; index [B] long (dataset
     index); zero_video [C, F, h, w] (17B layout) or None; motion [B, C, m, h, w] and motion_audio [B, m, 8, 5, Ca]:
     the clean frames that start a long video's continuation, or None; pose [B, J, 1 + 4(F-1), s*h, s*w] heatmaps
-    of the video frames (zeros where absent) and has_pose, or both None when the DiT has no pose guider.
+    of the video frames (zeros where absent) and has_pose, or both None when the DiT has no pose guider;
+    person_audio [B, P, F, 8, 5, Ca] and person_masks [B, P, F, h, w] each person's audio windows and region (P =
+    num_refs; person p's reference is reference p), person_valid [B, P] the slots holding a real person's mask (a
+    sample without persons holds its own audio over the whole frame in slot 0, which is the plain global
+    injection), or all None when the stage does not train persons.
     """
 
     latents: torch.Tensor
@@ -166,6 +183,9 @@ class TrainingBatch:
     motion_audio: torch.Tensor | None = None
     pose: torch.Tensor | None = None
     has_pose: torch.Tensor | None = None
+    person_audio: torch.Tensor | None = None
+    person_masks: torch.Tensor | None = None
+    person_valid: torch.Tensor | None = None
 
     def has(self, modality: str) -> torch.Tensor:
         """[B] bool: the samples that have `modality` (the registry's presence flag; text: every sample; a flag
@@ -193,12 +213,20 @@ class TrainingBatch:
 
 class Collate:
     """A list of dataset items -> one `TrainingBatch`. `pose`: (scale, sigma) of the DiT's pose guider (heatmaps
-    drawn at scale x the latent's size, `humo.pose.render_heatmaps`), or None without one."""
+    drawn at scale x the latent's size, `humo.pose.render_heatmaps`), or None without one. `persons`: batch each
+    person's audio and region (needs `audio_window`)."""
 
-    def __init__(self, num_refs: int, audio_window: list[int] | None = None, pose: tuple[int, float] | None = None):
+    def __init__(
+        self,
+        num_refs: int,
+        audio_window: list[int] | None = None,
+        pose: tuple[int, float] | None = None,
+        persons: bool = False,
+    ):
         self.num_refs = num_refs
         self.audio_window = list(audio_window) if audio_window else None
         self.pose = pose
+        self.persons = persons
 
     def __call__(self, items: list[dict[str, Any]]) -> TrainingBatch:
         shapes = {tuple(it["latents"].shape[-2:]) for it in items}
@@ -253,6 +281,20 @@ class Collate:
                 for j, it in enumerate(items):
                     if it.get("motion_audio") is not None:
                         motion_audio[j] = it["motion_audio"][:m]
+        person_audio = person_masks = person_valid = None
+        if self.persons and self.audio_window and self.num_refs and motion is None:
+            person_audio = latents.new_zeros(b, self.num_refs, f, *self.audio_window)
+            person_masks = latents.new_zeros(b, self.num_refs, f, h, w)
+            person_valid = torch.zeros(b, self.num_refs, dtype=torch.bool)
+            for j, it in enumerate(items):
+                if it.get("person_audio") is not None:
+                    k = it["person_audio"].shape[0]
+                    person_audio[j, :k] = it["person_audio"][:, :f]
+                    person_masks[j, :k] = it["person_masks"][:, :f]
+                    person_valid[j, :k] = True
+                else:  # its own audio over the whole frame: the same as global injection
+                    person_audio[j, 0] = audio[j]
+                    person_masks[j, 0] = 1.0
         return TrainingBatch(
             latents=latents,
             refs=refs,
@@ -270,6 +312,9 @@ class Collate:
             has_pose=has_pose,
             motion=motion,
             motion_audio=motion_audio,
+            person_audio=person_audio,
+            person_masks=person_masks,
+            person_valid=person_valid,
         )
 
 

@@ -28,6 +28,7 @@ FIELDS = (
     "caption",
     "ref_images",
     "audio",
+    "person_audio",
     "face_masks",
     "pose",
     "split",
@@ -37,7 +38,7 @@ FIELDS = (
     "width",
     "meta",
 )
-OPTIONAL = {"audio": None, "face_masks": None, "pose": None, "ref_images": [], "meta": {}}
+OPTIONAL = {"audio": None, "person_audio": [], "face_masks": None, "pose": None, "ref_images": [], "meta": {}}
 
 
 @dataclass
@@ -48,6 +49,8 @@ class Sample:
     face_masks: an ``.npz`` holding ``masks`` uint8/bool ``[num_frames, height, width]`` (1 = face).
     pose: a pose file (`humo.pose`) of the clip's frames, for a DiT with a pose guider (the proving ground's pose
     tracks are in its face-mask ``.npz`` instead).
+    person_audio: with several people (InterActHuman), each one's own audio track, in the order of `ref_images`
+    (`audio` is then their mix); their regions are the face-mask ``.npz``'s ``person_masks`` [P, T, H, W].
     """
 
     id: str
@@ -63,6 +66,7 @@ class Sample:
     height: int = 0
     width: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    person_audio: list[str] = field(default_factory=list)  # last: positional construction keeps its order
     root: Path | None = field(default=None, repr=False, compare=False)
 
     def resolve(self, path: str | None) -> Path | None:
@@ -92,6 +96,10 @@ class Sample:
     def ref_image_paths(self) -> list[Path]:
         return [self.resolve(p) for p in self.ref_images]
 
+    @property
+    def person_audio_paths(self) -> list[Path]:
+        return [self.resolve(p) for p in self.person_audio]
+
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in FIELDS}
 
@@ -114,7 +122,7 @@ def _check(where: str, name: str, value: Any) -> Any:
         if value is not None and (not isinstance(value, str) or not value):
             raise bad(f"must be a path string or null, got {value!r:.60}")
         return value
-    if name == "ref_images":
+    if name in ("ref_images", "person_audio"):
         if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
             raise bad(f"must be a list of path strings, got {value!r:.60}")
         return list(value)
@@ -152,6 +160,12 @@ def sample_from_dict(d: Any, where: str = "sample", root: Path | None = None) ->
                 continue
             raise HumoError(f"{where}: missing field '{name}'")
         values[name] = _check(where, name, d[name])
+    tracks, refs = len(values["person_audio"]), len(values["ref_images"])
+    if tracks and tracks != refs:
+        raise HumoError(
+            f"{where}: field 'person_audio' has {tracks} tracks for {refs} reference images (one track per person, "
+            "in the order of ref_images)"
+        )
     return Sample(**values, root=root)
 
 
@@ -195,7 +209,7 @@ def read_manifest(path: str | os.PathLike, *, check_files: bool = False) -> list
 
 def _check_files(where: str, s: Sample) -> None:
     files = [("video", s.video_path), ("audio", s.audio_path), ("face_masks", s.face_masks_path), ("pose", s.pose_path)]
-    files += [("ref_images", p) for p in s.ref_image_paths]
+    files += [("ref_images", p) for p in s.ref_image_paths] + [("person_audio", p) for p in s.person_audio_paths]
     for name, fp in files:
         if fp is not None and not fp.is_file():
             raise HumoError(f"{where}: field '{name}' file {fp} not found")

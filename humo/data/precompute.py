@@ -339,6 +339,30 @@ class Precomputer:
 
         return self._cached("mask", key, compute)
 
+    def person_masks(self, path: Path, grid: tuple[int, int, int], persons: int, what: str) -> str | None:
+        """Each person's whole region (the face-mask .npz's ``person_masks`` [P, T, H, W], InterActHuman's target)
+        on the latent grid (f, h, w): [P, f, h, w] in [0, 1], or None when the file has none."""
+        with np.load(path) as z:
+            if "person_masks" not in z:
+                return None
+        f, h, w = grid
+        key = content_key("person-masks", file_digest(path), f, h, w, self.dtype_name)
+
+        def compute():
+            from humo.mask_head import mask_to_latent_grid
+
+            with np.load(path) as z:
+                m = z["person_masks"]
+            need = 4 * (f - 1) + 1
+            if m.ndim != 4 or m.shape[0] != persons or m.shape[1] < need:
+                raise HumoError(
+                    f"{what}: person masks {path} have shape {list(m.shape)}; expected [{persons}, >= {need}, H, W] "
+                    "(one per reference image, every frame of the clip)"
+                )
+            return mask_to_latent_grid(torch.from_numpy(m[:, :need].astype(np.float32)), (h, w))
+
+        return self._cached("person-masks", key, compute)
+
     def pose(self, s, resolve, frames: int, fps: float, size: tuple[int, int], what: str) -> str | None:
         """The sample's pose keypoints for its first `frames` video frames, or None when it has none: its pose file
         (placed into the clip's `size` (height, width) frame as `humo generate` places one), else the ``keypoints``
@@ -375,6 +399,25 @@ class Precomputer:
             return torch.from_numpy(track.normalise().points[:frames])
 
         return self._cached("pose", key, compute, torch.float32)
+
+    def persons(self, s, resolve, refs, audio_key, masks, fps: float, grid, what: str) -> dict | None:
+        """The sample's persons (InterActHuman): each one's audio windows and their regions on the latent grid, when
+        its face-mask .npz has ``person_masks`` (one per reference image). Each person's audio is their own track
+        (`person_audio`), or, for one person, the clip's audio. None without person masks."""
+        masks_path = resolve(masks) if masks else None
+        if masks_path is None or not refs:
+            return None
+        mask_key = self.person_masks(masks_path, grid, len(refs), what)
+        if mask_key is None:
+            return None
+        tracks = list(getattr(s, "person_audio", None) or [])
+        if tracks:
+            audio = [self.audio(require_file(resolve(t), f"{what}: person audio"), fps, grid[0], what) for t in tracks]
+        elif len(refs) == 1:
+            audio = [audio_key]
+        else:
+            raise HumoError(f"{what}: {len(refs)} persons but no 'person_audio' (each one's own track)")
+        return {"audio": audio, "masks": mask_key}
 
     def continuation_sample(
         self, video: Path, total: int | None, audio: Path | None, masks: Path | None, fps: float, what: str
@@ -433,6 +476,7 @@ class Precomputer:
         # the clip's own frame size (the manifest's, else the encoded one: a resize keeps fractions of the frame)
         size = (s.height, s.width) if getattr(s, "height", 0) and getattr(s, "width", 0) else (height, width)
         pose_key = self.pose(s, resolve, 4 * (f - 1) + 1, fps, size, what)
+        persons = self.persons(s, resolve, refs, audio_key, masks, fps, (f, h, w), what)
         cont = None
         if self.continuation:
             masks_path = resolve(masks) if masks else None
@@ -455,6 +499,7 @@ class Precomputer:
             "audio": audio_key,
             "mask": mask_key,
             "pose": pose_key,
+            "persons": persons,
             "continuation": cont,
             # the latent of a zero clip with room for the reference slots, as the release's precomputed one has
             "zero_video": self.zero_video(4 * (f - 1) + 1 + 4 * ZERO_VIDEO_REFERENCE_SLOTS, height, width),

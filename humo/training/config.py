@@ -41,6 +41,7 @@ STRUCTURAL_FIELDS = (
     "lora_rank",
     "mask_head",
     "num_refs",
+    "persons",
     "batch_size",
     "grad_accum",
     "seed",
@@ -86,6 +87,12 @@ class TrainConfig:
     # clip's first 5 frames as clean motion frames, so the model learns to carry them on); needs a cache precomputed
     # with --continuation.
     continuation_share: float = 0.0
+    # InterActHuman: train with each person's own audio injected where their ground-truth region is (a cache whose
+    # clips have person masks: `humo precompute` of proving-ground or `person_audio` data), and the DiT's person mask
+    # predictor (model_overrides.person_mask_blocks) on those regions with a focal loss of this weight (1:1 in the
+    # paper). num_refs sets the most persons a sample may have.
+    persons: bool = False
+    person_mask_weight: float = 1.0
     null_text: str = "negative"  # what the dropped prompt becomes: the negative prompt (as at inference) or ""
     mask_head: bool = True  # focus-by-predicting; False builds the DiT with mask_head_blocks=0
     mask_loss_weight: float = 0.1
@@ -135,6 +142,8 @@ class TrainConfig:
         need(self.trainable is None or self.trainable in TRAINABLE, f"trainable {self.trainable!r}: use minimal|full")
         need(self.lora_rank >= 0, f"lora_rank {self.lora_rank}: must be >= 0")
         need(self.num_refs >= 0, f"num_refs {self.num_refs}: must be >= 0")
+        need(self.person_mask_weight >= 0, f"person_mask_weight {self.person_mask_weight}: must be >= 0")
+        need(not (self.persons and self.continuation_share), "persons: not with continuation_share (one or the other)")
         for name in (
             "av_fraction_start", "av_fraction_end", "text_dropout", "image_dropout", "audio_dropout", "pose_ratio",
             "continuation_share",

@@ -255,6 +255,9 @@ class Trainer:
         self.mask_weight = cfg.mask_loss_weight if (stage.mask and cfg.mask_head) else 0.0
         # a pose guider learns where the stage's tasks use poses (the samples that have one feed it)
         self.uses_pose = bool(dcfg.pose_channels) and any("pose" in TASK_USES[t] for t in stage.tasks)
+        # several people: their audio goes where their regions are once the audio path runs; the predictor learns
+        self.persons = cfg.persons and stage.audio
+        self.person_weight = cfg.person_mask_weight if (self.persons and dcfg.person_mask_blocks) else 0.0
         self._check_model(dcfg)
 
         # -- data
@@ -272,6 +275,7 @@ class Trainer:
             masks=self.mask_weight > 0 or cfg.face_loss_weight > 0,
             zero_video=dcfg.reference_mode == "concat",
             pose=self.uses_pose,
+            persons=self.persons,
         )
         self.null_text = self.cache.null_text(cfg.null_text).to(self.device)
 
@@ -292,7 +296,10 @@ class Trainer:
                 raise HumoError("train config: LoRA (lora_rank > 0) adapts the minimal set; set trainable=minimal")
             apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout)
         set_trainable(
-            model, trainable_names(model, mode, audio=stage.audio, mask=self.mask_weight > 0, pose=self.uses_pose)
+            model,
+            trainable_names(
+                model, mode, audio=stage.audio, mask=self.mask_weight > 0 or self.person_weight > 0, pose=self.uses_pose
+            ),
         )
         model.gradient_checkpointing = cfg.gradient_checkpointing
         self.model = model.to(self.device)
@@ -399,10 +406,12 @@ class Trainer:
                 use_audio=self.stage.audio,
                 mask_weight=self.mask_weight,
                 face_loss_weight=cfg.face_loss_weight,
+                person_mask_weight=self.person_weight,
                 autocast_dtype=torch.bfloat16 if cfg.precision == "bf16" else None,
             )
             (loss / cfg.grad_accum).backward()
-        return torch.stack([loss.detach(), parts["flow"], parts.get("mask", torch.zeros_like(loss))]).float()
+        zero = torch.zeros_like(loss)
+        return torch.stack([loss.detach(), parts["flow"], parts.get("mask", zero), parts.get("persons", zero)]).float()
 
     def _save(self) -> None:
         # Every process takes part in gathering (FSDP shards); the first one writes.
@@ -465,6 +474,7 @@ class Trainer:
                 self.num_refs,
                 audio_window,
                 (self.dit_cfg.pose_scale, self.dit_cfg.pose_sigma) if self.uses_pose else None,
+                persons=self.persons,
             ),
             num_workers=cfg.num_workers,
             pin_memory=self.device.type == "cuda",
@@ -485,7 +495,7 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 self.optimizer.zero_grad(set_to_none=True)
-                parts = torch.zeros(3, device=self.device)
+                parts = torch.zeros(4, device=self.device)
                 for k in range(cfg.grad_accum):
                     batch = next(batches).to(self.device)
                     parts += self._micro_step(batch, last=k == cfg.grad_accum - 1) / cfg.grad_accum
@@ -510,7 +520,8 @@ class Trainer:
                         "loss": stats[0],
                         "flow": stats[1],
                         "mask": stats[2],
-                        "grad_norm": stats[3],
+                        **({"person_masks": stats[3]} if self.person_weight > 0 else {}),
+                        "grad_norm": stats[4],
                         "lr": lr,
                         "samples": self.micro * cfg.batch_size * info.world_size,
                         "samples_per_s": n_log / max(now - t_log, 1e-9),

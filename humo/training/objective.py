@@ -20,6 +20,11 @@ negative-prompt embedding the guidance passes use); a dropped or missing image b
 Whisper windows; a dropped or missing pose becomes all-zero heatmaps (zero pose-guider features, the model without
 its guider). Reference frames always get zero audio windows and no pose. These rules are `humo.conditioning`'s,
 which the pipeline applies to its guidance passes too: this module only draws the noise, timesteps and dropout.
+
+Several people (InterActHuman): a batch with each person's audio and region injects each one's audio where their
+ground-truth region is (the sampler uses the regions the model predicted at the step before), and the person mask
+predictor learns those regions with a focal loss, weighted against the flow loss by `person_mask_weight` (1:1 in
+the paper), on the slots that hold a real person.
 """
 
 from __future__ import annotations
@@ -34,14 +39,17 @@ from humo.conditioning import (
     MODALITIES,
     Conditions,
     Keep,
+    PersonConditions,
     dit_inputs,
     keep_for_training,
+    person_kwargs,
     pose_kwargs,
     rope_kwargs,
     with_clean_windows,
 )
 from humo.data.loader import TrainingBatch
 from humo.mask_head import size_aware_bce
+from humo.person_masks import focal_loss
 from humo.reference import concat_condition
 from humo.sampler import add_noise, sample_timesteps, velocity_target
 from humo.training.curriculum import TASK_USES
@@ -145,6 +153,11 @@ def training_conditions(batch: TrainingBatch, null_text: Tensor, *, reference_mo
         f = batch.latents.shape[2]
         y = concat_condition(refs, batch.zero_video, keep_image=True, motion=motion, num_video=f)
         y_null = concat_condition(refs, batch.zero_video, keep_image=False, motion=motion, num_video=f)
+    persons = None
+    if use_audio and batch.person_audio is not None:
+        b, p = batch.person_audio.shape[:2]
+        own = with_clean_windows(batch.person_audio.flatten(0, 1), refs.shape[2]).unflatten(0, (b, p))
+        persons = PersonConditions(own, batch.person_masks)
     return Conditions(
         texts={"prompt": batch.text, "negative": null_text[None]},
         refs=refs,
@@ -154,6 +167,7 @@ def training_conditions(batch: TrainingBatch, null_text: Tensor, *, reference_mo
         y=y,
         y_null=y_null,
         pose=batch.pose,
+        persons=persons,
     )
 
 
@@ -164,7 +178,8 @@ class ModelInputs:
     x: [B, C, T, h, w]; t: [B]; context: [B, L, D]; audio: [B, T, 8, 5, Ca] or None; y: [B, 4 + C, T, h, w]
     (concat layout) or None; target: [B, C, T, h, w]; clean: [T] bool, the frames the loss leaves out
     (T = m + F + n_ref: motion frames, video frames, references); pose: [B or 1, J, 1 + 4(F-1), s*h, s*w] heatmaps
-    or None, their features from latent frame pose_start on.
+    or None, their features from latent frame pose_start on; persons: several people's audio and regions
+    (`humo.person_masks.PersonAudio`) or None.
     """
 
     x: Tensor
@@ -177,6 +192,7 @@ class ModelInputs:
     frame_times: tuple[int, ...] | None = None
     pose: Tensor | None = None
     pose_start: int = 0
+    persons: object | None = None
 
 
 def build_inputs(
@@ -205,6 +221,7 @@ def build_inputs(
         frame_times=inp.frame_times,
         pose=inp.pose,
         pose_start=inp.pose_start,
+        persons=inp.persons,
     )
 
 
@@ -252,25 +269,39 @@ def compute_loss(
     reference_rope: str = "continue",
     mask_weight: float = 0.0,
     face_loss_weight: float = 0.0,
+    person_mask_weight: float = 0.0,
     autocast_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """One micro-batch: the total loss (scalar, for backward) and detached parts {"flow", "mask"}.
+    """One micro-batch: the total loss (scalar, for backward) and detached parts {"flow", "mask", "persons"}.
 
     face_loss_weight > 0 weights the flow loss by `face_weight` of ``batch.mask`` (zeros where a sample has
     no face mask, so such samples keep the plain mean).
 
     mask_weight > 0 asks the model for its mask logits (``return_mask=True``) and adds
     ``mask_weight * mask_loss`` against ``batch.mask`` [B, F, h, w] weighted by ``batch.has_mask``.
+
+    person_mask_weight > 0 (a batch with persons) asks for the person mask predictor's logits and adds
+    ``person_mask_weight * focal_loss`` against ``batch.person_masks`` on the valid person slots.
     """
     inputs = build_inputs(
         batch, draws, null_text, reference_mode=reference_mode, use_audio=use_audio, reference_rope=reference_rope
     )
     device_type = inputs.x.device.type
     want_mask = mask_weight > 0
-    times = {**rope_kwargs(inputs.frame_times), **pose_kwargs(inputs.pose, inputs.pose_start)}
+    want_persons = person_mask_weight > 0 and inputs.persons is not None
+    extra = {
+        **rope_kwargs(inputs.frame_times),
+        **pose_kwargs(inputs.pose, inputs.pose_start),
+        **person_kwargs(inputs.persons),
+        **({"return_persons": True} if want_persons else {}),
+    }
     with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-        out = model(inputs.x, inputs.t, inputs.context, audio=inputs.audio, y=inputs.y, return_mask=want_mask, **times)
-    pred, logits = out if want_mask else (out, None)
+        out = model(inputs.x, inputs.t, inputs.context, audio=inputs.audio, y=inputs.y, return_mask=want_mask, **extra)
+    person_logits = None
+    if want_persons:
+        pred, logits, person_logits = out
+    else:
+        pred, logits = out if want_mask else (out, None)
     weight = face_weight(batch.mask, face_loss_weight) if face_loss_weight else None
     flow = flow_loss(pred, inputs.target, inputs.clean, weight).mean()
     loss = flow
@@ -279,4 +310,9 @@ def compute_loss(
         m = mask_loss(logits, batch.mask, batch.has_mask, inputs.clean)
         loss = loss + mask_weight * m
         parts["mask"] = m.detach()
+    if want_persons:
+        valid = batch.person_valid[:, :, None].expand(*batch.person_masks.shape[:3])
+        p = focal_loss(person_logits, batch.person_masks, valid)
+        loss = loss + person_mask_weight * p
+        parts["persons"] = p.detach()
     return loss, parts

@@ -3,10 +3,11 @@
 Minimal-invasive (the paper's choice): the backbone keeps its text-to-video knowledge; only the self-attention
 layers (``blocks.*.self_attn.*``, which is where the reference frames meet the video tokens) learn, plus, once
 the audio branch is on (stage 2), the audio modules (``audio_proj.*``, ``blocks.*.audio_cross_attn_wrapper.*``)
-and the mask head (``mask_head.*``), and, in a DiT with OmniHuman-1's pose guider whose stage uses poses, the
-guider (``pose_guider.*``, new weights by nature). ``full`` trains every parameter the stage's forward pass uses (the
-ablation, and the stage-0 backbone pre-training). Parameters a stage never uses (the audio path and the mask
-head while the DiT runs without audio) stay frozen even in ``full``: they would get no gradient.
+and the mask heads (``mask_head.*``, InterActHuman's ``person_masks.*``), and, in a DiT with OmniHuman-1's pose
+guider whose stage uses poses, the guider (``pose_guider.*``, new weights by nature). ``full`` trains every
+parameter the stage's forward pass uses (the ablation, and the stage-0 backbone pre-training). Parameters a stage
+never uses (the audio path and the mask heads while the DiT runs without audio) stay frozen even in ``full``: they
+would get no gradient.
 
 LoRA (``lora_rank > 0``): peft injects low-rank adapters into the q, k, v, o Linear layers of every
 self-attention; the adapters learn instead of those weights (the RMSNorm ``norm_q``/``norm_k`` weights and, in
@@ -23,7 +24,7 @@ import torch.nn as nn
 
 SELF_ATTN = re.compile(r"^blocks\.\d+\.self_attn\.")
 AUDIO = re.compile(r"^(audio_proj\.|blocks\.\d+\.audio_cross_attn_wrapper\.)")
-MASK_HEAD = re.compile(r"^mask_head\.")
+MASK_HEAD = re.compile(r"^(mask_head|person_masks)\.")
 POSE = re.compile(r"^pose_guider\.")
 LORA_TARGETS = r"blocks\.\d+\.self_attn\.(q|k|v|o)"
 LORA_MARK = "lora_"

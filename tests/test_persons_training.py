@@ -1,0 +1,143 @@
+"""Training with several people (InterActHuman): the manifest's person tracks, the cached person regions, the
+batch's person slots, the objective's local audio and focal loss, and a few training steps."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from humo.data.loader import CachedDataset, Collate, LatentCache
+from humo.data.manifest import Sample, sample_from_dict
+from humo.data.precompute import Encoders, precompute
+from humo.errors import HumoError
+from tests.helpers import TINY, TINY_AUDIO, tiny_train_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    import soundfile
+    from PIL import Image
+
+    from humo.media.video import write_video
+
+    root = tmp_path_factory.mktemp("duo")
+    g = np.random.default_rng(0)
+    write_video(root / "duo.mp4", (g.random((9, 32, 32, 3)) * 255).astype(np.uint8), fps=25)
+    write_video(root / "solo.mp4", (g.random((9, 32, 32, 3)) * 255).astype(np.uint8), fps=25)
+    for name in ("a", "b", "mix"):
+        soundfile.write(root / f"{name}.wav", (0.1 * g.standard_normal(8000)).astype(np.float32), 16000)
+    for name in ("ra", "rb"):
+        Image.fromarray((g.random((32, 32, 3)) * 255).astype(np.uint8)).save(root / f"{name}.png")
+    person = np.zeros((2, 9, 32, 32), np.uint8)
+    person[0, :, :, :16] = 1  # a on the left, b on the right
+    person[1, :, :, 16:] = 1
+    np.savez(root / "duo.npz", masks=person[:, :, 4:12].any(0).astype(np.uint8), person_masks=person)
+    np.savez(root / "solo.npz", masks=np.ones((9, 32, 32), np.uint8), person_masks=np.ones((1, 9, 32, 32), np.uint8))
+    return root
+
+
+def _samples():
+    return [
+        Sample("duo", "duo.mp4", "a person talks", ["ra.png", "rb.png"], "mix.wav", "duo.npz",
+               person_audio=["a.wav", "b.wav"], height=32, width=32),
+        Sample("solo", "solo.mp4", "a person talks", ["ra.png"], "a.wav", "solo.npz", height=32, width=32),
+    ]  # fmt: skip
+
+
+def _encoders():
+    from humo.conditions.audio import AudioEncoder
+    from humo.conditions.text import TextEncoder
+    from humo.conditions.vae import WanVAE
+
+    return Encoders(
+        vae=WanVAE.toy(seed=0),
+        text=TextEncoder.toy(["a", "person", "talks"], text_len=8, dim=32, num_layers=1),
+        audio=AudioEncoder.toy(seed=0, num_layers=4, d_model=8, num_mel_bins=16, heads=2, chunk_seconds=1),
+    )
+
+
+@pytest.fixture(scope="module")
+def cache(media, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cache")
+    precompute(_samples(), out, _encoders(), base_dir=media)
+    return out
+
+
+def test_manifest_person_audio_is_one_track_per_reference():
+    d = {"id": "x", "video": "v.mp4", "caption": "c", "ref_images": ["a.png", "b.png"], "person_audio": ["a.wav"],
+         "split": "train", "fps": 25, "num_frames": 9, "height": 32, "width": 32}  # fmt: skip
+    with pytest.raises(HumoError, match="'person_audio' has 1 tracks for 2 reference images"):
+        sample_from_dict(d)
+    assert sample_from_dict({**d, "person_audio": ["a.wav", "b.wav"]}).person_audio == ["a.wav", "b.wav"]
+
+
+def test_precompute_caches_each_persons_track_and_region(cache, media):
+    from humo.conditions.audio import audio_windows
+    from humo.media.audio import load_audio
+
+    c = LatentCache(cache)
+    duo, solo = c.samples
+    enc = _encoders()
+    assert len(duo["persons"]["audio"]) == 2 and duo["persons"]["audio"][0] != duo["audio"]
+    feats = enc.audio.features(load_audio(media / "b.wav", min_seconds=0), fps=25.0)
+    assert torch.allclose(c.load(duo["persons"]["audio"][1]), audio_windows(feats, 3).float())
+    masks = c.load(duo["persons"]["masks"])  # [2, 3, 8, 8]: the latent grid
+    assert masks.shape == (2, 3, 8, 8)
+    assert masks[0, :, :, :4].min() == 1 and masks[0, :, :, 4:].max() == 0 and masks[1, :, :, 4:].min() == 1
+    assert solo["persons"]["audio"] == [solo["audio"]]  # one person: the clip's own audio
+
+
+def test_batch_person_slots_and_a_sample_without_persons_hears_its_audio_everywhere(cache):
+    c = LatentCache(cache)
+    ds = CachedDataset(c, num_refs=3, persons=True)
+    items = [ds[(0, "av")], ds[(1, "av")]]
+    items[1] = {**items[1], "person_audio": None, "person_masks": None}  # as a clip without person masks
+    batch = Collate(3, [8, 5, 8], persons=True)(items)
+    assert batch.person_audio.shape == (2, 3, 3, 8, 5, 8) and batch.person_masks.shape == (2, 3, 3, 8, 8)
+    assert batch.person_valid.tolist() == [[True, True, False], [False, False, False]]
+    assert torch.equal(batch.person_audio[1, 0], batch.audio[1]) and batch.person_masks[1, 0].min() == 1
+    assert batch.person_audio[0, 2].abs().max() == 0
+
+
+def test_objective_injects_by_the_true_regions_and_learns_them(cache):
+    from humo.dit import HumoDiT
+    from humo.training.objective import build_inputs, compute_loss, draw_rows
+    from tests.helpers import tiny_cfg
+
+    c = LatentCache(cache)
+    ds = CachedDataset(c, num_refs=2, persons=True)
+    batch = Collate(2, [8, 5, 8], persons=True)([ds[(0, "av")], ds[(1, "av")]])
+    cfg = tiny_train_config(cache, "unused", model_overrides={**TINY, **TINY_AUDIO, "person_mask_blocks": 1})
+    draws = draw_rows(0, 0, range(2), (16, 5, 8, 8), cfg)
+    inputs = build_inputs(batch, draws, c.null_text(), reference_mode="replace", use_audio=True)
+    assert inputs.persons.masks is batch.person_masks and inputs.persons.ref_frames == (3, 4)
+    model = HumoDiT(tiny_cfg("humo-1.7b", person_mask_blocks=1))
+    loss, parts = compute_loss(model, batch, draws, c.null_text(), reference_mode="replace", use_audio=True,
+                               person_mask_weight=1.0)  # fmt: skip
+    assert set(parts) == {"flow", "persons"} and parts["persons"] > 0
+    loss.backward()
+    assert model.person_masks.taps[0].qkv.weight.grad.abs().sum() > 0
+
+
+def test_a_few_training_steps_with_persons(cache, tmp_path):
+    from humo.training.loop import Trainer
+
+    cfg = tiny_train_config(
+        cache, tmp_path / "run", stage=2, steps=3, num_refs=2, persons=True,
+        model_overrides={**TINY, **TINY_AUDIO, "mask_head_blocks": 2, "person_mask_blocks": 1},
+    )  # fmt: skip
+    result = Trainer(cfg).run()
+    assert result["steps"] == 3
+    log = [json.loads(line) for line in open(tmp_path / "run" / "log.jsonl")]
+    assert all("person_masks" in r and r["person_masks"] > 0 for r in log if "step" in r)
+    with pytest.raises(HumoError, match="persons: not with continuation_share"):
+        tiny_train_config(cache, tmp_path / "bad", stage=2, persons=True, continuation_share=0.5)
