@@ -11,8 +11,9 @@ Layout of OUT:
     clips/<id>.wav         16 kHz mono speech (the mix of all speakers)
     clips/<id>_c<k>.wav    each speaker's own track (multi-person clips)
     clips/<id>_ref<k>.png  reference image of character k
-    clips/<id>.npz         masks [T, H, W] uint8 (union of faces), char_masks [C, T, H, W] uint8,
-                           keypoints [C, T, K, 3] float32 (x, y, visible), mouth / roundness / envelope [C, T]
+    clips/<id>.npz         masks [T, H, W] uint8 (union of faces), char_masks [C, T, H, W] uint8 (multi-person),
+                           keypoints [C, T, K, 3] float32 (x, y, visible), mouth / roundness / envelope [C, T],
+                           person_masks [C, T, H, W] uint8 (each character's whole drawn region, occlusion-aware)
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ def make_sample(cfg: SynthConfig, index: int) -> Sample:
     }
     if n_chars > 1:
         arrays["char_masks"] = clip.face_masks.astype(np.uint8)
+    # written last so that the arrays before it keep their bytes and order in the archive
+    arrays["person_masks"] = clip.person_masks.astype(np.uint8)
     _write_npz(d / f"{sid}.npz", arrays)
 
     chars = []
