@@ -136,3 +136,38 @@ def test_person_mask_iou(dataset):
     assert metrics.person_mask_iou(np.repeat(perfect[:1], C, 0), gt)["person_iou"] == pytest.approx(1 / C, abs=0.02)
     with pytest.raises(HumoError, match="person masks"):
         metrics.person_mask_iou(perfect[:1], gt)
+
+
+def test_eval_scores_each_person_of_a_case(dataset, tmp_path, capsys):
+    import json
+
+    from humo.cli import main
+
+    _, samples = dataset
+    vids = tmp_path / "videos"
+    vids.mkdir()
+    cases = {}
+    for name, s in (("two", samples[0]), ("plain", samples[1])):
+        (vids / f"{name}.mp4").write_bytes(s.video_path.read_bytes())
+        cases[name] = {"prompt": s.caption, "audio_path": str(s.audio_path)}
+    s = samples[0]
+    # the generate side's shape: persons left to right, each with its reference image and its own audio
+    cases["two"]["persons"] = [
+        {"ref_image": str(s.resolve(c["ref_image"])), "audio": str(s.resolve(c["audio"])), "box": None}
+        for c in s.meta["characters"]
+    ]
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    res = tmp_path / "r.json"
+    assert main(["eval", "--cases", str(tmp_path / "cases.json"), "--videos", str(vids), "--json", str(res)]) == 0
+    rows = json.loads(res.read_text())["rows"]
+    two, plain = rows["two"], rows["plain"]
+    assert two["speaker_sync_own"] > two["speaker_sync_other"] and two["speaker_silent_ratio"] < 0.4
+    assert len(two["details"]["speakers"]) == len(s.meta["characters"])
+    assert two["subject_acc"] is not None  # the persons' reference images stand in for img_paths
+    assert plain["speaker_sync_own"] is None and plain["subject_acc"] is None
+    assert "spk_own" in capsys.readouterr().out
+
+    cases["two"]["persons"][0]["voice"] = "x"
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    assert main(["eval", "--cases", str(tmp_path / "cases.json"), "--videos", str(vids)]) != 0
+    assert "persons[0] has unknown keys ['voice']" in capsys.readouterr().err

@@ -419,6 +419,14 @@ def pose_error(
 # ---------------------------------------------------------------------------------------------------------------
 # Whole clips and batches
 
+#: The per-speaker summary (`speaker_sync`) a case with `persons` adds to its row.
+SPEAKER_KEYS = (
+    "speaker_sync_own",
+    "speaker_sync_other",
+    "speaker_sync_ratio",
+    "speaker_silent_ratio",
+    "speaker_faces_found",
+)
 SUMMARY_KEYS = (
     "text_scene",
     "text_action",
@@ -432,6 +440,7 @@ SUMMARY_KEYS = (
     "face_found",
     "pose_error",
     "pose_missed",
+    *SPEAKER_KEYS,
 )
 
 
@@ -469,12 +478,16 @@ def evaluate_clip(
     ref_images: Sequence[np.ndarray | str | os.PathLike] = (),
     audio: np.ndarray | tuple[np.ndarray, int] | str | os.PathLike | None = None,
     pose: PoseTrack | str | os.PathLike | None = None,
+    persons: Sequence[dict] | None = None,
 ) -> dict:
     """All metrics for one generated clip, from frames uint8 [T, H, W, 3] and its inputs.
 
     ref_images: arrays [H, W, 3] or image paths; audio: a path, (wave [N], sample_rate), a 16 kHz wave [N], or
-    None; pose: the driving pose, a pose file or a `humo.pose.PoseTrack`, or None. Metrics whose input is missing
-    are None. Returns the flat SUMMARY_KEYS plus "sync_corr" and "details".
+    None; pose: the driving pose, a pose file or a `humo.pose.PoseTrack`, or None. persons: several people, each
+    driven by its own audio, listed left to right: [{"ref_image": ..., "audio": ..., "box": ...}] (the box, where
+    the generator was asked to place the person, is not used); their audio gives the per-speaker metrics
+    (`speaker_sync`, with every person's audio) and their reference images stand in for `ref_images` when that is
+    empty. Metrics whose input is missing are None. Returns the flat SUMMARY_KEYS plus "sync_corr" and "details".
     """
     img = readers._as_float(frames)
     if img.shape[0] == 0:
@@ -489,6 +502,9 @@ def evaluate_clip(
         out.update(tf)
     else:
         out.update({"text_scene": None, "text_action": None, "text_object": None, "text_mean": None})
+    persons = list(persons or [])
+    if not ref_images:
+        ref_images = [p["ref_image"] for p in persons if p.get("ref_image") is not None]
     refs = [_load_image(r) for r in ref_images]
     if refs:
         sc = subject_consistency(img, refs)
@@ -509,6 +525,13 @@ def evaluate_clip(
         out.update(pe)
     else:
         out.update({"pose_error": None, "pose_missed": None})
+    tracks = [p.get("audio") for p in persons]
+    if tracks and all(t is not None for t in tracks):
+        sp = speaker_sync(img, fps, tracks)
+        details["speakers"] = sp.pop("characters")
+        out.update(sp)
+    else:
+        out.update(dict.fromkeys(SPEAKER_KEYS))
     out["details"] = details
     return out
 
@@ -524,8 +547,9 @@ def _resolve(path: str, base: Path) -> Path:
 
 def read_cases(cases: dict | str | os.PathLike) -> tuple[dict, Path]:
     """Load cases in the release format {name: {"img_paths": [...], "audio_path": ..., "prompt": ...}}, with
-    an optional "pose_path" (the driving pose file). Relative paths are taken relative to the cases file (else to
-    the working directory)."""
+    an optional "pose_path" (the driving pose file) and optional "persons" (several people, left to right, each
+    {"ref_image", "audio"[, "box"]}). Relative paths are taken relative to the cases file (else to the working
+    directory)."""
     if isinstance(cases, dict):
         return cases, Path.cwd()
     from humo.errors import require_file
@@ -569,8 +593,24 @@ def evaluate_batch(
             imgs,
             _resolve(audio, base) if audio else None,
             _resolve(pose, base) if pose else None,
+            _case_persons(name, case.get("persons"), base),
         )
     return {"rows": rows, "means": summarize(rows.values()), "missing": missing}
+
+
+def _case_persons(name: str, persons, base: Path) -> list[dict] | None:
+    """A case's "persons" with their paths resolved (`_resolve`); None when the case has none."""
+    if persons is None:
+        return None
+    if not isinstance(persons, list) or not all(isinstance(p, dict) for p in persons):
+        raise HumoError(f"case '{name}': 'persons' must be a list of {{ref_image, audio[, box]}} objects")
+    out = []
+    for k, p in enumerate(persons):
+        unknown = set(p) - {"ref_image", "audio", "box"}
+        if unknown:
+            raise HumoError(f"case '{name}': persons[{k}] has unknown keys {sorted(unknown)}")
+        out.append({key: _resolve(v, base) if key != "box" and v else v for key, v in p.items()})
+    return out
 
 
 def summarize(rows) -> dict:
@@ -599,6 +639,9 @@ def format_table(rows: dict, means: dict) -> str:
             return "-"
         return f"{v:d}" if key == "sync_offset" and isinstance(v, int) else f"{v:.3f}"
 
+    if any(r.get("speaker_sync_own") is not None or r.get("speaker_silent_ratio") is not None for r in rows.values()):
+        cols += [("spk_own", "speaker_sync_own"), ("spk_oth", "speaker_sync_other"),
+                 ("silent", "speaker_silent_ratio"), ("faces", "speaker_faces_found")]  # fmt: skip
     lines = ["name".ljust(name_w) + "".join(h.rjust(9) for h, _ in cols)]
     for n, r in rows.items():
         lines.append(n.ljust(name_w) + "".join(fmt(r.get(k), k).rjust(9) for _, k in cols))
