@@ -34,6 +34,9 @@ def test_dataset_is_valid_and_consistent(tmp_path):
         z = np.load(s.face_masks_path)
         assert z["masks"].shape == (s.num_frames, s.height, s.width) and z["masks"].any()
         assert z["keypoints"].shape[:2] == (1, s.num_frames)
+        person = z["person_masks"]
+        assert person.shape == (1, s.num_frames, s.height, s.width) and person.dtype == np.uint8
+        assert not (z["masks"] & ~person[0]).any()  # the face is part of the person
         assert np.asarray(Image.open(s.ref_image_paths[0])).shape == (s.height, s.width, 3)
         m = s.meta
         assert len(m["mouth_opening"]) == s.num_frames == len(m["envelope"])
@@ -63,6 +66,7 @@ def test_heldout_and_multi(tmp_path):
         assert len(world.parse_caption(s.caption)["people"]) == n
         z = np.load(s.face_masks_path)
         assert z["char_masks"].shape == (n, s.num_frames, 64, 96)
+        assert z["person_masks"].shape == (n, s.num_frames, 64, 96) and (z["person_masks"].sum(0) <= 1).all()
         assert z["keypoints"].shape[0] == n
         tracks = [sf.read(s.resolve(c["audio"]))[0] for c in s.meta["characters"]]
         mix, _ = sf.read(s.audio_path)

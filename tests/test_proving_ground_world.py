@@ -143,3 +143,42 @@ def test_render_other_sizes(size):
     assert clip.frames.shape == (9, h, w, 3)
     assert clip.face_masks.shape == (2, 9, h, w)
     assert clip.face_masks.any((1, 2, 3)).all()
+
+
+def _two_characters(overlap: bool):
+    """A 2-person spec of 9 frames; with `overlap` the right character stands over the left one's right half."""
+    spec = world.sample_clip_spec(np.random.default_rng(8), frames=(9, 9), num_characters=2)
+    if overlap:
+        spec.characters[1].x = spec.characters[0].x + 0.2
+    return spec
+
+
+def test_person_masks_cover_each_whole_character_and_the_top_one_wins():
+    openings = [np.full(9, 0.5, np.float32)] * 2
+    spec = _two_characters(overlap=False)
+    clip = render.render_clip(spec, openings, openings)
+    pm = clip.person_masks
+    assert pm.shape == (2, 9, 64, 64) and pm.dtype == bool
+    assert (pm.sum(0) <= 1).all()  # every pixel belongs to one character at most
+    assert not (clip.face_masks & ~pm).any()  # the face is part of the person
+    # the whole drawing, not just the face: several times the face's area, and what differs from the background
+    # (up to the anti-aliased outline: pixels less than half covered change colour but are not the character's)
+    assert (pm.sum((1, 2, 3)) > 3 * clip.face_masks.sum((1, 2, 3))).all()
+    bg = render.draw_background(spec.scene, 64, 64, spec.pattern_seed)
+    drawn = np.abs(clip.frames.astype(np.float32) - bg).max(-1) > 1
+    union = pm.any(0)
+    assert not (drawn & ~readers._dilate(union, 1)).any() and not (union & ~drawn).any()
+
+    # overlapping: drawn alone, each character's mask is where it is drawn; together, the later (right) one
+    # keeps all of its own, the earlier one loses what the later one covers
+    spec = _two_characters(overlap=True)
+    both = render.render_clip(spec, openings, openings).person_masks
+    alone = []
+    for k in range(2):
+        s = _two_characters(overlap=True)
+        s.characters = [s.characters[k]]
+        alone.append(render.render_clip(s, openings[:1], openings[:1]).person_masks[0])
+    shared = alone[0] & alone[1]
+    assert shared.sum() > 100  # they do overlap
+    assert np.array_equal(both[1], alone[1])
+    assert not (both[0] & alone[1]).any() and np.array_equal(both[0] | shared, alone[0])

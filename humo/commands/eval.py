@@ -14,7 +14,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio", type=Path, help="the driving audio file")
     parser.add_argument("--pose", type=Path, help="the driving pose file (humo-pose/1): scores the pose followed")
     parser.add_argument(
-        "--cases", type=Path, help="batch mode: cases JSON {name: {img_paths, audio_path, prompt[, pose_path]}}"
+        "--cases",
+        type=Path,
+        help="batch mode: cases JSON {name: {img_paths, audio_path, prompt[, pose_path][, persons]}}; persons: "
+        "several people left to right, [{ref_image, audio[, box]}], scored per speaker",
     )
     parser.add_argument("--videos", type=Path, help="batch mode: folder holding <name>.mp4 for every case")
     parser.add_argument("--skip-missing", action="store_true", help="batch mode: skip cases without a video")

@@ -194,6 +194,169 @@ def face_iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(p, g).sum() / union)
 
 
+#: Speaking and silent frames of a character's own track, by its loudness relative to the loudest track of the
+#: clip (the 98th percentile of its per-frame RMS; the tracks of one conversation are recorded at comparable levels,
+#: and a relative level per track would blow a track that never speaks up to full scale). Syllables peak at
+#: 0.55-1 and a frame that holds one at all averages well above 0.2, so "speaking" is every frame with a syllable in
+#: it that the mouth can show; the voice's noise floor is ~0.005, so 0.05 is clearly nothing said.
+SPEAKING_LEVEL = 0.2
+SILENT_LEVEL = 0.05
+#: A silent frame must have silence within this many frames on both sides too: a mouth that closes a frame or two
+#: late after a syllable is a lip-sync error, not speaking out of turn (Sync-C measures timing; the silent ratio
+#: measures turns). Pauses between words (80-200 ms) then count little; other speakers' turns count whole.
+SILENT_MARGIN = 2
+#: The percentile of a character's mouth openings taken as its closed mouth (see speaker_sync).
+CLOSED_PERCENTILE = 10
+#: Fewer speaking (or silent) frames than this: the track gives no envelope to sync on (or no silence to read).
+MIN_FRAMES = 3
+
+
+def speaker_sync(
+    frames: np.ndarray,
+    fps: float,
+    tracks: Sequence[np.ndarray | tuple[np.ndarray, int] | str | os.PathLike],
+    faces: Sequence[readers.FaceTrack] | None = None,
+    max_offset: int = MAX_OFFSET,
+    face_scale: float | None = None,
+) -> dict:
+    """Per-speaker lip sync of a video of several characters side by side, each driven by its own audio track.
+
+    frames: [T, H, W, 3]; tracks: one per character in left-to-right order (what the reference images and the
+    caption give), each a path, (wave [N], sample_rate) or a 16 kHz wave [N]. Each character's face is found with
+    `readers.faces_left_to_right` (or given as `faces`, left to right), its mouth read per frame, and compared with:
+
+    - its OWN track: Sync-C / Sync-D / offset (`sync_scores`) of its mouth against its track's envelope;
+    - every OTHER track: Sync-C of its mouth against that track's envelope (a mouth that follows the mix or the
+      wrong speaker scores high here);
+    - the silent ratio: its mean mouth opening over frames where its own track is silent (below SILENT_LEVEL, and
+      within SILENT_MARGIN frames of it) while another track speaks, divided by the mean over frames where its
+      own track speaks (at least SPEAKING_LEVEL); openings are taken above its closed mouth (a low percentile of
+      its openings). ~0 for a character that keeps its mouth shut while the others talk, ~1 for one that mouths
+      everything said. For a character that never speaks, the denominator is the mean over the speaking
+      characters; with a single track, every silent frame counts.
+
+    Levels are relative to the loudest track (98th percentile of the per-frame RMS), so a track that never speaks
+    stays silent. `face_scale`: the head size passed to the face finder (default: the proving ground's layout for
+    that many characters, `world.MULTI_SCALE`).
+
+    A track with fewer than MIN_FRAMES speaking frames has no envelope to sync on: Sync-C against it is None.
+    Returns {"characters": [per character: "face_found" (share of frames), "sync_c_own", "sync_d_own",
+    "sync_offset_own", "sync_c_other" (mean over the other tracks), "sync_c_tracks" (against every track, own
+    included), "silent_ratio", "speaking_frames", "silent_frames"], and the clip's summary: "speaker_sync_own"
+    (mean own Sync-C), "speaker_sync_other" (mean over every character x other track), "speaker_sync_ratio"
+    (own / other), "speaker_silent_ratio" (mean), "speaker_faces_found" (share of frames where every character's
+    face is found)}; each None where nothing defines it.
+    """
+    img = readers._as_float(frames)
+    T = img.shape[0]
+    C = len(tracks)
+    if C == 0:
+        raise HumoError("speaker_sync: no audio tracks given")
+    if faces is None:
+        if face_scale is None:  # the proving ground's layout for that many characters
+            face_scale = world.MULTI_SCALE.get(C, min(world.MULTI_SCALE.values()))
+        faces = readers.faces_left_to_right(img, C, face_scale)
+    elif len(faces) != C:
+        raise HumoError(f"speaker_sync: {len(faces)} faces for {C} tracks")
+    rms = []
+    for tr in tracks:
+        wave, rate = _load_audio(tr)
+        rms.append(readers.audio_rms(wave, rate, fps, T))
+    top = max(float(np.percentile(r, 98)) for r in rms)
+    level = np.stack([r / top if top > 1e-5 else np.zeros(T) for r in rms])  # [C, T], loudest track's voice ~1
+    speaking = level >= SPEAKING_LEVEL
+    quiet = level < SILENT_LEVEL
+    silent = quiet.copy()
+    for d in range(1, SILENT_MARGIN + 1):  # silence on both sides too
+        silent[:, d:] &= quiet[:, :-d]
+        silent[:, :-d] &= quiet[:, d:]
+    if C > 1:
+        # Only while someone else speaks: the failure this catches is a character mouthing another's speech (the
+        # mix), and pauses where nobody speaks would dilute it by their share of the clip (a mouth that follows
+        # the mix is shut there too). With one track, every silent frame counts.
+        others = speaking.sum(0, keepdims=True) - speaking
+        silent &= others > 0
+    voiced = speaking.sum(1) >= MIN_FRAMES  # tracks with speech to sync on
+
+    mouths = np.stack([readers.mouth_opening(img, f) for f in faces])  # [C, T], NaN where the face is not found
+    seen = np.isfinite(mouths)
+    # The silent ratio compares openings above each character's closed mouth: a shut mouth is a thin line that
+    # the reader sees as 0.1-0.3 on a small face after H.264 (its dark colour bleeds through chroma subsampling),
+    # a constant that would otherwise set a floor under the ratio. The closed reading is a low percentile of the
+    # character's openings: every mouth closes between words, and a real speaker's turn leaves most frames shut.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a face never found: NaN
+        closed = np.nanpercentile(np.where(seen, mouths, np.nan), CLOSED_PERCENTILE, axis=1)  # [C]
+    above = mouths - closed[:, None]
+    # every character against every track: [k][j] = Sync scores of mouth k against track j
+    scores = [[sync_scores(mouths[k], level[j], max_offset) if voiced[j] else None for j in range(C)] for k in range(C)]
+
+    def mean_open(k, frames_mask):
+        m = frames_mask & seen[k]
+        return float(above[k][m].mean()) if m.sum() >= MIN_FRAMES else None
+
+    talk = [mean_open(k, speaking[k]) for k in range(C)]
+    pooled = [x for x in talk if x is not None]
+    chars = []
+    for k in range(C):
+        own = scores[k][k] or {}
+        others = [scores[k][j]["sync_c"] for j in range(C) if j != k and scores[k][j] is not None]
+        others = [x for x in others if x is not None]
+        hush = mean_open(k, silent[k])
+        ref = talk[k] if talk[k] is not None else (float(np.mean(pooled)) if pooled else None)
+        chars.append(
+            {
+                "face_found": float(seen[k].mean()),
+                "sync_c_own": own.get("sync_c"),
+                "sync_d_own": own.get("sync_d"),
+                "sync_offset_own": own.get("sync_offset"),
+                "sync_c_other": float(np.mean(others)) if others else None,
+                "sync_c_tracks": [None if sc is None else sc["sync_c"] for sc in scores[k]],
+                "silent_ratio": hush / ref if hush is not None and ref is not None and ref > 1e-6 else None,
+                "speaking_frames": int(speaking[k].sum()),
+                "silent_frames": int(silent[k].sum()),
+            }
+        )
+    own_c = [c["sync_c_own"] for c in chars if c["sync_c_own"] is not None]
+    other_c = [x for k, c in enumerate(chars) for j, x in enumerate(c["sync_c_tracks"]) if j != k and x is not None]
+    ratios = [c["silent_ratio"] for c in chars if c["silent_ratio"] is not None]
+    own_m = float(np.mean(own_c)) if own_c else None
+    other_m = float(np.mean(other_c)) if other_c else None
+    return {
+        "characters": chars,
+        "speaker_sync_own": own_m,
+        "speaker_sync_other": other_m,
+        "speaker_sync_ratio": own_m / other_m if own_m is not None and other_m and other_m > 1e-6 else None,
+        "speaker_silent_ratio": float(np.mean(ratios)) if ratios else None,
+        "speaker_faces_found": float(seen.all(0).mean()),
+    }
+
+
+def person_mask_iou(pred: np.ndarray, gt: np.ndarray) -> dict:
+    """IoU of predicted per-character masks on the latent grid with the ground-truth person masks.
+
+    pred: [C, F, h, w] probabilities (or bool), character k's mask in the order of the inputs; gt: [C, T, H, W]
+    (bool/uint8, the clip's `person_masks`). The ground truth goes to the latent grid the way
+    `humo.evaluation.heldout.mask_iou` takes the face there: the first 4k+1 frames (`clip_frames`), then
+    `mask_to_latent_grid` (latent frame i covers video frames 4i-3..4i: max over them; area average onto h x w);
+    both are thresholded at 1/2 and compared over the latent frames both have. Returns {"person_iou": mean over
+    characters, "per_character": [C] IoUs}.
+    """
+    import torch
+
+    from humo.data.precompute import clip_frames
+    from humo.mask_head import mask_to_latent_grid
+
+    p, g = np.asarray(pred), np.asarray(gt)
+    if p.ndim != 4 or g.ndim != 4 or p.shape[0] != g.shape[0]:
+        raise HumoError(f"person masks: expected [C, F, h, w] and [C, T, H, W], got {p.shape} and {g.shape}")
+    t = clip_frames(g.shape[1], None)
+    grid = mask_to_latent_grid(torch.from_numpy(g[:, :t].astype(np.float32)), tuple(p.shape[-2:])).numpy()
+    f = min(grid.shape[1], p.shape[1])
+    per = [face_iou(p[k, :f].astype(np.float32) > 0.5, grid[k, :f] > 0.5) for k in range(len(p))]
+    return {"person_iou": float(np.mean(per)), "per_character": per}
+
+
 #: The canonical joints (`humo.pose`) the pose metric compares: those the pose reader measures (the head's centre
 #: stands for the nose). The eyes only follow the head, and a COCO-17 file's neck is its shoulders' midpoint, not
 #: the proving ground's neck (the torso's top): neither adds a measurement.
@@ -256,6 +419,14 @@ def pose_error(
 # ---------------------------------------------------------------------------------------------------------------
 # Whole clips and batches
 
+#: The per-speaker summary (`speaker_sync`) a case with `persons` adds to its row.
+SPEAKER_KEYS = (
+    "speaker_sync_own",
+    "speaker_sync_other",
+    "speaker_sync_ratio",
+    "speaker_silent_ratio",
+    "speaker_faces_found",
+)
 SUMMARY_KEYS = (
     "text_scene",
     "text_action",
@@ -269,6 +440,7 @@ SUMMARY_KEYS = (
     "face_found",
     "pose_error",
     "pose_missed",
+    *SPEAKER_KEYS,
 )
 
 
@@ -306,12 +478,16 @@ def evaluate_clip(
     ref_images: Sequence[np.ndarray | str | os.PathLike] = (),
     audio: np.ndarray | tuple[np.ndarray, int] | str | os.PathLike | None = None,
     pose: PoseTrack | str | os.PathLike | None = None,
+    persons: Sequence[dict] | None = None,
 ) -> dict:
     """All metrics for one generated clip, from frames uint8 [T, H, W, 3] and its inputs.
 
     ref_images: arrays [H, W, 3] or image paths; audio: a path, (wave [N], sample_rate), a 16 kHz wave [N], or
-    None; pose: the driving pose, a pose file or a `humo.pose.PoseTrack`, or None. Metrics whose input is missing
-    are None. Returns the flat SUMMARY_KEYS plus "sync_corr" and "details".
+    None; pose: the driving pose, a pose file or a `humo.pose.PoseTrack`, or None. persons: several people, each
+    driven by its own audio, listed left to right: [{"ref_image": ..., "audio": ..., "box": ...}] (the box, where
+    the generator was asked to place the person, is not used); their audio gives the per-speaker metrics
+    (`speaker_sync`, with every person's audio) and their reference images stand in for `ref_images` when that is
+    empty. Metrics whose input is missing are None. Returns the flat SUMMARY_KEYS plus "sync_corr" and "details".
     """
     img = readers._as_float(frames)
     if img.shape[0] == 0:
@@ -326,6 +502,9 @@ def evaluate_clip(
         out.update(tf)
     else:
         out.update({"text_scene": None, "text_action": None, "text_object": None, "text_mean": None})
+    persons = list(persons or [])
+    if not ref_images:
+        ref_images = [p["ref_image"] for p in persons if p.get("ref_image") is not None]
     refs = [_load_image(r) for r in ref_images]
     if refs:
         sc = subject_consistency(img, refs)
@@ -346,6 +525,13 @@ def evaluate_clip(
         out.update(pe)
     else:
         out.update({"pose_error": None, "pose_missed": None})
+    tracks = [p.get("audio") for p in persons]
+    if tracks and all(t is not None for t in tracks):
+        sp = speaker_sync(img, fps, tracks)
+        details["speakers"] = sp.pop("characters")
+        out.update(sp)
+    else:
+        out.update(dict.fromkeys(SPEAKER_KEYS))
     out["details"] = details
     return out
 
@@ -361,8 +547,9 @@ def _resolve(path: str, base: Path) -> Path:
 
 def read_cases(cases: dict | str | os.PathLike) -> tuple[dict, Path]:
     """Load cases in the release format {name: {"img_paths": [...], "audio_path": ..., "prompt": ...}}, with
-    an optional "pose_path" (the driving pose file). Relative paths are taken relative to the cases file (else to
-    the working directory)."""
+    an optional "pose_path" (the driving pose file) and optional "persons" (several people, left to right, each
+    {"ref_image", "audio"[, "box"]}). Relative paths are taken relative to the cases file (else to the working
+    directory)."""
     if isinstance(cases, dict):
         return cases, Path.cwd()
     from humo.errors import require_file
@@ -406,8 +593,24 @@ def evaluate_batch(
             imgs,
             _resolve(audio, base) if audio else None,
             _resolve(pose, base) if pose else None,
+            _case_persons(name, case.get("persons"), base),
         )
     return {"rows": rows, "means": summarize(rows.values()), "missing": missing}
+
+
+def _case_persons(name: str, persons, base: Path) -> list[dict] | None:
+    """A case's "persons" with their paths resolved (`_resolve`); None when the case has none."""
+    if persons is None:
+        return None
+    if not isinstance(persons, list) or not all(isinstance(p, dict) for p in persons):
+        raise HumoError(f"case '{name}': 'persons' must be a list of {{ref_image, audio[, box]}} objects")
+    out = []
+    for k, p in enumerate(persons):
+        unknown = set(p) - {"ref_image", "audio", "box"}
+        if unknown:
+            raise HumoError(f"case '{name}': persons[{k}] has unknown keys {sorted(unknown)}")
+        out.append({key: _resolve(v, base) if key != "box" and v else v for key, v in p.items()})
+    return out
 
 
 def summarize(rows) -> dict:
@@ -436,6 +639,9 @@ def format_table(rows: dict, means: dict) -> str:
             return "-"
         return f"{v:d}" if key == "sync_offset" and isinstance(v, int) else f"{v:.3f}"
 
+    if any(r.get("speaker_sync_own") is not None or r.get("speaker_silent_ratio") is not None for r in rows.values()):
+        cols += [("spk_own", "speaker_sync_own"), ("spk_oth", "speaker_sync_other"),
+                 ("silent", "speaker_silent_ratio"), ("faces", "speaker_faces_found")]  # fmt: skip
     lines = ["name".ljust(name_w) + "".join(h.rjust(9) for h, _ in cols)]
     for n, r in rows.items():
         lines.append(n.ljust(name_w) + "".join(fmt(r.get(k), k).rjust(9) for _, k in cols))

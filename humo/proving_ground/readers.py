@@ -19,6 +19,7 @@ readers stay consistent with the renderer by construction. Everything is vectori
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass
 
@@ -210,18 +211,20 @@ class FaceTrack:
         return float(np.nanmedian(self.U[self.valid])) if self.valid.any() else float("nan")
 
 
-def find_faces(frames: np.ndarray, max_faces: int = 1) -> list[FaceTrack]:
+def find_faces(frames: np.ndarray, max_faces: int = 1, scale: float = 1.0) -> list[FaceTrack]:
     """Find up to `max_faces` faces per frame in frames [T, H, W, 3] (uint8 or float 0..255).
 
     Per frame, the faces are the largest skin blobs (seeded at the densest skin box), ranked left to right when
-    more than one is asked for. Frames where a face is missing have valid = False and NaN geometry.
+    more than one is asked for. Frames where a face is missing have valid = False and NaN geometry. `scale`: the
+    expected head size relative to a lone character's (the multi-person layout draws heads at 0.68 or 0.5); the
+    filters that drop thin skin-like bands and the smallest face accepted shrink with it.
     """
     img = _as_float(frames)
     T, H, W = img.shape[:3]
     prob = skin_probability(img)
-    rb = max(2, int(round(0.1 * H)))
-    rs = max(1, int(round(0.025 * H)))
-    min_mass = (0.06 * H) ** 2
+    rb = max(2, int(round(0.1 * H * scale)))
+    rs = max(1, int(round(0.025 * H * scale)))
+    min_mass = (0.06 * H * scale) ** 2
     # Blurred or anti-aliased edges between two non-skin colours mix to skin-like colours along thin bands (a
     # red shirt's outline on a slate wall is "dark skin"), which would join a face to its surroundings. A box
     # mean over (2 rs + 1)^2 pixels drops such bands (up to ~rs wide) below one half while it keeps a face's
@@ -382,6 +385,58 @@ def _fit(prob: np.ndarray, f: FaceTrack) -> FaceTrack:
         mask=(cov >= 0.5) & v[:, None, None],
         skin=f.skin,
     )
+
+
+def faces_left_to_right(frames: np.ndarray, count: int, scale: float = 1.0) -> list[FaceTrack]:
+    """The faces of `count` characters standing side by side in frames [T, H, W, 3]: one FaceTrack per character,
+    index k = the k-th character from the image left, invalid (NaN geometry) in frames where its face is not found.
+    `scale`: the expected head size relative to a lone character's (`find_faces`).
+
+    Two passes. First, each character's usual column: `find_faces(max_faces=count)` finds the faces of every
+    frame, which are sorted by position; in frames where all `count` are found the k-th from the left is
+    character k, elsewhere the faces found go, keeping their order, to the characters whose columns they are
+    nearest (the order-keeping choice with the least total distance; the columns start evenly spaced and are
+    re-estimated as the median of what each character got). Second, each character's face is found again on its
+    own, in a vertical band between the midpoints to its neighbours' columns (the rest of the frame blacked out,
+    which is far from every skin tone). The second pass is what makes faces of different skin tones come out
+    right: `find_faces` takes one skin tone per rank over the whole clip, and its rank-i face is a different
+    character from frame to frame, so a light face among dark ones fails its tone test and is lost.
+    """
+    img = _as_float(frames)
+    T, W = img.shape[0], img.shape[2]
+    if count < 1:
+        return []
+    faces = find_faces(img, max_faces=count, scale=scale)
+    cx = np.stack([f.cx for f in faces]) if faces else np.zeros((0, T), np.float32)  # [F, T]
+    ok = np.stack([f.valid for f in faces]) if faces else np.zeros((0, T), bool)
+    columns = (np.arange(count) + 0.5) * W / count
+    everyone = ok.sum(0) == count
+    if everyone.any():
+        columns = np.median(np.sort(cx[:, everyone], axis=0), axis=1)
+    placed = np.full((count, T), np.nan)
+    for t in range(T):
+        found = sorted(float(x) for x in cx[ok[:, t], t])
+        if not found:
+            continue
+        slots = min(
+            itertools.combinations(range(count), len(found)),
+            key=lambda ks: sum(abs(x - columns[k]) for x, k in zip(found, ks)),
+        )
+        placed[list(slots), t] = found
+    seen = np.isfinite(placed).any(1)
+    columns = np.where(seen, np.nanmedian(np.where(seen[:, None], placed, 0.0), axis=1), columns)
+    edges = [0.0, *((columns[1:] + columns[:-1]) / 2).tolist(), float(W)]
+    xs = np.arange(W) + 0.5
+    out = []
+    for k in range(count):
+        band = (xs >= edges[k]) & (xs < edges[k + 1])
+        own = find_faces(np.where(band[None, None, :, None], img, 0.0), max_faces=1, scale=scale)
+        if own:
+            out.append(own[0])
+        else:
+            nan = np.full(T, np.nan, np.float32)
+            out.append(FaceTrack(nan, nan, nan, nan, np.zeros(T, bool), np.zeros(img.shape[:3], bool), nan[:3]))
+    return out
 
 
 def face_mask(frames: np.ndarray) -> np.ndarray:
@@ -724,10 +779,9 @@ def _mouth_mix(img: np.ndarray, face: FaceTrack) -> tuple[np.ndarray, np.ndarray
     return _mixing(vals, face.skin, world.MOUTH_COLOUR) * ok, us
 
 
-def audio_envelope(wave: np.ndarray, sample_rate: int, fps: float, num_frames: int) -> np.ndarray:
-    """Loudness envelope per video frame [num_frames] from mono audio [N]: RMS over each frame's 1/fps window,
-    scaled so the 98th percentile of the voiced frames is 1 (silence -> ~0). Audio shorter than the video is
-    padded with silence."""
+def audio_rms(wave: np.ndarray, sample_rate: int, fps: float, num_frames: int) -> np.ndarray:
+    """RMS of mono audio [N] (a few channels are averaged) over each video frame's 1/fps window: [num_frames]
+    float64, in the audio's own units. Audio shorter than the video is padded with silence."""
     x = np.asarray(wave, np.float32)
     if x.ndim > 1:
         x = x.mean(-1) if x.shape[-1] <= 8 else x.mean(0)
@@ -735,7 +789,14 @@ def audio_envelope(wave: np.ndarray, sample_rate: int, fps: float, num_frames: i
     if len(x) < edges[-1]:
         x = np.pad(x, (0, edges[-1] - len(x)))
     c = np.concatenate([[0.0], np.cumsum(x.astype(np.float64) ** 2)])
-    rms = np.sqrt((c[edges[1:]] - c[edges[:-1]]) / np.maximum(np.diff(edges), 1))
+    return np.sqrt((c[edges[1:]] - c[edges[:-1]]) / np.maximum(np.diff(edges), 1))
+
+
+def audio_envelope(wave: np.ndarray, sample_rate: int, fps: float, num_frames: int) -> np.ndarray:
+    """Loudness envelope per video frame [num_frames] from mono audio [N]: RMS over each frame's 1/fps window
+    (`audio_rms`), scaled so the 98th percentile of the voiced frames is 1 (silence -> ~0). Audio shorter than
+    the video is padded with silence."""
+    rms = audio_rms(wave, sample_rate, fps, num_frames)
     top = np.percentile(rms, 98) if len(rms) else 0.0
     return (rms / top).astype(np.float32) if top > 1e-5 else np.zeros(num_frames, np.float32)
 

@@ -150,11 +150,19 @@ def _col(v):
 
 
 class Canvas:
-    """Frames [T, H, W, 3] float32 (0..255) with painter's-order compositing of SDF shapes."""
+    """Frames [T, H, W, 3] float32 (0..255) with painter's-order compositing of SDF shapes.
 
-    def __init__(self, background: np.ndarray, T: int):
+    With `layers` = C > 0 it also keeps, per character, the weight of that character's paint in each pixel:
+    `owners` [C, T, H, W] float32 in 0..1, for the character set in `self.layer` while it is drawn. A shape of
+    coverage a adds a to its character's weight and scales every weight (its own included) by (1 - a) first, the
+    same blend as the colours, so a later character drawn over an earlier one takes the pixel from it. The
+    colours are computed exactly as without layers."""
+
+    def __init__(self, background: np.ndarray, T: int, layers: int = 0):
         self.img = np.repeat(background[None].astype(np.float32), T, axis=0)
         self.T, self.H, self.W = T, background.shape[0], background.shape[1]
+        self.owners = np.zeros((layers, T, self.H, self.W), np.float32) if layers else None
+        self.layer: int | None = None
 
     def window(self, xlo, xhi, ylo, yhi):
         x0, x1 = max(int(np.floor(np.min(xlo))) - 1, 0), min(int(np.ceil(np.max(xhi))) + 2, self.W)
@@ -176,6 +184,10 @@ class Canvas:
         a = np.broadcast_to(a, (self.T, y1 - y0, x1 - x0)) if a.shape[0] != self.T else a
         dst = self.img[:, y0:y1, x0:x1]
         dst += a[..., None] * (np.asarray(colour, np.float32) - dst)
+        if self.owners is not None and self.layer is not None:
+            own = self.owners[:, :, y0:y1, x0:x1]
+            own *= 1 - a
+            own[self.layer] += a
         return a, (y0, y1, x0, x1)
 
 
@@ -450,24 +462,35 @@ def keypoints(p: Pose, ident: Identity, width: int, height: int) -> np.ndarray:
 
 @dataclass
 class RenderedClip:
-    """frames: [T, H, W, 3] uint8; face_masks: [C, T, H, W] bool per character; keypoints: [C, T, K, 3]."""
+    """frames: [T, H, W, 3] uint8; face_masks: [C, T, H, W] bool per character; keypoints: [C, T, K, 3];
+    person_masks: [C, T, H, W] bool per character, everything of that character in view (head, hair, torso,
+    arms, hands, a held object), each pixel given to the character drawn on top (disjoint across characters)."""
 
     frames: np.ndarray
     face_masks: np.ndarray
     keypoints: np.ndarray
+    person_masks: np.ndarray
 
 
 def render_clip(spec: ClipSpec, openings: list[np.ndarray], roundness: list[np.ndarray]) -> RenderedClip:
     """Render a clip; openings / roundness: one [T] array per character (from its speech track)."""
     T, W, H = spec.num_frames, spec.width, spec.height
-    cv = Canvas(draw_background(spec.scene, W, H, spec.pattern_seed), T)
+    C = len(spec.characters)
+    cv = Canvas(draw_background(spec.scene, W, H, spec.pattern_seed), T, layers=C)
     masks, kps = [], []
-    for ch, o, r in zip(spec.characters, openings, roundness):
+    for k, (ch, o, r) in enumerate(zip(spec.characters, openings, roundness)):
         pose = character_pose(ch, T, spec.fps, W, H, o, r)
+        cv.layer = k
         masks.append(draw_character(cv, pose, ch.identity, ch.object) >= 0.5)
         kps.append(keypoints(pose, ch.identity, W, H))
     frames = np.clip(np.round(cv.img), 0, 255).astype(np.uint8)
-    return RenderedClip(frames=frames, face_masks=np.stack(masks), keypoints=np.stack(kps))
+    # a pixel is a character's where at least half of its final colour is that character's paint (the face
+    # masks' threshold); the weights sum to at most 1, so only an exact tie at 1/2 could give a pixel to two
+    # characters: the one drawn later (on top) keeps it
+    person = cv.owners >= 0.5
+    for k in range(C - 2, -1, -1):
+        person[k] &= ~person[k + 1 :].any(0)
+    return RenderedClip(frames=frames, face_masks=np.stack(masks), keypoints=np.stack(kps), person_masks=person)
 
 
 def render_reference(

@@ -11,8 +11,9 @@ Layout of OUT:
     clips/<id>.wav         16 kHz mono speech (the mix of all speakers)
     clips/<id>_c<k>.wav    each speaker's own track (multi-person clips)
     clips/<id>_ref<k>.png  reference image of character k
-    clips/<id>.npz         masks [T, H, W] uint8 (union of faces), char_masks [C, T, H, W] uint8,
-                           keypoints [C, T, K, 3] float32 (x, y, visible), mouth / roundness / envelope [C, T]
+    clips/<id>.npz         masks [T, H, W] uint8 (union of faces), char_masks [C, T, H, W] uint8 (multi-person),
+                           keypoints [C, T, K, 3] float32 (x, y, visible), mouth / roundness / envelope [C, T],
+                           person_masks [C, T, H, W] uint8 (each character's whole drawn region, occlusion-aware)
 """
 
 from __future__ import annotations
@@ -83,8 +84,10 @@ def _r(x: np.ndarray, nd: int = 4) -> list[float]:
     return [round(float(v), nd) for v in np.asarray(x).ravel()]
 
 
-def make_sample(cfg: SynthConfig, index: int) -> Sample:
-    """Generate clip `index`, write its files under cfg.out/clips and return its manifest entry."""
+def clip_content(cfg: SynthConfig, index: int) -> tuple[np.random.Generator, world.ClipSpec, list[speech.SpeechTrack]]:
+    """What clip `index` shows, drawn from its RNG: (the RNG, which draws the reference images next; the clip's
+    spec; one speech track per character). Rendering it with other mouth openings gives controlled variants of a
+    dataset's clip (the per-speaker metric's validation renders every mouth to the mix)."""
     rng = clip_rng(cfg, index)
     n_chars = int(rng.integers(2, 4)) if cfg.multi else 1
     spec = world.sample_clip_spec(
@@ -98,6 +101,13 @@ def make_sample(cfg: SynthConfig, index: int) -> Sample:
     )
     T = spec.num_frames
     tracks = [speech.speech_track(rng, ch.speaking, spec.duration, T, spec.fps, ch.pitch) for ch in spec.characters]
+    return rng, spec, tracks
+
+
+def make_sample(cfg: SynthConfig, index: int) -> Sample:
+    """Generate clip `index`, write its files under cfg.out/clips and return its manifest entry."""
+    rng, spec, tracks = clip_content(cfg, index)
+    n_chars, T = len(spec.characters), spec.num_frames
     clip = render.render_clip(spec, [t.envelope for t in tracks], [t.roundness for t in tracks])
     mix = np.clip(np.sum([t.wave for t in tracks], axis=0), -1, 1).astype(np.float32)
     refs = [render.render_reference(ch.identity, rng, cfg.width, cfg.height) for ch in spec.characters]
@@ -126,6 +136,8 @@ def make_sample(cfg: SynthConfig, index: int) -> Sample:
     }
     if n_chars > 1:
         arrays["char_masks"] = clip.face_masks.astype(np.uint8)
+    # written last so that the arrays before it keep their bytes and order in the archive
+    arrays["person_masks"] = clip.person_masks.astype(np.uint8)
     _write_npz(d / f"{sid}.npz", arrays)
 
     chars = []

@@ -196,6 +196,8 @@ TEMPLATES = (
     "{Scene}: {subj} {vbz}{obj} and speaks.",
 )
 POSITIONS = {2: ("left", "right"), 3: ("left", "middle", "right")}
+#: head size (`CharacterSpec.scale`, +-5%) of characters side by side, by their number
+MULTI_SCALE = {1: 1.0, 2: 0.68, 3: 0.5}
 MULTI_TEMPLATES = ("{Count} people talk {scene}.", "The person {where} {vbz}{obj}.")
 WHERE = {"middle": "in the middle", "side": "on the {pos}"}
 COUNT_WORDS = {2: "Two", 3: "Three"}
@@ -360,7 +362,7 @@ def sample_clip_spec(
     else:
         slots = np.linspace(0.5 / num_characters, 1 - 0.5 / num_characters, num_characters)
         xs = [s + rng.uniform(-0.02, 0.02) for s in slots]
-        base = 0.68 if num_characters == 2 else 0.5
+        base = MULTI_SCALE.get(num_characters, MULTI_SCALE[3])
         ys = [0.5 + rng.uniform(-0.02, 0.02) for _ in slots]
         scales = [base * rng.uniform(0.95, 1.05) for _ in slots]
     # speaking turns: one speaker at a time; a single character speaks over the whole clip
