@@ -13,7 +13,10 @@ generator's hidden ground truth — the readers in `readers.py` measure:
   over the overlapping frames (0 = perfectly in sync, 1 = unrelated, 2 = anti-correlated).
   Sync-D = min_k d(k); Sync-C = median_k d(k) - min_k d(k) (how much the best offset stands out, SyncNet's
   confidence); offset = argmin_k d(k): k > 0 means the audio lags the video by k frames.
-- face localisation: IoU of a predicted face mask against the ground truth (arrays).
+- face localisation: IoU of a predicted face mask against the ground truth (arrays); per character, IoU of
+  predicted person masks on the latent grid against the ground truth's `person_masks` (`person_mask_iou`).
+- several speakers (`speaker_sync`): each character's mouth against its own audio track and the others', and how
+  much it moves while its own track is silent and another speaks (the silent ratio).
 - pose following: the head, shoulders and hands read from the frames (`readers.read_pose`) against a driving
   pose file's, in head units (`pose_error`).
 """
