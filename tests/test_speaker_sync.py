@@ -118,6 +118,13 @@ def test_speaker_sync_shapes_and_edge_cases(dataset):
         metrics.speaker_sync(frames, fps, [])
 
 
+def test_persons_left_to_right():
+    assert metrics.left_to_right([{"box": "0.6,0,0.9,1"}, {"box": [0.1, 0, 0.4, 1]}]) == [1, 0]
+    assert metrics.left_to_right([{"box": "0.6,0,0.9,1"}, {"mask": "m.png"}]) == [0, 1]  # not every one has a box
+    with pytest.raises(HumoError, match="expected x0,y0,x1,y1"):
+        metrics.left_to_right([{"box": "1,2,3"}])
+
+
 def test_person_mask_iou(dataset):
     import torch
 
@@ -151,18 +158,21 @@ def test_eval_scores_each_person_of_a_case(dataset, tmp_path, capsys):
         (vids / f"{name}.mp4").write_bytes(s.video_path.read_bytes())
         cases[name] = {"prompt": s.caption, "audio_path": str(s.audio_path)}
     s = samples[0]
-    # the generate side's shape: persons left to right, each with its reference image and its own audio
+    # humo generate's shape: each person's reference image, own audio and box; listed right to left here, the
+    # boxes put them in order
+    n = len(s.meta["characters"])
     cases["two"]["persons"] = [
-        {"ref_image": str(s.resolve(c["ref_image"])), "audio": str(s.resolve(c["audio"])), "box": None}
-        for c in s.meta["characters"]
-    ]
+        {"ref_image": str(s.resolve(c["ref_image"])), "audio": str(s.resolve(c["audio"])), "box": f"{k},0,{k + 1},1"}
+        for k, c in enumerate(s.meta["characters"])
+    ][::-1]
+    cases["two"]["persons"][0]["mask"] = "unused.png"  # a person's mask is accepted (humo generate takes one)
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     res = tmp_path / "r.json"
     assert main(["eval", "--cases", str(tmp_path / "cases.json"), "--videos", str(vids), "--json", str(res)]) == 0
     rows = json.loads(res.read_text())["rows"]
     two, plain = rows["two"], rows["plain"]
     assert two["speaker_sync_own"] > two["speaker_sync_other"] and two["speaker_silent_ratio"] < 0.4
-    assert len(two["details"]["speakers"]) == len(s.meta["characters"])
+    assert [p["person"] for p in two["details"]["speakers"]] == list(range(n))[::-1]
     assert two["subject_acc"] is not None  # the persons' reference images stand in for img_paths
     assert plain["speaker_sync_own"] is None and plain["subject_acc"] is None
     assert "spk_own" in capsys.readouterr().out

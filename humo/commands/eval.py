@@ -17,7 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--cases",
         type=Path,
         help="batch mode: cases JSON {name: {img_paths, audio_path, prompt[, pose_path][, persons]}}; persons: "
-        "several people left to right, [{ref_image, audio[, box]}], scored per speaker",
+        "several people, [{ref_image, audio[, box][, mask]}] as humo generate takes them, scored per speaker",
     )
     parser.add_argument("--videos", type=Path, help="batch mode: folder holding <name>.mp4 for every case")
     parser.add_argument("--skip-missing", action="store_true", help="batch mode: skip cases without a video")

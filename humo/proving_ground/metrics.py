@@ -13,7 +13,10 @@ generator's hidden ground truth — the readers in `readers.py` measure:
   over the overlapping frames (0 = perfectly in sync, 1 = unrelated, 2 = anti-correlated).
   Sync-D = min_k d(k); Sync-C = median_k d(k) - min_k d(k) (how much the best offset stands out, SyncNet's
   confidence); offset = argmin_k d(k): k > 0 means the audio lags the video by k frames.
-- face localisation: IoU of a predicted face mask against the ground truth (arrays).
+- face localisation: IoU of a predicted face mask against the ground truth (arrays); per character, IoU of
+  predicted person masks on the latent grid against the ground truth's `person_masks` (`person_mask_iou`).
+- several speakers (`speaker_sync`): each character's mouth against its own audio track and the others', and how
+  much it moves while its own track is silent and another speaks (the silent ratio).
 - pose following: the head, shoulders and hands read from the frames (`readers.read_pose`) against a driving
   pose file's, in head units (`pose_error`).
 """
@@ -484,10 +487,13 @@ def evaluate_clip(
 
     ref_images: arrays [H, W, 3] or image paths; audio: a path, (wave [N], sample_rate), a 16 kHz wave [N], or
     None; pose: the driving pose, a pose file or a `humo.pose.PoseTrack`, or None. persons: several people, each
-    driven by its own audio, listed left to right: [{"ref_image": ..., "audio": ..., "box": ...}] (the box, where
-    the generator was asked to place the person, is not used); their audio gives the per-speaker metrics
-    (`speaker_sync`, with every person's audio) and their reference images stand in for `ref_images` when that is
-    empty. Metrics whose input is missing are None. Returns the flat SUMMARY_KEYS plus "sync_corr" and "details".
+    driven by its own audio: [{"ref_image": ..., "audio": ..., "box": ..., "mask": ...}] (`humo generate`'s case
+    shape); their audio gives the per-speaker metrics (`speaker_sync`, with every person's audio; the per-person
+    numbers under details["speakers"], left to right, each with its index in `persons`) and their reference images
+    stand in for `ref_images` when that is empty. The people are taken left to right in the order of their boxes'
+    horizontal centres when every one has a box ("x0,y0,x1,y1" or [x0, y0, x1, y1], any one unit), else in the
+    order listed; a mask is not used. Metrics whose input is missing are None. Returns the flat SUMMARY_KEYS plus
+    "sync_corr" and "details".
     """
     img = readers._as_float(frames)
     if img.shape[0] == 0:
@@ -525,15 +531,31 @@ def evaluate_clip(
         out.update(pe)
     else:
         out.update({"pose_error": None, "pose_missed": None})
-    tracks = [p.get("audio") for p in persons]
+    order = left_to_right(persons)
+    tracks = [persons[i].get("audio") for i in order]
     if tracks and all(t is not None for t in tracks):
         sp = speaker_sync(img, fps, tracks)
-        details["speakers"] = sp.pop("characters")
+        details["speakers"] = [{"person": i, **c} for i, c in zip(order, sp.pop("characters"))]
         out.update(sp)
     else:
         out.update(dict.fromkeys(SPEAKER_KEYS))
     out["details"] = details
     return out
+
+
+def left_to_right(persons: Sequence[dict]) -> list[int]:
+    """Indices of `persons` from the image left to right: by the horizontal centre of their boxes when every one
+    has a box ("x0,y0,x1,y1" or [x0, y0, x1, y1]), else in the order given."""
+    centres = []
+    for p in persons:
+        box = p.get("box")
+        if box is None:
+            return list(range(len(persons)))
+        vals = [float(v) for v in (box.split(",") if isinstance(box, str) else box)]
+        if len(vals) != 4:
+            raise HumoError(f"person box {box!r}: expected x0,y0,x1,y1")
+        centres.append((vals[0] + vals[2]) / 2)
+    return sorted(range(len(persons)), key=lambda i: centres[i])
 
 
 def _resolve(path: str, base: Path) -> Path:
@@ -547,9 +569,9 @@ def _resolve(path: str, base: Path) -> Path:
 
 def read_cases(cases: dict | str | os.PathLike) -> tuple[dict, Path]:
     """Load cases in the release format {name: {"img_paths": [...], "audio_path": ..., "prompt": ...}}, with
-    an optional "pose_path" (the driving pose file) and optional "persons" (several people, left to right, each
-    {"ref_image", "audio"[, "box"]}). Relative paths are taken relative to the cases file (else to the working
-    directory)."""
+    an optional "pose_path" (the driving pose file) and optional "persons" (several people, each {"ref_image",
+    "audio"[, "box"][, "mask"]}, as `humo generate --cases` takes them). Relative paths are taken relative to the
+    cases file (else to the working directory)."""
     if isinstance(cases, dict):
         return cases, Path.cwd()
     from humo.errors import require_file
@@ -603,10 +625,10 @@ def _case_persons(name: str, persons, base: Path) -> list[dict] | None:
     if persons is None:
         return None
     if not isinstance(persons, list) or not all(isinstance(p, dict) for p in persons):
-        raise HumoError(f"case '{name}': 'persons' must be a list of {{ref_image, audio[, box]}} objects")
+        raise HumoError(f"case '{name}': 'persons' must be a list of {{ref_image, audio[, box][, mask]}} objects")
     out = []
     for k, p in enumerate(persons):
-        unknown = set(p) - {"ref_image", "audio", "box"}
+        unknown = set(p) - {"ref_image", "audio", "box", "mask"}
         if unknown:
             raise HumoError(f"case '{name}': persons[{k}] has unknown keys {sorted(unknown)}")
         out.append({key: _resolve(v, base) if key != "box" and v else v for key, v in p.items()})

@@ -83,15 +83,6 @@ def validate(manifest: str, n: int = 50, seed: int = 0) -> dict:
     return out
 
 
-SPEAKER_KEYS = (
-    "speaker_sync_own",
-    "speaker_sync_other",
-    "speaker_sync_ratio",
-    "speaker_silent_ratio",
-    "speaker_faces_found",
-)
-
-
 def mix_mouth_frames(manifest: str | Path, sample) -> np.ndarray:
     """A dataset clip rendered again with every character's mouth following the mix (the loudest envelope per
     frame), written and read back through the synthesiser's H.264 writer: frames [T, H, W, 3] uint8."""
@@ -112,7 +103,7 @@ def mix_mouth_frames(manifest: str | Path, sample) -> np.ndarray:
 
 def validate_speakers(manifest: str, n: int = 50, seed: int = 0) -> dict:
     """The per-speaker metric on the first `n` multi-person clips of `manifest` in the four conditions of the
-    module docstring. Returns per condition the mean, min and max of SPEAKER_KEYS over the clips that have them,
+    module docstring. Returns per condition the mean, min and max of metrics.SPEAKER_KEYS over the clips that have them,
     the share of clips whose own-track Sync-C beats the other tracks', and the same split by character count."""
     from humo.media.audio import load_audio
     from humo.media.video import read_video
@@ -136,7 +127,7 @@ def validate_speakers(manifest: str, n: int = 50, seed: int = 0) -> dict:
 
     def stats(rs) -> dict:
         out = {}
-        for k in SPEAKER_KEYS:
+        for k in metrics.SPEAKER_KEYS:
             v = [r[k] for r in rs if r[k] is not None]
             out[k] = (float(np.mean(v)), float(np.min(v)), float(np.max(v)), len(v)) if v else None
         both = [r for r in rs if r["speaker_sync_own"] is not None and r["speaker_sync_other"] is not None]
