@@ -194,6 +194,8 @@ def make_sample(cfg: SynthConfig, index: int) -> Sample:
         height=cfg.height,
         width=cfg.width,
         meta=meta,
+        # several speakers: each one's own track, in the order of ref_images (training's per-person audio)
+        person_audio=[a for a in char_audio if a is not None],
     )
 
 
