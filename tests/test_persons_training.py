@@ -141,3 +141,24 @@ def test_a_few_training_steps_with_persons(cache, tmp_path):
     assert all("person_masks" in r and r["person_masks"] > 0 for r in log if "step" in r)
     with pytest.raises(HumoError, match="persons: not with continuation_share"):
         tiny_train_config(cache, tmp_path / "bad", stage=2, persons=True, continuation_share=0.5)
+
+
+def test_persons_evaluation_scores_every_mode(tmp_path):
+    """`python -m humo.evaluation.persons` on a random model: every mode generates and is scored per speaker."""
+    from humo.evaluation.persons import evaluate, left_to_right, multi_samples, strip_boxes
+    from humo.proving_ground.synth import SynthConfig, synthesize_dataset
+    from humo.toy import toy_components, write_toy_weights
+
+    assert strip_boxes(3, 64, 64) == ["0,0,21,64", "21,0,43,64", "43,0,64,64"]
+    synthesize_dataset(SynthConfig(tmp_path / "d", 1, frames=(9, 9), multi=True, split="heldout", seed=5), False)
+    (s,) = multi_samples(tmp_path / "d" / "manifest.jsonl", 4)
+    xs = [s.meta["characters"][k]["position"][0] for k in left_to_right(s)]
+    assert xs == sorted(xs)
+    for name, blocks in (("model", 1), ("plain", 0)):
+        write_toy_weights(tmp_path / name, components=toy_components(seed=0, person_mask_blocks=blocks))
+    result = evaluate(tmp_path / "model", tmp_path / "d" / "manifest.jsonl", clips=1, steps=1,
+                      baseline=tmp_path / "plain", log=lambda m: None)  # fmt: skip
+    assert set(result["modes"]) == {"predicted", "strips", "global", "baseline"}
+    row = result["rows"]["predicted"][s.id]
+    assert 0 <= row["person_iou"] <= 1 and row["speaker_faces_found"] is not None
+    assert "person_iou" not in result["rows"]["global"][s.id]

@@ -94,8 +94,8 @@ def load_init(model: torch.nn.Module, path: str) -> list[str]:
     if is_diffusers_layout(sd):
         sd = from_diffusers_keys(sd)
     own = model.state_dict()
-    if not any(k.startswith("mask_head.") for k in own):
-        sd = {k: v for k, v in sd.items() if not MASK_HEAD.match(k)}
+    # a mask head (face or persons) this model is built without is dropped
+    sd = {k: v for k, v in sd.items() if not (MASK_HEAD.match(k) and k not in own)}
     check_keys(
         f"init {p}: does not fit the model",
         sd,
