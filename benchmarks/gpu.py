@@ -93,7 +93,7 @@ def timed_sample(pipe, req, enc) -> dict:
         torch.cuda.reset_peak_memory_stats(pipe.device)
     sync()
     t0 = time.perf_counter()
-    latents, _ = pipe.sample(req, enc)
+    latents, _, _ = pipe.sample(req, enc)
     sync()
     seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated(pipe.device) / 2**30 if pipe.device.type == "cuda" else None

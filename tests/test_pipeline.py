@@ -56,9 +56,9 @@ def test_batched_equals_sequential_and_split(components, media):
     pipe = make_pipe(components)
     req = GenerationRequest("a man talks", [str(media / "r.png")], str(media / "a.wav"), **SMALL)
     cond = pipe.encode_conditions(req.resolved(pipe.layout))
-    batched, m_batched = pipe.sample(req, cond)
-    sequential, m_sequential = pipe.sample(dataclasses.replace(req, sequential_guidance=True), cond)
-    split, m_split = pipe.sample(dataclasses.replace(req, max_batch=2), cond)
+    batched, m_batched, _ = pipe.sample(req, cond)
+    sequential, m_sequential, _ = pipe.sample(dataclasses.replace(req, sequential_guidance=True), cond)
+    split, m_split, _ = pipe.sample(dataclasses.replace(req, max_batch=2), cond)
     assert torch.allclose(batched, sequential, atol=1e-5)
     assert torch.allclose(batched, split, atol=1e-5)
     # The predicted face mask is the fullest condition's, however the guidance batches its passes.
