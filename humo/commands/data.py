@@ -139,7 +139,7 @@ def check_run(args: argparse.Namespace):
         raise HumoError(f"--modulation-min {values['modulation_min']}: must be 0 or more")
     if args.workers < 1:
         raise HumoError(f"--workers {args.workers}: must be at least 1")
-    return inputs, Settings(out=out, **values), stages, force
+    return inputs, Settings(out=out.absolute(), **values), stages, force
 
 
 def _check_not_inside(out: Path, items: list[str]) -> None:

@@ -275,7 +275,7 @@ class StageStats:
     not_done: int = 0  # inputs without a result (the stage was not selected and had not done them)
     kept: int = 0
     dropped: Counter = dataclasses.field(default_factory=Counter)
-    seconds: float = 0.0  # clip-seconds of work this run (summed over workers)
+    seconds: float = 0.0  # seconds of work on the clips it ran (summed over workers)
     note: str | None = None  # what `finish` said
 
     def dropped_text(self) -> str:
@@ -294,14 +294,15 @@ class RunSummary:
         return self.inputs / max(self.seconds, 1e-9) * 60
 
     def text(self) -> str:
-        rows = [("stage", "inputs", "reused", "ran", "kept", "dropped")]
+        rows = [("stage", "inputs", "reused", "ran", "s/clip", "kept", "dropped")]
         for s in self.stages:
             dropped = f"{sum(s.dropped.values())}" + (f" ({s.dropped_text()})" if s.dropped else "")
             if s.not_done:
                 dropped += f"; {s.not_done} not done (stage not run)"
-            rows.append((s.name, str(s.inputs), str(s.reused), str(s.ran), str(s.kept), dropped))
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in rows]
+            per_clip = f"{s.seconds / s.ran:.2f}" if s.ran else "-"
+            rows.append((s.name, str(s.inputs), str(s.reused), str(s.ran), per_clip, str(s.kept), dropped))
+        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r[:6], widths)) + "  " + r[6] for r in rows]
         lines += [s.note for s in self.stages if s.note]
         reused = sum(s.reused for s in self.stages)
         ran = sum(s.ran for s in self.stages)
