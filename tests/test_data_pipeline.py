@@ -378,3 +378,14 @@ def test_bad_inputs_and_run_folders(inputs, tmp_path, capsys):
         assert main(["data", "run", *args]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists() and not (d / "videos" / "out").exists()
+
+
+def test_every_stage_module_and_its_drop_reasons_are_documented():
+    doc = (Path(__file__).parents[1] / "docs" / "data-pipeline.md").read_text()
+    for name in STAGES:
+        module = core.stage_module(name)
+        assert isinstance(module.VERSION, int) and callable(module.process)
+        assert set(module.PARAMS) <= set(Settings.__dataclass_fields__)
+        assert f"### {name}" in doc
+        for reason in module.REASONS:
+            assert f"| `{reason}` |" in doc, (name, reason)
