@@ -87,12 +87,14 @@ def make_talk(path: Path, fps: int = 30, cuts_s=(1.6, 3.8, 5.2), seconds: float 
 
 
 def make_plain(path: Path, frames: int, size=(64, 48), fps: int = 25, audio: np.ndarray | None = None,
-               rotation: int = 0) -> None:  # fmt: skip
+               rotation: int = 0, title: str | None = None) -> None:  # fmt: skip
     """A one-shot video (a slowly moving gradient with a white band on its left edge), optionally with mono
-    16 kHz `audio` and a display rotation."""
+    16 kHz `audio`, a display rotation and a title tag."""
     w, h = size
     xx = np.arange(w)[None, :, None]
     with av.open(str(path), "w") as c:
+        if title is not None:
+            c.metadata["title"] = title
         v = _video_stream(c, w, h, fps)
         if rotation:
             v.set_display_rotation(rotation)
@@ -135,6 +137,42 @@ def make_audio_only(path: Path, seconds: float = 1.0) -> None:
     with av.open(str(path), "w") as c:
         a = c.add_stream("aac", rate=16000, layout="mono")
         _mux_audio(c, a, speech_wave(seconds, 16000), 16000, layout="mono")
+
+
+def make_damaged(path: Path, bad_audio=(), frames: int = 60) -> None:
+    """A 25 fps video with speech-like mono AAC whose audio packets number `bad_audio` (in order) are replaced by
+    random bytes, which the AAC decoder refuses with an error. (Damaged video packets are no use for a test: the
+    mp4 muxer leaves some out of the file, which the probe then calls truncated, and H.264 drops the rest
+    silently.)"""
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as c:
+        v = _video_stream(c, 96, 64, 25)
+        a = c.add_stream("aac", rate=16000, layout="mono")
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(shot_picture(0, i, 64, 96), format="rgb24")
+            f.pts = i
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+        wave = speech_wave(frames / 25, 16000)[None]
+        count = 0
+        for pos in range(0, wave.shape[1] + 1024, 1024):
+            if pos < wave.shape[1]:
+                f = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(wave[:, pos : pos + 1024]), format="fltp", layout="mono"
+                )
+                f.sample_rate, f.pts, f.time_base = 16000, pos, Fraction(1, 16000)
+                packets = a.encode(f)
+            else:
+                packets = a.encode(None)
+            for p in packets:
+                if count in bad_audio:
+                    q = av.Packet(rng.integers(0, 256, max(p.size, 64), dtype=np.uint8).tobytes())
+                    q.pts, q.dts, q.time_base, q.stream = p.pts, p.dts, p.time_base, p.stream
+                    p = q
+                count += 1
+                c.mux(p)
 
 
 def make_truncated(path: Path) -> None:

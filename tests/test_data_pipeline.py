@@ -23,7 +23,15 @@ from humo.data.pipeline.stages.segments import plan_segments, valid_length
 from humo.data.pipeline.stages.shots import detect_cuts
 from humo.data.pipeline.stages.speech import modulation_db, voiced_share
 from humo.media.video import read_video
-from tests.data_media import make_audio_only, make_plain, make_talk, make_truncated, make_vfr, speech_wave
+from tests.data_media import (
+    make_audio_only,
+    make_damaged,
+    make_plain,
+    make_talk,
+    make_truncated,
+    make_vfr,
+    speech_wave,
+)
 
 TONE = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(1.6 * 16000)) / 16000)).astype(np.float32)
 
@@ -35,7 +43,9 @@ def inputs(tmp_path_factory):
     src = d / "videos"
     src.mkdir()
     truth = {"talk": make_talk(src / "talk.mp4")}  # 30 fps, cuts at 1.6, 3.8, 5.2 s, speech with pauses
-    make_plain(src / "silent.mp4", 60)  # no audio
+    make_plain(src / "silent.mp4", 60, title="QQQQQQQQ")  # no audio; a title that is not UTF-8:
+    data = (src / "silent.mp4").read_bytes()
+    (src / "silent.mp4").write_bytes(data.replace(b"QQQQQQQQ", b"\xff\xfe" * 4))
     truth["vfr"] = make_vfr(src / "vfr.mp4", audio=TONE)  # 20 frames 20 ms apart, 20 frames 60 ms apart; a tone
     (src / "more").mkdir()
     make_plain(src / "more" / "huge.mp4", 10, size=(2000, 1200))  # in a subfolder: id "more_huge"
@@ -43,6 +53,7 @@ def inputs(tmp_path_factory):
     make_plain(src / "quiet.mp4", 50, audio=np.zeros(2 * 16000, np.float32))  # digital silence
     make_truncated(src / "cut.mp4")
     make_audio_only(src / "voice.mp4")
+    make_damaged(src / "glitch.mp4", bad_audio=range(10, 14))  # 4 AAC packets of random bytes
     (src / "notes.mp4").write_text("not a video\n" * 20)
     (src / "empty.mov").write_bytes(b"")
     (src / "readme.txt").write_text("not scanned: no video extension\n")
@@ -78,7 +89,7 @@ def mean_grey(path: Path) -> np.ndarray:
 def test_probe_facts_and_drop_reasons(run):
     out, _ = run
     probe = records(out, "probe")
-    kept = {"talk", "silent", "vfr", "more_huge", "rotated", "quiet"}
+    kept = {"talk", "silent", "vfr", "more_huge", "rotated", "quiet", "glitch"}
     assert set(probe) == kept | {"cut", "notes", "empty", "voice", "gone"}
     reasons = {k: r["reason"] for k, r in probe.items() if r["status"] == "dropped"}
     assert reasons == {
@@ -123,6 +134,9 @@ def test_normalise_rate_size_rotation_audio(run):
     frame = read_video(out / rot["video"])[0][0].mean(axis=(1, 2))  # per row
     assert frame[-4:].mean() > 200 > frame[:32].mean()  # the white band on the left edge is at the bottom now
     assert norm["silent"]["audio"] is None and "silent" in records(out, "shots")
+    glitch = norm["glitch"]  # a damaged sound track: the picture kept, the sound given up
+    assert glitch["normalise"]["frames_lost"] == 0 and glitch["num_frames"] == 60
+    assert glitch["audio"] is None and "does not decode" in glitch["normalise"]["audio_error"]
 
 
 def test_display_size():
@@ -205,6 +219,7 @@ def test_speech_stage_keeps_and_drops(run):
         "rotated-shot00-00": "no-audio",
         "quiet-shot00-00": "no-speech",
         "vfr-shot00-00": "steady-sound",  # webrtcvad calls the tone voiced
+        "glitch-shot00-00": "corrupt-audio",
     }
     assert sp["vfr-shot00-00"]["speech"]["voiced"] > 0.9
 
@@ -232,7 +247,7 @@ def test_status(run, capsys):
     assert main(["data", "status", str(out)]) == 0
     text = capsys.readouterr().out
     rows = {line.split()[0]: line.split() for line in text.splitlines()[2:] if line.split()[0] in STAGES}
-    assert rows["probe"][:5] == ["probe", "11", "11", "6", "5"]  # inputs, done, kept, dropped
+    assert rows["probe"][:5] == ["probe", "12", "12", "7", "5"]  # inputs, done, kept, dropped
     assert "(empty 1, missing 1, no-video 1, truncated 1, unreadable 1)" in text and rows["manifest"][:4] == [
         "manifest",
         "3",
@@ -264,13 +279,14 @@ def test_resume_force_and_changed_settings(run, tmp_path):
 
     forced = run_pipeline(inputs, settings_of(out), force=["shots"], progress=False)
     by = {s.name: s for s in forced.stages}
-    assert by["shots"].ran == 6 and by["segments"].ran == 0  # the same cuts: nothing after it is redone
+    assert by["shots"].ran == by["shots"].inputs == 7 and by["segments"].ran == 0  # same cuts: nothing after redone
     assert (out / "manifest.jsonl").read_text() == manifest
 
     settings = settings_of(out)
     stricter = Settings(**{**settings.__dict__, "speech_min": 0.9})  # a changed setting redoes its stage on
     by = {s.name: s for s in run_pipeline(inputs, stricter, progress=False).stages}
-    assert by["segments"].ran == 0 and by["speech"].ran == 7 and by["speech"].dropped["no-speech"] == 4
+    assert by["segments"].ran == 0 and by["speech"].ran == by["speech"].inputs == 8
+    assert by["speech"].dropped["no-speech"] == 4  # the three talk segments and the silent one
     assert by["manifest"].kept == 0 and not (out / "manifest.jsonl").exists()
     (out / "segments" / "talk-shot00-00.wav").unlink()  # a deleted output file: its clip is redone
     by = {s.name: s for s in run_pipeline(inputs, settings, progress=False).stages}

@@ -29,6 +29,7 @@ The latest line of an input wins; ``--force`` starts a stage's journal and folde
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import fcntl
 import hashlib
@@ -120,7 +121,7 @@ def apply_stage(name: str, record: Record, settings: Settings) -> tuple[list[Rec
     (and later Ray Data's ``flat_map``) can map it."""
     start = time.perf_counter()
     try:
-        result = stage_module(name).process(dict(record), settings)  # a copy: the input record stays as it was
+        result = stage_module(name).process(copy.deepcopy(record), settings)  # the input stays as it was
         outputs = [result] if isinstance(result, dict) else list(result)
     except Drop as d:
         outputs = [dropped(record, d.reason, d.detail)]
@@ -409,10 +410,11 @@ def _run_stage(
     done = journal.load(repair=run)
     stats = StageStats(name, inputs=len(records))
     results: dict[str, list[Record]] = {}
+    keys = {r["id"]: record_key(name, r, settings) for r in records}
     todo = []
     for r in records:
         line = done.get(r["id"])
-        if line is not None and line.get("key") == record_key(name, r, settings) and _files_exist(out, line["records"]):
+        if line is not None and line.get("key") == keys[r["id"]] and _files_exist(out, line["records"]):
             results[r["id"]] = line["records"]
             stats.reused += 1
         elif run:
@@ -422,8 +424,7 @@ def _run_stage(
     if todo:
         bar = _progress(name, len(todo), progress)
         for r, outputs, seconds in _execute(name, todo, settings, workers):
-            journal.append({"input": r["id"], "key": record_key(name, r, settings), "seconds": round(seconds, 3),
-                            "records": outputs})  # fmt: skip
+            journal.append({"input": r["id"], "key": keys[r["id"]], "seconds": round(seconds, 3), "records": outputs})
             results[r["id"]] = outputs
             stats.ran += 1
             stats.seconds += seconds

@@ -36,7 +36,8 @@ def open_media(path: str | os.PathLike):
     import av
 
     try:
-        return av.open(str(path))
+        # metadata that is not UTF-8 (a damaged header, an old encoder) must not make the picture unreadable
+        return av.open(str(path), metadata_errors="replace")
     except av.error.FFmpegError as e:
         raise Drop("unreadable", f"FFmpeg cannot open it ({first_line(e)})") from None
 

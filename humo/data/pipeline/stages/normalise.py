@@ -15,9 +15,10 @@ scaled down (area filter) so that its longer side is at most `max_side`, keeping
 `humo.media.audio.load_audio` does), placed at its own start time relative to the first video frame (an audio
 track that starts late is preceded by silence) and cut or padded with silence to the video's length.
 
-Facts (``record["normalise"]``): ``frames_in`` (decoded), ``repeated`` / ``skipped`` (input frames shown more than
-once / never), ``scale``, ``rotation``, ``audio_offset`` (s, audio start minus video start), and
-``audio_error`` when the sound track would not decode (the clip is then kept with ``audio: null``).
+Facts (``record["normalise"]``): ``frames_in`` (decoded), ``frames_lost`` (packets the probe counted that did not
+decode: H.264 drops a damaged packet silently, and its time shows the frame before), ``repeated`` / ``skipped``
+(input frames shown more than once / never), ``scale``, ``rotation``, ``audio_offset`` (s, audio start minus
+video start), and ``audio_error`` when the sound track would not decode (the clip is then kept with ``audio: null``).
 """
 
 from __future__ import annotations
@@ -135,6 +136,8 @@ def _video(src: Path, out: Path, probe: dict, max_side: int) -> dict:
         "size": (width, height),
         "t0": t0,
         "frames_in": decoded + 1,
+        # packets the decoder dropped without an error (damaged ones): their time shows the frame before
+        "frames_lost": max(0, int(probe.get("frames") or 0) - (decoded + 1)),
         "repeated": repeated,
         "skipped": skipped,
         "scale": round(scale, 4),

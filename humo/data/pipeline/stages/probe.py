@@ -29,7 +29,7 @@ REASONS = {
     "unreadable": "FFmpeg cannot open it: not a media file, or a truncated MP4 whose index was at its end",
     "no-video": "no video stream (an audio file, a cover image only)",
     "no-frames": "a video stream without frames",
-    "truncated": "fewer video packets than the container's index declares (the file was cut short)",
+    "truncated": "fewer video packets than the container's index declares (cut short, or a damaged index)",
     "corrupt": "demuxing or decoding the first frame failed",
 }
 

@@ -25,6 +25,7 @@ PARAMS = ("speech_min", "vad_mode", "modulation_min")
 REQUIRES = ("webrtcvad", "soundfile")
 REASONS = {
     "no-audio": "the clip has no sound track",
+    "corrupt-audio": "it has one, but it failed to decode in normalise (which kept the picture)",
     "no-speech": "webrtcvad finds speech in fewer than speech_min of its 30 ms frames",
     "steady-sound": "the loudness hardly changes (a tone, a hum, noise): not speech, whatever webrtcvad says",
     "corrupt": "the segment's WAV does not read, or is not 16 kHz mono",
@@ -62,7 +63,8 @@ def process(record: Record, settings: Settings) -> Record:
     import soundfile as sf
 
     if not record.get("audio"):
-        raise Drop("no-audio", "the video has no sound track")
+        error = record.get("normalise", {}).get("audio_error")
+        raise Drop("corrupt-audio", error) if error else Drop("no-audio", "the video has no sound track")
     try:
         samples, sr = sf.read(str(settings.out / record["audio"]), dtype="float32")
     except Exception as e:  # noqa: BLE001 - libsndfile raises its own error types
