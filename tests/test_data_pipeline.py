@@ -294,11 +294,12 @@ def test_resume_force_and_changed_settings(run, tmp_path):
     assert (out / "manifest.jsonl").read_text() == manifest
 
 
-def test_killed_run_resumes(inputs, tmp_path):
+def test_killed_run_resumes(inputs, tmp_path, capsys):
     d, _ = inputs
     out = tmp_path / "out"
     videos = [str(d / "videos" / n) for n in ("talk.mp4", "quiet.mp4", "notes.mp4")]
     assert main(["data", "run", "--input", *videos, "--out", str(out), "--stages", "probe,normalise", "-q"]) == 0
+    assert capsys.readouterr() == ("", "")  # -q: no progress, no summary
     # what a kill leaves: a temporary file of a write in progress and a torn journal line
     (out / "normalise" / ".talk.mp4.k1ll3d00.mp4").write_bytes(b"half")
     with open(out / "stages" / "normalise.jsonl", "ab") as f:
