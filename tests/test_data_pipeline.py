@@ -139,6 +139,17 @@ def test_normalise_rate_size_rotation_audio(run):
     assert glitch["audio"] is None and "does not decode" in glitch["normalise"]["audio_error"]
 
 
+def test_a_timestamp_jump_drops_the_clip_and_leaves_no_file(tmp_path):
+    make_vfr(tmp_path / "jump.mp4", gaps_ms=(40,) * 10 + (15000,) + (40,) * 10)  # 15 s between frames 10 and 11
+    settings = Settings(out=tmp_path / "out")
+    record = core.input_records(find_inputs([str(tmp_path / "jump.mp4")]))[0]
+    [probed], _ = core.apply_stage("probe", record, settings)
+    assert probed["status"] == "kept" and probed["probe"]["vfr"]
+    [out], _ = core.apply_stage("normalise", probed, settings)
+    assert (out["status"], out["reason"], out["stage"]) == ("dropped", "corrupt", "normalise")
+    assert "jump by 15.0 s" in out["detail"] and list((tmp_path / "out").rglob("*.*")) == []
+
+
 def test_display_size():
     assert display_size(2000, 1200, 1.0, 0, 1280) == (1280, 768, 0.64)
     assert display_size(1920, 1080, 1.0, 90, 1280)[:2] == (720, 1280)  # turned, then fitted

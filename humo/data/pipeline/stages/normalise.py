@@ -35,7 +35,7 @@ VERSION = 1
 PARAMS = ("max_side",)
 REQUIRES = ("av", "soxr", "soundfile")
 REASONS = {
-    "corrupt": "the video stream failed to decode part way",
+    "corrupt": "the video stream failed to decode part way, or its timestamps jump by more than 10 s",
     "no-frames": "no frame decoded, or the clip is shorter than one frame at 25 fps",
     "unreadable": "FFmpeg can no longer open the file",
 }
@@ -43,6 +43,9 @@ REASONS = {
 # Timestamps are rounded to their time base; an output instant within this many seconds of a frame's start
 # counts as that frame's (so a 25 fps input in a 1/1000 time base maps frame for frame).
 TOLERANCE = 1e-3
+# The longest gap between two frames taken as real (a still held in a screen recording); a longer one is a broken
+# timestamp, and the clip is dropped as corrupt.
+MAX_GAP = 10.0
 
 
 def display_size(width: int, height: int, sar: float, rotation: int, max_side: int) -> tuple[int, int, float]:
@@ -60,18 +63,16 @@ def process(record: Record, settings: Settings) -> Record:
     probe = record["probe"]
     out_video = settings.out / "normalise" / f"{record['id']}.mp4"
     facts = _video(src, out_video, probe, settings.max_side)
-    n = facts.pop("num_frames")
-    width, height = facts.pop("size")
+    n, (width, height), t0 = facts.pop("num_frames"), facts.pop("size"), facts.pop("t0")
     record.update(video=f"normalise/{record['id']}.mp4", fps=float(VIDEO_FPS), num_frames=n, width=width, height=height)
     record["audio"] = None
     if probe.get("audio"):
         out_audio = settings.out / "normalise" / f"{record['id']}.wav"
         try:
-            facts["audio_offset"] = _audio(src, out_audio, facts.pop("t0"), n)
+            facts["audio_offset"] = _audio(src, out_audio, t0, n)
             record["audio"] = f"normalise/{record['id']}.wav"
         except Drop as e:  # a broken sound track does not make the picture useless: keep it without audio
             facts["audio_error"] = e.detail
-    facts.pop("t0", None)
     record["normalise"] = facts
     return record
 
@@ -116,6 +117,8 @@ def _video(src: Path, out: Path, probe: dict, max_side: int) -> dict:
             try:
                 for t, frame in frames:
                     decoded += 1
+                    if t - prev_t > MAX_GAP:  # a broken timestamp would otherwise repeat one picture for hours
+                        raise Drop("corrupt", f"frame timestamps jump by {t - prev_t:.1f} s at {prev_t - t0:.1f} s")
                     emit_until(t - t0)
                     repeated += max(shown - 1, 0)
                     skipped += shown == 0
