@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "precompute": ("humo.commands.precompute", "cache VAE latents, text embeddings and audio features"),
     "pose": ("humo.commands.pose", "driving poses: `humo pose extract VIDEO -o pose.json` (the pose extra)"),
     "ablate": ("humo.commands.ablate", "rerun the proving-ground ablation study"),
+    "data": ("humo.commands.data", "real talking videos -> a training manifest: `humo data run|status` (resumable)"),
 }
 
 

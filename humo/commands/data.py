@@ -1,0 +1,171 @@
+"""`humo data run|status`: build a training manifest from real talking videos, in resumable stages
+(docs/data-pipeline.md)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+# The Python package that provides each module a stage needs (what to pip install when it is missing).
+PACKAGES = {
+    "scenedetect": "scenedetect-headless",
+    "cv2": "opencv-python-headless<5",
+    "webrtcvad": "webrtcvad-wheels",
+    "av": "av",
+    "soxr": "soxr",
+    "soundfile": "soundfile",
+}
+DEFAULTS = dict(min_frames=33, max_frames=97, max_side=1280, detector="content", speech_min=0.3, vad_mode=2,
+                modulation_min=1.5, val_share=0.0)  # fmt: skip
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from humo.data.pipeline.core import STAGES
+
+    parser.description = (
+        "run: probe, normalise (25 fps, 16 kHz mono), shot cuts, segments of 4k+1 frames, speech and a manifest, "
+        "over a folder or list of videos into a run folder; a rerun resumes. status: what a run folder holds."
+    )
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    run = sub.add_parser("run", help="run the stages over videos into a run folder (resumable)")
+    run.add_argument(
+        "--input",
+        nargs="+",
+        action="extend",
+        metavar="DIR|LIST.txt|VIDEO",
+        help="a folder (scanned for videos, recursively), a .txt list (one video per line, relative to the list) "
+        "or video files; default: the inputs of the run folder's last run",
+    )
+    run.add_argument("--out", required=True, type=Path, help="the run folder (new, empty, or from an earlier run)")
+    run.add_argument("--stages", default=",".join(STAGES), help=f"stages to run (default all: {','.join(STAGES)})")
+    run.add_argument(
+        "--force", action="append", default=[], metavar="STAGE", help="redo this stage for every clip (repeatable)"
+    )
+    d = DEFAULTS
+    run.add_argument("--min-frames", type=int, help=f"shortest segment, 4k+1 frames (default {d['min_frames']})")
+    run.add_argument("--max-frames", type=int, help=f"longest segment, 4k+1 frames (default {d['max_frames']})")
+    run.add_argument("--max-side", type=int, help=f"longest side of normalised video, pixels (default {d['max_side']})")
+    run.add_argument("--detector", choices=("content", "adaptive"), help="PySceneDetect detector (default content)")
+    run.add_argument(
+        "--speech-min", type=float, help=f"least share of voiced 30 ms frames to keep (default {d['speech_min']})"
+    )
+    run.add_argument("--vad-mode", type=int, help=f"webrtcvad aggressiveness 0..3 (default {d['vad_mode']})")
+    run.add_argument(
+        "--modulation-min",
+        type=float,
+        help=f"least loudness modulation, dB, to keep; a tone or noise has almost none (default {d['modulation_min']})",
+    )
+    run.add_argument(
+        "--val-share", type=float, help="share of input videos whose segments go to the val split (default 0)"
+    )
+    run.add_argument("--workers", type=int, default=1, help="processes per stage (default 1)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary; warnings and errors only")
+    run.set_defaults(_quiet_here=True)
+    status = sub.add_parser("status", help="per stage: clips done, kept, dropped by reason")
+    status.add_argument("out", type=Path, help="a run folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    from humo.data.pipeline.core import run_pipeline, run_status
+
+    if args.action == "status":
+        print(status_text(args.out, run_status(args.out)))
+        return 0
+    inputs, settings, stages, force = check_run(args)
+    summary = run_pipeline(inputs, settings, stages, force, workers=args.workers, progress=not args.quiet)
+    print(summary.text())
+    return 0
+
+
+def check_run(args: argparse.Namespace):
+    """Every argument checked before any work: ``(inputs, settings, stages, force)``; HumoError otherwise."""
+    import importlib.util
+
+    from humo.data.pipeline.core import STAGES, Journal, Settings, check_out, load_run, stage_module
+    from humo.data.pipeline.inputs import find_inputs
+    from humo.data.pipeline.stages.segments import valid_length
+    from humo.errors import HumoError
+
+    out = args.out
+    check_out(out)
+    previous = load_run(out)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    force = [s.strip() for f in args.force for s in f.split(",") if s.strip()]
+    for name in stages + force:
+        if name not in STAGES:
+            raise HumoError(f"unknown stage {name!r} (stages: {', '.join(STAGES)})")
+    if not stages:
+        raise HumoError("--stages: no stage given")
+    for name in force:
+        if name not in stages:
+            raise HumoError(f"--force {name}: not among --stages ({','.join(stages)})")
+    for name in stages:
+        i = STAGES.index(name)
+        if i and STAGES[i - 1] not in stages and not Journal(out, STAGES[i - 1]).path.exists():
+            raise HumoError(f"--stages: {name} needs the results of {STAGES[i - 1]}, which {out} does not have yet")
+        for module in stage_module(name).REQUIRES:
+            if importlib.util.find_spec(module) is None:
+                raise HumoError(
+                    f"stage {name} needs the Python package {PACKAGES.get(module, module)!r}: "
+                    "pip install -e '.[data]' (make install does)"
+                )
+
+    if args.input:
+        inputs = find_inputs(args.input)
+    elif previous is not None:
+        inputs = previous["inputs"]
+    else:
+        raise HumoError("--input: required for a new run folder")
+    _check_not_inside(out, args.input or [])
+
+    # Settings: given here, else the folder's last run, else the defaults (a bare rerun resumes the same run).
+    before = (previous or {}).get("settings", {})
+    values = {k: getattr(args, k) if getattr(args, k) is not None else before.get(k, d) for k, d in DEFAULTS.items()}
+    for name in ("min_frames", "max_frames"):
+        n = values[name]
+        if not valid_length(n):
+            opt = "--" + name.replace("_", "-")
+            raise HumoError(f"{opt} {n}: must be 4k+1 frames, as Wan's VAE needs (e.g. 33, 49, 81, 97)")
+    if values["min_frames"] > values["max_frames"]:
+        raise HumoError(f"--min-frames {values['min_frames']} is more than --max-frames {values['max_frames']}")
+    if values["max_side"] < 16:
+        raise HumoError(f"--max-side {values['max_side']}: must be at least 16 pixels")
+    for name in ("speech_min", "val_share"):
+        if not 0.0 <= values[name] <= 1.0:
+            raise HumoError(f"--{name.replace('_', '-')} {values[name]}: must be between 0 and 1")
+    if values["vad_mode"] not in (0, 1, 2, 3):
+        raise HumoError(f"--vad-mode {values['vad_mode']}: must be 0, 1, 2 or 3")
+    if not values["modulation_min"] >= 0:
+        raise HumoError(f"--modulation-min {values['modulation_min']}: must be 0 or more")
+    if args.workers < 1:
+        raise HumoError(f"--workers {args.workers}: must be at least 1")
+    return inputs, Settings(out=out.absolute(), **values), stages, force
+
+
+def _check_not_inside(out: Path, items: list[str]) -> None:
+    """OUT inside an input folder would make its outputs inputs of the next run; an input inside OUT could be
+    overwritten by the run."""
+    from humo.errors import HumoError
+
+    o = out.resolve()
+    for item in items:
+        p = Path(item).resolve()
+        if Path(item).is_dir() and (o == p or p in o.parents):
+            raise HumoError(f"--out {out}: is inside the input folder {item}; its outputs would become inputs")
+        if o in p.parents or o == p:
+            raise HumoError(f"--input {item}: is inside the run folder {out}")
+
+
+def status_text(out: Path, summary) -> str:
+    rows = [("stage", "inputs", "done", "kept", "dropped")]
+    for s in summary.stages:
+        dropped = f"{sum(s.dropped.values())}" + (f" ({s.dropped_text()})" if s.dropped else "")
+        rows.append((s.name, str(s.inputs), str(s.reused), str(s.kept), dropped))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [f"{out}: {summary.inputs} input videos (done: journal results valid for the last run's settings)"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]
+    manifest = out / "manifest.jsonl"
+    if manifest.is_file():
+        with open(manifest, encoding="utf-8") as f:
+            lines.append(f"{manifest}: {sum(1 for line in f if line.strip())} samples")
+    return "\n".join(lines)
