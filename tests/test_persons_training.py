@@ -145,7 +145,7 @@ def test_a_few_training_steps_with_persons(cache, tmp_path):
 
 def test_persons_evaluation_scores_every_mode(tmp_path):
     """`python -m humo.evaluation.persons` on a random model: every mode generates and is scored per speaker."""
-    from humo.evaluation.persons import evaluate, left_to_right, multi_samples, strip_boxes
+    from humo.evaluation.persons import evaluate, left_to_right, multi_samples, strip_boxes, turn_figure
     from humo.proving_ground.synth import SynthConfig, synthesize_dataset
     from humo.toy import toy_components, write_toy_weights
 
@@ -162,3 +162,5 @@ def test_persons_evaluation_scores_every_mode(tmp_path):
     row = result["rows"]["predicted"][s.id]
     assert 0 <= row["person_iou"] <= 1 and row["speaker_faces_found"] is not None
     assert "person_iou" not in result["rows"]["global"][s.id]
+    png = turn_figure(tmp_path / "model", s, tmp_path / "turns.png", frames=4, steps=1)
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"

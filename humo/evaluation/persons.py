@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from humo.constants import SAMPLE_RATE, VIDEO_FPS
+
 MODES = ("predicted", "strips", "global", "baseline")
 BARS = {"speaker_sync_ratio": 2.0, "speaker_silent_ratio": 0.2, "person_iou": 0.5}
 
@@ -155,6 +157,73 @@ def evaluate(
     }
 
 
+def turn_figure(
+    model: str | os.PathLike,
+    sample,
+    path: str | os.PathLike,
+    *,
+    modes: tuple[str, ...] = ("predicted", "global"),
+    frames: int = 10,
+    steps: int = 20,
+    seed: int = 0,
+) -> Path:
+    """A PNG of people taking turns: the clip itself and each mode's video (rows, `frames` frames across), each
+    person's loudness and mouth opening read from the video below its row, and, for predicted masks, the masks of
+    the last step as contours (a frame strip for the docs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from humo.evaluation.heldout import quiet_pipeline
+    from humo.media.image import save_figure
+    from humo.media.video import read_video
+    from humo.proving_ground import readers, world
+
+    pipe = quiet_pipeline(model)
+    order = left_to_right(sample)
+    tracks = [str(sample.person_audio_paths[k]) for k in order]
+    videos = {"the clip": (read_video(sample.video_path)[0], None)}
+    for m in modes:
+        r = generate(pipe, sample, m, seed=seed, steps=steps)
+        videos[m] = (r.frames, r.person_masks)
+    t = min(len(v) for v, _ in videos.values())
+    idx = np.linspace(0, t - 1, frames).round().astype(int)
+    fig, axes = plt.subplots(2 * len(videos), 1, figsize=(1.1 * frames, 2.0 * len(videos)),
+                             gridspec_kw={"height_ratios": [3, 1] * len(videos)})  # fmt: skip
+    colours = ("tab:orange", "tab:blue", "tab:green", "tab:red")
+    for row, (name, (video, masks)) in enumerate(videos.items()):
+        ax = axes[2 * row]
+        ax.imshow(np.concatenate([video[i] for i in idx], axis=1), interpolation="nearest")
+        if masks is not None:  # [P, F, h, w] on the latent grid: latent frame of video frame i is (i + 3) // 4
+            h, w = video.shape[1:3]
+            for p, mk in enumerate(masks):
+                for j, i in enumerate(idx):
+                    m = np.kron(mk[min((i + 3) // 4, mk.shape[0] - 1)], np.ones((h // mk.shape[1], w // mk.shape[2])))
+                    ax.contour(np.arange(w) + j * w, np.arange(h), m, levels=[0.5], colors=colours[p], linewidths=0.8)
+        ax.set_title(name, fontsize=9, loc="left")
+        ax.axis("off")
+        ax = axes[2 * row + 1]
+        scale = world.MULTI_SCALE.get(len(tracks), 1.0)  # the heads of side-by-side characters are smaller
+        faces = readers.faces_left_to_right(readers._as_float(video[:t]), len(tracks), scale)
+        for p, (track, face) in enumerate(zip(tracks, faces)):
+            env = readers.audio_envelope(*_wave(track), VIDEO_FPS, t)
+            ax.fill_between(np.arange(t), env, color=colours[p], alpha=0.2, lw=0)
+            if face is not None:
+                ax.plot(readers.mouth_opening(readers._as_float(video[:t]), face), color=colours[p], lw=1)
+        ax.set_xlim(0, t - 1)
+        ax.set_yticks([])
+        ax.tick_params(labelsize=7)
+    axes[-1].set_xlabel("frame (shaded: each person's loudness; line: their mouth read from the video)", fontsize=8)
+    return save_figure(fig, path)
+
+
+def _wave(path: str) -> tuple[np.ndarray, int]:
+    from humo.media.audio import load_audio
+
+    return load_audio(path, SAMPLE_RATE, min_seconds=0), SAMPLE_RATE
+
+
 def format_summary(result: dict[str, Any]) -> str:
     lines = ["mode        own Sync-C  other Sync-C  ratio  silent ratio  mask IoU  faces found"]
     f = lambda v, p=2: "  -  " if v is None else f"{v:.{p}f}"  # noqa: E731
@@ -178,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     ap.add_argument("--videos", help="keep the generated MP4s here (one folder per mode)")
     ap.add_argument("--out", help="write the result as JSON here")
+    ap.add_argument("--figure", help="also draw one clip taking turns (predicted masks and global audio) as a PNG")
+    ap.add_argument("--figure-clip", type=int, default=0, help="which of the clips the figure shows")
     args = ap.parse_args(argv)
     try:
         modes = tuple(m.strip() for m in args.modes.split(","))
@@ -192,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"humo: error: {e}", file=sys.stderr)
         return 2
     print(format_summary(result))
+    if args.figure:
+        sample = multi_samples(args.manifest, args.clips)[args.figure_clip]
+        print(turn_figure(args.model, sample, args.figure, steps=args.steps, seed=args.seed + args.figure_clip))
     if args.out:
         with atomic_path(args.out) as tmp:
             Path(tmp).write_text(json.dumps(result, indent=1))
