@@ -173,7 +173,7 @@ class DiTConfig:
             n += 3 * c * d * p  # the zero-initialised patch embedding of the features
         if self.person_mask_blocks:  # per tapped block: qkv, LayerNorms of q and k, the two-layer MLP
             i = self.person_mask_dim or d
-            n += self.person_mask_blocks * (d * 3 * i + 3 * i + 4 * i + i * i + i + i * p + p)
+            n += self.person_mask_blocks * (d * 3 * i + 3 * i + 4 * i + 2 * i * i + i + i * p + p)
         return n
 
 

@@ -6,7 +6,8 @@ to the mix. InterActHuman (Wang et al. 2025, arXiv 2506.09984) binds each person
 - **The mask predictor** (`PersonMaskPredictor`) reads the hidden states of the last `person_mask_blocks` blocks.
   One linear projection, shared by video and reference tokens, gives queries, keys and values; queries and keys
   are layer-normed and rotated with the DiT's own 3D RoPE (each token keeps its place on the time axis); the video
-  tokens cross-attend to ONE person's reference tokens at a time; a two-layer MLP gives a logit per latent pixel.
+  tokens cross-attend to ONE person's reference tokens at a time; a two-layer MLP reads what each token found
+  there beside the token's own value and gives a logit per latent pixel.
   The parameters are shared by all persons (a person is whoever their reference shows), and the tapped blocks'
   logits are averaged. Trained with a focal loss (`focal_loss`) on each person's whole region.
 - **Local audio injection** (`local_audio_weights`, used by `humo.audio_path.AudioBranch`): every person's audio
@@ -51,7 +52,10 @@ class _Tap(nn.Module):
         self.qkv = nn.Linear(dim, 3 * inner)  # shared by the video and the reference tokens
         self.norm_q = LayerNorm(inner, eps, elementwise_affine=True)
         self.norm_k = LayerNorm(inner, eps, elementwise_affine=True)
-        self.mlp = nn.Sequential(nn.Linear(inner, inner), nn.GELU(approximate="tanh"), nn.Linear(inner, out))
+        # the MLP reads what the token found in the reference beside the token's own value: softmax attention
+        # always returns a blend of the reference's values, and whether that blend matches the token itself is
+        # what tells the person's region from the rest
+        self.mlp = nn.Sequential(nn.Linear(2 * inner, inner), nn.GELU(approximate="tanh"), nn.Linear(inner, out))
 
 
 class PersonMaskPredictor(nn.Module):
@@ -90,6 +94,7 @@ class PersonMaskPredictor(nn.Module):
         logits = []
         for tap, x in zip(self.taps, features):
             q, k, v = tap.qkv(x).chunk(3, dim=-1)
+            v_video = v[:, :n_video]
             q = tap.norm_q(q[:, :n_video]).unflatten(-1, (-1, self.head_dim))
             q = rope_apply(q, cos[:n_video], sin[:n_video])
             k = tap.norm_k(k.index_select(1, ref_idx)).unflatten(-1, (-1, self.head_dim))
@@ -99,7 +104,8 @@ class PersonMaskPredictor(nn.Module):
             k = k.unflatten(1, (persons, hw)).transpose(0, 1).flatten(0, 1)  # [P*B, hw, H, d]
             v = v.unflatten(1, (persons, hw)).transpose(0, 1).flatten(0, 1)
             qp = q.repeat(persons, 1, 1, 1)  # [P*B, n_video, H, d]
-            out = attention(qp, k, v).flatten(2)
+            own = v_video.repeat(persons, 1, 1)  # [P*B, n_video, inner]
+            out = torch.cat([attention(qp, k, v).flatten(2), own], dim=-1)
             logits.append(tap.mlp(out).float())  # [P*B, n_video, prod(patch)]
         x = torch.stack(logits).mean(0).unflatten(0, (persons, b)).transpose(0, 1)  # [B, P, n_video, prod(patch)]
         pt, ph, pw = self.patch

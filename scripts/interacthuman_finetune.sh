@@ -48,4 +48,4 @@ step model "$R/model/dit.safetensors" \
   --dit-dtype bf16
 step eval "$R/eval.json" \
   python -m humo.evaluation.persons --model "$R/model" --baseline "$MODEL" \
-  --manifest "$R/data/heldout/manifest.jsonl" --clips "$EVAL_CLIPS" --out "$R/eval.json"
+  --manifest "$R/data/heldout/manifest.jsonl" --clips "$EVAL_CLIPS" --out "$R/eval.json" --figure "$R/turns.png"
