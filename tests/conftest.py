@@ -9,6 +9,17 @@ from humo.toy import toy_components
 from tests.helpers import randomize
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (a module opts in with `pytestmark = pytest.mark.usefixtures(...)`)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def components():
     dit, vae, text, audio = toy_components(seed=0, num_layers=2, mask_head_blocks=1)

@@ -20,13 +20,8 @@ from humo.evaluation.ablation import (
     run_study,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# training runs on one thread: tiny models are faster so, and the two test workers do not share cores
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _row(text, subj, subj_mis, sync, sync_shuf, offset, iou=None):

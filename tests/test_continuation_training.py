@@ -16,13 +16,8 @@ from humo.errors import HumoError
 from humo.training.curriculum import STAGES, TaskBatchSampler, task_pools, task_probabilities
 from tests.helpers import TINY, TINY_AUDIO, synthetic_cache, tiny_train_config
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# training runs on one thread: tiny models are faster so, and the two test workers do not share cores
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,8 @@ from humo.data.precompute import Encoders, content_key, precompute
 from humo.errors import HumoError
 from tests.helpers import synthetic_cache
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# training runs on one thread: tiny models are faster so, and the two test workers do not share cores
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,8 @@ from tests.helpers import TINY, TINY_AUDIO, synthetic_cache, tiny_cfg, tiny_trai
 MODEL = {**TINY, **TINY_AUDIO, "mask_head_blocks": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# training runs on one thread: tiny models are faster so, and the two test workers do not share cores
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -18,13 +18,8 @@ from humo.training.trainable import (
 )
 from tests.helpers import dit_inputs, randomize, tiny_cfg
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+# training runs on one thread: tiny models are faster so, and the two test workers do not share cores
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(**kw):
