@@ -14,17 +14,18 @@ PACKAGES = {
     "av": "av",
     "soxr": "soxr",
     "soundfile": "soundfile",
+    "mediapipe": "mediapipe==0.10.21",
 }
 DEFAULTS = dict(min_frames=33, max_frames=97, max_side=1280, detector="content", speech_min=0.3, vad_mode=2,
-                modulation_min=1.5, val_share=0.0)  # fmt: skip
+                modulation_min=1.5, val_share=0.0, face_missing_max=0.5, several_faces="drop")  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from humo.data.pipeline.core import STAGES
 
     parser.description = (
-        "run: probe, normalise (25 fps, 16 kHz mono), shot cuts, segments of 4k+1 frames, speech and a manifest, "
-        "over a folder or list of videos into a run folder; a rerun resumes. status: what a run folder holds."
+        "run: probe, normalise (25 fps, 16 kHz mono), shot cuts, segments of 4k+1 frames, speech, faces and a "
+        "manifest, over a folder or list of videos into a run folder; a rerun resumes. status: what a run folder holds."
     )
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     run = sub.add_parser("run", help="run the stages over videos into a run folder (resumable)")
@@ -57,6 +58,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--val-share", type=float, help="share of input videos whose segments go to the val split (default 0)"
+    )
+    run.add_argument(
+        "--face-missing-max",
+        type=float,
+        help=f"largest share of a segment's frames without a face to keep it (default {d['face_missing_max']})",
+    )
+    run.add_argument(
+        "--several-faces",
+        choices=("drop", "keep"),
+        help="segments with two or more large faces: drop (default) or keep (flagged in the record)",
     )
     run.add_argument("--workers", type=int, default=1, help="processes per stage (default 1)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary; warnings and errors only")
@@ -107,7 +118,11 @@ def check_run(args: argparse.Namespace):
             if importlib.util.find_spec(module) is None:
                 raise HumoError(
                     f"stage {name} needs the Python package {PACKAGES.get(module, module)!r}: "
-                    "pip install -e '.[data]' (make install does)"
+                    + (
+                        "pip install --no-deps mediapipe==0.10.21 && pip install -e '.[data,pose]' (make install does)"
+                        if module == "mediapipe"
+                        else "pip install -e '.[data]' (make install does)"
+                    )
                 )
 
     if args.input:
@@ -130,7 +145,7 @@ def check_run(args: argparse.Namespace):
         raise HumoError(f"--min-frames {values['min_frames']} is more than --max-frames {values['max_frames']}")
     if values["max_side"] < 16:
         raise HumoError(f"--max-side {values['max_side']}: must be at least 16 pixels")
-    for name in ("speech_min", "val_share"):
+    for name in ("speech_min", "val_share", "face_missing_max"):
         if not 0.0 <= values[name] <= 1.0:
             raise HumoError(f"--{name.replace('_', '-')} {values[name]}: must be between 0 and 1")
     if values["vad_mode"] not in (0, 1, 2, 3):

@@ -50,7 +50,7 @@ from typing import Any
 from humo.errors import HumoError, atomic_path, warn
 
 #: The stages in the order they run; each is `humo.data.pipeline.stages.<name>`.
-STAGES = ("probe", "normalise", "shots", "segments", "speech", "manifest")
+STAGES = ("probe", "normalise", "shots", "segments", "speech", "faces", "manifest")
 RUN_FILE = "run.json"
 LOCK_FILE = "run.lock"
 JOURNALS = "stages"
@@ -68,7 +68,8 @@ class Settings:
     speech_min: the least share of voiced 30 ms frames (webrtcvad) a kept segment has; vad_mode: webrtcvad's
     aggressiveness 0..3. modulation_min: the least loudness modulation (dB) a kept segment has (a steady tone or
     noise has almost none; webrtcvad takes both for speech). val_share: share of input videos (all their
-    segments) put in the ``val`` split.
+    segments) put in the ``val`` split. face_missing_max: the largest share of a segment's frames without a face
+    it may have and be kept. several_faces: ``drop`` (default) or ``keep`` segments showing two or more large faces.
     """
 
     out: Path
@@ -80,6 +81,8 @@ class Settings:
     vad_mode: int = 2
     modulation_min: float = 1.5
     val_share: float = 0.0
+    face_missing_max: float = 0.5
+    several_faces: str = "drop"
 
     def values(self, names: Iterable[str] | None = None) -> dict[str, Any]:
         """The named fields (all but `out` by default) as JSON-able values."""
@@ -201,7 +204,7 @@ def _files_exist(out: Path, records: list[Record]) -> bool:
     """Whether the media a line's kept records point to are still there (a deleted file redoes the clip)."""
     for r in records:
         if r.get("status") == "kept":
-            for key in ("video", "audio"):
+            for key in ("video", "audio", "face_masks"):
                 if r.get(key) and not (out / r[key]).is_file():
                     return False
     return True

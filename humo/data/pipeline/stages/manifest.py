@@ -4,8 +4,9 @@ Per segment (``record["sample"]``, checked by `humo.data.manifest.sample_from_di
 ``audio`` (paths relative to OUT, where the manifest is), ``caption`` ``""`` (captions are a later stage),
 ``split`` (``train``, or ``val`` for a `val_share` of the input videos, chosen by a hash of the video's id so
 that all segments of one video land in the same split and the choice is the same on every run), ``fps`` 25,
-``num_frames``, ``height``, ``width``, and ``meta``: ``source`` (the input file), ``clip`` (its id), and the
-facts of the stages before (``probe``, ``normalise``, ``segment``, ``speech``).
+``num_frames``, ``height``, ``width``, ``face_masks`` (the faces stage's ``.npz``, relative to OUT; null when
+that stage did not run), and ``meta``: ``source`` (the input file), ``clip`` (its id), and the
+facts of the stages before (``probe``, ``normalise``, ``segment``, ``speech``, ``faces``).
 
 ``finish`` writes the manifest atomically from every kept record in input order (a rerun rewrites it whole);
 with no segment kept it writes none and removes a stale one.
@@ -20,11 +21,11 @@ from humo.data.manifest import sample_from_dict, write_manifest
 from humo.data.pipeline.core import Drop, Record, Settings
 from humo.errors import HumoError
 
-VERSION = 1
+VERSION = 2
 PARAMS = ("val_share",)
 REQUIRES: tuple[str, ...] = ()
 REASONS = {"invalid": "the record does not make a valid manifest sample (a bug upstream)"}
-FACTS = ("probe", "normalise", "segment", "speech")  # the stage facts a sample's meta keeps
+FACTS = ("probe", "normalise", "segment", "speech", "faces")  # the stage facts a sample's meta keeps
 MANIFEST = "manifest.jsonl"
 
 
@@ -40,6 +41,7 @@ def process(record: Record, settings: Settings) -> Record:
         "video": record["video"],
         "caption": "",
         "audio": record.get("audio"),
+        "face_masks": record.get("face_masks"),
         "split": split_of(record["clip"], settings.val_share),
         "fps": float(record.get("fps", VIDEO_FPS)),
         "num_frames": record["num_frames"],

@@ -1,0 +1,75 @@
+"""Real-face test videos: matplotlib's sample photo of Grace Hopper (shipped in its wheel), with the mouth opened
+and shut over time by pulling the lower face down and filling the gap with a dark mouth interior."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from tests.data_media import _mux_audio, _video_stream
+
+SIZE = (256, 300)  # width, height: the photo (512x600) at half size
+# In the photo at SIZE (Face Mesh landmarks): the inner lips meet at y 139, between the mouth corners x 116..152;
+MOUTH_Y, MOUTH_X0, MOUTH_X1, CHIN_Y = 139, 114, 154, 166
+
+
+def face_photo() -> np.ndarray:
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    return np.asarray(Image.open(path).convert("RGB").resize(SIZE, Image.BILINEAR))
+
+
+def open_mouth(img: np.ndarray, gap: int) -> np.ndarray:
+    """`img` with the mouth opened `gap` pixels: the columns around the mouth, below the lips and down to under the
+    chin, moved down by `gap`, the gap dark; the shift fades out sideways so that the jaw stays joined."""
+    if gap <= 0:
+        return img.copy()
+    out = img.copy()
+    x0, x1 = MOUTH_X0 - 20, MOUTH_X1 + 20
+    bottom = CHIN_Y + 20
+    for x in range(x0, x1):
+        edge = min(x - x0, x1 - 1 - x)
+        g = int(round(gap * min(1.0, edge / 20)))
+        if g <= 0:
+            continue
+        out[MOUTH_Y + g : bottom, x] = img[MOUTH_Y : bottom - g, x]
+        inside = MOUTH_X0 <= x < MOUTH_X1
+        out[MOUTH_Y : MOUTH_Y + g, x] = (60, 20, 25) if inside else img[MOUTH_Y, x]
+    return out
+
+
+def mouth_schedule(frames: int, seed: int = 0) -> np.ndarray:
+    """An opening in pixels per frame: syllable-like opening and shutting, 0..12 pixels."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames)
+    s = 6 + 6 * np.sin(2 * np.pi * t / 9.0 + rng.uniform(0, 6)) * (0.6 + 0.4 * np.sin(2 * np.pi * t / 31.0))
+    return np.clip(np.round(s), 0, 12).astype(int)
+
+
+def write_frames(path: Path, frames, fps: int = 25, audio: np.ndarray | None = None) -> None:
+    frames = list(frames)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as c:
+        v = _video_stream(c, w, h, fps)
+        a = c.add_stream("aac", rate=16000, layout="mono") if audio is not None else None
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            f.pts = i
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+        if audio is not None:
+            _mux_audio(c, a, audio, 16000, layout="mono")
+
+
+def make_face(path: Path, frames: int = 33, schedule: np.ndarray | None = None, **kw) -> np.ndarray:
+    """The photo, its mouth opened by `schedule` (pixels per frame; default `mouth_schedule`); returns it."""
+    schedule = mouth_schedule(frames) if schedule is None else schedule
+    img = face_photo()
+    write_frames(path, (open_mouth(img, int(g)) for g in schedule), **kw)
+    return schedule

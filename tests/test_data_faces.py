@@ -1,0 +1,106 @@
+"""The `faces` stage of `humo data run` on a real face (matplotlib's sample photo, tests/face_media.py): the face
+found with its mask over it, the mouth opening following a synthetic open/shut schedule (and not a shuffled one),
+faceless and two-face segments dropped, the .npz reaching the manifest and `humo precompute`'s reader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mediapipe", reason="needs mediapipe 0.10.21 (make install installs it, --no-deps)")
+
+from humo.data.pipeline.core import Settings, apply_stage  # noqa: E402
+from humo.data.pipeline.stages import faces, manifest  # noqa: E402
+from humo.data.precompute import read_face_masks  # noqa: E402
+from tests.face_media import SIZE, face_photo, make_face, mouth_schedule, open_mouth, write_frames  # noqa: E402
+
+W, H = SIZE
+
+
+def record(name: str, frames: int, size=SIZE) -> dict:
+    return {"id": name, "clip": name, "source": f"/x/{name}.mp4", "status": "kept", "video": f"{name}.mp4",
+            "audio": None, "fps": 25.0, "num_frames": frames, "width": size[0], "height": size[1]}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def talking(tmp_path_factory):
+    out = tmp_path_factory.mktemp("faces")
+    schedule = make_face(out / "talk.mp4", frames=49)
+    r = faces.process(record("talk", 49), Settings(out=out))
+    return out, schedule, r
+
+
+def test_face_found_mask_over_it_and_npz_written(talking):
+    out, schedule, r = talking
+    assert r["status"] == "kept" and r["faces"]["found"] == 1.0 and r["faces"]["faces"] == 1
+    assert r["face_masks"] == "faces/talk.npz" and not list(out.rglob(".*"))
+    with np.load(out / r["face_masks"]) as z:
+        masks, mouth, found = z["masks"], z["mouth"], z["found"]
+    assert masks.shape == (49, H, W) and masks.dtype == np.uint8 and mouth.shape == (49,) and found.all()
+    # the hull covers the face (forehead to chin, between the cheeks), not the background or the uniform
+    assert masks[:, 110, 128].all() and masks[:, 80, 128].all() and masks[:, 160, 135].all()
+    assert not masks[:, 10, 10].any() and not masks[:, 280, 128].any() and not masks[:, 150, 20].any()
+    share = masks.mean()
+    assert 0.05 < share < 0.25, share
+
+
+def test_mouth_opening_follows_the_schedule_both_ways(talking):
+    out, schedule, r = talking
+    with np.load(out / r["face_masks"]) as z:
+        mouth = z["mouth"]
+    right = np.corrcoef(mouth, schedule)[0, 1]
+    shuffled = [np.corrcoef(mouth, np.random.default_rng(s).permutation(schedule))[0, 1] for s in range(20)]
+    print(f"mouth vs schedule r={right:.3f}, vs shuffled max |r|={max(abs(c) for c in shuffled):.3f}")
+    assert right > 0.8, right
+    assert max(abs(c) for c in shuffled) < 0.6 and abs(np.mean(shuffled)) < 0.2, shuffled
+    assert 0.0 <= mouth.min() < 0.02 and mouth.max() > 0.05  # shut reads near 0, wide open as a share of the face
+
+
+def test_no_face_is_dropped(tmp_path):
+    rng = np.random.default_rng(0)
+    write_frames(tmp_path / "noise.mp4", (rng.integers(0, 255, (96, 128, 3), np.uint8) for _ in range(9)))
+    write_frames(tmp_path / "plain.mp4", (np.full((96, 128, 3), (40, 120, 200), np.uint8) for _ in range(9)))
+    for name in ("noise", "plain"):
+        [r], _ = apply_stage("faces", record(name, 9, (128, 96)), Settings(out=tmp_path))
+        assert (r["status"], r["reason"], r["stage"]) == ("dropped", "no-face", "faces")
+        assert r["faces"]["found"] == 0.0 and "face_masks" not in r
+    assert not (tmp_path / "faces").exists()
+
+
+def test_face_missing_share_is_configurable(tmp_path):
+    img = face_photo()
+    blank = np.full_like(img, 128)
+    write_frames(tmp_path / "half.mp4", [img] * 4 + [blank] * 5)  # a face in 4 of 9 frames
+    [r], _ = apply_stage("faces", record("half", 9), Settings(out=tmp_path))
+    assert r["reason"] == "no-face" and r["faces"]["found"] == pytest.approx(4 / 9, abs=1e-3)
+    [r], _ = apply_stage("faces", record("half", 9), Settings(out=tmp_path, face_missing_max=0.6))
+    assert r["status"] == "kept"
+    with np.load(tmp_path / r["face_masks"]) as z:
+        assert z["found"].tolist() == [True] * 4 + [False] * 5 and np.isnan(z["mouth"][4:]).all()
+        assert z["masks"][:4].any(axis=(1, 2)).all() and not z["masks"][4:].any()
+
+
+def test_two_faces_flagged_and_dropped_by_default(tmp_path):
+    img = face_photo()
+    two = np.concatenate([img, img[:, ::-1]], axis=1)  # side by side, the same size
+    write_frames(tmp_path / "two.mp4", [two] * 9)
+    [r], _ = apply_stage("faces", record("two", 9, (2 * W, H)), Settings(out=tmp_path))
+    assert (r["status"], r["reason"], r["faces"]["faces"]) == ("dropped", "several-faces", 2)
+    [r], _ = apply_stage("faces", record("two", 9, (2 * W, H)), Settings(out=tmp_path, several_faces="keep"))
+    assert r["status"] == "kept" and r["faces"]["faces"] == 2
+
+
+def test_manifest_carries_face_masks_for_precompute(talking):
+    out, _, r = talking
+    sample = manifest.process(dict(r), Settings(out=out))["sample"]
+    assert sample["face_masks"] == "faces/talk.npz" and sample["meta"]["faces"]["faces"] == 1
+    m = read_face_masks(out / sample["face_masks"])
+    assert m.shape == (49, H, W) and m.any()
+
+
+def test_open_mouth_helper_is_monotone():
+    img = face_photo()
+    assert (open_mouth(img, 0) == img).all()
+    dark = [(open_mouth(img, g)[130:160, 120:150].mean(axis=2) < 70).sum() for g in (0, 4, 8, 12)]
+    assert dark == sorted(dark) and dark[-1] > dark[0]
+    assert mouth_schedule(49).min() == 0 and mouth_schedule(49).max() == 12
