@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`. The install includes the `data` extra
-# (PySceneDetect, headless OpenCV, webrtcvad: about 160 MB, for `humo data run` and its tests).
+# (PySceneDetect, headless OpenCV, webrtcvad: about 160 MB, for `humo data run` and its tests) and MediaPipe 0.10.21
+# with the `pose` extra (--no-deps: its metadata pins numpy<2; for `humo pose extract` and the faces stage).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
@@ -10,7 +11,8 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[dev,data]'
+	$(PIP) install -q --no-deps mediapipe==0.10.21
+	$(PIP) install -q -c constraints.txt -e '.[dev,data,pose]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,8 +27,9 @@ lint: $(STAMP)
 test: lint
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
-# `humo pose extract` needs MediaPipe 0.10.21 (its cp311 wheel ships the pose models); its own requirements (numpy<2,
-# jax) are left out, the `pose` extra lists what the pose solution imports. Not part of `make test`.
+# `humo pose extract` and the data pipeline's faces stage need MediaPipe 0.10.21 (its cp311 wheel ships the pose and
+# face models); its own requirements (numpy<2, jax) are left out, the `pose` extra lists what its solutions import.
+# `make install` (so `make test`) installs it too; this target stays for a venv made before that.
 pose-extra: $(STAMP)
 	$(PIP) install -q --no-deps mediapipe==0.10.21
 	$(PIP) install -q -c constraints.txt -e '.[pose]'
