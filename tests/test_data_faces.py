@@ -104,3 +104,16 @@ def test_open_mouth_helper_is_monotone():
     dark = [(open_mouth(img, g)[130:160, 120:150].mean(axis=2) < 70).sum() for g in (0, 4, 8, 12)]
     assert dark == sorted(dark) and dark[-1] > dark[0]
     assert mouth_schedule(49).min() == 0 and mouth_schedule(49).max() == 12
+
+
+def test_the_whole_run_writes_face_masks_to_the_manifest(tmp_path):
+    from humo.cli import main
+    from humo.data.manifest import read_manifest
+    from tests.data_media import speech_wave
+
+    make_face(tmp_path / "hopper.mp4", frames=50, audio=speech_wave(2.0, 16000))
+    out = tmp_path / "out"
+    assert main(["data", "run", "--input", str(tmp_path / "hopper.mp4"), "--out", str(out), "-q"]) == 0
+    [s] = read_manifest(out / "manifest.jsonl", check_files=True)
+    assert s.id == "hopper-shot00-00" and s.num_frames == 49 and s.meta["faces"]["found"] == 1.0
+    assert s.face_masks == "faces/hopper-shot00-00.npz" and read_face_masks(s.face_masks_path).shape == (49, H, W)
