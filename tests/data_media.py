@@ -41,6 +41,20 @@ def _video_stream(container, width: int, height: int, rate, time_base=None):
     return s
 
 
+def _mux_video(container, v, pictures, pts=None, time_base=None) -> None:
+    """Encode uint8 [H, W, 3] `pictures` into `container`'s video stream `v` (frame i at pts i, or `pts[i]` in
+    `time_base`), then flush the encoder."""
+    for i, img in enumerate(pictures):
+        f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+        f.pts = i if pts is None else int(pts[i])
+        if time_base is not None:
+            f.time_base = time_base
+        for p in v.encode(f):
+            container.mux(p)
+    for p in v.encode(None):
+        container.mux(p)
+
+
 def _mux_audio(container, a, wave: np.ndarray, rate: int, layout: str = "stereo") -> None:
     """Encode float `wave` [N] (copied to both channels for stereo) as AAC into `container`'s audio stream `a`
     (added before any packet was muxed)."""
@@ -74,14 +88,8 @@ def make_talk(path: Path, fps: int = 30, cuts_s=(1.6, 3.8, 5.2), seconds: float 
     with av.open(str(path), "w") as c:
         v = _video_stream(c, w, h, fps)
         a = c.add_stream("aac", rate=44100, layout="stereo")
-        for i in range(n):
-            shot = sum(i >= round(t * fps) for t in cuts_s)
-            f = av.VideoFrame.from_ndarray(shot_picture(shot, i, h, w), format="rgb24")
-            f.pts = i
-            for p in v.encode(f):
-                c.mux(p)
-        for p in v.encode(None):
-            c.mux(p)
+        shots = (sum(i >= round(t * fps) for t in cuts_s) for i in range(n))
+        _mux_video(c, v, (shot_picture(shot, i, h, w) for i, shot in enumerate(shots)))
         _mux_audio(c, a, speech_wave(seconds, 44100), 44100)
     return {"cuts_s": list(cuts_s), "seconds": seconds, "frames": n}
 
@@ -99,17 +107,16 @@ def make_plain(path: Path, frames: int, size=(64, 48), fps: int = 25, audio: np.
         if rotation:
             v.set_display_rotation(rotation)
         a = c.add_stream("aac", rate=16000, layout="mono") if audio is not None else None
-        for i in range(frames):
-            img = np.broadcast_to((xx * 2 + i) % 200 + 20, (h, w, 3)).astype(np.uint8).copy()
-            img[:, : max(2, w // 8)] = 255
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts = i
-            for p in v.encode(f):
-                c.mux(p)
-        for p in v.encode(None):
-            c.mux(p)
+        _mux_video(c, v, (_plain_picture(xx, i, h, w) for i in range(frames)))
         if audio is not None:
             _mux_audio(c, a, audio, 16000, layout="mono")
+
+
+def _plain_picture(xx: np.ndarray, i: int, h: int, w: int) -> np.ndarray:
+    """Frame i of `make_plain`: a moving ramp with a white band on the left (orientation shows after rotation)."""
+    img = np.broadcast_to((xx * 2 + i) % 200 + 20, (h, w, 3)).astype(np.uint8).copy()
+    img[:, : max(2, w // 8)] = 255
+    return img
 
 
 def make_vfr(path: Path, gaps_ms=(20,) * 20 + (60,) * 20, audio: np.ndarray | None = None) -> dict:
@@ -120,13 +127,7 @@ def make_vfr(path: Path, gaps_ms=(20,) * 20 + (60,) * 20, audio: np.ndarray | No
     with av.open(str(path), "w") as c:
         v = _video_stream(c, 64, 48, 25, time_base=tb)
         a = c.add_stream("aac", rate=16000, layout="mono") if audio is not None else None
-        for i, t in enumerate(starts):
-            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 + 5 * i, np.uint8), format="rgb24")
-            f.pts, f.time_base = int(t), tb
-            for p in v.encode(f):
-                c.mux(p)
-        for p in v.encode(None):
-            c.mux(p)
+        _mux_video(c, v, (np.full((48, 64, 3), 10 + 5 * i, np.uint8) for i in range(len(starts))), starts, tb)
         if audio is not None:
             _mux_audio(c, a, audio, 16000, layout="mono")
     return {"starts_ms": starts.tolist(), "seconds": sum(gaps_ms) / 1000}

@@ -9,7 +9,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from tests.data_media import _mux_audio, _video_stream
+from tests.data_media import _mux_audio, _mux_video, _video_stream
 
 SIZE = (256, 300)  # width, height: the photo (512x600) at half size
 # In the photo at SIZE (Face Mesh landmarks): the inner lips meet at y 139, between the mouth corners x 116..152;
@@ -56,13 +56,7 @@ def write_frames(path: Path, frames, fps: int = 25, audio: np.ndarray | None = N
     with av.open(str(path), "w") as c:
         v = _video_stream(c, w, h, fps)
         a = c.add_stream("aac", rate=16000, layout="mono") if audio is not None else None
-        for i, img in enumerate(frames):
-            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            f.pts = i
-            for p in v.encode(f):
-                c.mux(p)
-        for p in v.encode(None):
-            c.mux(p)
+        _mux_video(c, v, frames)
         if audio is not None:
             _mux_audio(c, a, audio, 16000, layout="mono")
 
