@@ -60,9 +60,9 @@ class AudioCrossAttention(Attention):
         (the muted one and each person's) and weights [B, K, F*H*W] how much of each a token takes (summing to 1);
         the K attentions share the queries, and since the weights sum to 1 the blend can precede the output layer.
         """
+        q = self.project_q(x)
         if weights is None:
-            return self.o(self._attend(self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1)), audio_tokens))
-        q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1))
+            return self.o(self._attend(q, audio_tokens))
         out = 0
         for k in range(audio_tokens.shape[1]):
             out = out + weights[:, k, :, None].to(q.dtype) * self._attend(q, audio_tokens[:, k])
@@ -71,9 +71,7 @@ class AudioCrossAttention(Attention):
     def _attend(self, q: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:
         """q: [B, F*H*W, heads, d] (normed); audio_tokens: [B, F, T, token_dim] -> [B, F*H*W, dim] before `o`."""
         b, n_frames, n_tok = audio_tokens.shape[:3]
-        kv = audio_tokens.flatten(1, 2)
-        k = self.norm_k(self.k(kv)).unflatten(-1, (self.num_heads, -1))
-        v = self.v(kv).unflatten(-1, (self.num_heads, -1))
+        k, v = self.project_kv(audio_tokens.flatten(1, 2))
         # Fold frames into the batch: frame f's queries only ever see frame f's keys.
         q = q.reshape(b * n_frames, -1, *q.shape[2:])
         k = k.reshape(b * n_frames, n_tok, *k.shape[2:])

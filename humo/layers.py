@@ -68,11 +68,16 @@ class Attention(nn.Module):
 
     def project(self, x: torch.Tensor, context: torch.Tensor | None = None):
         """x: [B, L, dim], context: [B, Lc, kv_dim] or None (self) -> q [B, L, H, D], k, v [B, Lc, H, D]"""
-        context = x if context is None else context
-        q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1))
+        return (self.project_q(x), *self.project_kv(x if context is None else context))
+
+    def project_q(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, dim] -> normed queries [B, L, H, D]"""
+        return self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1))
+
+    def project_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """context: [B, Lc, kv_dim] -> normed keys and values [B, Lc, H, D]"""
         k = self.norm_k(self.k(context)).unflatten(-1, (self.num_heads, -1))
-        v = self.v(context).unflatten(-1, (self.num_heads, -1))
-        return q, k, v
+        return k, self.v(context).unflatten(-1, (self.num_heads, -1))
 
     def forward(
         self,
