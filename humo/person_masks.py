@@ -160,13 +160,14 @@ def local_audio_weights(masks: torch.Tensor, patch: tuple[int, int, int], num_fr
 # Masks given by the user (weights without a predictor)
 
 
-def parse_box(text: str, who: str = "--box") -> tuple[float, float, float, float]:
-    """'x0,y0,x1,y1' in pixels of the output video -> the four numbers (checked for order only; `box_mask` checks
-    them against the frame)."""
+def parse_box(box: str | Sequence[float], who: str = "--box") -> tuple[float, float, float, float]:
+    """'x0,y0,x1,y1' (or the four numbers as a list) in pixels of the output video -> the four numbers (checked for
+    order only; `check_box` checks them against the frame)."""
     from humo.errors import HumoError
 
+    text = box if isinstance(box, str) else ",".join(str(v) for v in box)
     try:
-        vals = tuple(float(v) for v in str(text).split(","))
+        vals = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise HumoError(f"{who} {text}: expected x0,y0,x1,y1 (four numbers, pixels of the output video)") from None
     if len(vals) != 4 or not all(math.isfinite(v) for v in vals):

@@ -268,8 +268,7 @@ class GenerationRequest:
                 raise HumoError(f"{who}person {k + 1}: give a --box or a --mask, not both")
             box = p.box
             if box is not None:
-                text = box if isinstance(box, str) else ",".join(str(v) for v in box)
-                box = parse_box(text, f"{who}person {k + 1}'s --box")
+                box = parse_box(box, f"{who}person {k + 1}'s --box")
                 check_box(box, self.height, self.width, f"{who}person {k + 1}'s --box")
             if p.mask is not None:
                 _require_input(p.mask, f"person {k + 1}'s mask", who)

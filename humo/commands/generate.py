@@ -337,11 +337,8 @@ def case_persons(entries, resolve, who: str) -> list:
         unknown = sorted(set(e) - {"ref_image", "audio", "box", "mask"})
         if unknown:
             raise HumoError(f"{who}: person {k + 1}: unknown key '{unknown[0]}' (ref_image, audio, box, mask)")
-        box = e.get("box")
-        if isinstance(box, list):
-            box = ",".join(str(v) for v in box)
         mask = resolve(e["mask"]) if e.get("mask") else None
-        persons.append(Person(resolve(e["ref_image"]), resolve(e["audio"]), box, mask))
+        persons.append(Person(resolve(e["ref_image"]), resolve(e["audio"]), e.get("box"), mask))
     return persons
 
 

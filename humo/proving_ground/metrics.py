@@ -546,15 +546,15 @@ def evaluate_clip(
 def left_to_right(persons: Sequence[dict]) -> list[int]:
     """Indices of `persons` from the image left to right: by the horizontal centre of their boxes when every one
     has a box ("x0,y0,x1,y1" or [x0, y0, x1, y1]), else in the order given."""
+    from humo.person_masks import parse_box
+
     centres = []
     for p in persons:
         box = p.get("box")
         if box is None:
             return list(range(len(persons)))
-        vals = [float(v) for v in (box.split(",") if isinstance(box, str) else box)]
-        if len(vals) != 4:
-            raise HumoError(f"person box {box!r}: expected x0,y0,x1,y1")
-        centres.append((vals[0] + vals[2]) / 2)
+        x0, _, x1, _ = parse_box(box, "person box")
+        centres.append((x0 + x1) / 2)
     return sorted(range(len(persons)), key=lambda i: centres[i])
 
 
