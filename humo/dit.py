@@ -161,7 +161,11 @@ class Embedded:
     audio_tokens: torch.Tensor | None  # [B, F, T, token_dim], or [B, K, F, T, token_dim] with audio_weights
     audio_weights: torch.Tensor | None = None  # [B, K, L] local injection's blend per token (humo.person_masks)
     ref_frames: tuple[int, ...] | None = None  # each person's reference frame, for the mask predictor
-    masked_frames: int = 0  # the frames the person masks cover (motion and generated frames)
+
+    @property
+    def masked_frames(self) -> int:
+        """The latent frames the person masks cover: the motion and generated frames, before the references."""
+        return min(self.ref_frames) if self.ref_frames else 0
 
     def rows(self, index: torch.Tensor) -> Embedded:
         """The inputs of the batch rows `index` (a LongTensor)."""
@@ -300,7 +304,6 @@ class HumoDiT(nn.Module):
         e = self.time_embedding(sinusoidal_embedding(cfg.freq_dim, t).to(self.dtype)).float()
         e6 = self.time_projection(e.to(self.dtype)).float().unflatten(1, (6, cfg.dim))
         audio_tokens, audio_weights = self.embed_audio(audio, persons, x.shape[0], x.shape[2])
-        ref_frames = None if persons is None else persons.ref_frames
         return Embedded(
             tokens=tokens.to(self.dtype),
             grid=grid,
@@ -312,8 +315,7 @@ class HumoDiT(nn.Module):
             rope=rope_table(cfg.head_dim, grid, cfg.rope_theta, tokens.device, frame_times),
             audio_tokens=audio_tokens,
             audio_weights=audio_weights,
-            ref_frames=ref_frames,
-            masked_frames=min(ref_frames) if ref_frames else 0,
+            ref_frames=None if persons is None else persons.ref_frames,
         )
 
     def embed_audio(self, audio, persons, batch: int, frames: int):
@@ -333,11 +335,11 @@ class HumoDiT(nn.Module):
         local = local_audio_weights(masks, cfg.patch, frames)  # [B, 1 + P, L]: muted, then each person
         return tokens, local
 
-    def tapped_blocks(self, return_mask: bool, return_persons: bool, emb: Embedded | None = None) -> int:
+    def tapped_blocks(self, emb: Embedded, return_mask: bool, return_persons: bool) -> int:
         """How many of the last blocks the wanted mask heads read (the face head, the person mask predictor)."""
         cfg = self.cfg
         face = cfg.mask_head_blocks if return_mask else 0
-        persons = cfg.person_mask_blocks if (return_persons and (emb is None or emb.ref_frames)) else 0
+        persons = cfg.person_mask_blocks if (return_persons and emb.ref_frames) else 0
         return max(face, persons)
 
     def run_blocks(self, emb: Embedded, tokens: torch.Tensor, return_mask: bool = False, return_persons=False):
@@ -345,7 +347,7 @@ class HumoDiT(nn.Module):
         the mask heads' tapped features: a list over the last tapped blocks, empty when no head is wanted)."""
         cfg = self.cfg
         tapped = []
-        first_tap = cfg.num_layers - self.tapped_blocks(return_mask, return_persons, emb)
+        first_tap = cfg.num_layers - self.tapped_blocks(emb, return_mask, return_persons)
         for i, block in enumerate(self.blocks):
             # The mask heads read the hidden states right after the audio cross-attention of the last blocks,
             # returned by the block itself: no hooks, no second forward pass.
