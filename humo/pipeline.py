@@ -938,8 +938,9 @@ def given_person_masks(req: GenerationRequest, latent_hw: tuple[int, int]) -> np
         return None
     masks = []
     for p in req.persons:
-        pixels = box_mask(p.box, req.height, req.width) if p.box is not None else None
-        if pixels is None:
+        if p.box is not None:
+            pixels = box_mask(p.box, req.height, req.width)
+        else:
             pixels = mask_from_image(p.mask, req.height, req.width)
         masks.append(feather(pixels, latent_hw))
     return np.stack(masks)
