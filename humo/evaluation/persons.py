@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -95,10 +94,10 @@ def score(result, sample) -> dict[str, Any]:
 def summarize(rows: list[dict]) -> dict[str, Any]:
     """Mean and spread over clips of each metric, and the bars."""
     out: dict[str, Any] = {"clips": len(rows)}
+    from humo.evaluation.heldout import mean_spread
+
     for key in ("speaker_sync_own", "speaker_sync_other", "speaker_silent_ratio", "speaker_faces_found", "person_iou"):
-        vals = [r[key] for r in rows if r.get(key) is not None and math.isfinite(r[key])]
-        out[key] = float(np.mean(vals)) if vals else None
-        out[key + "_std"] = float(np.std(vals)) if vals else None
+        out[key], out[key + "_std"], _ = mean_spread(r.get(key) for r in rows)
     own, other = out["speaker_sync_own"], out["speaker_sync_other"]
     out["speaker_sync_ratio"] = own / other if own is not None and other else None
     out["bars"] = {
