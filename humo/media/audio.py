@@ -159,3 +159,13 @@ def _decode_failure(p: Path, e: Exception) -> str:
     if ext in AUDIO_EXTENSIONS or ext in VIDEO_EXTENSIONS:
         return f"audio {p}: cannot decode, the file is corrupt or truncated ({reason})"
     return f"audio {p}: unsupported format {ext or '(no extension)'} (cannot decode: {reason})"
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write float mono samples ``[N]`` (full scale +-1, clipped beyond) as 16-bit PCM WAV, atomically."""
+    import soundfile as sf
+
+    from humo.errors import atomic_path
+
+    with atomic_path(path, suffix=".wav") as tmp:
+        sf.write(str(tmp), np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")

@@ -31,6 +31,7 @@ import numpy as np
 
 from humo.data.manifest import Sample, write_manifest
 from humo.errors import HumoError, atomic_path
+from humo.media.audio import write_wav
 from humo.proving_ground import render, speech, world
 
 WORLD_VERSION = "humo-proving-ground/1"
@@ -116,11 +117,11 @@ def make_sample(cfg: SynthConfig, index: int) -> Sample:
     d = Path(cfg.out) / "clips"
     rel = lambda name: f"clips/{name}"
     _write_mp4(d / f"{sid}.mp4", clip.frames, spec.fps, mix if cfg.mux_audio else None)
-    _write_wav(d / f"{sid}.wav", mix)
+    write_wav(d / f"{sid}.wav", mix, speech.SAMPLE_RATE)
     char_audio = [None] * n_chars
     if n_chars > 1:
         for k, t in enumerate(tracks):
-            _write_wav(d / f"{sid}_c{k}.wav", t.wave)
+            write_wav(d / f"{sid}_c{k}.wav", t.wave, speech.SAMPLE_RATE)
             char_audio[k] = rel(f"{sid}_c{k}.wav")
     ref_paths = []
     for k, (img, _, _) in enumerate(refs):
@@ -203,13 +204,6 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: float, audio: np.ndarray | N
     from humo.proving_ground._av import write_mp4
 
     write_mp4(path, frames, fps, audio, speech.SAMPLE_RATE)
-
-
-def _write_wav(path: Path, wave: np.ndarray) -> None:
-    import soundfile as sf
-
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), wave, speech.SAMPLE_RATE, subtype="PCM_16", format="WAV")
 
 
 def _write_png(path: Path, img: np.ndarray) -> None:

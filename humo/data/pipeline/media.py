@@ -80,14 +80,6 @@ def mp4_writer(path: Path, width: int, height: int, fps: int = VIDEO_FPS) -> Ite
             container.close()
 
 
-def write_wav(path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write float mono samples ``[N]`` (full scale +-1) as 16-bit PCM WAV, atomically."""
-    import soundfile as sf
-
-    with atomic_path(path, suffix=".wav") as tmp:
-        sf.write(str(tmp), np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-
-
 @contextmanager
 def wav_writer(path: Path, sample_rate: int = SAMPLE_RATE) -> Iterator[Callable[[np.ndarray], None]]:
     """Yield ``write(samples)`` that appends float mono samples ``[n]`` to a 16-bit PCM WAV (streamed, for audio
