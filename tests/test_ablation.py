@@ -145,7 +145,10 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
     assert set(results["final"]) == {"full", "single-stage"}
     for v in ("full", "single-stage"):
         assert set(results["final"][v]) == {0, 1}
-        assert set(results["curves"][v][0]) == {1, 2}  # both kept checkpoints scored
+    # Curves count steps after the backbone: full's stage 2 starts after its 2 stage-1 steps; single-stage trains
+    # the same 4 steps in one run (equal_steps), every kept checkpoint scored.
+    assert set(results["curves"]["full"][0]) == {3, 4}
+    assert set(results["curves"]["single-stage"][0]) == {1, 2, 3, 4}
     assert len(results["guidance"]) >= 5 and set(results["guidance"]["static"]) == {0, 1}
     assert (out / "train" / "s1-minimal-seed0" / "final" / "ema.safetensors").is_file()
     assert not list((out / "train").glob("s1-*-seed0-single*"))

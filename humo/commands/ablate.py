@@ -3,6 +3,7 @@
     humo ablate --recipe runs/toy-recipe --out runs/ablate                 # the whole study, resumable
     humo ablate --recipe runs/toy-recipe --out runs/ablate --seeds 0,1 --jobs 2  # two seeds side by side
     humo ablate --recipe runs/toy-recipe --out runs/ablate --seeds 0 --variants full,no-mask --s2-steps 200
+    humo ablate --study configs/ablate-v2.json --out runs/ablate-v2      # a study preset; flags override it
 
 It needs the toy recipe's outputs (scripts/train_toy_model.sh: the cache, the stage-0 backbone, the model folder
 and the held-out clips). Results: OUT/results.json, OUT/ablation.md and OUT/curves.png.
@@ -26,6 +27,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from humo.evaluation.ablation import StudyConfig
 
     d = StudyConfig()
+    parser.add_argument(
+        "--study",
+        metavar="FILE",
+        help="a JSON study preset: StudyConfig fields (e.g. configs/ablate-v2.json); the flags given override it",
+    )
     parser.add_argument("--recipe", default=d.recipe, help=f"toy recipe folder (default {d.recipe})")
     parser.add_argument("--out", default=d.out, help=f"study folder (default {d.out})")
     parser.add_argument("--config", default=d.train_config, help=f"base training config (default {d.train_config})")
@@ -53,25 +59,71 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from humo.evaluation.ablation import StudyConfig, run_study
+def _given(args: argparse.Namespace, parser_defaults: dict) -> dict:
+    """The flags set on the command line (those whose value is not their default), as StudyConfig fields."""
     from humo.training.config import parse_override
 
-    cfg = StudyConfig(
-        recipe=args.recipe,
-        out=args.out,
-        train_config=args.config,
-        seeds=_ints(args.seeds),
-        variants=[v.strip() for v in args.variants.split(",") if v.strip()],
-        s1_steps=args.s1_steps,
-        s2_steps=args.s2_steps,
-        curve_points=args.curve_points,
-        eval_clips=args.eval_clips,
-        eval_steps=args.eval_steps,
-        guidance=not args.no_guidance,
-        jobs=args.jobs,
-        train_overrides=dict(parse_override(o) for o in args.overrides),
-    )
+    def changed(name):
+        return getattr(args, name) != parser_defaults[name]
+
+    fields = {
+        "recipe": ("recipe", lambda v: v),
+        "out": ("out", lambda v: v),
+        "config": ("train_config", lambda v: v),
+        "seeds": ("seeds", _ints),
+        "variants": ("variants", lambda v: [x.strip() for x in v.split(",") if x.strip()]),
+        "s1_steps": ("s1_steps", int),
+        "s2_steps": ("s2_steps", int),
+        "curve_points": ("curve_points", int),
+        "eval_clips": ("eval_clips", int),
+        "eval_steps": ("eval_steps", int),
+        "jobs": ("jobs", int),
+    }
+    given = {field: convert(getattr(args, name)) for name, (field, convert) in fields.items() if changed(name)}
+    if args.no_guidance:
+        given["guidance"] = False
+    if args.overrides:
+        given["train_overrides"] = dict(parse_override(o) for o in args.overrides)
+    return given
+
+
+def study_config(args: argparse.Namespace, parser_defaults: dict):
+    """The StudyConfig of a command line: the preset file's fields (if any), then the flags given."""
+    import json
+    from pathlib import Path
+
+    from humo.errors import HumoError
+    from humo.evaluation.ablation import StudyConfig
+
+    data: dict = {}
+    if args.study:
+        path = Path(args.study)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise HumoError(f"--study {path}: no such file") from None
+        except (OSError, ValueError) as e:
+            raise HumoError(f"--study {path}: not a readable JSON file ({e})") from None
+        known = set(StudyConfig.__dataclass_fields__)
+        unknown = sorted(set(data) - known) if isinstance(data, dict) else None
+        if unknown is None:
+            raise HumoError(f"--study {path}: expected a JSON object of study fields")
+        if unknown:
+            raise HumoError(f"--study {path}: unknown fields {unknown} (known: {', '.join(sorted(known))})")
+    given = _given(args, parser_defaults)
+    if "train_overrides" in given:  # --set adds to the preset's overrides rather than replacing them
+        given["train_overrides"] = {**data.get("train_overrides", {}), **given["train_overrides"]}
+    return StudyConfig(**{**data, **given})
+
+
+def run(args: argparse.Namespace) -> int:
+    import argparse as _argparse
+
+    from humo.evaluation.ablation import run_study
+
+    defaults_parser = _argparse.ArgumentParser()
+    configure(defaults_parser)
+    cfg = study_config(args, vars(defaults_parser.parse_args([])))
     results = run_study(cfg)
     print(
         f"study finished in {results['seconds']:.0f} s; tables in {cfg.out}/ablation.md, plots in {cfg.out}/curves.png"

@@ -83,6 +83,7 @@ METRICS = (
     ("subject_acc", "subject acc.", True),
     ("subject_gain", "subject gain vs mismatched", True),
     ("sync_c", "Sync-C", True),
+    ("sync_ratio", "Sync-C / shuffled", True),
     ("sync_d", "Sync-D", False),
     ("offset_within_1", "|offset|<=1", True),
     ("mask_iou", "face-mask IoU", True),
@@ -101,6 +102,66 @@ PAPER_TABLE3 = {
 }
 
 
+@dataclass(frozen=True)
+class Claim:
+    """One of the paper's claims as the sign of one paired difference of the study."""
+
+    text: str
+    row: str  # the paired-difference row that tests it, "<variant or case> - <what it ablates>"
+    metric: str  # a METRICS key
+    sign: int  # the sign the difference has if the paper is right
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("minimal-invasive training keeps text following better than full fine-tuning (TVA 6.51 vs 6.16)",
+          "full-finetune - full", "text_mean", -1),
+    Claim("progressive training helps identity (ID-Cur 0.747 vs 0.724)", "single-stage - full", "subject_gain", -1),
+    Claim("focus-by-predicting helps lip sync (Sync-C 6.25 vs 5.95)", "no-mask - full", "sync_c", -1),
+    Claim("stage-adaptive CFG follows the text better than static CFG (Fig. 4)",
+          f"static - {_PAPER_CFG}", "text_mean", -1),
+    Claim("stage-adaptive CFG syncs better than static CFG (Fig. 4)", f"static - {_PAPER_CFG}", "sync_c", -1),
+    Claim("the text guidance term helps text following", "static, no text term - static", "text_mean", -1),
+    Claim("the image guidance term helps identity", "static, no image term - static", "subject_gain", -1),
+    Claim("the audio guidance term helps lip sync", "static, no audio term - static", "sync_c", -1),
+)  # fmt: skip
+
+
+def quantum(metric: str, clips: int) -> float:
+    """What one held-out clip can move `metric` by: text following reads 3 factors a clip, subject accuracy 6
+    attributes, the offset share one clip; the Sync scores, IoU and ratios are continuous (0)."""
+    per_clip = {"text_mean": 3, "subject_acc": 6, "subject_gain": 6, "offset_within_1": 1}
+    return 1.0 / (per_clip[metric] * clips) if metric in per_clip else 0.0
+
+
+def verdict(diffs: list[float], sign: int, step: float) -> str:
+    """The study's rule for a claim: "agrees" / "disagrees" when the paired differences (one per seed, at least
+    two) share one sign, their mean is more than twice their standard deviation and more than `step` (one clip's
+    worth), with the sign the claim expects / the other one; "cannot tell" otherwise."""
+    m, sd, n = mean_spread(diffs)
+    if m is None or n < 2 or m == 0:
+        return "cannot tell"
+    same = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
+    if not (same and abs(m) > 2 * sd and abs(m) > step):
+        return "cannot tell"
+    return "agrees" if (m > 0) == (sign > 0) else "disagrees"
+
+
+def claim_verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every claim of `CLAIMS` the results can test: its per-seed differences and verdict."""
+    rows = {**results.get("final", {}), **results.get("guidance", {})}
+    versus = {v: "full" for v in results.get("final", {}) if v != "full"}
+    versus.update({c.name: c.versus for c in GUIDANCE_CASES if c.versus and c.name in results.get("guidance", {})})
+    diffs = paired_differences(rows, versus)
+    clips = results["config"]["eval_clips"]
+    out = []
+    for c in CLAIMS:
+        values = diffs.get(c.row, {}).get(c.metric)
+        if values:
+            out.append({"claim": c.text, "row": c.row, "metric": c.metric, "differences": values,
+                        "verdict": verdict(values, c.sign, quantum(c.metric, clips))})  # fmt: skip
+    return out
+
+
 @dataclass
 class StudyConfig:
     """A `humo ablate` study. `recipe`: the folder `scripts/train_toy_model.sh` wrote (cache/, s0/, model/, data/)."""
@@ -117,6 +178,11 @@ class StudyConfig:
     eval_steps: int = 20
     guidance: bool = True
     train_overrides: dict = field(default_factory=dict)  # extra TrainConfig fields for every run (e.g. batch_size)
+    stage1_overrides: dict = field(default_factory=dict)  # ... for the stage-1 runs only (e.g. their lr)
+    stage2_overrides: dict = field(default_factory=dict)  # ... for the stage-2 runs only
+    # `single-stage` trains s1_steps + s2_steps (True: the same number of steps after the backbone as the
+    # progressive variants, so that it is not short of training) or s2_steps only (False: sessions 5-6's study).
+    equal_steps: bool = True
     # Worker processes running the seeds side by side, whole seeds each, the cores split between them. On 2 cores
     # two 1-thread workers are ~1.1-1.25x faster than the seeds in turn (docs/ablations.md, "How long it takes").
     jobs: int = 1
@@ -135,6 +201,9 @@ class StudyConfig:
             problems.append(f"eval_clips {self.eval_clips}: need at least 2 (the baselines pair clips)")
         if self.curve_points > self.s2_steps:
             problems.append(f"curve_points {self.curve_points}: more than s2_steps {self.s2_steps}")
+        for name in ("train_overrides", "stage1_overrides", "stage2_overrides"):
+            if not isinstance(getattr(self, name), dict):
+                problems.append(f"{name}: expected a mapping of training-config fields")
         if problems:
             raise HumoError("ablate: " + "; ".join(problems))
 
@@ -170,7 +239,11 @@ def _stage1_key(v: Variant) -> str | None:
 
 
 def plan(cfg: StudyConfig) -> list[dict[str, Any]]:
-    """Every training run of the study, in order (stage-1 runs before the stage-2 runs that start from them)."""
+    """Every training run of the study, in order (stage-1 runs before the stage-2 runs that start from them).
+
+    A run's "offset" is the number of steps trained after the backbone before it starts (its stage 1's), so that
+    curves of every variant share one axis: steps after the stage-0 backbone.
+    """
     runs, seen = [], set()
     root = Path(cfg.out) / "train"
     backbone = str(cfg.recipe_path / "s0" / "final" / "ema.safetensors")
@@ -178,21 +251,26 @@ def plan(cfg: StudyConfig) -> list[dict[str, Any]]:
     for seed in cfg.seeds:
         for name in cfg.variants:
             v = VARIANTS[name]
-            init2 = backbone
+            init2, offset, steps2 = backbone, cfg.s1_steps, cfg.s2_steps
             key = _stage1_key(v)
-            if key is not None:
+            if key is None:
+                offset = 0
+                steps2 += cfg.s1_steps if cfg.equal_steps else 0
+            else:
                 s1_out = root / f"{key}-seed{seed}"
                 if s1_out not in seen:
                     seen.add(s1_out)
                     runs.append(
-                        {"name": f"{key}-seed{seed}", "variant": None, "seed": seed, "out": s1_out,
-                         "overrides": {"stage": 1, "steps": cfg.s1_steps, "init": backbone, **v.stage1}}
+                        {"name": f"{key}-seed{seed}", "variant": None, "seed": seed, "out": s1_out, "offset": 0,
+                         "overrides": {**cfg.stage1_overrides, "stage": 1, "steps": cfg.s1_steps, "init": backbone,
+                                       **v.stage1}}
                     )  # fmt: skip
                 init2 = str(s1_out / "final" / "ema.safetensors")
             runs.append(
                 {"name": f"{name}-seed{seed}", "variant": name, "seed": seed, "out": root / f"{name}-seed{seed}",
-                 "overrides": {"stage": 2, "steps": cfg.s2_steps, "init": init2, "checkpoint_every": ckpt_every,
-                               "keep_checkpoints": 0, **v.stage2}}
+                 "offset": offset,
+                 "overrides": {**cfg.stage2_overrides, "stage": 2, "steps": steps2, "init": init2,
+                               "checkpoint_every": ckpt_every, "keep_checkpoints": 0, **v.stage2}}
             )  # fmt: skip
     return runs
 
@@ -310,7 +388,7 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
         for step, folder in kept_checkpoints(Path(run["out"])):
             path = out / "eval" / f"{run['name']}-step{step:06d}.json"
             summary = _cached(path, lambda folder=folder: evaluator(checkpoint_dit(folder)))
-            curves.setdefault(run["variant"], {}).setdefault(run["seed"], {})[step] = summary
+            curves.setdefault(run["variant"], {}).setdefault(run["seed"], {})[run["offset"] + step] = summary
             log(f"ablate: {run['name']} step {step}: " + _brief(summary))
     guidance: dict[str, dict[int, dict]] = {}
     if cfg.guidance and "full" in cfg.variants:
@@ -469,11 +547,23 @@ def format_tables(results: dict[str, Any]) -> str:
     if results.get("guidance"):
         lines += _mean_table("guidance (full model)", results["guidance"])
         lines += _difference_table(results["guidance"], {c.name: c.versus for c in GUIDANCE_CASES if c.versus})
+    verdicts = claim_verdicts(results)
+    if verdicts:
+        label = {k: lab for k, lab, _ in METRICS}
+        lines += ["", "Claims, by the rule of `verdict` (every seed's difference of one sign, the mean beyond twice the "
+                  "spread and one clip's worth):", "",
+                  "| claim | difference | metric | per seed | mean ± std | verdict |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for v in verdicts:
+            m, sd, _ = mean_spread(v["differences"])
+            seeds = ", ".join(f"{d:+.3f}" for d in v["differences"])
+            lines.append(f"| {v['claim']} | {v['row']} | {label[v['metric']]} | {seeds} | {m:+.3f} ± {sd:.3f} | "
+                         f"**{v['verdict']}** |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
 def plot_curves(curves: dict[str, dict[int, dict[int, dict]]], path: str | os.PathLike) -> Path | None:
-    """One panel per metric: the mean over seeds against stage-2 steps, with the seeds' range shaded."""
+    """One panel per metric: the mean over seeds against the steps trained after the backbone (stage 1 + stage 2),
+    with the seeds' range shaded."""
     if not curves:
         return None
     import matplotlib
@@ -483,7 +573,7 @@ def plot_curves(curves: dict[str, dict[int, dict[int, dict]]], path: str | os.Pa
 
     from humo.media.image import save_figure
 
-    keys = [m for m in METRICS if m[0] in ("text_mean", "subject_acc", "sync_c", "mask_iou")]
+    keys = [m for m in METRICS if m[0] in ("text_mean", "subject_gain", "sync_ratio", "mask_iou")]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4))
     for ax, (key, label, _) in zip(axes, keys, strict=True):
         for variant, seeds in curves.items():
@@ -499,7 +589,7 @@ def plot_curves(curves: dict[str, dict[int, dict[int, dict]]], path: str | os.Pa
             (line,) = ax.plot(xs, mean, marker="o", label=variant)
             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
         ax.set_title(label)
-        ax.set_xlabel("stage-2 step")
+        ax.set_xlabel("steps after the stage-0 backbone")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     return save_figure(fig, path)
