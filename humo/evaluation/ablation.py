@@ -550,9 +550,14 @@ def format_tables(results: dict[str, Any]) -> str:
     verdicts = claim_verdicts(results)
     if verdicts:
         label = {k: lab for k, lab, _ in METRICS}
-        lines += ["", "Claims, by the rule of `verdict` (every seed's difference of one sign, the mean beyond twice the "
-                  "spread and one clip's worth):", "",
-                  "| claim | difference | metric | per seed | mean ± std | verdict |", "|---|---|---|---|---|---|"]  # fmt: skip
+        rule = "every seed's difference of one sign, the mean beyond twice the spread and one clip's worth"
+        lines += [
+            "",
+            f"Claims, by the rule of `verdict` ({rule}):",
+            "",
+            "| claim | difference | metric | per seed | mean ± std | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
         for v in verdicts:
             m, sd, _ = mean_spread(v["differences"])
             seeds = ", ".join(f"{d:+.3f}" for d in v["differences"])
