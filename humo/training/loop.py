@@ -39,7 +39,7 @@ from humo.training.curriculum import (
 )
 from humo.training.distributed import DistInfo, all_mean, barrier, init_distributed, shutdown, wrap_model
 from humo.training.ema import EMA
-from humo.training.objective import compute_loss, draw_rows
+from humo.training.objective import compute_loss, draw_rows, keep_ratios
 from humo.training.state import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from humo.training.trainable import (
     AUDIO,
@@ -253,8 +253,12 @@ class Trainer:
         self.stage = stage = stage_for(cfg)
         self.dit_cfg = dcfg = build_dit_config(cfg)
         self.mask_weight = cfg.mask_loss_weight if (stage.mask and cfg.mask_head) else 0.0
-        # a pose guider learns where the stage's tasks use poses (the samples that have one feed it)
-        self.uses_pose = bool(dcfg.pose_channels) and any("pose" in TASK_USES[t] for t in stage.tasks)
+        # a pose guider learns where the stage's tasks use poses at a ratio above 0 (the samples that have one feed it)
+        self.uses_pose = (
+            bool(dcfg.pose_channels)
+            and any("pose" in TASK_USES[t] for t in stage.tasks)
+            and keep_ratios(cfg)["pose"] > 0
+        )
         # several people: their audio goes where their regions are once the audio path runs; the predictor learns
         self.persons = cfg.persons and stage.audio
         self.person_weight = cfg.person_mask_weight if (self.persons and dcfg.person_mask_blocks) else 0.0
