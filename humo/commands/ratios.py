@@ -71,7 +71,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra training-config field for every run (e.g. batch_size=4)",
+        help="extra training-config field for every run (e.g. batch_size=4, model_overrides.in_dim=24)",
     )
 
 
@@ -82,7 +82,7 @@ def study_config(args: argparse.Namespace):
 
     from humo.errors import HumoError
     from humo.evaluation.ratio_study import RatioStudyConfig
-    from humo.training.config import parse_override
+    from humo.training.config import apply_overrides
 
     data: dict = {}
     if args.study:
@@ -100,7 +100,7 @@ def study_config(args: argparse.Namespace):
         if getattr(args, flag) is not None:
             data[name] = convert(getattr(args, flag))
     if args.overrides:
-        data["train_overrides"] = {**data.get("train_overrides", {}), **dict(map(parse_override, args.overrides))}
+        data["train_overrides"] = apply_overrides(data.get("train_overrides", {}), args.overrides)
     return RatioStudyConfig(**data)
 
 

@@ -530,7 +530,7 @@ class Trainer:
                         "samples": self.micro * cfg.batch_size * info.world_size,
                         "samples_per_s": n_log / max(now - t_log, 1e-9),
                     }
-                    if self.stage.index == 2:
+                    if self.stage.index == 2 and "av" in self.stage.tasks:  # not under condition_ratios
                         rec["av_fraction"] = task_probabilities(self.stage, self.step - 1, cfg).get("av", 0.0)
                     log.record(rec)
                     t_log, n_log = now, 0
