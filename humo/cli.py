@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "precompute": ("humo.commands.precompute", "cache VAE latents, text embeddings and audio features"),
     "pose": ("humo.commands.pose", "driving poses: `humo pose extract VIDEO -o pose.json` (the pose extra)"),
     "ablate": ("humo.commands.ablate", "rerun the proving-ground ablation study"),
+    "ratios": ("humo.commands.ratios", "OmniHuman-1's condition-ratio study in the proving ground"),
     "data": ("humo.commands.data", "real talking videos -> a training manifest: `humo data run|status` (resumable)"),
 }
 
@@ -41,7 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # Commands that write files and talk while they do: each takes -q/--quiet (print only warnings and errors), its
 # own or the one added here. The others (presets, inspect, bench) print their result, which --quiet would hide.
 QUIET_COMMANDS = (
-    "generate", "demo", "convert", "synth", "eval", "train", "train-vae", "fit-codec", "precompute", "ablate", "pose"
+    "generate", "demo", "convert", "synth", "eval", "train", "train-vae", "fit-codec", "precompute", "ablate", "pose",
+    "ratios",
 )  # fmt: skip
 
 

@@ -276,11 +276,27 @@ class Keep:
         return cls(text, kept)
 
 
-def keep_for_training(uses: Mapping[str, Tensor], has: Mapping[str, Tensor], drop: Mapping[str, Tensor]) -> Keep:
+def keep_in_order(kept: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """`check_condition_order` applied per row: a condition whose row lacks a weaker one it may not come without
+    (`MAY_COME_WITHOUT`) is dropped too, weakest first. kept: {modality: [B] bool} for every `STRENGTH` entry."""
+    out = dict(kept)
+    for k, strong in enumerate(STRENGTH):
+        for weak in STRENGTH[:k]:
+            if (strong, weak) not in MAY_COME_WITHOUT:
+                out[strong] = out[strong] & out[weak]
+    return out
+
+
+def keep_for_training(
+    uses: Mapping[str, Tensor], has: Mapping[str, Tensor], drop: Mapping[str, Tensor], ordered: bool = False
+) -> Keep:
     """Training's rule, per sample: a modality is kept when the sample's task uses it, the sample has it and
     dropout spared it; a text not kept is the negative prompt's embedding (the guidance passes' null text).
-    uses, has, drop: {modality: [B] bool}."""
+    `ordered` (OmniHuman-1's omni-condition training) also applies the inference rule (`keep_in_order`), so every
+    row is a set of conditions `check_condition_order` accepts. uses, has, drop: {modality: [B] bool}."""
     kept = {m: uses[m] & has[m] & ~drop[m] for m in MODALITIES}
+    if ordered:
+        kept = keep_in_order(kept)
     text = tuple("prompt" if k else "negative" for k in kept["text"].tolist())
     return Keep(text, {m: v for m, v in kept.items() if m != "text"})
 

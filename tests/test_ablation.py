@@ -105,35 +105,6 @@ def test_bad_study_config_is_named(tmp_path):
         StudyConfig(recipe=str(tmp_path)).check_recipe()
 
 
-@pytest.fixture(scope="module")
-def recipe(tmp_path_factory):
-    """A micro recipe: 8 training clips + 4 held-out clips of 9 frames, random toy encoders, a 2-step stage 0."""
-    from humo.data.manifest import read_manifest
-    from humo.data.precompute import load_encoders, precompute
-    from humo.proving_ground.synth import SynthConfig, synthesize_dataset
-    from humo.toy import write_toy_weights
-    from humo.training.config import TrainConfig
-    from humo.training.loop import train
-
-    root = tmp_path_factory.mktemp("recipe")
-    train_manifest, _ = synthesize_dataset(
-        SynthConfig(out=root / "data" / "train", clips=8, frames=(9, 9), seed=1, workers=1), progress=False
-    )
-    synthesize_dataset(
-        SynthConfig(out=root / "data" / "heldout", clips=4, frames=(9, 9), seed=2, split="heldout", workers=1),
-        progress=False,
-    )
-    write_toy_weights(root / "model", seed=0)
-    enc = load_encoders(str(root / "model" / "vae"), str(root / "model" / "text"), str(root / "model" / "whisper"))
-    precompute(read_manifest(train_manifest), root / "cache", enc, base_dir=train_manifest.parent)
-    cfg = root / "train.json"
-    cfg.write_text(json.dumps({"precision": "fp32", "batch_size": 2, "log_every": 1, "progress": False,
-                               "tensorboard": False, "split": None}))  # fmt: skip
-    train(TrainConfig.from_dict({**json.loads(cfg.read_text()), "cache": str(root / "cache"),
-                                 "out": str(root / "s0"), "stage": 0, "steps": 2}))  # fmt: skip
-    return root
-
-
 def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkeypatch):
     out = tmp_path / "study"
     cfg = StudyConfig(

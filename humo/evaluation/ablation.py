@@ -146,20 +146,25 @@ def verdict(diffs: list[float], sign: int, step: float) -> str:
     return "agrees" if (m > 0) == (sign > 0) else "disagrees"
 
 
-def claim_verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every claim of `CLAIMS` the results can test: its per-seed differences and verdict."""
-    rows = {**results.get("final", {}), **results.get("guidance", {})}
-    versus = {v: "full" for v in results.get("final", {}) if v != "full"}
-    versus.update({c.name: c.versus for c in GUIDANCE_CASES if c.versus and c.name in results.get("guidance", {})})
+def verdicts(claims, rows: dict[str, dict], versus: dict[str, str], clips: int) -> list[dict[str, Any]]:
+    """Every claim of `claims` that the rows can test (rows and versus as in `paired_differences`): its per-seed
+    differences and `verdict`, with one clip's worth of `clips` held-out clips as the smallest finding."""
     diffs = paired_differences(rows, versus)
-    clips = results["config"]["eval_clips"]
     out = []
-    for c in CLAIMS:
+    for c in claims:
         values = diffs.get(c.row, {}).get(c.metric)
         if values:
             out.append({"claim": c.text, "row": c.row, "metric": c.metric, "differences": values,
                         "verdict": verdict(values, c.sign, quantum(c.metric, clips))})  # fmt: skip
     return out
+
+
+def claim_verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every claim of `CLAIMS` the results can test: its per-seed differences and verdict."""
+    rows = {**results.get("final", {}), **results.get("guidance", {})}
+    versus = {v: "full" for v in results.get("final", {}) if v != "full"}
+    versus.update({c.name: c.versus for c in GUIDANCE_CASES if c.versus and c.name in results.get("guidance", {})})
+    return verdicts(CLAIMS, rows, versus, results["config"]["eval_clips"])
 
 
 @dataclass
@@ -212,20 +217,24 @@ class StudyConfig:
         return Path(self.recipe)
 
     def check_recipe(self) -> None:
-        r = self.recipe_path
-        need = {
-            "training cache": r / "cache" / "index.json",
-            "stage-0 backbone": r / "s0" / "final" / "ema.safetensors",
-            "toy model folder": r / "model" / "vae",
-            "held-out manifest": r / "data" / "heldout" / "manifest.jsonl",
-        }
-        if not Path(self.train_config).is_file():
-            raise HumoError(f"ablate: --config {self.train_config}: no such file (run from the repository or pass it)")
-        missing = [f"{what} ({p})" for what, p in need.items() if not p.exists()]
-        if missing:
-            raise HumoError(
-                f"ablate: recipe {r} is incomplete: missing {', '.join(missing)}; run scripts/train_toy_model.sh"
-            )
+        check_recipe(self.recipe_path, self.train_config)
+
+
+def check_recipe(r: Path, train_config: str, who: str = "ablate") -> None:
+    """A one-line HumoError unless the toy recipe `r` has what a study needs and `train_config` exists."""
+    need = {
+        "training cache": r / "cache" / "index.json",
+        "stage-0 backbone": r / "s0" / "final" / "ema.safetensors",
+        "toy model folder": r / "model" / "vae",
+        "held-out manifest": r / "data" / "heldout" / "manifest.jsonl",
+    }
+    if not Path(train_config).is_file():
+        raise HumoError(f"{who}: --config {train_config}: no such file (run from the repository or pass it)")
+    missing = [f"{what} ({p})" for what, p in need.items() if not p.exists()]
+    if missing:
+        raise HumoError(
+            f"{who}: recipe {r} is incomplete: missing {', '.join(missing)}; run scripts/train_toy_model.sh"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -275,28 +284,29 @@ def plan(cfg: StudyConfig) -> list[dict[str, Any]]:
     return runs
 
 
-def train_run(cfg: StudyConfig, run: dict[str, Any], log: Callable[[str], None]) -> Path:
-    """Train one run (skipped when its export exists; resumed when it has checkpoints) -> its export path."""
-    from humo.training.config import TrainConfig, read_config_file
+def train_run(cfg: StudyConfig, run: dict[str, Any], log: Callable[[str], None], who: str = "ablate") -> Path:
+    """Train one run (skipped when its export exists; resumed when it has checkpoints) -> its export path.
+
+    Its config: `cfg.train_config`, then `cfg.train_overrides`, then the run's own overrides (`model_overrides`
+    merged entry by entry, so that a run adding a pose guider keeps the recipe's latent width)."""
+    from humo.training.config import TrainConfig, merge_config_dicts, read_config_file
     from humo.training.loop import train
 
     export = Path(run["out"]) / "final" / "ema.safetensors"
     if export.is_file():
         return export
-    data = {
-        **read_config_file(cfg.train_config),
-        **cfg.train_overrides,
+    place = {
         "cache": str(cfg.recipe_path / "cache"),
         "out": str(run["out"]),
         "seed": int(run["seed"]),
         "progress": False,
         "tensorboard": False,
-        **run["overrides"],
     }
+    data = merge_config_dicts(read_config_file(cfg.train_config), cfg.train_overrides, place, run["overrides"])
     t0 = time.perf_counter()
-    log(f"ablate: training {run['name']} ({run['overrides'].get('steps')} steps)")
-    train(TrainConfig.from_dict(data, f"ablate run {run['name']}"))
-    log(f"ablate: trained {run['name']} in {time.perf_counter() - t0:.0f} s")
+    log(f"{who}: training {run['name']} ({run['overrides'].get('steps')} steps)")
+    train(TrainConfig.from_dict(data, f"{who} run {run['name']}"))
+    log(f"{who}: trained {run['name']} in {time.perf_counter() - t0:.0f} s")
     return export
 
 
@@ -547,23 +557,29 @@ def format_tables(results: dict[str, Any]) -> str:
     if results.get("guidance"):
         lines += _mean_table("guidance (full model)", results["guidance"])
         lines += _difference_table(results["guidance"], {c.name: c.versus for c in GUIDANCE_CASES if c.versus})
-    verdicts = claim_verdicts(results)
-    if verdicts:
-        label = {k: lab for k, lab, _ in METRICS}
-        rule = "every seed's difference of one sign, the mean beyond twice the spread and one clip's worth"
-        lines += [
-            "",
-            f"Claims, by the rule of `verdict` ({rule}):",
-            "",
-            "| claim | difference | metric | per seed | mean ± std | verdict |",
-            "|---|---|---|---|---|---|",
-        ]
-        for v in verdicts:
-            m, sd, _ = mean_spread(v["differences"])
-            seeds = ", ".join(f"{d:+.3f}" for d in v["differences"])
-            lines.append(f"| {v['claim']} | {v['row']} | {label[v['metric']]} | {seeds} | {m:+.3f} ± {sd:.3f} | "
-                         f"**{v['verdict']}** |")  # fmt: skip
+    lines += claims_table(claim_verdicts(results))
     return "\n".join(lines) + "\n"
+
+
+def claims_table(found: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: a blank line and the table of `verdicts` (none when there are none)."""
+    if not found:
+        return []
+    label = {k: lab for k, lab, _ in METRICS}
+    rule = "every seed's difference of one sign, the mean beyond twice the spread and one clip's worth"
+    lines = [
+        "",
+        f"Claims, by the rule of `verdict` ({rule}):",
+        "",
+        "| claim | difference | metric | per seed | mean ± std | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in found:
+        m, sd, _ = mean_spread(v["differences"])
+        seeds = ", ".join(f"{d:+.3f}" for d in v["differences"])
+        lines.append(f"| {v['claim']} | {v['row']} | {label[v['metric']]} | {seeds} | {m:+.3f} ± {sd:.3f} | "
+                     f"**{v['verdict']}** |")  # fmt: skip
+    return lines
 
 
 def plot_curves(curves: dict[str, dict[int, dict[int, dict]]], path: str | os.PathLike) -> Path | None:

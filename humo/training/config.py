@@ -42,6 +42,7 @@ STRUCTURAL_FIELDS = (
     "mask_head",
     "num_refs",
     "persons",
+    "condition_ratios",
     "batch_size",
     "grad_accum",
     "seed",
@@ -83,6 +84,13 @@ class TrainConfig:
     # OmniHuman-1 states a strong condition's share as a ratio: the probability a sample that has a pose (and whose
     # task uses it) keeps it; the other samples see zero heatmaps (`objective.drop_probability`: 1 - ratio).
     pose_ratio: float = 0.5
+    # OmniHuman-1's omni-condition training: {modality: ratio} for every registered modality (text, image, audio,
+    # pose), each the share of the samples keeping the next weaker condition that also keep this one (text: of all
+    # samples). The draw is nested (one uniform per sample), so a sample's conditions always obey the inference rule
+    # (`conditioning.check_condition_order`); every sample trains with what it has (a sample without audio still
+    # trains text and reference); the ratios replace the *_dropout fields, pose_ratio and stage 2's task mix. A ratio
+    # of 0 leaves a condition out (the paper's first stages). Empty: HuMo's rule (`objective.keep_ratios`).
+    condition_ratios: dict = field(default_factory=dict)
     # OmniHuman-1's long video: the share of micro-batches trained as a continuation (a segment that starts from the
     # clip's first 5 frames as clean motion frames, so the model learns to carry them on); needs a cache precomputed
     # with --continuation.
@@ -150,6 +158,7 @@ class TrainConfig:
         ):  # fmt: skip
             v = getattr(self, name)
             need(0.0 <= v <= 1.0, f"{name} {v}: must be in [0, 1]")
+        problems += condition_ratio_problems(self)
         need(0.0 <= self.lora_dropout < 1.0, f"lora_dropout {self.lora_dropout}: must be in [0, 1)")
         need(self.av_ramp_steps >= 0, f"av_ramp_steps {self.av_ramp_steps}: must be >= 0")
         need(
@@ -190,6 +199,30 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+def condition_ratio_problems(cfg: TrainConfig) -> list[str]:
+    """What is wrong with `cfg.condition_ratios` (nothing when empty): every registered modality named with a ratio
+    in [0, 1], a stage that trains conditions (1 or 2), no audio in stage 1 (its DiT runs without the audio branch)
+    and no single_stage (the ratios are the task mix)."""
+    ratios = cfg.condition_ratios
+    if not ratios:
+        return []
+    from humo.conditioning import STRENGTH
+
+    problems = []
+    if set(ratios) != set(STRENGTH):
+        problems.append(f"condition_ratios {sorted(ratios)}: name each of {', '.join(STRENGTH)}")
+    for m, r in ratios.items():
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r <= 1.0:
+            problems.append(f"condition_ratios.{m} {r!r}: must be a number in [0, 1]")
+    if cfg.stage not in (1, 2):
+        problems.append(f"condition_ratios: stage {cfg.stage} trains no conditions (use stage 1 or 2)")
+    if cfg.stage == 1 and ratios.get("audio"):
+        problems.append("condition_ratios.audio: must be 0 in stage 1 (its DiT runs without the audio branch)")
+    if cfg.single_stage:
+        problems.append("condition_ratios: not with single_stage (the ratios set the task mix)")
+    return problems
 
 
 def config_from_dict(cls, d: dict[str, Any], source: str):
@@ -301,8 +334,25 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 _DICT_FIELDS = {f.name for f in dataclasses.fields(TrainConfig) if f.type in ("dict", dict)}
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Defaults <- the file at `path` (if any) <- the ``KEY=VALUE`` overrides -> a checked TrainConfig."""
+def merge_config_dicts(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Config dicts layered left to right: later fields win, and dict fields (``model_overrides``) are merged
+    entry by entry, so a layer that sets one model field keeps the others'."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for k, v in layer.items():
+            if k in _DICT_FIELDS and k != "condition_ratios" and isinstance(v, dict) and isinstance(out.get(k), dict):
+                out[k] = {**out[k], **v}
+            else:
+                out[k] = v
+    return out
+
+
+def load_config(
+    path: str | os.PathLike | None = None, overrides: list[str] | None = None, layers: list[dict] | None = None
+) -> TrainConfig:
+    """Defaults <- the file at `path` (if any) <- `layers` (e.g. a preset stage, `merge_config_dicts`) <- the
+    ``KEY=VALUE`` overrides -> a checked TrainConfig."""
     data = read_config_file(path) if path is not None else {}
+    data = merge_config_dicts(data, *(layers or []))
     data = apply_overrides(data, list(overrides or []))
     return TrainConfig.from_dict(data, f"train config {path}" if path is not None else "train config")

@@ -15,10 +15,17 @@ Stages (one run trains one stage; the next stage starts from the previous one's 
 
 Each task draws only the samples it can use (incomplete-yet-complementary data): ``subject`` needs references,
 ``av`` needs audio, ``t2v`` needs neither. A modality a sample lacks becomes the null input.
+
+Omni-condition training (OmniHuman-1; a config with ``condition_ratios``): stages 1 and 2 train one task,
+``omni``, on every sample, with every condition the stage runs and the sample has, each kept at its ratio
+(`objective.keep_ratios`): a sample too weak for a strong condition still trains the weaker ones. The paper's three
+stages (text + reference; + audio; + pose) are stage 1, stage 2, and stage 2 with a pose ratio above 0
+(``configs/omnihuman.json``, `humo.training.omni`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,7 +34,7 @@ import torch.utils.data
 
 from humo.errors import HumoError
 
-TASKS = ("t2v", "subject", "av")
+TASKS = ("t2v", "subject", "av", "omni")
 TASK_ID = {name: i for i, name in enumerate(TASKS)}
 
 # Which inputs each task conditions on (before dropout); a sample lacking one gets the null input. The tasks with a
@@ -37,9 +44,10 @@ TASK_USES = {
     "t2v": frozenset({"text"}),
     "subject": frozenset({"text", "image", "pose"}),
     "av": frozenset({"text", "image", "audio", "pose"}),
+    "omni": frozenset({"text", "image", "audio", "pose"}),
 }
 # What a sample must have for a task to draw it.
-TASK_REQUIRES = {"t2v": frozenset(), "subject": frozenset({"image"}), "av": frozenset({"audio"})}
+TASK_REQUIRES = {"t2v": frozenset(), "subject": frozenset({"image"}), "av": frozenset({"audio"}), "omni": frozenset()}
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,11 @@ STAGES: dict[int, Stage] = {
 
 
 def stage_for(cfg) -> Stage:
-    """The Stage a TrainConfig runs."""
-    return STAGES[cfg.stage]
+    """The Stage a TrainConfig runs (with the one task ``omni`` under `condition_ratios`)."""
+    stage = STAGES[cfg.stage]
+    if getattr(cfg, "condition_ratios", None):
+        return dataclasses.replace(stage, tasks=("omni",))
+    return stage
 
 
 def av_fraction(step: int, cfg) -> float:
@@ -101,7 +112,7 @@ def check_pools(pools: Mapping[str, list[int]], probabilities: Mapping[str, floa
     """A task that can be drawn needs samples; otherwise a one-line HumoError saying what is missing."""
     for task, pool in pools.items():
         if not pool and probabilities.get(task, 0.0) > 0:
-            what = {"subject": "reference images", "av": "audio", "t2v": "video"}[task]
+            what = {"subject": "reference images", "av": "audio", "t2v": "video", "omni": "video"}[task]
             raise HumoError(f"training data: stage {stage.index} task '{task}' needs samples with {what}; none found")
 
 

@@ -39,7 +39,7 @@ from humo.training.curriculum import (
 )
 from humo.training.distributed import DistInfo, all_mean, barrier, init_distributed, shutdown, wrap_model
 from humo.training.ema import EMA
-from humo.training.objective import compute_loss, draw_rows
+from humo.training.objective import compute_loss, draw_rows, keep_ratios
 from humo.training.state import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from humo.training.trainable import (
     AUDIO,
@@ -253,8 +253,12 @@ class Trainer:
         self.stage = stage = stage_for(cfg)
         self.dit_cfg = dcfg = build_dit_config(cfg)
         self.mask_weight = cfg.mask_loss_weight if (stage.mask and cfg.mask_head) else 0.0
-        # a pose guider learns where the stage's tasks use poses (the samples that have one feed it)
-        self.uses_pose = bool(dcfg.pose_channels) and any("pose" in TASK_USES[t] for t in stage.tasks)
+        # a pose guider learns where the stage's tasks use poses at a ratio above 0 (the samples that have one feed it)
+        self.uses_pose = (
+            bool(dcfg.pose_channels)
+            and any("pose" in TASK_USES[t] for t in stage.tasks)
+            and keep_ratios(cfg)["pose"] > 0
+        )
         # several people: their audio goes where their regions are once the audio path runs; the predictor learns
         self.persons = cfg.persons and stage.audio
         self.person_weight = cfg.person_mask_weight if (self.persons and dcfg.person_mask_blocks) else 0.0
@@ -526,7 +530,7 @@ class Trainer:
                         "samples": self.micro * cfg.batch_size * info.world_size,
                         "samples_per_s": n_log / max(now - t_log, 1e-9),
                     }
-                    if self.stage.index == 2:
+                    if self.stage.index == 2 and "av" in self.stage.tasks:  # not under condition_ratios
                         rec["av_fraction"] = task_probabilities(self.stage, self.step - 1, cfg).get("av", 0.0)
                     log.record(rec)
                     t_log, n_log = now, 0

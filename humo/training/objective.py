@@ -37,6 +37,7 @@ from torch import Tensor
 
 from humo.conditioning import (
     MODALITIES,
+    STRENGTH,
     Conditions,
     Keep,
     PersonConditions,
@@ -66,11 +67,16 @@ class Draws:
     timestep: Tensor
     noise: Tensor
     drop: dict[str, Tensor]
+    ordered: bool = False  # omni-condition draws: the keep rule also applies the order of conditions
 
     def rows(self, lo: int, hi: int) -> Draws:
         """This rank's share of the global batch."""
         return Draws(
-            self.sigma[lo:hi], self.timestep[lo:hi], self.noise[lo:hi], {m: d[lo:hi] for m, d in self.drop.items()}
+            self.sigma[lo:hi],
+            self.timestep[lo:hi],
+            self.noise[lo:hi],
+            {m: d[lo:hi] for m, d in self.drop.items()},
+            self.ordered,
         )
 
     def to(self, device) -> Draws:
@@ -79,21 +85,51 @@ class Draws:
             self.timestep.to(device),
             self.noise.to(device),
             {m: d.to(device) for m, d in self.drop.items()},
+            self.ordered,
         )
 
 
+def keep_ratios(cfg) -> dict[str, float]:
+    """Each modality's ratio, the share of the samples that use and have it which keep it.
+
+    HuMo's rule (no ``condition_ratios``): ``1 - cfg.<modality>_dropout``, or ``cfg.<modality>_ratio`` for a
+    modality configured by the share that keeps it (pose), each drawn independently. Omni-condition training:
+    ``cfg.condition_ratios``, each relative to the next weaker condition (`conditioning.STRENGTH`): its share of
+    the samples that keep that one. `nested_thresholds` turns them into one draw.
+    """
+    if getattr(cfg, "condition_ratios", None):
+        return {m: float(cfg.condition_ratios[m]) for m in MODALITIES}
+    return {m: 1.0 - drop_probability(cfg, m) for m in MODALITIES}
+
+
+def nested_thresholds(ratios: dict[str, float]) -> dict[str, float]:
+    """Omni-condition ratios (each relative to the next weaker condition) -> the threshold under which one uniform
+    keeps each condition: the product of its ratio and every weaker one's. One uniform per sample compared with
+    thresholds that never rise along `STRENGTH` keeps a prefix of the conditions (weakest first): the stronger the
+    condition, the fewer samples train it, and the ratios halve when each is 0.5 (OmniHuman-1's principles)."""
+    out, level = {}, 1.0
+    for m in STRENGTH:
+        level *= ratios[m]
+        out[m] = level
+    return out
+
+
 def drop_probability(cfg, modality: str) -> float:
-    """The probability a sample's `modality` is dropped: ``cfg.<modality>_dropout``, or ``1 - cfg.<modality>_ratio``
-    for a modality configured by the share that keeps it (pose, as OmniHuman-1 states its ratios)."""
+    """HuMo's rule: the probability a sample's `modality` is dropped: ``cfg.<modality>_dropout``, or
+    ``1 - cfg.<modality>_ratio`` for a modality configured by the share that keeps it (pose)."""
     if hasattr(cfg, f"{modality}_dropout"):
         return getattr(cfg, f"{modality}_dropout")
     return 1.0 - getattr(cfg, f"{modality}_ratio")
 
 
 def draw(generator: torch.Generator, batch: int, shape: tuple[int, ...], cfg) -> Draws:
-    """Timesteps, noise [batch, *shape] and dropout decisions (`drop_probability`) from `generator` (CPU), in a
-    fixed order: one uniform per sample and registered modality, so registering a modality changes the draws of
-    every modality and of later steps (a run resumes exactly; runs from before the registration are not replayed)."""
+    """Timesteps, noise [batch, *shape] and dropout decisions from `generator` (CPU), in a fixed order: one
+    uniform per sample and registered modality, so registering a modality changes the draws of every modality and
+    of later steps (a run resumes exactly; runs from before the registration are not replayed).
+
+    HuMo's rule drops each modality on its own uniform with `drop_probability`. Omni-condition training
+    (``cfg.condition_ratios``) compares the sample's first uniform with every `nested_thresholds` entry, so the
+    kept conditions are nested, and the keep rule adds the order of conditions (`Draws.ordered`)."""
     sigma, timestep = sample_timesteps(
         batch,
         distribution=cfg.timestep_distribution,
@@ -104,6 +140,10 @@ def draw(generator: torch.Generator, batch: int, shape: tuple[int, ...], cfg) ->
     )
     noise = torch.randn((batch, *shape), generator=generator)
     u = torch.rand(batch, len(MODALITIES), generator=generator)
+    if getattr(cfg, "condition_ratios", None):
+        below = nested_thresholds(keep_ratios(cfg))
+        drop = {m: ~(u[:, 0] < below[m]) for m in MODALITIES}
+        return Draws(sigma=sigma, timestep=timestep, noise=noise, drop=drop, ordered=True)
     drop = {m: u[:, i] < drop_probability(cfg, m) for i, m in enumerate(MODALITIES)}
     return Draws(sigma=sigma, timestep=timestep, noise=noise, drop=drop)
 
@@ -125,16 +165,19 @@ def draw_rows(seed: int, micro: int, rows: range, shape: tuple[int, ...], cfg) -
         torch.cat([p.timestep for p in parts]),
         torch.cat([p.noise for p in parts]),
         {m: torch.cat([p.drop[m] for p in parts]) for m in parts[0].drop},
+        parts[0].ordered,
     )
 
 
 def keep_flags(batch: TrainingBatch, draws: Draws) -> Keep:
     """Which modalities each sample's pass sees: its task's (curriculum.TASK_USES), what it has (the batch's
-    presence flags), and dropout (`conditioning.keep_for_training`)."""
+    presence flags), and dropout (`conditioning.keep_for_training`, in the order of conditions for omni-condition
+    draws)."""
     uses = {m: torch.tensor([m in TASK_USES[task] for task in batch.tasks], dtype=torch.bool) for m in MODALITIES}
     has = {m: batch.has(m).cpu() for m in MODALITIES}
     spared = torch.zeros(len(batch.tasks), dtype=torch.bool)  # draws made without a modality drop none of it
-    return keep_for_training(uses, has, {m: draws.drop[m].cpu() if m in draws.drop else spared for m in MODALITIES})
+    drop = {m: draws.drop[m].cpu() if m in draws.drop else spared for m in MODALITIES}
+    return keep_for_training(uses, has, drop, ordered=draws.ordered)
 
 
 def training_conditions(batch: TrainingBatch, null_text: Tensor, *, reference_mode: str, use_audio: bool) -> Conditions:

@@ -1,0 +1,115 @@
+"""`humo ratios`: OmniHuman-1's condition-ratio experiments in the proving ground (docs/training.md,
+"Omni-condition training").
+
+    humo ratios --recipe runs/toy-recipe --out runs/ratios                        # the whole study, resumable
+    humo ratios --recipe runs/toy-recipe --out runs/ratios --seeds 0 --s2-steps 200  # a first pass
+    humo ratios --study study.json                                               # RatioStudyConfig fields
+
+It needs the toy recipe's outputs (scripts/train_toy_model.sh: the cache, the stage-0 backbone, the model folder
+and the held-out clips). Results: OUT/results.json, OUT/ratios.md, OUT/curves-audio.png, OUT/curves-pose.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _numbers(text: str, kind=float) -> list:
+    from humo.errors import HumoError
+
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise HumoError(f"{text!r}: expected comma-separated numbers") from None
+
+
+# flag -> (RatioStudyConfig field, conversion); a flag left out keeps the preset's value or the field's default
+FLAGS = {
+    "recipe": ("recipe", str),
+    "out": ("out", str),
+    "config": ("train_config", str),
+    "schedule": ("schedule", str),
+    "seeds": ("seeds", lambda v: _numbers(v, int)),
+    "audio_ratios": ("audio_ratios", _numbers),
+    "pose_ratios": ("pose_ratios", _numbers),
+    "pose_audio_ratio": ("pose_audio_ratio", float),
+    "s1_steps": ("s1_steps", int),
+    "s2_steps": ("s2_steps", int),
+    "s3_steps": ("s3_steps", int),
+    "curve_points": ("curve_points", int),
+    "eval_clips": ("eval_clips", int),
+    "eval_steps": ("eval_steps", int),
+}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from humo.evaluation.ratio_study import RatioStudyConfig
+
+    d = RatioStudyConfig()
+    parser.add_argument("--study", metavar="FILE", help="a JSON of RatioStudyConfig fields; the flags override it")
+    helps = {
+        "recipe": f"toy recipe folder (default {d.recipe})",
+        "out": f"study folder (default {d.out})",
+        "config": f"base training config (default {d.train_config})",
+        "schedule": "omni-condition schedule (default configs/omnihuman.json)",
+        "seeds": "training seeds (default 0,1,2)",
+        "audio_ratios": "stage-2 audio ratios (default 0.1,0.5,1)",
+        "pose_ratios": "stage-3 pose ratios (default 0.2,0.5,0.8)",
+        "pose_audio_ratio": f"the pose runs' audio ratio, one of the audio ratios (default {d.pose_audio_ratio})",
+        "s1_steps": f"stage-1 steps (default {d.s1_steps})",
+        "s2_steps": f"stage-2 (+ audio) steps (default {d.s2_steps})",
+        "s3_steps": f"stage-3 (+ pose) steps (default {d.s3_steps})",
+        "curve_points": f"evaluated checkpoints per run (default {d.curve_points})",
+        "eval_clips": f"held-out clips (default {d.eval_clips})",
+        "eval_steps": f"sampling steps per evaluation (default {d.eval_steps})",
+    }
+    for name, text in helps.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=text)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra training-config field for every run (e.g. batch_size=4, model_overrides.in_dim=24)",
+    )
+
+
+def study_config(args: argparse.Namespace):
+    """The RatioStudyConfig of a command line: the --study file's fields (if any), then the flags given."""
+    import json
+    from pathlib import Path
+
+    from humo.errors import HumoError
+    from humo.evaluation.ratio_study import RatioStudyConfig
+    from humo.training.config import apply_overrides
+
+    data: dict = {}
+    if args.study:
+        path = Path(args.study)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise HumoError(f"--study {path}: no such file") from None
+        except (OSError, ValueError) as e:
+            raise HumoError(f"--study {path}: not a readable JSON file ({e})") from None
+        known = set(RatioStudyConfig.__dataclass_fields__)
+        if not isinstance(data, dict) or set(data) - known:
+            raise HumoError(f"--study {path}: expected a JSON object of study fields ({', '.join(sorted(known))})")
+    for flag, (name, convert) in FLAGS.items():
+        if getattr(args, flag) is not None:
+            data[name] = convert(getattr(args, flag))
+    if args.overrides:
+        data["train_overrides"] = apply_overrides(data.get("train_overrides", {}), args.overrides)
+    return RatioStudyConfig(**data)
+
+
+def run(args: argparse.Namespace) -> int:
+    from humo.evaluation.ratio_study import run_study
+
+    cfg = study_config(args)
+    results = run_study(cfg)
+    print(
+        f"study finished in {results['seconds']:.0f} s; tables in {cfg.out}/ratios.md, curves in {cfg.out}/curves-*.png"
+    )
+    return 0
