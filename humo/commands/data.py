@@ -17,7 +17,8 @@ PACKAGES = {
     "mediapipe": "mediapipe==0.10.21",
 }
 DEFAULTS = dict(min_frames=33, max_frames=97, max_side=1280, detector="content", speech_min=0.3, vad_mode=2,
-                modulation_min=1.5, val_share=0.0, face_missing_max=0.5, several_faces="drop")  # fmt: skip
+                modulation_min=1.5, val_share=0.0, face_missing_max=0.5, several_faces="drop", face_min_height=0.1,
+                face_lost_max=12)  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +69,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--several-faces",
         choices=("drop", "keep"),
         help="segments with two or more large faces: drop (default) or keep (flagged in the record)",
+    )
+    run.add_argument(
+        "--face-min-height",
+        type=float,
+        help=f"least median face height, share of the frame's height, to keep (default {d['face_min_height']})",
+    )
+    run.add_argument(
+        "--face-lost-max",
+        type=int,
+        help=f"most frames in a row without the tracked face to keep a segment (default {d['face_lost_max']})",
     )
     run.add_argument("--workers", type=int, default=1, help="processes per stage (default 1)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary; warnings and errors only")
@@ -145,13 +156,15 @@ def check_run(args: argparse.Namespace):
         raise HumoError(f"--min-frames {values['min_frames']} is more than --max-frames {values['max_frames']}")
     if values["max_side"] < 16:
         raise HumoError(f"--max-side {values['max_side']}: must be at least 16 pixels")
-    for name in ("speech_min", "val_share", "face_missing_max"):
+    for name in ("speech_min", "val_share", "face_missing_max", "face_min_height"):
         if not 0.0 <= values[name] <= 1.0:
             raise HumoError(f"--{name.replace('_', '-')} {values[name]}: must be between 0 and 1")
     if values["vad_mode"] not in (0, 1, 2, 3):
         raise HumoError(f"--vad-mode {values['vad_mode']}: must be 0, 1, 2 or 3")
     if not values["modulation_min"] >= 0:
         raise HumoError(f"--modulation-min {values['modulation_min']}: must be 0 or more")
+    if values["face_lost_max"] < 0:
+        raise HumoError(f"--face-lost-max {values['face_lost_max']}: must be 0 or more")
     if args.workers < 1:
         raise HumoError(f"--workers {args.workers}: must be at least 1")
     return inputs, Settings(out=out.absolute(), **values), stages, force

@@ -70,6 +70,8 @@ class Settings:
     noise has almost none; webrtcvad takes both for speech). val_share: share of input videos (all their
     segments) put in the ``val`` split. face_missing_max: the largest share of a segment's frames without a face
     it may have and be kept. several_faces: ``drop`` (default) or ``keep`` segments showing two or more large faces.
+    face_min_height: the least median height of the tracked face, as a share of the frame's height.
+    face_lost_max: the most frames in a row the tracked face may be missing.
     """
 
     out: Path
@@ -83,6 +85,8 @@ class Settings:
     val_share: float = 0.0
     face_missing_max: float = 0.5
     several_faces: str = "drop"
+    face_min_height: float = 0.1
+    face_lost_max: int = 12
 
     def values(self, names: Iterable[str] | None = None) -> dict[str, Any]:
         """The named fields (all but `out` by default) as JSON-able values."""
