@@ -82,3 +82,13 @@ def two_faces(schedule: np.ndarray, second_from: int) -> list[np.ndarray]:
         np.concatenate([open_mouth(img, int(g)), big if k >= second_from else blank], axis=1)
         for k, g in enumerate(schedule)
     ]
+
+
+def speech_and_mouth(frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Speech-like 16 kHz audio for `frames` frames at 25 fps (the proving ground's syllables, talking nearly
+    throughout) and the mouth opening that goes with it: pixels per frame, 12 times its loudness envelope."""
+    from humo.proving_ground.speech import speech_track
+
+    seconds = frames / 25
+    track = speech_track(np.random.default_rng(seed), [(0.1, seconds - 0.1)], seconds, frames, 25, 150.0)
+    return track.wave, np.clip(np.round(12 * track.envelope / max(track.envelope.max(), 1e-6)), 0, 12).astype(int)

@@ -21,6 +21,7 @@ from tests.face_media import (  # noqa: E402
     make_face,
     mouth_schedule,
     open_mouth,
+    speech_and_mouth,
     two_faces,
     write_frames,
 )
@@ -172,11 +173,12 @@ def test_open_mouth_helper_is_monotone():
 def test_the_whole_run_writes_face_masks_to_the_manifest(tmp_path):
     from humo.cli import main
     from humo.data.manifest import read_manifest
-    from tests.data_media import speech_wave
 
-    make_face(tmp_path / "hopper.mp4", frames=50, audio=speech_wave(2.0, 16000))
+    wave, schedule = speech_and_mouth(50)  # the mouth follows the speech: the lip-sync filter keeps it
+    make_face(tmp_path / "hopper.mp4", frames=50, schedule=schedule, audio=wave)
     out = tmp_path / "out"
     assert main(["data", "run", "--input", str(tmp_path / "hopper.mp4"), "--out", str(out), "-q"]) == 0
     [s] = read_manifest(out / "manifest.jsonl", check_files=True)
     assert s.id == "hopper-shot00-00" and s.num_frames == 49 and s.meta["faces"]["found"] == 1.0
     assert s.face_masks == "faces/hopper-shot00-00.npz" and read_face_masks(s.face_masks_path).shape == (49, H, W)
+    assert s.meta["sync"]["offset"] == 0 and s.meta["sync"]["confidence"] > 0.6

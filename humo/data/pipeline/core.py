@@ -50,7 +50,7 @@ from typing import Any
 from humo.errors import HumoError, atomic_path, warn
 
 #: The stages in the order they run; each is `humo.data.pipeline.stages.<name>`.
-STAGES = ("probe", "normalise", "shots", "segments", "speech", "faces", "manifest")
+STAGES = ("probe", "normalise", "shots", "segments", "speech", "faces", "sync", "manifest")
 RUN_FILE = "run.json"
 LOCK_FILE = "run.lock"
 JOURNALS = "stages"
@@ -71,7 +71,9 @@ class Settings:
     segments) put in the ``val`` split. face_missing_max: the largest share of a segment's frames without a face
     it may have and be kept. several_faces: ``drop`` (default) or ``keep`` segments showing two or more large faces.
     face_min_height: the least median height of the tracked face, as a share of the frame's height.
-    face_lost_max: the most frames in a row the tracked face may be missing.
+    face_lost_max: the most frames in a row the tracked face may be missing. sync_min: the least lip-sync
+    confidence (Sync-C of the mouth against the loudness envelope; 0 turns the filter off); sync_offset_max: the
+    largest best offset, frames, of a kept segment.
     """
 
     out: Path
@@ -87,6 +89,8 @@ class Settings:
     several_faces: str = "drop"
     face_min_height: float = 0.1
     face_lost_max: int = 12
+    sync_min: float = 0.6
+    sync_offset_max: int = 3
 
     def values(self, names: Iterable[str] | None = None) -> dict[str, Any]:
         """The named fields (all but `out` by default) as JSON-able values."""

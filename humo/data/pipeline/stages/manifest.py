@@ -6,7 +6,7 @@ Per segment (``record["sample"]``, checked by `humo.data.manifest.sample_from_di
 that all segments of one video land in the same split and the choice is the same on every run), ``fps`` 25,
 ``num_frames``, ``height``, ``width``, ``face_masks`` (the faces stage's ``.npz``, relative to OUT; null when
 that stage did not run), and ``meta``: ``source`` (the input file), ``clip`` (its id), and the
-facts of the stages before (``probe``, ``normalise``, ``segment``, ``speech``, ``faces``).
+facts of the stages before (``probe``, ``normalise``, ``segment``, ``speech``, ``faces``, ``sync``).
 
 ``finish`` writes the manifest atomically from every kept record in input order (a rerun rewrites it whole);
 with no segment kept it writes none and removes a stale one.
@@ -21,11 +21,11 @@ from humo.data.manifest import sample_from_dict, write_manifest
 from humo.data.pipeline.core import Drop, Record, Settings
 from humo.errors import HumoError
 
-VERSION = 2
+VERSION = 3
 PARAMS = ("val_share",)
 REQUIRES: tuple[str, ...] = ()
 REASONS = {"invalid": "the record does not make a valid manifest sample (a bug upstream)"}
-FACTS = ("probe", "normalise", "segment", "speech", "faces")  # the stage facts a sample's meta keeps
+FACTS = ("probe", "normalise", "segment", "speech", "faces", "sync")  # the stage facts a sample's meta keeps
 MANIFEST = "manifest.jsonl"
 
 
