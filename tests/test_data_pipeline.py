@@ -33,7 +33,14 @@ from tests.data_media import (
     speech_wave,
 )
 
-FACELESS = ("--face-missing-max", "1", "--sync-min", "0")  # keep segments without a face through every stage
+FACELESS = (
+    "--face-missing-max",
+    "1",
+    "--sync-min",
+    "0",
+    "--no-reference",
+    "keep",
+)  # keep segments without a face through every stage
 TONE = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(1.6 * 16000)) / 16000)).astype(np.float32)
 
 

@@ -18,15 +18,15 @@ PACKAGES = {
 }
 DEFAULTS = dict(min_frames=33, max_frames=97, max_side=1280, detector="content", speech_min=0.3, vad_mode=2,
                 modulation_min=1.5, val_share=0.0, face_missing_max=0.5, several_faces="drop", face_min_height=0.1,
-                face_lost_max=12, sync_min=0.6, sync_offset_max=3)  # fmt: skip
+                face_lost_max=12, sync_min=0.6, sync_offset_max=3, no_reference="drop")  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from humo.data.pipeline.core import STAGES
 
     parser.description = (
-        "run: probe, normalise (25 fps, 16 kHz mono), shot cuts, segments of 4k+1 frames, speech, faces, lip sync "
-        "and a manifest, over a folder or list of videos into a run folder; a rerun resumes. "
+        "run: probe, normalise (25 fps, 16 kHz mono), shot cuts, segments of 4k+1 frames, speech, faces, lip sync, "
+        "references and a manifest, over a folder or list of videos into a run folder; a rerun resumes. "
         "status: what a run folder holds."
     )
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -91,6 +91,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--sync-offset-max",
         type=int,
         help=f"largest best audio-video offset, frames, to keep (default {d['sync_offset_max']})",
+    )
+    run.add_argument(
+        "--no-reference",
+        choices=("drop", "keep"),
+        help="segments without a reference image from outside them: drop (default) or keep (no ref_images)",
     )
     run.add_argument("--workers", type=int, default=1, help="processes per stage (default 1)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary; warnings and errors only")
