@@ -350,6 +350,16 @@ def _stamp(path: str) -> str | None:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+def _pool_context(name: str):
+    """How a stage's worker processes start: forked (fast), except for stages that run MediaPipe, whose graph set-up
+    aborts in a child forked from a process that already ran it; those get a fresh interpreter each (spawn)."""
+    import multiprocessing
+
+    if "mediapipe" in stage_module(name).REQUIRES:
+        return multiprocessing.get_context("spawn")
+    return None
+
+
 def _execute(
     name: str, todo: list[Record], settings: Settings, workers: int
 ) -> Iterator[tuple[Record, list[Record], float]]:
@@ -360,8 +370,9 @@ def _execute(
             yield r, outputs, seconds
         return
     left = {r["id"]: r for r in todo}
+    context = _pool_context(name)
     try:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(apply_stage, name, r, settings): r for r in todo}
             for f in as_completed(futures):
                 r = futures[f]
@@ -373,7 +384,7 @@ def _execute(
         # the one that dies again is dropped, the others finish.
         for r in [r for r in todo if r["id"] in left]:
             try:
-                with ProcessPoolExecutor(max_workers=1) as pool:
+                with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
                     outputs, seconds = pool.submit(apply_stage, name, r, settings).result()
             except BrokenProcessPool:
                 outputs, seconds = [dropped(r, "crashed", "the worker process died on this clip", name)], 0.0
