@@ -67,3 +67,28 @@ def make_face(path: Path, frames: int = 33, schedule: np.ndarray | None = None, 
     img = face_photo()
     write_frames(path, (open_mouth(img, int(g)) for g in schedule), **kw)
     return schedule
+
+
+def two_faces(schedule: np.ndarray, second_from: int) -> list[np.ndarray]:
+    """Frames twice the photo's width: the photo on the left with its mouth opened by `schedule`, and from frame
+    `second_from` on the right the photo mirrored and enlarged by 15% (a larger face than the first), mouth shut."""
+    img = face_photo()
+    h, w = img.shape[:2]
+    big = np.asarray(Image.fromarray(img[:, ::-1]).resize((round(w * 1.15), round(h * 1.15)), Image.BILINEAR))
+    y, x = (big.shape[0] - h) // 2, (big.shape[1] - w) // 2
+    big = big[y : y + h, x : x + w]
+    blank = np.full_like(img, 128)
+    return [
+        np.concatenate([open_mouth(img, int(g)), big if k >= second_from else blank], axis=1)
+        for k, g in enumerate(schedule)
+    ]
+
+
+def speech_and_mouth(frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Speech-like 16 kHz audio for `frames` frames at 25 fps (the proving ground's syllables, talking nearly
+    throughout) and the mouth opening that goes with it: pixels per frame, 12 times its loudness envelope."""
+    from humo.proving_ground.speech import speech_track
+
+    seconds = frames / 25
+    track = speech_track(np.random.default_rng(seed), [(0.1, seconds - 0.1)], seconds, frames, 25, 150.0)
+    return track.wave, np.clip(np.round(12 * track.envelope / max(track.envelope.max(), 1e-6)), 0, 12).astype(int)

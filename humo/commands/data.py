@@ -17,15 +17,17 @@ PACKAGES = {
     "mediapipe": "mediapipe==0.10.21",
 }
 DEFAULTS = dict(min_frames=33, max_frames=97, max_side=1280, detector="content", speech_min=0.3, vad_mode=2,
-                modulation_min=1.5, val_share=0.0, face_missing_max=0.5, several_faces="drop")  # fmt: skip
+                modulation_min=1.5, val_share=0.0, face_missing_max=0.5, several_faces="drop", face_min_height=0.1,
+                face_lost_max=12, sync_min=0.6, sync_offset_max=3, no_reference="drop")  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from humo.data.pipeline.core import STAGES
 
     parser.description = (
-        "run: probe, normalise (25 fps, 16 kHz mono), shot cuts, segments of 4k+1 frames, speech, faces and a "
-        "manifest, over a folder or list of videos into a run folder; a rerun resumes. status: what a run folder holds."
+        "run: probe, normalise (25 fps, 16 kHz mono), shot cuts, segments of 4k+1 frames, speech, faces, lip sync, "
+        "references and a manifest, over a folder or list of videos into a run folder; a rerun resumes. "
+        "status: what a run folder holds."
     )
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     run = sub.add_parser("run", help="run the stages over videos into a run folder (resumable)")
@@ -68,6 +70,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--several-faces",
         choices=("drop", "keep"),
         help="segments with two or more large faces: drop (default) or keep (flagged in the record)",
+    )
+    run.add_argument(
+        "--face-min-height",
+        type=float,
+        help=f"least median face height, share of the frame's height, to keep (default {d['face_min_height']})",
+    )
+    run.add_argument(
+        "--face-lost-max",
+        type=int,
+        help=f"most frames in a row without the tracked face to keep a segment (default {d['face_lost_max']})",
+    )
+    run.add_argument(
+        "--sync-min",
+        type=float,
+        help=f"least lip-sync confidence (Sync-C of mouth against loudness) to keep; 0: no filter "
+        f"(default {d['sync_min']})",
+    )
+    run.add_argument(
+        "--sync-offset-max",
+        type=int,
+        help=f"largest best audio-video offset, frames, to keep (default {d['sync_offset_max']})",
+    )
+    run.add_argument(
+        "--no-reference",
+        choices=("drop", "keep"),
+        help="segments without a reference image from outside them: drop (default) or keep (no ref_images)",
     )
     run.add_argument("--workers", type=int, default=1, help="processes per stage (default 1)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary; warnings and errors only")
@@ -145,13 +173,16 @@ def check_run(args: argparse.Namespace):
         raise HumoError(f"--min-frames {values['min_frames']} is more than --max-frames {values['max_frames']}")
     if values["max_side"] < 16:
         raise HumoError(f"--max-side {values['max_side']}: must be at least 16 pixels")
-    for name in ("speech_min", "val_share", "face_missing_max"):
+    for name in ("speech_min", "val_share", "face_missing_max", "face_min_height"):
         if not 0.0 <= values[name] <= 1.0:
             raise HumoError(f"--{name.replace('_', '-')} {values[name]}: must be between 0 and 1")
     if values["vad_mode"] not in (0, 1, 2, 3):
         raise HumoError(f"--vad-mode {values['vad_mode']}: must be 0, 1, 2 or 3")
     if not values["modulation_min"] >= 0:
         raise HumoError(f"--modulation-min {values['modulation_min']}: must be 0 or more")
+    for name in ("face_lost_max", "sync_min", "sync_offset_max"):
+        if not values[name] >= 0:
+            raise HumoError(f"--{name.replace('_', '-')} {values[name]}: must be 0 or more")
     if args.workers < 1:
         raise HumoError(f"--workers {args.workers}: must be at least 1")
     return inputs, Settings(out=out.absolute(), **values), stages, force

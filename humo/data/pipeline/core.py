@@ -18,6 +18,9 @@ A **stage** is a module ``humo.data.pipeline.stages.<name>`` with
     REASONS: dict[str,str]  its drop reasons and what they mean (the docs and the tests read them)
     process(record, settings) -> record | list[record]   raise `Drop`, or return `dropped(...)` records
     finish(records, settings) -> str | None               optional: after the map, over the kept records
+    GROUP: bool             optional: map over input videos instead of clips. `process` then gets one record per
+                            input video, ``{"id": clip, "clip": clip, "records": [its clips' records]}``, and
+                            returns its clips' records (a stage that looks across a video's segments: references)
 
 **Journals.** ``OUT/stages/<name>.jsonl`` has one line per input record of the stage:
 ``{"input": id, "key": fingerprint, "seconds": s, "records": [outputs]}``, written with one ``write`` as soon as the
@@ -50,7 +53,7 @@ from typing import Any
 from humo.errors import HumoError, atomic_path, warn
 
 #: The stages in the order they run; each is `humo.data.pipeline.stages.<name>`.
-STAGES = ("probe", "normalise", "shots", "segments", "speech", "faces", "manifest")
+STAGES = ("probe", "normalise", "shots", "segments", "speech", "faces", "sync", "references", "manifest")
 RUN_FILE = "run.json"
 LOCK_FILE = "run.lock"
 JOURNALS = "stages"
@@ -70,6 +73,11 @@ class Settings:
     noise has almost none; webrtcvad takes both for speech). val_share: share of input videos (all their
     segments) put in the ``val`` split. face_missing_max: the largest share of a segment's frames without a face
     it may have and be kept. several_faces: ``drop`` (default) or ``keep`` segments showing two or more large faces.
+    face_min_height: the least median height of the tracked face, as a share of the frame's height.
+    face_lost_max: the most frames in a row the tracked face may be missing. sync_min: the least lip-sync
+    confidence (Sync-C of the mouth against the loudness envelope; 0 turns the filter off); sync_offset_max: the
+    largest best offset, frames, of a kept segment. no_reference: ``drop`` (default) or ``keep`` segments for which
+    no reference image outside the segment was found.
     """
 
     out: Path
@@ -83,6 +91,11 @@ class Settings:
     val_share: float = 0.0
     face_missing_max: float = 0.5
     several_faces: str = "drop"
+    face_min_height: float = 0.1
+    face_lost_max: int = 12
+    sync_min: float = 0.6
+    sync_offset_max: int = 3
+    no_reference: str = "drop"
 
     def values(self, names: Iterable[str] | None = None) -> dict[str, Any]:
         """The named fields (all but `out` by default) as JSON-able values."""
@@ -123,13 +136,14 @@ def apply_stage(name: str, record: Record, settings: Settings) -> tuple[list[Rec
     cannot stop the run. Pure in (record, settings) apart from the files it writes under OUT, so process pools
     (and later Ray Data's ``flat_map``) can map it."""
     start = time.perf_counter()
+    members = record["records"] if getattr(stage_module(name), "GROUP", False) else [record]
     try:
         result = stage_module(name).process(copy.deepcopy(record), settings)  # the input stays as it was
         outputs = [result] if isinstance(result, dict) else list(result)
     except Drop as d:
-        outputs = [dropped(record, d.reason, d.detail)]
+        outputs = [dropped(r, d.reason, d.detail) for r in members]
     except Exception as e:  # noqa: BLE001 - recorded per clip, never fatal (see docstring)
-        outputs = [dropped(record, "error", f"{type(e).__name__}: {_one_line(e)}")]
+        outputs = [dropped(r, "error", f"{type(e).__name__}: {_one_line(e)}") for r in members]
     for r in outputs:
         if r.get("status") == "dropped":
             r.setdefault("stage", name)
@@ -207,6 +221,8 @@ def _files_exist(out: Path, records: list[Record]) -> bool:
             for key in ("video", "audio", "face_masks"):
                 if r.get(key) and not (out / r[key]).is_file():
                     return False
+            if not all((out / p).is_file() for p in r.get("ref_images") or []):
+                return False
     return True
 
 
@@ -334,6 +350,16 @@ def _stamp(path: str) -> str | None:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+def _pool_context(name: str):
+    """How a stage's worker processes start: forked (fast), except for stages that run MediaPipe, whose graph set-up
+    aborts in a child forked from a process that already ran it; those get a fresh interpreter each (spawn)."""
+    import multiprocessing
+
+    if "mediapipe" in stage_module(name).REQUIRES:
+        return multiprocessing.get_context("spawn")
+    return None
+
+
 def _execute(
     name: str, todo: list[Record], settings: Settings, workers: int
 ) -> Iterator[tuple[Record, list[Record], float]]:
@@ -344,8 +370,9 @@ def _execute(
             yield r, outputs, seconds
         return
     left = {r["id"]: r for r in todo}
+    context = _pool_context(name)
     try:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(apply_stage, name, r, settings): r for r in todo}
             for f in as_completed(futures):
                 r = futures[f]
@@ -357,7 +384,7 @@ def _execute(
         # the one that dies again is dropped, the others finish.
         for r in [r for r in todo if r["id"] in left]:
             try:
-                with ProcessPoolExecutor(max_workers=1) as pool:
+                with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
                     outputs, seconds = pool.submit(apply_stage, name, r, settings).result()
             except BrokenProcessPool:
                 outputs, seconds = [dropped(r, "crashed", "the worker process died on this clip", name)], 0.0
@@ -412,6 +439,8 @@ def _run_stage(
         shutil.rmtree(out / name, ignore_errors=True)
     done = journal.load(repair=run)
     stats = StageStats(name, inputs=len(records))
+    if getattr(module, "GROUP", False):
+        records = group_by_clip(records)
     results: dict[str, list[Record]] = {}
     keys = {r["id"]: record_key(name, r, settings) for r in records}
     todo = []
@@ -440,6 +469,14 @@ def _run_stage(
     if run and hasattr(module, "finish"):
         stats.note = module.finish(kept, settings)
     return stats, kept
+
+
+def group_by_clip(records: list[Record]) -> list[Record]:
+    """The records of a `GROUP` stage's map: one per input video, holding its clips' records in order."""
+    groups: dict[str, Record] = {}
+    for r in records:
+        groups.setdefault(r["clip"], {"id": r["clip"], "clip": r["clip"], "records": []})["records"].append(r)
+    return list(groups.values())
 
 
 def _progress(name: str, total: int, enabled: bool) -> Callable[[list[Record] | None], None]:
