@@ -117,6 +117,12 @@ def check_heads(num_heads: int, world: int, what: str = "the DiT") -> None:
         )
 
 
+def check_device(device: str | torch.device) -> None:
+    """The collectives run on CUDA (NCCL) or the CPU (gloo); any other device is a one-line error."""
+    if torch.device(device).type not in ("cuda", "cpu"):
+        raise HumoError(f"--device {device}: sequence parallel runs on cuda (NCCL) or cpu (gloo)")
+
+
 def split(x: torch.Tensor, shard: TokenShard, dim: int = 1) -> torch.Tensor:
     """This rank's slice along `dim`: [..., L, ...] -> [..., size, ...], zero past the sequence's end."""
     pad = shard.padded - x.shape[dim]

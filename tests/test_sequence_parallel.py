@@ -22,7 +22,7 @@ from humo.audio_path import AudioCrossAttention
 from humo.dit import Embedded
 from humo.errors import HumoError
 from humo.person_masks import PersonAudio
-from humo.sequence_parallel import SequenceParallel, check_heads, split
+from humo.sequence_parallel import SequenceParallel, check_device, check_heads, split
 from humo.step_cache import cached_forward
 from tests.helpers import dit_inputs, tiny_model
 
@@ -145,10 +145,13 @@ def test_split_and_gather_round_trip_with_padding():
     assert torch.equal(torch.cat(parts, 1)[:, :5], x) and not parts[1][:, 2].any()
 
 
-def test_heads_not_divisible_is_a_one_line_error():
+def test_bad_inputs_are_one_line_errors():
     with pytest.raises(HumoError, match="4 attention heads, not divisible by 3") as e:
         check_heads(4, 3)
     assert "\n" not in str(e.value)
+    check_heads(4, 2)
+    with pytest.raises(HumoError, match="--device mps: sequence parallel runs on cuda"):
+        check_device("mps")
     from humo.pipeline import LAYOUTS, HumoPipeline
 
     with pytest.raises(HumoError, match="not divisible"):

@@ -606,8 +606,9 @@ def _run(args: argparse.Namespace, world: int = 1, local_rank: int = 0) -> int:
     device = resolve_device(args.device)
     sp = None
     if world > 1:
-        from humo.sequence_parallel import broadcast, from_environment, local_device
+        from humo.sequence_parallel import broadcast, check_device, from_environment, local_device
 
+        check_device(device)
         device = local_device(device, local_rank)
         sp = from_environment(device)
         if drawn:  # every rank must draw the same noise: rank 0's seed
