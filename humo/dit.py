@@ -24,6 +24,7 @@ from humo.layers import Attention, LayerNorm
 from humo.mask_head import MaskHead
 from humo.person_masks import PersonMaskPredictor, local_audio_weights
 from humo.pose_guider import PoseGuider
+from humo.sequence_parallel import SequenceParallel, TokenShard, gather, split
 
 
 def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:
@@ -95,17 +96,18 @@ class Block(nn.Module):
         if cfg.audio:
             self.audio_cross_attn_wrapper = AudioBranch(d, cfg.num_heads, cfg.audio_token_dim, cfg.qk_norm, cfg.eps)
 
-    def forward(self, x, e, context, rope, audio_tokens=None, tap: bool = False, audio_weights=None):
+    def forward(self, x, e, context, rope, audio_tokens=None, tap: bool = False, audio_weights=None, shard=None):
         """x: [B, L, D]; e: [B, 6, D] fp32 time projection; context: [B, Lt, D]; rope: (cos, sin);
         audio_tokens: [B, F, T, token_dim] or None; with audio_weights [B, K, L] (local injection, InterActHuman):
         [B, K, F, T, token_dim] -> x: [B, L, D]
-        (with tap=True: (x, the hidden states right after the audio cross-attention), for the mask heads)"""
+        (with tap=True: (x, the hidden states right after the audio cross-attention), for the mask heads)
+        shard: x, rope and audio_weights hold this rank's slice of the L tokens (`humo.sequence_parallel`)"""
         shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation.float() + e).unbind(1)
         h = self.modulated_input(x, e)
-        x = x + (self.self_attn(h.type_as(x), rope=rope).float() * gate1[:, None]).type_as(x)
+        x = x + (self.self_attn(h.type_as(x), rope=rope, shard=shard).float() * gate1[:, None]).type_as(x)
         x = x + self.cross_attn(self.norm3(x), context)
         if audio_tokens is not None:
-            x = self.audio_cross_attn_wrapper(x, audio_tokens, audio_weights)
+            x = self.audio_cross_attn_wrapper(x, audio_tokens, audio_weights, shard)
         features = x
         h = self.norm2(x).float() * (1 + scale2[:, None]) + shift2[:, None]
         x = x + (self.ffn(h.type_as(x)).float() * gate2[:, None]).type_as(x)
@@ -161,6 +163,16 @@ class Embedded:
     audio_tokens: torch.Tensor | None  # [B, F, T, token_dim], or [B, K, F, T, token_dim] with audio_weights
     audio_weights: torch.Tensor | None = None  # [B, K, L] local injection's blend per token (humo.person_masks)
     ref_frames: tuple[int, ...] | None = None  # each person's reference frame, for the mask predictor
+    # Sequence parallel: this rank's slice of the tokens (`tokens` and `audio_weights` hold only it; rope is the
+    # whole table, `token_rope` the slice's rows). None: one process.
+    shard: TokenShard | None = None
+
+    @property
+    def token_rope(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The RoPE table of the tokens in the stream: [L or size, 1, head_dim/2] each (global positions)."""
+        if self.shard is None:
+            return self.rope
+        return split(self.rope[0], self.shard, dim=0), split(self.rope[1], self.shard, dim=0)
 
     @property
     def masked_frames(self) -> int:
@@ -187,7 +199,7 @@ class HumoDiT(nn.Module):
     """Wan2.1 DiT with HuMo's audio cross-attention and references on the time axis.
 
     forward(x, t, context, audio=None, y=None, return_mask=False, frame_times=None, pose=None, pose_start=0,
-            persons=None, return_persons=False):
+            persons=None, return_persons=False, sequence_parallel=None):
       x:       [B, out_dim, F, H, W] noisy latents, reference frames last
       t:       [B] timesteps in [0, 1000]
       context: [B, Lt, text_dim] text embeddings, zero beyond the prompt; padded with zeros to text_len as Wan does
@@ -200,6 +212,8 @@ class HumoDiT(nn.Module):
                skips the pose guider (needs cfg.pose_channels > 0; see `humo.pose_guider`)
       persons: several people's audio and masks (`humo.person_masks.PersonAudio`; InterActHuman): with masks,
                each person's audio is injected where their mask is; without, `audio` (the mix) everywhere
+      sequence_parallel: this process's place in a group that splits the blocks' tokens (Ulysses,
+               `humo.sequence_parallel`); every rank passes the same inputs and gets the same outputs
     returns [B, out_dim, F, H, W] velocities, and with return_mask=True also mask logits [B, F, H, W] (None
     without a head); with return_persons=True (velocities, mask logits or None, per-person mask logits
     [B, P, Fm, H, W] or None without a predictor or persons). With cfg.prediction == "sample" the head
@@ -278,17 +292,29 @@ class HumoDiT(nn.Module):
         pose_start=0,
         persons=None,
         return_persons: bool = False,
+        sequence_parallel: SequenceParallel | None = None,
     ):
-        emb = self.embed(x, t, context, audio, y, frame_times, pose, pose_start, persons)
+        emb = self.embed(x, t, context, audio, y, frame_times, pose, pose_start, persons, sequence_parallel)
         tokens, tapped = self.run_blocks(emb, emb.tokens, return_mask, return_persons)
         return self.finish(emb, tokens, tapped, return_mask, return_persons)
 
     def embed(
-        self, x, t, context, audio=None, y=None, frame_times=None, pose=None, pose_start=0, persons=None
+        self,
+        x,
+        t,
+        context,
+        audio=None,
+        y=None,
+        frame_times=None,
+        pose=None,
+        pose_start=0,
+        persons=None,
+        sequence_parallel: SequenceParallel | None = None,
     ) -> Embedded:
         """Everything the blocks read, from forward's inputs: patch tokens (with the pose features'), time
         modulation, text and audio tokens, RoPE table (the three parts of forward are separate so that step caching
-        can skip the middle one)."""
+        can skip the middle one). With `sequence_parallel`, the tokens (and local audio weights) are this rank's
+        slice of them."""
         cfg = self.cfg
         noisy = x
         if y is not None:
@@ -304,6 +330,11 @@ class HumoDiT(nn.Module):
         e = self.time_embedding(sinusoidal_embedding(cfg.freq_dim, t).to(self.dtype)).float()
         e6 = self.time_projection(e.to(self.dtype)).float().unflatten(1, (6, cfg.dim))
         audio_tokens, audio_weights = self.embed_audio(audio, persons, x.shape[0], x.shape[2])
+        shard = None
+        if sequence_parallel is not None:
+            shard = sequence_parallel.shard(tokens.shape[1])
+            tokens = split(tokens, shard)
+            audio_weights = None if audio_weights is None else split(audio_weights, shard, dim=2)
         return Embedded(
             tokens=tokens.to(self.dtype),
             grid=grid,
@@ -316,6 +347,7 @@ class HumoDiT(nn.Module):
             audio_tokens=audio_tokens,
             audio_weights=audio_weights,
             ref_frames=None if persons is None else persons.ref_frames,
+            shard=shard,
         )
 
     def embed_audio(self, audio, persons, batch: int, frames: int):
@@ -348,11 +380,12 @@ class HumoDiT(nn.Module):
         cfg = self.cfg
         tapped = []
         first_tap = cfg.num_layers - self.tapped_blocks(emb, return_mask, return_persons)
+        rope = emb.token_rope
         for i, block in enumerate(self.blocks):
             # The mask heads read the hidden states right after the audio cross-attention of the last blocks,
             # returned by the block itself: no hooks, no second forward pass.
             tap = i >= first_tap
-            args = (tokens, emb.e6, emb.context, emb.rope, emb.audio_tokens, tap, emb.audio_weights)
+            args = (tokens, emb.e6, emb.context, rope, emb.audio_tokens, tap, emb.audio_weights, emb.shard)
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 result = torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
             else:
@@ -365,8 +398,12 @@ class HumoDiT(nn.Module):
         return tokens, tapped
 
     def finish(self, emb: Embedded, tokens: torch.Tensor, tapped=(), return_mask: bool = False, return_persons=False):
-        """The head on the blocks' output: velocities [B, out_dim, F, H, W] (and the mask logits, see forward)."""
-        out = self.unpatchify(self.head(tokens, emb.e), emb.grid)
+        """The head on the blocks' output: velocities [B, out_dim, F, H, W] (and the mask logits, see forward); with
+        sequence parallel, the head's per-token output of every rank gathered first."""
+        out = self.head(tokens, emb.e)
+        if emb.shard is not None:
+            out = gather(out, emb.shard)
+        out = self.unpatchify(out, emb.grid)
         if self.cfg.prediction == "sample":
             out = sample_to_velocity(emb.noisy, out, emb.t)
         if not (return_mask or return_persons):
@@ -376,13 +413,19 @@ class HumoDiT(nn.Module):
 
     def mask_logits(self, emb: Embedded, tapped: list, return_mask: bool = True, return_persons: bool = False):
         """The mask heads on the tapped features (`run_blocks`): (face logits [B, F, H, W] or None, per-person logits
-        [B, P, Fm, H, W] or None), each None when not wanted or the model has no such head."""
+        [B, P, Fm, H, W] or None), each None when not wanted or the model has no such head. With sequence parallel
+        the face head's per-token logits are gathered, and the person predictor (whose video tokens attend to the
+        reference frames' tokens) reads the gathered features."""
         cfg = self.cfg
         face = persons = None
         if return_mask and cfg.mask_head_blocks and tapped:
-            face = self.mask_head(tapped[len(tapped) - cfg.mask_head_blocks :], emb.grid)
+            logits = self.mask_head.token_logits(tapped[len(tapped) - cfg.mask_head_blocks :])
+            if emb.shard is not None:
+                logits = gather(logits, emb.shard)
+            face = self.mask_head.to_grid(logits, emb.grid)
         if return_persons and cfg.person_mask_blocks and tapped and emb.ref_frames:
-            persons = self.person_masks(
-                tapped[len(tapped) - cfg.person_mask_blocks :], emb.grid, emb.rope, emb.ref_frames, emb.masked_frames
-            )
+            features = tapped[len(tapped) - cfg.person_mask_blocks :]
+            if emb.shard is not None:
+                features = [gather(f, emb.shard) for f in features]
+            persons = self.person_masks(features, emb.grid, emb.rope, emb.ref_frames, emb.masked_frames)
         return face, persons

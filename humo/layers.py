@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from humo import sequence_parallel
 from humo.attention import attention
 
 
@@ -84,9 +85,14 @@ class Attention(nn.Module):
         x: torch.Tensor,
         context: torch.Tensor | None = None,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        shard: sequence_parallel.TokenShard | None = None,
     ) -> torch.Tensor:
-        """x: [B, L, dim]; context: [B, Lc, kv_dim] (None = self-attention); rope: (cos, sin) -> [B, L, dim]"""
+        """x: [B, L, dim]; context: [B, Lc, kv_dim] (None = self-attention); rope: (cos, sin) -> [B, L, dim].
+        shard: self-attention over a sequence split across ranks, x being this rank's slice [B, size, dim] (rope
+        the slice's rows of the global table; `humo.sequence_parallel`)."""
         q, k, v = self.project(x, context)
         if rope is not None:
             q, k = rope_apply(q, *rope), rope_apply(k, *rope)
+        if shard is not None:
+            return self.o(sequence_parallel.self_attention(q, k, v, shard).flatten(2))
         return self.o(attention(q, k, v).flatten(2))

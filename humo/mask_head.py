@@ -30,7 +30,14 @@ class MaskHead(nn.Module):
 
     def forward(self, features: list[torch.Tensor], grid: tuple[int, int, int]) -> torch.Tensor:
         """features: K x [B, L, dim] with L = f*h*w tokens -> logits [B, f*pt, h*ph, w*pw] (the latent grid)"""
-        logits = torch.stack([head(x).float() for head, x in zip(self.heads, features)]).mean(0)
+        return self.to_grid(self.token_logits(features), grid)
+
+    def token_logits(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """features: K x [B, L, dim] -> per-token logits [B, L, pt*ph*pw] (fp32), the mean of the K heads'."""
+        return torch.stack([head(x).float() for head, x in zip(self.heads, features)]).mean(0)
+
+    def to_grid(self, logits: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        """Per-token logits [B, f*h*w, pt*ph*pw] -> [B, f*pt, h*ph, w*pw] (the latent grid)"""
         f, h, w = grid
         pt, ph, pw = self.patch
         logits = logits.reshape(logits.shape[0], f, h, w, pt, ph, pw)

@@ -7,6 +7,9 @@ Modes follow from the inputs: text+image+audio, text+audio, text+image, and text
 pose guider, a driving pose (OmniHuman-1) on top of text+image(+audio). Every guidance branch of
 one step runs as ONE batched DiT forward (the release runs 3-4 passes one after another); `max_batch` splits it
 when memory is short. Encoders and the VAE are loaded only while needed (`offload=True`).
+
+With `sequence_parallel` (under torchrun, `humo.sequence_parallel`) every rank runs this same flow on the same
+inputs and noise; only the DiT's token stream is split, and only rank 0 decodes the last segment and writes.
 """
 
 from __future__ import annotations
@@ -400,9 +403,15 @@ class HumoPipeline:
         offload: bool = True,
         log: Callable[[str], None] | None = None,
         progress: bool = True,
+        sequence_parallel=None,
     ):
         self.layout = layout
         self.dit = dit
+        self.sequence_parallel = sequence_parallel  # humo.sequence_parallel.SequenceParallel, or None
+        if sequence_parallel is not None:
+            from humo.sequence_parallel import check_heads
+
+            check_heads(dit.cfg.num_heads, sequence_parallel.world)
         wrap = lambda c: c if isinstance(c, _Lazy) else _Lazy(lambda: c, offload=False)  # noqa: E731
         self.vae, self.text_encoder, self.audio_encoder = wrap(vae), wrap(text_encoder), wrap(audio_encoder)
         self.device = torch.device(device)
@@ -513,6 +522,11 @@ class HumoPipeline:
         )
 
     # ------------------------------------------------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        """Whether this process decodes and writes the video (rank 0, or the only process)."""
+        return self.sequence_parallel is None or self.sequence_parallel.is_main
+
     def __call__(
         self,
         prompt: str | GenerationRequest,
@@ -523,7 +537,9 @@ class HumoPipeline:
         png_dir: str | Path | None = None,
         **options,
     ) -> GenerationResult:
-        """Generate one video. `options` are GenerationRequest fields (height, width, frames, steps, seed, ...)."""
+        """Generate one video. `options` are GenerationRequest fields (height, width, frames, steps, seed, ...).
+        With sequence parallel, the ranks other than 0 decode only what a next segment continues from and write
+        nothing; their result has no frames."""
         req = prompt if isinstance(prompt, GenerationRequest) else GenerationRequest(prompt, images, audio, **options)
         req = req.resolved(self.layout, self.dit.cfg)
         timings: dict[str, float] = {}
@@ -552,6 +568,8 @@ class HumoPipeline:
             t0 = time.perf_counter()
             latents, mask, person_masks = self.sample(seg_req, seg)
             timings["sample"] += time.perf_counter() - t0
+            if not (self.is_main or k + 1 < len(plan)):
+                continue
             t0 = time.perf_counter()
             with self.vae as vae:
                 video = vae.decode(latents.float())[0].clamp(-1, 1)  # [3, T, H, W] in [-1, 1]
@@ -563,6 +581,9 @@ class HumoPipeline:
                     person_masks if len(plan) == 1 else np.stack([video_frame_mask(m, keep) for m in person_masks])
                 )
         self.log(f"sample  {timings['sample']:6.2f} s  ({req.steps} steps, {req.sampler}, guidance {req.guidance})")
+        if not self.is_main:
+            empty = np.zeros((0, req.height, req.width, 3), np.uint8)
+            return GenerationResult(empty, VIDEO_FPS, cond.samples, SAMPLE_RATE, None, timings)
         video = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
         mask = masks[0]
         if mask is not None and len(masks) > 1:  # per-frame masks of the segments -> the whole video's latent grid
@@ -821,6 +842,8 @@ class HumoPipeline:
                 **pose_kwargs(None if inp.pose is None else inp.pose.to(self.device, dtype), inp.pose_start),
                 **person_kwargs(persons),
             )
+            if self.sequence_parallel is not None:
+                inputs["sequence_parallel"] = self.sequence_parallel
             with torch.no_grad():
                 if cache is not None:
                     prev = [cache.branches.get(c) for c in conditions]

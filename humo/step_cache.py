@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from humo.errors import HumoError
+from humo.sequence_parallel import TokenShard, all_sum, valid
 
 # The share of the steps that always run the blocks at the start (TeaCache's Wan setting: 5 of 50).
 WARMUP_SHARE = 0.1
@@ -51,6 +52,7 @@ class BranchCache:
 
     indicator:   [B, L, D] the first block's modulated input at this step
     residual:    [B, L, D] the blocks' output minus their input, from the latest step that ran them
+    (with sequence parallel, both this rank's slice of the tokens [B, size, D]; the rest is whole)
     mask_logits: [B, F, H, W] the mask head's logits from that step, or None without a head
     distance:    [B] relative change of the indicator accumulated since that step (0 after a full pass)
     computed:    [B] bool, whether this step ran the blocks (for the count of passes saved)
@@ -92,10 +94,18 @@ class BranchCache:
         )
 
 
-def relative_change(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    """Per row: mean |new - old| / mean |old| over all but the batch dimension -> [B]."""
+def relative_change(new: torch.Tensor, old: torch.Tensor, shard: TokenShard | None = None) -> torch.Tensor:
+    """Per row: mean |new - old| / mean |old| over all but the batch dimension -> [B]. With a shard (new, old:
+    this rank's slice [B, size, ...] of the tokens, `humo.sequence_parallel`), the means are of the whole
+    sequence's real tokens, summed over the ranks: every rank gets the same distance, so the same decision."""
     dims = tuple(range(1, new.dim()))
-    return (new - old).abs().mean(dims) / old.abs().mean(dims).clamp_min(1e-12)
+    if shard is None:
+        return (new - old).abs().mean(dims) / old.abs().mean(dims).clamp_min(1e-12)
+    real = valid(shard, new.device).view(1, -1, *([1] * (new.dim() - 2)))
+    sums = torch.stack([((new - old).abs() * real).sum(dims), (old.abs() * real).sum(dims)])
+    count = shard.tokens * new[0, 0].numel()
+    changed, size = all_sum(sums.double(), shard) / count
+    return (changed / size.clamp_min(1e-12)).to(new.dtype)
 
 
 def cached_forward(
@@ -122,7 +132,7 @@ def cached_forward(
         compute = torch.ones(b, dtype=torch.bool, device=indicator.device)
         distance = torch.zeros(b, device=indicator.device)
     else:
-        accumulated = prev.distance.to(indicator.device) + relative_change(indicator, prev.indicator)
+        accumulated = prev.distance.to(indicator.device) + relative_change(indicator, prev.indicator, emb.shard)
         compute = accumulated >= threshold
         distance = torch.where(compute, torch.zeros_like(accumulated), accumulated)
     tokens = emb.tokens

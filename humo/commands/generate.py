@@ -4,6 +4,9 @@ plus an optional `pose_path` per case)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import io
 import json
 import time
 from pathlib import Path
@@ -542,6 +545,28 @@ def checkpoint_config(weights: Path, layout):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Under torchrun with N > 1 processes, one video at a time with its token sequence split across them
+    (`humo.sequence_parallel`): rank 0 prints and writes; the others stay quiet (a bad input fails on every rank
+    alike, and rank 0 says it)."""
+    from humo.sequence_parallel import environment
+
+    rank, world, local_rank = environment()
+    try:
+        if rank == 0:
+            return _run(args, world, local_rank)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            try:
+                return _run(args, world, local_rank)
+            except HumoError:
+                return 2
+    finally:
+        if world > 1:
+            from humo.sequence_parallel import shutdown
+
+            shutdown()
+
+
+def _run(args: argparse.Namespace, world: int = 1, local_rank: int = 0) -> int:
     import torch
 
     from humo.configs import dit_preset
@@ -565,6 +590,10 @@ def run(args: argparse.Namespace) -> int:
     needs_config = any(req.pose or req.persons for req, _ in requests)
     dit_config = checkpoint_config(weights, layout) if needs_config else None
     jobs = [(req.resolved(layout, dit_config), out) for req, out in requests]
+    if world > 1:
+        from humo.sequence_parallel import check_heads
+
+        check_heads((dit_config or dit_preset(layout.dit_preset)).num_heads, world, f"the {preset} DiT")
     check_outputs(jobs, args.png_frames, args.overwrite)
     resident = parse_offload(args.offload)
     layers = dit_preset(layout.dit_preset).num_layers
@@ -575,12 +604,23 @@ def run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise HumoError(f"--lora {path}: file not found")
     device = resolve_device(args.device)
+    sp = None
+    if world > 1:
+        from humo.sequence_parallel import broadcast, check_device, from_environment, local_device
+
+        check_device(device)
+        device = local_device(device, local_rank)
+        sp = from_environment(device)
+        if drawn:  # every rank must draw the same noise: rank 0's seed
+            seed = broadcast(seed, sp)
+            jobs = [(dataclasses.replace(req, seed=seed), out) for req, out in jobs]
+        say(f"sequence parallel: each DiT pass's tokens split across {world} processes")
     check_job_size(jobs, layout, args.allow_large, weights, say, device, args.dtype, resident)
     if drawn:  # printed even with --quiet: without it the video cannot be made again
         print(f"seed {seed}")
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp8": None, None: None}[args.dtype]
     t0 = time.perf_counter()
-    quiet = dict(log=lambda msg: None, progress=False) if args.quiet else {}
+    quiet = dict(log=lambda msg: None, progress=False) if args.quiet or (sp and not sp.is_main) else {}
     pipe = HumoPipeline.from_pretrained(
         weights,
         preset,
@@ -590,6 +630,7 @@ def run(args: argparse.Namespace) -> int:
         loras=loras,
         fp8=args.dtype == "fp8",
         resident_blocks=resident,
+        sequence_parallel=sp,
         **quiet,
     )
     say(f"loaded {preset} from {weights} in {time.perf_counter() - t0:.1f} s")
