@@ -120,6 +120,7 @@ class JobEstimate:
     activation_bytes: int  # peak, one batched step
     seconds: float | None  # at the measured matmul rate (None: not measured)
     free_bytes: int | None  # on the device
+    ranks: int = 1  # sequence-parallel processes: every number above but `passes` and `params` is one rank's
 
     @property
     def memory_bytes(self) -> int:
@@ -137,12 +138,15 @@ def estimate_job(
     free_bytes: int | None = None,
     weight_dtype_bytes: int | None = None,
     resident_blocks: int | None = None,
+    ranks: int = 1,
 ) -> JobEstimate:
     """The estimate for `passes` forwards of `tokens` tokens (`latent_frames` of them carry audio windows), batched
     `batch` at a time, at `rate` FLOP/s. `dtype_bytes`: the compute dtype's; `weight_dtype_bytes`: the weights'
     where they differ (fp8: 1); `resident_blocks`: with block swap, the blocks kept on the device (two more are
-    there while streaming)."""
-    flops = passes * forward_flops(cfg, tokens, cfg.text_len, latent_frames if cfg.audio else 0)
+    there while streaming); `ranks`: processes splitting each pass's tokens (sequence parallel): the estimate is one
+    rank's, with the weights whole on every rank, its share of the tokens' activations and of the compute (the
+    all-to-all's traffic is not counted)."""
+    flops = passes * forward_flops(cfg, tokens, cfg.text_len, latent_frames if cfg.audio else 0) / ranks
     on_device = cfg.num_params()
     if resident_blocks is not None:
         one_block = cfg.replace(num_layers=2, mask_head_blocks=0).num_params()
@@ -154,7 +158,8 @@ def estimate_job(
         flops=flops,
         params=cfg.num_params(),
         weight_bytes=on_device * (weight_dtype_bytes or dtype_bytes),
-        activation_bytes=activation_bytes(cfg, tokens, batch, dtype_bytes),
+        activation_bytes=activation_bytes(cfg, -(-tokens // ranks), batch, dtype_bytes),
         seconds=None if rate is None else flops / rate,
         free_bytes=free_bytes,
+        ranks=ranks,
     )

@@ -40,3 +40,35 @@ def test_plan_bad_input_is_one_line():
     ):
         r = plan(*args)
         assert r.returncode != 0 and what in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_plan_splits_the_tokens_over_gpus():
+    # 17B at 720p on 80 GB: one GPU must run the guidance passes one at a time; split over 2 the batched passes fit,
+    # since each GPU holds half of the tokens' activations (the weights whole).
+    one = plan("--preset", "humo-17b", "--size", "720p", "--gpu-memory", "80")
+    two = plan("--preset", "humo-17b", "--size", "720p", "--gpu-memory", "80", "--gpus", "2")
+    assert recommended(two) == ["recommended: torchrun --nproc-per-node 2 -m humo generate --preset humo-17b"]
+    assert recommended(one) != recommended(two)
+
+    def first_row(r):
+        row = next(ln for ln in r.stdout.splitlines() if " GB  " in ln)
+        weights = float(row.split("weights")[1].split("GB")[0])
+        acts = float(row.split("activations")[1].split("GB")[0])
+        return weights, acts
+
+    (w1, a1), (w2, a2) = first_row(one), first_row(two)
+    assert w1 == w2 and abs(a2 - a1 / 2) <= 0.1
+    bad = plan("--preset", "humo-17b", "--gpu-memory", "80", "--gpus", "3")  # 40 heads
+    assert bad.returncode == 2 and "40 attention heads" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_sizing_per_rank_share():
+    from humo.configs import dit_preset
+    from humo.sizing import estimate_job
+
+    cfg = dit_preset("humo-1.7b")
+    one = estimate_job(cfg, 4097, 21, passes=150, batch=3, dtype_bytes=2)
+    two = estimate_job(cfg, 4097, 21, passes=150, batch=3, dtype_bytes=2, ranks=2)
+    assert two.weight_bytes == one.weight_bytes and two.flops == one.flops / 2 and two.ranks == 2
+    # the odd token count is padded: the larger share, 2049 tokens
+    assert two.activation_bytes == estimate_job(cfg, 2049, 21, passes=150, batch=3, dtype_bytes=2).activation_bytes

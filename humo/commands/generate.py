@@ -375,11 +375,14 @@ LIMIT_SECONDS = 24 * 3600  # beyond a day of estimated sampling, a job needs --a
 LIMIT_VIDEO_SECONDS = 300  # and beyond five minutes of video
 
 
-def size_job(req, frames: int, layout, weights: Path, dtype: str | None = None, rate=None, free=None, resident=None):
+def size_job(
+    req, frames: int, layout, weights: Path, dtype: str | None = None, rate=None, free=None, resident=None, ranks=1
+):
     """(video tokens, reference tokens, segments, `sizing.JobEstimate`) of one job, before any model loads: tokens of
     the largest pass (a segment, with motion frames when there are several); `dtype` is the DiT's (default the
     layout's; fp8 computes in the layout's), `rate` the device's measured FLOP/s, `free` its free memory in bytes,
-    `resident` the blocks kept on the device with block swap."""
+    `resident` the blocks kept on the device with block swap, `ranks` the sequence-parallel processes (the estimate
+    is then one rank's)."""
     from humo.conditions.vae import folder_spatial_stride
     from humo.configs import dit_preset
     from humo.constants import latent_frames
@@ -412,6 +415,7 @@ def size_job(req, frames: int, layout, weights: Path, dtype: str | None = None, 
         free,
         weight_dtype_bytes=DTYPE_BYTES[dtype or layout.dtype],
         resident_blocks=resident,
+        ranks=ranks,
     )
     return video_frames * per_frame, ref_frames * per_frame, len(segments), est
 
@@ -434,6 +438,8 @@ def _summary_line(req, frames: int, dtype: str, rate, video: int, refs: int, seg
     if est.seconds is not None:
         line += f"; estimate: DiT compute {_duration(est.seconds)} at {rate / 1e12:.2f} TFLOP/s (measured)"
     line += f", weights + activations {est.memory_bytes / 2**30:.2f} GiB"
+    if est.ranks > 1:
+        line += f" per process ({est.ranks} split the tokens)"
     if est.free_bytes is not None:
         line += f" of {est.free_bytes / 2**30:.1f} GiB free"
     return line
@@ -454,8 +460,10 @@ def check_job_size(
     device=None,
     dtype: str | None = None,
     resident: int | None = None,
+    ranks: int = 1,
 ) -> None:
-    """Size each job from the file headers before loading: refuse what is far beyond the model's design unless
+    """Size each job from the file headers before loading (per rank under sequence parallelism, `ranks` processes):
+    refuse what is far beyond the model's design unless
     --allow-large (segments over 4x the model's length, pixels over 4x its size, a video over `LIMIT_VIDEO_SECONDS`:
     a 10-minute WAV with --frames -1 is 15,000 frames in 155 segments), say when the audio is cut, and print
     `job_summary` (with `weights`). With `device`, a quick matmul measures its rate, and a job estimated at more
@@ -516,7 +524,7 @@ def check_job_size(
             large.append(f"{req.height}x{req.width} ({layout.name} is made for {layout.height}x{layout.width})")
         est = None
         if weights is not None:
-            video, refs, segments, est = size_job(req, frames, layout, weights, dtype, rate, free, resident)
+            video, refs, segments, est = size_job(req, frames, layout, weights, dtype, rate, free, resident, ranks)
             say(f"{who}{_summary_line(req, frames, dtype or layout.dtype, rate, video, refs, segments, est)}")
         if est is not None and est.free_bytes is not None and est.memory_bytes > 2 * est.free_bytes:
             large.append(
@@ -615,7 +623,7 @@ def _run(args: argparse.Namespace, world: int = 1, local_rank: int = 0) -> int:
             seed = broadcast(seed, sp)
             jobs = [(dataclasses.replace(req, seed=seed), out) for req, out in jobs]
         say(f"sequence parallel: each DiT pass's tokens split across {world} processes")
-    check_job_size(jobs, layout, args.allow_large, weights, say, device, args.dtype, resident)
+    check_job_size(jobs, layout, args.allow_large, weights, say, device, args.dtype, resident, world)
     if drawn:  # printed even with --quiet: without it the video cannot be made again
         print(f"seed {seed}")
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp8": None, None: None}[args.dtype]

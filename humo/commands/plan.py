@@ -15,6 +15,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
     parser.add_argument("--gpu-memory", type=float, required=True, metavar="GB", help="the GPU's memory in GB")
     parser.add_argument(
+        "--gpus",
+        type=int,
+        default=1,
+        metavar="N",
+        help="GPUs splitting each pass's tokens (sequence parallel, `torchrun --nproc-per-node N`; default 1)",
+    )
+    parser.add_argument(
         "--reserve",
         type=float,
         default=RESERVE,
@@ -59,8 +66,9 @@ def sized_request(layout, height: int, width: int, frames: int | None, steps: in
     return dataclasses.replace(req, images=["ref.png"], audio="speech.wav")
 
 
-def estimates(req, layout, budget_bytes: float) -> list[Setting]:
-    """Every setting of `settings`, fastest first, with its estimate for `req` and whether it fits the budget."""
+def estimates(req, layout, budget_bytes: float, gpus: int = 1) -> list[Setting]:
+    """Every setting of `settings`, fastest first, with its estimate for `req` (one GPU's share when `gpus` split
+    the tokens) and whether it fits the budget."""
     import dataclasses
     from pathlib import Path
 
@@ -71,7 +79,7 @@ def estimates(req, layout, budget_bytes: float) -> list[Setting]:
     out = []
     for name, dtype, max_batch, resident in settings(dit_preset(layout.dit_preset).num_layers, layout.dtype):
         r = dataclasses.replace(req, max_batch=max_batch)
-        est = size_job(r, req.frames, layout, weights, dtype, None, None, resident)[3]
+        est = size_job(r, req.frames, layout, weights, dtype, None, None, resident, gpus)[3]
         out.append(Setting(name, dtype, max_batch, resident, est, est.memory_bytes <= budget_bytes))
     return out
 
@@ -87,18 +95,27 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.reserve < 1:
         raise HumoError(f"--reserve {args.reserve}: must be from 0 to below 1")
     layout = LAYOUTS[args.preset]
+    if args.gpus < 1:
+        raise HumoError(f"--gpus {args.gpus}: must be at least 1")
+    if args.gpus > 1:
+        from humo.configs import dit_preset
+        from humo.sequence_parallel import check_heads
+
+        check_heads(dit_preset(layout.dit_preset).num_heads, args.gpus, f"the {args.preset} DiT")
     height, width = layout.height, layout.width
     if args.size:
         if args.size not in SIZES:
             raise HumoError(f"--size {args.size}: unknown (choose from: {', '.join(SIZES)})")
         height, width = SIZES[args.size]
     req = sized_request(layout, height, width, args.frames, args.steps)
+    each = f"on each of {args.gpus} GPUs of {args.gpu_memory:g} GB" if args.gpus > 1 else f"on {args.gpu_memory:g} GB"
     print(
-        f"{args.preset} at {height}x{width}, {req.frames} frames, {args.steps} steps, on {args.gpu_memory:g} GB "
+        f"{args.preset} at {height}x{width}, {req.frames} frames, {args.steps} steps, {each} "
         f"({args.reserve:.0%} kept free): DiT weights on the GPU + activations of the largest pass"
+        + (" (its share of the tokens)" if args.gpus > 1 else "")
     )
     chosen = None
-    for s in estimates(req, layout, args.gpu_memory * 1e9 * (1 - args.reserve)):
+    for s in estimates(req, layout, args.gpu_memory * 1e9 * (1 - args.reserve), args.gpus):
         if chosen is not None and s.resident is not None:
             break  # past the first that fits, leaner block-swap settings only repeat the point
         if s.fits and chosen is None:
@@ -109,13 +126,14 @@ def run(args: argparse.Namespace) -> int:
             f" = {est.memory_bytes / 1e9:6.1f} GB  {'fits' if s.fits else 'too large'}"
         )
     if chosen is None:
-        print("nothing fits on one GPU: a smaller --size, or a shorter --segment-frames for a long video")
+        where = f"{args.gpus} GPUs" if args.gpus > 1 else "one GPU (try --gpus N)"
+        print(f"nothing fits on {where}: a smaller --size, or a shorter --segment-frames for a long video")
         return 1
     flags = [
         f"--dtype {chosen.dtype}" if chosen.dtype else "",
         f"--max-batch {chosen.max_batch}" if chosen.max_batch else "",
     ]
     flags.append(f"--offload blocks:{chosen.resident}" if chosen.resident is not None else "")
-    print(f"recommended: humo generate --preset {args.preset} {' '.join(f for f in flags if f)}".rstrip())
-    print("(one GPU; sequence parallelism over several is not available yet)")
+    launcher = f"torchrun --nproc-per-node {args.gpus} -m humo generate" if args.gpus > 1 else "humo generate"
+    print(f"recommended: {launcher} --preset {args.preset} {' '.join(f for f in flags if f)}".rstrip())
     return 0
