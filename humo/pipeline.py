@@ -451,19 +451,21 @@ class HumoPipeline:
         offload: bool = True,
         loras: Sequence[tuple[str, float]] = (),
         fp8: bool = False,
+        fp8_matmul: str = "auto",
         resident_blocks: int | None = None,
         **kwargs,
     ) -> HumoPipeline:
         """Load a model from a weights folder laid out as the official release (see `LAYOUTS`), with LoRA files
         ``(path, scale)`` merged into the DiT (`humo.lora_files`). `fp8`: store the DiT's block weights in fp8
         (`humo.fp8`; quantized on the CPU after the LoRAs are merged, then moved); `dtype` stays the compute dtype.
-        A DiT file saved in fp8 loads as fp8 either way. `resident_blocks`: block swap (`humo.offload`), keeping
+        A DiT file saved in fp8 loads as fp8 either way; `fp8_matmul` says how its layers compute (`humo.fp8`:
+        ``auto`` = scaled fp8 matmuls on GPUs with fp8 tensor cores, upcast elsewhere). `resident_blocks`: block swap (`humo.offload`), keeping
         that many DiT blocks on the device and streaming the others from pinned CPU memory."""
         from humo.checkpoint import load_dit
         from humo.conditions.audio import AudioEncoder
         from humo.conditions.text import TextEncoder
         from humo.conditions.vae import WanVAE, load_vae_folder
-        from humo.fp8 import Fp8Linear, quantize_dit
+        from humo.fp8 import Fp8Linear, choose_matmul, quantize_dit, set_matmul
 
         layout = cls.check_weights(weights_dir, preset)
         root = Path(weights_dir)
@@ -486,6 +488,8 @@ class HumoPipeline:
             apply_lora_files(dit, loras, kwargs.get("log"))
         if fp8 and not stored_fp8:
             quantize_dit(dit)
+        if not set_matmul(dit, choose_matmul(fp8_matmul, device)) and fp8_matmul == "scaled":
+            warn("--fp8-matmul scaled: the DiT has no fp8 layers (pass --dtype fp8); it computes as loaded")
         if resident_blocks is None:
             dit.to(device)
         else:

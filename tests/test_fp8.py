@@ -121,3 +121,81 @@ def test_convert_to_fp8_cli(dit, tmp_path):
         run[:-4] + ["--to", "diffusers", "--dtype", "fp8", "--overwrite"], capture_output=True, text=True
     )
     assert bad.returncode != 0 and "only with --to humo" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_scaled_matmul_is_the_product_of_the_two_quantized_operands():
+    from humo.fp8 import quantize_rows
+
+    torch.manual_seed(0)
+    lin = nn.Linear(64, 48)
+    f8 = Fp8Linear.from_linear(lin)
+    x = torch.randn(2, 7, 64) * torch.logspace(-5, 1, 7)[None, :, None]  # token rows of very different scales
+    upcast = f8(x)
+    f8.matmul = "scaled"
+    scaled = f8(x)
+    assert scaled.shape == (2, 7, 48)
+    # exactly the product of the per-token quantized activations and the per-channel quantized weight
+    xq, xs = quantize_rows(x.reshape(-1, 64))
+    expect = (xq.float() * xs[:, None]) @ f8.dequantized(torch.float32).t() + lin.bias
+    assert torch.allclose(scaled.reshape(-1, 48), expect, rtol=1e-5, atol=1e-6)
+    # per-token scales keep the small rows as accurate as the large ones (the product, the bias left out: it would
+    # hide the small rows' error); activation rounding adds a little error
+    ref = lin(x) - lin.bias
+    for row in range(7):
+        rel = (scaled[:, row] - lin.bias - ref[:, row]).norm() / ref[:, row].norm()
+        assert rel < 0.08, row
+    assert (scaled - lin(x)).norm() > (upcast - lin(x)).norm()  # it can fail: the activations' rounding shows
+    # one scale for the whole activation tensor would flush the smallest rows
+    one = x.abs().max() / 448
+    flat = ((x / one).to(FP8).float() * one) @ f8.dequantized(torch.float32).t()
+    assert (flat[:, 0] - ref[:, 0]).norm() / ref[:, 0].norm() > 0.3
+
+
+def test_scaled_matmul_falls_back_where_sizes_do_not_fit_and_is_chosen_only_with_fp8_cores():
+    from humo.fp8 import choose_matmul, set_matmul
+
+    torch.manual_seed(0)
+    f8 = Fp8Linear.from_linear(nn.Linear(40, 24))  # 40 is not a multiple of 16: the kernel cannot take it
+    x = torch.randn(3, 40)
+    before = f8(x)
+    f8.matmul = "scaled"
+    assert torch.equal(f8(x), before)
+    assert choose_matmul("auto", "cpu") == "upcast" and choose_matmul("scaled", "cpu") == "scaled"
+    with pytest.raises(HumoError, match="--fp8-matmul fast"):
+        choose_matmul("fast", "cpu")
+    with pytest.raises(ValueError):
+        set_matmul(nn.Sequential(f8), "fast")
+
+
+def test_dit_with_scaled_fp8_matmuls_stays_close(dit):
+    import copy
+
+    from humo.fp8 import set_matmul
+
+    inputs = toy_inputs(dit.cfg)
+    with torch.no_grad():
+        ref = dit(**inputs)
+        q = copy.deepcopy(dit)
+        n = quantize_dit(q)
+        upcast = q(**inputs)
+        assert set_matmul(q, "scaled") == n
+        scaled = q(**inputs)
+    rel = lambda a: float((a - ref).norm() / ref.norm())  # noqa: E731
+    assert 0 < rel(upcast) < rel(scaled) < 0.1
+
+
+def test_generate_fp8_matmul_flag(tmp_path):
+    from humo.pipeline import HumoPipeline
+
+    folder = write_toy_weights(tmp_path / "toy")
+    pipe = HumoPipeline.from_pretrained(folder, "toy", device="cpu", fp8=True, fp8_matmul="scaled", log=print)
+    layers = [m for m in pipe.dit.modules() if isinstance(m, Fp8Linear)]
+    assert layers and all(m.matmul == "scaled" for m in layers)
+    auto = HumoPipeline.from_pretrained(folder, "toy", device="cpu", fp8=True, log=print)
+    assert all(m.matmul == "upcast" for m in auto.dit.modules() if isinstance(m, Fp8Linear))
+    r = subprocess.run(
+        [sys.executable, "-m", "humo", "generate", "--prompt", "a man", "--out", str(tmp_path / "o.mp4"),
+         "--fp8-matmul", "fastest"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 2 and "--fp8-matmul" in r.stderr and "Traceback" not in r.stderr

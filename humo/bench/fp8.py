@@ -1,5 +1,7 @@
 """`humo bench fp8`: the DiT's output error with fp8 block weights (humo.fp8) against bf16 weights, both against
-fp32, on the full-width layouts (random weights, a few blocks), and the weights' memory of each."""
+fp32, on the full-width layouts (random weights, a few blocks), and the weights' memory of each. Both fp8 paths:
+weights upcast per layer, and scaled fp8 matmuls with the activations quantized per token (on a CPU through torch's
+reference kernel: the error is the GPU's, the speed is not)."""
 
 from __future__ import annotations
 
@@ -26,12 +28,15 @@ def run(args: argparse.Namespace) -> int:
     from humo.configs import dit_preset
     from humo.dit import HumoDiT
     from humo.errors import HumoError
-    from humo.fp8 import quantize_dit, weight_bytes
+    from humo.fp8 import quantize_dit, set_matmul, weight_bytes
 
     if args.blocks < 1 or args.tokens < 4:
         raise HumoError(f"--blocks {args.blocks} --tokens {args.tokens}: need at least 1 block and 4 tokens")
     print(f"fp8 block weights vs bf16, against fp32; random weights, {torch.get_num_threads()} threads")
-    print(f"{'preset':>10} {'blocks':>6} {'tokens':>6}  {'bf16 err':>9} {'fp8 err':>9} {'fp8 vs bf16':>11}  weights")
+    print(
+        f"{'preset':>10} {'blocks':>6} {'tokens':>6}  {'bf16 err':>9} {'fp8 err':>9} {'fp8 vs bf16':>11}"
+        f" {'scaled err':>10} {'scaled vs bf16':>14}  weights"
+    )
     for name in args.presets:
         cfg = dit_preset(name, num_layers=args.blocks, mask_head_blocks=0)
         torch.manual_seed(args.seed)
@@ -56,11 +61,14 @@ def run(args: argparse.Namespace) -> int:
             out_bf16 = bf16(**inputs)
             quantize_dit(bf16)  # from the bf16 weights, as a user's bf16 checkpoint would be
             out_fp8 = bf16(**inputs)
+            set_matmul(bf16, "scaled")
+            out_scaled = bf16(**inputs)
         sizes = {k: weight_bytes(m) / 2**30 for k, m in (("fp32", model), ("fp8", bf16))}
         bf16_gib = sizes["fp32"] / 2
         print(
             f"{name:>10} {args.blocks:>6} {4 * side * side:>6}  {relative_error(out_bf16, ref):9.4f}"
             f" {relative_error(out_fp8, ref):9.4f} {relative_error(out_fp8, out_bf16):11.4f}"
+            f" {relative_error(out_scaled, ref):10.4f} {relative_error(out_scaled, out_bf16):14.4f}"
             f"  {bf16_gib:.2f} GiB bf16 -> {sizes['fp8']:.2f} GiB fp8"
         )
         del model, bf16

@@ -164,6 +164,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="DiT weights dtype (default: the model's); fp8 stores the blocks' weights in float8 with a scale per "
         "channel and computes in the model's dtype (docs/inference.md)",
     )
+    parser.add_argument(
+        "--fp8-matmul",
+        choices=["auto", "upcast", "scaled"],
+        default="auto",
+        help="how fp8 weights compute: upcast each layer's weight to the model's dtype, or scaled fp8 matmuls with "
+        "the activations quantized per token (fp8 tensor cores); auto: scaled on GPUs of compute capability 8.9 "
+        "and above, upcast elsewhere (default)",
+    )
     parser.add_argument("--no-offload", action="store_true", help="keep encoders and VAE loaded")
     parser.add_argument(
         "--offload",
@@ -637,6 +645,7 @@ def _run(args: argparse.Namespace, world: int = 1, local_rank: int = 0) -> int:
         offload=not args.no_offload,
         loras=loras,
         fp8=args.dtype == "fp8",
+        fp8_matmul=args.fp8_matmul,
         resident_blocks=resident,
         sequence_parallel=sp,
         **quiet,
