@@ -128,3 +128,13 @@ def test_a_strict_threshold_or_none_falls_back_to_the_same_shot(tmp_path):
     lines = core.Journal(out, "references").load()
     records = [r for line in lines.values() for r in line["records"]]
     assert all(r["status"] == "kept" and r["ref_images"] == [] for r in records), records
+
+
+def test_without_the_identity_extra_a_warning_and_the_same_shot_only(tmp_path, monkeypatch, capsys):
+    from humo import face_identity
+
+    monkeypatch.setattr(face_identity, "available", lambda: False)
+    out, records = two_people_run(tmp_path, "--no-reference", "keep")
+    assert "references from other shots need dlib-bin" in capsys.readouterr().err
+    assert all(r["status"] == "kept" and r["ref_images"] == [] for r in records), records
+    assert core.load_run(out)["settings"]["identity_model"] == ""

@@ -109,7 +109,7 @@ def read_frames(path, indices) -> dict[int, np.ndarray]:
 
 def identity(out, r: Record, track) -> tuple[np.ndarray | None, dict | None]:
     """A segment's identity, the mean face embedding over `SAMPLES` of its frames with the tracked face (picked by
-    its box), and its largest face as a reference candidate ``{frame, box, image}`` (None, None without a face)."""
+    its box), and its largest face as a reference candidate ``{index, box, image}`` (None, None without a face)."""
     from humo import face_identity
 
     found, boxes = track
