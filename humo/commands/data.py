@@ -18,7 +18,8 @@ PACKAGES = {
 }
 DEFAULTS = dict(min_frames=33, max_frames=97, max_side=1280, detector="content", speech_min=0.3, vad_mode=2,
                 modulation_min=1.5, val_share=0.0, face_missing_max=0.5, several_faces="drop", face_min_height=0.1,
-                face_lost_max=12, sync_min=0.6, sync_offset_max=3, no_reference="drop")  # fmt: skip
+                face_lost_max=12, sync_min=0.6, sync_offset_max=3, no_reference="drop",
+                reference_distance_max=0.5)  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +98,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=("drop", "keep"),
         help="segments without a reference image from outside them: drop (default) or keep (no ref_images)",
     )
+    run.add_argument(
+        "--reference-distance-max",
+        type=float,
+        help="largest face-embedding distance at which another shot's segment is the same person and gives the "
+        f"reference (dlib's scale: 0.6 = same person); 0: same shot only (default {d['reference_distance_max']})",
+    )
     run.add_argument("--workers", type=int, default=1, help="processes per stage (default 1)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary; warnings and errors only")
     run.set_defaults(_quiet_here=True)
@@ -123,7 +130,7 @@ def check_run(args: argparse.Namespace):
     from humo.data.pipeline.core import STAGES, Journal, Settings, check_out, load_run, stage_module
     from humo.data.pipeline.inputs import find_inputs
     from humo.data.pipeline.stages.segments import valid_length
-    from humo.errors import HumoError
+    from humo.errors import HumoError, warn
 
     out = args.out
     check_out(out)
@@ -180,12 +187,20 @@ def check_run(args: argparse.Namespace):
         raise HumoError(f"--vad-mode {values['vad_mode']}: must be 0, 1, 2 or 3")
     if not values["modulation_min"] >= 0:
         raise HumoError(f"--modulation-min {values['modulation_min']}: must be 0 or more")
-    for name in ("face_lost_max", "sync_min", "sync_offset_max"):
+    for name in ("face_lost_max", "sync_min", "sync_offset_max", "reference_distance_max"):
         if not values[name] >= 0:
             raise HumoError(f"--{name.replace('_', '-')} {values[name]}: must be 0 or more")
     if args.workers < 1:
         raise HumoError(f"--workers {args.workers}: must be at least 1")
-    return inputs, Settings(out=out.absolute(), **values), stages, force
+    identity = ""
+    if "references" in stages and values["reference_distance_max"] > 0:
+        from humo import face_identity
+
+        if face_identity.available():
+            identity = face_identity.MODEL
+        else:
+            warn(f"references from other shots need {face_identity.PACKAGES}; this run takes them from the same shot")
+    return inputs, Settings(out=out.absolute(), identity_model=identity, **values), stages, force
 
 
 def _check_not_inside(out: Path, items: list[str]) -> None:

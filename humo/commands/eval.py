@@ -1,4 +1,5 @@
-"""`humo eval`: proving-ground metrics (text following, subject consistency, lip sync, pose) for generated videos."""
+"""`humo eval`: proving-ground metrics (text following, subject consistency, lip sync, pose) for generated videos,
+and with `--real` the real-video evaluators (`humo.evaluation.real_video`: identity similarity, ...)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", nargs="?", type=Path, help="a generated video (MP4) to evaluate")
     parser.add_argument("--prompt", help="the prompt it was generated from")
-    parser.add_argument("--image", action="append", default=[], type=Path, help="reference image (repeatable)")
+    parser.add_argument(
+        "--image", "--reference", action="append", default=[], type=Path, help="reference image (repeatable)"
+    )
     parser.add_argument("--audio", type=Path, help="the driving audio file")
     parser.add_argument("--pose", type=Path, help="the driving pose file (humo-pose/1): scores the pose followed")
     parser.add_argument(
@@ -22,6 +25,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--videos", type=Path, help="batch mode: folder holding <name>.mp4 for every case")
     parser.add_argument("--skip-missing", action="store_true", help="batch mode: skip cases without a video")
     parser.add_argument("--json", type=Path, help="also write the full results as JSON here")
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="score VIDEO as a real video (any footage, not the proving ground's): identity similarity to "
+        "--reference (face embeddings); evaluators whose inputs are not given are skipped",
+    )
     g = parser.add_argument_group(
         "held-out mode: generate from held-out clips' inputs with a model, score against the baselines and the bars"
     )
@@ -45,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         inputs = [p for p in given if p is not None]
         check_output(args.json, "--json", inputs, overwrite=True)
 
+    if args.real:
+        return _run_real(args)
     if args.pose is not None and (args.cases or args.videos or args.model or args.manifest):
         raise HumoError("--pose scores one VIDEO; in batch mode give each case a pose_path in the cases file")
     if args.model is not None or args.manifest is not None:
@@ -94,6 +105,24 @@ def run(args: argparse.Namespace) -> int:
         means = metrics.summarize(rows.values())
         result = {"rows": rows, "means": means}
     print(metrics.format_table(rows, means))
+    if args.json is not None:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(result, indent=1, default=_jsonable) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _run_real(args: argparse.Namespace) -> int:
+    from humo.errors import HumoError, atomic_path
+    from humo.evaluation import real_video
+
+    if args.cases or args.videos or args.model or args.manifest or args.pose:
+        raise HumoError("--real scores one VIDEO (with --reference, --audio, --prompt); not with --cases, --videos, "
+                        "--model, --manifest or --pose")  # fmt: skip
+    if args.video is None:
+        raise HumoError("--real: give a VIDEO to evaluate")
+    result = real_video.evaluate(args.video, args.image, args.audio, args.prompt)
+    print(real_video.format_report(result))
     if args.json is not None:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(result, indent=1, default=_jsonable) + "\n")

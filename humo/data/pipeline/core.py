@@ -77,7 +77,11 @@ class Settings:
     face_lost_max: the most frames in a row the tracked face may be missing. sync_min: the least lip-sync
     confidence (Sync-C of the mouth against the loudness envelope; 0 turns the filter off); sync_offset_max: the
     largest best offset, frames, of a kept segment. no_reference: ``drop`` (default) or ``keep`` segments for which
-    no reference image outside the segment was found.
+    no reference image outside the segment was found. reference_distance_max: the largest face-embedding distance
+    (`humo.face_identity.distance`) at which a segment of another shot is the same person and may give the
+    reference; 0 turns references from other shots off. identity_model: the face-embedding model the run has
+    (set by `humo data run`, not by the user: ``""`` without the ``identity`` extra), so that installing it redoes
+    the references.
     """
 
     out: Path
@@ -96,6 +100,8 @@ class Settings:
     sync_min: float = 0.6
     sync_offset_max: int = 3
     no_reference: str = "drop"
+    reference_distance_max: float = 0.5
+    identity_model: str = ""
 
     def values(self, names: Iterable[str] | None = None) -> dict[str, Any]:
         """The named fields (all but `out` by default) as JSON-able values."""

@@ -5,21 +5,28 @@ frame).
 The stage maps over input videos (``GROUP``): it sees all kept segments of one video at once. For a segment, the
 reference comes from, in this order:
 
-1. another segment of the **same shot** whose tracked face is the same person: segments of a shot are contiguous,
+1. a segment of **another shot** of the same video showing the same person, by face embedding (the paper's
+   cross-pair retrieval; `humo.face_identity`, with the ``identity`` extra): each segment's identity is the mean
+   embedding of its tracked face in `SAMPLES` frames (the one where the face is largest and others spread over the
+   segment, the tracked box picking the face); the other-shot segment whose identity lies nearest, if within
+   ``reference_distance_max`` (Euclidean, dlib's scale, where 0.6 parts people), gives the frame where its face is
+   largest. Without the extra, or with ``reference_distance_max`` 0, this step is skipped.
+2. another segment of the **same shot** whose tracked face is the same person: segments of a shot are contiguous,
    and two neighbours are the same person when the face's last box in the one and its first box in the next
    overlap (IoU at least `TRACK_IOU`, the faces stage's tracking rule); a chain of such neighbours links farther
    ones. The farthest linked segment wins; in it, the frame where the face is largest.
-2. a frame of the normalised clip in the same shot but **outside the segment** (the frames a shot's segments leave
+3. a frame of the normalised clip in the same shot but **outside the segment** (the frames a shot's segments leave
    unused at its two ends): the middle of the longer unused stretch first, Face Mesh on that frame, the face
    overlapping the segment's nearest box (IoU at least `TRACK_IOU`).
 
-Other shots are not used: without a face-embedding model we cannot tell whether the face after a cut is the same
-person (an interview cuts between two). The crop is a square around the face box, `MARGIN` times its height on a
-side (head, hair and a little of the shoulders), moved inside the picture (and smaller when the picture is).
-Written as ``OUT/references/<segment id>.png``; ``record["ref_images"]`` is ``[that path]`` (the manifest's
-``ref_images``). Facts (``record["reference"]``): ``source`` (``segment`` or ``clip``), ``segment`` (the
-segment it came from, or null), ``frame`` (its index in the normalised clip), ``gap`` (frames between it and the
-segment), ``crop`` (x0, y0, x1, y1 in pixels).
+The crop is a square around the face box, `MARGIN` times its height on a side (head, hair and a little of the
+shoulders), moved inside the picture (and smaller when the picture is). Written as
+``OUT/references/<segment id>.png``; ``record["ref_images"]`` is ``[that path]`` (the manifest's ``ref_images``).
+Facts (``record["reference"]``): ``source`` (``shot``, ``segment`` or ``clip``), ``segment`` (the segment it came
+from, or null), ``frame`` (its index in the normalised clip), ``gap`` (frames between it and the segment),
+``crop`` (x0, y0, x1, y1 in pixels), and with the identity model ``distance`` and ``similarity`` (Euclidean and
+cosine) between the segment's identity and the reference's face (the other segment's identity for ``shot``),
+else null.
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ from humo.data.pipeline.media import first_line, open_media
 from humo.data.pipeline.stages.faces import TRACK_IOU, box_of, face_mesh, iou
 from humo.errors import atomic_path
 
-VERSION = 1
-PARAMS = ("no_reference",)
+VERSION = 2
+PARAMS = ("no_reference", "reference_distance_max", "identity_model")
 REQUIRES = ("mediapipe", "cv2", "PIL")
 GROUP = True
 REASONS = {
@@ -40,6 +47,7 @@ REASONS = {
     "corrupt": "a segment's faces .npz, or the video a reference frame comes from, does not read",
 }
 MARGIN = 2.0  # the crop's side over the face box's height
+SAMPLES = 3  # frames of a segment whose face embeddings make its identity
 FOLDER = "references"
 
 
@@ -85,6 +93,65 @@ def read_frame(path, index: int) -> np.ndarray:
             if i == index:
                 return f.to_ndarray(format="rgb24")
     raise Drop("corrupt", f"{path.name} has no frame {index}")
+
+
+def read_frames(path, indices) -> dict[int, np.ndarray]:
+    """Frames `indices` of a video (one pass), RGB uint8 [H, W, 3] by index."""
+    want, frames = set(indices), {}
+    with open_media(path) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if i in want:
+                frames[i] = f.to_ndarray(format="rgb24")
+            if len(frames) == len(want):
+                break
+    return frames
+
+
+def identity(out, r: Record, track) -> tuple[np.ndarray | None, dict | None]:
+    """A segment's identity, the mean face embedding over `SAMPLES` of its frames with the tracked face (picked by
+    its box), and its largest face as a reference candidate ``{index, box, image}`` (None, None without a face)."""
+    from humo import face_identity
+
+    found, boxes = track
+    idx = np.flatnonzero(found)
+    if idx.size == 0:
+        return None, None
+    largest = int(idx[np.argmax(boxes[idx, 3] - boxes[idx, 1])])
+    picks = sorted({largest, *(int(idx[k]) for k in np.linspace(0, idx.size - 1, SAMPLES).round().astype(int))})
+    picks = sorted(picks, key=lambda k: (k != largest, k))[:SAMPLES]
+    try:
+        frames = read_frames(out / r["video"], picks)
+    except Drop:
+        raise
+    except Exception as e:  # noqa: BLE001 - FFmpeg's errors
+        raise Drop("corrupt", f"segment {r['id']} does not decode ({first_line(e)})") from None
+    if largest not in frames:
+        raise Drop("corrupt", f"segment {r['id']} has no frame {largest}")
+    emb = face_identity.mean_embedding([face_identity.embed(frames[k], boxes[k]) for k in frames])
+    return emb, {"index": largest, "box": boxes[largest], "image": frames[largest]}
+
+
+def from_other_shots(r: Record, records: list[Record], ids: dict, limit: float) -> dict | None:
+    """The reference from the segment of another shot whose identity is nearest `r`'s, within `limit`, or None."""
+    from humo import face_identity
+
+    own = ids[r["id"]][0]
+    if own is None:
+        return None
+    near = [(face_identity.distance(own, ids[s["id"]][0]), s) for s in records
+            if s["segment"]["shot"] != r["segment"]["shot"] and ids[s["id"]][0] is not None]  # fmt: skip
+    near = [(d, s) for d, s in near if d <= limit]
+    if not near:
+        return None
+    d, s = min(near, key=lambda x: x[0])
+    emb, face = ids[s["id"]]
+    seg, mine = s["segment"], r["segment"]
+    frame = seg["start_frame"] + face["index"]
+    after = frame > mine["start_frame"]
+    gap = frame - (mine["start_frame"] + mine["num_frames"] - 1) if after else mine["start_frame"] - frame
+    return {"source": "shot", "segment": s["id"], "frame": frame, "gap": int(gap), "box": face["box"],
+            "image": face["image"], "distance": round(d, 4),
+            "similarity": round(face_identity.similarity(own, emb), 4)}  # fmt: skip
 
 
 def from_segments(r: Record, shot: list[Record], tracks, links: list[bool]) -> dict | None:
@@ -136,12 +203,26 @@ def from_clip(r: Record, tracks, out) -> dict | None:
     return None
 
 
+def _compare(own: np.ndarray | None, img: np.ndarray, box: np.ndarray) -> dict:
+    """The distance and similarity of the face in `img` at `box` to the identity `own` (null without either)."""
+    if own is None:
+        return {"distance": None, "similarity": None}
+    from humo import face_identity
+
+    emb = face_identity.embed(img, box)
+    if emb is None:
+        return {"distance": None, "similarity": None}
+    return {"distance": round(face_identity.distance(own, emb), 4),
+            "similarity": round(face_identity.similarity(own, emb), 4)}  # fmt: skip
+
+
 def process(group: Record, settings: Settings) -> list[Record]:
     from PIL import Image
 
     out = settings.out
     records = group["records"]
     tracks = _tracks(out, records)
+    ids = {r["id"]: identity(out, r, tracks[r["id"]]) for r in records} if settings.identity_model else {}
     shots: dict[int, list[Record]] = {}
     for r in sorted(records, key=lambda r: r["segment"]["start_frame"]):
         shots.setdefault(r["segment"]["shot"], []).append(r)
@@ -149,7 +230,10 @@ def process(group: Record, settings: Settings) -> list[Record]:
     outputs = []
     for r in records:
         shot = r["segment"]["shot"]
-        ref = from_segments(r, shots[shot], tracks, links[shot]) or from_clip(r, tracks, out)
+        ref = None
+        if ids and settings.reference_distance_max > 0:
+            ref = from_other_shots(r, records, ids, settings.reference_distance_max)
+        ref = ref or from_segments(r, shots[shot], tracks, links[shot]) or from_clip(r, tracks, out)
         if ref is None:
             r["ref_images"] = []
             if settings.no_reference == "drop":
@@ -165,7 +249,10 @@ def process(group: Record, settings: Settings) -> list[Record]:
                 raise
             except Exception as e:  # noqa: BLE001 - FFmpeg's errors
                 raise Drop("corrupt", f"segment {ref['segment']} does not decode ({first_line(e)})") from None
-        x0, y0, x1, y1 = crop_box(ref.pop("box"), img.shape[1], img.shape[0])
+        box = ref.pop("box")
+        if "distance" not in ref:
+            ref.update(_compare(ids.get(r["id"], (None,))[0], img, box))
+        x0, y0, x1, y1 = crop_box(box, img.shape[1], img.shape[0])
         path = out / FOLDER / f"{r['id']}.png"
         with atomic_path(path, suffix=".png") as tmp:
             Image.fromarray(np.ascontiguousarray(img[y0:y1, x0:x1])).save(tmp, format="PNG")

