@@ -459,8 +459,9 @@ class HumoPipeline:
         ``(path, scale)`` merged into the DiT (`humo.lora_files`). `fp8`: store the DiT's block weights in fp8
         (`humo.fp8`; quantized on the CPU after the LoRAs are merged, then moved); `dtype` stays the compute dtype.
         A DiT file saved in fp8 loads as fp8 either way; `fp8_matmul` says how its layers compute (`humo.fp8`:
-        ``auto`` = scaled fp8 matmuls on GPUs with fp8 tensor cores, upcast elsewhere). `resident_blocks`: block swap (`humo.offload`), keeping
-        that many DiT blocks on the device and streaming the others from pinned CPU memory."""
+        ``auto`` = scaled fp8 matmuls on GPUs with fp8 tensor cores, upcast elsewhere). `resident_blocks`: block
+        swap (`humo.offload`), keeping that many DiT blocks on the device and streaming the others from pinned CPU
+        memory."""
         from humo.checkpoint import load_dit
         from humo.conditions.audio import AudioEncoder
         from humo.conditions.text import TextEncoder
