@@ -7,8 +7,11 @@ peak memory, written as JSON.
 Cases:
   1.7b-480p: humo-1.7b at 480x832, 97 frames, text+image+audio, release guidance, 50 steps, batched and with step
              caching at 0.1; target <= 60 s on one H200.
-  17b-480p-24gb: humo-17b at 480x832, 97 frames, under a 24 GB memory limit, fp8 weights and block swap with the
-             resident blocks `humo plan`'s estimate allows, one guidance pass at a time; target: it fits.
+  1.7b-fp8:  humo-1.7b at 480x832, 97 frames, 10 steps with fp8 block weights, upcast per layer against scaled
+             fp8 matmuls (`--fp8-matmul`), beside bf16 weights.
+  17b-480p-24gb: humo-17b at 480x832, 97 frames, under a 24 GB memory limit, fp8 weights (the matmul `auto`
+             picks) and block swap with the resident blocks `humo plan`'s estimate allows, one guidance pass at a
+             time; target: it fits.
 Encoders and VAE are not run (their cost is small beside the DiT's and they leave the GPU when done): the
 conditions are random tensors of the right shapes, built once per case.
 """
@@ -102,14 +105,14 @@ def timed_sample(pipe, req, enc) -> dict:
 
 def main(argv=None) -> int:
     from humo.commands.plan import RESERVE, estimates, sized_request
-    from humo.fp8 import quantize_dit
+    from humo.fp8 import choose_matmul, quantize_dit, set_matmul
     from humo.offload import BlockSwap
     from humo.pipeline import LAYOUTS, HumoPipeline
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="JSON results")
     p.add_argument("--tiny", action="store_true", help="tiny widths and sizes (CPU check of the script)")
-    p.add_argument("--cases", nargs="+", default=["1.7b-480p", "17b-480p-24gb"])
+    p.add_argument("--cases", nargs="+", default=["1.7b-480p", "1.7b-fp8", "17b-480p-24gb"])
     args = p.parse_args(argv)
     device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
     height, width, frames, steps = (32, 48, 9, 3) if args.tiny else (480, 832, 97, 50)
@@ -131,12 +134,35 @@ def main(argv=None) -> int:
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
+    if "1.7b-fp8" in args.cases:
+        dtype = torch.float32 if args.tiny else torch.bfloat16
+        dit = random_dit("humo-1.7b", "cpu", dtype, args.tiny)
+        pipe = HumoPipeline(LAYOUTS["humo-1.7b"], dit, None, None, None, device=device, progress=False, log=log)
+        case = {}
+        short = max(2, steps // 5)
+        for name in ("bf16", "upcast", "scaled"):
+            if name == "upcast":
+                quantize_dit(dit.cpu())
+            if name != "bf16":
+                set_matmul(dit, name)
+            dit.to(device)
+            req, enc = random_request(pipe, height, width, frames, short)
+            timed_sample(pipe, *random_request(pipe, height, width, frames, 2))  # warm-up
+            case[name] = timed_sample(pipe, req, enc)
+            log(f"1.7b-fp8 {name}: {case[name]}")
+        results["1.7b-fp8"] = case
+        del dit, pipe
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
     if "17b-480p-24gb" in args.cases:
         limit_gib = 24
         layout = LAYOUTS["humo-17b"]
         dtype = torch.float32 if args.tiny else torch.bfloat16
         dit = random_dit("humo-17b", "cpu", dtype, args.tiny)
         quantize_dit(dit)
+        matmul = choose_matmul("auto", device)
+        set_matmul(dit, matmul)
         # the most blocks `humo plan`'s estimate lets stay resident under the limit (the tiny model has only 4)
         sized = sized_request(layout, height, width, frames, steps)
         swaps = [s for s in estimates(sized, layout, (1 - RESERVE) * limit_gib * 2**30) if s.resident is not None]
@@ -157,7 +183,7 @@ def main(argv=None) -> int:
             res["fits"] = True
         except torch.OutOfMemoryError as e:
             res = {"fits": False, "error": str(e).splitlines()[0]}
-        res.update(resident_blocks=resident, peak_streamed=swap.peak_loaded, limit_gib=limit_gib)
+        res.update(resident_blocks=resident, peak_streamed=swap.peak_loaded, limit_gib=limit_gib, fp8_matmul=matmul)
         log(f"17b-480p-24gb: {res}")
         results["17b-480p-24gb"] = res
 
