@@ -79,8 +79,8 @@ class Settings:
     largest best offset, frames, of a kept segment; sync_shift_max: the largest best offset by which a segment's
     audio is shifted into sync instead (0: never). syncnet: user-supplied SyncNet weights (a path) whose Sync-C is
     recorded and must reach syncnet_min (0: recorded only); syncnet_id: the weights' size and modification time
-    (set by the command, so that new weights at the same path redo the stage). no_reference: ``drop`` (default) or ``keep`` segments for which
-    no reference image outside the segment was found.
+    (set by the command, so that new weights at the same path redo the stage). no_reference: ``drop`` (default)
+    or ``keep`` segments for which no reference image outside the segment was found.
     """
 
     out: Path
