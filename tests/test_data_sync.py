@@ -128,3 +128,27 @@ def test_a_shift_past_the_clip_pads_with_silence(talking):
 
     fixed, _ = sf.read(str(out / s["audio"]), dtype="float32")
     assert np.abs(fixed[: -2 * 640] - wave[: -2 * 640]).max() < 1e-3 and not fixed[-2 * 640 :].any()
+
+
+def test_syncnet_is_recorded_and_thresholded(talking, tmp_path):
+    """With --syncnet WEIGHTS (random weights here: the numbers mean nothing, the mechanics are tested) SyncNet's
+    Sync-C, Sync-D and offset are recorded beside the landmark score, and a segment under --syncnet-min dropped;
+    weights that do not fit the architecture drop the segment `no-syncnet`, naming the keys."""
+    import torch
+
+    from humo.evaluation.syncnet import SyncNet
+
+    out, r, wave, _ = talking
+    write_wav(out / "synced.wav", wave, 16000)
+    torch.manual_seed(0)
+    state = SyncNet().state_dict()
+    torch.save(state, tmp_path / "syncnet.pt")
+    rec = {**r, "audio": "synced.wav"}
+    [s], _ = apply_stage("sync", rec, Settings(out=out, syncnet=str(tmp_path / "syncnet.pt"), syncnet_min=0))
+    net = s["sync"]["syncnet"]
+    assert s["status"] == "kept" and set(net) == {"c", "d", "offset"} and abs(net["offset"]) <= 15 and net["c"] >= 0
+    [s], _ = apply_stage("sync", rec, Settings(out=out, syncnet=str(tmp_path / "syncnet.pt"), syncnet_min=1e6))
+    assert (s["status"], s["reason"]) == ("dropped", "out-of-sync") and "SyncNet confidence" in s["detail"]
+    torch.save({k.replace("netfcaud", "audio_fc"): v for k, v in state.items()}, tmp_path / "other.pt")
+    [s], _ = apply_stage("sync", rec, Settings(out=out, syncnet=str(tmp_path / "other.pt")))
+    assert (s["status"], s["reason"]) == ("dropped", "no-syncnet") and "netfcaud.0.weight" in s["detail"], s

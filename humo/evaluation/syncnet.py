@@ -242,13 +242,14 @@ def offset_scores(lip: torch.Tensor | np.ndarray, aud: torch.Tensor | np.ndarray
 
 @torch.no_grad()
 def embed(model: SyncNet, crops: np.ndarray, samples: np.ndarray, batch: int = 20) -> tuple[torch.Tensor, ...]:
-    """Lip and audio embeddings ([N, D] each, N = frames - 4, limited by the audio) of face crops [T, 224, 224, 3]
-    (BGR uint8) and 16 kHz mono samples at 25 fps."""
+    """Lip and audio embeddings ([N, D] each, N = frames - 5 as syncnet_python counts, limited by the audio) of face
+    crops [T, 224, 224, 3] (BGR uint8) and 16 kHz mono samples at 25 fps."""
     cc = torch.from_numpy(mfcc(samples)).T[None]  # [1, 13, M]
-    n = min(len(crops), int(len(samples) // 640)) - (FRAMES_PER_WINDOW - 1)
+    # syncnet_python's count: windows at frames 0 .. min(frames, audio frames) - 6 (one short of the last)
+    n = min(len(crops), int(len(samples) // 640)) - FRAMES_PER_WINDOW
     n = min(n, (cc.shape[-1] - MFCC_PER_WINDOW) // MFCC_PER_FRAME + 1)
     if n < 1:
-        raise HumoError(f"SyncNet: needs at least {FRAMES_PER_WINDOW} frames of picture and sound")
+        raise HumoError(f"SyncNet: needs at least {FRAMES_PER_WINDOW + 1} frames of picture and sound")
     device = next(model.parameters()).device
     video = torch.from_numpy(np.ascontiguousarray(crops)).permute(3, 0, 1, 2).float()  # [3, T, H, W]
     lips, auds = [], []
