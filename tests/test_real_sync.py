@@ -75,3 +75,26 @@ def test_landmark_score_agrees_with_the_proving_grounds_exact_reader():
     assert s["planted_found_landmark"] == s["planted_found_exact"] == 1.0
     assert s["confidence_corr"] > 0.7
     assert s["landmark_own"] > 1.5 * s["landmark_other"] and s["exact_own"] > 1.5 * s["exact_other"]
+
+
+def test_real_metrics_command(speech, tmp_path, capsys):
+    """`humo real-metrics VIDEO --syncnet WEIGHTS --json OUT` (random SyncNet weights: the mechanics); bad weights
+    refused naming the keys before any video is read."""
+    import json
+
+    import torch
+
+    from humo.cli import main
+    from humo.evaluation.syncnet import SyncNet
+
+    _, _, videos = speech
+    torch.save(SyncNet().state_dict(), tmp_path / "syncnet.pt")
+    assert main(["real-metrics", str(videos[0][0]), "--syncnet", str(tmp_path / "syncnet.pt"),
+                 "--json", str(tmp_path / "r.json")]) == 0  # fmt: skip
+    [row] = json.loads((tmp_path / "r.json").read_text())
+    assert row["landmark"]["offset"] == 0 and set(row["syncnet"]) == {"syncnet_c", "syncnet_d", "syncnet_offset"}
+    assert "landmark Sync-C" in capsys.readouterr().out
+    torch.save({"netcnnaud.0.weight": torch.zeros(1)}, tmp_path / "bad.pt")
+    assert main(["real-metrics", str(videos[0][0]), "--syncnet", str(tmp_path / "bad.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "missing keys: netcnnaud.0.bias" in err and "wrong shapes: netcnnaud.0.weight (1,)" in err, err
