@@ -152,3 +152,22 @@ def test_syncnet_is_recorded_and_thresholded(talking, tmp_path):
     torch.save({k.replace("netfcaud", "audio_fc"): v for k, v in state.items()}, tmp_path / "other.pt")
     [s], _ = apply_stage("sync", rec, Settings(out=out, syncnet=str(tmp_path / "other.pt")))
     assert (s["status"], s["reason"]) == ("dropped", "no-syncnet") and "netfcaud.0.weight" in s["detail"], s
+
+
+def test_syncnet_and_shift_arguments_are_checked(talking, tmp_path, capsys):
+    from humo.cli import main
+
+    out = talking[0]
+    base = ["data", "run", "--input", str(out / "talk.mp4"), "--out"]
+    assert main([*base, str(tmp_path / "a"), "--syncnet", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "--syncnet" in err and "no such file" in err, err
+    assert main([*base, str(tmp_path / "b"), "--sync-shift-max", "-1"]) == 2
+    assert "--sync-shift-max -1: must be 0 or more" in capsys.readouterr().err
+    from humo.cli import build_parser
+    from humo.commands.data import check_run
+
+    (tmp_path / "w.pt").write_bytes(b"x")
+    args = build_parser("data").parse_args([*base, str(tmp_path / "c"), "--syncnet", str(tmp_path / "w.pt")])
+    settings = check_run(args)[1]
+    assert settings.syncnet == str((tmp_path / "w.pt").absolute()) and settings.syncnet_id.startswith("1-")
