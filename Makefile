@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install clean bench toy-model ablate pose-extra
+.PHONY: demo test lint install clean bench toy-model ablate pose-extra espeak
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -16,7 +16,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt -e '.[dev,data,pose,identity]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) espeak
+
+# espeak-ng speaks the real synthetic speech of the lip-sync evaluators' tests (tests/test_real_sync.py). Installed
+# with apt-get where there is one and we are root; otherwise a note, and those tests fail saying how to install it.
+espeak:
+	@command -v espeak-ng >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		{ apt-get install -y -q espeak-ng >/dev/null 2>&1 || { apt-get update -q >/dev/null && \
+		apt-get install -y -q espeak-ng >/dev/null; }; }; } || \
+		echo "note: espeak-ng is not installed (apt-get install espeak-ng); tests/test_real_sync.py needs it"
 
 demo: $(STAMP)
 	$(VENV)/bin/humo demo
@@ -25,7 +33,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check humo tests
 	$(VENV)/bin/ruff format --check humo tests
 
-test: lint
+test: lint espeak
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 # `humo pose extract` and the data pipeline's faces stage need MediaPipe 0.10.21 (its cp311 wheel ships the pose and

@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ablate": ("humo.commands.ablate", "rerun the proving-ground ablation study"),
     "ratios": ("humo.commands.ratios", "OmniHuman-1's condition-ratio study in the proving ground"),
     "data": ("humo.commands.data", "real talking videos -> a training manifest: `humo data run|status` (resumable)"),
+    "real-metrics": (
+        "humo.commands.real_metrics",
+        "lip sync (landmarks, SyncNet) and CLIP-I/DINO-I/text of real videos",
+    ),
 }
 
 

@@ -103,3 +103,40 @@ def speech_and_mouth(frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     seconds = frames / 25
     track = speech_track(np.random.default_rng(seed), [(0.1, seconds - 0.1)], seconds, frames, 25, 150.0)
     return track.wave, np.clip(np.round(12 * track.envelope / max(track.envelope.max(), 1e-6)), 0, 12).astype(int)
+
+
+SENTENCES = (
+    "The quick brown fox jumps over the lazy dog, and then it runs far away.",
+    "Please call Stella and ask her to bring these things with her from the store.",
+    "We will meet again at noon tomorrow, near the old bridge by the river.",
+    "Seven sailors sang softly while the wind carried the boat out to sea.",
+    "My grandmother kept a small garden of roses, mint and tomatoes behind the house.",
+    "How much wood would a woodchuck chuck if a woodchuck could chuck wood?",
+)
+
+
+def espeak(text: str, path: Path, speed: int = 140, voice: str = "en") -> np.ndarray:
+    """Real synthetic speech: `text` spoken by espeak-ng into `path` (its WAV, 22.05 kHz), returned as 16 kHz mono
+    samples. Fails the test, saying how to install it, when espeak-ng is missing (`make install` installs it with
+    apt-get where it runs as root; otherwise `apt-get install espeak-ng`)."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    from humo.media.audio import load_audio
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        pytest.fail("espeak-ng is not installed: `make install` installs it (apt-get, as root), or run "
+                    "`apt-get install espeak-ng`; the real-speech tests need it")  # fmt: skip
+    subprocess.run([exe, "-v", voice, "-s", str(speed), "-w", str(path), text], check=True, capture_output=True)
+    return load_audio(path, 16000, min_seconds=0)
+
+
+def mouth_from_speech(samples: np.ndarray, frames: int) -> np.ndarray:
+    """A mouth opening in pixels per frame (0..12) following the loudness of 16 kHz `samples` at 25 fps."""
+    from humo.proving_ground.readers import audio_envelope
+
+    env = audio_envelope(samples, 16000, 25, frames)
+    return np.clip(np.round(12 * env), 0, 12).astype(int)

@@ -81,3 +81,93 @@ def test_unmeasurable_is_dropped_unless_the_filter_is_off(talking):
     assert s["status"] == "kept" and s["sync"]["confidence"] is None
     [s], _ = apply_stage("sync", {**r, "audio": "gone.wav"}, Settings(out=out))
     assert (s["status"], s["reason"]) == ("dropped", "corrupt")
+
+
+def _segment_cut_from(talking, name: str, start: int) -> dict:
+    """A record whose segment audio is cut from a longer normalised WAV (10 frames of other speech, the talking
+    face's own speech, 10 more) at `start`: 10 is in sync, 8 puts the sound 2 frames late, 12 two frames early."""
+    out, r, wave, _ = talking
+    other = speech_and_mouth(T, seed=7)[0]
+    clip = np.concatenate([other[: 10 * 640], wave, other[-10 * 640 :]])
+    (out / "normalise").mkdir(exist_ok=True)
+    write_wav(out / "normalise" / f"{name}.wav", clip, 16000)
+    write_wav(out / f"{name}-seg.wav", clip[start * 640 : (start + T) * 640], 16000)
+    return {**r, "id": f"{name}-s", "clip": name, "audio": f"{name}-seg.wav", "segment": {"start_frame": start}}
+
+
+@pytest.mark.parametrize("start, k", [(8, 2), (12, -2)])
+def test_an_offset_within_the_shift_range_is_shifted_into_sync(talking, start, k):
+    out, _, wave, _ = talking
+    rec = _segment_cut_from(talking, f"cut{start}", start)
+    [s], _ = apply_stage("sync", rec, Settings(out=out, sync_shift_max=3))
+    assert s["status"] == "kept" and s["sync"]["offset"] == k and s["sync"]["shift"] == k, s
+    assert s["audio"] == f"sync/{rec['id']}.wav" and s["sync"]["after"]["offset"] == 0
+    assert s["sync"]["after"]["confidence"] > 0.8
+    import soundfile as sf
+
+    fixed, _ = sf.read(str(out / s["audio"]), dtype="float32")
+    assert len(fixed) == T * 640 and np.abs(fixed - wave).max() < 1e-3  # re-cut from the clip: its own speech
+    # the other way: shifting off, the offset tolerated (kept as it is) or not (dropped)
+    [s], _ = apply_stage("sync", rec, Settings(out=out, sync_shift_max=0, sync_offset_max=2))
+    assert s["status"] == "kept" and "shift" not in s["sync"] and s["audio"] == rec["audio"]
+    [s], _ = apply_stage("sync", rec, Settings(out=out, sync_shift_max=0, sync_offset_max=1))
+    assert (s["status"], s["reason"]) == ("dropped", "out-of-sync")
+    # shifting never rescues a segment whose offset is past the range, nor one out of sync
+    [s], _ = apply_stage("sync", rec, Settings(out=out, sync_shift_max=1, sync_offset_max=1))
+    assert s["status"] == "dropped" and "more than 1" in s["detail"]
+
+
+def test_a_shift_past_the_clip_pads_with_silence(talking):
+    """Without the clip's WAV (or at its ends) the shifted audio is the segment's own, silence where it ran out."""
+    out, r, wave, _ = talking
+    late = np.concatenate([np.zeros(2 * 640, np.float32), wave[: -2 * 640]])
+    write_wav(out / "late2.wav", late, 16000)
+    [s], _ = apply_stage("sync", {**r, "audio": "late2.wav"}, Settings(out=out, sync_shift_max=3))
+    assert s["status"] == "kept" and s["sync"]["shift"] == 2 and s["sync"]["after"]["offset"] == 0
+    import soundfile as sf
+
+    fixed, _ = sf.read(str(out / s["audio"]), dtype="float32")
+    assert np.abs(fixed[: -2 * 640] - wave[: -2 * 640]).max() < 1e-3 and not fixed[-2 * 640 :].any()
+
+
+def test_syncnet_is_recorded_and_thresholded(talking, tmp_path):
+    """With --syncnet WEIGHTS (random weights here: the numbers mean nothing, the mechanics are tested) SyncNet's
+    Sync-C, Sync-D and offset are recorded beside the landmark score, and a segment under --syncnet-min dropped;
+    weights that do not fit the architecture drop the segment `no-syncnet`, naming the keys."""
+    import torch
+
+    from humo.evaluation.syncnet import SyncNet
+
+    out, r, wave, _ = talking
+    write_wav(out / "synced.wav", wave, 16000)
+    torch.manual_seed(0)
+    state = SyncNet().state_dict()
+    torch.save(state, tmp_path / "syncnet.pt")
+    rec = {**r, "audio": "synced.wav"}
+    [s], _ = apply_stage("sync", rec, Settings(out=out, syncnet=str(tmp_path / "syncnet.pt"), syncnet_min=0))
+    net = s["sync"]["syncnet"]
+    assert s["status"] == "kept" and set(net) == {"c", "d", "offset"} and abs(net["offset"]) <= 15 and net["c"] >= 0
+    [s], _ = apply_stage("sync", rec, Settings(out=out, syncnet=str(tmp_path / "syncnet.pt"), syncnet_min=1e6))
+    assert (s["status"], s["reason"]) == ("dropped", "out-of-sync") and "SyncNet confidence" in s["detail"]
+    torch.save({k.replace("netfcaud", "audio_fc"): v for k, v in state.items()}, tmp_path / "other.pt")
+    [s], _ = apply_stage("sync", rec, Settings(out=out, syncnet=str(tmp_path / "other.pt")))
+    assert (s["status"], s["reason"]) == ("dropped", "no-syncnet") and "netfcaud.0.weight" in s["detail"], s
+
+
+def test_syncnet_and_shift_arguments_are_checked(talking, tmp_path, capsys):
+    from humo.cli import main
+
+    out = talking[0]
+    base = ["data", "run", "--input", str(out / "talk.mp4"), "--out"]
+    assert main([*base, str(tmp_path / "a"), "--syncnet", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "--syncnet" in err and "no such file" in err, err
+    assert main([*base, str(tmp_path / "b"), "--sync-shift-max", "-1"]) == 2
+    assert "--sync-shift-max -1: must be 0 or more" in capsys.readouterr().err
+    from humo.cli import build_parser
+    from humo.commands.data import check_run
+
+    (tmp_path / "w.pt").write_bytes(b"x")
+    args = build_parser("data").parse_args([*base, str(tmp_path / "c"), "--syncnet", str(tmp_path / "w.pt")])
+    settings = check_run(args)[1]
+    assert settings.syncnet == str((tmp_path / "w.pt").absolute()) and settings.syncnet_id.startswith("1-")

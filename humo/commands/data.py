@@ -18,8 +18,8 @@ PACKAGES = {
 }
 DEFAULTS = dict(min_frames=33, max_frames=97, max_side=1280, detector="content", speech_min=0.3, vad_mode=2,
                 modulation_min=1.5, val_share=0.0, face_missing_max=0.5, several_faces="drop", face_min_height=0.1,
-                face_lost_max=12, sync_min=0.6, sync_offset_max=3, no_reference="drop",
-                reference_distance_max=0.5)  # fmt: skip
+                face_lost_max=12, sync_min=0.6, sync_offset_max=3, sync_shift_max=0, syncnet=None, syncnet_min=3.0,
+                no_reference="drop", reference_distance_max=0.5)  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +92,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--sync-offset-max",
         type=int,
         help=f"largest best audio-video offset, frames, to keep (default {d['sync_offset_max']})",
+    )
+    run.add_argument(
+        "--sync-shift-max",
+        type=int,
+        help="largest non-zero best offset, frames, by which a segment's audio is shifted into sync (re-cut from the "
+        f"clip's WAV) instead of kept as it is or dropped; 0: never (default {d['sync_shift_max']})",
+    )
+    run.add_argument(
+        "--syncnet",
+        metavar="WEIGHTS",
+        help="SyncNet weights (syncnet_python's syncnet_v2 state dict: .safetensors or a torch pickle): record "
+        "SyncNet's Sync-C/Sync-D/offset per segment and drop those under --syncnet-min; 'none': off",
+    )
+    run.add_argument(
+        "--syncnet-min",
+        type=float,
+        help=f"least SyncNet Sync-C to keep a segment when --syncnet is given; 0: record only "
+        f"(default {d['syncnet_min']})",
     )
     run.add_argument(
         "--no-reference",
@@ -187,7 +205,18 @@ def check_run(args: argparse.Namespace):
         raise HumoError(f"--vad-mode {values['vad_mode']}: must be 0, 1, 2 or 3")
     if not values["modulation_min"] >= 0:
         raise HumoError(f"--modulation-min {values['modulation_min']}: must be 0 or more")
-    for name in ("face_lost_max", "sync_min", "sync_offset_max", "reference_distance_max"):
+    if values["syncnet"] in ("none", ""):
+        values["syncnet"] = None
+    syncnet_id = ""
+    if values["syncnet"] is not None:
+        weights = Path(values["syncnet"]).absolute()
+        if not weights.is_file():
+            raise HumoError(f"--syncnet {values['syncnet']}: no such file")
+        values["syncnet"] = str(weights)
+        st = weights.stat()
+        syncnet_id = f"{st.st_size}-{st.st_mtime_ns}"
+    for name in ("face_lost_max", "sync_min", "sync_offset_max", "sync_shift_max", "syncnet_min",
+                 "reference_distance_max"):  # fmt: skip
         if not values[name] >= 0:
             raise HumoError(f"--{name.replace('_', '-')} {values[name]}: must be 0 or more")
     if args.workers < 1:
@@ -200,7 +229,8 @@ def check_run(args: argparse.Namespace):
             identity = face_identity.MODEL
         else:
             warn(f"references from other shots need {face_identity.PACKAGES}; this run takes them from the same shot")
-    return inputs, Settings(out=out.absolute(), identity_model=identity, **values), stages, force
+    settings = Settings(out=out.absolute(), identity_model=identity, syncnet_id=syncnet_id, **values)
+    return inputs, settings, stages, force
 
 
 def _check_not_inside(out: Path, items: list[str]) -> None:

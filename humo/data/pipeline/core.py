@@ -76,12 +76,15 @@ class Settings:
     face_min_height: the least median height of the tracked face, as a share of the frame's height.
     face_lost_max: the most frames in a row the tracked face may be missing. sync_min: the least lip-sync
     confidence (Sync-C of the mouth against the loudness envelope; 0 turns the filter off); sync_offset_max: the
-    largest best offset, frames, of a kept segment. no_reference: ``drop`` (default) or ``keep`` segments for which
-    no reference image outside the segment was found. reference_distance_max: the largest face-embedding distance
-    (`humo.face_identity.distance`) at which a segment of another shot is the same person and may give the
-    reference; 0 turns references from other shots off. identity_model: the face-embedding model the run has
-    (set by `humo data run`, not by the user: ``""`` without the ``identity`` extra), so that installing it redoes
-    the references.
+    largest best offset, frames, of a kept segment; sync_shift_max: the largest best offset by which a segment's
+    audio is shifted into sync instead (0: never). syncnet: user-supplied SyncNet weights (a path) whose Sync-C is
+    recorded and must reach syncnet_min (0: recorded only); syncnet_id: the weights' size and modification time
+    (set by the command, so that new weights at the same path redo the stage). no_reference: ``drop`` (default)
+    or ``keep`` segments for which no reference image outside the segment was found. reference_distance_max: the
+    largest face-embedding distance (`humo.face_identity.distance`) at which a segment of another shot is the same
+    person and may give the reference; 0 turns references from other shots off. identity_model: the face-embedding
+    model the run has (set by `humo data run`, not by the user: ``""`` without the ``identity`` extra), so that
+    installing it redoes the references.
     """
 
     out: Path
@@ -99,6 +102,10 @@ class Settings:
     face_lost_max: int = 12
     sync_min: float = 0.6
     sync_offset_max: int = 3
+    sync_shift_max: int = 0
+    syncnet: str | None = None
+    syncnet_min: float = 3.0
+    syncnet_id: str = ""
     no_reference: str = "drop"
     reference_distance_max: float = 0.5
     identity_model: str = ""
