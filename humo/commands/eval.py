@@ -39,6 +39,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--clips", type=int, default=50, help="clips to generate and score (default 50)")
     g.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     g.add_argument("--guidance", help="guidance preset (default: the model's)")
+    g.add_argument(
+        "--guidance-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter of the guidance preset (e.g. scale_t=2, end_scale_a=1; `humo presets` lists them)",
+    )
     g.add_argument("--preset", default="toy", help="model layout of --model (default toy)")
     g.add_argument("--keep-videos", type=Path, help="folder to keep the generated MP4s in")
     g.add_argument("--dtype", choices=["fp8"], help="fp8: the DiT's block weights in fp8 (default: the model's)")
@@ -68,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
             check_threshold(args.cache)
         from humo.evaluation import heldout
+        from humo.guidance.parsing import parse_guidance_set
 
         result = heldout.evaluate_model(
             args.model,
@@ -75,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             clips=args.clips,
             steps=args.steps,
             guidance=args.guidance,
+            guidance_params=parse_guidance_set(args.guidance_set) or None,
             preset=args.preset,
             videos=args.keep_videos,
             fp8=args.dtype == "fp8",

@@ -207,12 +207,9 @@ def _guidance_params(args) -> dict:
             if v < 0:
                 raise HumoError(f"--{key.replace('_', '-')} {v}: must not be negative")
             params[name] = v
-    for item in args.guidance_set:
-        if "=" not in item:
-            raise HumoError(f"--guidance-set {item}: expected KEY=VALUE")
-        k, v = item.split("=", 1)
-        params[k.strip()] = v.strip()
-    return params
+    from humo.guidance.parsing import parse_guidance_set
+
+    return {**params, **parse_guidance_set(args.guidance_set)}
 
 
 def parse_seed(text: str) -> tuple[int, bool]:

@@ -136,3 +136,15 @@ def load_schedule(path: str | Path, inputs_present: Iterable[str] | None = None)
         return schedule_from_dict(data, inputs_present)
     except HumoError as e:
         raise HumoError(f"{p}: {e}") from None
+
+
+def parse_guidance_set(items: Iterable[str]) -> dict[str, str]:
+    """``--guidance-set KEY=VALUE`` items -> {key: value}; the values are typed by the preset when its schedule is
+    built (`schedule_from_spec`)."""
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise HumoError(f"--guidance-set {item}: expected KEY=VALUE")
+        params[key.strip()] = value.strip()
+    return params
