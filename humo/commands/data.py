@@ -18,7 +18,8 @@ PACKAGES = {
 }
 DEFAULTS = dict(min_frames=33, max_frames=97, max_side=1280, detector="content", speech_min=0.3, vad_mode=2,
                 modulation_min=1.5, val_share=0.0, face_missing_max=0.5, several_faces="drop", face_min_height=0.1,
-                face_lost_max=12, sync_min=0.6, sync_offset_max=3, no_reference="drop")  # fmt: skip
+                face_lost_max=12, sync_min=0.6, sync_offset_max=3, no_reference="drop", caption_model=None,
+                caption_frames=4, caption_tokens=120)  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +98,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=("drop", "keep"),
         help="segments without a reference image from outside them: drop (default) or keep (no ref_images)",
     )
-    run.add_argument("--workers", type=int, default=1, help="processes per stage (default 1)")
+    run.add_argument(
+        "--caption-model",
+        metavar="FOLDER",
+        help="Qwen2-VL / Qwen2.5-VL weights (transformers layout) that caption each segment; without it, captions "
+        "come from OUT/captions/<id>.txt files (editable; an edited file always wins); none: no model",
+    )
+    run.add_argument(
+        "--caption-frames",
+        type=int,
+        help=f"frames of a segment shown to the caption model (default {d['caption_frames']})",
+    )
+    run.add_argument("--caption-tokens", type=int, help=f"most tokens of a caption (default {d['caption_tokens']})")
+    run.add_argument("--workers", type=int, default=1, help="processes (or Ray actors) per stage (default 1)")
+    run.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="map the stages here (default) or with Ray Data (pip install -e '.[ray]')",
+    )
+    run.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="with --executor ray: the cluster to use (e.g. ray://head:10001 or auto); default a local one. "
+        "OUT and the inputs must be at the same path on every node",
+    )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary; warnings and errors only")
     run.set_defaults(_quiet_here=True)
     status = sub.add_parser("status", help="per stage: clips done, kept, dropped by reason")
@@ -111,7 +136,16 @@ def run(args: argparse.Namespace) -> int:
         print(status_text(args.out, run_status(args.out)))
         return 0
     inputs, settings, stages, force = check_run(args)
-    summary = run_pipeline(inputs, settings, stages, force, workers=args.workers, progress=not args.quiet)
+    summary = run_pipeline(
+        inputs,
+        settings,
+        stages,
+        force,
+        workers=args.workers,
+        progress=not args.quiet,
+        executor=args.executor,
+        ray_address=args.ray_address,
+    )
     print(summary.text())
     return 0
 
@@ -185,6 +219,23 @@ def check_run(args: argparse.Namespace):
             raise HumoError(f"--{name.replace('_', '-')} {values[name]}: must be 0 or more")
     if args.workers < 1:
         raise HumoError(f"--workers {args.workers}: must be at least 1")
+    for name in ("caption_frames", "caption_tokens"):
+        if values[name] < 1:
+            raise HumoError(f"--{name.replace('_', '-')} {values[name]}: must be at least 1")
+    if values["caption_model"] == "none":
+        values["caption_model"] = None  # an earlier run's model given up
+    if values["caption_model"] is not None:
+        from humo.data.pipeline.stages.captions import check_model
+
+        values["caption_model"] = str(Path(values["caption_model"]).absolute())
+        if "captions" in stages:
+            check_model(values["caption_model"])
+    if args.ray_address is not None and args.executor != "ray":
+        raise HumoError("--ray-address: only with --executor ray")
+    if args.executor == "ray":
+        from humo.data.pipeline.ray_executor import require_ray
+
+        require_ray()
     return inputs, Settings(out=out.absolute(), **values), stages, force
 
 
