@@ -1,12 +1,13 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`. The install includes the `data` extra
 # (PySceneDetect, headless OpenCV, webrtcvad: about 160 MB, for `humo data run` and its tests) and MediaPipe 0.10.21
-# with the `pose` extra (--no-deps: its metadata pins numpy<2; for `humo pose extract` and the faces stage).
+# with the `pose` extra (--no-deps: its metadata pins numpy<2; for `humo pose extract` and the faces stage). The `data`
+# extra includes pyarrow (HuMoSet's metadata is Parquet). Ray Data is left to `make test-ray` (about 500 MB).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install clean bench toy-model ablate pose-extra
+.PHONY: demo test test-ray lint install clean bench toy-model ablate pose-extra
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -25,7 +26,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check humo tests
 
 test: lint
-	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile -m "not ray"
+
+# `humo data run --executor ray` and its test (tests/test_data_ray.py, marker `ray`): the `ray` extra (Ray Data,
+# about 500 MB) is installed here only, so `make test` stays without it and deselects that test (counted, not skipped).
+test-ray: $(STAMP)
+	$(PIP) install -q -c constraints.txt -e '.[data,pose,ray]'
+	$(VENV)/bin/pytest -q -m ray
 
 # `humo pose extract` and the data pipeline's faces stage need MediaPipe 0.10.21 (its cp311 wheel ships the pose and
 # face models); its own requirements (numpy<2, jax) are left out, the `pose` extra lists what its solutions import.

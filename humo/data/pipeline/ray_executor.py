@@ -57,8 +57,11 @@ def session(workers: int, address: str | None) -> Iterator[None]:
         except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError by version
             raise HumoError(f"--ray-address {address}: cannot connect to a Ray cluster ({_one_line(e)})") from None
     try:
+        import logging
+
         import ray.data
 
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # no "execution finished" line per stage
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # our tqdm bar counts the clips as they come back
         context.print_on_execution_start = False
