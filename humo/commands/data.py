@@ -127,6 +127,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run.set_defaults(_quiet_here=True)
     status = sub.add_parser("status", help="per stage: clips done, kept, dropped by reason")
     status.add_argument("out", type=Path, help="a run folder")
+    imp = sub.add_parser(
+        "import-humoset",
+        help="HuMoSet (video/, reference_image/, video_caption.parquet) into a manifest",
+        description="Write OUT/manifest.jsonl from a HuMoSet tree: each row of video_caption.parquet a sample with "
+        "its video (and its sound), reference image(s) and caption; rows that cannot be used are listed in "
+        "OUT/skipped.jsonl (docs/data-pipeline.md, 'HuMoSet').",
+    )
+    imp.add_argument("root", type=Path, help="the HuMoSet folder (video/, reference_image/, video_caption.parquet)")
+    imp.add_argument("--out", required=True, type=Path, help="folder for manifest.jsonl and skipped.jsonl")
+    imp.add_argument("--video-column", help="the Parquet's column naming each video (default: found by name)")
+    imp.add_argument("--caption-column", help="the Parquet's caption column (default: found by name)")
+    imp.add_argument(
+        "--reference-column",
+        help="the Parquet's reference image column (default: one found by name, else by file name)",
+    )
+    imp.add_argument("--val-share", type=float, default=0.0, help="share of samples put in the val split (default 0)")
+    imp.add_argument(
+        "--no-reference",
+        choices=("drop", "keep"),
+        default="drop",
+        help="rows without a reference image: skip them (default) or keep them (no ref_images)",
+    )
+    imp.add_argument("--workers", type=int, default=1, help="processes reading video headers (default 1)")
+    imp.add_argument("-q", "--quiet", action="store_true", help="no summary; errors only")
+    imp.set_defaults(_quiet_here=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -134,6 +159,27 @@ def run(args: argparse.Namespace) -> int:
 
     if args.action == "status":
         print(status_text(args.out, run_status(args.out)))
+        return 0
+    if args.action == "import-humoset":
+        from humo.data.humoset import import_humoset
+        from humo.errors import HumoError
+
+        if not 0.0 <= args.val_share <= 1.0:
+            raise HumoError(f"--val-share {args.val_share}: must be between 0 and 1")
+        if args.workers < 1:
+            raise HumoError(f"--workers {args.workers}: must be at least 1")
+        text = import_humoset(
+            args.root,
+            args.out,
+            video_column=args.video_column,
+            caption_column=args.caption_column,
+            reference_column=args.reference_column,
+            val_share=args.val_share,
+            keep_without_reference=args.no_reference == "keep",
+            workers=args.workers,
+        )
+        if not args.quiet:
+            print(text)
         return 0
     inputs, settings, stages, force = check_run(args)
     summary = run_pipeline(
