@@ -146,3 +146,15 @@ def test_bad_caption_model_is_a_one_line_error(media, tmp_path, capsys, make, me
     assert main([*args, "--caption-model", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_workers_caption_as_one_process_does(media, tmp_path):
+    d, model = media
+    found = find_inputs([str(d / "talk.mp4")])
+    texts = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        settings = Settings(out=out, caption_model=str(model), caption_tokens=16, **KEEP_FACELESS)
+        run_pipeline(found, settings, workers=workers, progress=False)
+        texts.append(manifest_captions(out))
+    assert texts[0] == texts[1] and all(texts[0].values())

@@ -1,6 +1,6 @@
 """`humo data run --executor ray` (a local Ray cluster) against the local executor on the same inputs: the same
 records in every journal and a byte-identical manifest. Needs the `ray` extra, which `make install` leaves out
-(about 500 MB): `make test-ray` installs it and runs this file (marker `ray`; `make test` deselects it)."""
+(about 500 MB): `make test-ray` installs it and runs the test marked `ray` (`make test` deselects it)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ from humo.cli import main
 from humo.data.pipeline.core import STAGES, Journal
 from tests.data_media import make_plain, make_talk
 
-pytestmark = pytest.mark.ray
-
 
 def journal_records(out, stage):
     return {r["id"]: r for line in Journal(out, stage).load().values() for r in line["records"]}
 
 
+@pytest.mark.ray
 def test_ray_executor_matches_the_local_one(tmp_path):
     pytest.importorskip("ray", reason="the ray extra: pip install -e '.[ray]' (make test-ray)")
     src = tmp_path / "videos"

@@ -24,6 +24,8 @@ A **stage** is a module ``humo.data.pipeline.stages.<name>`` with
     key_extra(record, settings) -> JSON-able   optional: state outside the record that the stage's result depends
                             on, folded into the key (captions: the text of a caption file a person edited)
     KEEP_FOLDER: bool       optional: ``--force`` keeps the stage's folder (captions: it holds people's edits)
+    SPAWN: bool             optional: its worker processes start afresh instead of forked (captions: torch with
+                            a model loaded in the parent may hang in a forked child)
 
 **Journals.** ``OUT/stages/<name>.jsonl`` has one line per input record of the stage:
 ``{"input": id, "key": fingerprint, "seconds": s, "records": [outputs]}``, written with one ``write`` as soon as the
@@ -381,7 +383,8 @@ def _pool_context(name: str):
     aborts in a child forked from a process that already ran it; those get a fresh interpreter each (spawn)."""
     import multiprocessing
 
-    if "mediapipe" in stage_module(name).REQUIRES:
+    module = stage_module(name)
+    if "mediapipe" in module.REQUIRES or getattr(module, "SPAWN", False):
         return multiprocessing.get_context("spawn")
     return None
 

@@ -36,6 +36,7 @@ VERSION = 1
 PARAMS = ("caption_model", "caption_frames", "caption_tokens")
 REQUIRES = ("av", "PIL")
 KEEP_FOLDER = True  # it holds people's edits: --force captions redoes the clips but keeps the files
+SPAWN = True  # --workers: fresh processes (a parent that loaded the model has torch's threads running; forking hangs)
 REASONS = {"corrupt": "the segment's video does not decode (no frames to show the model)"}
 FOLDER = "captions"
 SIDE = 448  # longest side of a frame shown to the model, pixels (Qwen2-VL's 28-pixel patches: 16 across)
