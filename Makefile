@@ -1,7 +1,9 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`. The install includes the `data` extra
 # (PySceneDetect, headless OpenCV, webrtcvad: about 160 MB, for `humo data run` and its tests) and MediaPipe 0.10.21
-# with the `pose` extra (--no-deps: its metadata pins numpy<2; for `humo pose extract` and the faces stage), and the
-# `identity` extra (dlib and its face-embedding model files, about 140 MB; references across shots, `humo eval --real`).
+# with the `pose` extra (--no-deps: its metadata pins numpy<2; for `humo pose extract` and the faces stage), the
+# `identity` extra (dlib and its face-embedding model files, about 140 MB; references across shots, `humo eval --real`)
+# and the `ray` extra (Ray Data, about 500 MB, for `humo data run --executor ray` and its test). The `data` extra
+# includes pyarrow (HuMoSet's metadata is Parquet).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
@@ -13,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps mediapipe==0.10.21
-	$(PIP) install -q -c constraints.txt -e '.[dev,data,pose,identity]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,data,pose,identity,ray]'
 	touch $(STAMP)
 
 install: $(STAMP) espeak

@@ -5,6 +5,10 @@
 #
 #   bash scripts/data_throughput.sh                          # 8 videos, 1280x720, 20 s each
 #   N=8 SIZE=640x360 WORKERS=2 bash scripts/data_throughput.sh
+#   EXECUTOR=ray SIZE=640x360 bash scripts/data_throughput.sh  # Ray Data on a local cluster (the `ray` extra)
+#
+# The videos have no face, so the faces, sync and references stages keep them (--face-missing-max 1 --sync-min 0
+# --no-reference keep): every stage does its work on every segment.
 #
 # The inputs are made once (tests/data_media.py) and kept; the run folder is made anew each time.
 set -euo pipefail
@@ -14,6 +18,7 @@ N=${N:-8}
 SIZE=${SIZE:-1280x720}
 LENGTH=${LENGTH:-20}
 WORKERS=${WORKERS:-1}
+EXECUTOR=${EXECUTOR:-local}
 DIR=${DIR:-runs/data-throughput/$SIZE-${LENGTH}s}
 PY=${PY:-python}
 HUMO=${HUMO:-humo}
@@ -35,5 +40,6 @@ for i in range(n):
 EOF
   touch "$DIR/videos/.done"
 fi
-rm -rf "$DIR/out"
-$HUMO data run --input "$DIR/videos" --out "$DIR/out" --workers "$WORKERS"
+rm -rf "$DIR/out-$EXECUTOR"
+$HUMO data run --input "$DIR/videos" --out "$DIR/out-$EXECUTOR" --workers "$WORKERS" --executor "$EXECUTOR" \
+  --face-missing-max 1 --sync-min 0 --no-reference keep

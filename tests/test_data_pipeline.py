@@ -388,7 +388,7 @@ def test_input_ids(tmp_path):
         (["--max-frames", "96"], "--max-frames 96: must be 4k+1"),
         (["--min-frames", "97", "--max-frames", "33"], "is more than --max-frames"),
         (["--speech-min", "2"], "--speech-min 2.0: must be between 0 and 1"),
-        (["--stages", "probe,captions"], "unknown stage 'captions'"),
+        (["--stages", "probe,subtitles"], "unknown stage 'subtitles'"),
         (["--force", "shots", "--stages", "probe"], "--force shots: not among --stages"),
         (["--stages", "segments"], "segments needs the results of shots"),
         (["--workers", "0"], "--workers 0: must be at least 1"),

@@ -19,7 +19,8 @@ PACKAGES = {
 DEFAULTS = dict(min_frames=33, max_frames=97, max_side=1280, detector="content", speech_min=0.3, vad_mode=2,
                 modulation_min=1.5, val_share=0.0, face_missing_max=0.5, several_faces="drop", face_min_height=0.1,
                 face_lost_max=12, sync_min=0.6, sync_offset_max=3, sync_shift_max=0, syncnet=None, syncnet_min=3.0,
-                no_reference="drop", reference_distance_max=0.5)  # fmt: skip
+                no_reference="drop", reference_distance_max=0.5, caption_model=None, caption_frames=4,
+                caption_tokens=120)  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -122,11 +123,60 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="largest face-embedding distance at which another shot's segment is the same person and gives the "
         f"reference (dlib's scale: 0.6 = same person); 0: same shot only (default {d['reference_distance_max']})",
     )
-    run.add_argument("--workers", type=int, default=1, help="processes per stage (default 1)")
+    run.add_argument(
+        "--caption-model",
+        metavar="FOLDER",
+        help="Qwen2-VL / Qwen2.5-VL weights (transformers layout) that caption each segment; without it, captions "
+        "come from OUT/captions/<id>.txt files (editable; an edited file always wins); none: no model",
+    )
+    run.add_argument(
+        "--caption-frames",
+        type=int,
+        help=f"frames of a segment shown to the caption model (default {d['caption_frames']})",
+    )
+    run.add_argument("--caption-tokens", type=int, help=f"most tokens of a caption (default {d['caption_tokens']})")
+    run.add_argument("--workers", type=int, default=1, help="processes (or Ray actors) per stage (default 1)")
+    run.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="map the stages here (default) or with Ray Data (pip install -e '.[ray]')",
+    )
+    run.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="with --executor ray: the cluster to use (e.g. ray://head:10001 or auto); default a local one. "
+        "OUT and the inputs must be at the same path on every node",
+    )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary; warnings and errors only")
     run.set_defaults(_quiet_here=True)
     status = sub.add_parser("status", help="per stage: clips done, kept, dropped by reason")
     status.add_argument("out", type=Path, help="a run folder")
+    imp = sub.add_parser(
+        "import-humoset",
+        help="HuMoSet (video/, reference_image/, video_caption.parquet) into a manifest",
+        description="Write OUT/manifest.jsonl from a HuMoSet tree: each row of video_caption.parquet a sample with "
+        "its video (and its sound), reference image(s) and caption; rows that cannot be used are listed in "
+        "OUT/skipped.jsonl (docs/data-pipeline.md, 'HuMoSet').",
+    )
+    imp.add_argument("root", type=Path, help="the HuMoSet folder (video/, reference_image/, video_caption.parquet)")
+    imp.add_argument("--out", required=True, type=Path, help="folder for manifest.jsonl and skipped.jsonl")
+    imp.add_argument("--video-column", help="the Parquet's column naming each video (default: found by name)")
+    imp.add_argument("--caption-column", help="the Parquet's caption column (default: found by name)")
+    imp.add_argument(
+        "--reference-column",
+        help="the Parquet's reference image column (default: one found by name, else by file name)",
+    )
+    imp.add_argument("--val-share", type=float, default=0.0, help="share of samples put in the val split (default 0)")
+    imp.add_argument(
+        "--no-reference",
+        choices=("drop", "keep"),
+        default="drop",
+        help="rows without a reference image: skip them (default) or keep them (no ref_images)",
+    )
+    imp.add_argument("--workers", type=int, default=1, help="processes reading video headers (default 1)")
+    imp.add_argument("-q", "--quiet", action="store_true", help="no summary; errors only")
+    imp.set_defaults(_quiet_here=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,8 +185,38 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "status":
         print(status_text(args.out, run_status(args.out)))
         return 0
+    if args.action == "import-humoset":
+        from humo.data.humoset import import_humoset
+        from humo.errors import HumoError
+
+        if not 0.0 <= args.val_share <= 1.0:
+            raise HumoError(f"--val-share {args.val_share}: must be between 0 and 1")
+        if args.workers < 1:
+            raise HumoError(f"--workers {args.workers}: must be at least 1")
+        text = import_humoset(
+            args.root,
+            args.out,
+            video_column=args.video_column,
+            caption_column=args.caption_column,
+            reference_column=args.reference_column,
+            val_share=args.val_share,
+            keep_without_reference=args.no_reference == "keep",
+            workers=args.workers,
+        )
+        if not args.quiet:
+            print(text)
+        return 0
     inputs, settings, stages, force = check_run(args)
-    summary = run_pipeline(inputs, settings, stages, force, workers=args.workers, progress=not args.quiet)
+    summary = run_pipeline(
+        inputs,
+        settings,
+        stages,
+        force,
+        workers=args.workers,
+        progress=not args.quiet,
+        executor=args.executor,
+        ray_address=args.ray_address,
+    )
     print(summary.text())
     return 0
 
@@ -229,6 +309,23 @@ def check_run(args: argparse.Namespace):
             identity = face_identity.MODEL
         else:
             warn(f"references from other shots need {face_identity.PACKAGES}; this run takes them from the same shot")
+    for name in ("caption_frames", "caption_tokens"):
+        if values[name] < 1:
+            raise HumoError(f"--{name.replace('_', '-')} {values[name]}: must be at least 1")
+    if values["caption_model"] == "none":
+        values["caption_model"] = None  # an earlier run's model given up
+    if values["caption_model"] is not None:
+        from humo.data.pipeline.stages.captions import check_model
+
+        values["caption_model"] = str(Path(values["caption_model"]).absolute())
+        if "captions" in stages:
+            check_model(values["caption_model"])
+    if args.ray_address is not None and args.executor != "ray":
+        raise HumoError("--ray-address: only with --executor ray")
+    if args.executor == "ray":
+        from humo.data.pipeline.ray_executor import require_ray
+
+        require_ray()
     settings = Settings(out=out.absolute(), identity_model=identity, syncnet_id=syncnet_id, **values)
     return inputs, settings, stages, force
 

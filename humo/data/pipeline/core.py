@@ -21,6 +21,11 @@ A **stage** is a module ``humo.data.pipeline.stages.<name>`` with
     GROUP: bool             optional: map over input videos instead of clips. `process` then gets one record per
                             input video, ``{"id": clip, "clip": clip, "records": [its clips' records]}``, and
                             returns its clips' records (a stage that looks across a video's segments: references)
+    key_extra(record, settings) -> JSON-able   optional: state outside the record that the stage's result depends
+                            on, folded into the key (captions: the text of a caption file a person edited)
+    KEEP_FOLDER: bool       optional: ``--force`` keeps the stage's folder (captions: it holds people's edits)
+    SPAWN: bool             optional: its worker processes start afresh instead of forked (captions: torch with
+                            a model loaded in the parent may hang in a forked child)
 
 **Journals.** ``OUT/stages/<name>.jsonl`` has one line per input record of the stage:
 ``{"input": id, "key": fingerprint, "seconds": s, "records": [outputs]}``, written with one ``write`` as soon as the
@@ -32,6 +37,7 @@ The latest line of an input wins; ``--force`` starts a stage's journal and folde
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import fcntl
@@ -46,14 +52,26 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from humo.errors import HumoError, atomic_path, warn
 
 #: The stages in the order they run; each is `humo.data.pipeline.stages.<name>`.
-STAGES = ("probe", "normalise", "shots", "segments", "speech", "faces", "sync", "references", "manifest")
+STAGES = (
+    "probe",
+    "normalise",
+    "shots",
+    "segments",
+    "speech",
+    "faces",
+    "sync",
+    "references",
+    "captions",
+    "manifest",
+)
+#: How a stage's clips are mapped: here (in this process or a pool of processes) or on a Ray cluster (Ray Data).
+EXECUTORS = ("local", "ray")
 RUN_FILE = "run.json"
 LOCK_FILE = "run.lock"
 JOURNALS = "stages"
@@ -109,6 +127,9 @@ class Settings:
     no_reference: str = "drop"
     reference_distance_max: float = 0.5
     identity_model: str = ""
+    caption_model: str | None = None
+    caption_frames: int = 4
+    caption_tokens: int = 120
 
     def values(self, names: Iterable[str] | None = None) -> dict[str, Any]:
         """The named fields (all but `out` by default) as JSON-able values."""
@@ -173,8 +194,15 @@ def _one_line(e: BaseException) -> str:
 def record_key(name: str, record: Record, settings: Settings) -> str:
     """The fingerprint of one stage's work on one record: its input, the stage's VERSION and PARAMS."""
     module = stage_module(name)
+    extra = module.key_extra(record, settings) if hasattr(module, "key_extra") else None
     blob = json.dumps(
-        {"stage": name, "version": module.VERSION, "params": settings.values(module.PARAMS), "input": record},
+        {
+            "stage": name,
+            "version": module.VERSION,
+            "params": settings.values(module.PARAMS),
+            "input": record,
+            **({"extra": extra} if extra is not None else {}),
+        },
         sort_keys=True,
         default=str,
     )
@@ -231,7 +259,7 @@ def _files_exist(out: Path, records: list[Record]) -> bool:
     """Whether the media a line's kept records point to are still there (a deleted file redoes the clip)."""
     for r in records:
         if r.get("status") == "kept":
-            for key in ("video", "audio", "face_masks"):
+            for key in ("video", "audio", "face_masks", "caption_file"):
                 if r.get(key) and not (out / r[key]).is_file():
                     return False
             if not all((out / p).is_file() for p in r.get("ref_images") or []):
@@ -266,7 +294,7 @@ def check_out(out: Path) -> None:
         raise HumoError(f"--out {out}: folder is not empty and holds no {RUN_FILE} (not a humo data run folder)")
 
 
-@contextmanager
+@contextlib.contextmanager
 def run_lock(out: Path) -> Iterator[None]:
     """Hold OUT/run.lock (an advisory lock) so that two runs never write the same folder at once."""
     out.mkdir(parents=True, exist_ok=True)
@@ -368,7 +396,8 @@ def _pool_context(name: str):
     aborts in a child forked from a process that already ran it; those get a fresh interpreter each (spawn)."""
     import multiprocessing
 
-    if "mediapipe" in stage_module(name).REQUIRES:
+    module = stage_module(name)
+    if "mediapipe" in module.REQUIRES or getattr(module, "SPAWN", False):
         return multiprocessing.get_context("spawn")
     return None
 
@@ -376,7 +405,8 @@ def _pool_context(name: str):
 def _execute(
     name: str, todo: list[Record], settings: Settings, workers: int
 ) -> Iterator[tuple[Record, list[Record], float]]:
-    """Yield ``(input, outputs, seconds)`` for every record of `todo`, in the order they finish."""
+    """Yield ``(input, outputs, seconds)`` for every record of `todo`, in the order they finish (the local executor:
+    this process, or a pool of `workers` processes)."""
     if workers <= 1 or len(todo) <= 1:
         for r in todo:
             outputs, seconds = apply_stage(name, r, settings)
@@ -395,13 +425,20 @@ def _execute(
     except BrokenProcessPool:
         # A clip killed its worker; which one is unknown. Retry the unfinished ones each in a process of its own:
         # the one that dies again is dropped, the others finish.
-        for r in [r for r in todo if r["id"] in left]:
-            try:
-                with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-                    outputs, seconds = pool.submit(apply_stage, name, r, settings).result()
-            except BrokenProcessPool:
-                outputs, seconds = [dropped(r, "crashed", "the worker process died on this clip", name)], 0.0
-            yield r, outputs, seconds
+        yield from execute_isolated(name, [r for r in todo if r["id"] in left], settings)
+
+
+def execute_isolated(name: str, todo: list[Record], settings: Settings) -> Iterator[tuple[Record, list[Record], float]]:
+    """Each record of `todo` in a process of its own: one that kills its process is dropped ``crashed``, the
+    others finish. The retry after a worker died (here or on a Ray cluster)."""
+    context = _pool_context(name)
+    for r in todo:
+        try:
+            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+                outputs, seconds = pool.submit(apply_stage, name, r, settings).result()
+        except BrokenProcessPool:
+            outputs, seconds = [dropped(r, "crashed", "the worker process died on this clip", name)], 0.0
+        yield r, outputs, seconds
 
 
 def run_pipeline(
@@ -411,16 +448,26 @@ def run_pipeline(
     force: Iterable[str] = (),
     workers: int = 1,
     progress: bool = True,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> RunSummary:
     """Run `stages` (a subset of STAGES, run in pipeline order) over `inputs` (``[{"id", "source"}]``) into
     ``settings.out``; stages before the first selected one give their journals' results. `force` stages start
-    afresh. Returns the summary. Argument checks (`check_run`) come first, in the caller."""
+    afresh. `executor` ``local`` maps each stage here (`workers` processes); ``ray`` maps it with Ray Data on the
+    cluster at `ray_address` (None: a local one), `workers` actors a stage; both write the same journals and
+    outputs. Returns the summary. Argument checks (`check_run`) come first, in the caller."""
     out = Path(settings.out)
     selected = set(stages)
     force = set(force)
     last = max(STAGES.index(s) for s in selected)
     start = time.perf_counter()
-    with run_lock(out):
+    if executor == "ray":
+        from humo.data.pipeline import ray_executor
+
+        session, execute = ray_executor.session(workers, ray_address), ray_executor.execute
+    else:
+        session, execute = contextlib.nullcontext(), _execute
+    with run_lock(out), session:
         if removed := remove_temporaries(out):
             warn(f"removed {removed} temporary file(s) a killed run left in {out}")
         run = {
@@ -434,13 +481,22 @@ def run_pipeline(
         records = input_records(inputs)
         summary = []
         for name in STAGES[: last + 1]:
-            stats, records = _run_stage(name, records, settings, name in selected, name in force, workers, progress)
+            stats, records = _run_stage(
+                name, records, settings, name in selected, name in force, workers, progress, execute
+            )
             summary.append(stats)
     return RunSummary(len(inputs), summary, time.perf_counter() - start)
 
 
 def _run_stage(
-    name: str, records: list[Record], settings: Settings, run: bool, force: bool, workers: int, progress: bool
+    name: str,
+    records: list[Record],
+    settings: Settings,
+    run: bool,
+    force: bool,
+    workers: int,
+    progress: bool,
+    execute: Callable = _execute,
 ) -> tuple[StageStats, list[Record]]:
     """One stage over `records` (the previous stage's kept outputs): reuse, run the rest, finish. Returns its
     stats and its kept outputs."""
@@ -449,7 +505,8 @@ def _run_stage(
     journal = Journal(out, name)
     if force:
         journal.reset()
-        shutil.rmtree(out / name, ignore_errors=True)
+        if not getattr(module, "KEEP_FOLDER", False):
+            shutil.rmtree(out / name, ignore_errors=True)
     done = journal.load(repair=run)
     stats = StageStats(name, inputs=len(records))
     if getattr(module, "GROUP", False):
@@ -468,7 +525,7 @@ def _run_stage(
             stats.not_done += 1
     if todo:
         bar = _progress(name, len(todo), progress)
-        for r, outputs, seconds in _execute(name, todo, settings, workers):
+        for r, outputs, seconds in execute(name, todo, settings, workers):
             journal.append({"input": r["id"], "key": keys[r["id"]], "seconds": round(seconds, 3), "records": outputs})
             results[r["id"]] = outputs
             stats.ran += 1

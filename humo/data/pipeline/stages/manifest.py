@@ -1,13 +1,14 @@
 """manifest: the kept segments as ``OUT/manifest.jsonl`` (docs/data-format.md), for `humo precompute`/`train`.
 
 Per segment (``record["sample"]``, checked by `humo.data.manifest.sample_from_dict`): ``id``, ``video`` and
-``audio`` (paths relative to OUT, where the manifest is), ``caption`` ``""`` (captions are a later stage),
+``audio`` (paths relative to OUT, where the manifest is), ``caption`` (the captions stage's text, ``""``
+when it did not run),
 ``split`` (``train``, or ``val`` for a `val_share` of the input videos, chosen by a hash of the video's id so
 that all segments of one video land in the same split and the choice is the same on every run), ``fps`` 25,
 ``num_frames``, ``height``, ``width``, ``ref_images`` (the references stage's crop, relative to OUT),
 ``face_masks`` (the faces stage's ``.npz``, relative to OUT; null when that stage did not run), and ``meta``:
 ``source`` (the input file), ``clip`` (its id), and the facts of the stages before (``probe``, ``normalise``,
-``segment``, ``speech``, ``faces``, ``sync``, ``reference``).
+``segment``, ``speech``, ``faces``, ``sync``, ``reference``, ``captions``).
 
 ``finish`` writes the manifest atomically from every kept record in input order (a rerun rewrites it whole);
 with no segment kept it writes none and removes a stale one.
@@ -22,7 +23,7 @@ from humo.data.manifest import sample_from_dict, write_manifest
 from humo.data.pipeline.core import Drop, Record, Settings
 from humo.errors import HumoError
 
-VERSION = 4
+VERSION = 5
 PARAMS = ("val_share",)
 REQUIRES: tuple[str, ...] = ()
 REASONS = {"invalid": "the record does not make a valid manifest sample (a bug upstream)"}
@@ -34,6 +35,7 @@ FACTS = (
     "faces",
     "sync",
     "reference",
+    "captions",
 )  # the stage facts a sample's meta keeps
 MANIFEST = "manifest.jsonl"
 
@@ -48,7 +50,7 @@ def process(record: Record, settings: Settings) -> Record:
     sample = {
         "id": record["id"],
         "video": record["video"],
-        "caption": "",
+        "caption": record.get("caption", ""),
         "audio": record.get("audio"),
         "ref_images": list(record.get("ref_images") or []),
         "face_masks": record.get("face_masks"),
