@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("humo.commands.convert", "convert a DiT checkpoint between humo/official and diffusers layouts"),
     "bench": ("humo.commands.bench", "benchmarks that print a ratio against a peer run in the same process"),
     "synth": ("humo.commands.synth", "write a proving-ground dataset of synthetic talking characters"),
-    "eval": ("humo.commands.eval", "proving-ground metrics for generated videos"),
+    "eval": ("humo.commands.eval", "proving-ground metrics for generated videos; --real: real-video evaluators"),
     "train": ("humo.commands.train", "progressive multimodal HuMo training"),
     "train-vae": ("humo.commands.train_vae", "train the toy Wan VAE on proving-ground clips"),
     "fit-codec": ("humo.commands.fit_codec", "fit the proving ground's linear latent codec to a manifest's clips"),
@@ -36,10 +36,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ablate": ("humo.commands.ablate", "rerun the proving-ground ablation study"),
     "ratios": ("humo.commands.ratios", "OmniHuman-1's condition-ratio study in the proving ground"),
     "data": ("humo.commands.data", "real talking videos -> a training manifest: `humo data run|status` (resumable)"),
-    "real-metrics": (
-        "humo.commands.real_metrics",
-        "lip sync (landmarks, SyncNet) and CLIP-I/DINO-I/text of real videos",
-    ),
 }
 
 

@@ -46,7 +46,8 @@ def test_identity_is_high_for_the_same_person_and_low_for_another(videos):
     for who in ("hopper", "astronaut"):
         for ref in ("hopper", "astronaut"):
             r = real_video.evaluate(videos[who], [refs[ref]])
-            assert r["frames"] == 49 and r["fps"] == 25 and r["skipped"] == {}
+            assert r["frames"] == 49 and r["fps"] == 25 and list(r["metrics"]) == ["identity"]
+            assert set(r["skipped"]) == {"landmark_sync", "syncnet", "clip_i", "dino_i", "text_alignment"}  # no sound
             scores[who, ref] = s = r["metrics"]["identity"]
             assert s["id_found"] == 1.0, s
     for who, other in (("hopper", "astronaut"), ("astronaut", "hopper")):
@@ -76,12 +77,26 @@ def _noise_png(videos) -> Path:
 
 
 def test_cli(videos, tmp_path, capsys):
+    """Several videos in one run, one report and one JSON object each; bad input refused before any is scored."""
     out = tmp_path / "r.json"
     ref = str(photos()["hopper"])
-    assert main(["eval", "--real", str(videos["hopper"]), "--reference", ref, "--json", str(out)]) == 0
+    hopper, astronaut = str(videos["hopper"]), str(videos["astronaut"])
+    assert main(["eval", "--real", hopper, astronaut, "--reference", ref, "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "identity" in text and "id_sim" in text
-    result = json.loads(out.read_text())
-    assert result["metrics"]["identity"]["id_match"] == 1.0
-    assert main(["eval", "--real", str(videos["hopper"]), "--reference", ref, "--cases", "x.json"]) == 2
-    assert "--real scores one VIDEO" in capsys.readouterr().err
+    assert text.count("identity       id_sim") == 2 and "landmark_sync  skipped: its inputs were not given" in text
+    same, other = json.loads(out.read_text())
+    assert same["video"] == hopper and same["metrics"]["identity"]["id_match"] == 1.0
+    assert other["video"] == astronaut and other["metrics"]["identity"]["id_match"] == 0.0
+    assert main(["eval", "--real", hopper, "--reference", ref, "--cases", "x.json"]) == 2
+    assert "--real scores VIDEO..." in capsys.readouterr().err
+    for argv, msg in (
+        ([hopper, str(tmp_path / "missing.mp4")], "missing.mp4: file not found"),
+        ([hopper, "--clip", str(tmp_path)], f"--clip {tmp_path}: not a transformers model folder"),
+        ([hopper, "--only", "identity,nope"], "unknown real-video evaluator 'nope'"),
+        ([hopper, "--audio", ref], "has no audio stream"),
+    ):
+        assert main(["eval", "--real", *argv, "--reference", ref]) == 2
+        captured = capsys.readouterr()
+        assert msg in captured.err and captured.out == "", (argv, captured)
+    assert main(["eval", hopper, astronaut]) == 2
+    assert "give one VIDEO (several only with --real)" in capsys.readouterr().err

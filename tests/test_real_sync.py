@@ -1,4 +1,5 @@
-"""The lip-sync evaluators on real inputs, both ways.
+"""The lip-sync evaluators of `humo eval --real` (`landmark_sync`, `syncnet` in humo.evaluation.real_video) on real
+inputs, both ways.
 
 - Real synthetic speech (espeak-ng) and matplotlib's sample photo of a real face whose mouth opens with the
   speech's loudness (tests/face_media.py): the landmark sync score (MediaPipe Face Mesh mouth against the loudness
@@ -15,13 +16,8 @@ import pytest
 
 pytest.importorskip("mediapipe", reason="needs mediapipe 0.10.21 (make install installs it, --no-deps)")
 
-from humo.evaluation.real_sync import (  # noqa: E402
-    evaluate_sync,
-    face_track,
-    landmark_sync,
-    proving_ground_agreement,
-    read_clip,
-)
+from humo.evaluation.real_sync import face_track, landmark_sync, proving_ground_agreement  # noqa: E402
+from humo.evaluation.real_video import RealInputs, evaluate  # noqa: E402
 from humo.media.audio import write_wav  # noqa: E402
 from tests.face_media import SENTENCES, espeak, face_photo, mouth_from_speech, open_mouth, write_frames  # noqa: E402
 
@@ -54,14 +50,21 @@ def test_landmark_sync_is_high_for_matched_and_low_for_other_speech(speech):
     d, waves, videos = speech
     own, other = [], []
     for i, (path, frames) in enumerate(videos):
-        r = evaluate_sync(path)  # the video's own sound track (AAC)
-        assert r["face_found"] == 1.0 and r["frames"] == frames and "syncnet" not in r
-        assert r["landmark"]["offset"] == 0, r
-        own.append(r["landmark"]["confidence"])
-        mouth = face_track(read_clip(path)[0])["mouth"]  # the face track does not depend on the audio
+        r = evaluate(path)  # the video's own sound track (AAC); no reference, no weights: only the landmark score
+        lm = r["metrics"]["landmark_sync"]
+        assert (
+            lm["face_found"] == 1.0
+            and r["frames"] == frames
+            and r["fps"] == 25
+            and list(r["metrics"]) == ["landmark_sync"]
+        )
+        assert set(r["skipped"]) == {"identity", "syncnet", "clip_i", "dino_i", "text_alignment"}
+        assert lm["offset"] == 0, r
+        own.append(lm["confidence"])
+        mouth = face_track(RealInputs(path).frames())["mouth"]  # the face track does not depend on the audio
         other += [landmark_sync(mouth, wave)["confidence"] for j, wave in enumerate(waves) if j != i]
     write_wav(d / "other.wav", waves[4], 16000)  # the same through a separate audio file
-    assert evaluate_sync(videos[0][0], audio=d / "other.wav")["landmark"]["confidence"] in other
+    assert evaluate(videos[0][0], audio=d / "other.wav")["metrics"]["landmark_sync"]["confidence"] in other
     print(f"espeak-ng: own speech Sync-C {np.round(own, 3).tolist()}; other sentences mean {np.mean(other):.3f}, "
           f"max {max(other):.3f} ({len(other)} pairs)")  # fmt: skip
     assert min(own) > 0.8 and np.mean(other) < 0.5 and min(own) > max(other)
@@ -77,24 +80,33 @@ def test_landmark_score_agrees_with_the_proving_grounds_exact_reader():
     assert s["landmark_own"] > 1.5 * s["landmark_other"] and s["exact_own"] > 1.5 * s["exact_other"]
 
 
-def test_real_metrics_command(speech, tmp_path, capsys):
-    """`humo real-metrics VIDEO --syncnet WEIGHTS --json OUT` (random SyncNet weights: the mechanics); bad weights
-    refused naming the keys before any video is read."""
+def test_eval_real_command_with_syncnet(speech, tmp_path, capsys):
+    """`humo eval --real VIDEO VIDEO --syncnet WEIGHTS --json OUT` (random SyncNet weights: the mechanics); bad
+    weights refused naming the keys before any video is read; a video without sound skips the sync evaluators."""
     import json
 
     import torch
 
     from humo.cli import main
     from humo.evaluation.syncnet import SyncNet
+    from tests.face_media import face_photo, write_frames
 
     _, _, videos = speech
     torch.save(SyncNet().state_dict(), tmp_path / "syncnet.pt")
-    assert main(["real-metrics", str(videos[0][0]), "--syncnet", str(tmp_path / "syncnet.pt"),
+    silent = tmp_path / "silent.mp4"
+    write_frames(silent, [face_photo()] * 8)
+    assert main(["eval", "--real", str(videos[0][0]), str(silent), "--syncnet", str(tmp_path / "syncnet.pt"),
                  "--json", str(tmp_path / "r.json")]) == 0  # fmt: skip
-    [row] = json.loads((tmp_path / "r.json").read_text())
-    assert row["landmark"]["offset"] == 0 and set(row["syncnet"]) == {"syncnet_c", "syncnet_d", "syncnet_offset"}
-    assert "landmark Sync-C" in capsys.readouterr().out
+    talk, quiet = json.loads((tmp_path / "r.json").read_text())
+    assert talk["metrics"]["landmark_sync"]["offset"] == 0
+    assert set(talk["metrics"]["syncnet"]) == {"syncnet_c", "syncnet_d", "syncnet_offset"}
+    assert quiet["metrics"] == {} and quiet["skipped"]["landmark_sync"] == "its inputs were not given"
+    out = capsys.readouterr().out
+    assert "landmark_sync  confidence" in out and "syncnet        syncnet_c" in out, out
     torch.save({"netcnnaud.0.weight": torch.zeros(1)}, tmp_path / "bad.pt")
-    assert main(["real-metrics", str(videos[0][0]), "--syncnet", str(tmp_path / "bad.pt")]) == 2
-    err = capsys.readouterr().err
-    assert "missing keys: netcnnaud.0.bias" in err and "wrong shapes: netcnnaud.0.weight (1,)" in err, err
+    assert main(["eval", "--real", str(videos[0][0]), "--syncnet", str(tmp_path / "bad.pt")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "", captured.out  # refused before any video was scored
+    assert "missing keys: netcnnaud.0.bias" in captured.err and "wrong shapes: netcnnaud.0.weight (1,)" in captured.err
+    assert main(["eval", "--real", str(videos[0][0]), "--only", "landmark_sync", "--syncnet", "none.pt"]) == 2
+    assert "--syncnet weights none.pt: file not found" in capsys.readouterr().err

@@ -1,7 +1,8 @@
-"""CLIP-I, DINO-I and text alignment through transformers, on tiny random models of the real classes built from
-configs and saved as a user's weights folder would be (nothing downloaded). Random weights make "same image high,
-other image low" meaningless, so the mechanics are tested: frames sampled, cosines computed against what the model
-gives directly, shapes, the same image scoring 1, and bad folders refused by name."""
+"""CLIP-I, DINO-I and text alignment (the `clip_i`, `dino_i`, `text_alignment` evaluators of `humo eval --real`)
+through transformers, on tiny random models of the real classes built from configs and saved as a user's weights
+folder would be (nothing downloaded). Random weights make "same image high, other image low" meaningless, so the
+mechanics are tested: frames sampled, cosines computed against what the model gives directly, shapes, the same
+image scoring 1, and bad folders refused by name, through the command too."""
 
 from __future__ import annotations
 
@@ -68,18 +69,25 @@ def _video(t=20, seed=0):
     return np.random.default_rng(seed).integers(0, 255, (t, 40, 48, 3), dtype=np.uint8)
 
 
-def test_frames_are_sampled_evenly():
-    v = np.arange(20)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
-    assert sim.sample_frames(v, 8)[:, 0, 0, 0].tolist() == [0, 3, 5, 8, 11, 14, 16, 19]
-    assert len(sim.sample_frames(v[:5], 8)) == 5
-    with pytest.raises(HumoError, match="no frames"):
-        sim.sample_frames(v[:0])
+def test_frames_are_sampled_evenly(tmp_path):
+    from humo.evaluation.real_video import RealInputs
+    from tests.face_media import write_frames
+
+    write_frames(tmp_path / "v.mp4", [np.full((32, 32, 3), 12 * i, np.uint8) for i in range(20)])
+    inputs = RealInputs(tmp_path / "v.mp4")
+    frames, idx = inputs.sample(sim.FRAMES)
+    assert idx.tolist() == [0, 3, 5, 8, 11, 14, 16, 19]
+    assert np.abs(frames[:, 16, 16, 0].astype(int) - 12 * idx).max() <= 3  # the frames at those indices
+    every = inputs.frames()  # decoded once; sampling then reads from it
+    assert len(every) == 20 and (inputs.sample(sim.FRAMES)[0] == every[idx]).all()
+    write_frames(tmp_path / "short.mp4", [np.zeros((32, 32, 3), np.uint8)] * 5)
+    assert RealInputs(tmp_path / "short.mp4").sample(sim.FRAMES)[1].tolist() == [0, 1, 2, 3, 4]
 
 
 def test_clip_i_and_text_alignment_compute_cosines(clip_dir):
     model, processor = sim.load_clip(clip_dir)
     video, ref = _video(), _video(1, seed=5)[0]
-    r = sim.clip_i(model, processor, video, [ref, video[0]], n=4)
+    r = sim.clip_i(model, processor, video[[0, 6, 13, 19]], [ref, video[0]])
     assert r["frames"] == 4 and len(r["per_reference"]) == 2 and -1 <= r["mean"] <= 1
     # by hand: the model's own image features, normalised, frames 0, 6, 13, 19
     px = processor(images=[video[i] for i in (0, 6, 13, 19)] + [ref], return_tensors="pt")["pixel_values"]
@@ -88,9 +96,9 @@ def test_clip_i_and_text_alignment_compute_cosines(clip_dir):
     e = torch.nn.functional.normalize(e, dim=-1)
     assert abs(float((e[:4] @ e[4]).mean()) - r["per_reference"][0]) < 1e-3
     assert sim.clip_i(model, processor, video[:1], [video[0]])["mean"] > 0.999  # the same image: cosine 1
-    t = sim.text_alignment(model, processor, video, "a woman talks in an office.", n=3)
+    t = sim.text_alignment(model, processor, video[:3], "a woman talks in an office.")
     assert len(t["per_frame"]) == 3 and abs(np.mean(t["per_frame"]) - t["mean"]) < 1e-3
-    long = sim.text_alignment(model, processor, video, "word " * 200, n=2)  # cut to the text length, no error
+    long = sim.text_alignment(model, processor, video[:2], "word " * 200)  # cut to the text length, no error
     assert len(long["per_frame"]) == 2
     with pytest.raises(HumoError, match="prompt"):
         sim.text_alignment(model, processor, video, " ")
@@ -101,7 +109,7 @@ def test_clip_i_and_text_alignment_compute_cosines(clip_dir):
 def test_dino_i_uses_the_cls_token(dino_dir):
     model, processor = sim.load_dino(dino_dir)
     video = _video()
-    r = sim.dino_i(model, processor, video, [video[0]], n=8)
+    r = sim.dino_i(model, processor, video[:8], [video[0]])
     assert r["frames"] == 8 and r["per_reference"][0] == r["mean"]
     assert sim.dino_i(model, processor, video[:1], [video[0]])["mean"] > 0.999
     px = processor(images=[video[0], video[19]], return_tensors="pt")["pixel_values"]
@@ -124,14 +132,39 @@ def test_bad_folders_are_refused_by_name(tmp_path, clip_dir, dino_dir):
         sim.load_clip(broken)
 
 
-def test_evaluate_similarity_on_files(tmp_path, clip_dir, dino_dir):
+def test_eval_real_similarity_on_files(tmp_path, clip_dir, dino_dir, capsys):
+    """`humo eval --real VIDEO --reference IMG --prompt TEXT --clip DIR --dino DIR`: the three evaluators through the
+    command (`--only` leaves out identity, which needs dlib); folders checked before any video is read."""
     from PIL import Image
 
+    from humo.cli import main
+    from humo.evaluation import real_video
     from tests.face_media import face_photo, write_frames
 
     img = face_photo()
     write_frames(tmp_path / "v.mp4", [img] * 10)
     Image.fromarray(img).save(tmp_path / "ref.png")
-    r = sim.evaluate_similarity(tmp_path / "v.mp4", [tmp_path / "ref.png"], "a woman", clip=clip_dir, dino=dino_dir)
-    assert set(r) == {"video", "clip_i", "text_alignment", "dino_i"}
-    assert r["clip_i"]["mean"] > 0.99 and r["dino_i"]["mean"] > 0.99  # the photo against itself (H.264 round trip)
+    names = ["clip_i", "dino_i", "text_alignment"]
+    r = real_video.evaluate(tmp_path / "v.mp4", [tmp_path / "ref.png"], None, "a woman", names, clip=clip_dir,
+                            dino=dino_dir)  # fmt: skip
+    assert list(r["metrics"]) == names and r["skipped"] == {}
+    assert r["metrics"]["clip_i"]["frames"] == sim.FRAMES and len(r["metrics"]["text_alignment"]["per_frame"]) == 8
+    # the photo against itself (H.264 round trip)
+    assert r["metrics"]["clip_i"]["mean"] > 0.99 and r["metrics"]["dino_i"]["mean"] > 0.99
+    video, ref = str(tmp_path / "v.mp4"), str(tmp_path / "ref.png")
+    base = ["eval", "--real", video, "--reference", ref, "--only", ",".join(names)]
+    assert main([*base, "--clip", str(clip_dir), "--json", str(tmp_path / "r.json")]) == 0
+    [row] = json.loads((tmp_path / "r.json").read_text())
+    assert list(row["metrics"]) == ["clip_i"] and set(row["skipped"]) == {"dino_i", "text_alignment"}
+    assert "clip_i         mean" in capsys.readouterr().out
+    for flag, folder, msg in (("--clip", tmp_path / "none", "not a folder"), ("--dino", tmp_path, "no config.json"),
+                              ("--dino", clip_dir, "a 'clip' model")):  # fmt: skip
+        assert main([*base, flag, str(folder)]) == 2
+        captured = capsys.readouterr()
+        assert msg in captured.err and captured.out == "", captured
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    assert main(["eval", "--real", video, str(tmp_path / "junk.mp4"), "--clip", str(clip_dir)]) == 2
+    captured = capsys.readouterr()
+    assert "junk.mp4: cannot read it" in captured.err and captured.out == "", captured
+    assert main(["eval", str(tmp_path / "v.mp4"), "--clip", str(clip_dir)]) == 2
+    assert "--clip: real-video options; add --real" in capsys.readouterr().err

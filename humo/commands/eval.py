@@ -1,5 +1,6 @@
 """`humo eval`: proving-ground metrics (text following, subject consistency, lip sync, pose) for generated videos,
-and with `--real` the real-video evaluators (`humo.evaluation.real_video`: identity similarity, ...)."""
+and with `--real` the real-video evaluators (`humo.evaluation.real_video`: identity similarity, landmark sync,
+SyncNet's Sync-C/Sync-D, CLIP-I, DINO-I, text alignment; docs/evaluation.md)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("video", nargs="?", type=Path, help="a generated video (MP4) to evaluate")
+    parser.add_argument(
+        "video", nargs="*", type=Path, help="a generated video (MP4) to evaluate; with --real, one or more videos"
+    )
     parser.add_argument("--prompt", help="the prompt it was generated from")
     parser.add_argument(
         "--image", "--reference", action="append", default=[], type=Path, help="reference image (repeatable)"
     )
-    parser.add_argument("--audio", type=Path, help="the driving audio file")
+    parser.add_argument(
+        "--audio", type=Path, help="the driving audio file (--real: scored against it instead of the video's sound)"
+    )
     parser.add_argument("--pose", type=Path, help="the driving pose file (humo-pose/1): scores the pose followed")
     parser.add_argument(
         "--cases",
@@ -28,9 +33,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--real",
         action="store_true",
-        help="score VIDEO as a real video (any footage, not the proving ground's): identity similarity to "
-        "--reference (face embeddings); evaluators whose inputs are not given are skipped",
+        help="score VIDEO... as real videos (any footage, not the proving ground's): identity similarity to "
+        "--reference, lip sync against the video's sound (or --audio), and with your weights SyncNet, CLIP-I, "
+        "DINO-I, text alignment; evaluators whose inputs are not given are skipped",
     )
+    r = parser.add_argument_group("real-video mode (--real): weights you supply (nothing is downloaded)")
+    r.add_argument("--syncnet", type=Path, metavar="WEIGHTS", help="SyncNet weights file: Sync-C / Sync-D")
+    r.add_argument("--clip", type=Path, metavar="FOLDER", help="CLIP model folder: CLIP-I, text alignment")
+    r.add_argument("--dino", type=Path, metavar="FOLDER", help="DINOv2 / ViT model folder: DINO-I")
+    r.add_argument("--only", metavar="NAMES", help="run only these evaluators (comma-separated, e.g. identity,clip_i)")
     g = parser.add_argument_group(
         "held-out mode: generate from held-out clips' inputs with a model, score against the baselines and the bars"
     )
@@ -57,12 +68,18 @@ def run(args: argparse.Namespace) -> int:
     from humo.proving_ground import metrics
 
     if args.json is not None:  # a results file is rewritten on each run, but never in place of an input
-        given = (args.video, args.audio, args.pose, args.cases, args.manifest, *args.image)
+        given = (*args.video, args.audio, args.pose, args.cases, args.manifest, args.syncnet, *args.image)
         inputs = [p for p in given if p is not None]
         check_output(args.json, "--json", inputs, overwrite=True)
 
     if args.real:
         return _run_real(args)
+    real_only = [f"--{n}" for n in ("syncnet", "clip", "dino", "only") if getattr(args, n) is not None]
+    if real_only:
+        raise HumoError(f"{', '.join(real_only)}: real-video options; add --real")
+    if len(args.video) > 1:
+        raise HumoError("give one VIDEO (several only with --real), or --cases and --videos for a batch")
+    args.video = args.video[0] if args.video else None
     if args.pose is not None and (args.cases or args.videos or args.model or args.manifest):
         raise HumoError("--pose scores one VIDEO; in batch mode give each case a pose_path in the cases file")
     if args.model is not None or args.manifest is not None:
@@ -126,15 +143,19 @@ def _run_real(args: argparse.Namespace) -> int:
     from humo.evaluation import real_video
 
     if args.cases or args.videos or args.model or args.manifest or args.pose:
-        raise HumoError("--real scores one VIDEO (with --reference, --audio, --prompt); not with --cases, --videos, "
-                        "--model, --manifest or --pose")  # fmt: skip
-    if args.video is None:
+        raise HumoError("--real scores VIDEO... (with --reference, --audio, --prompt, --syncnet, --clip, --dino); "
+                        "not with --cases, --videos, --model, --manifest or --pose")  # fmt: skip
+    if not args.video:
         raise HumoError("--real: give a VIDEO to evaluate")
-    result = real_video.evaluate(args.video, args.image, args.audio, args.prompt)
-    print(real_video.format_report(result))
+    only = None if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
+    results = real_video.evaluate_all(
+        args.video, args.image, args.audio, args.prompt, only,
+        syncnet=args.syncnet, clip=args.clip, dino=args.dino,
+        report=lambda result: print(real_video.format_report(result), flush=True),
+    )  # fmt: skip
     if args.json is not None:
         with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(result, indent=1, default=_jsonable) + "\n")
+            tmp.write_text(json.dumps(results, indent=1, default=_jsonable) + "\n")
         print(f"wrote {args.json}")
     return 0
 

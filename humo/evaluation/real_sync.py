@@ -10,19 +10,17 @@ distance = 1 - Pearson correlation), ``distance`` (Sync-D analogue), ``offset`` 
 **SyncNet** (`syncnet_sync`, `humo.evaluation.syncnet`): the same face track's boxes give syncnet_python's face
 crops; Sync-C (``syncnet_c``), Sync-D (``syncnet_d``) and ``syncnet_offset`` over -15..15 frames.
 
-Plain functions over arrays or files, for `humo eval` on real videos and the data pipeline's sync stage alike:
-`evaluate_sync(video, audio=None, syncnet=None)` reads a video (and its own sound track, or `audio`) at 25 fps.
+Plain functions over arrays, called by the `landmark_sync` and `syncnet` evaluators of `humo eval --real`
+(`humo.evaluation.real_video`, which reads the video, its sound and the face track once for both).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from humo.constants import SAMPLE_RATE, VIDEO_FPS
-from humo.errors import HumoError
 
 
 def face_track(frames: np.ndarray) -> dict:
@@ -49,43 +47,6 @@ def syncnet_sync(model, frames: np.ndarray, boxes: np.ndarray, samples: np.ndarr
 
     s = syncnet_scores(model, frames, boxes, samples)
     return {"syncnet_c": round(s["sync_c"], 3), "syncnet_d": round(s["sync_d"], 3), "syncnet_offset": s["sync_offset"]}
-
-
-def read_clip(video: str | os.PathLike, audio: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """RGB frames [T, H, W, 3] and 16 kHz mono samples of a 25 fps video and its own sound track (or `audio`, an
-    audio file or another video's). HumoError on a missing sound, or a frame rate other than 25 fps."""
-    from humo.media.audio import load_audio
-    from humo.media.video import read_video
-
-    frames, fps, _, _ = read_video(video)
-    if len(frames) == 0:
-        raise HumoError(f"video {video}: has no frames")
-    if abs(fps - VIDEO_FPS) > 0.01:
-        raise HumoError(f"video {video}: {fps:g} fps; the sync scores read 25 fps (humo data run normalises to it)")
-    samples = load_audio(audio if audio is not None else video, SAMPLE_RATE, min_seconds=0)
-    return frames, samples
-
-
-def evaluate_sync(
-    video: str | os.PathLike, audio: str | os.PathLike | None = None, syncnet: str | os.PathLike | None = None
-) -> dict:
-    """The lip-sync scores of one real video: ``landmark`` (`landmark_sync`), ``face_found`` (share of frames with
-    the tracked face) and, with SyncNet weights `syncnet` (a path) or a loaded model, ``syncnet``
-    (`syncnet_sync`, None when no face is found)."""
-    frames, samples = read_clip(video, audio)
-    track = face_track(frames)
-    out = {
-        "video": str(video),
-        "frames": int(len(frames)),
-        "face_found": round(float(track["found"].mean()), 3),
-        "landmark": landmark_sync(track["mouth"], samples),
-    }
-    if syncnet is not None:
-        from humo.evaluation.syncnet import load_syncnet
-
-        model = load_syncnet(syncnet) if isinstance(syncnet, (str, os.PathLike, Path)) else syncnet
-        out["syncnet"] = syncnet_sync(model, frames, track["boxes"], samples) if track["found"].any() else None
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------

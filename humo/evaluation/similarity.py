@@ -10,7 +10,8 @@
 
 Weights are folders in transformers' layout (``config.json``, weights, the processor's files), read with
 ``local_files_only=True``: nothing is downloaded. A folder that does not load, or holds another kind of model, is a
-HumoError naming it. Frames are sampled evenly (`sample_frames`, 8 by default, the first and last included).
+HumoError naming it. The functions take the frames to embed; `humo eval --real` (`humo.evaluation.real_video`)
+passes `FRAMES` (8) spread evenly over the video, the first and last included.
 """
 
 from __future__ import annotations
@@ -25,15 +26,6 @@ from humo.errors import HumoError
 
 FRAMES = 8
 DINO_TYPES = ("dinov2", "dinov2_with_registers", "vit", "dinov3_vit")
-
-
-def sample_frames(frames: np.ndarray, n: int = FRAMES) -> np.ndarray:
-    """`n` frames [n, H, W, 3] evenly spaced over frames [T, H, W, 3] (all of them when T <= n)."""
-    t = len(frames)
-    if t == 0:
-        raise HumoError("the video has no frames")
-    idx = np.unique(np.round(np.linspace(0, t - 1, min(n, t))).astype(int))
-    return np.asarray(frames)[idx]
 
 
 def _load(path: str | os.PathLike, what: str, model_cls, processor_cls):
@@ -113,59 +105,33 @@ def dino_embeddings(model, processor, images) -> torch.Tensor:
     return _unit(model(pixel_values=inputs["pixel_values"]).last_hidden_state[:, 0])
 
 
-def _image_similarity(embed, frames: np.ndarray, refs, n: int) -> dict:
+def _image_similarity(embed, frames: np.ndarray, refs) -> dict:
     if not len(refs):
         raise HumoError("no reference image to compare with")
-    f = embed(sample_frames(frames, n))
+    if not len(frames):
+        raise HumoError("no frames to compare")
+    f = embed(frames)
     r = embed(refs)
     cos = f @ r.T  # [frames, refs]
     return {"mean": round(float(cos.mean()), 4), "per_reference": [round(float(c), 4) for c in cos.mean(0)],
             "frames": int(len(f))}  # fmt: skip
 
 
-def clip_i(model, processor, frames: np.ndarray, refs, n: int = FRAMES) -> dict:
-    """CLIP-I: ``mean`` cosine of `n` sampled frames' CLIP embeddings with the references' (RGB uint8 images),
-    ``per_reference`` (mean over frames), ``frames`` sampled."""
-    return _image_similarity(lambda x: clip_image_embeddings(model, processor, x), frames, refs, n)
+def clip_i(model, processor, frames: np.ndarray, refs) -> dict:
+    """CLIP-I: ``mean`` cosine of the frames' CLIP embeddings (RGB uint8 [N, H, W, 3]) with the references' (RGB
+    uint8 images), ``per_reference`` (mean over frames), ``frames`` (their count)."""
+    return _image_similarity(lambda x: clip_image_embeddings(model, processor, x), frames, refs)
 
 
-def dino_i(model, processor, frames: np.ndarray, refs, n: int = FRAMES) -> dict:
+def dino_i(model, processor, frames: np.ndarray, refs) -> dict:
     """DINO-I: as `clip_i` with the DINO model's CLS embeddings."""
-    return _image_similarity(lambda x: dino_embeddings(model, processor, x), frames, refs, n)
+    return _image_similarity(lambda x: dino_embeddings(model, processor, x), frames, refs)
 
 
-def text_alignment(model, processor, frames: np.ndarray, prompt: str, n: int = FRAMES) -> dict:
-    """CLIP score: ``mean`` cosine of `n` sampled frames' CLIP embeddings with the prompt's, ``per_frame``."""
+def text_alignment(model, processor, frames: np.ndarray, prompt: str) -> dict:
+    """CLIP score: ``mean`` cosine of the frames' CLIP embeddings with the prompt's, ``per_frame``."""
     if not prompt or not prompt.strip():
         raise HumoError("text alignment needs a prompt")
-    f = clip_image_embeddings(model, processor, sample_frames(frames, n))
+    f = clip_image_embeddings(model, processor, frames)
     cos = f @ clip_text_embedding(model, processor, prompt)
     return {"mean": round(float(cos.mean()), 4), "per_frame": [round(float(c), 4) for c in cos]}
-
-
-def evaluate_similarity(
-    video: str | os.PathLike,
-    refs: list[str | os.PathLike] = (),
-    prompt: str | None = None,
-    clip: str | os.PathLike | None = None,
-    dino: str | os.PathLike | None = None,
-    n: int = FRAMES,
-) -> dict:
-    """CLIP-I and text alignment (with `clip` weights) and DINO-I (with `dino` weights) of a video file against
-    reference image files and a prompt; each score only where its inputs are given."""
-    from humo.media.image import load_image
-    from humo.media.video import read_video
-
-    frames = read_video(video)[0]
-    images = [np.asarray(load_image(r)) for r in refs]
-    out: dict = {"video": str(video)}
-    if clip is not None:
-        model, processor = load_clip(clip)
-        if images:
-            out["clip_i"] = clip_i(model, processor, frames, images, n)
-        if prompt:
-            out["text_alignment"] = text_alignment(model, processor, frames, prompt, n)
-    if dino is not None and images:
-        model, processor = load_dino(dino)
-        out["dino_i"] = dino_i(model, processor, frames, images, n)
-    return out
