@@ -46,10 +46,14 @@ def test_two_segments_of_a_shot_reference_each_other(tmp_path):
         assert not seg["start_frame"] <= ref["frame"] < seg["start_frame"] + seg["num_frames"]  # outside the clip
         x0, y0, x1, y1 = ref["crop"]
         assert x1 - x0 == y1 - y0 and 0 <= x0 and 0 <= y0 and x1 <= r["width"] and y1 <= r["height"]
+        # the face's box inside the reference (training's crops are cut around it): about half its side, central
+        fx0, fy0, fx1, fy1 = ref["face_box"]
+        assert 0 <= fx0 < fx1 <= x1 - x0 and 0 <= fy0 < fy1 <= y1 - y0 and 0.3 < (fy1 - fy0) / (y1 - y0) < 0.7
         assert r["ref_images"] == [f"references/{r['id']}.png"] and has_face(out / r["ref_images"][0])
     samples = read_manifest(out / "manifest.jsonl", check_files=True)
     assert [s.ref_images for s in samples] == [r["ref_images"] for r in records]
     assert samples[0].meta["reference"]["segment"] == "talk-shot00-01" and not list(out.rglob(".*"))
+    assert samples[0].meta["reference"]["face_box"] == records[0]["reference"]["face_box"]
 
 
 def test_one_segment_takes_a_frame_from_the_shots_unused_ends(tmp_path):

@@ -82,6 +82,16 @@ def test_stream_is_deterministic_resumable_and_split_across_ranks():
     assert abs(late.count("av") / len(late) - 0.8) < 0.08
 
 
+def test_slots_number_the_samples_of_the_stream_on_any_number_of_ranks():
+    """slots=True: each item also carries its place in the whole stream (the key of the dataset's crop draw)."""
+    plain = list(itertools.islice(iter(_sampler()), 20))
+    first = list(itertools.islice(iter(_sampler(slots=True)), 20))
+    assert [[it[:3] for it in b] for b in first] == plain
+    assert [it[3] for b in first for it in b] == list(range(80))
+    r1 = list(itertools.islice(iter(_sampler(batch_size=2, world_size=2, rank=1, slots=True, start=5)), 15))
+    assert r1 == [b[2:] for b in first[5:]]
+
+
 def test_every_sample_of_a_pool_comes_once_per_epoch():
     s = _sampler()
     batches = list(itertools.islice(s.global_batches(), 30))

@@ -31,6 +31,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="also cache each clip as a long video's continuation (its first 5 frames as motion frames, the rest as "
         "the segment), for training with continuation_share > 0",
     )
+    parser.add_argument(
+        "--reference-crops",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also cache N crops of each kind (head, upper body, clothing) of every reference image, for training "
+        "with reference_crops (InterActHuman's remedy for copy-paste; default 0: the whole image only)",
+    )
     parser.add_argument("--device", default="cpu", help="device for the encoders (default cpu)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar (the cache summary still prints)")
 
@@ -63,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         negative_prompt=args.negative_prompt,
         progress=not args.quiet,
         continuation=args.continuation,
+        reference_crops=args.reference_crops,
     )
     print(f"cache {args.out}: {stats.summary()}")
     return 0

@@ -2,8 +2,10 @@
 
 The Dataset is indexed by ``(sample index, task)`` pairs (from `humo.training.curriculum.TaskBatchSampler`) and
 reads what the sample has (within what the stage runs: references, audio); which of it a task's pass sees is the
-curriculum's and `humo.conditioning`'s rule, applied in the objective. Nothing here is random, so DataLoader
-workers need no seeding and the stream is fixed by the sampler alone.
+curriculum's and `humo.conditioning`'s rule, applied in the objective. The one draw made here, which variant of
+each reference a sample shows when training with reference crops (`humo.reference_crops`), is a pure function of
+the seed and the sampler's slot number, so DataLoader workers need no seeding and the stream is fixed by the
+sampler alone.
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ class CachedDataset(torch.utils.data.Dataset):
     num_refs: reference latents read per sample (the first ones); references / audio / masks / zero_video / pose /
     persons: whether the stage reads them at all (pose: when the DiT has a pose guider; persons: each person's
     audio and region, for InterActHuman's local audio and mask predictor).
+
+    reference_crops: ``{kind: probability}`` over `humo.reference_crops.CROPS` (empty: the whole image only): each
+    reference of an item ``(i, task, continuation, slot)`` is shown as the kind drawn from (seed, slot), one of that
+    kind's cached variants, or whole where its image has no crop of that kind; an item without a slot shows every
+    reference whole. A cache precomputed without crops is an error here when a crop can be drawn.
     """
 
     def __init__(
@@ -77,7 +84,11 @@ class CachedDataset(torch.utils.data.Dataset):
         zero_video: bool = False,
         pose: bool = False,
         persons: bool = False,
+        reference_crops: dict | None = None,
+        seed: int = 0,
     ):
+        from humo.reference_crops import uses_crops
+
         self.cache = cache
         self.entries = [e for e in cache.samples if split is None or e.get("split") == split]
         if not self.entries:
@@ -87,6 +98,16 @@ class CachedDataset(torch.utils.data.Dataset):
         self.references, self.audio, self.masks, self.zero_video = references, audio, masks, zero_video
         self.pose = pose
         self.persons = persons
+        self.crops = dict(reference_crops) if uses_crops(reference_crops) and references and num_refs else None
+        self.seed = int(seed)
+        if self.crops:
+            lacking = [str(e.get("id", i)) for i, e in enumerate(self.entries) if e["references"]
+                       and not e.get("reference_crops")]  # fmt: skip
+            if lacking:
+                raise HumoError(
+                    f"cache {cache.root}: reference_crops needs references precomputed with --reference-crops N; "
+                    f"{len(lacking)} samples lack them (e.g. {', '.join(lacking[:3])})"
+                )
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -103,15 +124,37 @@ class CachedDataset(torch.utils.data.Dataset):
         """Ids of the samples cached without a continuation (see `humo.data.precompute`)."""
         return [str(e.get("id", i)) for i, e in enumerate(self.entries) if not e.get("continuation")]
 
-    def __getitem__(self, item: tuple[int, str] | tuple[int, str, bool]) -> dict[str, Any]:
-        """-> {"index", "task", "latents" [C, F, h, w], "text" [L, D], "refs" [k, C, h, w] (k <= num_refs),
-        "audio" [F, 8, 5, Ca] or None, "mask" [F, h, w] or None, "zero_video" [C, F, h, w] or None,
+    def reference_keys(self, e: dict[str, Any], slot: int | None) -> tuple[list[str], list[str]]:
+        """The cached keys of the references sample `e` shows at `slot` (at most num_refs) and their kinds."""
+        from humo.reference_crops import draw_crops
+
+        whole = e["references"][: self.num_refs]
+        if not self.crops or slot is None:
+            return whole, ["whole"] * len(whole)
+        keys, kinds = [], []
+        draws = draw_crops(self.crops, self.seed, slot, len(whole))
+        for key, (kind, u), variants in zip(whole, draws, e["reference_crops"]):
+            options = variants.get(kind, []) if kind != "whole" else []
+            if options:  # one of the kind's variants, picked by u
+                keys.append(options[min(int(u * len(options)), len(options) - 1)])
+                kinds.append(kind)
+            else:  # the whole image, drawn or for want of a crop of that kind
+                keys.append(key)
+                kinds.append("whole")
+        return keys, kinds
+
+    def __getitem__(self, item: tuple) -> dict[str, Any]:
+        """item: (i, task), (i, task, continuation) or (i, task, continuation, slot) -> {"index", "task",
+        "latents" [C, F, h, w], "text" [L, D], "refs" [k, C, h, w] (k <= num_refs), "audio" [F, 8, 5, Ca] or None,
+        "mask" [F, h, w] or None, "zero_video" [C, F, h, w] or None,
         "pose" [1 + 4(F-1), P, 18, 3] keypoints (x, y fractions of the frame, confidence) or None,
         "motion" [C, m, h, w] and "motion_audio" [m, 8, 5, Ca] (a continuation; None otherwise),
         "person_audio" [P, F, 8, 5, Ca] and "person_masks" [P, F, h, w] (each person's, P <= num_refs; None for a
-        sample without persons and for a continuation)}"""
+        sample without persons and for a continuation), "ref_kinds" (what each reference shows: whole, head, upper
+        or clothing)}"""
         i, task = item[:2]
         continuation = len(item) > 2 and bool(item[2])
+        slot = item[3] if len(item) > 3 else None
         e = self.entries[i]
         load = self.cache.load
         motion = motion_audio = None
@@ -126,8 +169,10 @@ class CachedDataset(torch.utils.data.Dataset):
         else:
             pose = load(e["pose"]) if self.pose and e.get("pose") else None
         refs = None
+        ref_kinds: list[str] = []
         if self.references and e["references"]:
-            refs = torch.cat([load(k) for k in e["references"][: self.num_refs]], dim=1).transpose(0, 1)
+            keys, ref_kinds = self.reference_keys(e, slot)
+            refs = torch.cat([load(k) for k in keys], dim=1).transpose(0, 1)
         person_audio = person_masks = None
         persons = e.get("persons") if (self.persons and self.audio and not continuation) else None
         if persons and refs is not None:
@@ -148,6 +193,7 @@ class CachedDataset(torch.utils.data.Dataset):
             "motion_audio": motion_audio,
             "person_audio": person_audio,
             "person_masks": person_masks,
+            "ref_kinds": ref_kinds,
         }
 
 

@@ -27,6 +27,12 @@ after the first starting from the last `MOTION_FRAMES` frames of the one before 
 each clip also yields a continuation sample: its first `MOTION_FRAMES` frames encoded alone as the motion latents
 [16, 2, h, w], the next 1 + 4k frames encoded alone as the video (the segment's first frame is a VAE first frame,
 as at inference), their audio windows from that frame on and the motion frames' own, their face masks and pose.
+
+**Reference crops** (`reference_crops=N`, `humo precompute --reference-crops N`): beside each whole reference, N
+variants of each crop kind of `humo.reference_crops` (head, upper body, clothing; the first the rule's box, the
+others jittered), each prepared as an inference reference and encoded [16, 1, h, w]. The sample's entry lists
+them per reference, ``reference_crops: [{kind: [key, ...]}, ...]`` (null when not asked for); training draws one
+variant per reference (`humo.data.loader.CachedDataset`).
 """
 
 from __future__ import annotations
@@ -224,6 +230,7 @@ class Precomputer:
         dtype: torch.dtype = torch.float32,
         negative_prompt: str | None = None,
         continuation: bool = False,
+        reference_crops: int = 0,
     ):
         if (height is None) != (width is None):
             raise HumoError("precompute: give both --height and --width, or neither")
@@ -238,6 +245,9 @@ class Precomputer:
             negative_prompt = WAN_NEGATIVE_PROMPT
         self.negative_prompt = negative_prompt
         self.continuation = continuation
+        if reference_crops < 0:
+            raise HumoError(f"precompute: --reference-crops {reference_crops}: must be >= 0")
+        self.crops = reference_crops
         self.stats = PrecomputeStats()
         # The last clip's decoded frames and audio features: a clip's whole-clip, motion and continuation latents
         # (and its audio windows) read the same file, decoded and encoded once.
@@ -308,6 +318,30 @@ class Precomputer:
             return self.enc.vae.encode_images(load_references([path], height, width))[0].float()
 
         return self._cached("reference", key, compute)
+
+    def reference_crops(self, path: Path, meta, k: int, height: int, width: int) -> dict[str, list[str]]:
+        """The cached crops of reference `k` (`humo.reference_crops`): {kind: [key of each variant]}, the kinds too
+        small in this image left out. Each crop is prepared as an inference reference is, then encoded."""
+        from humo.media.image import load_image
+        from humo.reference_crops import crop_boxes, load_reference_crop, reference_geometry
+
+        digest = file_digest(path)
+        w, h = load_image(path).size
+        face, person, _ = reference_geometry(meta, k, w, h)
+        boxes = crop_boxes(face, person, w, h, self.crops, seed=digest)
+        out: dict[str, list[str]] = {}
+        for kind, variants in boxes.items():
+            out[kind] = []
+            for box in variants:
+                settings = [height, width, self.dtype_name, kind, list(box)]
+                key = content_key("reference-crop", digest, self.enc.identity("vae"), *settings)
+
+                def compute(box=box):
+                    pixels = load_reference_crop(path, box, height, width)[None]
+                    return self.enc.vae.encode_images(pixels)[0].float()
+
+                out[kind].append(self._cached("reference_crop", key, compute))
+        return out
 
     def audio(self, path: Path, fps: float, num_latent: int, what: str, start: int = 0) -> str:
         """Audio windows of `num_latent` latent frames from video frame `start` on (`audio_windows`)."""
@@ -465,10 +499,12 @@ class Precomputer:
         stride = self.enc.vae.spatial_stride
         height, width = stride * h, stride * w
         fps = float(getattr(s, "fps", None) or DEFAULT_FPS)
-        refs = [
-            self.reference(require_file(resolve(r), f"{what}: reference"), height, width)
-            for r in (getattr(s, "ref_images", None) or [])
-        ]
+        ref_paths = [require_file(resolve(r), f"{what}: reference") for r in (getattr(s, "ref_images", None) or [])]
+        refs = [self.reference(p, height, width) for p in ref_paths]
+        meta = getattr(s, "meta", None)
+        crops = None
+        if self.crops:
+            crops = [self.reference_crops(p, meta, k, height, width) for k, p in enumerate(ref_paths)]
         audio = getattr(s, "audio", None)
         audio_key = self.audio(require_file(resolve(audio), f"{what}: audio"), fps, f, what) if audio else None
         masks = getattr(s, "face_masks", None)
@@ -496,6 +532,7 @@ class Precomputer:
             "video": video_key,
             "text": self.text(s.caption),
             "references": refs,
+            "reference_crops": crops,
             "audio": audio_key,
             "mask": mask_key,
             "pose": pose_key,
@@ -526,7 +563,13 @@ def build_index(entries: list[dict], null_text: dict[str, str], pre: Precomputer
     return {
         "version": CACHE_VERSION,
         "encoders": {k: pre.enc.identity(k) for k in ("vae", "text", "audio") if getattr(pre.enc, k) is not None},
-        "settings": {"frames": pre.frames, "height": pre.height, "width": pre.width, "dtype": pre.dtype_name},
+        "settings": {
+            "frames": pre.frames,
+            "height": pre.height,
+            "width": pre.width,
+            "dtype": pre.dtype_name,
+            "reference_crops": pre.crops,
+        },  # fmt: skip
         "negative_prompt": pre.negative_prompt,
         "null_text": null_text,
         "dims": dims,
@@ -548,13 +591,15 @@ def precompute(
     negative_prompt: str | None = None,
     progress: bool = False,
     continuation: bool = False,
+    reference_crops: int = 0,
 ) -> PrecomputeStats:
     """Encode `samples` (manifest Samples) into the cache at `out` and write its index (atomically).
 
     `samples`: `humo.data.manifest.Sample`s; relative paths are taken from `base_dir`, else from each sample's
     `root` (the manifest's folder, set by `read_manifest`). frames: the most video
     frames per clip (rounded down to 4k+1; default all); height/width: resize the frames (default: as stored);
-    continuation: also each clip as a long video's continuation (module docstring).
+    continuation: also each clip as a long video's continuation (module docstring); reference_crops: N crops of
+    each kind (head, upper body, clothing) per reference beside the whole image (module docstring).
     """
     ids = [str(getattr(s, "id", "")) for s in samples]
     dup = sorted({i for i in ids if ids.count(i) > 1})
@@ -569,6 +614,7 @@ def precompute(
         dtype=dtype,
         negative_prompt=negative_prompt,
         continuation=continuation,
+        reference_crops=reference_crops,
     )
     with torch.inference_mode():
         idx = pre.run(samples, Path(base_dir) if base_dir is not None else None, progress=progress)

@@ -517,6 +517,26 @@ def render_reference(
     return (*render_still(ident, width=width, height=height, **params), params)
 
 
+def reference_boxes(ident: Identity, params: dict, face: np.ndarray) -> dict[str, list[int]]:
+    """The ground-truth regions of a reference image drawn with `params` (`render_reference`), pixels ``x0, y0, x1,
+    y1`` (end exclusive) inside the image: "face", the face mask's box; "person", the character's whole drawn
+    region (hair, head, torso; the torso runs below the frame). The crops of training's references come from
+    these (`humo.reference_crops`)."""
+    height, width = face.shape
+    ys, xs = np.nonzero(face)
+    face_box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+    U = BASE_U * height * params["scale"]
+    ax = world.FACE_SHAPES[ident.face_shape] * U
+    hx, hy = params["x"] * width, params["y"] * height
+    side = {"long": ax + 0.32 * U, "pigtails": ax + 0.69 * U}.get(ident.hair_style, ax + 0.1 * U)
+    half = max(TORSO_HALF[0] * U, side)
+    top = hy - (1.66 if ident.hair_style == "bun" else HEAD_TOP) * U
+    bottom = hy + (TORSO_TOP + 2 * TORSO_HALF[1]) * U
+    person = [max(0, int(np.floor(hx - half))), max(0, int(np.floor(top))), min(width, int(np.ceil(hx + half))),
+              min(height, int(np.ceil(bottom)))]  # fmt: skip
+    return {"face": face_box, "person": person}
+
+
 def render_still(
     ident: Identity,
     *,

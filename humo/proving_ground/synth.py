@@ -142,7 +142,7 @@ def make_sample(cfg: SynthConfig, index: int) -> Sample:
     _write_npz(d / f"{sid}.npz", arrays)
 
     chars = []
-    for k, (ch, tr, (_, _, ref_params)) in enumerate(zip(spec.characters, tracks, refs)):
+    for k, (ch, tr, (_, ref_face, ref_params)) in enumerate(zip(spec.characters, tracks, refs)):
         chars.append(
             {
                 "identity": ch.identity.as_dict(),
@@ -162,6 +162,8 @@ def make_sample(cfg: SynthConfig, index: int) -> Sample:
                 "audio": char_audio[k],
                 "ref_image": ref_paths[k],
                 "reference": ref_params,
+                # the reference image's face and person boxes (pixels), where training's reference crops come from
+                "reference_boxes": render.reference_boxes(ch.identity, ref_params, ref_face),
             }
         )
     first = spec.characters[0]

@@ -101,6 +101,9 @@ class TrainConfig:
     # paper). num_refs sets the most persons a sample may have.
     persons: bool = False
     person_mask_weight: float = 1.0
+    # InterActHuman's remedy for copy-paste: {whole, head, upper, clothing} -> the probability a reference is shown
+    # so (the crops are cached by `humo precompute --reference-crops N`; `humo.reference_crops`). Empty: whole only.
+    reference_crops: dict = field(default_factory=dict)
     null_text: str = "negative"  # what the dropped prompt becomes: the negative prompt (as at inference) or ""
     mask_head: bool = True  # focus-by-predicting; False builds the DiT with mask_head_blocks=0
     mask_loss_weight: float = 0.1
@@ -159,6 +162,9 @@ class TrainConfig:
             v = getattr(self, name)
             need(0.0 <= v <= 1.0, f"{name} {v}: must be in [0, 1]")
         problems += condition_ratio_problems(self)
+        from humo.reference_crops import crop_probability_problems
+
+        problems += crop_probability_problems(self.reference_crops)
         need(0.0 <= self.lora_dropout < 1.0, f"lora_dropout {self.lora_dropout}: must be in [0, 1)")
         need(self.av_ramp_steps >= 0, f"av_ramp_steps {self.av_ramp_steps}: must be >= 0")
         need(
@@ -340,7 +346,9 @@ def merge_config_dicts(*layers: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for layer in layers:
         for k, v in layer.items():
-            if k in _DICT_FIELDS and k != "condition_ratios" and isinstance(v, dict) and isinstance(out.get(k), dict):
+            # probability tables are replaced whole: an entry-wise merge would break their sum
+            whole = k in ("condition_ratios", "reference_crops")
+            if k in _DICT_FIELDS and not whole and isinstance(v, dict) and isinstance(out.get(k), dict):
                 out[k] = {**out[k], **v}
             else:
                 out[k] = v

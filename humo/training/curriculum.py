@@ -130,6 +130,10 @@ class TaskBatchSampler(torch.utils.data.Sampler):
     micro-batch is one or the other, as its time axis is. The draw is seeded by m alone, so it does not move the
     task choices or the pools.
 
+    slots: yield ``(dataset index, task, continuation, slot)``, slot being the sample's place in the whole stream
+    (``micro * global batch + its place in the global batch``): the key of the per-sample draws the dataset makes
+    (reference crops), the same on any number of ranks and after a resume.
+
     Resuming: ``start`` is the number of micro-batches already consumed; the pool positions at `start` are
     recomputed by replaying the task choices (cheap: no data is loaded).
     """
@@ -146,7 +150,9 @@ class TaskBatchSampler(torch.utils.data.Sampler):
         grad_accum: int = 1,
         start: int = 0,
         continuation: float = 0.0,
+        slots: bool = False,
     ):
+        self.slots = bool(slots)
         self.pools = {t: np.asarray(p, dtype=np.int64) for t, p in pools.items()}
         self.tasks = [t for t in TASKS if t in self.pools]
         self.probabilities = probabilities  # step -> {task: p}
@@ -184,7 +190,7 @@ class TaskBatchSampler(torch.utils.data.Sampler):
                 pos[t] += 1
         return pos
 
-    def global_batches(self, start: int | None = None) -> Iterator[list[tuple[int, str, bool]]]:
+    def global_batches(self, start: int | None = None) -> Iterator[list[tuple]]:
         """The global micro-batches from `start` on (every rank's slots)."""
         start = self.start if start is None else start
         pos = self.positions_at(start)
@@ -193,18 +199,19 @@ class TaskBatchSampler(torch.utils.data.Sampler):
         while True:
             batch = []
             cont = self._is_continuation(micro)
-            for t in self._choose_tasks(micro):
+            for j, t in enumerate(self._choose_tasks(micro)):
                 n = len(self.pools[t])
                 epoch, k = divmod(pos[t], n)
                 if (t, epoch) not in cache:
                     cache = {key: v for key, v in cache.items() if key[0] != t}  # keep one epoch per pool
                     cache[(t, epoch)] = self._permutation(t, epoch)
-                batch.append((int(cache[(t, epoch)][k]), t, cont))
+                item = (int(cache[(t, epoch)][k]), t, cont)
+                batch.append((*item, micro * self.global_batch + j) if self.slots else item)
                 pos[t] += 1
             yield batch
             micro += 1
 
-    def __iter__(self) -> Iterator[list[tuple[int, str, bool]]]:
+    def __iter__(self) -> Iterator[list[tuple]]:
         lo = self.rank * self.batch_size
         for batch in self.global_batches():
             yield batch[lo : lo + self.batch_size]

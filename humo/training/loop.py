@@ -280,6 +280,8 @@ class Trainer:
             zero_video=dcfg.reference_mode == "concat",
             pose=self.uses_pose,
             persons=self.persons,
+            reference_crops=cfg.reference_crops,
+            seed=cfg.seed,
         )
         self.null_text = self.cache.null_text(cfg.null_text).to(self.device)
 
@@ -336,6 +338,7 @@ class Trainer:
             grad_accum=cfg.grad_accum,
             start=self.micro,
             continuation=cfg.continuation_share,
+            slots=True,
         )
 
     # -- checks ------------------------------------------------------------------------------------------------

@@ -24,9 +24,10 @@ shoulders), moved inside the picture (and smaller when the picture is). Written 
 ``OUT/references/<segment id>.png``; ``record["ref_images"]`` is ``[that path]`` (the manifest's ``ref_images``).
 Facts (``record["reference"]``): ``source`` (``shot``, ``segment`` or ``clip``), ``segment`` (the segment it came
 from, or null), ``frame`` (its index in the normalised clip), ``gap`` (frames between it and the segment),
-``crop`` (x0, y0, x1, y1 in pixels), and with the identity model ``distance`` and ``similarity`` (Euclidean and
-cosine) between the segment's identity and the reference's face (the other segment's identity for ``shot``),
-else null.
+``crop`` (x0, y0, x1, y1 in pixels), ``face_box`` (the face's box in the reference image's pixels, whence
+training's reference crops, `humo.reference_crops`), and with the identity model ``distance`` and ``similarity``
+(Euclidean and cosine) between the segment's identity and the reference's face (the other segment's identity for
+``shot``), else null.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from humo.data.pipeline.media import first_line, open_media
 from humo.data.pipeline.stages.faces import TRACK_IOU, box_of, face_mesh, iou
 from humo.errors import atomic_path
 
-VERSION = 2
+VERSION = 3
 PARAMS = ("no_reference", "reference_distance_max", "identity_model")
 REQUIRES = ("mediapipe", "cv2", "PIL")
 GROUP = True
@@ -84,6 +85,13 @@ def crop_box(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, i
     x0 = int(np.clip(round(cx - side / 2), 0, width - side))
     y0 = int(np.clip(round(cy - side / 2), 0, height - side))
     return x0, y0, x0 + side, y0 + side
+
+
+def face_in_crop(box: np.ndarray, crop: tuple[int, int, int, int]) -> list[float]:
+    """The face box in the reference image's pixels (x0, y0, x1, y1, inside it): where training's head, upper
+    body and clothing crops are cut from (`humo.reference_crops`)."""
+    x0, y0, x1, y1 = crop
+    return [round(float(np.clip(v - o, 0, s)), 1) for v, o, s in zip(box, (x0, y0, x0, y0), (x1 - x0, y1 - y0) * 2)]
 
 
 def read_frame(path, index: int) -> np.ndarray:
@@ -257,6 +265,6 @@ def process(group: Record, settings: Settings) -> list[Record]:
         with atomic_path(path, suffix=".png") as tmp:
             Image.fromarray(np.ascontiguousarray(img[y0:y1, x0:x1])).save(tmp, format="PNG")
         r["ref_images"] = [str(path.relative_to(out))]
-        r["reference"] = {**ref, "crop": [x0, y0, x1, y1]}
+        r["reference"] = {**ref, "crop": [x0, y0, x1, y1], "face_box": face_in_crop(box, (x0, y0, x1, y1))}
         outputs.append(r)
     return outputs
