@@ -200,3 +200,26 @@ def test_sample_sheet_shows_reference_samples_and_truth_per_held_out_clip(recipe
     ref = img[:128, :128][::2, ::2]
     assert np.abs(truth.astype(int) - ref.astype(int)).mean() > 5  # the reference is another look, not the frame
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_study_preset_file_and_flags(tmp_path):
+    import argparse
+
+    from humo.commands.ablate import configure, study_config
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    preset = tmp_path / "study.json"
+    preset.write_text(json.dumps({"s2_steps": 4000, "train_overrides": {"model_overrides": {"in_dim": 24}}}))
+    # a flag given wins, even when it equals the built-in default; --set adds to the preset's overrides
+    cfg = study_config(parser.parse_args(["--study", str(preset), "--s2-steps", "600", "--set", "batch_size=4"]))
+    assert cfg.s2_steps == 600 and cfg.train_overrides == {"model_overrides": {"in_dim": 24}, "batch_size": 4}
+    assert study_config(parser.parse_args(["--study", str(preset)])).s2_steps == 4000
+    assert study_config(parser.parse_args([])).s2_steps == StudyConfig().s2_steps
+    shipped = study_config(parser.parse_args(["--study", "configs/ablate-v2.json"]))
+    assert shipped.s2_steps == 4000 and shipped.stage2_overrides == {"lr": 0.0003} and shipped.equal_steps
+    preset.write_text(json.dumps({"s2_step": 1}))
+    with pytest.raises(HumoError, match=r"unknown fields \['s2_step'\]"):
+        study_config(parser.parse_args(["--study", str(preset)]))
+    with pytest.raises(HumoError, match="no such file"):
+        study_config(parser.parse_args(["--study", str(tmp_path / "none.json")]))

@@ -77,25 +77,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def study_config(args: argparse.Namespace):
     """The RatioStudyConfig of a command line: the --study file's fields (if any), then the flags given."""
-    import json
-    from pathlib import Path
-
-    from humo.errors import HumoError
+    from humo.evaluation.ablation import read_study_file
     from humo.evaluation.ratio_study import RatioStudyConfig
     from humo.training.config import apply_overrides
 
-    data: dict = {}
-    if args.study:
-        path = Path(args.study)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise HumoError(f"--study {path}: no such file") from None
-        except (OSError, ValueError) as e:
-            raise HumoError(f"--study {path}: not a readable JSON file ({e})") from None
-        known = set(RatioStudyConfig.__dataclass_fields__)
-        if not isinstance(data, dict) or set(data) - known:
-            raise HumoError(f"--study {path}: expected a JSON object of study fields ({', '.join(sorted(known))})")
+    data = read_study_file(args.study, RatioStudyConfig) if args.study else {}
     for flag, (name, convert) in FLAGS.items():
         if getattr(args, flag) is not None:
             data[name] = convert(getattr(args, flag))

@@ -237,6 +237,25 @@ def check_recipe(r: Path, train_config: str, who: str = "ablate") -> None:
         )
 
 
+def read_study_file(path: str | os.PathLike, config_cls: type) -> dict:
+    """The fields of a JSON study preset (`humo ablate --study`, `humo ratios --study`) for `config_cls`, a
+    dataclass; a missing or unreadable file or an unknown field is a one-line error naming it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise HumoError(f"--study {path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise HumoError(f"--study {path}: not a readable JSON file ({e})") from None
+    known = set(config_cls.__dataclass_fields__)
+    if not isinstance(data, dict):
+        raise HumoError(f"--study {path}: expected a JSON object of study fields")
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise HumoError(f"--study {path}: unknown fields {unknown} (known: {', '.join(sorted(known))})")
+    return data
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Runs
 
