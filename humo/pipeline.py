@@ -471,6 +471,7 @@ class HumoPipeline:
         layout = cls.check_weights(weights_dir, preset)
         root = Path(weights_dir)
         device = resolve_device(device)
+        matmul = choose_matmul(fp8_matmul, device)  # before loading: scaled needs fp8 tensor cores on a GPU
         if dtype is None:
             dtype = torch.bfloat16 if layout.dtype == "bf16" else torch.float32
         # The config comes from the checkpoint (our files carry it; released ones match their preset by shape), so a
@@ -489,7 +490,7 @@ class HumoPipeline:
             apply_lora_files(dit, loras, kwargs.get("log"))
         if fp8 and not stored_fp8:
             quantize_dit(dit)
-        if not set_matmul(dit, choose_matmul(fp8_matmul, device)) and fp8_matmul == "scaled":
+        if not set_matmul(dit, matmul) and fp8_matmul == "scaled":
             warn("--fp8-matmul scaled: the DiT has no fp8 layers (pass --dtype fp8); it computes as loaded")
         if resident_blocks is None:
             dit.to(device)
