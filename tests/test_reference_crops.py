@@ -84,6 +84,22 @@ def test_geometry_from_the_manifest_the_pipeline_or_proportions(tmp_path):
     assert face_in_crop(np.array([110.0, 60.0, 150.0, 110.0]), (80, 35, 180, 135)) == [30.0, 25.0, 70.0, 75.0]
 
 
+def test_a_malformed_box_stops_precompute_before_any_encoding(tmp_path):
+    from humo.proving_ground.synth import SynthConfig, synthesize_dataset
+    from humo.reference_crops import check_manifest_boxes
+
+    manifest, _ = synthesize_dataset(SynthConfig(tmp_path / "d", 3, frames=(9, 9), seed=1, workers=1), False)
+    samples = read_manifest(manifest)
+    check_manifest_boxes(samples)  # the synthesized boxes are fine
+    samples[2].meta["characters"][0]["reference_boxes"]["person"] = ["a", 0, 5, 5]  # the last row: after the others
+    with pytest.raises(HumoError, match=rf"sample {samples[2].id}: reference 0: person box \['a', 0, 5, 5\] is not"):
+        precompute(samples, tmp_path / "cache", _encoders(), reference_crops=1, base_dir=manifest.parent)
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # nothing was encoded
+    samples[2].meta["characters"][0]["reference_boxes"] = {"face": [5, 5, 2, 9]}
+    with pytest.raises(HumoError, match=rf"sample {samples[2].id}: reference 0: face box \[5, 5, 2, 9\]"):
+        check_manifest_boxes(samples)
+
+
 def test_a_crop_is_prepared_as_an_inference_reference(tmp_path):
     """The same preparation as `humo generate --image`: load, (cut), fit into the frame on white."""
     from PIL import Image
