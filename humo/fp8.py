@@ -38,12 +38,26 @@ def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return quantize_rows(weight.detach())
 
 
+# Rows quantized at a time: the float32 transient of `quantize_rows` is at most this many elements (16 MiB).
+CHUNK_ELEMENTS = 1 << 22
+
+
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """x [rows, n] -> (float8_e4m3fn [rows, n], float32 scale [rows]) with x ~ q * scale[:, None], each row scaled
-    so that its largest magnitude maps to 448."""
-    x = x.float()
-    scale = (x.abs().amax(dim=1) / FP8_MAX).clamp_min(torch.finfo(torch.float32).tiny)
-    q = (x / scale[:, None]).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+    so that its largest magnitude maps to 448.
+
+    Memory: the row maxima are a reduction in x's own dtype (exact: the maximum is one of the values), and the
+    rows are scaled in float32 a chunk of `CHUNK_ELEMENTS` at a time, in place, straight into the fp8 result, so
+    the transient beyond that one-byte copy is one chunk (not float32 copies of the whole activation)."""
+    scale = (torch.linalg.vector_norm(x, ord=float("inf"), dim=1).float() / FP8_MAX).clamp_min(
+        torch.finfo(torch.float32).tiny
+    )
+    q = torch.empty(x.shape, dtype=FP8, device=x.device)
+    rows = max(1, CHUNK_ELEMENTS // max(1, x.shape[1]))
+    for i in range(0, x.shape[0], rows):
+        chunk = x[i : i + rows].to(torch.float32, copy=True)
+        chunk.div_(scale[i : i + rows, None]).clamp_(-FP8_MAX, FP8_MAX)
+        q[i : i + rows] = chunk
     return q, scale
 
 
@@ -55,13 +69,26 @@ def scaled_matmul_supported(device: torch.device | str) -> bool:
 
 def choose_matmul(requested: str, device: torch.device | str) -> str:
     """``auto`` -> ``scaled`` where the device has fp8 tensor cores, ``upcast`` elsewhere; the others as given
-    (``scaled`` on a CPU runs torch's reference kernel: for checking, not speed)."""
-    if requested not in MATMULS:
-        from humo.errors import HumoError
+    (``scaled`` on a CPU runs torch's reference kernel: for checking, not speed). ``scaled`` on a CUDA GPU without
+    fp8 tensor cores (compute capability below 8.9) is a one-line error here, before any model loads: its first
+    matmul would fail."""
+    from humo.errors import HumoError
 
+    if requested not in MATMULS:
         raise HumoError(f"--fp8-matmul {requested}: unknown (choose from: {', '.join(MATMULS)})")
     if requested == "auto":
         return "scaled" if scaled_matmul_supported(device) else "upcast"
+    dev = torch.device(device)
+    if requested == "scaled" and dev.type == "cuda" and not scaled_matmul_supported(dev):
+        where = (
+            "no CUDA device"
+            if not torch.cuda.is_available()
+            else ("compute capability {}.{}".format(*torch.cuda.get_device_capability(dev)))
+        )
+        raise HumoError(
+            f"--fp8-matmul scaled: {dev} has no fp8 tensor cores ({where}; they need 8.9, Ada or Hopper); "
+            "use --fp8-matmul upcast or auto"
+        )
     return requested
 
 
@@ -96,10 +123,18 @@ class Fp8Linear(nn.Module):
         """x [..., in] -> [..., out] in x's dtype."""
         bias = None if self.bias is None else self.bias.to(x.dtype)
         # The fp8 GEMM kernels want both inner and outer sizes in multiples of 16.
-        if self.matmul == "scaled" and self.in_features % 16 == 0 and self.out_features % 16 == 0:
+        # CUDA's row-wise scaled kernels write bf16 only: there they serve half-precision activations, and float32
+        # ones take the upcast path rather than lose their precision to a bf16 output.
+        half = x.dtype in (torch.bfloat16, torch.float16)
+        if (
+            self.matmul == "scaled"
+            and (half or not x.is_cuda)
+            and self.in_features % 16 == 0
+            and self.out_features % 16 == 0
+        ):
             rows = x.reshape(-1, self.in_features)
             xq, x_scale = quantize_rows(rows)
-            # CUDA's row-wise scaled kernels write bf16 only; the bias is added after, in x's dtype.
+            # the bias is added after, in x's dtype
             out_dtype = torch.bfloat16 if x.is_cuda else x.dtype
             out = torch._scaled_mm(
                 xq,

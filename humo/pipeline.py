@@ -471,6 +471,7 @@ class HumoPipeline:
         layout = cls.check_weights(weights_dir, preset)
         root = Path(weights_dir)
         device = resolve_device(device)
+        matmul = choose_matmul(fp8_matmul, device)  # before loading: scaled needs fp8 tensor cores on a GPU
         if dtype is None:
             dtype = torch.bfloat16 if layout.dtype == "bf16" else torch.float32
         # The config comes from the checkpoint (our files carry it; released ones match their preset by shape), so a
@@ -489,7 +490,7 @@ class HumoPipeline:
             apply_lora_files(dit, loras, kwargs.get("log"))
         if fp8 and not stored_fp8:
             quantize_dit(dit)
-        if not set_matmul(dit, choose_matmul(fp8_matmul, device)) and fp8_matmul == "scaled":
+        if not set_matmul(dit, matmul) and fp8_matmul == "scaled":
             warn("--fp8-matmul scaled: the DiT has no fp8 layers (pass --dtype fp8); it computes as loaded")
         if resident_blocks is None:
             dit.to(device)
@@ -604,13 +605,7 @@ class HumoPipeline:
             from humo.media.video import write_video
 
             t0 = time.perf_counter()
-            meta = {
-                "model": self.layout.name,
-                "title": req.prompt[:200],
-                "seed": req.seed,
-                "steps": req.steps,
-                "guidance": req.guidance,
-            }
+            meta = {"title": req.prompt[:200], **self.provenance(req)}
             if req.persons:  # the mix the model heard, at its 16 kHz
                 sound, rate = cond.samples[:, None], SAMPLE_RATE
             else:
@@ -629,6 +624,27 @@ class HumoPipeline:
         if cond.samples is not None:  # the result, like the file, ends with the shorter of video and audio
             frames = frames[: max(1, min(len(frames), len(cond.samples) * VIDEO_FPS // SAMPLE_RATE))]
         return GenerationResult(frames, VIDEO_FPS, cond.samples, SAMPLE_RATE, path, timings, mask, person_masks)
+
+    def provenance(self, req: GenerationRequest) -> dict[str, Any]:
+        """What made a video, for its metadata: the model, seed, steps and guidance, and how the DiT computed
+        (its dtype, fp8 weights and their matmul, the step-cache threshold, block swap, the sequence-parallel
+        world); entries that do not apply are None (left out of the file)."""
+        from humo.fp8 import Fp8Linear
+
+        fp8 = [m for m in self.dit.modules() if isinstance(m, Fp8Linear)]
+        swap = getattr(self.dit, "block_swap", None)
+        return {
+            "model": self.layout.name,
+            "seed": req.seed,
+            "steps": req.steps,
+            "guidance": req.guidance,
+            "dit_dtype": str(self.dit.dtype).removeprefix("torch."),
+            "fp8": bool(fp8),
+            "fp8_matmul": fp8[0].matmul if fp8 else None,
+            "step_cache": req.cache,
+            "block_swap": None if swap is None else f"{len(self.dit.blocks) - len(swap.streamed)} resident blocks",
+            "sequence_parallel": None if self.sequence_parallel is None else self.sequence_parallel.world,
+        }
 
     def tokens(self, cond: EncodedRequest) -> int:
         """Tokens of one video in one DiT pass: latent frames (clean frames included) x patches per frame."""

@@ -125,10 +125,8 @@ def fallback_face(person) -> list[float]:
     return [px0 + a * w, py0 + b * h, px0 + c * w, py0 + d * h]
 
 
-def reference_geometry(meta: Mapping | None, k: int, width: int, height: int) -> tuple[list[float], list[float], str]:
-    """(face box, person box, where they came from) of reference `k` of a manifest sample with `meta`, in pixels of
-    the ``width x height`` reference image (see the module docstring for the sources)."""
-    meta = meta or {}
+def _stored_boxes(meta: Mapping, k: int) -> Mapping:
+    """The boxes the manifest gives for reference `k` ({"face": ..., "person": ...}, either may be missing)."""
     boxes: Mapping = {}
     chars = meta.get("characters")
     if isinstance(chars, list) and k < len(chars) and isinstance(chars[k], Mapping):
@@ -137,11 +135,46 @@ def reference_geometry(meta: Mapping | None, k: int, width: int, height: int) ->
         boxes = meta["reference_boxes"][k] or {}
     if not boxes and k == 0 and isinstance(meta.get("reference"), Mapping) and meta["reference"].get("face_box"):
         boxes = {"face": meta["reference"]["face_box"]}
+    return boxes
+
+
+def box_problem(meta: Mapping | None, k: int) -> str | None:
+    """What is wrong with the manifest's boxes of reference `k` (None: nothing): each given one must be four
+    numbers x0, y0, x1, y1 with x0 < x1 and y0 < y1."""
+    boxes = _stored_boxes(meta or {}, k)
+    if not isinstance(boxes, Mapping):
+        return f"reference {k}: boxes {boxes!r} are not a mapping of 'face' and 'person' boxes"
+    for name in ("person", "face"):
+        b = boxes.get(name)
+        if b is None:
+            continue
+        numbers = isinstance(b, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in b
+        )
+        if not (numbers and len(b) == 4 and b[0] < b[2] and b[1] < b[3]):
+            return f"reference {k}: {name} box {b!r} is not x0, y0, x1, y1 with x0 < x1 and y0 < y1"
+    return None
+
+
+def check_manifest_boxes(samples) -> None:
+    """A one-line HumoError naming the sample and the box when any manifest sample's reference boxes are malformed
+    (`box_problem`): run before any encoding, so that a bad row does not stop a precompute half-way."""
+    for s in samples:
+        for k in range(len(getattr(s, "ref_images", None) or [])):
+            problem = box_problem(getattr(s, "meta", None), k)
+            if problem:
+                raise HumoError(f"sample {getattr(s, 'id', '')}: {problem}")
+
+
+def reference_geometry(meta: Mapping | None, k: int, width: int, height: int) -> tuple[list[float], list[float], str]:
+    """(face box, person box, where they came from) of reference `k` of a manifest sample with `meta`, in pixels of
+    the ``width x height`` reference image (see the module docstring for the sources)."""
+    problem = box_problem(meta, k)
+    if problem:
+        raise HumoError(problem)
+    boxes = _stored_boxes(meta or {}, k)
     person = boxes.get("person") or [0, 0, width, height]
     face = boxes.get("face")
-    for name, b in (("person", person), ("face", face)):
-        if b is not None and (len(b) != 4 or not (b[0] < b[2] and b[1] < b[3])):
-            raise HumoError(f"reference {k}: {name} box {list(b)} is not x0, y0, x1, y1 with x0 < x1 and y0 < y1")
     source = "manifest" if face else "proportions"
     return list(face or fallback_face(person)), list(person), source
 

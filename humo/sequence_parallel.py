@@ -104,8 +104,24 @@ def broadcast(value, sp: SequenceParallel):
 
 
 def local_device(name: str, local_rank: int) -> str:
-    """The device of this rank: "cuda" (no index) becomes the local rank's GPU; anything else is kept."""
-    return f"cuda:{local_rank}" if name == "cuda" else name
+    """The device of this rank (of more than one): "cuda" (no index) becomes the local rank's GPU; a CPU is kept.
+    One-line errors: an explicit "cuda:N" (it would put every rank on one GPU) and a local rank without a GPU of
+    its own."""
+    dev = torch.device(name)
+    if dev.type != "cuda":
+        return name
+    if dev.index is not None:
+        raise HumoError(
+            f"--device {name}: under sequence parallel each process takes its local rank's GPU; pass --device cuda "
+            "(and CUDA_VISIBLE_DEVICES to choose the GPUs)"
+        )
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise HumoError(
+            f"sequence parallel: local rank {local_rank} has no GPU of its own (this node has {count}); use "
+            f"--nproc-per-node {count} or fewer"
+        )
+    return f"cuda:{local_rank}"
 
 
 def check_heads(num_heads: int, world: int, what: str = "the DiT") -> None:
@@ -162,7 +178,11 @@ def heads_to_seq(x: torch.Tensor, shard: TokenShard) -> torch.Tensor:
 
 def self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shard: TokenShard) -> torch.Tensor:
     """Attention over the whole sequence from each rank's slice. q, k, v: [B, size, H, d] (rotated) ->
-    [B, size, H, d]; the padding's outputs are zeros, and padding is never a key."""
+    [B, size, H, d]; the padding's outputs are zeros, and padding is never a key. Inference only: the all-to-alls
+    carry no gradients, so inputs that require them are an error rather than a silently wrong backward pass."""
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        raise RuntimeError("sequence_parallel.self_attention: inference only (its collectives carry no gradients); "
+                           "run under torch.no_grad()")  # fmt: skip
     out = attention(seq_to_heads(q, shard), seq_to_heads(k, shard), seq_to_heads(v, shard))
     return heads_to_seq(out, shard)
 

@@ -223,3 +223,62 @@ def test_study_preset_file_and_flags(tmp_path):
         study_config(parser.parse_args(["--study", str(preset)]))
     with pytest.raises(HumoError, match="no such file"):
         study_config(parser.parse_args(["--study", str(tmp_path / "none.json")]))
+
+
+def test_study_file_of_wrong_types_is_one_line_error(tmp_path):
+    import argparse
+
+    from humo.commands.ablate import configure, study_config
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    preset = tmp_path / "study.json"
+    for fields, match in (
+        ({"seeds": 3}, r"seeds 3: expected list\[int\]"),
+        ({"s2_steps": "600"}, "s2_steps '600': expected int"),
+        ({"variants": ["full", 2]}, r"variants \['full', 2\]: expected list\[str\]"),
+        ({"guidance": 1}, "guidance 1: expected bool"),
+        ({"stage2_overrides": [1]}, r"stage2_overrides \[1\]: expected dict"),
+    ):
+        preset.write_text(json.dumps(fields))
+        with pytest.raises(HumoError, match=match):
+            study_config(parser.parse_args(["--study", str(preset)]))
+    with pytest.raises(SystemExit):  # argparse's one-line usage error names the flag
+        parser.parse_args(["--seeds", "0,x"])
+
+
+def _stale_run(tmp_path, cfg, who):
+    """The first stage-2 run of `cfg` as if trained: its export and its config.json as this study would write it."""
+    from humo.evaluation.ablation import run_config
+
+    mod = __import__("humo.evaluation." + ("ablation" if who == "ablate" else "ratio_study"), fromlist=["plan"])
+    run = next(r for r in mod.plan(cfg) if r["variant"] is not None)
+    export = run["out"] / "final" / "ema.safetensors"
+    export.parent.mkdir(parents=True)
+    export.write_bytes(b"x")
+    stored = run_config(cfg, run, who)
+    return run, export, stored
+
+
+@pytest.mark.parametrize("who", ["ablate", "ratios"])
+def test_a_run_of_another_configuration_is_not_reused(tmp_path, monkeypatch, who):
+    import humo.training.loop
+    from humo.evaluation.ablation import train_run
+    from humo.evaluation.ratio_study import RatioStudyConfig
+
+    def no_training(cfg):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(humo.training.loop, "train", no_training)
+    kind = StudyConfig if who == "ablate" else RatioStudyConfig
+    cfg = kind(out=str(tmp_path / "study"), seeds=[0], s1_steps=3, s2_steps=4, curve_points=2)
+    run, export, stored = _stale_run(tmp_path, cfg, who)
+    config = run["out"] / "config.json"
+    # the same configuration, stored from another cwd's relative paths: reused as before
+    config.write_text(json.dumps({**stored, "out": "elsewhere", "init": os.path.relpath(stored["init"])}))
+    assert train_run(cfg, run, print, who) == export
+    # stored at other steps (an earlier study in the same folder): a one-line error naming the run and both values
+    config.write_text(json.dumps({**stored, "steps": 9}))
+    match = rf"{who}: run {run['name']} .*steps 9 \(stored\) vs 4 \(this study\).*new --out"
+    with pytest.raises(HumoError, match=match):
+        train_run(cfg, run, print, who)

@@ -199,3 +199,79 @@ def test_generate_fp8_matmul_flag(tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert r.returncode == 2 and "--fp8-matmul" in r.stderr and "Traceback" not in r.stderr
+
+
+def _fake_gpu(monkeypatch, capability):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+
+
+def test_scaled_matmul_without_fp8_cores_is_refused_before_loading(tmp_path, monkeypatch, capsys):
+    import humo.checkpoint
+    from humo.cli import main
+    from humo.fp8 import choose_matmul
+    from humo.pipeline import HumoPipeline
+
+    _fake_gpu(monkeypatch, (8, 0))  # an A100: no fp8 tensor cores
+    with pytest.raises(HumoError, match=r"--fp8-matmul scaled: cuda has no fp8 tensor cores \(compute capability 8.0"):
+        choose_matmul("scaled", "cuda")
+    assert choose_matmul("auto", "cuda:0") == "upcast" and choose_matmul("upcast", "cuda") == "upcast"
+    assert choose_matmul("scaled", "cpu") == "scaled"  # torch's reference kernel, for checking
+
+    def no_loading(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(humo.checkpoint, "load_dit", no_loading)
+    folder = write_toy_weights(tmp_path / "toy")
+    with pytest.raises(HumoError, match="no fp8 tensor cores"):  # the API checks before loading
+        HumoPipeline.from_pretrained(folder, "toy", device="cuda", fp8=True, fp8_matmul="scaled")
+    monkeypatch.setattr(HumoPipeline, "from_pretrained", no_loading)
+    capsys.readouterr()
+    code = main(["generate", "--weights", str(folder), "--prompt", "a man", "--out", str(tmp_path / "o.mp4"),
+                 "--device", "cuda", "--dtype", "fp8", "--fp8-matmul", "scaled", "--frames", "5"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "no fp8 tensor cores" in err, err
+    _fake_gpu(monkeypatch, (9, 0))
+    assert choose_matmul("scaled", "cuda") == "scaled" and choose_matmul("auto", "cuda") == "scaled"
+
+
+def test_scaled_forward_is_unchanged_by_quantizing_in_chunks(monkeypatch):
+    import humo.fp8
+    from humo.fp8 import quantize_rows
+
+    torch.manual_seed(0)
+    f8 = Fp8Linear.from_linear(nn.Linear(64, 48))
+    f8.matmul = "scaled"
+    x = torch.randn(3, 11, 64) * torch.logspace(-4, 2, 11)[None, :, None]
+    whole = f8(x)
+    q_whole, s_whole = quantize_rows(x.reshape(-1, 64))
+    monkeypatch.setattr(humo.fp8, "CHUNK_ELEMENTS", 3 * 64 + 5)  # 3 rows a chunk, the last one short
+    chunked = f8(x)
+    q, s = quantize_rows(x.reshape(-1, 64))
+    assert torch.allclose(chunked, whole, rtol=0, atol=1e-6)
+    assert torch.equal(q.float(), q_whole.float()) and torch.equal(s, s_whole)
+    # the same numbers as quantizing the whole tensor in float32 at once
+    ref = x.reshape(-1, 64).float()
+    ref_scale = (ref.abs().amax(1) / 448).clamp_min(torch.finfo(torch.float32).tiny)
+    assert torch.equal(s, ref_scale)
+    assert torch.equal(q.float(), (ref / ref_scale[:, None]).clamp(-448, 448).to(FP8).float())
+    # bf16 activations: the row maxima are taken in bf16, exactly
+    qb, sb = quantize_rows(x.reshape(-1, 64).bfloat16())
+    assert torch.equal(sb, (x.reshape(-1, 64).bfloat16().float().abs().amax(1) / 448))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_scaled_path_on_cuda_serves_half_precision_only():
+    from humo.fp8 import scaled_matmul_supported
+
+    if not scaled_matmul_supported("cuda"):
+        pytest.skip("no fp8 tensor cores")
+    torch.manual_seed(0)
+    f8 = Fp8Linear.from_linear(nn.Linear(64, 48)).cuda()
+    x = torch.randn(5, 64, device="cuda")
+    upcast32, upcast16 = f8(x), f8(x.bfloat16())
+    f8.matmul = "scaled"
+    assert torch.equal(f8(x), upcast32)  # float32 activations keep their precision: the upcast path
+    out = f8(x.bfloat16())
+    assert out.dtype == torch.bfloat16 and not torch.equal(out, upcast16)  # the scaled kernel ran

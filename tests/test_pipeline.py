@@ -256,3 +256,23 @@ def test_cli_missing_component(tmp_path):
     (tmp_path / "dit.safetensors").write_bytes(b"x")
     r = run_cli("generate", "--prompt", "a", "--out", tmp_path / "o.mp4", "--weights", tmp_path, "--preset", "toy")
     assert r.returncode == 2 and "the VAE is missing" in r.stderr
+
+
+def test_video_metadata_records_how_the_dit_computed(tmp_path, media):
+    from humo.media.video import read_metadata
+    from humo.sequence_parallel import SequenceParallel
+
+    folder = write_toy_weights(tmp_path / "toy")
+    pipe = HumoPipeline.from_pretrained(
+        folder, "toy", device="cpu", fp8=True, fp8_matmul="scaled", resident_blocks=1, log=lambda m: None,
+        progress=False,
+    )  # fmt: skip
+    out = tmp_path / "v.mp4"
+    pipe("a man talks", [str(media / "r.png")], str(media / "a.wav"), out=out, cache=0.05, seed=7, **SMALL)
+    desc = read_metadata(out)["description"]
+    for entry in ("model=toy", "seed=7", "steps=3", "dit_dtype=float32", "fp8=True", "fp8_matmul=scaled",
+                  "step_cache=0.05", "block_swap=1 resident blocks"):  # fmt: skip
+        assert entry in desc, (entry, desc)
+    assert "sequence_parallel" not in desc  # one process: nothing to record
+    pipe.sequence_parallel = SequenceParallel(0, 2)
+    assert pipe.provenance(GenerationRequest("a man"))["sequence_parallel"] == 2

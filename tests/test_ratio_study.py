@@ -101,3 +101,17 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
     monkeypatch.setattr("humo.training.loop.train", boom)
     run_study(cfg, log=lambda m: None)
     assert (out / "ratios.md").read_text() == table
+
+
+def test_malformed_flags_and_study_fields_are_one_line_errors(tmp_path, capsys):
+    from humo.cli import main
+
+    for flag, value in (("--s1-steps", "1.5"), ("--pose-audio-ratio", "x"), ("--audio-ratios", "0.1,y")):
+        with pytest.raises(SystemExit):  # argparse's usage error: no traceback
+            main(["ratios", flag, value])
+        assert f"argument {flag}: " in capsys.readouterr().err
+    preset = tmp_path / "study.json"
+    preset.write_text(json.dumps({"audio_ratios": [0.1, "a"], "s1_steps": "10"}))
+    assert main(["ratios", "--study", str(preset)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "audio_ratios [0.1, 'a']: expected list[float]" in err and "s1_steps '10'" in err

@@ -84,6 +84,22 @@ def test_geometry_from_the_manifest_the_pipeline_or_proportions(tmp_path):
     assert face_in_crop(np.array([110.0, 60.0, 150.0, 110.0]), (80, 35, 180, 135)) == [30.0, 25.0, 70.0, 75.0]
 
 
+def test_a_malformed_box_stops_precompute_before_any_encoding(tmp_path):
+    from humo.proving_ground.synth import SynthConfig, synthesize_dataset
+    from humo.reference_crops import check_manifest_boxes
+
+    manifest, _ = synthesize_dataset(SynthConfig(tmp_path / "d", 3, frames=(9, 9), seed=1, workers=1), False)
+    samples = read_manifest(manifest)
+    check_manifest_boxes(samples)  # the synthesized boxes are fine
+    samples[2].meta["characters"][0]["reference_boxes"]["person"] = ["a", 0, 5, 5]  # the last row: after the others
+    with pytest.raises(HumoError, match=rf"sample {samples[2].id}: reference 0: person box \['a', 0, 5, 5\] is not"):
+        precompute(samples, tmp_path / "cache", _encoders(), reference_crops=1, base_dir=manifest.parent)
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # nothing was encoded
+    samples[2].meta["characters"][0]["reference_boxes"] = {"face": [5, 5, 2, 9]}
+    with pytest.raises(HumoError, match=rf"sample {samples[2].id}: reference 0: face box \[5, 5, 2, 9\]"):
+        check_manifest_boxes(samples)
+
+
 def test_a_crop_is_prepared_as_an_inference_reference(tmp_path):
     """The same preparation as `humo generate --image`: load, (cut), fit into the frame on white."""
     from PIL import Image
@@ -174,9 +190,10 @@ def test_the_loaders_draw_follows_the_configured_probabilities(caches):
     keys = {ds.reference_keys(e, slot)[0][0] for slot in range(200)}
     assert set(e["reference_crops"][0]["head"]) <= keys and e["references"][0] in keys
     item = ds[(i, "subject", False, 7)]
-    (key,), kinds = ds.reference_keys(e, 7)
-    assert item["ref_kinds"] == kinds and torch.equal(item["refs"][0], c.load(key)[:, 0])
-    assert ds[(i, "subject")]["ref_kinds"] == ["whole"]  # no slot: the whole image
+    (key,), _ = ds.reference_keys(e, 7)
+    assert torch.equal(item["refs"][0], c.load(key)[:, 0])
+    assert ds.reference_keys(e, None) == ([e["references"][0]], ["whole"])  # no slot: the whole image
+    assert torch.equal(ds[(i, "subject")]["refs"][0], c.load(e["references"][0])[:, 0])
     # the draw is a pure function of (seed, slot)
     assert draw_crops(PROBS, 5, 11, 2) == draw_crops(PROBS, 5, 11, 2) != draw_crops(PROBS, 6, 11, 2)
     # a reference without a crop of the drawn kind shows the whole image
@@ -207,7 +224,8 @@ def test_a_few_training_steps_with_crops_and_caches_without_them(caches, tmp_pat
                             model_overrides=model)  # fmt: skip
     trainer = Trainer(cfg)
     batches = list(itertools.islice(iter(trainer.sampler), 6))
-    kinds = [trainer.dataset[item]["ref_kinds"][0] for b in batches for item in b]
+    ds = trainer.dataset
+    kinds = [ds.reference_keys(ds.entries[item[0]], item[3])[1][0] for b in batches for item in b]
     assert len(set(kinds)) > 1  # the stream shows crops, not only the whole image
     assert trainer.run()["steps"] == 3
     log = [json.loads(line) for line in open(tmp_path / "run" / "log.jsonl")]

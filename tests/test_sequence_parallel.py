@@ -158,6 +158,24 @@ def test_bad_inputs_are_one_line_errors():
         HumoPipeline(LAYOUTS["toy"], tiny_model("toy"), None, None, None, sequence_parallel=SequenceParallel(0, 3))
 
 
+def test_each_rank_takes_its_own_gpu_or_fails_in_one_line(monkeypatch):
+    from humo.sequence_parallel import local_device
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert local_device("cuda", 1) == "cuda:1" and local_device("cpu", 3) == "cpu"
+    with pytest.raises(HumoError, match="--device cuda:1: under sequence parallel each process takes its local rank"):
+        local_device("cuda:1", 0)  # every rank on GPU 1
+    with pytest.raises(HumoError, match="local rank 2 has no GPU of its own \\(this node has 2\\)"):
+        local_device("cuda", 2)
+
+
+def test_sequence_parallel_attention_refuses_gradients():
+    shard = SequenceParallel(0, 1).shard(4)
+    q = torch.randn(1, 4, 2, 8, requires_grad=True)
+    with pytest.raises(RuntimeError, match="inference only"):  # before any collective
+        sequence_parallel.self_attention(q, q, q, shard)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The whole command under torchrun
 

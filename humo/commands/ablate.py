@@ -13,39 +13,24 @@ from __future__ import annotations
 
 import argparse
 
-
-def _ints(text: str) -> list[int]:
-    from humo.errors import HumoError
-
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise HumoError(f"--seeds {text!r}: expected comma-separated integers") from None
-
-
-def _names(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
-
-
-# flag dest -> (StudyConfig field, conversion of the flag's text); a flag not given leaves the preset's (or the
-# default) value
+# flag dest -> StudyConfig field; a flag not given leaves the preset's (or the default) value
 FLAGS = {
-    "recipe": ("recipe", str),
-    "out": ("out", str),
-    "config": ("train_config", str),
-    "seeds": ("seeds", _ints),
-    "variants": ("variants", _names),
-    "s1_steps": ("s1_steps", int),
-    "s2_steps": ("s2_steps", int),
-    "curve_points": ("curve_points", int),
-    "eval_clips": ("eval_clips", int),
-    "eval_steps": ("eval_steps", int),
-    "jobs": ("jobs", int),
+    "recipe": "recipe",
+    "out": "out",
+    "config": "train_config",
+    "seeds": "seeds",
+    "variants": "variants",
+    "s1_steps": "s1_steps",
+    "s2_steps": "s2_steps",
+    "curve_points": "curve_points",
+    "eval_clips": "eval_clips",
+    "eval_steps": "eval_steps",
+    "jobs": "jobs",
 }
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from humo.evaluation.ablation import StudyConfig
+    from humo.evaluation.ablation import StudyConfig, name_list, number_list
 
     d = StudyConfig()
     parser.add_argument(
@@ -56,8 +41,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", help=f"toy recipe folder (default {d.recipe})")
     parser.add_argument("--out", help=f"study folder (default {d.out})")
     parser.add_argument("--config", help=f"base training config (default {d.train_config})")
-    parser.add_argument("--seeds", help="training seeds (default 0,1,2)")
-    parser.add_argument("--variants", help="variants (default: all)")
+    parser.add_argument("--seeds", type=number_list(int), help="training seeds (default 0,1,2)")
+    parser.add_argument("--variants", type=name_list, help="variants (default: all)")
     parser.add_argument("--s1-steps", type=int, help=f"stage-1 steps (default {d.s1_steps})")
     parser.add_argument("--s2-steps", type=int, help=f"stage-2 steps (default {d.s2_steps})")
     parser.add_argument("--curve-points", type=int, help=f"evaluated checkpoints per run (default {d.curve_points})")
@@ -82,18 +67,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def study_config(args: argparse.Namespace):
     """The StudyConfig of a command line: the --study file's fields (if any), then the flags given."""
-    from humo.evaluation.ablation import StudyConfig, read_study_file
-    from humo.training.config import apply_overrides
+    from humo.evaluation.ablation import StudyConfig, study_from_args
 
-    data = read_study_file(args.study, StudyConfig) if args.study else {}
-    for flag, (name, convert) in FLAGS.items():
-        if getattr(args, flag) is not None:
-            data[name] = convert(getattr(args, flag))
-    if args.no_guidance:
-        data["guidance"] = False
-    if args.overrides:
-        data["train_overrides"] = apply_overrides(data.get("train_overrides", {}), args.overrides)
-    return StudyConfig(**data)
+    return study_from_args(args, StudyConfig, FLAGS, **({"guidance": False} if args.no_guidance else {}))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -628,6 +628,9 @@ def _run(args: argparse.Namespace, world: int = 1, local_rank: int = 0) -> int:
             seed = broadcast(seed, sp)
             jobs = [(dataclasses.replace(req, seed=seed), out) for req, out in jobs]
         say(f"sequence parallel: each DiT pass's tokens split across {world} processes")
+    from humo.fp8 import choose_matmul
+
+    choose_matmul(args.fp8_matmul, device)  # scaled fp8 matmuls need fp8 tensor cores on a GPU
     check_job_size(jobs, layout, args.allow_large, weights, say, device, args.dtype, resident, world)
     if drawn:  # printed even with --quiet: without it the video cannot be made again
         print(f"seed {seed}")

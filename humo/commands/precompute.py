@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise HumoError(f"--{name} {v}: must be positive")
+    if args.reference_crops:  # before the encoders load (precompute checks again, for the API)
+        from humo.reference_crops import check_manifest_boxes
+
+        check_manifest_boxes(samples)
     encoders = load_encoders(args.vae, args.text, args.audio, tokenizer=args.tokenizer, device=args.device)
     stats = precompute(
         samples,

@@ -13,39 +13,33 @@ from __future__ import annotations
 
 import argparse
 
-
-def _numbers(text: str, kind=float) -> list:
-    from humo.errors import HumoError
-
-    try:
-        return [kind(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise HumoError(f"{text!r}: expected comma-separated numbers") from None
-
-
-# flag -> (RatioStudyConfig field, conversion); a flag left out keeps the preset's value or the field's default
+# flag dest -> RatioStudyConfig field; a flag left out keeps the preset's value or the field's default
 FLAGS = {
-    "recipe": ("recipe", str),
-    "out": ("out", str),
-    "config": ("train_config", str),
-    "schedule": ("schedule", str),
-    "seeds": ("seeds", lambda v: _numbers(v, int)),
-    "audio_ratios": ("audio_ratios", _numbers),
-    "pose_ratios": ("pose_ratios", _numbers),
-    "pose_audio_ratio": ("pose_audio_ratio", float),
-    "s1_steps": ("s1_steps", int),
-    "s2_steps": ("s2_steps", int),
-    "s3_steps": ("s3_steps", int),
-    "curve_points": ("curve_points", int),
-    "eval_clips": ("eval_clips", int),
-    "eval_steps": ("eval_steps", int),
+    "recipe": "recipe",
+    "out": "out",
+    "config": "train_config",
+    "schedule": "schedule",
+    "seeds": "seeds",
+    "audio_ratios": "audio_ratios",
+    "pose_ratios": "pose_ratios",
+    "pose_audio_ratio": "pose_audio_ratio",
+    "s1_steps": "s1_steps",
+    "s2_steps": "s2_steps",
+    "s3_steps": "s3_steps",
+    "curve_points": "curve_points",
+    "eval_clips": "eval_clips",
+    "eval_steps": "eval_steps",
 }
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from humo.evaluation.ablation import number_list
     from humo.evaluation.ratio_study import RatioStudyConfig
 
     d = RatioStudyConfig()
+    types = {"seeds": number_list(int), "audio_ratios": number_list(float), "pose_ratios": number_list(float),
+             "pose_audio_ratio": float, "s1_steps": int, "s2_steps": int, "s3_steps": int, "curve_points": int,
+             "eval_clips": int, "eval_steps": int}  # fmt: skip
     parser.add_argument("--study", metavar="FILE", help="a JSON of RatioStudyConfig fields; the flags override it")
     helps = {
         "recipe": f"toy recipe folder (default {d.recipe})",
@@ -64,7 +58,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "eval_steps": f"sampling steps per evaluation (default {d.eval_steps})",
     }
     for name, text in helps.items():
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=text)
+        parser.add_argument(
+            "--" + name.replace("_", "-"), dest=name, default=None, type=types.get(name, str), help=text
+        )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -77,17 +73,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def study_config(args: argparse.Namespace):
     """The RatioStudyConfig of a command line: the --study file's fields (if any), then the flags given."""
-    from humo.evaluation.ablation import read_study_file
+    from humo.evaluation.ablation import study_from_args
     from humo.evaluation.ratio_study import RatioStudyConfig
-    from humo.training.config import apply_overrides
 
-    data = read_study_file(args.study, RatioStudyConfig) if args.study else {}
-    for flag, (name, convert) in FLAGS.items():
-        if getattr(args, flag) is not None:
-            data[name] = convert(getattr(args, flag))
-    if args.overrides:
-        data["train_overrides"] = apply_overrides(data.get("train_overrides", {}), args.overrides)
-    return RatioStudyConfig(**data)
+    return study_from_args(args, RatioStudyConfig, FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:

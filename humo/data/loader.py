@@ -150,8 +150,8 @@ class CachedDataset(torch.utils.data.Dataset):
         "pose" [1 + 4(F-1), P, 18, 3] keypoints (x, y fractions of the frame, confidence) or None,
         "motion" [C, m, h, w] and "motion_audio" [m, 8, 5, Ca] (a continuation; None otherwise),
         "person_audio" [P, F, 8, 5, Ca] and "person_masks" [P, F, h, w] (each person's, P <= num_refs; None for a
-        sample without persons and for a continuation), "ref_kinds" (what each reference shows: whole, head, upper
-        or clothing)}"""
+        sample without persons and for a continuation)}; which crop each reference shows is `reference_keys`'s
+        choice for the slot"""
         i, task = item[:2]
         continuation = len(item) > 2 and bool(item[2])
         slot = item[3] if len(item) > 3 else None
@@ -169,9 +169,8 @@ class CachedDataset(torch.utils.data.Dataset):
         else:
             pose = load(e["pose"]) if self.pose and e.get("pose") else None
         refs = None
-        ref_kinds: list[str] = []
         if self.references and e["references"]:
-            keys, ref_kinds = self.reference_keys(e, slot)
+            keys, _ = self.reference_keys(e, slot)
             refs = torch.cat([load(k) for k in keys], dim=1).transpose(0, 1)
         person_audio = person_masks = None
         persons = e.get("persons") if (self.persons and self.audio and not continuation) else None
@@ -193,7 +192,6 @@ class CachedDataset(torch.utils.data.Dataset):
             "motion_audio": motion_audio,
             "person_audio": person_audio,
             "person_masks": person_masks,
-            "ref_kinds": ref_kinds,
         }
 
 

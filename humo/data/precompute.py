@@ -605,6 +605,10 @@ def precompute(
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise HumoError(f"manifest: sample id(s) repeated: {', '.join(dup[:8])}")
+    if reference_crops:  # every row's boxes before the first encoding
+        from humo.reference_crops import check_manifest_boxes
+
+        check_manifest_boxes(samples)
     pre = Precomputer(
         out,
         encoders,

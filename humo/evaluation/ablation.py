@@ -25,10 +25,13 @@ checkpoint. Results: ``OUT/results.json``, ``OUT/ablation.md`` (the tables) and 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
 import time
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,7 +196,9 @@ class StudyConfig:
     jobs: int = 1
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = field_type_problems(self)
+        if problems:  # before the checks below, which compare numbers
+            raise HumoError("ablate: " + "; ".join(problems))
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
             problems.append(f"variants {unknown}: unknown (known: {', '.join(VARIANTS)})")
@@ -206,9 +211,6 @@ class StudyConfig:
             problems.append(f"eval_clips {self.eval_clips}: need at least 2 (the baselines pair clips)")
         if self.curve_points > self.s2_steps:
             problems.append(f"curve_points {self.curve_points}: more than s2_steps {self.s2_steps}")
-        for name in ("train_overrides", "stage1_overrides", "stage2_overrides"):
-            if not isinstance(getattr(self, name), dict):
-                problems.append(f"{name}: expected a mapping of training-config fields")
         if problems:
             raise HumoError("ablate: " + "; ".join(problems))
 
@@ -235,6 +237,70 @@ def check_recipe(r: Path, train_config: str, who: str = "ablate") -> None:
         raise HumoError(
             f"{who}: recipe {r} is incomplete: missing {', '.join(missing)}; run scripts/train_toy_model.sh"
         )
+
+
+def field_type_problems(config) -> list[str]:
+    """What is ill-typed in the dataclass instance `config` (a study read from JSON): each field checked against its
+    annotation (int, float (an int will do), bool, str, dict, list[X], X | None) -> one problem per field."""
+    hints = typing.get_type_hints(type(config))
+    problems = []
+    for f in dataclasses.fields(config):
+        value, hint = getattr(config, f.name), hints[f.name]
+        if not _has_type(value, hint):
+            name = hint.__name__ if isinstance(hint, type) else str(hint)
+            problems.append(f"{f.name} {value!r}: expected {name}")
+    return problems
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_has_type(value, h) for h in typing.get_args(hint))
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_has_type(v, item) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin or hint)
+
+
+def number_list(kind: type) -> Callable[[str], list]:
+    """An argparse type: comma-separated numbers of `kind` ("0,1,2" -> [0, 1, 2]); a malformed one is argparse's
+    one-line usage error naming the flag."""
+
+    def convert(text: str) -> list:
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            what = "integers" if kind is int else "numbers"
+            raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated {what}") from None
+
+    return convert
+
+
+def name_list(text: str) -> list[str]:
+    """An argparse type: comma-separated names ("full,no-mask" -> ["full", "no-mask"])."""
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def study_from_args(args: argparse.Namespace, config_cls: type, flags: dict[str, str], **fields: Any):
+    """The `config_cls` study of a command line (`humo ablate`, `humo ratios`): the --study file's fields (if any),
+    then every flag given (`flags`: argparse dest -> field; argparse converted the text), then `fields`, then the
+    --set overrides added to the train_overrides."""
+    from humo.training.config import apply_overrides
+
+    data = read_study_file(args.study, config_cls) if args.study else {}
+    for dest, name in flags.items():
+        if getattr(args, dest) is not None:
+            data[name] = getattr(args, dest)
+    data.update(fields)
+    if args.overrides and isinstance(data.get("train_overrides", {}), dict):
+        data["train_overrides"] = apply_overrides(data.get("train_overrides", {}), args.overrides)
+    return config_cls(**data)
 
 
 def read_study_file(path: str | os.PathLike, config_cls: type) -> dict:
@@ -303,17 +369,18 @@ def plan(cfg: StudyConfig) -> list[dict[str, Any]]:
     return runs
 
 
-def train_run(cfg: StudyConfig, run: dict[str, Any], log: Callable[[str], None], who: str = "ablate") -> Path:
-    """Train one run (skipped when its export exists; resumed when it has checkpoints) -> its export path.
+# Training-config fields that say where and how a run is carried out, not what it trains: a stored run may differ in
+# them (another cwd's paths, another machine) and still be the same run.
+_PLACE_FIELDS = ("cache", "out", "progress", "tensorboard", "resume", "device", "num_workers", "log_every",
+                 "distributed")  # fmt: skip
 
-    Its config: `cfg.train_config`, then `cfg.train_overrides`, then the run's own overrides (`model_overrides`
-    merged entry by entry, so that a run adding a pose guider keeps the recipe's latent width)."""
+
+def run_config(cfg, run: dict[str, Any], who: str = "ablate") -> dict[str, Any]:
+    """The checked training config of a study's run, as plain data: `cfg.train_config`, then `cfg.train_overrides`,
+    then the run's own overrides (`model_overrides` merged entry by entry, so that a run adding a pose guider keeps
+    the recipe's latent width)."""
     from humo.training.config import TrainConfig, merge_config_dicts, read_config_file
-    from humo.training.loop import train
 
-    export = Path(run["out"]) / "final" / "ema.safetensors"
-    if export.is_file():
-        return export
     place = {
         "cache": str(cfg.recipe_path / "cache"),
         "out": str(run["out"]),
@@ -322,9 +389,54 @@ def train_run(cfg: StudyConfig, run: dict[str, Any], log: Callable[[str], None],
         "tensorboard": False,
     }
     data = merge_config_dicts(read_config_file(cfg.train_config), cfg.train_overrides, place, run["overrides"])
+    return json.loads(json.dumps(TrainConfig.from_dict(data, f"{who} run {run['name']}").to_dict()))
+
+
+def check_stored_run(run: dict[str, Any], intended: dict[str, Any], who: str = "ablate") -> None:
+    """A one-line HumoError when the run folder holds a run trained with another configuration than `intended`
+    (`run_config`): its ``config.json`` (the trainer's) is compared field by field, paths resolved, the fields of
+    `_PLACE_FIELDS` and those the stored file lacks (older code) left out. No folder or no config.json: nothing."""
+    stored_path = Path(run["out"]) / "config.json"
+    if not stored_path.is_file():
+        return
+    try:
+        stored = json.loads(stored_path.read_text())
+    except (OSError, ValueError) as e:
+        raise HumoError(f"{who}: run {run['name']}: {stored_path} is unreadable ({e}); use a new --out") from None
+
+    def same(key: str, a: Any, b: Any) -> bool:
+        if key == "init" and isinstance(a, str) and isinstance(b, str):
+            return os.path.realpath(a) == os.path.realpath(b)
+        return a == b
+
+    differ = [
+        f"{k} {stored[k]!r} (stored) vs {v!r} (this study)"
+        for k, v in intended.items()
+        if k in stored and k not in _PLACE_FIELDS and not same(k, stored[k], v)
+    ]
+    if differ:
+        raise HumoError(
+            f"{who}: run {run['name']} in {run['out']} was trained with another configuration: {'; '.join(differ)}; "
+            "its results would mix into this study's tables: use a new --out (or remove that run)"
+        )
+
+
+def train_run(cfg, run: dict[str, Any], log: Callable[[str], None], who: str = "ablate") -> Path:
+    """Train one run (skipped when its export exists; resumed when it has checkpoints) -> its export path.
+
+    Its config: `run_config`. A run folder holding a run of another configuration (`check_stored_run`: from an
+    earlier study in the same --out) is a one-line error, before it is skipped or resumed."""
+    from humo.training.config import TrainConfig
+    from humo.training.loop import train
+
+    export = Path(run["out"]) / "final" / "ema.safetensors"
+    intended = run_config(cfg, run, who)
+    check_stored_run(run, intended, who)
+    if export.is_file():
+        return export
     t0 = time.perf_counter()
     log(f"{who}: training {run['name']} ({run['overrides'].get('steps')} steps)")
-    train(TrainConfig.from_dict(data, f"{who} run {run['name']}"))
+    train(TrainConfig.from_dict(intended, f"{who} run {run['name']}"))
     log(f"{who}: trained {run['name']} in {time.perf_counter() - t0:.0f} s")
     return export
 

@@ -47,6 +47,7 @@ from humo.evaluation.ablation import (
     check_recipe,
     checkpoint_dit,
     claims_table,
+    field_type_problems,
     kept_checkpoints,
     plot_curves,
     train_run,
@@ -86,7 +87,9 @@ class RatioStudyConfig:
     train_overrides: dict = field(default_factory=dict)  # extra TrainConfig fields for every run
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = field_type_problems(self)
+        if problems:  # before the checks below, which compare numbers
+            raise HumoError("ratios: " + "; ".join(problems))
         if not self.seeds:
             problems.append("seeds: need at least one")
         for name in ("audio_ratios", "pose_ratios"):
@@ -105,8 +108,6 @@ class RatioStudyConfig:
             problems.append(f"eval_clips {self.eval_clips}: need at least 2 (the baselines pair clips)")
         if self.curve_points > min(self.s2_steps, self.s3_steps):
             problems.append(f"curve_points {self.curve_points}: more than the steps of a stage-2 or -3 run")
-        if not isinstance(self.train_overrides, dict):
-            problems.append("train_overrides: expected a mapping of training-config fields")
         if problems:
             raise HumoError("ratios: " + "; ".join(problems))
 

@@ -289,10 +289,8 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise HumoError(f"train config {p}: file not found")
     text = p.read_text(encoding="utf-8")
     if p.suffix == ".toml":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            raise HumoError(f"train config {p}: TOML needs Python >= 3.11; write it as JSON") from None
+        import tomllib
+
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
