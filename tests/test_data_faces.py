@@ -10,7 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-pytest.importorskip("mediapipe", reason="needs mediapipe 0.10.21 (make install installs it, --no-deps)")
+from tests.face_media import require  # noqa: E402
+
+require("mediapipe")  # fails, naming `make install`, when it is missing
 
 from humo.data.pipeline.core import Settings, apply_stage  # noqa: E402
 from humo.data.pipeline.stages import faces, manifest  # noqa: E402

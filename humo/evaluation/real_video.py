@@ -156,12 +156,9 @@ def identity(inputs: RealInputs) -> dict | None:
         return None
     from humo import face_identity
 
-    refs = []
-    for path, image in zip(inputs.references, inputs.reference_images()):
-        emb = face_identity.embed(image)
-        if emb is None:
-            raise HumoError(f"reference {path}: no face found in it")
-        refs.append(emb)
+    if not face_identity.available():
+        raise Skipped(f"needs {face_identity.PACKAGES}")
+    refs = _reference_embeddings(inputs.references)
     frames, _ = inputs.sample(SAMPLES)
     sims, dists = [], []
     for frame in frames:
@@ -257,6 +254,22 @@ def _share(found: np.ndarray) -> float:
     return round(float(np.asarray(found).mean()), 3)
 
 
+@functools.lru_cache(maxsize=2)
+def _reference_embeddings(paths: tuple[Path, ...]) -> list[np.ndarray]:
+    """The face embedding of each reference image (once per run: `evaluate_all` computes them before any video is
+    scored); a one-line HumoError for an image with no face."""
+    from humo import face_identity
+    from humo.media.image import load_image
+
+    refs = []
+    for path in paths:
+        emb = face_identity.embed(np.asarray(load_image(path)))
+        if emb is None:
+            raise HumoError(f"reference {path}: no face found in it (the identity evaluator needs one)")
+        refs.append(emb)
+    return refs
+
+
 # Weights are loaded once per path in a process (every video of a run shares them).
 @functools.lru_cache(maxsize=2)
 def _syncnet_model(path: Path):
@@ -321,6 +334,10 @@ def evaluate_all(
         one.num_frames  # noqa: B018 - every video opens and has frames before any is scored
     if inputs[0].references:
         inputs[0].reference_images()
+        from humo import face_identity
+
+        if "identity" in names and face_identity.available():  # without the extra the evaluator is `Skipped`
+            _reference_embeddings(refs)
     if audio is not None:
         from humo.media.audio import load_audio
 

@@ -44,6 +44,7 @@ import numpy as np
 from humo.data.pipeline.core import Drop, Record, Settings, dropped
 from humo.data.pipeline.media import first_line
 from humo.errors import atomic_path
+from humo.face_identity import iou
 
 VERSION = 2
 PARAMS = ("face_missing_max", "several_faces", "face_min_height", "face_lost_max")
@@ -96,15 +97,6 @@ def selfie_segmentation():
 def box_of(points: np.ndarray) -> np.ndarray:
     """The bounding box (x0, y0, x1, y1) of landmarks [N, 2]."""
     return np.concatenate([points.min(axis=0), points.max(axis=0)]).astype(np.float32)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boxes (x0, y0, x1, y1)."""
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def track(faces: list[list[np.ndarray]]) -> list[int | None]:
