@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from humo.constants import SAMPLE_RATE, VIDEO_FPS
-from humo.errors import HumoError, require_file
+from humo.errors import HumoError, first_line, require_file
 
 SAMPLES = 16  # frames spread evenly over the video that the per-frame evaluators look at
 
@@ -66,7 +66,7 @@ class RealInputs:
                 count = sum(1 for p in c.demux(stream) if p.size)
                 fps = float(stream.average_rate or stream.guessed_rate or 25)
         except (av.error.FFmpegError, IndexError) as e:
-            raise HumoError(f"video {self.video}: cannot read it ({str(e).splitlines()[0] if str(e) else e})") from None
+            raise HumoError(f"video {self.video}: cannot read it ({first_line(e)})") from None
         if count == 0:
             raise HumoError(f"video {self.video}: no frames")
         return count, fps, sound
@@ -128,7 +128,21 @@ class RealInputs:
         ``found``; shared by the sync evaluators."""
         from humo.evaluation.real_sync import face_track
 
-        return face_track(self.frames())
+        return face_track(self.stream())
+
+    def stream(self):
+        """Every frame, RGB uint8 [H, W, 3], one at a time (decoded as read; the video is never held whole)."""
+        import av
+
+        if "_all_frames" in self.__dict__:
+            yield from self._all_frames
+            return
+        try:
+            with av.open(str(self.video)) as c:
+                for f in c.decode(video=0):
+                    yield f.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as e:
+            raise HumoError(f"video {self.video}: does not decode ({first_line(e)})") from None
 
     def _decode(self, want: set[int] | None) -> dict[int, np.ndarray]:
         import av
@@ -142,7 +156,7 @@ class RealInputs:
                     if want is not None and len(out) == len(want):
                         break
         except av.error.FFmpegError as e:
-            raise HumoError(f"video {self.video}: does not decode ({e})") from None
+            raise HumoError(f"video {self.video}: does not decode ({first_line(e)})") from None
         return out
 
 
@@ -215,7 +229,7 @@ def syncnet(inputs: RealInputs) -> dict | None:
     track = inputs.face_track
     if not track["found"].any():
         return {"syncnet_c": None, "syncnet_d": None, "syncnet_offset": None}
-    return real_sync.syncnet_sync(_syncnet_model(inputs.syncnet), inputs.frames(), track["boxes"], inputs.samples())
+    return real_sync.syncnet_sync(_syncnet_model(inputs.syncnet), inputs.stream(), track["boxes"], inputs.samples())
 
 
 def clip_i(inputs: RealInputs) -> dict | None:

@@ -35,9 +35,9 @@ from __future__ import annotations
 import numpy as np
 
 from humo.data.pipeline.core import Drop, Record, Settings, dropped
-from humo.data.pipeline.media import first_line, open_media
+from humo.data.pipeline.media import open_media
 from humo.data.pipeline.stages.faces import TRACK_IOU, box_of, face_mesh
-from humo.errors import atomic_path
+from humo.errors import atomic_path, first_line
 from humo.face_identity import iou
 
 VERSION = 3
