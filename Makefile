@@ -24,8 +24,9 @@ install: $(STAMP) espeak
 # with apt-get where there is one and we are root; otherwise a note, and those tests fail saying how to install it.
 espeak:
 	@command -v espeak-ng >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
-		{ apt-get install -y -q espeak-ng >/dev/null 2>&1 || { apt-get update -q >/dev/null && \
-		apt-get install -y -q espeak-ng >/dev/null; }; }; } || \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null 2>&1 || { \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null; }; }; } || \
 		echo "note: espeak-ng is not installed (apt-get install espeak-ng); tests/test_real_sync.py needs it"
 
 demo: $(STAMP)

@@ -19,6 +19,12 @@ class HumoError(Exception):
     """A user-facing error: bad input, a missing file, a key mismatch. The message is one line."""
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's message for a one-line error: its first non-blank line, else the exception's type name."""
+    s = str(e).strip()
+    return s.splitlines()[0].strip() if s else type(e).__name__
+
+
 def warn(message: str) -> None:
     """Tell the user, in one line on stderr, about something done to their input that they did not ask for."""
     print(f"humo: warning: {message}", file=sys.stderr, flush=True)

@@ -66,7 +66,9 @@ def _models():
     )
 
 
-def _iou(a, b) -> float:
+def iou(a, b) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1); 0 for boxes without area. The one box IoU of the
+    project (the data pipeline's face tracker uses it too)."""
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
@@ -84,15 +86,22 @@ def detect(image: np.ndarray) -> list[np.ndarray]:
     return [np.array([rects[i].left(), rects[i].top(), rects[i].right(), rects[i].bottom()], np.float32) for i in order]
 
 
-def embed(image: np.ndarray, box: np.ndarray | None = None) -> np.ndarray | None:
+def embed(image: np.ndarray, box: np.ndarray | None = None, fallback: bool = False) -> np.ndarray | None:
     """The 128-d embedding (float32) of a face in an RGB image: the detected face overlapping `box` most (IoU at
-    least `MATCH_IOU`), else `box` itself; without `box`, the largest detected face. None when there is none."""
+    least `MATCH_IOU`); without `box`, the largest detected face. None when dlib finds no such face, unless
+    `fallback` (with a `box` another detector vouches for, e.g. a profile face that dlib's frontal detector
+    misses): then `box` itself is aligned and embedded."""
     import dlib
 
     faces = detect(image)
     if box is not None:
-        best = max(faces, key=lambda f: _iou(f, box), default=None)
-        face = best if best is not None and _iou(best, box) >= MATCH_IOU else np.asarray(box, np.float32)
+        best = max(faces, key=lambda f: iou(f, box), default=None)
+        if best is not None and iou(best, box) >= MATCH_IOU:
+            face = best
+        elif fallback:
+            face = np.asarray(box, np.float32)
+        else:
+            return None
     elif faces:
         face = max(faces, key=lambda f: (f[2] - f[0]) * (f[3] - f[1]))
     else:

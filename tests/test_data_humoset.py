@@ -111,9 +111,39 @@ def test_bad_trees_are_one_line_errors(tree, tmp_path, capsys, spoil, message):
     spoil(tree)
     assert main(["data", "import-humoset", str(tree), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "out" / "manifest.jsonl").exists()
+    assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "out").exists()  # nothing made
 
 
 def test_a_root_that_is_not_a_folder(tmp_path, capsys):
     assert main(["data", "import-humoset", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_row_paths_resolve_in_the_dataset_never_the_current_folder(tree, tmp_path, monkeypatch):
+    """A stray file in the current folder with a row's relative path must not shadow the dataset's file."""
+    stray = tmp_path / "cwd"
+    (stray / "video").mkdir(parents=True)
+    (stray / "video" / "a.mp4").write_text("not the dataset's video")
+    monkeypatch.chdir(stray)
+    out = tmp_path / "out"
+    assert main(["data", "import-humoset", str(tree), "--out", str(out), "-q"]) == 0
+    samples = {s.id: s for s in read_manifest(out / "manifest.jsonl", check_files=True)}
+    assert samples["a"].video_path == (tree / "video" / "a.mp4").absolute()
+
+
+def test_a_write_of_skipped_jsonl_that_dies_leaves_no_half_file(tree, tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    write_text = Path.write_text
+
+    def dies_half_way(self, text, *args, **kwargs):
+        if "skipped.jsonl" in self.name:
+            write_text(self, text[: len(text) // 2], *args, **kwargs)
+            raise OSError(28, "No space left on device")
+        return write_text(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", dies_half_way)
+    out = tmp_path / "out"
+    with pytest.raises(OSError):
+        main(["data", "import-humoset", str(tree), "--out", str(out), "-q"])
+    assert [p.name for p in out.iterdir() if "skipped" in p.name] == []  # neither a half file nor a temporary one

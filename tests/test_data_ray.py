@@ -10,6 +10,7 @@ import pytest
 
 from humo.cli import main
 from humo.data.pipeline.core import STAGES, Journal
+from humo.errors import HumoError
 from tests.data_media import make_plain, make_talk
 
 
@@ -46,3 +47,30 @@ def test_ray_address_needs_the_ray_executor(tmp_path, capsys):
     args = ["data", "run", "--input", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "out"), "--ray-address", "auto"]
     assert main(args) == 2
     assert "--ray-address: only with --executor ray" in capsys.readouterr().err
+
+
+def test_the_default_local_cluster_ignores_ray_address_in_the_environment(monkeypatch):
+    """Without --ray-address a local cluster is started by name (``address="local"``): a RAY_ADDRESS in the
+    environment must not make ``ray.init`` join that cluster (which refuses ``num_cpus``); a failure names the
+    local cluster, never ``--ray-address None``."""
+    import ray
+
+    from humo.data.pipeline import ray_executor
+
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        raise ConnectionError("refused\nmore detail")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(HumoError) as e, ray_executor.session(2, None):
+        pass
+    assert calls[-1]["address"] == "local" and calls[-1]["num_cpus"] == 3, calls
+    assert str(e.value) == "--executor ray: cannot start a local Ray cluster (refused)"
+    with pytest.raises(HumoError) as e, ray_executor.session(2, "auto"):
+        pass
+    assert calls[-1]["address"] == "auto" and "num_cpus" not in calls[-1], calls
+    assert str(e.value) == "--ray-address auto: cannot connect to a Ray cluster (refused)"

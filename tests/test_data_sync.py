@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("mediapipe", reason="needs mediapipe 0.10.21 (make install installs it, --no-deps)")
+from tests.face_media import require  # noqa: E402
+
+require("mediapipe")  # fails, naming `make install`, when it is missing
 
 from humo.data.pipeline.core import Settings, apply_stage  # noqa: E402
 from humo.data.pipeline.stages import faces, sync  # noqa: E402
@@ -164,10 +166,23 @@ def test_syncnet_and_shift_arguments_are_checked(talking, tmp_path, capsys):
     assert "--syncnet" in err and "no such file" in err, err
     assert main([*base, str(tmp_path / "b"), "--sync-shift-max", "-1"]) == 2
     assert "--sync-shift-max -1: must be 0 or more" in capsys.readouterr().err
+    import torch
+
     from humo.cli import build_parser
     from humo.commands.data import check_run
+    from humo.evaluation.syncnet import SyncNet
 
-    (tmp_path / "w.pt").write_bytes(b"x")
+    state = SyncNet().state_dict()
+    torch.save(state, tmp_path / "w.pt")
+    size = (tmp_path / "w.pt").stat().st_size
     args = build_parser("data").parse_args([*base, str(tmp_path / "c"), "--syncnet", str(tmp_path / "w.pt")])
     settings = check_run(args)[1]
-    assert settings.syncnet == str((tmp_path / "w.pt").absolute()) and settings.syncnet_id.startswith("1-")
+    assert settings.syncnet == str((tmp_path / "w.pt").absolute()) and settings.syncnet_id.startswith(f"{size}-")
+    # weights that do not load are refused before any stage runs (they would drop every segment `no-syncnet`)
+    torch.save({k.replace("netfcaud", "audio_fc"): v for k, v in state.items()}, tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"x")
+    for name, problem in (("other.pt", "netfcaud.0.weight"), ("junk.pt", "does not read")):
+        assert main([*base, str(tmp_path / f"run-{name}"), "--syncnet", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(tmp_path / name) in err and problem in err, err
+        assert not (tmp_path / f"run-{name}" / "stages").exists()  # nothing ran

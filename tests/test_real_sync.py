@@ -14,7 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("mediapipe", reason="needs mediapipe 0.10.21 (make install installs it, --no-deps)")
+from tests.face_media import require  # noqa: E402
+
+require("mediapipe")  # fails, naming `make install`, when it is missing
 
 from humo.evaluation.real_sync import face_track, landmark_sync, proving_ground_agreement  # noqa: E402
 from humo.evaluation.real_video import RealInputs, evaluate  # noqa: E402

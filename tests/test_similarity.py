@@ -168,3 +168,32 @@ def test_eval_real_similarity_on_files(tmp_path, clip_dir, dino_dir, capsys):
     assert "junk.mp4: cannot read it" in captured.err and captured.out == "", captured
     assert main(["eval", str(tmp_path / "v.mp4"), "--clip", str(clip_dir)]) == 2
     assert "--clip: real-video options; add --real" in capsys.readouterr().err
+
+
+def test_weights_load_as_safetensors_or_as_pickles_with_weights_only(tmp_path, dino_dir):
+    """A folder with safetensors loads them (use_safetensors=True); a pickle-only one is read with weights_only
+    (no arbitrary code), asked for explicitly rather than left to transformers' default."""
+    seen = []
+
+    class Fake:
+        @classmethod
+        def from_pretrained(cls, path, **kwargs):
+            seen.append(kwargs)
+            return cls()
+
+        def eval(self):
+            return self
+
+    assert any(dino_dir.glob("*.safetensors"))
+    sim._load(dino_dir, "DINO", Fake, Fake)
+    assert seen[0] == {"local_files_only": True, "use_safetensors": True}
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text((dino_dir / "config.json").read_text())
+    (pickled / "pytorch_model.bin").write_bytes(b"")
+    seen.clear()
+    sim._load(pickled, "DINO", Fake, Fake)
+    assert seen[0] == {"local_files_only": True, "use_safetensors": False, "weights_only": True}
+    # the real classes accept those arguments: the safetensors folder loads
+    model, _ = sim.load_dino(dino_dir)
+    assert not model.training

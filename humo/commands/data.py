@@ -295,6 +295,10 @@ def check_run(args: argparse.Namespace):
         values["syncnet"] = str(weights)
         st = weights.stat()
         syncnet_id = f"{st.st_size}-{st.st_mtime_ns}"
+        if "sync" in stages:  # weights that do not load would drop every segment `no-syncnet`: refuse them now
+            from humo.data.pipeline.stages.sync import syncnet_model
+
+            syncnet_model(values["syncnet"])  # a one-line HumoError naming the file and its bad keys; kept loaded
     for name in ("face_lost_max", "sync_min", "sync_offset_max", "sync_shift_max", "syncnet_min",
                  "reference_distance_max"):  # fmt: skip
         if not values[name] >= 0:

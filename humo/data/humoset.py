@@ -36,7 +36,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from humo.data.pipeline.inputs import VIDEO_EXTENSIONS, _assign_ids
-from humo.errors import HumoError
+from humo.errors import HumoError, atomic_path, first_line
 
 METADATA = "video_caption.parquet"
 VIDEOS = "video"
@@ -64,7 +64,7 @@ def read_metadata(path: Path) -> list[dict]:
     try:
         return pq.read_table(path).to_pylist()
     except Exception as e:  # noqa: BLE001 - pyarrow's ArrowInvalid, OSError
-        raise HumoError(f"{path}: not a readable Parquet file ({str(e).strip().splitlines()[0]})") from None
+        raise HumoError(f"{path}: not a readable Parquet file ({first_line(e)})") from None
 
 
 def pick_column(columns: list[str], given: str | None, candidates: tuple[str, ...], path: Path) -> str | None:
@@ -78,11 +78,12 @@ def pick_column(columns: list[str], given: str | None, candidates: tuple[str, ..
 
 
 def _resolve(root: Path, folder: str, value, extensions) -> Path | None:
-    """A row's path value as a file: relative to ROOT, to ROOT/folder, absolute, or a name without extension."""
+    """A row's path value as a file: absolute, else relative to ROOT or to ROOT/folder (never to the current folder,
+    where a stray file of the same name would shadow the dataset's), or a name there without extension."""
     if not isinstance(value, str) or not value.strip():
         return None
     v = Path(value.strip())
-    for p in (v, root / v, root / folder / v) if not v.is_absolute() else (v,):
+    for p in (root / v, root / folder / v) if not v.is_absolute() else (v,):
         if p.is_file():
             return p.absolute()
     for ext in extensions:
@@ -137,7 +138,7 @@ def probe_video(path: str) -> dict | str:
                 "audio": bool(c.streams.audio),
             }
     except Exception as e:  # noqa: BLE001 - FFmpeg's errors
-        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return first_line(e)
 
 
 def import_humoset(
@@ -231,12 +232,13 @@ def import_humoset(
             "meta": {"source": "humoset", "row": n, **others},
         }
         samples.append(sample_from_dict(d, f"{meta_path} row {n}"))
-    out.mkdir(parents=True, exist_ok=True)
-    if not samples:
+    if not samples:  # before --out is made: a failed import leaves nothing behind
         raise HumoError(f"{root}: no row could be imported ({_reasons(skipped)})")
+    out.mkdir(parents=True, exist_ok=True)
     write_manifest(out / "manifest.jsonl", samples)
     skipped.sort(key=lambda s: s["row"])
-    (out / SKIPPED).write_text("".join(json.dumps(s, default=str) + "\n" for s in skipped), encoding="utf-8")
+    with atomic_path(out / SKIPPED) as tmp:
+        tmp.write_text("".join(json.dumps(s, default=str) + "\n" for s in skipped), encoding="utf-8")
     line = f"wrote {out / 'manifest.jsonl'}: {len(samples)} of {len(rows)} rows"
     if skipped:
         line += f"; skipped {len(skipped)} ({_reasons(skipped)}), listed in {out / SKIPPED}"

@@ -23,13 +23,20 @@ import numpy as np
 from humo.constants import SAMPLE_RATE, VIDEO_FPS
 
 
-def face_track(frames: np.ndarray) -> dict:
-    """The data pipeline's face analysis of RGB frames [T, H, W, 3]: ``mouth`` [T] (NaN without the tracked face),
-    ``boxes`` [T, 4], ``found`` [T] (see `humo.data.pipeline.stages.faces.analyse`)."""
+def face_track(frames) -> dict:
+    """The data pipeline's face tracking of RGB frames (an array [T, H, W, 3] or any iterable of [H, W, 3], read
+    one at a time: a stream of decoded frames never holds the video): ``mouth`` [T] (NaN without the tracked face),
+    ``boxes`` [T, 4], ``found`` [T] (see `humo.data.pipeline.stages.faces.analyse`). Landmarks only: the sync
+    scores need no face or person masks, so Selfie Segmentation does not run."""
+    import itertools
+
     from humo.data.pipeline.stages.faces import analyse
 
-    frames = np.asarray(frames)
-    return analyse(iter(frames), frames.shape[1], frames.shape[2])
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        return analyse(iter(()), 0, 0, masks=False)
+    return analyse(itertools.chain([first], frames), first.shape[0], first.shape[1], masks=False)
 
 
 def landmark_sync(mouth: np.ndarray, samples: np.ndarray, fps: float = VIDEO_FPS) -> dict:
@@ -40,8 +47,9 @@ def landmark_sync(mouth: np.ndarray, samples: np.ndarray, fps: float = VIDEO_FPS
     return scores(np.asarray(mouth, np.float32), np.asarray(samples, np.float32), fps)
 
 
-def syncnet_sync(model, frames: np.ndarray, boxes: np.ndarray, samples: np.ndarray) -> dict:
-    """SyncNet's ``syncnet_c``, ``syncnet_d``, ``syncnet_offset`` of RGB frames [T, H, W, 3] at 25 fps with the
+def syncnet_sync(model, frames, boxes: np.ndarray, samples: np.ndarray) -> dict:
+    """SyncNet's ``syncnet_c``, ``syncnet_d``, ``syncnet_offset`` of RGB frames [T, H, W, 3] (or a stream of them)
+    at 25 fps with the
     tracked face's boxes [T, 4] against 16 kHz mono samples; `model` a loaded `humo.evaluation.syncnet.SyncNet`."""
     from humo.evaluation.syncnet import syncnet_scores
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from humo.constants import SAMPLE_RATE, VIDEO_FPS
-from humo.errors import HumoError, require_file
+from humo.errors import HumoError, first_line, require_file
 
 SAMPLES = 16  # frames spread evenly over the video that the per-frame evaluators look at
 
@@ -66,7 +66,7 @@ class RealInputs:
                 count = sum(1 for p in c.demux(stream) if p.size)
                 fps = float(stream.average_rate or stream.guessed_rate or 25)
         except (av.error.FFmpegError, IndexError) as e:
-            raise HumoError(f"video {self.video}: cannot read it ({str(e).splitlines()[0] if str(e) else e})") from None
+            raise HumoError(f"video {self.video}: cannot read it ({first_line(e)})") from None
         if count == 0:
             raise HumoError(f"video {self.video}: no frames")
         return count, fps, sound
@@ -128,7 +128,21 @@ class RealInputs:
         ``found``; shared by the sync evaluators."""
         from humo.evaluation.real_sync import face_track
 
-        return face_track(self.frames())
+        return face_track(self.stream())
+
+    def stream(self):
+        """Every frame, RGB uint8 [H, W, 3], one at a time (decoded as read; the video is never held whole)."""
+        import av
+
+        if "_all_frames" in self.__dict__:
+            yield from self._all_frames
+            return
+        try:
+            with av.open(str(self.video)) as c:
+                for f in c.decode(video=0):
+                    yield f.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as e:
+            raise HumoError(f"video {self.video}: does not decode ({first_line(e)})") from None
 
     def _decode(self, want: set[int] | None) -> dict[int, np.ndarray]:
         import av
@@ -142,7 +156,7 @@ class RealInputs:
                     if want is not None and len(out) == len(want):
                         break
         except av.error.FFmpegError as e:
-            raise HumoError(f"video {self.video}: does not decode ({e})") from None
+            raise HumoError(f"video {self.video}: does not decode ({first_line(e)})") from None
         return out
 
 
@@ -156,12 +170,9 @@ def identity(inputs: RealInputs) -> dict | None:
         return None
     from humo import face_identity
 
-    refs = []
-    for path, image in zip(inputs.references, inputs.reference_images()):
-        emb = face_identity.embed(image)
-        if emb is None:
-            raise HumoError(f"reference {path}: no face found in it")
-        refs.append(emb)
+    if not face_identity.available():
+        raise Skipped(f"needs {face_identity.PACKAGES}")
+    refs = _reference_embeddings(inputs.references)
     frames, _ = inputs.sample(SAMPLES)
     sims, dists = [], []
     for frame in frames:
@@ -218,7 +229,7 @@ def syncnet(inputs: RealInputs) -> dict | None:
     track = inputs.face_track
     if not track["found"].any():
         return {"syncnet_c": None, "syncnet_d": None, "syncnet_offset": None}
-    return real_sync.syncnet_sync(_syncnet_model(inputs.syncnet), inputs.frames(), track["boxes"], inputs.samples())
+    return real_sync.syncnet_sync(_syncnet_model(inputs.syncnet), inputs.stream(), track["boxes"], inputs.samples())
 
 
 def clip_i(inputs: RealInputs) -> dict | None:
@@ -255,6 +266,22 @@ def text_alignment(inputs: RealInputs) -> dict | None:
 
 def _share(found: np.ndarray) -> float:
     return round(float(np.asarray(found).mean()), 3)
+
+
+@functools.lru_cache(maxsize=2)
+def _reference_embeddings(paths: tuple[Path, ...]) -> list[np.ndarray]:
+    """The face embedding of each reference image (once per run: `evaluate_all` computes them before any video is
+    scored); a one-line HumoError for an image with no face."""
+    from humo import face_identity
+    from humo.media.image import load_image
+
+    refs = []
+    for path in paths:
+        emb = face_identity.embed(np.asarray(load_image(path)))
+        if emb is None:
+            raise HumoError(f"reference {path}: no face found in it (the identity evaluator needs one)")
+        refs.append(emb)
+    return refs
 
 
 # Weights are loaded once per path in a process (every video of a run shares them).
@@ -321,6 +348,10 @@ def evaluate_all(
         one.num_frames  # noqa: B018 - every video opens and has frames before any is scored
     if inputs[0].references:
         inputs[0].reference_images()
+        from humo import face_identity
+
+        if "identity" in names and face_identity.available():  # without the extra the evaluator is `Skipped`
+            _reference_embeddings(refs)
     if audio is not None:
         from humo.media.audio import load_audio
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from humo.errors import HumoError
+from humo.errors import HumoError, first_line
 
 FRAMES = 8
 DINO_TYPES = ("dinov2", "dinov2_with_registers", "vit", "dinov3_vit")
@@ -32,12 +32,16 @@ def _load(path: str | os.PathLike, what: str, model_cls, processor_cls):
     p = Path(path)
     if not p.is_dir() or not (p / "config.json").is_file():
         raise HumoError(f"{what} weights {p}: not a transformers model folder (no config.json)")
+    # Safetensors where the folder has them; a pickle-only folder (pytorch_model.bin) is read with torch.load's
+    # weights_only=True (tensors and plain containers, no arbitrary code): transformers' own default, made explicit
+    # here so that a change of default upstream cannot turn it into a full unpickling.
+    safetensors = any(p.glob("*.safetensors"))
+    load = {"use_safetensors": True} if safetensors else {"use_safetensors": False, "weights_only": True}
     try:
-        model = model_cls.from_pretrained(str(p), local_files_only=True)
+        model = model_cls.from_pretrained(str(p), local_files_only=True, **load)
         processor = processor_cls.from_pretrained(str(p), local_files_only=True)
     except Exception as e:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise HumoError(f"{what} weights {p}: do not load ({first})") from None
+        raise HumoError(f"{what} weights {p}: do not load ({first_line(e)})") from None
     return model.eval(), processor
 
 
@@ -64,8 +68,7 @@ def _check_type(path, what: str, types: tuple[str, ...], auto_config) -> None:
     try:
         kind = auto_config.from_pretrained(str(p), local_files_only=True).model_type
     except Exception as e:  # noqa: BLE001
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise HumoError(f"{what} weights {p}: config.json does not read ({first})") from None
+        raise HumoError(f"{what} weights {p}: config.json does not read ({first_line(e)})") from None
     if kind not in types:
         raise HumoError(f"{what} weights {p}: a {kind!r} model, not one of {', '.join(types)}")
 

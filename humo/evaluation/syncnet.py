@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from humo.errors import HumoError
+from humo.errors import HumoError, first_line
 
 EMBED_DIM = 1024
 CROP_SIZE = 224
@@ -125,8 +125,7 @@ def load_syncnet(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     except HumoError:
         raise
     except Exception as e:  # noqa: BLE001 - safetensors', pickle's and torch's errors
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise HumoError(f"SyncNet weights {p}: does not read ({first})") from None
+        raise HumoError(f"SyncNet weights {p}: does not read ({first_line(e)})") from None
     model = SyncNet()
     check_keys(f"SyncNet weights {p}", state, model.state_dict(), may_miss=lambda k: k.endswith("num_batches_tracked"))
     model.load_state_dict(state, strict=False)
@@ -184,10 +183,10 @@ def mfcc(samples: np.ndarray, sample_rate: int = 16000, numcep: int = 13) -> np.
 # Face crops
 
 
-def face_crops(frames: np.ndarray, boxes: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+def face_crops(frames, boxes: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
     """syncnet_python's face crops [T, size, size, 3] uint8 (BGR, as it reads them with OpenCV) of RGB `frames`
-    [T, H, W, 3] around face boxes [T, 4] (x0, y0, x1, y1; NaN rows where no face: filled from the nearest
-    frames). Raises HumoError when no frame has a face."""
+    [T, H, W, 3] (or an iterable of frames, read one at a time) around face boxes [T, 4] (x0, y0, x1, y1; NaN rows
+    where no face: filled from the nearest frames). Raises HumoError when no frame has a face."""
     import cv2
 
     boxes = np.asarray(boxes, np.float64)
@@ -201,8 +200,10 @@ def face_crops(frames: np.ndarray, boxes: np.ndarray, size: int = CROP_SIZE) -> 
     k = np.ones(5) / 5  # syncnet_python smooths the track with a median filter of 13; a short mean is enough here
     if len(half) >= 5:
         half, cx, cy = (np.convolve(np.pad(v, 2, mode="edge"), k, mode="valid") for v in (half, cx, cy))
-    out = np.empty((len(frames), size, size, 3), np.uint8)
-    for i, frame in enumerate(frames):
+    out = np.empty((len(boxes), size, size, 3), np.uint8)
+    count = 0
+    for i, frame in zip(range(len(boxes)), frames):
+        count = i + 1
         s = float(half[i])
         pad = int(np.ceil(s * (1 + 2 * CROP_SCALE))) + 1
         img = np.pad(frame[..., ::-1], ((pad, pad), (pad, pad), (0, 0)), constant_values=PAD_VALUE)
@@ -210,7 +211,7 @@ def face_crops(frames: np.ndarray, boxes: np.ndarray, size: int = CROP_SIZE) -> 
         x0, x1 = cx[i] + pad - s * (1 + CROP_SCALE), cx[i] + pad + s * (1 + CROP_SCALE)
         crop = img[int(round(y0)) : int(round(y1)), int(round(x0)) : int(round(x1))]
         out[i] = cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=cv2.INTER_LINEAR)
-    return out
+    return out[:count]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -262,10 +263,8 @@ def embed(model: SyncNet, crops: np.ndarray, samples: np.ndarray, batch: int = 2
     return torch.cat(lips), torch.cat(auds)
 
 
-def syncnet_scores(
-    model: SyncNet, frames: np.ndarray, boxes: np.ndarray, samples: np.ndarray, vshift: int = VSHIFT
-) -> dict:
-    """Sync-C, Sync-D and offset (`offset_scores`) of RGB frames [T, H, W, 3] at 25 fps with face boxes [T, 4]
-    against 16 kHz mono samples."""
+def syncnet_scores(model: SyncNet, frames, boxes: np.ndarray, samples: np.ndarray, vshift: int = VSHIFT) -> dict:
+    """Sync-C, Sync-D and offset (`offset_scores`) of RGB frames [T, H, W, 3] (or a stream of them) at 25 fps with
+    face boxes [T, 4] against 16 kHz mono samples."""
     lip, aud = embed(model, face_crops(frames, boxes), samples)
     return offset_scores(lip, aud, vshift)

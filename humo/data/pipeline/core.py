@@ -55,7 +55,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from humo.errors import HumoError, atomic_path, warn
+from humo.errors import HumoError, atomic_path, first_line, warn
 
 #: The stages in the order they run; each is `humo.data.pipeline.stages.<name>`.
 STAGES = (
@@ -177,18 +177,13 @@ def apply_stage(name: str, record: Record, settings: Settings) -> tuple[list[Rec
     except Drop as d:
         outputs = [dropped(r, d.reason, d.detail) for r in members]
     except Exception as e:  # noqa: BLE001 - recorded per clip, never fatal (see docstring)
-        outputs = [dropped(r, "error", f"{type(e).__name__}: {_one_line(e)}") for r in members]
+        outputs = [dropped(r, "error", f"{type(e).__name__}: {first_line(e)}") for r in members]
     for r in outputs:
         if r.get("status") == "dropped":
             r.setdefault("stage", name)
         else:
             r["status"] = "kept"
     return outputs, time.perf_counter() - start
-
-
-def _one_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 def record_key(name: str, record: Record, settings: Settings) -> str:
@@ -282,7 +277,7 @@ def load_run(out: Path) -> dict | None:
             raise ValueError("no inputs")
         return run
     except (ValueError, OSError) as e:
-        raise HumoError(f"{p}: not a humo data run file ({_one_line(e)})") from None
+        raise HumoError(f"{p}: not a humo data run file ({first_line(e)})") from None
 
 
 def check_out(out: Path) -> None:

@@ -18,16 +18,11 @@ import numpy as np
 
 from humo.constants import SAMPLE_RATE, VIDEO_FPS
 from humo.data.pipeline.core import Drop
-from humo.errors import atomic_path
+from humo.errors import atomic_path, first_line
 
 CRF = 18  # visually near-lossless: these files are training data, encoded twice (normalise, segments)
 PRESET = "veryfast"  # x264's speed/size trade-off; the quality is set by CRF, a faster preset only costs bytes
 SAMPLES_PER_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640 audio samples per video frame
-
-
-def first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 def open_media(path: str | os.PathLike):

@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterator
 
 from humo.data.pipeline.core import Record, Settings, apply_stage, execute_isolated
-from humo.errors import HumoError
+from humo.errors import HumoError, first_line
 
 
 def require_ray() -> None:
@@ -48,14 +48,15 @@ def session(workers: int, address: str | None) -> Iterator[None]:
 
     started = not ray.is_initialized()
     if started:
-        kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-        if address is None:
-            # a local cluster: workers inherit this process's environment (PYTHONPATH, OMP_NUM_THREADS)
-            kwargs["num_cpus"] = workers + 1
         try:
-            ray.init(address=address, **kwargs)
+            ray.init(**init_arguments(workers, address))
         except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError by version
-            raise HumoError(f"--ray-address {address}: cannot connect to a Ray cluster ({_one_line(e)})") from None
+            where = (
+                "--executor ray: cannot start a local Ray cluster"
+                if address is None
+                else (f"--ray-address {address}: cannot connect to a Ray cluster")
+            )
+            raise HumoError(f"{where} ({first_line(e)})") from None
     try:
         import logging
 
@@ -71,9 +72,15 @@ def session(workers: int, address: str | None) -> Iterator[None]:
             ray.shutdown()
 
 
-def _one_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
+def init_arguments(workers: int, address: str | None) -> dict:
+    """``ray.init``'s arguments: the cluster at `address`, or (None) a new local one with ``workers + 1`` CPUs.
+    The local one is asked for by name (``address="local"``): left None, ``ray.init`` would join the cluster that
+    a ``RAY_ADDRESS`` in the environment names, and refuse ``num_cpus`` there."""
+    kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    if address is None:
+        # a local cluster: workers inherit this process's environment (PYTHONPATH, OMP_NUM_THREADS)
+        return {**kwargs, "address": "local", "num_cpus": workers + 1}
+    return {**kwargs, "address": address}
 
 
 class _StageMap:
@@ -115,6 +122,6 @@ def execute(
 
         rest = [r for i, r in enumerate(todo) if i not in done]
         warn(
-            f"{name}: the Ray job failed ({_one_line(e)}); redoing its {len(rest)} unfinished clip(s) one process each"
+            f"{name}: the Ray job failed ({first_line(e)}); redoing its {len(rest)} unfinished clip(s) one process each"
         )
         yield from execute_isolated(name, rest, settings)

@@ -9,10 +9,13 @@ same weights and frames give the same caption) up to `caption_tokens` tokens.
 
 Each kept segment's caption is a plain text file, ``OUT/captions/<id>.txt`` (UTF-8), which a person may edit:
 
-- the model's own output is also kept in ``OUT/captions/<id>.model.json`` (``{"model", "caption"}``); a caption
-  file that differs from it (or, without one, is not blank) is a person's caption and wins on every rerun, with
-  or without a model: the manifest's ``caption`` follows it. An edit changes the stage's key (`key_extra`), so a
-  rerun redoes just that clip, and ``--force captions`` keeps the folder (`KEEP_FOLDER`): edits survive both.
+- the model's own output is also kept in ``OUT/captions/<id>.model.json`` (``{"model", "caption", "text_sha256",
+  "replaced_sha256"}``: the SHA-256 of the caption file the stage writes and of the file it replaces); a caption
+  file whose hash is neither (or, without a model file, that is not blank) is a person's caption and wins on every
+  rerun, with or without a model: the manifest's ``caption`` follows it. The model file is written first: a run
+  killed before the caption file is rewritten leaves the file it was replacing, which is no person's edit. An
+  edit changes the stage's key (`key_extra`), so a rerun redoes just that clip, and ``--force captions`` keeps the
+  folder (`KEEP_FOLDER`): edits survive both.
 - without ``--caption-model``, the caption is a person's file where there is one, else the model's earlier output,
   else empty, and an empty ``<id>.txt`` is written for a person to fill in.
 
@@ -23,14 +26,15 @@ shown to the model), ``chars``. The record's ``caption`` is the text, ``caption_
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
 from humo.data.pipeline.core import Drop, Record, Settings
-from humo.data.pipeline.media import first_line, open_media
-from humo.errors import HumoError, atomic_path
+from humo.data.pipeline.media import open_media
+from humo.errors import HumoError, atomic_path, first_line
 
 VERSION = 1
 PARAMS = ("caption_model", "caption_frames", "caption_tokens")
@@ -64,24 +68,35 @@ def _read_text(path: Path) -> str | None:
         raise Drop("corrupt", f"{path.name} does not read as UTF-8 text ({first_line(e)})") from None
 
 
-def _model_caption(path: Path) -> str | None:
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _model_file(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["caption"]
-    except (OSError, ValueError, KeyError, TypeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) and isinstance(data.get("caption"), str) else None
+
+
+def _model_caption(path: Path) -> str | None:
+    data = _model_file(path)
+    return None if data is None else data["caption"]
 
 
 def person_caption(record: Record, settings: Settings) -> str | None:
-    """A person's caption for this segment, if its file holds one: it differs from the model's output (or, with
-    no model output, is not blank). None otherwise."""
+    """A person's caption for this segment, if its file holds one: the stage wrote neither it nor the file it
+    replaced (the hashes in the model file), or, with no model output, it is not blank. None otherwise."""
     text_path, model_path = caption_paths(settings.out, record["id"])
     try:
         text = text_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    model = _model_caption(model_path)
+    model = _model_file(model_path)
     if model is not None:
-        return None if text == model else text
+        ours = {model.get("text_sha256", _sha256(model["caption"])), model.get("replaced_sha256")}
+        return None if _sha256(text) in ours else text
     return text if text.strip() else None
 
 
@@ -196,8 +211,17 @@ def process(record: Record, settings: Settings) -> Record:
         indices = frame_indices(int(record["num_frames"]), settings.caption_frames)
         frames = read_frames(settings.out / record["video"], indices)
         caption = generate_caption(settings.caption_model, frames, settings.caption_tokens)
-        _write(model_path, json.dumps({"model": settings.caption_model, "caption": caption}, ensure_ascii=False))
-        _write(text_path, caption)  # after the model file: a kill between the two leaves no false "edit"
+        replaced = _read_text(text_path)  # no person's edit (else `person` above): the placeholder or an old caption
+        model_file = {
+            "model": settings.caption_model,
+            "caption": caption,
+            "text_sha256": _sha256(caption),
+            "replaced_sha256": None if replaced is None else _sha256(replaced),
+        }
+        # the model file first, naming both the file it replaces and the one written next: a kill between the two
+        # writes leaves the replaced file, which `person_caption` knows is not an edit
+        _write(model_path, json.dumps(model_file, ensure_ascii=False))
+        _write(text_path, caption)
         facts.update(source="model", model=settings.caption_model, frames=indices)
     elif (earlier := _model_caption(model_path)) is not None:
         caption = earlier  # the model's earlier caption, its file unedited (or deleted: written again)

@@ -42,8 +42,8 @@ import warnings
 import numpy as np
 
 from humo.data.pipeline.core import Drop, Record, Settings, dropped
-from humo.data.pipeline.media import first_line
-from humo.errors import atomic_path
+from humo.errors import atomic_path, first_line
+from humo.face_identity import iou
 
 VERSION = 2
 PARAMS = ("face_missing_max", "several_faces", "face_min_height", "face_lost_max")
@@ -98,15 +98,6 @@ def box_of(points: np.ndarray) -> np.ndarray:
     return np.concatenate([points.min(axis=0), points.max(axis=0)]).astype(np.float32)
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boxes (x0, y0, x1, y1)."""
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def track(faces: list[list[np.ndarray]]) -> list[int | None]:
     """The tracked face's index in each frame's faces (landmarks [468, 2] in pixels), or None where it is missing:
     the largest face of the first frame with one, then the face matching its last position (`TRACK_IOU`,
@@ -140,14 +131,14 @@ def longest_run(flags: np.ndarray) -> int:
     return best
 
 
-def person_region(prob: np.ndarray, face: np.ndarray, boxes: list[np.ndarray] = (), own: int = 0) -> np.ndarray:
-    """The person mask uint8 [H, W]: the regions of `prob` > `PERSON_THRESHOLD` that touch the face mask `face`
-    [H, W], joined with it. With the boxes of every face in the frame (`own` the tracked one's index), a pixel
-    nearer another face (distance to its box centre over its height) is that person's: two people side by side
-    make one region in Selfie Segmentation, split between them here."""
+def person_region(people: np.ndarray, face: np.ndarray, boxes: list[np.ndarray] = (), own: int = 0) -> np.ndarray:
+    """The person mask uint8 [H, W]: the regions of `people` (bool [H, W], Selfie Segmentation's probability over
+    `PERSON_THRESHOLD`) that touch the face mask `face` [H, W], joined with it. With the boxes of every face in the
+    frame (`own` the tracked one's index), a pixel nearer another face (distance to its box centre over its height)
+    is that person's: two people side by side make one region in Selfie Segmentation, split between them here."""
     import cv2
 
-    n, labels = cv2.connectedComponents((prob > PERSON_THRESHOLD).astype(np.uint8), connectivity=8)
+    n, labels = cv2.connectedComponents(people.astype(np.uint8), connectivity=8)
     keep = np.unique(labels[(face > 0) & (labels > 0)])
     person = np.isin(labels, keep) if keep.size else np.zeros(face.shape, bool)
     if len(boxes) > 1:
@@ -157,17 +148,23 @@ def person_region(prob: np.ndarray, face: np.ndarray, boxes: list[np.ndarray] = 
     return (person | (face > 0)).astype(np.uint8)
 
 
-def analyse(frames, height: int, width: int) -> dict:
-    """Face Mesh and Selfie Segmentation over `frames` (an iterable of RGB uint8 [H, W, 3]) -> ``masks`` uint8
-    [T, H, W], ``person_masks`` uint8 [T, H, W], ``mouth`` float32 [T] (NaN without the tracked face), ``found``
-    bool [T], ``boxes`` float32 [T, 4], ``counts`` int [T] (large faces per frame), ``heights`` float32 [T] (the
-    tracked face's height over the frame height, 0 without it), ``others`` bool [T] (the tracked face missing and
-    another large face seen)."""
+def analyse(frames, height: int, width: int, masks: bool = True) -> dict:
+    """Face Mesh and Selfie Segmentation over `frames` (an iterable of RGB uint8 [H, W, 3], read one at a time) ->
+    ``masks`` uint8 [T, H, W], ``person_masks`` uint8 [T, H, W], ``mouth`` float32 [T] (NaN without the tracked
+    face), ``found`` bool [T], ``boxes`` float32 [T, 4], ``counts`` int [T] (large faces per frame), ``heights``
+    float32 [T] (the tracked face's height over the frame height, 0 without it), ``others`` bool [T] (the tracked
+    face missing and another large face seen). ``masks=False``: landmarks only (no Selfie Segmentation; ``masks``
+    and ``person_masks`` None), for the sync scores of `humo eval --real`.
+
+    Until the track is known, each frame's segmentation is kept as one bit a pixel (its probability over
+    `PERSON_THRESHOLD`, all `person_region` reads), not Selfie Segmentation's float32 map: 32 times less."""
+    import contextlib
+
     import cv2
 
     scale = np.array([width, height], np.float32)
-    faces, probs = [], []
-    with face_mesh() as mesh, selfie_segmentation() as seg:
+    faces, people = [], []
+    with face_mesh() as mesh, selfie_segmentation() if masks else contextlib.nullcontext() as seg:
         for frame in frames:
             frame = np.ascontiguousarray(frame)
             result = mesh.process(frame)
@@ -177,11 +174,12 @@ def analyse(frames, height: int, width: int) -> dict:
                     for f in (result.multi_face_landmarks or [])
                 ]
             )
-            probs.append(seg.process(frame).segmentation_mask)
+            if masks:
+                people.append(np.packbits(seg.process(frame).segmentation_mask > PERSON_THRESHOLD, axis=-1))
     chosen = track(faces)
     t = len(faces)
-    masks = np.zeros((t, height, width), np.uint8)
-    persons = np.zeros((t, height, width), np.uint8)
+    face_masks = np.zeros((t, height, width), np.uint8) if masks else None
+    persons = np.zeros((t, height, width), np.uint8) if masks else None
     mouth = np.full(t, np.nan, np.float32)
     boxes = np.full((t, 4), np.nan, np.float32)
     counts, heights = np.zeros(t, np.int64), np.zeros(t, np.float32)
@@ -192,8 +190,10 @@ def analyse(frames, height: int, width: int) -> dict:
         if i is None:
             continue
         pts = fs[i]
-        cv2.fillConvexPoly(masks[k], cv2.convexHull(np.round(pts).astype(np.int32)), 1)
-        persons[k] = person_region(probs[k], masks[k], [box_of(f) for f in fs], i)
+        if masks:
+            cv2.fillConvexPoly(face_masks[k], cv2.convexHull(np.round(pts).astype(np.int32)), 1)
+            seen = np.unpackbits(people[k], axis=-1, count=width).astype(bool)
+            persons[k] = person_region(seen, face_masks[k], [box_of(f) for f in fs], i)
         face_h = float(np.linalg.norm(pts[CHIN] - pts[FOREHEAD]))
         mouth[k] = float(np.linalg.norm(pts[LOWER_LIP] - pts[UPPER_LIP])) / max(face_h, 1e-6)
         boxes[k] = box_of(pts)
@@ -203,7 +203,7 @@ def analyse(frames, height: int, width: int) -> dict:
     others = np.array(
         [not ok and any(s >= LARGE * typical for s in sizes) for ok, sizes in zip(found, sizes_seen)], bool
     )
-    return {"masks": masks, "person_masks": persons, "mouth": mouth, "found": found, "boxes": boxes,
+    return {"masks": face_masks, "person_masks": persons, "mouth": mouth, "found": found, "boxes": boxes,
             "counts": counts, "heights": heights, "others": others}  # fmt: skip
 
 
@@ -228,7 +228,7 @@ def process(record: Record, settings: Settings) -> Record:
         a = analyse(_frames(out / record["video"]), record["height"], record["width"])
     except Exception as e:  # noqa: BLE001 - FFmpeg's and MediaPipe's errors
         raise Drop("corrupt", f"the segment does not decode ({first_line(e)})") from None
-    if a["masks"].shape[0] == 0:
+    if a["found"].shape[0] == 0:
         raise Drop("corrupt", "the segment has no frames")
     found = float(a["found"].mean())
     n = several(a["counts"])

@@ -29,7 +29,8 @@ import numpy as np
 
 from humo.constants import SAMPLE_RATE, VIDEO_FPS
 from humo.data.pipeline.core import Drop, Record, Settings
-from humo.data.pipeline.media import SAMPLES_PER_FRAME, first_line, mp4_writer, open_media, wav_writer
+from humo.data.pipeline.media import SAMPLES_PER_FRAME, mp4_writer, open_media, wav_writer
+from humo.errors import first_line
 
 VERSION = 1
 PARAMS = ("max_side",)

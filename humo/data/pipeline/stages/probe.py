@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from humo.data.pipeline.core import Drop, Record, Settings
-from humo.data.pipeline.media import first_line, open_media
+from humo.data.pipeline.media import open_media
+from humo.errors import first_line
 
 VERSION = 1
 PARAMS: tuple[str, ...] = ()

@@ -35,9 +35,10 @@ from __future__ import annotations
 import numpy as np
 
 from humo.data.pipeline.core import Drop, Record, Settings, dropped
-from humo.data.pipeline.media import first_line, open_media
-from humo.data.pipeline.stages.faces import TRACK_IOU, box_of, face_mesh, iou
-from humo.errors import atomic_path
+from humo.data.pipeline.media import open_media
+from humo.data.pipeline.stages.faces import TRACK_IOU, box_of, face_mesh
+from humo.errors import atomic_path, first_line
+from humo.face_identity import iou
 
 VERSION = 3
 PARAMS = ("no_reference", "reference_distance_max", "identity_model")
@@ -135,7 +136,8 @@ def identity(out, r: Record, track) -> tuple[np.ndarray | None, dict | None]:
         raise Drop("corrupt", f"segment {r['id']} does not decode ({first_line(e)})") from None
     if largest not in frames:
         raise Drop("corrupt", f"segment {r['id']} has no frame {largest}")
-    emb = face_identity.mean_embedding([face_identity.embed(frames[k], boxes[k]) for k in frames])
+    # the boxes are Face Mesh's: a face dlib's frontal detector misses (a profile) is still embedded from its box
+    emb = face_identity.mean_embedding([face_identity.embed(frames[k], boxes[k], fallback=True) for k in frames])
     return emb, {"index": largest, "box": boxes[largest], "image": frames[largest]}
 
 

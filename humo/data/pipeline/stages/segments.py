@@ -20,7 +20,8 @@ import contextlib
 
 from humo.constants import TEMPORAL_STRIDE, VIDEO_FPS
 from humo.data.pipeline.core import Drop, Record, Settings, dropped
-from humo.data.pipeline.media import SAMPLES_PER_FRAME, first_line, mp4_writer, open_media
+from humo.data.pipeline.media import SAMPLES_PER_FRAME, mp4_writer, open_media
+from humo.errors import first_line
 from humo.media.audio import write_wav
 
 VERSION = 1

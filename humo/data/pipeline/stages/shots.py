@@ -17,7 +17,8 @@ from fractions import Fraction
 
 from humo.constants import VIDEO_FPS
 from humo.data.pipeline.core import Drop, Record, Settings
-from humo.data.pipeline.media import first_line, open_media
+from humo.data.pipeline.media import open_media
+from humo.errors import first_line
 
 VERSION = 1
 PARAMS = ("detector",)

@@ -18,7 +18,7 @@ import numpy as np
 
 from humo.constants import SAMPLE_RATE
 from humo.data.pipeline.core import Drop, Record, Settings, dropped
-from humo.data.pipeline.media import first_line
+from humo.errors import first_line
 
 VERSION = 1
 PARAMS = ("speech_min", "vad_mode", "modulation_min")

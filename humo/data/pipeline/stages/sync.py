@@ -31,7 +31,8 @@ import numpy as np
 
 from humo.constants import SAMPLE_RATE, VIDEO_FPS
 from humo.data.pipeline.core import Drop, Record, Settings, dropped
-from humo.data.pipeline.media import SAMPLES_PER_FRAME, first_line
+from humo.data.pipeline.media import SAMPLES_PER_FRAME
+from humo.errors import first_line
 from humo.media.audio import write_wav
 
 VERSION = 2
@@ -105,8 +106,7 @@ def syncnet_scores(record: Record, settings: Settings, samples: np.ndarray, boxe
         model = syncnet_model(settings.syncnet)
     except Exception as e:  # noqa: BLE001 - HumoError naming the keys, or anything torch raises
         raise Drop("no-syncnet", first_line(e)) from None
-    frames = np.stack(list(_frames(settings.out / record["video"])))
-    s = score(model, frames, boxes, samples)
+    s = score(model, _frames(settings.out / record["video"]), boxes, samples)  # decoded as the crops are cut
     return {"c": round(s["sync_c"], 3), "d": round(s["sync_d"], 3), "offset": s["sync_offset"]}
 
 
