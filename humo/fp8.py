@@ -119,19 +119,22 @@ class Fp8Linear(nn.Module):
     def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
         return (self.weight.float() * self.weight_scale[:, None]).to(dtype)
 
+    def scaled_for(self, dtype: torch.dtype, cuda: bool) -> bool:
+        """Whether activations of `dtype` (on CUDA or not) run the scaled fp8 matmul. The fp8 GEMM kernels want both
+        sizes in multiples of 16; CUDA's row-wise scaled kernels write bf16 only, so there they serve half-precision
+        activations, and float32 ones take the upcast path rather than lose their precision to a bf16 output."""
+        half = dtype in (torch.bfloat16, torch.float16)
+        return (
+            self.matmul == "scaled"
+            and (half or not cuda)
+            and self.in_features % 16 == 0
+            and self.out_features % 16 == 0
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., in] -> [..., out] in x's dtype."""
         bias = None if self.bias is None else self.bias.to(x.dtype)
-        # The fp8 GEMM kernels want both inner and outer sizes in multiples of 16.
-        # CUDA's row-wise scaled kernels write bf16 only: there they serve half-precision activations, and float32
-        # ones take the upcast path rather than lose their precision to a bf16 output.
-        half = x.dtype in (torch.bfloat16, torch.float16)
-        if (
-            self.matmul == "scaled"
-            and (half or not x.is_cuda)
-            and self.in_features % 16 == 0
-            and self.out_features % 16 == 0
-        ):
+        if self.scaled_for(x.dtype, x.is_cuda):
             rows = x.reshape(-1, self.in_features)
             xq, x_scale = quantize_rows(rows)
             # the bias is added after, in x's dtype

@@ -97,7 +97,9 @@ def test_cli_extract_and_its_errors(video, tmp_path, capsys, monkeypatch):
 def test_mediapipe_runs_offline_where_the_extra_is_installed(tmp_path):
     """The real detector loads the model its wheel ships (no download) and writes a valid file for a blank clip,
     where it finds nobody."""
-    pytest.importorskip("mediapipe")
+    from tests.face_media import require
+
+    require("mediapipe")
     from humo.media.video import write_video
     from humo.pose_extract import extract_to_file
 
