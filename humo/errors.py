@@ -42,6 +42,19 @@ def require_file(path: str | os.PathLike, what: str) -> Path:
     return p
 
 
+def read_json_file(path: str | os.PathLike, what: str) -> Any:
+    """A JSON file's content; a missing or unreadable file is a one-line HumoError naming it as `what`."""
+    import json
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HumoError(f"{what} {path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise HumoError(f"{what} {path}: not a readable JSON file ({e})") from None
+
+
 def usual_mode(base: int) -> int:
     """`base` (0o666 for files, 0o777 for folders) less the umask: the mode a plain open/mkdir would give, for
     outputs made through mkstemp/mkdtemp (which make them private)."""

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from humo.errors import HumoError, atomic_path
+from humo.errors import HumoError, atomic_path, read_json_file
 from humo.evaluation.heldout import mean_spread
 
 
@@ -307,12 +307,7 @@ def read_study_file(path: str | os.PathLike, config_cls: type) -> dict:
     """The fields of a JSON study preset (`humo ablate --study`, `humo ratios --study`) for `config_cls`, a
     dataclass; a missing or unreadable file or an unknown field is a one-line error naming it."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise HumoError(f"--study {path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise HumoError(f"--study {path}: not a readable JSON file ({e})") from None
+    data = read_json_file(path, "--study")
     known = set(config_cls.__dataclass_fields__)
     if not isinstance(data, dict):
         raise HumoError(f"--study {path}: expected a JSON object of study fields")

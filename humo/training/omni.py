@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from humo.errors import HumoError
+from humo.errors import HumoError, read_json_file
 
 PRESET = Path(__file__).resolve().parents[2] / "configs" / "omnihuman.json"
 
@@ -72,12 +72,7 @@ def check_schedule(stages: list[OmniStage], source: str = "omni schedule") -> No
 def load_schedule(path: str | os.PathLike | None = None) -> list[OmniStage]:
     """The stages of a schedule file (default: the paper's, ``configs/omnihuman.json``), checked."""
     p = Path(path) if path is not None else PRESET
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise HumoError(f"omni schedule {p}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise HumoError(f"omni schedule {p}: not a readable JSON file ({e})") from None
+    data = read_json_file(p, "omni schedule")
     raw = data.get("stages") if isinstance(data, dict) else None
     if not isinstance(raw, list) or not all(isinstance(s, dict) and isinstance(s.get("set"), dict) for s in raw):
         raise HumoError(f'omni schedule {p}: expected {{"stages": [{{"name": ..., "set": {{fields}}}}, ...]}}')
