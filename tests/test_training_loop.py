@@ -189,3 +189,19 @@ def test_a_dit_with_a_pose_guider_trains_on_the_samples_that_have_a_pose(tmp_pat
     # pose_ratio 0: every pose is dropped, the guider gets no gradient and its embedding stays zero
     none = train(_cfg(tmp_path / "c", tmp_path / "none", **{**kw, "pose_ratio": 0.0, "steps": 2}))
     assert not load_file(none["export"])["pose_guider.patch_embedding.weight"].any()
+
+
+def test_a_pose_guider_on_a_cache_without_poses_is_refused_before_training(tmp_path):
+    """A cache written before precompute kept keypoints (or of clips without tracks) would train a guider that never
+    sees a pose: refused with a one-line error, unless the pose ratio is 0."""
+    synthetic_cache(
+        tmp_path / "c", samples=2, text_dim=MODEL["text_dim"], audio_window=(8, 5, MODEL["audio_feat_dim"]),
+        with_pose=[False, False],
+    )  # fmt: skip
+    base = tmp_path / "humo.safetensors"
+    save_dit(HumoDiT(tiny_cfg("humo-1.7b", **MODEL)), base)
+    posed = {**MODEL, "pose_channels": 4, "pose_hidden": 8}
+    kw = dict(stage=2, model_overrides=posed, init=str(base), steps=1, pose_ratio=0.5)
+    with pytest.raises(HumoError, match="no sample of .* has pose keypoints"):
+        Trainer(_cfg(tmp_path / "c", tmp_path / "run", **kw))
+    Trainer(_cfg(tmp_path / "c", tmp_path / "zero", **{**kw, "pose_ratio": 0.0}))  # no pose trained: allowed

@@ -184,6 +184,16 @@ def run_study(cfg: RatioStudyConfig, log: Callable[[str], None] = print) -> dict
     """Train, evaluate, tabulate and plot the whole study (resumable: finished runs and evaluations are skipped,
     interrupted runs resume from their last checkpoint) -> the results dict."""
     check_recipe(cfg.recipe_path, cfg.train_config, "ratios")
+    if cfg.pose_ratios:  # the pose runs come last, hours in: find out now whether they would see a pose at all
+        from humo.data.loader import LatentCache
+
+        cache = LatentCache(cfg.recipe_path / "cache")
+        if not any(e.get("pose") for e in cache.samples):
+            raise HumoError(
+                f"ratios: the pose runs need pose keypoints, and no sample of {cache.root} has them (a cache "
+                "written before precompute kept them): run humo precompute on the recipe's clips again, or pass "
+                "--pose-ratios ''"
+            )
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "study.json") as tmp:

@@ -323,6 +323,12 @@ class Trainer:
         # -- sample stream
         pools = task_pools(self.dataset.availability(), stage.tasks)
         check_pools(pools, {t: 1.0 for t in stage.tasks}, stage)
+        if self.uses_pose and not any(a["pose"] for a in self.dataset.availability()):
+            raise HumoError(
+                f"training data: the pose guider trains at pose ratio {keep_ratios(cfg)['pose']:g}, but no sample of "
+                f"{cfg.cache} has pose keypoints (a cache written before precompute kept them, or clips without "
+                "tracks): run humo precompute again, or set the pose ratio to 0"
+            )
         if cfg.continuation_share > 0 and (lacking := self.dataset.lacking_continuation()):
             raise HumoError(
                 f"training data: continuation_share {cfg.continuation_share} needs every sample cached with "
