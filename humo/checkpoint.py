@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from humo.configs import DIT_PRESETS, DiTConfig
-from humo.errors import HumoError, atomic_path, check_keys, describe_keys
+from humo.errors import HumoError, atomic_path, check_keys, describe_keys, first_line
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 METADATA_KEY = "humo_config"
@@ -59,7 +59,7 @@ def _read_safetensors(path: Path, dtype: torch.dtype | None) -> tuple[dict[str, 
                 tensors[k] = _cast(k, t, dtype)
             return tensors, meta
     except (SafetensorError, OSError, ValueError) as e:
-        raise HumoError(f"checkpoint {path}: not a readable safetensors file ({str(e).splitlines()[0]})") from e
+        raise HumoError(f"checkpoint {path}: not a readable safetensors file ({first_line(e)})") from e
 
 
 def _read_pickle(path: Path, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
@@ -72,7 +72,7 @@ def _read_pickle(path: Path, dtype: torch.dtype | None) -> dict[str, torch.Tenso
             "(only plain tensors are loaded)"
         ) from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise HumoError(f"checkpoint {path}: not a readable torch weights file ({str(e).splitlines()[0]})") from e
+        raise HumoError(f"checkpoint {path}: not a readable torch weights file ({first_line(e)})") from e
     # Training checkpoints wrap the weights; released ones are the bare state dict.
     for key in ("state_dict", "model", "module", "ema"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
@@ -170,7 +170,7 @@ def read_shapes(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
                     dtype = _SAFETENSORS_DTYPES.get(sl.get_dtype(), torch.float32)
                     shapes[k] = torch.empty(sl.get_shape(), dtype=dtype, device="meta")
         except (SafetensorError, OSError, ValueError) as e:
-            raise HumoError(f"checkpoint {f}: not a readable safetensors file ({str(e).splitlines()[0]})") from e
+            raise HumoError(f"checkpoint {f}: not a readable safetensors file ({first_line(e)})") from e
     return shapes, meta
 
 

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from humo.constants import AUDIO_SHIFT, NUM_GROUPS, SAMPLE_RATE, VIDEO_FPS, WINDOW, latent_frames, round_down_frames
-from humo.errors import HumoError, atomic_path, check_keys
+from humo.errors import HumoError, atomic_path, check_keys, first_line
 
 HOP_LENGTH = 160  # mel hop in samples; the encoder's conv2 has stride 2, so one encoder frame = 320 samples (50 Hz)
 SAMPLES_PER_ENCODER_FRAME = 2 * HOP_LENGTH
@@ -315,13 +315,13 @@ class AudioEncoder:
         try:
             cfg = WhisperConfig.from_pretrained(str(root))
         except Exception as e:  # malformed JSON or a non-Whisper config
-            raise HumoError(f"whisper folder {root}: cannot read {CONFIG_FILE} ({_first_line(e)})") from None
+            raise HumoError(f"whisper folder {root}: cannot read {CONFIG_FILE} ({first_line(e)})") from None
         if getattr(cfg, "model_type", None) != "whisper":
             raise HumoError(f"whisper folder {root}: {CONFIG_FILE} is not a Whisper config")
         try:
             fe = WhisperFeatureExtractor.from_pretrained(str(root))
         except Exception as e:
-            raise HumoError(f"whisper folder {root}: cannot read {PREPROCESSOR_FILE} ({_first_line(e)})") from None
+            raise HumoError(f"whisper folder {root}: cannot read {PREPROCESSOR_FILE} ({first_line(e)})") from None
 
         with torch.device("meta"):
             enc = WhisperEncoder(cfg)
@@ -436,11 +436,6 @@ def _as_samples(samples: np.ndarray | torch.Tensor) -> np.ndarray:
     return x
 
 
-def _first_line(e: Exception) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
-
-
 def _json_default(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
@@ -461,7 +456,7 @@ def _load_encoder_state(root: Path, expected: set[str]) -> dict[str, torch.Tenso
         try:
             weight_map = json.loads((root / WEIGHTS_INDEX).read_text())["weight_map"]
         except (ValueError, KeyError) as e:
-            raise HumoError(f"whisper folder {root}: malformed {WEIGHTS_INDEX} ({_first_line(e)})") from None
+            raise HumoError(f"whisper folder {root}: malformed {WEIGHTS_INDEX} ({first_line(e)})") from None
         for shard in sorted(set(weight_map.values())):
             if not (root / shard).is_file():
                 raise HumoError(f"whisper folder {root}: incomplete, shard {shard} is missing")
@@ -470,7 +465,7 @@ def _load_encoder_state(root: Path, expected: set[str]) -> dict[str, torch.Tenso
         try:
             sd = torch.load(root / WEIGHTS_BIN, map_location="cpu", weights_only=True, mmap=True)
         except Exception as e:
-            raise HumoError(f"whisper folder {root}: cannot read {WEIGHTS_BIN} ({_first_line(e)})") from None
+            raise HumoError(f"whisper folder {root}: cannot read {WEIGHTS_BIN} ({first_line(e)})") from None
         return _pick_encoder(root, dict(sd), expected)
     else:
         raise HumoError(f"whisper folder {root}: incomplete, no {WEIGHTS_FILE}, {WEIGHTS_INDEX} or {WEIGHTS_BIN}")
@@ -483,7 +478,7 @@ def _load_encoder_state(root: Path, expected: set[str]) -> dict[str, torch.Tenso
             for k in handles[f].keys():
                 keys[k] = f
     except Exception as e:
-        raise HumoError(f"whisper folder {root}: cannot read weights ({_first_line(e)})") from None
+        raise HumoError(f"whisper folder {root}: cannot read weights ({first_line(e)})") from None
     prefix = _detect_prefix(root, keys.keys())
     chosen = {k[len(prefix) :]: k for k in keys if k.startswith(prefix) and _is_encoder_key(k[len(prefix) :], prefix)}
     _check_keys(root, set(chosen), expected)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from humo.conditions.vae import load_state_dict_file
-from humo.errors import HumoError, check_keys
+from humo.errors import HumoError, check_keys, first_line
 
 # Wan2.1's default negative prompt (its shared config), used as the default negative for guidance.
 WAN_NEGATIVE_PROMPT = (
@@ -141,9 +141,7 @@ def load_tokenizer(folder: str | os.PathLike):
     try:
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise HumoError(
-            f"tokenizer folder {folder}: cannot load ({type(e).__name__}: {str(e).splitlines()[0]})"
-        ) from None
+        raise HumoError(f"tokenizer folder {folder}: cannot load ({type(e).__name__}: {first_line(e)})") from None
 
 
 def build_word_tokenizer(vocabulary: list[str], text_len: int):
@@ -273,8 +271,9 @@ class TextEncoder:
         try:
             model = UMT5EncoderModel.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
         except (OSError, ValueError, RuntimeError) as e:
-            msg = str(e).splitlines()[0] if str(e) else ""
-            raise HumoError(f"text encoder folder {folder}: cannot load ({type(e).__name__}: {msg})") from None
+            raise HumoError(
+                f"text encoder folder {folder}: cannot load ({type(e).__name__}: {first_line(e)})"
+            ) from None
         if text_len is None:
             text_len = int(getattr(model.config, _TEXT_LEN_KEY, None) or WAN_TEXT_LEN)
         return cls(model.to(device), tokenizer, text_len)

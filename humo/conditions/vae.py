@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from humo.constants import TEMPORAL_STRIDE
-from humo.errors import HumoError, atomic_path, check_keys
+from humo.errors import HumoError, atomic_path, check_keys, first_line
 
 # Per-channel statistics of the Wan2.1 VAE latent (16 channels), used as z = (mu - mean) / std.
 WAN_LATENT_MEAN: tuple[float, ...] = (
@@ -394,9 +394,7 @@ class WanVAE:
         try:
             model = AutoencoderKLWan.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True)
         except (OSError, ValueError, RuntimeError) as e:
-            raise HumoError(
-                f"VAE folder {folder}: cannot load ({type(e).__name__}: {str(e).splitlines()[0]})"
-            ) from None
+            raise HumoError(f"VAE folder {folder}: cannot load ({type(e).__name__}: {first_line(e)})") from None
         return cls(torch.nn.Module.to(model, device=device))
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:

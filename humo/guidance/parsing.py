@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from humo.errors import HumoError, require_file
+from humo.errors import HumoError, first_line, require_file
 from humo.guidance.presets import PRESETS, UNGUIDED
 from humo.guidance.schedule import Condition, GuidancePhase, GuidanceSchedule, _inputs
 
@@ -130,8 +130,7 @@ def load_schedule(path: str | Path, inputs_present: Iterable[str] | None = None)
         else:
             data = json.loads(text)
     except Exception as e:  # JSONDecodeError, yaml.YAMLError, UnicodeDecodeError
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise HumoError(f"guidance config {p}: cannot parse ({first})") from None
+        raise HumoError(f"guidance config {p}: cannot parse ({first_line(e)})") from None
     try:
         return schedule_from_dict(data, inputs_present)
     except HumoError as e:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from humo.constants import SAMPLE_RATE
-from humo.errors import HumoError, require_file
+from humo.errors import HumoError, first_line, require_file
 
 #: The shortest audio accepted by default: 5 video frames at 25 fps (the first latent frame plus one group of 4).
 MIN_SECONDS = 5 / 25
@@ -155,7 +155,7 @@ def _decode_pyav(p: Path) -> tuple[np.ndarray, int]:
 
 def _decode_failure(p: Path, e: Exception) -> str:
     ext = p.suffix.lower()
-    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    reason = first_line(e)
     if ext in AUDIO_EXTENSIONS or ext in VIDEO_EXTENSIONS:
         return f"audio {p}: cannot decode, the file is corrupt or truncated ({reason})"
     return f"audio {p}: unsupported format {ext or '(no extension)'} (cannot decode: {reason})"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from humo.errors import HumoError, require_file
+from humo.errors import HumoError, first_line, require_file
 
 #: Pillow format names we accept (MPO is how Pillow names many camera/phone JPEGs).
 SUPPORTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}
@@ -50,8 +50,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
             raise HumoError(f"image {p}: cannot decode, the file is corrupt or not really {ext[1:].upper()}") from None
         raise HumoError(f"image {p}: unsupported format {ext or '(no extension)'} (use JPEG, PNG or WebP)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise HumoError(f"image {p}: cannot decode, the file is corrupt or truncated ({reason})") from None
+        raise HumoError(f"image {p}: cannot decode, the file is corrupt or truncated ({first_line(e)})") from None
     w, h = img.size
     if min(w, h) < MIN_SIDE:
         raise HumoError(f"image {p}: too small ({w}x{h}; need at least {MIN_SIDE} px on each side)")

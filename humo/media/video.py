@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from humo.constants import SAMPLE_RATE
-from humo.errors import HumoError, atomic_path, require_file, usual_mode
+from humo.errors import HumoError, atomic_path, first_line, require_file, usual_mode
 
 #: Tags the mp4 muxer stores as-is (see the module docstring); anything else goes into ``description``.
 MP4_TAGS = ("title", "artist", "album", "comment", "description", "synopsis", "copyright", "date", "genre", "composer")
@@ -280,7 +280,7 @@ def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float, np.ndarray |
     try:
         container = av.open(str(p))
     except av.error.FFmpegError as e:
-        raise HumoError(f"video {p}: cannot open ({_first_line(e)})") from None
+        raise HumoError(f"video {p}: cannot open ({first_line(e)})") from None
     try:
         with container:
             if not container.streams.video:
@@ -310,7 +310,7 @@ def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float, np.ndarray |
                 if st.duration is not None and st.time_base is not None:
                     audio = audio[: int(round(float(st.duration * st.time_base) * sr))]
     except av.error.FFmpegError as e:  # a truncated or corrupt file fails mid-decode, not at open
-        raise HumoError(f"video {p}: cannot decode ({_first_line(e)})") from None
+        raise HumoError(f"video {p}: cannot decode ({first_line(e)})") from None
     video = np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
     return video, fps, audio, sr
 
@@ -324,7 +324,7 @@ def stream_video(path: str | os.PathLike) -> tuple[float, Iterator[np.ndarray]]:
     try:
         container = av.open(str(p))
     except av.error.FFmpegError as e:
-        raise HumoError(f"video {p}: cannot open ({_first_line(e)})") from None
+        raise HumoError(f"video {p}: cannot open ({first_line(e)})") from None
     if not container.streams.video:
         container.close()
         raise HumoError(f"video {p}: has no video stream")
@@ -337,7 +337,7 @@ def stream_video(path: str | os.PathLike) -> tuple[float, Iterator[np.ndarray]]:
                 for frame in container.decode(vs):
                     yield frame.to_ndarray(format="rgb24")
             except av.error.FFmpegError as e:
-                raise HumoError(f"video {p}: cannot decode ({_first_line(e)})") from None
+                raise HumoError(f"video {p}: cannot decode ({first_line(e)})") from None
 
     return (float(rate) if rate else 0.0), frames()
 
@@ -351,9 +351,4 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         with av.open(str(p)) as container:
             return dict(container.metadata)
     except av.error.FFmpegError as e:
-        raise HumoError(f"video {p}: cannot open ({_first_line(e)})") from None
-
-
-def _first_line(e: Exception) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
+        raise HumoError(f"video {p}: cannot open ({first_line(e)})") from None

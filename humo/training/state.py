@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from humo.errors import HumoError, atomic_path
+from humo.errors import HumoError, atomic_path, first_line
 
 CHECKPOINTS_DIR = "checkpoints"
 LATEST = "latest"
@@ -166,4 +166,4 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
             "state": json.loads((p / STATE_FILE).read_text()),
         }
     except (OSError, RuntimeError, ValueError) as e:
-        raise HumoError(f"checkpoint {p}: cannot read ({str(e).splitlines()[0]})") from None
+        raise HumoError(f"checkpoint {p}: cannot read ({first_line(e)})") from None
