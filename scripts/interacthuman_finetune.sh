@@ -22,14 +22,8 @@ C=$(python -c "import json; print(json.load(open('$MODEL/vae/codec.json'))['z_di
 LATENT=(--set model_overrides.in_dim="$C" --set model_overrides.out_dim="$C")
 
 mkdir -p "$R"
-step() {  # step NAME DONE_FILE COMMAND...
-  local name=$1 done_file=$2; shift 2
-  if [[ -e "$done_file" ]]; then echo "== $name: done ($done_file)"; return; fi
-  echo "== $name: $*"
-  local t0=$SECONDS
-  "$@"
-  printf '%s\t%d\n' "$name" $((SECONDS - t0)) >> "$R/times.tsv"
-}
+STEPS_TIMES="$R/times.tsv"
+source "$(dirname "${BASH_SOURCE[0]}")/steps.sh"
 
 step synth-train "$R/data/train/manifest.jsonl" \
   humo synth --out "$R/data/train" --clips "$CLIPS" --frames 49:49 --seed 21 --multi

@@ -34,14 +34,8 @@ C=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['z_dim'])" "
 LATENT=(--set model_overrides.in_dim="$C" --set model_overrides.out_dim="$C")
 
 mkdir -p "$R"
-step() {  # step NAME DONE_FILE COMMAND...: run COMMAND unless DONE_FILE exists; log its wall time
-  local name=$1 done_file=$2; shift 2
-  if [[ -e "$done_file" ]]; then echo "== $name: done ($done_file)"; return; fi
-  echo "== $name: $*"
-  local t0=$SECONDS
-  "$@"
-  printf '%s\t%d\n' "$name" $((SECONDS - t0)) >> "$R/times.tsv"
-}
+STEPS_TIMES="$R/times.tsv"
+source "$(dirname "${BASH_SOURCE[0]}")/steps.sh"
 generated() {  # generated CASES DIR: generate every case of CASES into DIR, then mark DIR done
   $HUMO generate --weights "$R/model" --cases "$1" --out-dir "$2" --steps "$GEN_STEPS" --seed "$SEED" -q --overwrite
   touch "$2/.done"

@@ -28,14 +28,8 @@ LATENT=(--set model_overrides.in_dim="$CODEC_CHANNELS" --set model_overrides.out
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 mkdir -p "$OUT"
-step() {  # step NAME DONE_FILE COMMAND...: run COMMAND unless DONE_FILE exists; log its wall time
-  local name=$1 done_file=$2; shift 2
-  if [[ -e "$done_file" ]]; then echo "== $name: done ($done_file)"; return; fi
-  echo "== $name: $*"
-  local t0=$SECONDS
-  "$@"
-  printf '%s\t%d\n' "$name" $((SECONDS - t0)) >> "$OUT/times.tsv"
-}
+STEPS_TIMES="$OUT/times.tsv"
+source "$(dirname "${BASH_SOURCE[0]}")/steps.sh"
 
 step synth-train "$OUT/data/train/manifest.jsonl" \
   $HUMO synth --out "$OUT/data/train" --clips "$CLIPS" --frames 49:49 --seed 1

@@ -13,21 +13,6 @@ from __future__ import annotations
 
 import argparse
 
-# flag dest -> StudyConfig field; a flag not given leaves the preset's (or the default) value
-FLAGS = {
-    "recipe": "recipe",
-    "out": "out",
-    "config": "train_config",
-    "seeds": "seeds",
-    "variants": "variants",
-    "s1_steps": "s1_steps",
-    "s2_steps": "s2_steps",
-    "curve_points": "curve_points",
-    "eval_clips": "eval_clips",
-    "eval_steps": "eval_steps",
-    "jobs": "jobs",
-}
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from humo.evaluation.ablation import StudyConfig, name_list, number_list
@@ -69,7 +54,7 @@ def study_config(args: argparse.Namespace):
     """The StudyConfig of a command line: the --study file's fields (if any), then the flags given."""
     from humo.evaluation.ablation import StudyConfig, study_from_args
 
-    return study_from_args(args, StudyConfig, FLAGS, **({"guidance": False} if args.no_guidance else {}))
+    return study_from_args(args, StudyConfig, **({"guidance": False} if args.no_guidance else {}))
 
 
 def run(args: argparse.Namespace) -> int:

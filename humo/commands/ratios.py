@@ -13,24 +13,6 @@ from __future__ import annotations
 
 import argparse
 
-# flag dest -> RatioStudyConfig field; a flag left out keeps the preset's value or the field's default
-FLAGS = {
-    "recipe": "recipe",
-    "out": "out",
-    "config": "train_config",
-    "schedule": "schedule",
-    "seeds": "seeds",
-    "audio_ratios": "audio_ratios",
-    "pose_ratios": "pose_ratios",
-    "pose_audio_ratio": "pose_audio_ratio",
-    "s1_steps": "s1_steps",
-    "s2_steps": "s2_steps",
-    "s3_steps": "s3_steps",
-    "curve_points": "curve_points",
-    "eval_clips": "eval_clips",
-    "eval_steps": "eval_steps",
-}
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from humo.evaluation.ablation import number_list
@@ -76,7 +58,7 @@ def study_config(args: argparse.Namespace):
     from humo.evaluation.ablation import study_from_args
     from humo.evaluation.ratio_study import RatioStudyConfig
 
-    return study_from_args(args, RatioStudyConfig, FLAGS)
+    return study_from_args(args, RatioStudyConfig)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -287,15 +287,16 @@ def name_list(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
-def study_from_args(args: argparse.Namespace, config_cls: type, flags: dict[str, str], **fields: Any):
+def study_from_args(args: argparse.Namespace, config_cls: type, **fields: Any):
     """The `config_cls` study of a command line (`humo ablate`, `humo ratios`): the --study file's fields (if any),
-    then every flag given (`flags`: argparse dest -> field; argparse converted the text), then `fields`, then the
-    --set overrides added to the train_overrides."""
+    then every flag given (a flag is named as its field, `--config` as `train_config`; argparse converted the
+    text), then `fields`, then the --set overrides added to the train_overrides."""
     from humo.training.config import apply_overrides
 
     data = read_study_file(args.study, config_cls) if args.study else {}
-    for dest, name in flags.items():
-        if getattr(args, dest) is not None:
+    for name in config_cls.__dataclass_fields__:
+        dest = "config" if name == "train_config" else name
+        if getattr(args, dest, None) is not None:
             data[name] = getattr(args, dest)
     data.update(fields)
     if args.overrides and isinstance(data.get("train_overrides", {}), dict):
