@@ -149,7 +149,9 @@ class GenerationRequest:
     down to 4k+1). `pose`: a pose file (`humo.pose`) driving the motion, for a model with a pose guider.
     `persons`: several people, each with their own image and audio (`Person`; instead of `images` and `audio`);
     `mask_warmup`: the share of the steps that inject their audio mix everywhere before the predicted masks route
-    it (default `humo.person_masks.GLOBAL_AUDIO_SHARE`)."""
+    it (default `humo.person_masks.GLOBAL_AUDIO_SHARE`). `mask_cache`: each step's audio is routed by the masks
+    predicted at the step before (InterActHuman's mask cache); False: each step first predicts its own masks in an
+    extra pass that hears the mix everywhere (the cache's ablation: one more DiT pass per step)."""
 
     prompt: str
     images: Sequence[str] = ()
@@ -173,6 +175,7 @@ class GenerationRequest:
     pose: str | None = None
     persons: Sequence[Person] = ()
     mask_warmup: float | None = None
+    mask_cache: bool = True
 
     @property
     def audio_paths(self) -> tuple[str, ...]:
@@ -209,6 +212,8 @@ class GenerationRequest:
             raise HumoError(f"{who}--segment-frames {r.segment_frames}: must be 4k+1 and at least 9")
         if r.persons:
             r = r._resolved_persons(layout, dit_config, who)
+        if not r.mask_cache and r.person_layout != "predicted":
+            raise HumoError(f"{who}--no-mask-cache: only for persons whose masks the model predicts (no --box/--mask)")
         if r.frames == -1 and not r.audio_paths and r.pose is None:
             raise HumoError(f"{who}--frames -1 takes the length from the audio (or the pose), but neither was given")
         if isinstance(r.seed, bool) or not isinstance(r.seed, int) or not 0 <= r.seed <= MAX_SEED:
@@ -913,7 +918,9 @@ class HumoPipeline:
             cache = None
             if caching:
                 cache = StepCacheInput(state.cache, req.cache, force=must_compute(i, len(steps)))
-            gate = state.person_masks if (predicted and i >= warmup) else None
+            gate = None
+            if predicted and i >= warmup:
+                gate = state.person_masks if req.mask_cache else self.same_step_person_masks(enc, state.x, t)
             v, aux = guided_prediction(
                 self.model_fn(enc, cache, gate, predict_persons=predicted), state.x, t, enc.schedule,
                 max_batch=req.max_batch, sequential=req.sequential_guidance, return_aux=True,
@@ -943,6 +950,16 @@ class HumoPipeline:
         return enc.conditions.video(state.x), mask, person_masks
 
 
+    def same_step_person_masks(self, enc: EncodedRequest, x: torch.Tensor, t) -> torch.Tensor:
+        """The person masks [1, P, m + F, h, w] predicted at this step by one extra pass of the fullest guidance
+        condition with every person's audio everywhere (no mask cache: what the cache saves)."""
+        phase = enc.schedule.phase_at(float(t))
+        fullest = max(phase.conditions_needed(), key=lambda c: len(c.modalities))
+        t_vec = torch.full((x.shape[0],), float(t), dtype=torch.float32)
+        _, aux = self.model_fn(enc, None, None, predict_persons=True)(x, t_vec, [fullest])
+        return torch.sigmoid(aux.persons).float().cpu()
+
+
 def person_layout_line(req: GenerationRequest, cfg) -> str:
     """What routes each person's audio, said before sampling (never silent): the model's predicted masks, with
     how many steps hear the mix first, or the given boxes and masks."""
@@ -951,9 +968,10 @@ def person_layout_line(req: GenerationRequest, cfg) -> str:
         unused = " (the model's own mask predictor is not used)" if cfg.person_mask_blocks else ""
         return f"persons: {n}, each one's audio where their --box/--mask is, the same on every frame{unused}"
     warm = math.ceil((req.mask_warmup or 0.0) * req.steps)
+    timing = "each step's masks gate the next" if req.mask_cache else "each step predicts its own in an extra pass"
     return (
-        f"persons: {n}, each one's audio where the model's predicted mask puts them (each step's masks gate the "
-        f"next; the first {warm} of {req.steps} steps hear the mix everywhere)"
+        f"persons: {n}, each one's audio where the model's predicted mask puts them ({timing}; the first {warm} of "
+        f"{req.steps} steps hear the mix everywhere)"
     )
 
 

@@ -13,6 +13,7 @@ from humo.evaluation import heldout
 from humo.evaluation.ablation import (
     VARIANTS,
     StudyConfig,
+    backbone_run,
     checkpoint_dit,
     format_tables,
     mean_spread,
@@ -94,6 +95,22 @@ def test_variants_are_trainer_config_only_and_share_stage1():
     assert next(r for r in runs if r["variant"] == "no-mask")["overrides"]["mask_head"] is False
 
 
+def test_a_longer_backbone_is_trained_once_and_every_variant_starts_from_it(tmp_path):
+    cfg = StudyConfig(out=str(tmp_path / "study"), seeds=[0, 1], s1_steps=3, s2_steps=4, curve_points=2,
+                      backbone_steps=8)  # fmt: skip
+    run = backbone_run(cfg)
+    assert run["overrides"]["stage"] == 0 and run["overrides"]["steps"] == 8
+    assert run["overrides"]["init"].endswith("runs/toy-recipe/s0/final/ema.safetensors")
+    starts = {r["overrides"]["init"] for r in plan(cfg) if r["variant"] in (None, "single-stage")}
+    assert starts == {str(tmp_path / "study" / "train" / "backbone" / "final" / "ema.safetensors")}
+    assert backbone_run(StudyConfig()) is None  # the default: the recipe's backbone as it is
+    assert {r["overrides"]["init"] for r in plan(StudyConfig(seeds=[0])) if r["variant"] is None} == {
+        "runs/toy-recipe/s0/final/ema.safetensors"
+    }
+    with pytest.raises(HumoError, match="backbone_steps -1: must be >= 0"):
+        StudyConfig(backbone_steps=-1)
+
+
 def test_bad_study_config_is_named(tmp_path):
     with pytest.raises(HumoError, match="variants"):
         StudyConfig(variants=["full", "nope"])
@@ -110,10 +127,16 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
     cfg = StudyConfig(
         recipe=str(recipe), out=str(out), train_config=str(recipe / "train.json"), seeds=[0, 1],
         variants=["full", "single-stage"], s1_steps=2, s2_steps=2, curve_points=2, eval_clips=2, eval_steps=2,
+        backbone_steps=2,
     )  # fmt: skip
     messages = []
     results = run_study(cfg, log=messages.append)
     assert set(results["final"]) == {"full", "single-stage"}
+    # The longer backbone: trained once, from the recipe's, scored beside it; stage 1 starts from it.
+    assert sum("training backbone" in m for m in messages) == 1
+    assert set(results["backbone"]) == {"recipe stage 0", "study backbone"}
+    s1_config = json.loads((out / "train" / "s1-minimal-seed0" / "config.json").read_text())
+    assert s1_config["init"] == str(out / "train" / "backbone" / "final" / "ema.safetensors")
     for v in ("full", "single-stage"):
         assert set(results["final"][v]) == {0, 1}
     # Curves count steps after the backbone: full's stage 2 starts after its 2 stage-1 steps; single-stage trains
@@ -126,6 +149,7 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
     table = (out / "ablation.md").read_text()
     assert "| full |" in table and "| single-stage |" in table and "± " in table
     assert "| single-stage - full |" in table and "| static, no text term - static |" in table
+    assert "| study backbone (+2 steps) |" in table and "| recipe stage 0 |" in table
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The final checkpoint's EMA weights are the run's export.
     from humo.checkpoint import load_dit

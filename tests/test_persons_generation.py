@@ -70,6 +70,39 @@ def test_predicted_masks_gate_the_next_step_after_the_warmup(media):
     assert r.frames.shape == (9, 32, 32, 3) and r.audio.shape == (8000,)
 
 
+def test_without_the_mask_cache_each_step_routes_by_its_own_extra_pass(media):
+    logs = []
+    pipe = _pipe(True, logs)
+    calls = []
+    inner = pipe.model_fn
+
+    def spy(enc, cache=None, person_masks=None, predict_persons=False):
+        fn = inner(enc, cache, person_masks, predict_persons=predict_persons)
+
+        def run(x, t, conditions):
+            out, aux = fn(x, t, conditions)
+            calls.append((None if person_masks is None else person_masks.clone(), len(conditions), aux.persons))
+            return out, aux
+
+        return run
+
+    pipe.model_fn = spy
+    r = pipe("two people talk", persons=_two(media), mask_warmup=0.5, mask_cache=False, **SMALL)
+    # steps 0-1 hear the mix (one guidance call each); steps 2-3 first predict their masks in one extra
+    # single-condition pass with the mix, then route this step's audio by exactly those masks
+    gated = [g is not None for g, _, _ in calls]
+    assert gated == [False, False, False, True, False, True]
+    for pre, routed in ((2, 3), (4, 5)):
+        assert calls[pre][1] == 1 and calls[routed][1] > 1
+        assert torch.equal(calls[routed][0], torch.sigmoid(calls[pre][2]).float())
+    assert any("extra pass" in m for m in logs)
+    assert r.person_masks.shape == (2, 3, 8, 8)
+    cached = pipe("two people talk", persons=_two(media), mask_warmup=0.5, **SMALL)
+    assert not np.array_equal(r.frames, cached.frames)  # the routing masks differ, so does the video
+    with pytest.raises(HumoError, match="--no-mask-cache: only for persons whose masks the model predicts"):
+        pipe("two people talk", persons=_two(media, a="0,0,16,32", b="16,0,32,32"), mask_cache=False, **SMALL)
+
+
 def test_given_boxes_and_masks_route_the_audio_on_a_model_without_a_predictor(media):
     logs = []
     pipe = _pipe(False, logs)

@@ -153,9 +153,10 @@ def test_persons_evaluation_scores_every_mode(tmp_path):
         write_toy_weights(tmp_path / name, components=toy_components(seed=0, person_mask_blocks=blocks))
     result = evaluate(tmp_path / "model", tmp_path / "d" / "manifest.jsonl", clips=1, steps=1,
                       baseline=tmp_path / "plain", log=lambda m: None)  # fmt: skip
-    assert set(result["modes"]) == {"predicted", "strips", "global", "baseline"}
-    row = result["rows"]["predicted"][s.id]
-    assert 0 <= row["person_iou"] <= 1 and row["speaker_faces_found"] is not None
+    assert set(result["modes"]) == {"predicted", "no-cache", "strips", "global", "baseline"}
+    for mode in ("predicted", "no-cache"):
+        row = result["rows"][mode][s.id]
+        assert 0 <= row["person_iou"] <= 1 and row["speaker_faces_found"] is not None
     assert "person_iou" not in result["rows"]["global"][s.id]
     png = turn_figure(tmp_path / "model", s, tmp_path / "turns.png", frames=4, steps=1)
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"

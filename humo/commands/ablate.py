@@ -25,6 +25,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--recipe", help=f"toy recipe folder (default {d.recipe})")
     parser.add_argument("--out", help=f"study folder (default {d.out})")
+    parser.add_argument(
+        "--backbone-steps",
+        type=int,
+        help="text-to-video steps continuing the recipe's stage 0 before the variants (default 0: the recipe's as is)",
+    )
     parser.add_argument("--config", help=f"base training config (default {d.train_config})")
     parser.add_argument("--seeds", type=number_list(int), help="training seeds (default 0,1,2)")
     parser.add_argument("--variants", type=name_list, help="variants (default: all)")

@@ -64,6 +64,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="with predicted person masks: the share of the steps that inject the audio mix everywhere before the "
         "masks take over (default 0.2, InterActHuman's 10 of 50)",
     )
+    parser.add_argument(
+        "--no-mask-cache",
+        dest="mask_cache",
+        action="store_false",
+        help="with predicted person masks: each step predicts its own masks in an extra pass instead of using the "
+        "step before's (InterActHuman's mask cache ablated; one more DiT pass per step)",
+    )
     parser.add_argument("--image", action="append", default=[], help="reference image (repeat for several)")
     parser.add_argument("--audio", help="driving audio (wav, flac, mp3, m4a, or a video's audio track)")
     parser.add_argument(
@@ -281,6 +288,7 @@ def requests_from_args(args, seed: int) -> list[tuple]:
         segment_frames=args.segment_frames,
         cache=args.cache,
         mask_warmup=args.mask_warmup,
+        mask_cache=args.mask_cache,
     )
     if args.cases:
         if args.prompt or args.image or args.audio or args.pose or args.out or args.persons:

@@ -191,6 +191,10 @@ class StudyConfig:
     # `single-stage` trains s1_steps + s2_steps (True: the same number of steps after the backbone as the
     # progressive variants, so that it is not short of training) or s2_steps only (False: sessions 5-6's study).
     equal_steps: bool = True
+    # Text-to-video steps continuing the recipe's stage 0 before any variant (trained once, shared by every variant
+    # and seed; 0: the recipe's backbone as it is). HuMo's minimal-invasive training presumes a pretrained backbone
+    # that follows the text; the recipe's 2000 steps follow the scene only (docs/ablations.md, "Study v2").
+    backbone_steps: int = 0
     # Worker processes running the seeds side by side, whole seeds each, the cores split between them. On 2 cores
     # two 1-thread workers are ~1.1-1.25x faster than the seeds in turn (docs/ablations.md, "How long it takes").
     jobs: int = 1
@@ -207,6 +211,8 @@ class StudyConfig:
         for name in ("s1_steps", "s2_steps", "curve_points", "eval_steps", "jobs"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} {getattr(self, name)}: must be >= 1")
+        if self.backbone_steps < 0:
+            problems.append(f"backbone_steps {self.backbone_steps}: must be >= 0")
         if self.eval_clips < 2:
             problems.append(f"eval_clips {self.eval_clips}: need at least 2 (the baselines pair clips)")
         if self.curve_points > self.s2_steps:
@@ -218,15 +224,26 @@ class StudyConfig:
     def recipe_path(self) -> Path:
         return Path(self.recipe)
 
+    @property
+    def backbone_path(self) -> Path:
+        """The stage-0 weights every variant starts from."""
+        run = backbone_run(self)
+        return Path(run["out"]) / "final" / "ema.safetensors" if run else recipe_backbone(self.recipe_path)
+
     def check_recipe(self) -> None:
         check_recipe(self.recipe_path, self.train_config)
+
+
+def recipe_backbone(r: Path) -> Path:
+    """The recipe's stage-0 (text-to-video) weights."""
+    return r / "s0" / "final" / "ema.safetensors"
 
 
 def check_recipe(r: Path, train_config: str, who: str = "ablate") -> None:
     """A one-line HumoError unless the toy recipe `r` has what a study needs and `train_config` exists."""
     need = {
         "training cache": r / "cache" / "index.json",
-        "stage-0 backbone": r / "s0" / "final" / "ema.safetensors",
+        "stage-0 backbone": recipe_backbone(r),
         "toy model folder": r / "model" / "vae",
         "held-out manifest": r / "data" / "heldout" / "manifest.jsonl",
     }
@@ -328,6 +345,16 @@ def _stage1_key(v: Variant) -> str | None:
     return "s1-" + (v.stage1.get("trainable") or "minimal")
 
 
+def backbone_run(cfg: StudyConfig) -> dict[str, Any] | None:
+    """The run continuing the recipe's stage 0 for `cfg.backbone_steps` (None when 0): trained before every other run,
+    with the recipe's stage-0 settings (the training config's learning rate and schedule, restarted)."""
+    if cfg.backbone_steps == 0:
+        return None
+    return {"name": "backbone", "variant": None, "seed": 0, "out": Path(cfg.out) / "train" / "backbone", "offset": 0,
+            "overrides": {"stage": 0, "steps": cfg.backbone_steps, "init": str(recipe_backbone(cfg.recipe_path)),
+                          "checkpoint_every": max(1, cfg.backbone_steps // 4), "keep_checkpoints": 0}}  # fmt: skip
+
+
 def plan(cfg: StudyConfig) -> list[dict[str, Any]]:
     """Every training run of the study, in order (stage-1 runs before the stage-2 runs that start from them).
 
@@ -336,7 +363,7 @@ def plan(cfg: StudyConfig) -> list[dict[str, Any]]:
     """
     runs, seen = [], set()
     root = Path(cfg.out) / "train"
-    backbone = str(cfg.recipe_path / "s0" / "final" / "ema.safetensors")
+    backbone = str(cfg.backbone_path)
     ckpt_every = max(1, cfg.s2_steps // cfg.curve_points)
     for seed in cfg.seeds:
         for name in cfg.variants:
@@ -437,6 +464,12 @@ def train_run(cfg, run: dict[str, Any], log: Callable[[str], None], who: str = "
     return export
 
 
+def _load_export(path: str | os.PathLike):
+    from humo.checkpoint import load_dit
+
+    return load_dit(path)
+
+
 def checkpoint_dit(folder: str | os.PathLike):
     """The float32 HumoDiT of a training checkpoint folder, with its EMA weights, for evaluation."""
     import torch
@@ -514,9 +547,19 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
         with atomic_path(out / "study.json") as tmp:
             tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     t_start = time.perf_counter()
+    if backbone_run(cfg) is not None:
+        train_run(cfg, backbone_run(cfg), log)  # shared by every seed: before the workers
     if cfg.jobs > 1 and len(cfg.seeds) > 1:
         run_workers(cfg, log)  # after them every run and evaluation below is cached: this pass only gathers
     evaluator = Evaluator(cfg.recipe_path, cfg.eval_clips, cfg.eval_steps)
+    # What the variants start from, scored as they are (a "pretrained" backbone that follows the text?).
+    backbone = {}
+    for label, weights in (("recipe stage 0", recipe_backbone(cfg.recipe_path)), ("study backbone", cfg.backbone_path)):
+        if label in backbone or (label == "study backbone" and cfg.backbone_steps == 0):
+            continue
+        path = out / "eval" / ("backbone.json" if label == "study backbone" else "recipe-stage0.json")
+        backbone[label] = _cached(path, lambda w=weights: evaluator(_load_export(w)))
+        log(f"ablate: {label}: " + _brief(backbone[label]))
     curves: dict[str, dict[int, dict[int, dict]]] = {}
     for run in plan(cfg):
         train_run(cfg, run, log)
@@ -535,9 +578,7 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
             for case in GUIDANCE_CASES:
                 path = out / "eval" / f"guidance-{_slug(case.name)}-seed{seed}.json"
                 if not path.is_file() and dit is None:
-                    from humo.checkpoint import load_dit
-
-                    dit = load_dit(export)
+                    dit = _load_export(export)
                 summary = _cached(path, lambda case=case, dit=dit: evaluator(dit, case.preset, case.params))
                 guidance.setdefault(case.name, {})[seed] = summary
                 log(f"ablate: guidance '{case.name}' seed {seed}: " + _brief(summary))
@@ -546,6 +587,7 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
         "curves": curves,
         "final": {v: {s: pts[max(pts)] for s, pts in seeds.items()} for v, seeds in curves.items()},
         "guidance": guidance,
+        "backbone": backbone,
         "seconds": time.perf_counter() - t_start,
     }
     if worker:
@@ -675,6 +717,17 @@ def format_tables(results: dict[str, Any]) -> str:
         *_mean_table("variant", results["final"]),
         *_difference_table(results["final"], {v: "full" for v in results["final"] if v != "full"}),
     ]
+    if results.get("backbone"):  # what every variant started from, scored as it was (one evaluation each)
+        steps = results["config"].get("backbone_steps", 0)
+        lines += _metric_table(
+            "stage-0 backbone",
+            {
+                (f"{label} (+{steps} steps)" if label == "study backbone" else label): [
+                    _cell([summary.get(k)]) for k, _, _ in METRICS
+                ]
+                for label, summary in results["backbone"].items()
+            },
+        )
     paper = PAPER_TABLE3
     lines += ["", "The paper's Table 3 (HuMo-17B on MoCha; every column higher is better):", "",
               "| variant | paper's row | " + " | ".join(paper["columns"]) + " |",

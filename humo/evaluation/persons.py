@@ -4,6 +4,8 @@ Each held-out multi-person clip (`humo synth --multi --split heldout`) is genera
 characters' reference images and their own audio tracks, in each of these ways (InterActHuman's Table 4 rows):
 
 - ``predicted``: the model's own person masks, handed from step to step (the mask cache);
+- ``no-cache``: the model's own masks, each step predicting its own in an extra pass with the mix everywhere
+  before routing its audio (the mask cache ablated: is the one-step lag of the cache a loss?);
 - ``strips``: fixed masks, the frame cut into equal vertical strips, one per person left to right (the paper's
   "fixed mask": known to be where each person roughly stands, blind to their shape and motion);
 - ``global``: every audio everywhere: the references and the mix, as a one-person model is driven;
@@ -32,7 +34,8 @@ import numpy as np
 
 from humo.constants import SAMPLE_RATE, VIDEO_FPS
 
-MODES = ("predicted", "strips", "global", "baseline")
+MODES = ("predicted", "no-cache", "strips", "global", "baseline")
+PREDICTED = ("predicted", "no-cache")  # the modes that need the model's person mask predictor
 BARS = {"speaker_sync_ratio": 2.0, "speaker_silent_ratio": 0.2, "person_iou": 0.5}
 
 
@@ -74,7 +77,7 @@ def generate(pipe, sample, mode: str, *, seed: int, steps: int, out=None):
         return pipe(sample.caption, refs, str(sample.audio_path), **common)
     boxes = strip_boxes(len(refs), sample.height, sample.width) if mode == "strips" else [None] * len(refs)
     persons = [Person(r, a, box) for r, a, box in zip(refs, tracks, boxes)]
-    return pipe(sample.caption, persons=persons, **common)
+    return pipe(sample.caption, persons=persons, mask_cache=mode != "no-cache", **common)
 
 
 def score(result, sample) -> dict[str, Any]:
@@ -132,7 +135,7 @@ def evaluate(
         pipes["baseline"] = quiet_pipeline(baseline)
     modes = tuple(m for m in modes if m != "baseline" or "baseline" in pipes)
     if not pipes["model"].dit.cfg.person_mask_blocks:
-        modes = tuple(m for m in modes if m != "predicted")
+        modes = tuple(m for m in modes if m not in PREDICTED)
     rows: dict[str, dict] = {m: {} for m in modes}
     for i, s in enumerate(samples):
         for m in modes:

@@ -50,6 +50,7 @@ from humo.evaluation.ablation import (
     field_type_problems,
     kept_checkpoints,
     plot_curves,
+    recipe_backbone,
     train_run,
     verdicts,
 )
@@ -151,7 +152,7 @@ def plan(cfg: RatioStudyConfig) -> list[dict[str, Any]]:
     if len(schedule) < 3:
         raise HumoError(f"ratios: the schedule has {len(schedule)} stages; the study needs 3 (+ audio, + pose)")
     root = Path(cfg.out) / "train"
-    backbone = str(cfg.recipe_path / "s0" / "final" / "ema.safetensors")
+    backbone = str(recipe_backbone(cfg.recipe_path))
 
     def export(name: str) -> str:
         return str(root / name / "final" / "ema.safetensors")
