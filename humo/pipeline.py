@@ -949,7 +949,6 @@ class HumoPipeline:
             person_masks = final[0, :, enc.conditions.n_motion :].float().numpy()
         return enc.conditions.video(state.x), mask, person_masks
 
-
     def same_step_person_masks(self, enc: EncodedRequest, x: torch.Tensor, t) -> torch.Tensor:
         """The person masks [1, P, m + F, h, w] predicted at this step by one extra pass of the fullest guidance
         condition with every person's audio everywhere (no mask cache: what the cache saves)."""
