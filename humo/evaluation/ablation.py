@@ -553,12 +553,12 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
         run_workers(cfg, log)  # after them every run and evaluation below is cached: this pass only gathers
     evaluator = Evaluator(cfg.recipe_path, cfg.eval_clips, cfg.eval_steps)
     # What the variants start from, scored as they are (a "pretrained" backbone that follows the text?).
+    starts = {"recipe stage 0": (recipe_backbone(cfg.recipe_path), "recipe-stage0.json")}
+    if cfg.backbone_steps:
+        starts["study backbone"] = (cfg.backbone_path, "backbone.json")
     backbone = {}
-    for label, weights in (("recipe stage 0", recipe_backbone(cfg.recipe_path)), ("study backbone", cfg.backbone_path)):
-        if label in backbone or (label == "study backbone" and cfg.backbone_steps == 0):
-            continue
-        path = out / "eval" / ("backbone.json" if label == "study backbone" else "recipe-stage0.json")
-        backbone[label] = _cached(path, lambda w=weights: evaluator(_load_export(w)))
+    for label, (weights, name) in starts.items():
+        backbone[label] = _cached(out / "eval" / name, lambda w=weights: evaluator(_load_export(w)))
         log(f"ablate: {label}: " + _brief(backbone[label]))
     curves: dict[str, dict[int, dict[int, dict]]] = {}
     for run in plan(cfg):
