@@ -93,6 +93,27 @@ def test_variants_are_trainer_config_only_and_share_stage1():
     single = next(r for r in runs if r["variant"] == "single-stage")
     assert single["overrides"]["init"].endswith("s0/final/ema.safetensors") and single["overrides"]["single_stage"]
     assert next(r for r in runs if r["variant"] == "no-mask")["overrides"]["mask_head"] is False
+    assert "minimal-ffn" not in names and "minimal-ffn" in VARIANTS  # a diagnostic: only when asked for
+
+
+def test_minimal_ffn_trains_the_minimal_set_and_the_ffns_only():
+    from humo.toy import toy_components
+    from humo.training.trainable import trainable_names
+
+    dit = toy_components(seed=0, num_layers=2, mask_head_blocks=1)[0]
+    minimal = set(trainable_names(dit, "minimal", audio=True, mask=True))
+    plus = set(trainable_names(dit, "minimal+ffn", audio=True, mask=True))
+    everything = set(trainable_names(dit, "full", audio=True, mask=True))
+    added = plus - minimal
+    assert minimal < plus < everything
+    assert added and all(".ffn." in n for n in added) and not any(".ffn." in n for n in minimal)
+    assert {n for n in everything if ".ffn." in n} == added
+    assert not any("cross_attn.q" in n and "audio" not in n for n in plus)  # text cross-attention stays frozen
+    runs = plan(StudyConfig(seeds=[0], variants=["full", "minimal-ffn"], s1_steps=3, s2_steps=4, curve_points=2))
+    ffn = next(r for r in runs if r["variant"] == "minimal-ffn")
+    assert (
+        ffn["overrides"]["trainable"] == "minimal+ffn" and ffn["overrides"]["init"].split("/")[-3] == "s1-minimal-seed0"
+    )
 
 
 def test_a_longer_backbone_is_trained_once_and_every_variant_starts_from_it(tmp_path):

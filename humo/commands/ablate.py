@@ -32,7 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--config", help=f"base training config (default {d.train_config})")
     parser.add_argument("--seeds", type=number_list(int), help="training seeds (default 0,1,2)")
-    parser.add_argument("--variants", type=name_list, help="variants (default: all)")
+    parser.add_argument(
+        "--variants", type=name_list, help=f"variants (default: the paper's, {','.join(d.variants)}; also minimal-ffn)"
+    )
     parser.add_argument("--s1-steps", type=int, help=f"stage-1 steps (default {d.s1_steps})")
     parser.add_argument("--s2-steps", type=int, help=f"stage-2 steps (default {d.s2_steps})")
     parser.add_argument("--curve-points", type=int, help=f"evaluated checkpoints per run (default {d.curve_points})")

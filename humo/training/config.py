@@ -23,7 +23,7 @@ from typing import Any
 from humo.constants import NULL_TEXTS
 from humo.errors import HumoError
 
-TRAINABLE = ("minimal", "full")
+TRAINABLE = ("minimal", "minimal+ffn", "full")
 TRAINABLE_ALIASES = {"all": "full"}  # "all" reads better for the stage-0 backbone pre-training
 PRECISIONS = ("bf16", "fp32")
 LR_SCHEDULES = ("constant", "cosine")
@@ -65,7 +65,7 @@ class TrainConfig:
     # -- curriculum (humo.training.curriculum)
     stage: int = 1  # 0 backbone (text->video), 1 subject preservation, 2 + audio-visual sync
     single_stage: bool = False  # ablation: stage 2's two tasks at a fixed mix from the start (no ramp)
-    trainable: str | None = None  # None: the stage's default; "minimal" | "full" (alias "all")
+    trainable: str | None = None  # None: the stage's default; "minimal" | "minimal+ffn" | "full" (alias "all")
     lora_rank: int = 0  # > 0: LoRA on the self-attention q,k,v,o instead of training them fully
     lora_alpha: float | None = None  # LoRA scale numerator (None: = rank)
     lora_dropout: float = 0.0
@@ -150,7 +150,10 @@ class TrainConfig:
 
         need(self.stage in (0, 1, 2), f"stage {self.stage!r}: must be 0, 1 or 2")
         need(not self.single_stage or self.stage == 2, "single_stage: set stage=2 (it trains stage 2's task mix)")
-        need(self.trainable is None or self.trainable in TRAINABLE, f"trainable {self.trainable!r}: use minimal|full")
+        need(
+            self.trainable is None or self.trainable in TRAINABLE,
+            f"trainable {self.trainable!r}: use {'|'.join(TRAINABLE)}",
+        )
         need(self.lora_rank >= 0, f"lora_rank {self.lora_rank}: must be >= 0")
         need(self.num_refs >= 0, f"num_refs {self.num_refs}: must be >= 0")
         need(self.person_mask_weight >= 0, f"person_mask_weight {self.person_mask_weight}: must be >= 0")

@@ -5,7 +5,9 @@ layers (``blocks.*.self_attn.*``, which is where the reference frames meet the v
 the audio branch is on (stage 2), the audio modules (``audio_proj.*``, ``blocks.*.audio_cross_attn_wrapper.*``)
 and the mask heads (``mask_head.*``, InterActHuman's ``person_masks.*``), and, in a DiT with OmniHuman-1's pose
 guider whose stage uses poses, the guider (``pose_guider.*``, new weights by nature). ``full`` trains every
-parameter the stage's forward pass uses (the ablation, and the stage-0 backbone pre-training). Parameters a stage
+parameter the stage's forward pass uses (the ablation, and the stage-0 backbone pre-training). ``minimal+ffn``
+adds the blocks' feed-forward layers to the minimal set (a diagnostic beside the paper's variants: is a frozen FFN
+what keeps the minimal set from learning the audio?). Parameters a stage
 never uses (the audio path and the mask heads while the DiT runs without audio) stay frozen even in ``full``: they
 would get no gradient.
 
@@ -23,6 +25,7 @@ import torch
 import torch.nn as nn
 
 SELF_ATTN = re.compile(r"^blocks\.\d+\.self_attn\.")
+FFN = re.compile(r"^blocks\.\d+\.ffn\.")
 AUDIO = re.compile(r"^(audio_proj\.|blocks\.\d+\.audio_cross_attn_wrapper\.)")
 MASK_HEAD = re.compile(r"^(mask_head|person_masks)\.")
 POSE = re.compile(r"^pose_guider\.")
@@ -33,8 +36,8 @@ LORA_MARK = "lora_"
 def trainable_names(model: nn.Module, mode: str, *, audio: bool, mask: bool, pose: bool = False) -> list[str]:
     """Names of the parameters that learn.
 
-    mode: "minimal" or "full"; audio: the stage runs the audio branch; mask: the mask head is trained; pose: the
-    stage feeds poses to the pose guider.
+    mode: "minimal", "minimal+ffn" or "full"; audio: the stage runs the audio branch; mask: the mask head is
+    trained; pose: the stage feeds poses to the pose guider.
     With LoRA injected, "minimal" means the adapters in place of the self-attention's Linear weights.
     """
     names = []
@@ -47,6 +50,8 @@ def trainable_names(model: nn.Module, mode: str, *, audio: bool, mask: bool, pos
         elif ".base_layer." in name:
             continue  # a LoRA-wrapped weight stays frozen; its adapter learns
         elif mode == "full" or SELF_ATTN.match(name) or is_audio or is_mask or is_pose:
+            names.append(name)
+        elif mode == "minimal+ffn" and FFN.match(name):
             names.append(name)
     return names
 
