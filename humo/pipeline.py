@@ -953,10 +953,15 @@ class HumoPipeline:
         """The person masks [1, P, m + F, h, w] predicted at this step by one extra pass of the fullest guidance
         condition with every person's audio everywhere (no mask cache: what the cache saves)."""
         phase = enc.schedule.phase_at(float(t))
-        fullest = max(phase.conditions_needed(), key=lambda c: len(c.modalities))
+        fullest = fullest_condition(phase.conditions_needed())
         t_vec = torch.full((x.shape[0],), float(t), dtype=torch.float32)
         _, aux = self.model_fn(enc, None, None, predict_persons=True)(x, t_vec, [fullest])
         return torch.sigmoid(aux.persons).float().cpu()
+
+
+def fullest_condition(conditions):
+    """The guidance condition with the most modalities: the pass whose masks a step keeps."""
+    return max(conditions, key=lambda c: len(c.modalities))
 
 
 def person_layout_line(req: GenerationRequest, cfg) -> str:
@@ -1096,7 +1101,7 @@ class SamplingState:
             found = {c: getattr(a, field) for c, a in aux.items() if getattr(a, field) is not None}
             if not found:
                 return old
-            return torch.sigmoid(found[max(found, key=lambda c: len(c.modalities))]).float().cpu()
+            return torch.sigmoid(found[fullest_condition(found)]).float().cpu()
 
         cache = self.cache
         if cache is not None:

@@ -554,8 +554,9 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
         with atomic_path(out / "study.json") as tmp:
             tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     t_start = time.perf_counter()
-    if backbone_run(cfg) is not None:
-        train_run(cfg, backbone_run(cfg), log)  # shared by every seed: before the workers
+    longer_backbone = backbone_run(cfg)
+    if longer_backbone is not None:
+        train_run(cfg, longer_backbone, log)  # shared by every seed: before the workers
     if cfg.jobs > 1 and len(cfg.seeds) > 1:
         run_workers(cfg, log)  # after them every run and evaluation below is cached: this pass only gathers
     evaluator = Evaluator(cfg.recipe_path, cfg.eval_clips, cfg.eval_steps)
