@@ -56,6 +56,25 @@ def test_same_seed_same_dataset_whatever_the_workers(tmp_path):
     assert [s.caption for s in c] != [s.caption for s in a]
 
 
+def test_the_clip_writer_gives_the_same_bytes_every_time(tmp_path):
+    """The encoder's own RGB conversion gave one of two streams for the same frames, call to call (seen in CI as a
+    one-level pixel difference between datasets); the writer converts before encoding so that it cannot."""
+    from humo.proving_ground import render
+    from humo.proving_ground._av import write_mp4
+    from humo.proving_ground.synth import clip_content
+
+    cfg = SynthConfig(out=tmp_path, clips=4, frames=(9, 13), seed=3, workers=1)
+    for index in (1, 2):
+        _, spec, tracks = clip_content(cfg, index)
+        frames = render.render_clip(spec, [t.envelope for t in tracks], [t.roundness for t in tracks]).frames
+        written, heap = set(), []
+        for k in range(12):
+            heap.append(np.empty(7919 * k + 13, np.uint8))  # it depended on where the buffers landed
+            write_mp4(tmp_path / f"{index}_{k}.mp4", frames, spec.fps)
+            written.add((tmp_path / f"{index}_{k}.mp4").read_bytes())
+        assert len(written) == 1
+
+
 def test_heldout_and_multi(tmp_path):
     held = read_manifest(_synth(tmp_path / "h", split="heldout"))
     assert all(s.split == "test" and world.Identity(**s.meta["identity"]).heldout for s in held)

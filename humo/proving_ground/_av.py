@@ -30,7 +30,10 @@ def write_mp4(
                 aus = c.add_stream("aac", rate=sample_rate)
                 aus.layout = "mono"
             for f in frames:
-                c.mux(vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+                # converted here, not by the encoder: PyAV's in-encoder conversion gave one of two different
+                # streams for the same frames from call to call (a 1-level luma flip), an explicit reformat does not
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24").reformat(format="yuv420p")
+                c.mux(vs.encode(vf))
             c.mux(vs.encode())
             if audio is not None:
                 a = av.AudioFrame.from_ndarray(
