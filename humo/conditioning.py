@@ -12,8 +12,9 @@ channel condition with and without the image.
 **Clean frames** are latent frames the DiT sees clean and the loss ignores: motion frames at the start of the time
 axis (the end of a previous segment, for long video) and reference frames at its end (HuMo's minimal-invasive image
 injection). The time axis is ``[motion (m) | video (F) | references (n_ref)]``; RoPE numbers the frames in that
-order. Reference frames carry zero audio windows; motion frames carry their own audio (the windows of the segment
-that produced them). Only the generated frames carry pose; clean frames get zero pose features.
+order. Motion and video frames are one latent stream (the segment's new frames continue the motion frames' latent
+in fours, as in one clip): they carry their own audio windows and their pose; reference frames carry zero audio
+windows and zero pose features.
 
 **The inference rule** (OmniHuman-1): conditions are ordered by how strongly they drive motion, text < reference
 image < audio < pose, and a condition comes with every weaker one (`check_condition_order`), with two exceptions:
@@ -145,8 +146,8 @@ class Conditions:
         the DiT's audio branch does not run;
     y, y_null: [1 or B, 4 + C, m + F + n_ref, h, w] the 17B channel condition with and without the image, or None;
     num_video: F, the latent frames the DiT generates;
-    pose: [1 or B, J, 1 + 4(F-1), s*h, s*w] pose heatmaps of the generated frames, or None when the DiT's pose
-        guider does not run (no pose given, or a model without one);
+    pose: [1 or B, J, 1 + 4(m + F - 1), s*h, s*w] pose heatmaps of the motion and generated frames (one stream),
+        or None when the DiT's pose guider does not run (no pose given, or a model without one);
     persons: several people, each with their own audio and reference frame (InterActHuman), or None.
     """
 
@@ -309,8 +310,9 @@ def keep_for_training(
 class DiTInputs:
     """One forward pass's inputs: x [B, C, T, h, w]; context [B, L, D]; audio [B, T, window, groups, Ca] or None;
     y [B, 4 + C, T, h, w] or None (T = m + F + n_ref); frame_times: the RoPE time index of each latent frame, or
-    None for 0 .. T-1; pose: [B or 1, J, 1 + 4(F-1), s*h, s*w] heatmaps (zeros on rows without pose; 1 row: the
-    same for all) or None (no row sees a pose), their features starting at latent frame pose_start (= m);
+    None for 0 .. T-1; pose: [B or 1, J, 1 + 4(m + F - 1), s*h, s*w] heatmaps (zeros on rows without pose; 1 row:
+    the same for all) or None (no row sees a pose), their features from latent frame pose_start (0: the stream's
+    first) on;
     persons: several people's audio and masks (`humo.person_masks.PersonAudio`) or None."""
 
     x: Tensor
@@ -421,6 +423,6 @@ def dit_inputs(
         y=y,
         frame_times=cond.frame_times(reference_rope),
         pose=pose,
-        pose_start=cond.n_motion,
+        pose_start=0,
         persons=persons,
     )

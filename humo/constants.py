@@ -11,8 +11,13 @@ VIDEO_FPS = 25  # frames per second of every generated and training video
 TEMPORAL_STRIDE = 4
 
 # Video frames of the previous segment that start the next one of a long video (OmniHuman's choice: 5, i.e. two
-# latent frames of Wan's VAE, the first alone and then four); training's continuation samples start the same way.
+# latent frames of Wan's VAE, the first alone and then four). The segment's new frames continue the same latent
+# stream in fours, so a segment is a whole 1 + 4k-frame clip whose first two latent frames are known; training's
+# continuation samples are cached clips read that way.
 MOTION_FRAMES = 5
+MOTION_LATENTS = 2  # latent frames of the MOTION_FRAMES
+# The shortest cached clip that trains as a continuation: the motion frames and three latent frames after them.
+CONTINUATION_MIN_LATENTS = MOTION_LATENTS + 3
 
 # HuMo's audio windows: each latent frame sees 8 video frames of Whisper features (its own 4, widened by 2 on each
 # side), each frame 5 groups of hidden states.

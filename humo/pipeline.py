@@ -34,7 +34,6 @@ from humo.constants import (
     TEMPORAL_STRIDE,
     VIDEO_FPS,
     latent_frames,
-    round_up_frames,
     valid_frames,
 )
 from humo.errors import HumoError, warn
@@ -582,14 +581,21 @@ class HumoPipeline:
             if not (self.is_main or k + 1 < len(plan)):
                 continue
             t0 = time.perf_counter()
+            motion = seg.conditions.motion
+            if motion is not None:  # the segment's stream is decoded whole, as it was made
+                latents = torch.cat([motion.to(latents), latents], dim=2)
             with self.vae as vae:
                 video = vae.decode(latents.float())[0].clamp(-1, 1)  # [3, T, H, W] in [-1, 1]
             timings["decode"] += time.perf_counter() - t0
-            pieces.append(video[:, :keep])
-            masks.append(mask if mask is None or len(plan) == 1 else video_frame_mask(mask, keep))
+            # the motion frames were kept with the segment before
+            pieces.append(video[:, (0 if motion is None else MOTION_FRAMES) :][:, :keep])
+            first_alone = motion is None
+            masks.append(mask if mask is None or len(plan) == 1 else video_frame_mask(mask, keep, first_alone))
             if person_masks is not None:
                 person_pieces.append(
-                    person_masks if len(plan) == 1 else np.stack([video_frame_mask(m, keep) for m in person_masks])
+                    person_masks
+                    if len(plan) == 1
+                    else np.stack([video_frame_mask(m, keep, first_alone) for m in person_masks])
                 )
         self.log(f"sample  {timings['sample']:6.2f} s  ({req.steps} steps, {req.sampler}, guidance {req.guidance})")
         if not self.is_main:
@@ -766,18 +772,24 @@ class HumoPipeline:
         )
 
     @staticmethod
-    def person_conditions(features, masks, start: int, f_lat: int, n_ref: int, motion: int = 0):
-        """Each person's audio windows for a segment of `f_lat` latent frames from video frame `start` (with
-        `motion` motion latent frames before it, whose windows start `MOTION_FRAMES` earlier) and their given masks
-        ([P, h, w] on every frame, or None: predicted) -> `conditioning.PersonConditions` (batch 1)."""
-        from humo.conditioning import PersonConditions, with_clean_windows
+    def stream_windows(features: torch.Tensor, start: int, f_lat: int, n_ref: int, motion: int = 0) -> torch.Tensor:
+        """The audio windows [1, m + F + n_ref, ...] of a segment's time axis: its `motion` latent frames (the
+        `MOTION_FRAMES` frames before video frame `start`, or none) and `f_lat` new ones are one latent stream,
+        read as one clip from its first frame; the reference frames hear nothing."""
+        from humo.conditioning import with_clean_windows
         from humo.conditions.audio import audio_windows
 
-        windows = []
-        for feats in features:
-            video_w = audio_windows(feats, f_lat, start=start).unsqueeze(0)
-            motion_w = audio_windows(feats, motion, start=start - MOTION_FRAMES).unsqueeze(0) if motion else 0
-            windows.append(with_clean_windows(video_w, n_ref, motion_w))
+        first = start - MOTION_FRAMES if motion else start
+        return with_clean_windows(audio_windows(features, motion + f_lat, start=first).unsqueeze(0), n_ref)
+
+    @classmethod
+    def person_conditions(cls, features, masks, start: int, f_lat: int, n_ref: int, motion: int = 0):
+        """Each person's audio windows for a segment of `f_lat` latent frames from video frame `start` (with
+        `motion` motion latent frames before it: `stream_windows`) and their given masks ([P, h, w] on every frame,
+        or None: predicted) -> `conditioning.PersonConditions` (batch 1)."""
+        from humo.conditioning import PersonConditions
+
+        windows = [cls.stream_windows(feats, start, f_lat, n_ref, motion) for feats in features]
         fixed = None
         if masks is not None:
             fixed = torch.as_tensor(masks)[None, :, None].expand(1, -1, motion + f_lat, -1, -1).contiguous()
@@ -791,36 +803,39 @@ class HumoPipeline:
         return track.at_fps(length, VIDEO_FPS, start).heatmaps(*grid, cfg.pose_sigma)[None]
 
     def continue_conditions(self, enc: EncodedRequest, start: int, length: int, previous: torch.Tensor):
-        """The conditions of a long video's segment of `length` frames from video frame `start`: the last
-        `MOTION_FRAMES` frames of `previous` (the segment before, decoded: [3, T, H, W] in [-1, 1]) encoded and
-        placed as clean motion frames at the start of its time axis, the audio windows and the pose read from frame
-        `start` on (the motion frames' windows from `start - MOTION_FRAMES`; they get no pose), the text and
-        references as before."""
-        from humo.conditioning import Conditions, with_clean_windows
-        from humo.conditions.audio import audio_windows
+        """The conditions of a long video's segment of `length` new frames (4k) from video frame `start`: the last
+        `MOTION_FRAMES` frames of `previous` (the segment before, decoded, its motion frames included: [3, T, H, W]
+        in [-1, 1]) encoded and placed as clean motion frames at the start of its time axis, the new frames carrying
+        on their latent stream in fours (so the segment is one 1 + 4k-frame clip from frame `start - MOTION_FRAMES`
+        whose first two latent frames are known: no second "first frame" at the join); the audio windows and the
+        pose of that clip; the text and references as before."""
+        from humo.conditioning import Conditions
         from humo.reference import concat_condition
 
+        if length % TEMPORAL_STRIDE:
+            raise ValueError(f"a continuation makes 4k new frames, not {length}")
         cfg, first = self.dit.cfg, enc.conditions
         height, width = enc.size
+        stream = MOTION_FRAMES + length  # 1 + 4k frames
         with self.vae as vae:
             motion = vae.encode(previous[:, -MOTION_FRAMES:].unsqueeze(0).float()).float()  # [1, C, m, h, w]
             zero_video = None
             if cfg.reference_mode == "concat":
-                zero_video = vae.zero_video_latent(length + TEMPORAL_STRIDE * first.n_ref, height, width)[0]
-        f_lat, m = latent_frames(length), motion.shape[2]
+                zero_video = vae.zero_video_latent(stream + TEMPORAL_STRIDE * first.n_ref, height, width)[0]
+        f_lat, m = length // TEMPORAL_STRIDE, motion.shape[2]
         windows = None
         if cfg.audio:
             if enc.features is not None:
-                video_w = audio_windows(enc.features, f_lat, start=start).unsqueeze(0)
-                motion_w = audio_windows(enc.features, m, start=start - MOTION_FRAMES).unsqueeze(0)
-                windows = with_clean_windows(video_w, first.n_ref, motion_w)
+                windows = self.stream_windows(enc.features, start, f_lat, first.n_ref, m)
             else:
                 windows = torch.zeros(1, m + f_lat + first.n_ref, *first.windows.shape[2:])
         y = y_null = None
         if zero_video is not None:
             y = concat_condition(first.refs, zero_video, keep_image=True, motion=motion, num_video=f_lat)
             y_null = concat_condition(first.refs, zero_video, keep_image=False, motion=motion, num_video=f_lat)
-        pose = None if enc.pose is None else self.pose_heatmaps(enc.pose, start, length, enc.latent_shape[2:])
+        pose = None
+        if enc.pose is not None:
+            pose = self.pose_heatmaps(enc.pose, start - MOTION_FRAMES, stream, enc.latent_shape[2:])
         persons = None
         if enc.person_features is not None:
             persons = self.person_conditions(enc.person_features, enc.person_masks, start, f_lat, first.n_ref, m)
@@ -1012,10 +1027,11 @@ def given_person_masks(req: GenerationRequest, latent_hw: tuple[int, int]) -> np
     return np.stack(masks)
 
 
-def video_frame_mask(mask: np.ndarray, frames: int) -> np.ndarray:
+def video_frame_mask(mask: np.ndarray, frames: int, first_alone: bool = True) -> np.ndarray:
     """A segment's predicted mask on its latent frames [F, h, w] -> one per video frame [frames, h, w]: latent
-    frame 0 is video frame 0, latent frame i >= 1 covers video frames 4i-3 .. 4i (Wan's layout)."""
-    counts = [1] + [TEMPORAL_STRIDE] * (mask.shape[0] - 1)
+    frame 0 is video frame 0, latent frame i >= 1 covers video frames 4i-3 .. 4i (Wan's layout); without
+    `first_alone` (a continuation's new frames, which carry on a stream) latent frame i covers 4i .. 4i+3."""
+    counts = ([1] if first_alone else [TEMPORAL_STRIDE]) + [TEMPORAL_STRIDE] * (mask.shape[0] - 1)
     return np.repeat(mask, counts, axis=0)[:frames]
 
 
@@ -1028,14 +1044,15 @@ def latent_frame_mask(mask: np.ndarray) -> np.ndarray:
 
 def plan_segments(frames: int, segment: int) -> list[tuple[int, int, int]]:
     """How a `frames`-frame video (1 + 4k) is made in segments of at most `segment` frames: (start frame, frames
-    generated, frames kept) each. The first starts at 0; each next one starts where the kept frames end and
-    continues from the last `MOTION_FRAMES` frames before it. Every generated length is 1 + 4k; the last segment
-    may generate a few frames more than it keeps."""
+    generated, frames kept) each. The first starts at 0 and generates 1 + 4k frames; each next one starts where
+    the kept frames end and generates 4k new frames after the last `MOTION_FRAMES` frames before it, which start
+    its clip (so it is `MOTION_FRAMES` + 4k <= `segment` frames long). The last may generate a few frames more
+    than it keeps."""
     plan = [(0, min(frames, segment), min(frames, segment))]
-    start = plan[0][2]
+    start, most = plan[0][2], segment - MOTION_FRAMES
     while start < frames:
         rest = frames - start
-        length = min(segment, round_up_frames(rest))
+        length = TEMPORAL_STRIDE * -(-min(most, rest) // TEMPORAL_STRIDE)
         plan.append((start, length, min(length, rest)))
         start += plan[-1][2]
     return plan

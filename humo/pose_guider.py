@@ -11,8 +11,8 @@ The paper stacks these features with the noisy latents along the channels before
 convolution over concatenated channels is the sum of a convolution over each part, so that is done here as a
 second, bias-free patch embedding of the features whose output is added to the patch tokens; its weights start
 at zero, the weights a widened patch embedding would give its new channels, so a pretrained model with a fresh
-guider computes exactly what it did without one. Only the video frames carry pose: motion frames and reference
-frames on the time axis get zero features.
+guider computes exactly what it did without one. The motion and video frames of a segment carry pose (they are
+one latent stream, so the heatmaps of its 1 + 4k frames fold as one clip's); reference frames get zero features.
 
 Zero heatmaps give zero features (no bias anywhere, SiLU(0) = 0): a pass without pose (a dropped or absent pose)
 is the model without a guider, bit for bit.

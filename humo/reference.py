@@ -28,21 +28,22 @@ def concat_condition(
 ) -> torch.Tensor:
     """The 17B channel condition `y`.
 
-    refs: [B, C, n_ref, h, w] clean reference latents; zero_video: [C, F_z, h, w] latent of an all-zero video of
-    at least the `num_video` = F_vid latent frames (default F_z); motion: [B, C, m, h, w] clean motion latents that
-    start the time axis (long video), or None -> y: [B, 4 + C, m + F_vid + n_ref, h, w]. Clean frames (motion,
+    refs: [B, C, n_ref, h, w] clean reference latents; zero_video: [C, F_z, h, w] latent of an all-zero clip of
+    the whole stream, motion frames included (at least m + `num_video` = F_vid latent frames; default F_vid:
+    F_z - m); motion: [B, C, m, h, w] clean motion latents that start the time axis (long video: the same latent
+    stream as the video frames after them), or None -> y: [B, 4 + C, m + F_vid + n_ref, h, w]. Clean frames (motion,
     references) have mask 1 and their latents as the condition, as Wan's I2V layout gives its first frame; motion
     frames stay when the image is dropped.
     """
     b, c, n_ref, h, w = refs.shape
-    f_vid = zero_video.shape[1] if num_video is None else num_video
     m = 0 if motion is None else motion.shape[2]
-    zv = zero_video[:, :f_vid].to(refs).unsqueeze(0).expand(b, -1, -1, -1, -1)
+    f_vid = zero_video.shape[1] - m if num_video is None else num_video
+    zv = zero_video[:, m : m + f_vid].to(refs).unsqueeze(0).expand(b, -1, -1, -1, -1)
     if keep_image:
         cond = torch.cat([zv, refs], dim=2)
     else:
         # The release's null condition takes the zero-video latent over the reference frames too.
-        null = zero_video_frames(zero_video, f_vid, n_ref).to(refs).expand(b, -1, -1, -1, -1)
+        null = zero_video_frames(zero_video, m + f_vid, n_ref).to(refs).expand(b, -1, -1, -1, -1)
         cond = torch.cat([zv, null], dim=2)
     if m:
         cond = torch.cat([motion.to(refs).expand(b, -1, -1, -1, -1), cond], dim=2)

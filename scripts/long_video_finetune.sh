@@ -20,17 +20,14 @@ FACE_WEIGHT=${FACE_WEIGHT:-16}
 CHANNELS=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['z_dim'])" "$R/codec/codec.json")
 mkdir -p "$OUT"
 
-# the recipe's training clips, each also cached as a continuation (a second index; shared objects are reused)
-[[ -e "$R/cache/continuation.json" ]] || $HUMO precompute --manifest "$R/data/train/manifest.jsonl" --out "$R/cache" \
-  --index continuation.json --vae "$R/encoders/vae" --text "$R/encoders/text" --audio "$R/encoders/whisper" \
-  --split train --continuation --quiet
+# the recipe's cache serves as it is: each clip trains as a continuation by reading its first 5 frames as motion
 [[ -e "$OUT/data/manifest.jsonl" ]] || $HUMO synth --out "$OUT/data" --clips "$CLIPS" --frames 749:749 --seed 7 \
   --split heldout
 
 finetune() {  # finetune NAME SHARE
   local run="$OUT/$1"
   [[ -e "$run/final/ema.safetensors" ]] || OMP_NUM_THREADS=1 $HUMO train --config "$CONFIG" \
-    --set cache="$R/cache" --set index=continuation.json --set out="$run" --set stage=2 --set steps="$STEPS" \
+    --set cache="$R/cache" --set out="$run" --set stage=2 --set steps="$STEPS" \
     --set lr=0.0001 --set warmup_steps=50 --set init="$INIT" --set trainable=full \
     --set face_loss_weight="$FACE_WEIGHT" --set continuation_share="$2" --set av_fraction_start=0.5 --set av_fraction_end=0.5 \
     --set model_overrides.in_dim="$CHANNELS" --set model_overrides.out_dim="$CHANNELS" > "$run.log" 2>&1

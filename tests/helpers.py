@@ -89,7 +89,6 @@ def synthetic_cache(
     with_audio: Sequence[bool] | None = None,
     with_mask: Sequence[bool] | None = None,
     with_pose: Sequence[bool] | bool = False,
-    continuation: bool = False,
     split: str = "train",
     seed: int = 0,
     index: str = DEFAULT_INDEX,
@@ -98,10 +97,8 @@ def synthetic_cache(
 
     latent: [C, F, h, w] of every clip; with_refs / with_audio / with_mask: per sample (default all True), for
     incomplete data; with_pose: per sample, or for all (default none), pose keypoints of one person whose seen
-    joints drift across the frame; continuation: every sample also cached as a long video's continuation (motion
-    latents of 2 frames before a segment of F - 1 latent frames, `precompute --continuation`'s layout). The video
-    latent of sample i is smooth in space (so a model can learn something) and the face mask is a box; everything
-    is seeded. Returns the index path.
+    joints drift across the frame. The video latent of sample i is smooth in space (so a model can learn something)
+    and the face mask is a box; everything is seeded. Returns the index path.
     """
     g = torch.Generator().manual_seed(seed)
     store = ObjectStore(out)
@@ -138,19 +135,6 @@ def synthetic_cache(
                 "zero_video": put("zero_video", torch.zeros(c, f, h, w), f, h, w),
             }
         )
-        if continuation:
-            fc, e = f - 1, entries[-1]
-            e["continuation"] = {
-                "shape": [c, fc, h, w],
-                "video": put("video", base[:, 1:] + 0.1 * torch.randn(c, fc, h, w, generator=g), i, "cont"),
-                "motion": put("motion", base[:, :2], i),
-                "audio": put("audio", torch.randn(fc, *audio_window, generator=g), i, "cont") if e["audio"] else None,
-                "motion_audio": put("audio", torch.randn(2, *audio_window, generator=g), i, "m")
-                if e["audio"]
-                else None,
-                "mask": put("mask", m[:fc], i, "cont") if e["mask"] else None,
-                "pose": None,
-            }
     null = {
         "negative": put("text", torch.randn(text_len + 2, text_dim, generator=g), "negative"),
         "empty": put("text", torch.zeros(1, text_dim), "empty"),

@@ -66,7 +66,7 @@ def _conditions(motion=True, layout="replace"):
     windows = with_clean_windows(torch.randn(B, F, 8, 5, 3, generator=g), R, torch.randn(B, m, 8, 5, 3) if m else 0)
     y = y_null = None
     if layout == "concat":
-        zv = torch.randn(C, F, H, W, generator=g)
+        zv = torch.randn(C, m + F, H, W, generator=g)  # the zero clip of the whole stream, motion frames included
         y, y_null = (concat_condition(refs, zv, keep, motion=mot) for keep in (True, False))
     texts = {"prompt": torch.randn(B, 5, 6, generator=g), "negative": torch.randn(1, 7, 6, generator=g)}
     return Conditions(texts, refs, F, motion=mot, windows=windows, y=y, y_null=y_null)
@@ -99,6 +99,10 @@ def test_concat_layout_takes_clean_frames_through_y():
     mask = inp.y[:, 0, :, 0, 0]
     assert mask.tolist() == [[1.0] * M + [0.0] * F + [1.0] * R] * B
     assert torch.equal(inp.y[:, 4:, :M], cond.motion)  # motion frames stay when the image is dropped
+    # the video frames' condition: the zero clip's latent frames after the motion frames', as in one stream
+    zv = torch.randn(C, M + F, H, W, generator=torch.Generator().manual_seed(0))
+    y = concat_condition(cond.refs, zv, motion=cond.motion)
+    assert y.shape[2] == M + F + R and torch.equal(y[:, 4:, M : M + F], zv[None, :, M:].expand(B, -1, -1, -1, -1))
     assert torch.equal(inp.y[0, 4:, -R:], cond.refs[0]) and not torch.equal(inp.y[1, 4:, -R:], cond.refs[1])
 
 
@@ -154,14 +158,14 @@ def test_audio_windows_can_start_mid_audio():
     assert later[0, :3].abs().sum() == 0 and later[0, 3:, 0, 0].tolist() == [15.0, 16.0, 17.0, 18.0, 19.0]
 
 
-def test_pose_rides_on_the_generated_frames_and_its_null_is_zero_heatmaps():
+def test_pose_rides_on_the_motion_and_generated_frames_and_its_null_is_zero_heatmaps():
     cond = _conditions()
-    maps = torch.rand(1, 18, 1 + 4 * (F - 1), 2 * H, 2 * W)
+    maps = torch.rand(1, 18, 1 + 4 * (M + F - 1), 2 * H, 2 * W)  # one stream: the motion frames' pose first
     cond.pose = maps
     x = torch.randn(B, C, M + F + R, H, W)
     rows = lambda *kept: Keep(("prompt",) * B, {m: torch.tensor(kept) for m in ("image", "audio", "pose")})  # noqa: E731
     mixed = dit_inputs(cond, x, rows(True, False), "replace")
-    assert mixed.pose_start == M  # its features start after the motion frames (and end before the references)
+    assert mixed.pose_start == 0  # its features start with the motion frames (and end before the references)
     assert torch.equal(mixed.pose[0], maps[0]) and not mixed.pose[1].any()
     everywhere = dit_inputs(cond, x, rows(True, True), "replace")
     assert everywhere.pose is maps  # one pose for every row: passed once, broadcast by the DiT

@@ -1,4 +1,4 @@
-"""Training the continuation of a long video (OmniHuman-1's motion frames): the cache's continuation samples, the
+"""Training the continuation of a long video (OmniHuman-1's motion frames): cached clips read as continuations, the
 sampler's continuation share, the batch's time axis, and a few training steps."""
 
 import itertools
@@ -38,11 +38,13 @@ def media(tmp_path_factory):
     return root
 
 
-def test_precompute_caches_each_clip_as_a_continuation(tmp_path, media):
+def test_a_cached_clip_reads_as_a_continuation_the_way_inference_makes_one(tmp_path, media):
+    """A long video's segment is the motion frames encoded alone, then the new frames in fours (humo.pipeline). With a
+    causal VAE that is exactly the cached clip's latent: its first two latent frames are its first 5 frames encoded
+    alone, so the cache needs nothing more."""
     from humo.conditions.audio import AudioEncoder, audio_windows
     from humo.conditions.text import TextEncoder
     from humo.conditions.vae import WanVAE
-    from humo.mask_head import mask_to_latent_grid
     from humo.media.audio import load_audio
     from humo.media.video import read_video
 
@@ -55,45 +57,34 @@ def test_precompute_caches_each_clip_as_a_continuation(tmp_path, media):
         Sample("long", "long.mp4", "a person talks", [], "speech.wav", "masks.npz", num_frames=19, height=32, width=32),
         Sample("short", "short.mp4", "a person talks", height=32, width=32),  # 9 frames: too short to continue
     ]
-    plain = precompute(samples, tmp_path / "c", enc, base_dir=media, index="plain.json")
-    encode, calls = enc.audio.features, []
-    enc.audio.features = lambda *a, **k: calls.append(1) or encode(*a, **k)
-    stats = precompute(samples, tmp_path / "c", enc, base_dir=media, continuation=True)
-    enc.audio.features = encode
-    assert len(calls) == 1  # the segment's and the motion frames' windows share one encoding of the file
-    # the clips' own objects are found again (their keys did not change); only the continuations are new
-    assert stats.reused["video"] == plain.computed["video"] == 2
-    assert stats.computed["video"] == 2 and stats.computed["audio"] == 2 and stats.computed["mask"] == 1
+    precompute(samples, tmp_path / "c", enc, base_dir=media)
     cache = LatentCache(tmp_path / "c")
-    long, short = cache.samples
-    assert short["continuation"] is None
-    c = long["continuation"]
-    assert c["shape"] == [16, 4, 8, 8]  # frames 5..17 (13 = 1 + 4 * 3 of the 14 left) -> 4 latent frames
-
+    ds = CachedDataset(cache, num_refs=1, references=False)
+    assert ds.lacking_continuation() == ["short"]
+    with pytest.raises(HumoError, match="short.*too short for a continuation"):
+        ds[(1, "av", True)]
+    whole, cont = ds[(0, "av")], ds[(0, "av", True)]
+    assert whole["latents"].shape[1] == 5  # 17 of the 19 frames
     frames = torch.from_numpy(read_video(media / "long.mp4")[0]).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
-    assert torch.equal(cache.load(c["motion"]), enc.vae.encode(frames[:, :, :MOTION_FRAMES])[0])
-    assert torch.equal(cache.load(c["video"]), enc.vae.encode(frames[:, :, MOTION_FRAMES : MOTION_FRAMES + 13])[0])
+    # what inference encodes as the motion frames: the 5 frames alone
+    torch.testing.assert_close(cont["motion"], enc.vae.encode(frames[:, :, :MOTION_FRAMES])[0], atol=1e-5, rtol=1e-5)
+    assert torch.equal(cont["latents"], whole["latents"][:, 2:])
     feats = enc.audio.features(load_audio(media / "speech.wav", min_seconds=0), fps=25.0)
-    assert torch.equal(cache.load(c["audio"]), audio_windows(feats, 4, start=MOTION_FRAMES))
-    assert torch.equal(cache.load(c["motion_audio"]), audio_windows(feats, 2))
-    assert not torch.equal(cache.load(c["audio"]), cache.load(long["audio"])[:4])
-    m = torch.from_numpy(np.load(media / "masks.npz")["masks"].astype(np.float32))
-    assert torch.equal(cache.load(c["mask"]), mask_to_latent_grid(m[None, MOTION_FRAMES:18], (8, 8))[0])
-
-    again = precompute(samples, tmp_path / "c", enc, base_dir=media, continuation=True)
-    assert sum(again.computed.values()) == 0
+    stream = audio_windows(feats, 5)  # one clip's windows, as `HumoPipeline.stream_windows` reads a segment's
+    assert torch.equal(cont["motion_audio"], stream[:2]) and torch.equal(cont["audio"], stream[2:])
+    assert torch.equal(cont["mask"], whole["mask"][2:])
 
 
 def test_dataset_and_collate_give_a_continuation_batch(tmp_path):
-    synthetic_cache(tmp_path, samples=3, latent=(16, 4, 4, 4), continuation=True, with_audio=[True, False, True])
+    synthetic_cache(tmp_path, samples=3, latent=(16, 5, 4, 4), with_audio=[True, False, True])
     cache = LatentCache(tmp_path)
     ds = CachedDataset(cache, num_refs=1)
     first, cont = ds[(0, "av")], ds[(0, "av", True)]
     e = cache.samples[0]
     assert first["motion"] is None and torch.equal(first["latents"], cache.load(e["video"]))
-    assert torch.equal(cont["latents"], cache.load(e["continuation"]["video"]))
-    assert torch.equal(cont["motion"], cache.load(e["continuation"]["motion"]))
-    assert torch.equal(cont["audio"], cache.load(e["continuation"]["audio"]))
+    assert torch.equal(cont["motion"], first["latents"][:, :2])
+    assert torch.equal(cont["latents"], first["latents"][:, 2:])
+    assert torch.equal(cont["audio"], first["audio"][2:]) and torch.equal(cont["motion_audio"], first["audio"][:2])
     assert torch.equal(cont["refs"], first["refs"]) and torch.equal(cont["text"], first["text"])
     assert ds[(1, "av", True)]["motion_audio"] is None  # a clip without audio
 
@@ -111,9 +102,21 @@ def test_dataset_and_collate_give_a_continuation_batch(tmp_path):
     assert torch.equal(cond.windows[:, :2], batch.motion_audio) and torch.equal(cond.windows[:, 2:5], batch.audio)
     assert not cond.windows[:, 5:].any()
 
-    bare = synthetic_cache(tmp_path / "bare", samples=2)
-    with pytest.raises(HumoError, match="no continuation"):
-        CachedDataset(LatentCache(bare.parent), num_refs=1)[(0, "av", True)]
+
+def test_a_continuation_batch_keeps_the_pose_and_zero_clip_of_its_whole_stream(tmp_path):
+    """The pose heatmaps cover the motion frames too (1 + 4(m + F - 1) frames), and the 17B zero-video condition
+    of the new frames is the zero clip's latent at their place in the stream (after the motion frames')."""
+    from humo.reference import concat_condition
+
+    index = synthetic_cache(tmp_path, samples=2, latent=(16, 5, 4, 4), with_pose=True)
+    cache = LatentCache(index.parent)
+    ds = CachedDataset(cache, num_refs=1, pose=True, zero_video=True)
+    batch = Collate(1, [8, 5, 8], pose=(2, 1.5))([ds[(i, "av", True)] for i in range(2)])
+    assert batch.pose.shape[2] == 1 + 4 * (2 + 3 - 1) and batch.pose[:, :, :MOTION_FRAMES].any()
+    zero = ds[(0, "av")]["zero_video"]
+    assert torch.equal(batch.zero_video, zero[:, : 2 + 3 + 1])
+    y = concat_condition(batch.refs, batch.zero_video, motion=batch.motion, num_video=3)
+    assert torch.equal(y[:, 4:, 2:5], zero[None, :, 2:5].expand(2, -1, -1, -1, -1))
 
 
 def test_the_sampler_draws_whole_continuation_batches_without_moving_the_tasks():
@@ -146,12 +149,12 @@ def _train(cache_dir, out, **kw):
 
 def test_training_with_a_continuation_share(tmp_path):
     window = (8, 5, TINY_AUDIO["audio_feat_dim"])
-    kw = dict(samples=4, latent=(16, 4, 4, 4), text_dim=TINY["text_dim"], audio_window=window)
-    cache = synthetic_cache(tmp_path / "cache", continuation=True, **kw)
+    kw = dict(samples=4, text_dim=TINY["text_dim"], audio_window=window)
+    cache = synthetic_cache(tmp_path / "cache", **kw, latent=(16, 5, 4, 4))
     _train(cache.parent, tmp_path / "run", continuation_share=1.0)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 3 and all(np.isfinite(r["loss"]) for r in log)
 
-    plain = synthetic_cache(tmp_path / "plain", **kw)
-    with pytest.raises(HumoError, match="precompute --continuation; 4 lack it"):
-        _train(plain.parent, tmp_path / "run2", continuation_share=0.5)
+    short = synthetic_cache(tmp_path / "short", **kw, latent=(16, 4, 4, 4))
+    with pytest.raises(HumoError, match="at least 5 latent frames; 4 are shorter"):
+        _train(short.parent, tmp_path / "run2", continuation_share=0.5)

@@ -1,5 +1,6 @@
 """Long video from motion frames: segments that continue from the previous one's last frames, with the audio
-windows continuing across each join (humo/pipeline.py: plan_segments, continue_conditions)."""
+windows continuing across each join (humo/pipeline.py: plan_segments, continue_conditions). A continuation is one
+latent stream: the motion frames' two latent frames, then the new frames in fours (no second "first frame")."""
 
 import dataclasses
 
@@ -21,8 +22,12 @@ def test_segments_tile_the_video_in_valid_lengths(frames, segment):
     starts = [s for s, _, _ in plan]
     assert starts[0] == 0 and all(b == a + k for (a, _, k), b in zip(plan, starts[1:]))
     assert sum(k for _, _, k in plan) == frames
-    assert all(valid_frames(n) and n <= segment and k <= n for _, n, k in plan)
-    assert len(plan) == (1 if frames <= segment else 1 + -(-(frames - segment) // segment))
+    (_, first, _), rest = plan[0], plan[1:]
+    assert valid_frames(first) and first <= segment
+    # a continuation's clip: the motion frames and 4k new ones, a whole 1 + 4k-frame clip no longer than a segment
+    assert all(n % 4 == 0 and valid_frames(MOTION_FRAMES + n) and MOTION_FRAMES + n <= segment for _, n, _ in rest)
+    assert all(k <= n for _, n, k in plan)
+    assert len(plan) == (1 if frames <= segment else 1 + -(-(frames - segment) // (segment - MOTION_FRAMES)))
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +44,8 @@ def pipe_and_audio(tmp_path_factory):
 
 def test_a_long_video_is_made_in_segments_that_continue_from_motion_frames(pipe_and_audio):
     pipe, wav, vae = pipe_and_audio
-    seen, x_in = [], []
-    inner, dit_forward = pipe.continue_conditions, pipe.dit.forward
+    seen, x_in, sampled = [], [], []
+    inner, dit_forward, inner_sample = pipe.continue_conditions, pipe.dit.forward, pipe.sample
 
     def spy(enc, start, length, previous):
         seg = inner(enc, start, length, previous)
@@ -48,30 +53,40 @@ def test_a_long_video_is_made_in_segments_that_continue_from_motion_frames(pipe_
         return seg
 
     def record(x, *a, **k):
-        x_in.append(x.detach().clone())
+        x_in.append((len(seen), x.detach().clone()))  # which segment's pass
         return dit_forward(x, *a, **k)
 
-    pipe.continue_conditions, pipe.dit.forward = spy, record
+    def keep(req, enc):
+        out = inner_sample(req, enc)
+        sampled.append(out[0].clone())
+        return out
+
+    pipe.continue_conditions, pipe.dit.forward, pipe.sample = spy, record, keep
     try:
-        r = pipe("a man talks", [], wav, frames=21, height=32, width=32, steps=2, seed=3)
+        r = pipe("a man talks", [], wav, frames=25, height=32, width=32, steps=2, seed=3)
     finally:
-        pipe.continue_conditions, pipe.dit.forward = inner, dit_forward
-    assert r.frames.shape == (21, 32, 32, 3)
-    assert [(s, n) for _, s, n, _, _ in seen] == [(9, 9), (18, 5)]  # 9 + 9 + 3 kept of 5
-    assert r.mask.shape[0] == 6  # the whole video's latent frames (1 + 20 / 4), as one pass would give
+        pipe.continue_conditions, pipe.dit.forward, pipe.sample = inner, dit_forward, inner_sample
+    assert r.frames.shape == (25, 32, 32, 3)
+    # 9 frames, then clips of the 5 motion frames and 4 new ones (segments of 9 frames)
+    assert [(s, n) for _, s, n, _, _ in seen] == [(9, 4), (13, 4), (17, 4), (21, 4)]
+    assert r.mask.shape[0] == 7  # the whole video's latent frames (1 + 24 / 4), as one pass would give
     enc, start, length, previous, seg = seen[0]
     c = seg.conditions
     # motion frames: the previous segment's last 5 decoded frames, encoded; clean at the start of the time axis
     assert c.n_motion == 2 and torch.equal(c.motion, vae.encode(previous[:, -MOTION_FRAMES:].unsqueeze(0)).float())
-    assert c.clean().tolist() == [True, True, False, False, False, True]  # motion, 3 video latents, 1 reference
-    continued = [x for x in x_in if x.shape[2] == c.num_frames]
+    assert c.clean().tolist() == [True, True, False, True]  # motion, 1 new latent frame (4 frames), 1 reference
+    continued = [x for k, x in x_in if k == 1]
     assert continued and all(torch.equal(x[:, :, :2], c.motion.expand(x.shape[0], -1, -1, -1, -1)) for x in continued)
-    # the audio windows continue across the join: motion latent 1 holds frames start-6 .. start+1, the first video
-    # latent frames start-2 .. start+2 (3 leading zero slots), as one long video's windows would
+    # the audio windows are those of one clip from frame start - 5: motion latent 1 holds frames start-6 ..
+    # start+1, the first new latent frame (frames start .. start+3) start-2 .. start+5, no zero slot at the join
     f = enc.features
     assert torch.equal(c.windows[0, 1], f[start - 6 : start + 2])
-    assert torch.equal(c.windows[0, 2, 3:], f[start - 2 : start + 3]) and c.windows[0, 2, :3].abs().sum() == 0
+    assert torch.equal(c.windows[0, 2], f[start - 2 : start + 6])
     assert c.windows[0, -1].abs().sum() == 0  # the reference frame (text+audio: one zero reference) hears nothing
+    # the segment is decoded as the one stream it is, motion frames first, and its new frames kept
+    stream = vae.decode(torch.cat([c.motion, sampled[1]], dim=2).float())[0].clamp(-1, 1)
+    expect = ((stream[:, MOTION_FRAMES:] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
+    assert np.array_equal(r.frames[9:13], expect)
 
 
 def test_segment_masks_map_onto_the_video_frames_and_back():
@@ -82,6 +97,8 @@ def test_segment_masks_map_onto_the_video_frames_and_back():
     assert frames.shape == (9, 2, 2) and np.array_equal(frames[0], m[0]) and np.array_equal(frames[5:9], m[[2] * 4])
     assert np.array_equal(latent_frame_mask(frames), m)
     assert video_frame_mask(m, 7).shape[0] == 7  # a last segment keeps fewer frames than it made
+    cont = video_frame_mask(m, 12, first_alone=False)  # a continuation's new frames: fours from the first
+    assert cont.shape == (12, 2, 2) and np.array_equal(cont[:4], m[[0] * 4]) and np.array_equal(cont[8:], m[[2] * 4])
 
 
 def test_one_segment_is_the_plain_video_and_bad_segment_lengths_are_refused(pipe_and_audio):
@@ -110,10 +127,15 @@ def test_the_17b_layout_continues_through_its_channel_condition(tmp_path):
     dit = randomize(HumoDiT(cfg), seed=2, scale=0.05).eval()
     layout = dataclasses.replace(LAYOUTS["humo-17b"], frames=9)
     pipe = HumoPipeline(layout, dit, vae, text, audio, progress=False, log=lambda m: None)
-    ys = []
-    forward = pipe.dit.forward
-    pipe.dit.forward = lambda x, *a, y=None, **k: ys.append(y) or forward(x, *a, y=y, **k)
+    ys, segment = [], []
+    forward, inner = pipe.dit.forward, pipe.continue_conditions
+    pipe.dit.forward = lambda x, *a, y=None, **k: ys.append((len(segment), y)) or forward(x, *a, y=y, **k)
+    pipe.continue_conditions = lambda *a: segment.append(1) or inner(*a)
     r = pipe("a man talks", frames=13, height=32, width=32, steps=1)
     assert r.frames.shape[0] == 13
-    cont = [y for y in ys if y.shape[2] == 2 + 2]  # motion (2) + the second segment's 5 frames (2 latent frames)
+    cont = [y for k, y in ys if k == 1]
+    assert all(y.shape[2] == 2 + 1 for y in cont)  # motion (2) + the second segment's 4 new frames (1 latent frame)
     assert cont and all((y[:, :4, :2] == 1).all() and (y[:, :4, 2:] == 0).all() for y in cont)
+    # the new frame's condition is the zero clip's latent at that place in the stream (a group, not a first frame)
+    zero = vae.zero_video_latent(9, 32, 32)[0][:, 2]
+    assert all(torch.allclose(y[0, 4:, 2], zero.to(y)) for y in cont)

@@ -392,14 +392,14 @@ def size_job(
     req, frames: int, layout, weights: Path, dtype: str | None = None, rate=None, free=None, resident=None, ranks=1
 ):
     """(video tokens, reference tokens, segments, `sizing.JobEstimate`) of one job, before any model loads: tokens of
-    the largest pass (a segment, with motion frames when there are several); `dtype` is the DiT's (default the
+    the largest pass (a segment: a continuation's motion and new frames are no more); `dtype` is the DiT's (default the
     layout's; fp8 computes in the layout's), `rate` the device's measured FLOP/s, `free` its free memory in bytes,
     `resident` the blocks kept on the device with block swap, `ranks` the sequence-parallel processes (the estimate
     is then one rank's)."""
     from humo.conditions.vae import folder_spatial_stride
     from humo.configs import dit_preset
     from humo.constants import latent_frames
-    from humo.pipeline import MOTION_FRAMES, plan_segments
+    from humo.pipeline import plan_segments
     from humo.sampler import flow_schedule
     from humo.sizing import estimate_job
 
@@ -407,8 +407,8 @@ def size_job(
     stride = folder_spatial_stride(weights / layout.vae)
     per_frame = (req.height // stride // cfg.patch[1]) * (req.width // stride // cfg.patch[2])
     segments = plan_segments(frames, req.segment_length(layout))
-    # the largest pass: a full segment, with the motion frames when the video has several
-    video_frames = latent_frames(segments[0][1]) + (latent_frames(MOTION_FRAMES) if len(segments) > 1 else 0)
+    # the largest pass: the first segment (a continuation's clip, motion frames included, is at most as long)
+    video_frames = latent_frames(segments[0][1])
     ref_frames = max(len(req.images), 1 if req.audio_paths else 0)
     _, timesteps = flow_schedule(req.steps, req.shift)
     schedule = req.schedule(req)

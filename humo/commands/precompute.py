@@ -26,12 +26,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negative-prompt", help="null text for guidance dropout (default: Wan's negative prompt)")
     parser.add_argument("--split", help="only samples of this split (default: all)")
     parser.add_argument(
-        "--continuation",
-        action="store_true",
-        help="also cache each clip as a long video's continuation (its first 5 frames as motion frames, the rest as "
-        "the segment), for training with continuation_share > 0",
-    )
-    parser.add_argument(
         "--reference-crops",
         type=int,
         default=0,
@@ -74,7 +68,6 @@ def run(args: argparse.Namespace) -> int:
         dtype=DTYPES[args.dtype],
         negative_prompt=args.negative_prompt,
         progress=not args.quiet,
-        continuation=args.continuation,
         reference_crops=args.reference_crops,
     )
     print(f"cache {args.out}: {stats.summary()}")

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.utils.data
 
-from humo.constants import MOTION_FRAMES
+from humo.constants import CONTINUATION_MIN_LATENTS, MOTION_LATENTS
 from humo.data.precompute import CACHE_VERSION, DEFAULT_INDEX, ObjectStore
 from humo.errors import HumoError
 
@@ -59,8 +59,10 @@ class LatentCache:
 
 class CachedDataset(torch.utils.data.Dataset):
     """Cached samples of one split. ``dataset[(i, task)]`` or ``dataset[(i, task, continuation)]`` -> a dict of
-    tensors (see `__getitem__`); with continuation true, the sample as a long video's continuation (its cached
-    segment after the motion frames, `humo precompute --continuation`).
+    tensors (see `__getitem__`); with continuation true, the sample as a long video's continuation: the latent
+    frames of its first `MOTION_FRAMES` video frames (`MOTION_LATENTS`) become clean motion frames and the rest of
+    the same latent stream the segment that carries them on, as `humo.pipeline` makes a long video (any clip of at least
+    `CONTINUATION_MIN_LATENTS` latent frames is one; nothing more is cached for it).
 
     num_refs: reference latents read per sample (the first ones); references / audio / masks / zero_video / pose /
     persons: whether the stage reads them at all (pose: when the DiT has a pose guider; persons: each person's
@@ -121,8 +123,8 @@ class CachedDataset(torch.utils.data.Dataset):
         return [{**{m.name: bool(e.get(m.cache_key)) for m in optional}, "mask": bool(e["mask"])} for e in self.entries]
 
     def lacking_continuation(self) -> list[str]:
-        """Ids of the samples cached without a continuation (see `humo.data.precompute`)."""
-        return [str(e.get("id", i)) for i, e in enumerate(self.entries) if not e.get("continuation")]
+        """Ids of the samples too short to train as a continuation (motion frames and three latent frames after)."""
+        return [str(e.get("id", i)) for i, e in enumerate(self.entries) if e["shape"][1] < CONTINUATION_MIN_LATENTS]
 
     def reference_keys(self, e: dict[str, Any], slot: int | None) -> tuple[list[str], list[str]]:
         """The cached keys of the references sample `e` shows at `slot` (at most num_refs) and their kinds."""
@@ -147,8 +149,8 @@ class CachedDataset(torch.utils.data.Dataset):
         """item: (i, task), (i, task, continuation) or (i, task, continuation, slot) -> {"index", "task",
         "latents" [C, F, h, w], "text" [L, D], "refs" [k, C, h, w] (k <= num_refs), "audio" [F, 8, 5, Ca] or None,
         "mask" [F, h, w] or None, "zero_video" [C, F, h, w] or None,
-        "pose" [1 + 4(F-1), P, 18, 3] keypoints (x, y fractions of the frame, confidence) or None,
-        "motion" [C, m, h, w] and "motion_audio" [m, 8, 5, Ca] (a continuation; None otherwise),
+        "pose" [1 + 4(m + F - 1), P, 18, 3] keypoints (x, y fractions of the frame, confidence) or None,
+        "motion" [C, m, h, w] and "motion_audio" [m, 8, 5, Ca] (a continuation, m = 2; None and m = 0 otherwise),
         "person_audio" [P, F, 8, 5, Ca] and "person_masks" [P, F, h, w] (each person's, P <= num_refs; None for a
         sample without persons and for a continuation)}; which crop each reference shows is `reference_keys`'s
         choice for the slot"""
@@ -157,17 +159,24 @@ class CachedDataset(torch.utils.data.Dataset):
         slot = item[3] if len(item) > 3 else None
         e = self.entries[i]
         load = self.cache.load
+        latents = load(e["video"])
+        audio = load(e["audio"]) if self.audio and e["audio"] else None
+        mask = load(e["mask"]) if self.masks and e["mask"] else None
+        pose = load(e["pose"]) if self.pose and e.get("pose") else None
         motion = motion_audio = None
         if continuation:
-            if not e.get("continuation"):
-                raise HumoError(f"cache sample {e.get('id', i)}: has no continuation (precompute --continuation)")
-            # the segment replaces the clip's video, audio, masks and pose; text and references stay the clip's
-            e, c = {**e, **{k: v for k, v in e["continuation"].items() if k != "pose"}}, e["continuation"]
-            motion = load(c["motion"])
-            motion_audio = load(c["motion_audio"]) if self.audio and c["motion_audio"] else None
-            pose = load(c["pose"])[MOTION_FRAMES:] if self.pose and c.get("pose") else None
-        else:
-            pose = load(e["pose"]) if self.pose and e.get("pose") else None
+            if e["shape"][1] < CONTINUATION_MIN_LATENTS:
+                raise HumoError(
+                    f"cache sample {e.get('id', i)}: {e['shape'][1]} latent frames, too short for a continuation "
+                    f"(at least {CONTINUATION_MIN_LATENTS})"
+                )
+            # one latent stream: its first m frames are the motion frames (clean), the rest the segment; the pose
+            # stays whole (the motion frames carry theirs, as at inference)
+            m = MOTION_LATENTS
+            motion, latents = latents[:, :m], latents[:, m:]
+            if audio is not None:
+                motion_audio, audio = audio[:m], audio[m:]
+            mask = None if mask is None else mask[m:]
         refs = None
         if self.references and e["references"]:
             keys, _ = self.reference_keys(e, slot)
@@ -181,11 +190,11 @@ class CachedDataset(torch.utils.data.Dataset):
         return {
             "index": i,
             "task": task,
-            "latents": load(e["video"]),
+            "latents": latents,
             "text": load(e["text"]),
             "refs": refs,
-            "audio": load(e["audio"]) if self.audio and e["audio"] else None,
-            "mask": load(e["mask"]) if self.masks and e["mask"] else None,
+            "audio": audio,
+            "mask": mask,
             "zero_video": load(e["zero_video"]) if self.zero_video else None,
             "pose": pose,
             "motion": motion,
@@ -203,13 +212,13 @@ class TrainingBatch:
     frames); refs [B, C, num_refs, h, w] (zeros where a sample has fewer) and has_ref; text [B, L, D] zero-padded;
     audio [B, F, 8, 5, Ca] (zeros where absent) and has_audio, or audio None when the DiT's audio branch does not
     run; mask [B, F, h, w] face masks and has_mask; tasks: each sample's curriculum task; index [B] long (dataset
-    index); zero_video [C, F, h, w] (17B layout) or None; motion [B, C, m, h, w] and motion_audio [B, m, 8, 5, Ca]:
-    the clean frames that start a long video's continuation, or None; pose [B, J, 1 + 4(F-1), s*h, s*w] heatmaps
-    of the video frames (zeros where absent) and has_pose, or both None when the DiT has no pose guider;
-    person_audio [B, P, F, 8, 5, Ca] and person_masks [B, P, F, h, w] each person's audio windows and region (P =
-    num_refs; person p's reference is reference p), person_valid [B, P] the slots holding a real person's mask (a
-    sample without persons holds its own audio over the whole frame in slot 0, which is the plain global
-    injection), or all None when the stage does not train persons.
+    index); zero_video [C, m + F + num_refs, h, w] (17B layout) or None; motion [B, C, m, h, w] and motion_audio
+    [B, m, 8, 5, Ca]: the clean frames that start a long video's continuation, or None (m = 0); pose [B, J,
+    1 + 4(m + F - 1), s*h, s*w] heatmaps of the motion and video frames (zeros where absent) and has_pose, or both
+    None when the DiT has no pose guider; person_audio [B, P, F, 8, 5, Ca] and person_masks [B, P, F, h, w] each
+    person's audio windows and region (P = num_refs; person p's reference is reference p), person_valid [B, P] the
+    slots holding a real person's mask (a sample without persons holds its own audio over the whole frame in slot
+    0, which is the plain global injection), or all None when the stage does not train persons.
     """
 
     latents: torch.Tensor
@@ -308,7 +317,8 @@ class Collate:
             from humo.pose import CANONICAL, render_heatmaps
 
             scale, sigma = self.pose
-            frames = 4 * (f - 1) + 1
+            m = 0 if items[0].get("motion") is None else items[0]["motion"].shape[1]
+            frames = 4 * (m + f - 1) + 1  # a continuation's pose covers its motion frames too
             pose = latents.new_zeros(b, len(CANONICAL), frames, h * scale, w * scale)
             has_pose = torch.tensor([it.get("pose") is not None for it in items])
             for j, it in enumerate(items):
@@ -339,6 +349,8 @@ class Collate:
                 else:  # its own audio over the whole frame: the same as global injection
                     person_audio[j, 0] = audio[j]
                     person_masks[j, 0] = 1.0
+        m_all = 0 if motion is None else motion.shape[2]
+        zero_video = items[0]["zero_video"]
         return TrainingBatch(
             latents=latents,
             refs=refs,
@@ -350,8 +362,8 @@ class Collate:
             tasks=tuple(it["task"] for it in items),
             index=torch.tensor([it["index"] for it in items]),
             audio=audio,
-            # the video's frames and the reference slots after them (see reference.zero_video_frames)
-            zero_video=items[0]["zero_video"][:, : f + self.num_refs] if items[0]["zero_video"] is not None else None,
+            # the whole stream's frames (motion, video) and the reference slots after them (reference.concat_condition)
+            zero_video=None if zero_video is None else zero_video[:, : m_all + f + self.num_refs],
             pose=pose,
             has_pose=has_pose,
             motion=motion,

@@ -22,11 +22,9 @@ count, the zeros beyond it are not stored); audio windows [F, 8, 5, C]; face mas
 of the frame (heatmaps are drawn at training time, at the size the DiT's pose guider takes); zero-video latent
 [16, F, h, w].
 
-**Continuations** (`continuation=True`, `humo precompute --continuation`): a long video is made in segments, each
-after the first starting from the last `MOTION_FRAMES` frames of the one before (`humo.pipeline`). To train that,
-each clip also yields a continuation sample: its first `MOTION_FRAMES` frames encoded alone as the motion latents
-[16, 2, h, w], the next 1 + 4k frames encoded alone as the video (the segment's first frame is a VAE first frame,
-as at inference), their audio windows from that frame on and the motion frames' own, their face masks and pose.
+**Continuations**: a long video is made in segments, each after the first a clip whose first `MOTION_FRAMES`
+frames are the last ones of the segment before (`humo.pipeline`). Every cached clip trains that as it is: its
+first two latent frames read as the motion frames (`humo.data.loader.CachedDataset`), nothing more is cached.
 
 **Reference crops** (`reference_crops=N`, `humo precompute --reference-crops N`): beside each whole reference, N
 variants of each crop kind of `humo.reference_crops` (head, upper body, clothing; the first the rule's box, the
@@ -50,7 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from humo.constants import MOTION_FRAMES, latent_frames, round_down_frames
+from humo.constants import round_down_frames
 from humo.errors import HumoError, atomic_path, require_file
 
 CACHE_VERSION = 1
@@ -229,7 +227,6 @@ class Precomputer:
         width: int | None = None,
         dtype: torch.dtype = torch.float32,
         negative_prompt: str | None = None,
-        continuation: bool = False,
         reference_crops: int = 0,
     ):
         if (height is None) != (width is None):
@@ -244,13 +241,11 @@ class Precomputer:
 
             negative_prompt = WAN_NEGATIVE_PROMPT
         self.negative_prompt = negative_prompt
-        self.continuation = continuation
         if reference_crops < 0:
             raise HumoError(f"precompute: --reference-crops {reference_crops}: must be >= 0")
         self.crops = reference_crops
         self.stats = PrecomputeStats()
-        # The last clip's decoded frames and audio features: a clip's whole-clip, motion and continuation latents
-        # (and its audio windows) read the same file, decoded and encoded once.
+        # The last clip's decoded frames and audio features, decoded and encoded once for the calls that read them.
         self._last_frames: tuple[Path, np.ndarray] | None = None
         self._last_features: tuple[Path, float, torch.Tensor] | None = None
 
@@ -289,21 +284,17 @@ class Precomputer:
 
         return self._cached("text", key, compute)
 
-    def video(self, path: Path, what: str, start: int = 0, count: int | None = None) -> str:
-        """The latent of the clip's frames from `start` on (`count` of them, 1 + 4k; default: as many as the clip and
-        the `frames` limit allow), the first of them encoded alone as a VAE's first frame."""
+    def video(self, path: Path, what: str) -> str:
+        """The latent of the clip's first frames (1 + 4k: as many as the clip and the `frames` limit allow), the
+        first encoded alone as a VAE's first frame."""
         settings = [self.frames, self.height, self.width, self.dtype_name]
-        if start or count:  # whole-clip keys stay as they were, so existing caches are found
-            settings += [start, count]
         key = content_key("video", file_digest(path), self.enc.identity("vae"), settings)
 
         def compute():
-            frames = self._frames(path)[start:]
+            frames = self._frames(path)
             if frames.shape[0] == 0:
-                raise HumoError(f"{what}: video {path} has no frames" + (f" from frame {start}" if start else ""))
-            num = clip_frames(frames.shape[0], self.frames) if count is None else count
-            if frames.shape[0] < num:
-                raise HumoError(f"{what}: video {path} has {frames.shape[0] + start} frames, {start + num} needed")
+                raise HumoError(f"{what}: video {path} has no frames")
+            num = clip_frames(frames.shape[0], self.frames)
             video = prepare_video(frames, num, self.height, self.width, f"{what}: video {path}")
             return self.enc.vae.encode(video)[0].float()
 
@@ -343,33 +334,32 @@ class Precomputer:
                 out[kind].append(self._cached("reference_crop", key, compute))
         return out
 
-    def audio(self, path: Path, fps: float, num_latent: int, what: str, start: int = 0) -> str:
-        """Audio windows of `num_latent` latent frames from video frame `start` on (`audio_windows`)."""
+    def audio(self, path: Path, fps: float, num_latent: int, what: str) -> str:
+        """Audio windows of the clip's first `num_latent` latent frames (`audio_windows`)."""
         if self.enc.audio is None:
             raise HumoError(f"{what}: has audio {path} but no audio encoder was given (--audio)")
-        settings = [fps, num_latent, self.dtype_name] + ([start] if start else [])
-        key = content_key("audio", file_digest(path), self.enc.identity("audio"), *settings)
+        key = content_key("audio", file_digest(path), self.enc.identity("audio"), fps, num_latent, self.dtype_name)
 
         def compute():
             from humo.conditions.audio import audio_windows
 
-            return audio_windows(self._features(path, fps), num_latent, start=start).float()
+            return audio_windows(self._features(path, fps), num_latent).float()
 
         return self._cached("audio", key, compute)
 
-    def mask(self, path: Path, grid: tuple[int, int, int], what: str, start: int = 0) -> str:
-        """Face masks of the video frames from `start` on, on the latent grid (f, h, w)."""
+    def mask(self, path: Path, grid: tuple[int, int, int], what: str) -> str:
+        """Face masks of the clip's video frames on the latent grid (f, h, w)."""
         f, h, w = grid
-        key = content_key("mask", file_digest(path), f, h, w, self.dtype_name, *([start] if start else []))
+        key = content_key("mask", file_digest(path), f, h, w, self.dtype_name)
 
         def compute():
             from humo.mask_head import mask_to_latent_grid
 
             m = read_face_masks(path)
-            need = start + 4 * (f - 1) + 1
+            need = 4 * (f - 1) + 1
             if m.shape[0] < need:
                 raise HumoError(f"{what}: face masks {path} cover {m.shape[0]} frames, the clip has {need}")
-            return mask_to_latent_grid(torch.from_numpy(m[start:need].astype(np.float32))[None], (h, w))[0]
+            return mask_to_latent_grid(torch.from_numpy(m[:need].astype(np.float32))[None], (h, w))[0]
 
         return self._cached("mask", key, compute)
 
@@ -453,30 +443,6 @@ class Precomputer:
             raise HumoError(f"{what}: {len(refs)} persons but no 'person_audio' (each one's own track)")
         return {"audio": audio, "masks": mask_key}
 
-    def continuation_sample(
-        self, video: Path, total: int | None, audio: Path | None, masks: Path | None, fps: float, what: str
-    ):
-        """The clip of `total` frames (None: counted by decoding) as a long video's continuation (see the module
-        docstring), or None when it is too short (fewer than MOTION_FRAMES + 9 frames: a segment of at least three
-        latent frames after the motion frames)."""
-        if not total:
-            total = len(self._frames(video))
-        available = total - MOTION_FRAMES
-        if available < 9:
-            return None
-        count = clip_frames(available, self.frames)
-        key = self.video(video, what, start=MOTION_FRAMES, count=count)
-        c, f, h, w = self.store.shape(key)
-        m = latent_frames(MOTION_FRAMES)
-        return {
-            "shape": [c, f, h, w],
-            "video": key,
-            "motion": self.video(video, what, count=MOTION_FRAMES),
-            "audio": self.audio(audio, fps, f, what, start=MOTION_FRAMES) if audio else None,
-            "motion_audio": self.audio(audio, fps, m, what) if audio else None,
-            "mask": self.mask(masks, (f, h, w), what, start=MOTION_FRAMES) if masks else None,
-        }
-
     def zero_video(self, frames: int, height: int, width: int) -> str:
         key = content_key("zero_video", self.enc.identity("vae"), frames, height, width, self.dtype_name)
         return self._cached("zero_video", key, lambda: self.enc.vae.zero_video_latent(frames, height, width)[0])
@@ -513,15 +479,6 @@ class Precomputer:
         size = (s.height, s.width) if getattr(s, "height", 0) and getattr(s, "width", 0) else (height, width)
         pose_key = self.pose(s, resolve, 4 * (f - 1) + 1, fps, size, what)
         persons = self.persons(s, resolve, refs, audio_key, masks, fps, (f, h, w), what)
-        cont = None
-        if self.continuation:
-            masks_path = resolve(masks) if masks else None
-            total = getattr(s, "num_frames", None)
-            cont = self.continuation_sample(video_path, total, resolve(audio) if audio else None, masks_path, fps, what)
-            if cont is not None:
-                # the clip's keypoints up to the segment's last frame (the loader drops the motion frames')
-                end = MOTION_FRAMES + 4 * (cont["shape"][1] - 1) + 1
-                cont["pose"] = self.pose(s, resolve, end, fps, size, what) if pose_key is not None else None
         self.stats.samples += 1
         return {
             "id": sid,
@@ -537,7 +494,6 @@ class Precomputer:
             "mask": mask_key,
             "pose": pose_key,
             "persons": persons,
-            "continuation": cont,
             # the latent of a zero clip with room for the reference slots, as the release's precomputed one has
             "zero_video": self.zero_video(4 * (f - 1) + 1 + 4 * ZERO_VIDEO_REFERENCE_SLOTS, height, width),
         }
@@ -590,7 +546,6 @@ def precompute(
     dtype: torch.dtype = torch.float32,
     negative_prompt: str | None = None,
     progress: bool = False,
-    continuation: bool = False,
     reference_crops: int = 0,
 ) -> PrecomputeStats:
     """Encode `samples` (manifest Samples) into the cache at `out` and write its index (atomically).
@@ -598,7 +553,7 @@ def precompute(
     `samples`: `humo.data.manifest.Sample`s; relative paths are taken from `base_dir`, else from each sample's
     `root` (the manifest's folder, set by `read_manifest`). frames: the most video
     frames per clip (rounded down to 4k+1; default all); height/width: resize the frames (default: as stored);
-    continuation: also each clip as a long video's continuation (module docstring); reference_crops: N crops of
+    reference_crops: N crops of
     each kind (head, upper body, clothing) per reference beside the whole image (module docstring).
     """
     ids = [str(getattr(s, "id", "")) for s in samples]
@@ -617,7 +572,6 @@ def precompute(
         width=width,
         dtype=dtype,
         negative_prompt=negative_prompt,
-        continuation=continuation,
         reference_crops=reference_crops,
     )
     with torch.inference_mode():

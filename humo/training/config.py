@@ -91,9 +91,9 @@ class TrainConfig:
     # trains text and reference); the ratios replace the *_dropout fields, pose_ratio and stage 2's task mix. A ratio
     # of 0 leaves a condition out (the paper's first stages). Empty: HuMo's rule (`objective.keep_ratios`).
     condition_ratios: dict = field(default_factory=dict)
-    # OmniHuman-1's long video: the share of micro-batches trained as a continuation (a segment that starts from the
-    # clip's first 5 frames as clean motion frames, so the model learns to carry them on); needs a cache precomputed
-    # with --continuation.
+    # OmniHuman-1's long video: the share of micro-batches trained as a continuation (each clip's first 5 frames
+    # as clean motion frames, its latent stream carried on after them, as `humo.pipeline` makes each segment after
+    # the first); any cache of clips of 5 latent frames or more serves.
     continuation_share: float = 0.0
     # InterActHuman: train with each person's own audio injected where their ground-truth region is (a cache whose
     # clips have person masks: `humo precompute` of proving-ground or `person_audio` data), and the DiT's person mask

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from humo.constants import CONTINUATION_MIN_LATENTS
 from humo.errors import HumoError, atomic_path, check_keys
 from humo.training.config import STRUCTURAL_FIELDS, TrainConfig
 from humo.training.curriculum import (
@@ -331,8 +332,8 @@ class Trainer:
             )
         if cfg.continuation_share > 0 and (lacking := self.dataset.lacking_continuation()):
             raise HumoError(
-                f"training data: continuation_share {cfg.continuation_share} needs every sample cached with "
-                f"humo precompute --continuation; {len(lacking)} lack it (e.g. {', '.join(lacking[:3])})"
+                f"training data: continuation_share {cfg.continuation_share} needs clips of at least "
+                f"{CONTINUATION_MIN_LATENTS} latent frames; {len(lacking)} are shorter (e.g. {', '.join(lacking[:3])})"
             )
         self.sampler = TaskBatchSampler(
             pools,
