@@ -91,6 +91,11 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def shutdown(info: DistInfo) -> None:
+def shutdown(info: DistInfo, together: bool = True) -> None:
+    """Leave the process group. `together` (a run that ended normally on every rank): meet at a barrier first, since
+    gloo aborts a rank (SIGABRT) whose peer closed its connections while it was still finishing; after an error
+    the other ranks may never arrive, so then each leaves alone."""
     if info.enabled and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()

@@ -557,13 +557,15 @@ class Trainer:
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run one training stage (see `Trainer`); under torchrun every process calls this."""
-    trainer = None
+    trainer, finished = None, False
     try:
         trainer = Trainer(cfg)
-        return trainer.run()
+        result = trainer.run()
+        finished = True
+        return result
     finally:
         if trainer is not None:
-            shutdown(trainer.info)
+            shutdown(trainer.info, together=finished)
         else:
             import torch.distributed as dist
 
