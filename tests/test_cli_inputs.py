@@ -273,8 +273,9 @@ def test_long_audio_with_frames_minus_one_is_sized_from_the_header(toy_weights, 
     with pytest.raises(AssertionError, match="model was loaded"):
         main([str(a) for a in argv])
     out = capsys.readouterr().out
-    # 1497 frames in segments of the toy's 49: 1 + ceil(1448 / 49) = 31 segments, 1 step of 3 passes (null, t, ta)
-    assert "job: 1497 frames at 32x32" in out and "93 DiT passes (31 segments x 1 steps)" in out, out
+    # 1497 frames in segments of the toy's 49, each after the first adding 44 new frames to 5 motion frames:
+    # 1 + ceil(1448 / 44) = 34 segments, 1 step of 3 passes (null, t, ta), no pass longer than a segment
+    assert "job: 1497 frames at 32x32 -> 52 video" in out and "102 DiT passes (34 segments x 1 steps)" in out, out
     sf.write(wav, np.zeros(16000 * 360, "int16"), 16000)
     refused(capsys, argv, "8997 frames (359.9 s of video)", [wav])
 
