@@ -311,9 +311,8 @@ class DiTInputs:
     """One forward pass's inputs: x [B, C, T, h, w]; context [B, L, D]; audio [B, T, window, groups, Ca] or None;
     y [B, 4 + C, T, h, w] or None (T = m + F + n_ref); frame_times: the RoPE time index of each latent frame, or
     None for 0 .. T-1; pose: [B or 1, J, 1 + 4(m + F - 1), s*h, s*w] heatmaps (zeros on rows without pose; 1 row:
-    the same for all) or None (no row sees a pose), their features from latent frame pose_start (0: the stream's
-    first) on;
-    persons: several people's audio and masks (`humo.person_masks.PersonAudio`) or None."""
+    the same for all) or None (no row sees a pose), covering the time axis from its first frame (the DiT's
+    default pose_start); persons: several people's audio and masks (`humo.person_masks.PersonAudio`) or None."""
 
     x: Tensor
     context: Tensor
@@ -321,7 +320,6 @@ class DiTInputs:
     y: Tensor | None
     frame_times: tuple[int, ...] | None = None
     pose: Tensor | None = None
-    pose_start: int = 0
     persons: object | None = None
 
 
@@ -331,9 +329,10 @@ def rope_kwargs(frame_times: tuple[int, ...] | None) -> dict:
     return {} if frame_times is None else {"frame_times": frame_times}
 
 
-def pose_kwargs(pose: Tensor | None, start: int = 0) -> dict:
-    """The DiT call's ``pose`` and ``pose_start`` arguments, given only with a pose (as `rope_kwargs`)."""
-    return {} if pose is None else {"pose": pose, "pose_start": start}
+def pose_kwargs(pose: Tensor | None) -> dict:
+    """The DiT call's ``pose`` argument, given only with a pose (as `rope_kwargs`). The heatmaps cover the motion
+    and video frames from the time axis's first, where the DiT's ``pose_start`` defaults."""
+    return {} if pose is None else {"pose": pose}
 
 
 def person_kwargs(persons) -> dict:
@@ -423,6 +422,5 @@ def dit_inputs(
         y=y,
         frame_times=cond.frame_times(reference_rope),
         pose=pose,
-        pose_start=0,
         persons=persons,
     )

@@ -880,7 +880,7 @@ class HumoPipeline:
                 audio=inp.audio.to(self.device, dtype) if inp.audio is not None else None,
                 y=inp.y.to(self.device, dtype) if inp.y is not None else None,
                 **rope_kwargs(inp.frame_times),
-                **pose_kwargs(None if inp.pose is None else inp.pose.to(self.device, dtype), inp.pose_start),
+                **pose_kwargs(None if inp.pose is None else inp.pose.to(self.device, dtype)),
                 **person_kwargs(persons),
             )
             if self.sequence_parallel is not None:

@@ -14,6 +14,7 @@ from humo.conditioning import (
     check_condition_order,
     dit_inputs,
     keep_for_training,
+    pose_kwargs,
     register,
     with_clean_windows,
 )
@@ -165,7 +166,8 @@ def test_pose_rides_on_the_motion_and_generated_frames_and_its_null_is_zero_heat
     x = torch.randn(B, C, M + F + R, H, W)
     rows = lambda *kept: Keep(("prompt",) * B, {m: torch.tensor(kept) for m in ("image", "audio", "pose")})  # noqa: E731
     mixed = dit_inputs(cond, x, rows(True, False), "replace")
-    assert mixed.pose_start == 0  # its features start with the motion frames (and end before the references)
+    # its features start with the motion frames (the DiT's default pose_start) and end before the references
+    assert pose_kwargs(mixed.pose).keys() == {"pose"} and mixed.pose.shape[2] == 1 + 4 * (M + F - 1)
     assert torch.equal(mixed.pose[0], maps[0]) and not mixed.pose[1].any()
     everywhere = dit_inputs(cond, x, rows(True, True), "replace")
     assert everywhere.pose is maps  # one pose for every row: passed once, broadcast by the DiT

@@ -312,29 +312,28 @@ class Collate:
         for j, it in enumerate(items):
             if it["mask"] is not None:
                 mask[j] = it["mask"][:f]
+        motion = motion_audio = None
+        if any(it.get("motion") is not None for it in items):
+            if not all(it.get("motion") is not None for it in items):
+                raise HumoError("training batch mixes continuations and first segments; a batch is one or the other")
+            motion = torch.stack([it["motion"] for it in items])
+        m = 0 if motion is None else motion.shape[2]  # motion latent frames before the video's
         pose = has_pose = None
         if self.pose is not None:
             from humo.pose import CANONICAL, render_heatmaps
 
             scale, sigma = self.pose
-            m = 0 if items[0].get("motion") is None else items[0]["motion"].shape[1]
             frames = 4 * (m + f - 1) + 1  # a continuation's pose covers its motion frames too
             pose = latents.new_zeros(b, len(CANONICAL), frames, h * scale, w * scale)
             has_pose = torch.tensor([it.get("pose") is not None for it in items])
             for j, it in enumerate(items):
                 if it.get("pose") is not None:
                     pose[j] = render_heatmaps(it["pose"][:frames], h * scale, w * scale, sigma)
-        motion = motion_audio = None
-        if any(it.get("motion") is not None for it in items):
-            if not all(it.get("motion") is not None for it in items):
-                raise HumoError("training batch mixes continuations and first segments; a batch is one or the other")
-            motion = torch.stack([it["motion"] for it in items])
-            if self.audio_window:
-                m = motion.shape[2]
-                motion_audio = latents.new_zeros(b, m, *self.audio_window)
-                for j, it in enumerate(items):
-                    if it.get("motion_audio") is not None:
-                        motion_audio[j] = it["motion_audio"][:m]
+        if motion is not None and self.audio_window:
+            motion_audio = latents.new_zeros(b, m, *self.audio_window)
+            for j, it in enumerate(items):
+                if it.get("motion_audio") is not None:
+                    motion_audio[j] = it["motion_audio"][:m]
         person_audio = person_masks = person_valid = None
         if self.persons and self.audio_window and self.num_refs and motion is None:
             person_audio = latents.new_zeros(b, self.num_refs, f, *self.audio_window)
@@ -349,7 +348,6 @@ class Collate:
                 else:  # its own audio over the whole frame: the same as global injection
                     person_audio[j, 0] = audio[j]
                     person_masks[j, 0] = 1.0
-        m_all = 0 if motion is None else motion.shape[2]
         zero_video = items[0]["zero_video"]
         return TrainingBatch(
             latents=latents,
@@ -363,7 +361,7 @@ class Collate:
             index=torch.tensor([it["index"] for it in items]),
             audio=audio,
             # the whole stream's frames (motion, video) and the reference slots after them (reference.concat_condition)
-            zero_video=None if zero_video is None else zero_video[:, : m_all + f + self.num_refs],
+            zero_video=None if zero_video is None else zero_video[:, : m + f + self.num_refs],
             pose=pose,
             has_pose=has_pose,
             motion=motion,

@@ -220,8 +220,8 @@ class ModelInputs:
 
     x: [B, C, T, h, w]; t: [B]; context: [B, L, D]; audio: [B, T, 8, 5, Ca] or None; y: [B, 4 + C, T, h, w]
     (concat layout) or None; target: [B, C, T, h, w]; clean: [T] bool, the frames the loss leaves out
-    (T = m + F + n_ref: motion frames, video frames, references); pose: [B or 1, J, 1 + 4(F-1), s*h, s*w] heatmaps
-    or None, their features from latent frame pose_start on; persons: several people's audio and regions
+    (T = m + F + n_ref: motion frames, video frames, references); pose: [B or 1, J, 1 + 4(m + F - 1), s*h, s*w]
+    heatmaps of the motion and video frames or None; persons: several people's audio and regions
     (`humo.person_masks.PersonAudio`) or None.
     """
 
@@ -234,7 +234,6 @@ class ModelInputs:
     clean: Tensor
     frame_times: tuple[int, ...] | None = None
     pose: Tensor | None = None
-    pose_start: int = 0
     persons: object | None = None
 
 
@@ -263,7 +262,6 @@ def build_inputs(
         clean=cond.clean(x.device),
         frame_times=inp.frame_times,
         pose=inp.pose,
-        pose_start=inp.pose_start,
         persons=inp.persons,
     )
 
@@ -334,7 +332,7 @@ def compute_loss(
     want_persons = person_mask_weight > 0 and inputs.persons is not None
     extra = {
         **rope_kwargs(inputs.frame_times),
-        **pose_kwargs(inputs.pose, inputs.pose_start),
+        **pose_kwargs(inputs.pose),
         **person_kwargs(inputs.persons),
         **({"return_persons": True} if want_persons else {}),
     }
