@@ -238,3 +238,24 @@ def test_generate_with_heads_not_divisible_fails_in_one_line(tmp_path):
         "(use --nproc-per-node dividing 4)"
     ], run.stderr
     assert not (tmp_path / "three" / "video.mp4").exists()
+
+
+def test_an_error_of_another_rank_alone_is_said_by_it_after_the_wait(monkeypatch, capsys):
+    """Rank 0 says the errors every rank meets (the test above); a rank's own error, which rank 0 never meets, is not
+    swallowed: after the wait it comes out as that rank's one line, while its other output stays quiet."""
+    import time
+
+    from humo.commands import generate
+
+    def failing(args, world, local_rank):
+        print("job: something rank 0 alone prints")
+        raise HumoError(f"sequence parallel: local rank {local_rank} has no GPU of its own")
+
+    waits = []
+    monkeypatch.setattr(sequence_parallel, "environment", lambda: (1, 2, 1))
+    monkeypatch.setattr(generate, "_run", failing)
+    monkeypatch.setattr(time, "sleep", waits.append)
+    with pytest.raises(HumoError, match=r"^rank 1: sequence parallel: local rank 1 has no GPU of its own$"):
+        generate.run(None)
+    assert waits == [generate.RANK_ERROR_WAIT_S] and generate.RANK_ERROR_WAIT_S > 0
+    assert "job:" not in capsys.readouterr().out

@@ -565,21 +565,28 @@ def checkpoint_config(weights: Path, layout):
     return infer_config(*read_shapes(weights / layout.dit))
 
 
+# Long enough for rank 0 to reach the same check on a loaded machine (every check runs before a model loads).
+RANK_ERROR_WAIT_S = 20.0
+
+
 def run(args: argparse.Namespace) -> int:
     """Under torchrun with N > 1 processes, one video at a time with its token sequence split across them
-    (`humo.sequence_parallel`): rank 0 prints and writes; the others stay quiet (a bad input fails on every rank
-    alike, and rank 0 says it)."""
+    (`humo.sequence_parallel`): rank 0 prints and writes; the others stay quiet. A bad input fails on every rank
+    alike and rank 0 says it: another rank that fails waits `RANK_ERROR_WAIT_S` first, because torchrun stops
+    every process as soon as one exits and rank 0 would often be stopped before its line. An error of that rank
+    alone (rank 0 went on) is said by it after the wait."""
     from humo.sequence_parallel import environment
 
     rank, world, local_rank = environment()
     try:
         if rank == 0:
             return _run(args, world, local_rank)
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            try:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 return _run(args, world, local_rank)
-            except HumoError:
-                return 2
+        except HumoError as e:
+            time.sleep(RANK_ERROR_WAIT_S)
+            raise HumoError(f"rank {rank}: {e}") from None
     finally:
         if world > 1:
             from humo.sequence_parallel import shutdown
