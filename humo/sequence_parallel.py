@@ -90,9 +90,13 @@ def from_environment(device: str | torch.device) -> SequenceParallel | None:
     return SequenceParallel(rank, world)
 
 
-def shutdown() -> None:
-    """Leave the process group, if this process joined one."""
+def shutdown(together: bool = True) -> None:
+    """Leave the process group, if this process joined one. `together` (every rank ended normally): meet at a
+    barrier first, since gloo aborts a rank (SIGABRT) whose peer closed its connections while it was still
+    finishing; after an error the other ranks may never arrive, so then each leaves alone."""
     if dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -578,20 +578,24 @@ def run(args: argparse.Namespace) -> int:
     from humo.sequence_parallel import environment
 
     rank, world, local_rank = environment()
+    finished = False
     try:
         if rank == 0:
-            return _run(args, world, local_rank)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                return _run(args, world, local_rank)
-        except HumoError as e:
-            time.sleep(RANK_ERROR_WAIT_S)
-            raise HumoError(f"rank {rank}: {e}") from None
+            code = _run(args, world, local_rank)
+        else:
+            try:
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    code = _run(args, world, local_rank)
+            except HumoError as e:
+                time.sleep(RANK_ERROR_WAIT_S)
+                raise HumoError(f"rank {rank}: {e}") from None
+        finished = True
+        return code
     finally:
         if world > 1:
             from humo.sequence_parallel import shutdown
 
-            shutdown()
+            shutdown(together=finished)
 
 
 def _run(args: argparse.Namespace, world: int = 1, local_rank: int = 0) -> int:

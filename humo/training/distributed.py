@@ -92,10 +92,9 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo, together: bool = True) -> None:
-    """Leave the process group. `together` (a run that ended normally on every rank): meet at a barrier first, since
-    gloo aborts a rank (SIGABRT) whose peer closed its connections while it was still finishing; after an error
-    the other ranks may never arrive, so then each leaves alone."""
-    if info.enabled and dist.is_initialized():
-        if together:
-            dist.barrier()
-        dist.destroy_process_group()
+    """Leave the process group of a distributed run (`humo.sequence_parallel.shutdown`: at a barrier when
+    `together`, i.e. the run ended normally on every rank)."""
+    if info.enabled:
+        from humo.sequence_parallel import shutdown as leave
+
+        leave(together)
