@@ -54,6 +54,13 @@ def segment_metrics(frames, fps, plan, ref, audio, other_audio, sample_rate) -> 
     return rows
 
 
+def join_and_within(rows: list[dict]) -> tuple[list[float], list[float]]:
+    """The frame-to-frame changes across the joins and within the segments of one video's rows (where measured)."""
+    joins = [r["join_change"] for r in rows if r["join_change"] is not None]
+    within = [r["within_change"] for r in rows if r["within_change"] is not None]
+    return joins, within
+
+
 def bars(rows: list[dict]) -> dict:
     """Issue 20's drift bars from one video's segment rows (None where a reader found nothing)."""
     first, last = rows[0], rows[-1]
@@ -62,8 +69,7 @@ def bars(rows: list[dict]) -> dict:
         subj = first["subject_acc"] - last["subject_acc"]
     colour = max(float(np.abs(np.subtract(r["background_rgb"], first["background_rgb"])).max()) for r in rows)
     ratios = [r["sync_c"] / r["sync_c_shuffled"] for r in rows if r["sync_c"] and r["sync_c_shuffled"]]
-    joins = [r["join_change"] for r in rows if r["join_change"] is not None]
-    within = [r["within_change"] for r in rows if r["within_change"] is not None]
+    joins, within = join_and_within(rows)
     join_ratio = float(np.mean(joins) / np.mean(within)) if joins and within and np.mean(within) > 0 else None
     return {
         "subject_drop": subj,
@@ -188,8 +194,7 @@ def main(argv=None) -> int:
         ref = np.asarray(Image.open(s.ref_image_paths[0]).convert("RGB"))
         other = audios[(i + 1) % len(audios)]
         rows = segment_metrics(frames, fps, plan, ref, audios[i], other, SAMPLE_RATE)
-        within = [r["within_change"] for r in rows if r["within_change"] is not None]
-        joins = [r["join_change"] for r in rows if r["join_change"] is not None]
+        joins, within = join_and_within(rows)
         result = {
             "id": s.id,
             "segments": rows,
