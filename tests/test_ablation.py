@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -139,6 +141,9 @@ def test_bad_study_config_is_named(tmp_path):
         StudyConfig(eval_clips=1)
     with pytest.raises(HumoError, match="jobs 0: must be >= 1"):
         StudyConfig(jobs=0)
+    with pytest.raises(HumoError, match=r"guidance_variant 'single-stage': not among the variants \['full'\]"):
+        StudyConfig(variants=["full"], guidance_variant="single-stage")
+    StudyConfig(variants=["full"], guidance_variant="single-stage", guidance=False)  # no guidance study: no matter
     with pytest.raises(HumoError, match="stage-0 backbone"):
         StudyConfig(recipe=str(tmp_path)).check_recipe()
 
@@ -189,6 +194,18 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
     monkeypatch.setattr("humo.training.loop.train", boom)
     again = run_study(cfg, log=lambda m: None)
     assert format_tables(again) == table
+    # The guidance study on another variant's model: sampled from that variant's export, cached under its own
+    # names beside full's, and the table says whose model it is.
+    monkeypatch.undo()
+    sampled = []
+    real_load = ablation._load_export
+    monkeypatch.setattr(ablation, "_load_export", lambda path: sampled.append(Path(path)) or real_load(path))
+    other = run_study(dataclasses.replace(cfg, guidance_variant="single-stage"), log=lambda m: None)
+    assert sampled == [out / "train" / f"single-stage-seed{s}" / "final" / "ema.safetensors" for s in (0, 1)]
+    assert set(other["guidance"]["static"]) == {0, 1}
+    assert other["guidance"] != again["guidance"]
+    assert len(list((out / "eval").glob("guidance-single-stage-*-seed0.json"))) == len(other["guidance"])
+    assert "guidance (single-stage model)" in format_tables(other) and "guidance (full model)" in table
 
 
 def test_jobs_train_the_seeds_in_workers_and_the_parent_only_gathers(recipe, tmp_path, monkeypatch):

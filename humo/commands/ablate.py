@@ -47,6 +47,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-guidance", action="store_true", help="skip the inference-time guidance study")
     parser.add_argument(
+        "--guidance-variant",
+        help=f"the variant whose final model the guidance study samples (default {d.guidance_variant})",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
