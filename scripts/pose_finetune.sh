@@ -128,9 +128,17 @@ def protocol(p):
         vals = [v[k] for v in per_clip.values() if v[k] is not None]
         return sum(vals) / len(vals) if vals else None
 
+    def joints(k):  # mean error per joint over the clips that see it (where the error comes from)
+        per = {}
+        for n in names:
+            for j, v in (rows[k][n].get("details") or {}).get("pose_joints", {}).items():
+                per.setdefault(j, []).append(v)
+        return {j: sum(v) / len(v) for j, v in per.items()}
+
     with_pose, without = mean("pose"), mean("nopose")
     ratio = without / with_pose if with_pose and without is not None else None
     return {
+        "joints_with_pose": joints("pose"), "joints_without_pose": joints("nopose"),
         "pose_error_with_pose": with_pose, "pose_error_without_pose": without, "ratio_without_over_with": ratio,
         "missed_with_pose": sum(rows["pose"][n].get("pose_missed") or 0 for n in names) / max(len(names), 1),
         "missed_without_pose": sum(rows["nopose"][n].get("pose_missed") or 0 for n in names) / max(len(names), 1),
