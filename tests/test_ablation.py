@@ -144,8 +144,24 @@ def test_bad_study_config_is_named(tmp_path):
     with pytest.raises(HumoError, match=r"guidance_variant 'single-stage': not among the variants \['full'\]"):
         StudyConfig(variants=["full"], guidance_variant="single-stage")
     StudyConfig(variants=["full"], guidance_variant="single-stage", guidance=False)  # no guidance study: no matter
+    with pytest.raises(HumoError, match=r"guidance_strength 0.0: must be > 0"):
+        StudyConfig(guidance_strength=0.0)
     with pytest.raises(HumoError, match="stage-0 backbone"):
         StudyConfig(recipe=str(tmp_path)).check_recipe()
+
+
+def test_guidance_strength_moves_every_scale_of_a_case_and_leaves_a_switched_off_term_off():
+    from humo.evaluation.ablation import GUIDANCE_CASES, case_params
+
+    cases = {c.name: c for c in GUIDANCE_CASES}
+    paper, no_text = cases["stage-adaptive (switch 980)"], cases["static, no text term"]
+    assert case_params(paper, 1.0) == {} and case_params(no_text, 1.0) == {"scale_t": 1.0}  # the presets' own
+    toy = case_params(paper, 1 / 6)  # the paper's text term 7 -> the toy's CFG 2
+    assert toy["scale_t"] == pytest.approx(2.0) and toy["early_scale_t"] == pytest.approx(1 + 8 / 6)
+    assert toy["scale_i"] == pytest.approx(1.5) and toy["early_scale_a"] == 1.0
+    assert case_params(cases["switch 900"], 1 / 6)["switch"] == 900.0  # not a scale
+    off = case_params(no_text, 1 / 6)
+    assert off["scale_t"] == 1.0 and off["scale_a"] == pytest.approx(1 + 6.5 / 6)
 
 
 def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkeypatch):
@@ -206,6 +222,13 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
     assert other["guidance"] != again["guidance"]
     assert len(list((out / "eval").glob("guidance-single-stage-*-seed0.json"))) == len(other["guidance"])
     assert "guidance (single-stage model)" in format_tables(other) and "guidance (full model)" in table
+    # ... and at another strength: sampled with the moved scales, cached apart, said in the table.
+    asked = []
+    monkeypatch.setattr(ablation.Evaluator, "__call__", lambda self, dit, preset, params: asked.append(params) or {})
+    weak = run_study(dataclasses.replace(cfg, guidance_strength=0.5), log=lambda m: None)
+    assert len(asked) == 2 * len(weak["guidance"]) and asked[1] == {"scale_t": 4.0, "scale_i": 2.5, "scale_a": 4.25}
+    assert len(list((out / "eval").glob("guidance-*-strength0.5-seed1.json"))) == len(weak["guidance"])
+    assert "guidance (full model, strength 0.5)" in format_tables(weak)
 
 
 def test_jobs_train_the_seeds_in_workers_and_the_parent_only_gathers(recipe, tmp_path, monkeypatch):

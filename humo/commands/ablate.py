@@ -51,6 +51,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"the variant whose final model the guidance study samples (default {d.guidance_variant})",
     )
     parser.add_argument(
+        "--guidance-strength",
+        type=float,
+        help="every guidance case's scales moved to 1 + STRENGTH * (scale - 1) (default 1: the paper's scales)",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",

@@ -195,6 +195,10 @@ class StudyConfig:
     # The variant whose final model the guidance study samples: HuMo's `full`, or another where `full` does not
     # learn what a guidance term amplifies at the study's scale (docs/ablations.md, "Study v3": its audio).
     guidance_variant: str = "full"
+    # Every scale of the guidance cases moved to 1 + guidance_strength * (scale - 1): 1 keeps the paper's scales;
+    # a small model is over-guided at them (the toy's own CFG is 2, 1/6 of the paper's text term 7's distance
+    # from 1, docs/training.md "Guidance for the toy model"), and then the study measures over-guidance.
+    guidance_strength: float = 1.0
     train_overrides: dict = field(default_factory=dict)  # extra TrainConfig fields for every run (e.g. batch_size)
     stage1_overrides: dict = field(default_factory=dict)  # ... for the stage-1 runs only (e.g. their lr)
     stage2_overrides: dict = field(default_factory=dict)  # ... for the stage-2 runs only
@@ -219,6 +223,8 @@ class StudyConfig:
         # The default (`full`) studies guidance only where `full` is trained; another variant named must be.
         if self.guidance and self.guidance_variant != "full" and self.guidance_variant not in self.variants:
             problems.append(f"guidance_variant {self.guidance_variant!r}: not among the variants {self.variants}")
+        if not self.guidance_strength > 0:
+            problems.append(f"guidance_strength {self.guidance_strength}: must be > 0 (1: the paper's scales)")
         if not self.seeds:
             problems.append("seeds: need at least one")
         for name in ("s1_steps", "s2_steps", "curve_points", "eval_steps", "jobs"):
@@ -526,6 +532,24 @@ class Evaluator:
         return res["summary"]
 
 
+def case_params(case: GuidanceCase, strength: float) -> dict[str, float]:
+    """The guidance parameters a case samples with: its preset's scales (the case's own where it sets them), each
+    moved to 1 + strength * (scale - 1), so that a scale of 1 (a term switched off) stays 1."""
+    import inspect
+
+    from humo.guidance.presets import PRESETS
+
+    if strength == 1.0:
+        return dict(case.params)
+    defaults = {
+        k: p.default
+        for k, p in inspect.signature(PRESETS[case.preset]).parameters.items()
+        if "scale" in k and isinstance(p.default, float)
+    }
+    params = {**defaults, **case.params}
+    return {k: 1.0 + strength * (v - 1.0) if k in defaults else v for k, v in params.items()}
+
+
 def _cached(path: Path, compute: Callable[[], dict]) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
@@ -590,12 +614,15 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
         for seed in cfg.seeds:
             export = Path(cfg.out) / "train" / f"{which}-seed{seed}" / "final" / "ema.safetensors"
             dit = None
+            # `full`'s files at the paper's scales keep the names earlier studies cached them under
+            model = "" if which == "full" else f"{which}-"
+            strength = "" if cfg.guidance_strength == 1.0 else f"-strength{cfg.guidance_strength:g}"
             for case in GUIDANCE_CASES:
-                model = "" if which == "full" else f"{which}-"  # `full`'s files keep the names earlier studies cached
-                path = out / "eval" / f"guidance-{model}{_slug(case.name)}-seed{seed}.json"
+                path = out / "eval" / f"guidance-{model}{_slug(case.name)}{strength}-seed{seed}.json"
                 if not path.is_file() and dit is None:
                     dit = _load_export(export)
-                summary = _cached(path, lambda case=case, dit=dit: evaluator(dit, case.preset, case.params))
+                params = case_params(case, cfg.guidance_strength)
+                summary = _cached(path, lambda case=case, dit=dit, params=params: evaluator(dit, case.preset, params))
                 guidance.setdefault(case.name, {})[seed] = summary
                 log(f"ablate: guidance '{case.name}' seed {seed}: " + _brief(summary))
     results = {
@@ -751,9 +778,10 @@ def format_tables(results: dict[str, Any]) -> str:
     for name, (label, values) in paper["rows"].items():
         lines.append(f"| {name} | {label} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
     if results.get("guidance"):
-        lines += _mean_table(
-            f"guidance ({results['config'].get('guidance_variant', 'full')} model)", results["guidance"]
-        )
+        config = results["config"]  # results of earlier studies have neither field
+        model, strength = config.get("guidance_variant", "full"), config.get("guidance_strength", 1.0)
+        title = f"guidance ({model} model" + ("" if strength == 1.0 else f", strength {strength:g}") + ")"
+        lines += _mean_table(title, results["guidance"])
         lines += _difference_table(results["guidance"], {c.name: c.versus for c in GUIDANCE_CASES if c.versus})
     lines += claims_table(claim_verdicts(results))
     return "\n".join(lines) + "\n"
