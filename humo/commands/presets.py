@@ -11,15 +11,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     pass
 
 
-def guidance_parameters(fn) -> str:
-    """`key=default` for every keyword parameter of a guidance preset function."""
-    params = inspect.signature(fn).parameters.values()
-    return ", ".join(f"{p.name}={p.default}" for p in params if p.kind is p.KEYWORD_ONLY)
-
-
 def run(args: argparse.Namespace) -> int:
     from humo.constants import VIDEO_FPS
     from humo.guidance import PRESETS
+    from humo.guidance.presets import preset_parameters
     from humo.pipeline import LAYOUTS
 
     print("model presets (--preset; found from the --weights folder when omitted):")
@@ -32,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     print("guidance presets (--guidance; change a parameter with --scale-t/-a/-i, --step-change or --guidance-set):")
     for name, fn in PRESETS.items():
         doc = " ".join((inspect.getdoc(fn) or "").split("\n\n")[0].split())  # the first paragraph, one line
-        print(f"  {name:13} {guidance_parameters(fn)}")
+        params = ", ".join(f"{k}={v}" for k, v in preset_parameters(name).items())
+        print(f"  {name:13} {params}")
         if doc:
             print(f"  {'':13} {doc}")
     return 0

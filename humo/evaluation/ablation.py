@@ -535,17 +535,11 @@ class Evaluator:
 def case_params(case: GuidanceCase, strength: float) -> dict[str, float]:
     """The guidance parameters a case samples with: its preset's scales (the case's own where it sets them), each
     moved to 1 + strength * (scale - 1), so that a scale of 1 (a term switched off) stays 1."""
-    import inspect
-
-    from humo.guidance.presets import PRESETS
+    from humo.guidance.presets import preset_parameters
 
     if strength == 1.0:
         return dict(case.params)
-    defaults = {
-        k: p.default
-        for k, p in inspect.signature(PRESETS[case.preset]).parameters.items()
-        if "scale" in k and isinstance(p.default, float)
-    }
+    defaults = {k: v for k, v in preset_parameters(case.preset).items() if "scale" in k and isinstance(v, float)}
     params = {**defaults, **case.params}
     return {k: 1.0 + strength * (v - 1.0) if k in defaults else v for k, v in params.items()}
 

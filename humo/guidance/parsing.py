@@ -3,7 +3,6 @@ docs/guidance-config.md)."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from humo.errors import HumoError, first_line, require_file
-from humo.guidance.presets import PRESETS, UNGUIDED
+from humo.guidance.presets import PRESETS, UNGUIDED, preset_parameters
 from humo.guidance.schedule import Condition, GuidancePhase, GuidanceSchedule, _inputs
 
 
@@ -39,8 +38,7 @@ def schedule_from_spec(name: str, inputs_present: Iterable[str], **overrides: An
     fn = PRESETS.get(name)
     if fn is None:
         raise HumoError(f"guidance preset {name!r}: unknown; choose one of {', '.join(PRESETS)}")
-    sig = inspect.signature(fn)
-    accepted = {k: p.default for k, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    accepted = preset_parameters(name)
     kwargs = {}
     for key, value in overrides.items():
         if key not in accepted:

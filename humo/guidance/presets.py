@@ -9,6 +9,7 @@ phases name pose guides it as written (`humo.guidance.parsing`).
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from humo.errors import HumoError
@@ -229,6 +230,12 @@ PRESETS: dict[str, Callable[..., GuidanceSchedule]] = {
     "cfg": cfg,
     "none": none,
 }
+
+
+def preset_parameters(name: str) -> dict:
+    """A guidance preset's parameters (its keyword-only arguments) and their defaults, in order."""
+    params = inspect.signature(PRESETS[name]).parameters.values()
+    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 def preset_names() -> list[str]:
