@@ -57,8 +57,8 @@ def test_same_seed_same_dataset_whatever_the_workers(tmp_path):
 
 
 def test_the_clip_writer_gives_the_same_bytes_every_time(tmp_path):
-    """The encoder's own RGB conversion gave one of two streams for the same frames, call to call (seen in CI as a
-    one-level pixel difference between datasets); the writer converts before encoding so that it cannot."""
+    """The same frames gave one of two H.264 streams, call to call (seen in CI as a one-level pixel difference
+    between datasets): x264's lookahead ran threads of its own; the writer now keeps every part on one thread."""
     from humo.proving_ground import render
     from humo.proving_ground._av import write_mp4
     from humo.proving_ground.synth import clip_content

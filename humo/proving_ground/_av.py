@@ -25,13 +25,19 @@ def write_mp4(
             vs = c.add_stream("libx264", rate=int(round(fps)))
             vs.width, vs.height = frames.shape[2], frames.shape[1]
             vs.pix_fmt = "yuv420p"
-            vs.options = {"crf": "12", "preset": "veryfast", "threads": "1"}
+            # x264 on one thread in every part: with the generic `threads` option alone its lookahead still ran
+            # threads of its own, and the same frames gave one of two streams from call to call
+            vs.options = {
+                "crf": "12",
+                "preset": "veryfast",
+                "threads": "1",
+                "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0",
+            }
             if audio is not None:
                 aus = c.add_stream("aac", rate=sample_rate)
                 aus.layout = "mono"
             for f in frames:
-                # converted here, not by the encoder: PyAV's in-encoder conversion gave one of two different
-                # streams for the same frames from call to call (a 1-level luma flip), an explicit reformat does not
+                # converted here, not by the encoder (one conversion for every clip)
                 vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24").reformat(format="yuv420p")
                 c.mux(vs.encode(vf))
             c.mux(vs.encode())
