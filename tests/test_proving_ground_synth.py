@@ -56,23 +56,54 @@ def test_same_seed_same_dataset_whatever_the_workers(tmp_path):
     assert [s.caption for s in c] != [s.caption for s in a]
 
 
-def test_the_clip_writer_gives_the_same_bytes_every_time(tmp_path):
-    """The same frames gave one of two H.264 streams, call to call (seen in CI as a one-level pixel difference
-    between datasets): x264's lookahead ran threads of its own; the writer now keeps every part on one thread."""
+def test_the_clip_writer_decodes_to_its_own_conversion_every_time(tmp_path):
+    """Lossy x264 gave one of two streams for the same frames, call to call on some machines (CI saw a one-level
+    pixel difference between datasets) and different streams on different CPUs; the writer is lossless now, so
+    what a reader decodes is the writer's integer yuv420p conversion exactly, whatever the stream's bytes."""
+    import av
+
     from humo.proving_ground import render
-    from humo.proving_ground._av import write_mp4
+    from humo.proving_ground._av import rgb_to_yuv420p, write_mp4
     from humo.proving_ground.synth import clip_content
 
     cfg = SynthConfig(out=tmp_path, clips=4, frames=(9, 13), seed=3, workers=1)
     for index in (1, 2):
         _, spec, tracks = clip_content(cfg, index)
         frames = render.render_clip(spec, [t.envelope for t in tracks], [t.roundness for t in tracks]).frames
-        written, heap = set(), []
-        for k in range(12):
-            heap.append(np.empty(7919 * k + 13, np.uint8))  # it depended on where the buffers landed
-            write_mp4(tmp_path / f"{index}_{k}.mp4", frames, spec.fps)
-            written.add((tmp_path / f"{index}_{k}.mp4").read_bytes())
-        assert len(written) == 1
+        planes, heap = rgb_to_yuv420p(frames), []
+        for k in range(6):
+            heap.append(np.empty(7919 * k + 13, np.uint8))  # the lossy stream depended on where buffers landed
+            path = tmp_path / f"{index}_{k}.mp4"
+            write_mp4(path, frames, spec.fps)
+            with av.open(str(path)) as c:
+                decoded = np.stack([f.to_ndarray(format="yuv420p") for f in c.decode(video=0)])
+            assert np.array_equal(decoded, planes)
+            rgb = read_video(path)[0].astype(int)
+            assert np.abs(rgb - frames).mean() < 6  # and it is the picture (chroma subsampling aside)
+
+
+def test_the_yuv_conversion_is_bt601_limited_range():
+    """Against PyAV's own conversion (swscale, an independent implementation): luma within one level everywhere,
+    chroma within one level inside flat 8x8 blocks (swscale filters chroma across block edges; we average 2x2);
+    and a wrong matrix (BT.709) is caught by the same comparison."""
+    import av
+
+    from humo.proving_ground._av import rgb_to_yuv420p
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (1, 8, 8, 3), dtype=np.uint8).repeat(8, axis=1).repeat(8, axis=2)  # 64 x 64
+    ours = rgb_to_yuv420p(frames)[0].astype(int)
+
+    def error(colorspace):
+        vf = av.VideoFrame.from_ndarray(frames[0], format="rgb24")
+        theirs = vf.reformat(format="yuv420p", dst_colorspace=colorspace, dst_color_range="MPEG").to_ndarray()
+        d = np.abs(ours - theirs.astype(int))
+        inner = d[64:].reshape(2, 8, 4, 8, 4)[:, :, 1:3, :, 1:3]  # U and V [32, 32], away from block edges
+        return d[:64].max(), inner.max()
+
+    assert max(error("ITU601")) <= 1
+    assert min(error("ITU709")) > 5
+    assert ours[:64].min() >= 16 and ours[:64].max() <= 235  # limited range
 
 
 def test_heldout_and_multi(tmp_path):
