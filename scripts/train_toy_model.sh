@@ -3,6 +3,10 @@
 #
 #   bash scripts/train_toy_model.sh            # = make toy-model; OUT=runs/toy-recipe by default
 #   BUNDLE=1 bash scripts/train_toy_model.sh   # also copy the result into humo/assets/toy
+#   MULTI_CLIPS=640 OUT=runs/ih-recipe bash scripts/train_toy_model.sh
+#       # InterActHuman in the whole recipe: that many `humo synth --multi` clips (2-3 people) join the one-person
+#       # ones from stage 0 on; stages 1-2 train with several references, stage 2 with each person's audio in their
+#       # region and a person mask predictor; then scored on held-out multi-person clips (OUT/persons.json)
 #
 # Every step skips itself when its output exists, and `humo train` resumes from their last
 # checkpoint, so rerunning after an interruption continues where it stopped. Wall time of each step goes to
@@ -15,6 +19,8 @@ CONFIG=${CONFIG:-configs/toy.json}
 CLIPS=${CLIPS:-640}
 CODEC_CHANNELS=${CODEC_CHANNELS:-24}
 CODEC_SCALING=${CODEC_SCALING:-global}
+MULTI_CLIPS=${MULTI_CLIPS:-0}
+PERSON_BLOCKS=${PERSON_BLOCKS:-2}            # the last blocks the person mask predictor reads
 S0_STEPS=${S0_STEPS:-2000}
 S1_STEPS=${S1_STEPS:-1500}
 S2_STEPS=${S2_STEPS:-5000}
@@ -35,6 +41,18 @@ step synth-train "$OUT/data/train/manifest.jsonl" \
   $HUMO synth --out "$OUT/data/train" --clips "$CLIPS" --frames 49:49 --seed 1
 step synth-heldout "$OUT/data/heldout/manifest.jsonl" \
   $HUMO synth --out "$OUT/data/heldout" --clips 100 --frames 49:49 --seed 2 --split heldout
+TRAIN_MANIFEST="$OUT/data/train/manifest.jsonl"
+PERSONS=()
+if (( MULTI_CLIPS > 0 )); then
+  step synth-multi "$OUT/data/multi/manifest.jsonl" \
+    $HUMO synth --out "$OUT/data/multi" --clips "$MULTI_CLIPS" --frames 49:49 --seed 21 --multi
+  step synth-multi-heldout "$OUT/data/multi-heldout/manifest.jsonl" \
+    $HUMO synth --out "$OUT/data/multi-heldout" --clips 40 --frames 49:49 --seed 22 --split heldout --multi
+  step merge "$OUT/data/mixed/manifest.jsonl" \
+    $HUMO data merge "$TRAIN_MANIFEST" "$OUT/data/multi/manifest.jsonl" --out "$OUT/data/mixed/manifest.jsonl"
+  TRAIN_MANIFEST="$OUT/data/mixed/manifest.jsonl"
+  PERSONS=(--set persons=true --set num_refs=3 --set model_overrides.person_mask_blocks="$PERSON_BLOCKS")
+fi
 # The latent codec: principal components of 4x4-pixel blocks, fitted in closed form (seconds; see
 # docs/proving-ground.md, "The latent codec").
 step codec "$OUT/codec/codec.json" \
@@ -43,7 +61,7 @@ step codec "$OUT/codec/codec.json" \
 # The frozen toy text and audio encoders (seeded), with the codec: what precompute and the demo both use.
 step encoders "$OUT/encoders/whisper" python -m humo.toy --out "$OUT/encoders" --vae "$OUT/codec"
 step precompute "$OUT/cache/index.json" \
-  $HUMO precompute --manifest "$OUT/data/train/manifest.jsonl" --out "$OUT/cache" --vae "$OUT/encoders/vae" \
+  $HUMO precompute --manifest "$TRAIN_MANIFEST" --out "$OUT/cache" --vae "$OUT/encoders/vae" \
   --text "$OUT/encoders/text" --audio "$OUT/encoders/whisper" --split train --quiet
 # The held-out clips' conditions, for `python -m humo.evaluation.probes gap` (not used in training).
 step precompute-heldout "$OUT/cache-heldout/index.json" \
@@ -54,15 +72,20 @@ step stage0 "$OUT/s0/final/ema.safetensors" \
   --set steps="$S0_STEPS" "${LATENT[@]}"
 step stage1 "$OUT/s1/final/ema.safetensors" \
   $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s1" --set stage=1 \
-  --set steps="$S1_STEPS" --set lr=0.0005 --set face_loss_weight="$FACE_WEIGHT" --set init="$OUT/s0/final/ema.safetensors" --set trainable="$TRAINABLE" "${LATENT[@]}" \
+  --set steps="$S1_STEPS" --set lr=0.0005 --set face_loss_weight="$FACE_WEIGHT" --set init="$OUT/s0/final/ema.safetensors" --set trainable="$TRAINABLE" "${LATENT[@]}" "${PERSONS[@]}" \
   --set checkpoint_every=250 --set keep_checkpoints=0  # every checkpoint kept: the probes' curves
 step stage2 "$OUT/s2/final/ema.safetensors" \
   $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s2" --set stage=2 \
-  --set steps="$S2_STEPS" --set lr=0.0003 --set face_loss_weight="$FACE_WEIGHT" --set init="$OUT/s1/final/ema.safetensors" --set trainable="$TRAINABLE" "${LATENT[@]}" \
+  --set steps="$S2_STEPS" --set lr=0.0003 --set face_loss_weight="$FACE_WEIGHT" --set init="$OUT/s1/final/ema.safetensors" --set trainable="$TRAINABLE" "${LATENT[@]}" "${PERSONS[@]}" \
   --set checkpoint_every=500 --set keep_checkpoints=0  # every checkpoint kept: `humo bench train --recipe`
 step model "$OUT/model/dit.safetensors" \
   python -m humo.toy --out "$OUT/model" --dit "$OUT/s2/final/ema.safetensors" --vae "$OUT/codec" \
   --encoders "$OUT/encoders" --dit-dtype bf16
+if (( MULTI_CLIPS > 0 )); then
+  step persons "$OUT/persons.json" \
+    python -m humo.evaluation.persons --model "$OUT/model" --baseline "${BASELINE:-humo/assets/toy}" \
+    --manifest "$OUT/data/multi-heldout/manifest.jsonl" --clips 24 --out "$OUT/persons.json" --figure "$OUT/turns.png"
+fi
 
 if [[ "${BUNDLE:-0}" == 1 ]]; then
   rm -rf humo/assets/toy && cp -r "$OUT/model" humo/assets/toy && echo "bundled into humo/assets/toy"

@@ -111,3 +111,46 @@ def test_parquet(tmp_path):
     samples = [_sample(0), _sample(1)]
     write_manifest(tmp_path / "m.parquet", samples)
     assert read_manifest(tmp_path / "m.parquet") == samples
+
+
+def test_merge_rebases_paths_to_the_same_files(tmp_path):
+    from humo.data.manifest import merge_manifests
+
+    a = write_manifest(tmp_path / "a" / "m.jsonl", [_sample(0), _sample(1, pose=str(tmp_path / "abs.json"))])
+    b = write_manifest(
+        tmp_path / "b" / "deep" / "m.jsonl",
+        [_sample(2, person_audio=["clips/2_c0.wav", "clips/2_c1.wav"], ref_images=["r0.png", "r1.png"])],
+    )
+    before = (a.read_bytes(), b.read_bytes())
+    out = tmp_path / "ab" / "m.jsonl"
+    merged = merge_manifests([a, b], out)
+    back = read_manifest(out)
+    assert [s.id for s in back] == ["clip-0", "clip-1", "clip-2"] == [s.id for s in merged]
+    originals = read_manifest(a) + read_manifest(b)
+    for s, o in zip(back, originals):
+        assert s.video_path.resolve() == o.video_path.resolve() and s.video != o.video  # rebased, same file
+        assert [p.resolve() for p in s.ref_image_paths] == [p.resolve() for p in o.ref_image_paths]
+        assert [p.resolve() for p in s.person_audio_paths] == [p.resolve() for p in o.person_audio_paths]
+        assert s.audio_path.resolve() == o.audio_path.resolve()
+        assert s.face_masks_path.resolve() == o.face_masks_path.resolve()
+        assert (s.caption, s.meta, s.split) == (o.caption, o.meta, o.split)
+    assert back[1].pose == str(tmp_path / "abs.json")  # absolute stays absolute
+    assert (a.read_bytes(), b.read_bytes()) == before  # inputs untouched
+
+
+def test_merge_refuses_a_shared_id_and_writes_nothing(tmp_path, capsys):
+    from humo.cli import main
+
+    a = write_manifest(tmp_path / "a" / "m.jsonl", [_sample(0), _sample(1)])
+    b = write_manifest(tmp_path / "b" / "m.jsonl", [_sample(1)])
+    out = tmp_path / "ab.jsonl"
+    assert main(["data", "merge", str(a), str(b), "--out", str(out)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'clip-1'" in err[0] and str(a) in err[0] and str(b) in err[0]
+    assert not out.exists() and not list(tmp_path.glob(".ab.jsonl*"))
+    assert main(["data", "merge", str(a), "--out", str(a)]) != 0
+    assert "is one of the inputs" in capsys.readouterr().err
+    assert main(["data", "merge", str(a), str(tmp_path / "missing.jsonl"), "--out", str(out)]) != 0
+    assert "missing.jsonl" in capsys.readouterr().err and not out.exists()
+    assert main(["data", "merge", str(a), "--out", str(out)]) == 0
+    assert "2 samples from 1 manifests" in capsys.readouterr().out and len(read_manifest(out)) == 2

@@ -1,4 +1,4 @@
-"""`humo data run|status`: build a training manifest from real talking videos, in resumable stages
+"""`humo data run|status|import-humoset|merge`: build a training manifest from real talking videos, in resumable stages
 (docs/data-pipeline.md)."""
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "run: probe, normalise (25 fps, 16 kHz mono), shot cuts, segments of 4k+1 frames, speech, faces, lip sync, "
         "references and a manifest, over a folder or list of videos into a run folder; a rerun resumes. "
-        "status: what a run folder holds."
+        "status: what a run folder holds. import-humoset: HuMoSet's release as a manifest. merge: several "
+        "manifests as one."
     )
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     run = sub.add_parser("run", help="run the stages over videos into a run folder (resumable)")
@@ -152,6 +153,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run.set_defaults(_quiet_here=True)
     status = sub.add_parser("status", help="per stage: clips done, kept, dropped by reason")
     status.add_argument("out", type=Path, help="a run folder")
+    merge = sub.add_parser(
+        "merge",
+        help="several manifests into one (paths rebased, ids must be unique)",
+        description="Write OUT with every sample of the given manifests, in order, each file path rewritten "
+        "relative to OUT's folder so it names the same files (e.g. one-person and multi-person proving-ground "
+        "clips in one training set). The inputs are not modified.",
+    )
+    merge.add_argument("manifests", nargs="+", type=Path, help="manifests to merge (.jsonl or .parquet)")
+    merge.add_argument("--out", required=True, type=Path, help="the merged manifest (.jsonl or .parquet)")
     imp = sub.add_parser(
         "import-humoset",
         help="HuMoSet (video/, reference_image/, video_caption.parquet) into a manifest",
@@ -184,6 +194,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.action == "status":
         print(status_text(args.out, run_status(args.out)))
+        return 0
+    if args.action == "merge":
+        from humo.data.manifest import merge_manifests
+        from humo.errors import HumoError
+
+        if any(p.resolve() == args.out.resolve() for p in args.manifests):
+            raise HumoError(f"--out {args.out}: is one of the inputs (inputs are never modified)")
+        merged = merge_manifests(args.manifests, args.out)
+        print(f"{args.out}: {len(merged)} samples from {len(args.manifests)} manifests")
         return 0
     if args.action == "import-humoset":
         from humo.data.humoset import import_humoset

@@ -7,6 +7,7 @@ per-frame face masks; `meta` is free-form (the proving ground keeps its ground t
     samples = read_manifest("data/manifest.jsonl")   # validated; HumoError names the line and the field
     samples[0].video_path                             # absolute Path, resolved against the manifest's folder
     write_manifest("out/manifest.jsonl", samples)     # atomic
+    merge_manifests(["a/manifest.jsonl", "b/manifest.jsonl"], "ab/manifest.jsonl")  # paths rebased
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +234,42 @@ def write_manifest(path: str | os.PathLike, samples: list[Sample]) -> Path:
             for s in samples:
                 f.write(json.dumps(s.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
     return p
+
+
+def merge_manifests(paths: list[str | os.PathLike], out: str | os.PathLike) -> list[Sample]:
+    """Write one manifest at `out` holding every sample of `paths`, in order, each path rewritten relative to the
+    new manifest's folder (so it names the same files; absolute paths stay absolute). Nothing is written unless
+    every input is valid; an id in two inputs is an error naming both. Returns the merged samples."""
+    if not paths:
+        raise HumoError("merge: no manifests given")
+    dest = Path(out).resolve().parent
+    merged: list[Sample] = []
+    first: dict[str, Path] = {}
+    for path in paths:
+        for s in read_manifest(path):
+            if s.id in first:
+                raise HumoError(f"manifest {path}: id {s.id!r} is also in {first[s.id]}")
+            first[s.id] = Path(path)
+
+            def rebase(q: str | None, s: Sample = s) -> str | None:
+                if q is None or Path(q).is_absolute():
+                    return q
+                return os.path.relpath(s.resolve(q), dest)
+
+            merged.append(
+                replace(
+                    s,
+                    video=rebase(s.video),
+                    audio=rebase(s.audio),
+                    face_masks=rebase(s.face_masks),
+                    pose=rebase(s.pose),
+                    ref_images=[rebase(q) for q in s.ref_images],
+                    person_audio=[rebase(q) for q in s.person_audio],
+                    root=dest,
+                )
+            )
+    write_manifest(out, merged)
+    return merged
 
 
 def _pyarrow():
