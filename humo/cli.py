@@ -68,18 +68,30 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: Whether the user set the libraries' console settings, decided at the first call of `quiet_libraries` (later calls
+#: would see the values that call set and take them for the user's).
+_USER_QUIET_SETTINGS: bool | None = None
+
+
 def quiet_libraries() -> None:
     """Keep third-party chatter off the console: transformers' and the hub's progress bars and advice while weights
     load, and PIL's DecompressionBombWarning (humo resizes every reference image to the video size anyway). Set
     before those libraries are imported; an explicit environment setting of the user's wins."""
-    user_set = "TRANSFORMERS_VERBOSITY" in os.environ or "HF_HUB_DISABLE_PROGRESS_BARS" in os.environ
+    global _USER_QUIET_SETTINGS
+    if _USER_QUIET_SETTINGS is None:
+        _USER_QUIET_SETTINGS = "TRANSFORMERS_VERBOSITY" in os.environ or "HF_HUB_DISABLE_PROGRESS_BARS" in os.environ
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     warnings.filterwarnings("ignore", message=".*decompression bomb.*")
-    if (
-        "transformers" in sys.modules and not user_set
-    ):  # already imported (humo used as a library): its settings are read at import
+    if _USER_QUIET_SETTINGS:
+        return
+    # already imported (humo used as a library, or called twice in one process): they read the settings at import
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "transformers" in sys.modules:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()

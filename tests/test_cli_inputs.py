@@ -559,3 +559,26 @@ def test_quiet_stderr_keeps_warnings_and_errors_and_drops_progress():
         "humo: warning: audio a.wav: 3 sample(s) beyond full scale",
         "UserWarning: something a library says",
     ]
+
+
+def test_a_second_command_in_one_process_keeps_the_libraries_quiet(monkeypatch):
+    """The first call decides whether the user set the libraries' console settings; a later call must not take
+    the values that call set for the user's (transformers imported in between kept its progress bars on)."""
+    from transformers.utils import logging as hf_logging
+
+    from humo import cli
+
+    monkeypatch.setattr(cli, "_USER_QUIET_SETTINGS", None)
+    for name in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        cli.quiet_libraries()  # the first command: nothing set by the user
+        hf_logging.enable_progress_bar()  # as if transformers had been imported after it, with bars on
+        cli.quiet_libraries()  # the second command
+        assert not hf_logging.is_progress_bar_enabled()
+        monkeypatch.setattr(cli, "_USER_QUIET_SETTINGS", True)  # a user's own setting is left alone
+        hf_logging.enable_progress_bar()
+        cli.quiet_libraries()
+        assert hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.disable_progress_bar()
