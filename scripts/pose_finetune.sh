@@ -30,6 +30,7 @@ CLIPS=${CLIPS:-12}
 POSE_RATIO=${POSE_RATIO:-0.5}
 POSE_CHANNELS=${POSE_CHANNELS:-16}
 FACE_WEIGHT=${FACE_WEIGHT:-4}              # the recipe's stages 1 and 2
+POSE_WEIGHT=${POSE_WEIGHT:-0}              # pose_loss_weight: the flow loss weighted around the wrists
 GEN_STEPS=${GEN_STEPS:-20}
 SEED=${SEED:-0}
 # The recipe's cache (index.json) was written before precompute kept pose keypoints, so the training clips are
@@ -61,7 +62,7 @@ EOF
 step train "$R/ft/final/ema.safetensors" \
   $HUMO train --config "$CONFIG" --set cache="$CACHE" --set out="$R/ft" --set stage=2 --set steps="$STEPS" \
   --set lr="$LR" --set init="$INIT" --set trainable=full --set face_loss_weight="$FACE_WEIGHT" \
-  --set pose_ratio="$POSE_RATIO" --set model_overrides.pose_channels="$POSE_CHANNELS" "${LATENT[@]}" \
+  --set pose_loss_weight="$POSE_WEIGHT" --set pose_ratio="$POSE_RATIO" --set model_overrides.pose_channels="$POSE_CHANNELS" "${LATENT[@]}" \
   --set checkpoint_every=250
 step model "$R/model/dit.safetensors" \
   python -m humo.toy --out "$R/model" --dit "$R/ft/final/ema.safetensors" --vae "$MODEL/vae" --encoders "$MODEL" \

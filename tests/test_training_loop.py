@@ -205,3 +205,26 @@ def test_a_pose_guider_on_a_cache_without_poses_is_refused_before_training(tmp_p
     with pytest.raises(HumoError, match="no sample of .* has pose keypoints"):
         Trainer(_cfg(tmp_path / "c", tmp_path / "run", **kw))
     Trainer(_cfg(tmp_path / "c", tmp_path / "zero", **{**kw, "pose_ratio": 0.0}))  # no pose trained: allowed
+
+
+def test_the_pose_loss_weight_weighs_the_hands_and_needs_the_poses(tmp_path):
+    """pose_loss_weight changes the first step's loss on samples with a pose (the same draws otherwise), and asks
+    for a stage that reads the poses: refused with a one-line error without a pose guider."""
+    synthetic_cache(
+        tmp_path / "c", samples=2, text_dim=MODEL["text_dim"], audio_window=(8, 5, MODEL["audio_feat_dim"]),
+        with_pose=[True, True],
+    )  # fmt: skip
+    base = tmp_path / "humo.safetensors"
+    save_dit(HumoDiT(tiny_cfg("humo-1.7b", **MODEL)), base)
+    posed = {**MODEL, "pose_channels": 4, "pose_hidden": 8}
+    kw = dict(stage=2, model_overrides=posed, init=str(base), steps=1, pose_ratio=1.0, batch_size=2, log_every=1)
+    losses = []
+    for name, weight in (("plain", 0.0), ("hands", 8.0)):
+        run = tmp_path / name
+        train(_cfg(tmp_path / "c", run, **kw, pose_loss_weight=weight, pose_loss_joints=["nose", "left_wrist"]))
+        losses.append([json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]["loss"])
+    assert losses[0] != losses[1]
+    with pytest.raises(HumoError, match="pose_loss_weight 8: needs the clips' poses"):
+        Trainer(_cfg(tmp_path / "c", tmp_path / "x", **{**kw, "model_overrides": MODEL}, pose_loss_weight=8.0))
+    with pytest.raises(HumoError, match="pose_loss_joints \\['wrist'\\]: unknown"):
+        Trainer(_cfg(tmp_path / "c", tmp_path / "y", **kw, pose_loss_weight=8.0, pose_loss_joints=["wrist"]))

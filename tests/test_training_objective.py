@@ -173,11 +173,15 @@ def test_row_draws_depend_only_on_their_position():
 
 
 def test_face_weighted_flow_loss_keeps_the_plain_mean_when_uniform_and_follows_the_face():
-    from humo.training.objective import face_weight, flow_loss
+    from humo.training.objective import flow_loss, loss_weight
 
     g = torch.Generator().manual_seed(0)
     pred, target = torch.randn(2, 4, 3, 5, 5, generator=g), torch.randn(2, 4, 3, 5, 5, generator=g)
     video2 = torch.tensor([False, False, True])  # two video frames, then a clean one
+
+    def face_weight(mask, w):
+        return loss_weight(SimpleNamespace(mask=mask, pose=None), 2, (5, 5), face_loss_weight=w)
+
     plain = flow_loss(pred, target, video2)
     assert face_weight(torch.ones(2, 2, 5, 5), 0.0) is None
     assert torch.allclose(flow_loss(pred, target, video2, face_weight(torch.zeros(2, 2, 5, 5), 4.0)), plain)
@@ -192,3 +196,24 @@ def test_face_weighted_flow_loss_keeps_the_plain_mean_when_uniform_and_follows_t
     w = face_weight(mask, 4.0)
     assert (flow_loss(inside, target * 0, video2, w) > flow_loss(inside, target * 0, video2) * 2).all()
     assert (flow_loss(outside, target * 0, video2, w) < flow_loss(outside, target * 0, video2)).all()
+
+
+def test_the_joint_weight_lands_on_the_joint_in_its_latent_frame():
+    """Heatmaps of 3 latent frames (9 pixel frames: 0, then 1-4, 5-8) at 2x the latent's 4 x 4: a left-wrist peak
+    in pixel frame 5 at pixel (3, 6) weighs latent frame 2's pixel (1, 3) only; a nose peak and one in the motion
+    frame (latent frame 0, not among the 2 video frames) weigh nothing."""
+    from humo.pose import CANONICAL
+    from humo.training.objective import joint_weight, loss_weight
+
+    pose = torch.zeros(1, len(CANONICAL), 9, 8, 8)
+    pose[0, CANONICAL.index("left_wrist"), 5, 3, 6] = 1.0
+    pose[0, CANONICAL.index("nose"), 6, 0, 0] = 1.0
+    pose[0, CANONICAL.index("right_wrist"), 0, 7, 7] = 1.0
+    wrists = [CANONICAL.index("left_wrist"), CANONICAL.index("right_wrist")]
+    w = joint_weight(pose, wrists, 2, (4, 4))
+    assert w.shape == (1, 2, 4, 4) and w[0, 1, 1, 3] == 1.0 and w.sum() == 1.0
+    assert joint_weight(pose, wrists, 3, (4, 4))[0, 0, 3, 3] == 1.0  # the motion frame, when asked for
+    batch = SimpleNamespace(mask=torch.zeros(1, 2, 4, 4), pose=pose)
+    both = loss_weight(batch, 2, (4, 4), 4.0, 2.0, ("left_wrist", "right_wrist"))
+    assert both[0, 1, 1, 3] == 3.0 and both.min() == 1.0 and both.sum() == 32 + 2
+    assert loss_weight(SimpleNamespace(mask=None, pose=None), 2, (4, 4), 0.0, 2.0, ("left_wrist",)) is None

@@ -111,6 +111,11 @@ class TrainConfig:
     # the same mean: the mouth is a few latent pixels but carries the lip-sync task (talking-head trainers weight
     # the face or the lips likewise). 0 = the plain mean over the frame.
     face_loss_weight: float = 0.0
+    # Likewise around chosen joints of the clip's pose (a DiT with a pose guider and a cache with poses): each latent
+    # pixel weighted + pose_loss_weight * the joints' heatmap peak there (1 at the joint, falling with the guider's
+    # sigma). The hands are small and fast and carry most of a driven pose's error; 0 = off.
+    pose_loss_weight: float = 0.0
+    pose_loss_joints: list = field(default_factory=lambda: ["left_wrist", "right_wrist"])
     zero_init_audio: bool = True  # audio branches that are untrained start with a zero output projection
     # -- optimisation
     steps: int = 1000
@@ -179,6 +184,11 @@ class TrainConfig:
         need(self.null_text in NULL_TEXTS, f"null_text {self.null_text!r}: use negative | empty")
         need(self.mask_loss_weight >= 0, f"mask_loss_weight {self.mask_loss_weight}: must be >= 0")
         need(self.face_loss_weight >= 0, f"face_loss_weight {self.face_loss_weight}: must be >= 0")
+        need(self.pose_loss_weight >= 0, f"pose_loss_weight {self.pose_loss_weight}: must be >= 0")
+        from humo.pose import CANONICAL
+
+        unknown = [j for j in self.pose_loss_joints if j not in CANONICAL]
+        need(not unknown, f"pose_loss_joints {unknown}: unknown joint(s); use names of {', '.join(CANONICAL)}")
         for name in ("steps", "batch_size", "grad_accum", "log_every", "checkpoint_every"):
             need(getattr(self, name) >= 1, f"{name} {getattr(self, name)}: must be >= 1")
         for name in ("warmup_steps", "num_workers", "keep_checkpoints"):

@@ -260,6 +260,11 @@ class Trainer:
             and any("pose" in TASK_USES[t] for t in stage.tasks)
             and keep_ratios(cfg)["pose"] > 0
         )
+        if cfg.pose_loss_weight and not self.uses_pose:
+            raise HumoError(
+                f"pose_loss_weight {cfg.pose_loss_weight:g}: needs the clips' poses, which this stage reads only for a "
+                "DiT with a pose guider (model_overrides.pose_channels) whose tasks use poses at a pose ratio above 0"
+            )
         # several people: their audio goes where their regions are once the audio path runs; the predictor learns
         self.persons = cfg.persons and stage.audio
         self.person_weight = cfg.person_mask_weight if (self.persons and dcfg.person_mask_blocks) else 0.0
@@ -420,6 +425,8 @@ class Trainer:
                 use_audio=self.stage.audio,
                 mask_weight=self.mask_weight,
                 face_loss_weight=cfg.face_loss_weight,
+                pose_loss_weight=cfg.pose_loss_weight,
+                pose_loss_joints=tuple(cfg.pose_loss_joints),
                 person_mask_weight=self.person_weight,
                 autocast_dtype=torch.bfloat16 if cfg.precision == "bf16" else None,
             )

@@ -281,9 +281,35 @@ def flow_loss(pred: Tensor, target: Tensor, clean: Tensor, weight: Tensor | None
     return (diff.square() * w).mean(dim=(1, 2, 3, 4)) / w.mean(dim=(1, 2, 3, 4))
 
 
-def face_weight(mask: Tensor, face_loss_weight: float) -> Tensor | None:
-    """[B, F, h, w] face-mask fractions -> the flow loss's per-pixel weight 1 + w * mask (None when w is 0)."""
-    return None if face_loss_weight == 0 else 1.0 + face_loss_weight * mask
+def joint_weight(pose: Tensor, joints: list[int], frames: int, size: tuple[int, int]) -> Tensor:
+    """Pose heatmaps [B, J, 1 + 4(n - 1), s*h, s*w] of n latent frames (motion, then video) -> [B, frames, h, w]
+    for the last `frames` latent frames: per latent pixel, the largest value of the `joints`' heatmaps over the
+    pixel frames it stands for (pixel frame 0, then four each) and the s x s pixels it covers."""
+    hm = pose[:, joints].amax(dim=1)
+    first, rest = hm[:, :1], hm[:, 1:]
+    rest = rest.reshape(rest.shape[0], -1, 4, *rest.shape[2:]).amax(dim=2)
+    per_frame = torch.cat([first, rest], dim=1)[:, -frames:]
+    return torch.nn.functional.adaptive_max_pool2d(per_frame, size)
+
+
+def loss_weight(
+    batch: TrainingBatch,
+    frames: int,
+    size: tuple[int, int],
+    face_loss_weight: float = 0.0,
+    pose_loss_weight: float = 0.0,
+    pose_loss_joints: tuple[str, ...] = (),
+) -> Tensor | None:
+    """The flow loss's per-pixel weight [B, F, h, w]: 1 + face_loss_weight * the face-mask fraction (``batch.mask``)
+    + pose_loss_weight * `joint_weight` of the clip's own pose (``batch.pose``, zeros where a sample has none),
+    whether or not the sample's pose condition was dropped. None when neither applies."""
+    from humo.pose import CANONICAL
+
+    w = face_loss_weight * batch.mask if face_loss_weight else None
+    if pose_loss_weight and batch.pose is not None:
+        j = joint_weight(batch.pose, [CANONICAL.index(n) for n in pose_loss_joints], frames, size)
+        w = pose_loss_weight * j if w is None else w + pose_loss_weight * j.to(w)
+    return None if w is None else 1.0 + w
 
 
 def mask_loss(logits: Tensor, target: Tensor, weight: Tensor, clean: Tensor) -> Tensor:
@@ -310,13 +336,16 @@ def compute_loss(
     reference_rope: str = "continue",
     mask_weight: float = 0.0,
     face_loss_weight: float = 0.0,
+    pose_loss_weight: float = 0.0,
+    pose_loss_joints: tuple[str, ...] = (),
     person_mask_weight: float = 0.0,
     autocast_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """One micro-batch: the total loss (scalar, for backward) and detached parts {"flow", "mask", "persons"}.
 
-    face_loss_weight > 0 weights the flow loss by `face_weight` of ``batch.mask`` (zeros where a sample has
-    no face mask, so such samples keep the plain mean).
+    face_loss_weight > 0 and pose_loss_weight > 0 weight the flow loss by `loss_weight`: the face mask
+    ``batch.mask`` (zeros where a sample has no face mask, so such samples keep the plain mean) and the heatmaps of
+    `pose_loss_joints` in ``batch.pose``.
 
     mask_weight > 0 asks the model for its mask logits (``return_mask=True``) and adds
     ``mask_weight * mask_loss`` against ``batch.mask`` [B, F, h, w] weighted by ``batch.has_mask``.
@@ -343,7 +372,10 @@ def compute_loss(
         pred, logits, person_logits = out
     else:
         pred, logits = out if want_mask else (out, None)
-    weight = face_weight(batch.mask, face_loss_weight) if face_loss_weight else None
+    frames = int((~inputs.clean).sum())
+    weight = loss_weight(
+        batch, frames, tuple(pred.shape[-2:]), face_loss_weight, pose_loss_weight, tuple(pose_loss_joints)
+    )
     flow = flow_loss(pred, inputs.target, inputs.clean, weight).mean()
     loss = flow
     parts = {"flow": flow.detach()}
