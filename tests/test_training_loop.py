@@ -166,17 +166,22 @@ def test_tensorboard_progress_and_the_bench(cache, tmp_path, capsys):
     assert "fp32" in out and "bf16" in out and "ratio bf16/fp32 = " in out
 
 
-def test_a_dit_with_a_pose_guider_trains_on_the_samples_that_have_a_pose(tmp_path):
-    """OmniHuman-1's pose condition in the one trainer: from a HuMo export without a guider, a fresh (zero
-    embedding) guider learns from the samples with keypoints, kept at pose_ratio; at ratio 0 it never sees one."""
+def _posed(tmp_path, with_pose, **kw):
+    """A synthetic cache at tmp_path/c whose samples have a pose where `with_pose`, a HuMo export without a guider,
+    and the stage-2 settings that give the DiT one (with `kw`)."""
     synthetic_cache(
-        tmp_path / "c", samples=4, text_dim=MODEL["text_dim"], audio_window=(8, 5, MODEL["audio_feat_dim"]),
-        with_pose=[True, True, False, True],
+        tmp_path / "c", samples=len(with_pose), text_dim=MODEL["text_dim"],
+        audio_window=(8, 5, MODEL["audio_feat_dim"]), with_pose=with_pose,
     )  # fmt: skip
     base = tmp_path / "humo.safetensors"
     save_dit(HumoDiT(tiny_cfg("humo-1.7b", **MODEL)), base)
-    posed = {**MODEL, "pose_channels": 4, "pose_hidden": 8}
-    kw = dict(stage=2, model_overrides=posed, init=str(base), steps=3, weight_decay=0.0, pose_ratio=1.0)
+    return dict(stage=2, model_overrides={**MODEL, "pose_channels": 4, "pose_hidden": 8}, init=str(base), **kw)
+
+
+def test_a_dit_with_a_pose_guider_trains_on_the_samples_that_have_a_pose(tmp_path):
+    """OmniHuman-1's pose condition in the one trainer: from a HuMo export without a guider, a fresh (zero
+    embedding) guider learns from the samples with keypoints, kept at pose_ratio; at ratio 0 it never sees one."""
+    kw = _posed(tmp_path, [True, True, False, True], steps=3, weight_decay=0.0, pose_ratio=1.0)
     trainer = Trainer(_cfg(tmp_path / "c", tmp_path / "run", **kw))
     assert trainer.dataset.pose and any(n.startswith("pose_guider.") for n in trainer.params)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items() if k.startswith("pose_guider.")}
@@ -194,14 +199,7 @@ def test_a_dit_with_a_pose_guider_trains_on_the_samples_that_have_a_pose(tmp_pat
 def test_a_pose_guider_on_a_cache_without_poses_is_refused_before_training(tmp_path):
     """A cache written before precompute kept keypoints (or of clips without tracks) would train a guider that never
     sees a pose: refused with a one-line error, unless the pose ratio is 0."""
-    synthetic_cache(
-        tmp_path / "c", samples=2, text_dim=MODEL["text_dim"], audio_window=(8, 5, MODEL["audio_feat_dim"]),
-        with_pose=[False, False],
-    )  # fmt: skip
-    base = tmp_path / "humo.safetensors"
-    save_dit(HumoDiT(tiny_cfg("humo-1.7b", **MODEL)), base)
-    posed = {**MODEL, "pose_channels": 4, "pose_hidden": 8}
-    kw = dict(stage=2, model_overrides=posed, init=str(base), steps=1, pose_ratio=0.5)
+    kw = _posed(tmp_path, [False, False], steps=1, pose_ratio=0.5)
     with pytest.raises(HumoError, match="no sample of .* has pose keypoints"):
         Trainer(_cfg(tmp_path / "c", tmp_path / "run", **kw))
     Trainer(_cfg(tmp_path / "c", tmp_path / "zero", **{**kw, "pose_ratio": 0.0}))  # no pose trained: allowed
@@ -210,14 +208,7 @@ def test_a_pose_guider_on_a_cache_without_poses_is_refused_before_training(tmp_p
 def test_the_pose_loss_weight_weighs_the_hands_and_needs_the_poses(tmp_path):
     """pose_loss_weight changes the first step's loss on samples with a pose (the same draws otherwise), and asks
     for a stage that reads the poses: refused with a one-line error without a pose guider."""
-    synthetic_cache(
-        tmp_path / "c", samples=2, text_dim=MODEL["text_dim"], audio_window=(8, 5, MODEL["audio_feat_dim"]),
-        with_pose=[True, True],
-    )  # fmt: skip
-    base = tmp_path / "humo.safetensors"
-    save_dit(HumoDiT(tiny_cfg("humo-1.7b", **MODEL)), base)
-    posed = {**MODEL, "pose_channels": 4, "pose_hidden": 8}
-    kw = dict(stage=2, model_overrides=posed, init=str(base), steps=1, pose_ratio=1.0, batch_size=2, log_every=1)
+    kw = _posed(tmp_path, [True, True], steps=1, pose_ratio=1.0, batch_size=2, log_every=1)
     losses = []
     for name, weight in (("plain", 0.0), ("hands", 8.0)):
         run = tmp_path / name
