@@ -101,3 +101,28 @@ def test_conditioning_gap_is_high_for_a_model_that_uses_the_condition_and_zero_f
     assert by_audio["audio"]["face_gap"] > 0.99 and abs(by_audio["image"]["whole_gap"]) < 1e-6
     assert abs(blind["image"]["face_gap"]) < 1e-6 and abs(blind["audio"]["face_gap"]) < 1e-6
     assert by_image["image"]["clips"] == 6
+
+
+def test_audio_token_dependence_reads_a_collapsed_projector_as_zero(tmp_path):
+    """A random projector's tokens move with the audio; one whose first layer ignores its input (a bias only, as the
+    full variant's stage 2 ended up: docs/ablations.md) gives the same tokens whatever the audio: 0."""
+    import torch
+
+    from humo.configs import dit_preset
+    from humo.dit import HumoDiT
+    from humo.evaluation.probes import audio_token_dependence, conditioning_gap
+    from tests.helpers import TINY, TINY_AUDIO, synthetic_cache
+
+    cache = tmp_path / "cache"
+    synthetic_cache(
+        cache, samples=4, text_dim=TINY["text_dim"], audio_window=(8, 5, TINY_AUDIO["audio_feat_dim"]), split="val"
+    )
+    model = HumoDiT(dit_preset("humo-1.7b", **TINY, **TINY_AUDIO)).eval()
+    g = conditioning_gap(model, cache, sigmas=(0.5,))
+    assert 0.2 < g["audio_tokens"] < 2.0
+    with torch.no_grad():
+        model.audio_proj.audio_proj_glob_1.layer.weight.zero_()
+    g = conditioning_gap(model, cache, sigmas=(0.5,))
+    assert g["audio_tokens"] == 0.0
+    windows = torch.randn(3, 2, 8, 5, TINY_AUDIO["audio_feat_dim"])
+    assert audio_token_dependence(model, windows) == 0.0

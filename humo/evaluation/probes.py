@@ -137,7 +137,8 @@ def conditioning_gap(
     is measured with the clip's own condition and with another clip's (rolled by one in the batch), on the face
     region (the cached face masks as weights) and on the whole frame. gap = 1 - own / other: 0 when the model
     ignores the condition, > 0 when it uses it. This reads the mechanism itself, before the model draws well
-    enough for the sample readers to see it. -> {"image": {...}, "audio": {...}} with per-sigma and mean gaps.
+    enough for the sample readers to see it. -> {"image": {...}, "audio": {...}} with per-sigma and mean gaps, and
+    for a DiT with an audio projector "audio_tokens": `audio_token_dependence` on these clips.
     """
     import torch
 
@@ -179,6 +180,8 @@ def conditioning_gap(
         return whole.numpy(), on_face.numpy()
 
     own = {sigma: losses(batch, sigma) for sigma in sigmas}  # the same for both conditions
+    if cfg.audio and hasattr(model, "audio_proj"):
+        out["audio_tokens"] = audio_token_dependence(model, batch.audio)
     for kind, key in rolled.items():
         if kind == "audio" and not cfg.audio:
             continue
@@ -202,6 +205,19 @@ def conditioning_gap(
     return out
 
 
+def audio_token_dependence(model, windows) -> float:
+    """How much the audio projector's tokens change when each clip's audio windows [B, F, window, groups, C] are
+    replaced by another clip's (rolled by one): ||tokens(own) - tokens(other)|| / ||tokens(own)||. About 0.7 for a
+    random projector; near 0 for one that has collapsed to the same tokens whatever the audio, which turns the audio
+    branch into a learned bias that no audio can move (the conditioning gap then reads 0 too)."""
+    import torch
+
+    with torch.no_grad():
+        own = model.audio_proj(windows).float()
+        other = model.audio_proj(windows.roll(1, dims=0)).float()
+    return float((own - other).norm() / own.norm().clamp_min(1e-12))
+
+
 def gap_curve(
     run_out: str | os.PathLike, cache: str | os.PathLike, split: str = "test", clips: int = 24, log=print
 ) -> dict[int, dict[str, Any]]:
@@ -215,7 +231,8 @@ def gap_curve(
 
     def one(folder: Path) -> dict[str, Any]:
         g = conditioning_gap(checkpoint_dit(folder), cache, split=split, clips=clips)
-        return {f"{k}_gap": v["face_gap"] for k, v in g.items()} | {"detail": g}
+        tokens = {"audio_tokens": g.pop("audio_tokens")} if "audio_tokens" in g else {}
+        return {f"{k}_gap": v["face_gap"] for k, v in g.items()} | tokens | {"detail": g}
 
     curve = {}
     for step, folder in points:
