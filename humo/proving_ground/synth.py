@@ -7,7 +7,7 @@ number of workers, and clip i of a seed is the same clip in a 100-clip and a 500
 Layout of OUT:
     manifest.jsonl         one sample per clip (see docs/data-format.md)
     synth.json             the settings that wrote it
-    clips/<id>.mp4         H.264 video (AAC audio too with mux_audio)
+    clips/<id>.mp4         lossless H.264 video (AAC audio too with mux_audio)
     clips/<id>.wav         16 kHz mono speech (the mix of all speakers)
     clips/<id>_c<k>.wav    each speaker's own track (multi-person clips)
     clips/<id>_ref<k>.png  reference image of character k
