@@ -197,10 +197,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "merge":
         from humo.data.manifest import merge_manifests
-        from humo.errors import HumoError
 
-        if any(p.resolve() == args.out.resolve() for p in args.manifests):
-            raise HumoError(f"--out {args.out}: is one of the inputs (inputs are never modified)")
         merged = merge_manifests(args.manifests, args.out)
         print(f"{args.out}: {len(merged)} samples from {len(args.manifests)} manifests")
         return 0

@@ -39,6 +39,9 @@ FIELDS = (
     "width",
     "meta",
 )
+#: The fields naming one file each, and those naming a list of files (paths relative to the manifest's folder).
+FILE_FIELDS = ("video", "audio", "face_masks", "pose")
+FILE_LIST_FIELDS = ("ref_images", "person_audio")
 OPTIONAL = {"audio": None, "person_audio": [], "face_masks": None, "pose": None, "ref_images": [], "meta": {}}
 
 
@@ -209,8 +212,8 @@ def read_manifest(path: str | os.PathLike, *, check_files: bool = False) -> list
 
 
 def _check_files(where: str, s: Sample) -> None:
-    files = [("video", s.video_path), ("audio", s.audio_path), ("face_masks", s.face_masks_path), ("pose", s.pose_path)]
-    files += [("ref_images", p) for p in s.ref_image_paths] + [("person_audio", p) for p in s.person_audio_paths]
+    files = [(name, s.resolve(getattr(s, name))) for name in FILE_FIELDS]
+    files += [(name, s.resolve(q)) for name in FILE_LIST_FIELDS for q in getattr(s, name)]
     for name, fp in files:
         if fp is not None and not fp.is_file():
             raise HumoError(f"{where}: field '{name}' file {fp} not found")
@@ -239,10 +242,17 @@ def write_manifest(path: str | os.PathLike, samples: list[Sample]) -> Path:
 def merge_manifests(paths: list[str | os.PathLike], out: str | os.PathLike) -> list[Sample]:
     """Write one manifest at `out` holding every sample of `paths`, in order, each path rewritten relative to the
     new manifest's folder (so it names the same files; absolute paths stay absolute). Nothing is written unless
-    every input is valid; an id in two inputs is an error naming both. Returns the merged samples."""
+    every input is valid; an id in two inputs is an error naming both, and so is `out` being one of the inputs
+    (they are never modified). Returns the merged samples."""
     if not paths:
         raise HumoError("merge: no manifests given")
+    if any(Path(p).resolve() == Path(out).resolve() for p in paths):
+        raise HumoError(f"--out {out}: is one of the inputs (inputs are never modified)")
     dest = Path(out).resolve().parent
+
+    def rebase(s: Sample, q: str | None) -> str | None:
+        return q if q is None or Path(q).is_absolute() else os.path.relpath(s.resolve(q), dest)
+
     merged: list[Sample] = []
     first: dict[str, Path] = {}
     for path in paths:
@@ -250,24 +260,9 @@ def merge_manifests(paths: list[str | os.PathLike], out: str | os.PathLike) -> l
             if s.id in first:
                 raise HumoError(f"manifest {path}: id {s.id!r} is also in {first[s.id]}")
             first[s.id] = Path(path)
-
-            def rebase(q: str | None, s: Sample = s) -> str | None:
-                if q is None or Path(q).is_absolute():
-                    return q
-                return os.path.relpath(s.resolve(q), dest)
-
-            merged.append(
-                replace(
-                    s,
-                    video=rebase(s.video),
-                    audio=rebase(s.audio),
-                    face_masks=rebase(s.face_masks),
-                    pose=rebase(s.pose),
-                    ref_images=[rebase(q) for q in s.ref_images],
-                    person_audio=[rebase(q) for q in s.person_audio],
-                    root=dest,
-                )
-            )
+            rebased = {name: rebase(s, getattr(s, name)) for name in FILE_FIELDS}
+            rebased |= {name: [rebase(s, q) for q in getattr(s, name)] for name in FILE_LIST_FIELDS}
+            merged.append(replace(s, **rebased, root=dest))
     write_manifest(out, merged)
     return merged
 
