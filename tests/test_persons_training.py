@@ -140,7 +140,7 @@ def test_a_few_training_steps_with_persons(cache, tmp_path):
 
 def test_persons_evaluation_scores_every_mode(tmp_path):
     """`python -m humo.evaluation.persons` on a random model: every mode generates and is scored per speaker."""
-    from humo.evaluation.persons import evaluate, left_to_right, multi_samples, strip_boxes, turn_figure
+    from humo.evaluation.persons import evaluate, left_to_right, multi_samples, strip_boxes, study, turn_figure
     from humo.proving_ground.synth import SynthConfig, synthesize_dataset
     from humo.toy import toy_components, write_toy_weights
 
@@ -158,5 +158,49 @@ def test_persons_evaluation_scores_every_mode(tmp_path):
         row = result["rows"][mode][s.id]
         assert 0 <= row["person_iou"] <= 1 and row["speaker_faces_found"] is not None
     assert "person_iou" not in result["rows"]["global"][s.id]
+    # replicates: two sampling seeds of one model, every mode; the claims read differences paired by replicate
+    result = study([tmp_path / "model"], tmp_path / "d" / "manifest.jsonl", seeds=[0, 1], clips=1, steps=1,
+                   modes=("predicted", "global"), log=lambda m: None)  # fmt: skip
+    assert list(result["replicates"]) == ["seed0", "seed1"] and result["replicated"].startswith("sampling seeds")
+    ious = [r["modes"]["predicted"]["person_iou"] for r in result["replicates"].values()]
+    assert result["modes"]["predicted"]["replicates"] == 2 and ious[0] != ious[1]  # the seeds' noise differs
+    assert result["modes"]["predicted"]["person_iou"] == pytest.approx(np.mean(ious))
+    assert "global - predicted" in result["differences"]  # empty here: a random model draws no face to read
     png = turn_figure(tmp_path / "model", s, tmp_path / "turns.png", frames=4, steps=1)
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def _summary(ratio, silent):
+    return {"clips": 24, "speaker_sync_own": ratio * 0.4, "speaker_sync_other": 0.4, "speaker_sync_ratio": ratio,
+            "speaker_silent_ratio": silent, "speaker_faces_found": 1.0, "person_iou": None}  # fmt: skip
+
+
+def test_persons_claims_are_judged_both_ways_by_replicate():
+    """Predicted masks clearly better than global audio in every replicate -> "agrees"; clearly worse -> "disagrees";
+    a difference inside the replicates' spread -> "cannot tell". The silent ratio is better when lower."""
+    from humo.evaluation.persons import judge, replicates
+
+    assert [n for n, _, _ in replicates(["a", "b"], [0, 1])] == ["model0-seed0", "model0-seed1", "model1-seed0",
+                                                                   "model1-seed1"]  # fmt: skip
+    reps = ("r0", "r1", "r2")
+
+    def verdicts(predicted, global_):
+        per_mode = {"predicted": dict(zip(reps, predicted)), "global": dict(zip(reps, global_))}
+        out = judge(per_mode, 24)
+        return {(c["row"], c["metric"]): c["verdict"] for c in out["claims"]}, out
+
+    good = [_summary(2.0 + 0.1 * k, 0.3) for k in range(3)]
+    bad = [_summary(1.0 + 0.1 * k, 1.2) for k in range(3)]
+    found, out = verdicts(good, bad)
+    assert found == {("global - predicted", "speaker_sync_ratio"): "agrees",
+                     ("global - predicted", "speaker_silent_ratio"): "agrees"}  # fmt: skip
+    assert out["differences"]["global - predicted"]["speaker_sync_ratio"] == pytest.approx([-1.0, -1.0, -1.0])
+    assert out["modes"]["predicted"]["speaker_sync_ratio"] == pytest.approx(2.1)
+    assert out["modes"]["predicted"]["speaker_sync_ratio_spread"] == pytest.approx(0.1)
+    assert out["modes"]["predicted"]["bars"]["speaker_sync_ratio"]["ok"]
+    assert not out["modes"]["global"]["bars"]["speaker_silent_ratio"]["ok"]
+    found, _ = verdicts(bad, good)
+    assert set(found.values()) == {"disagrees"}
+    noisy = [_summary(r, s) for r, s in ((2.0, 0.3), (1.0, 1.2), (1.6, 0.5))]
+    found, _ = verdicts(good, noisy)
+    assert set(found.values()) == {"cannot tell"}

@@ -156,10 +156,10 @@ def verdict(diffs: list[float], sign: int, step: float) -> str:
     return "agrees" if (m > 0) == (sign > 0) else "disagrees"
 
 
-def verdicts(claims, rows: dict[str, dict], versus: dict[str, str], clips: int) -> list[dict[str, Any]]:
-    """Every claim of `claims` that the rows can test (rows and versus as in `paired_differences`): its per-seed
-    differences and `verdict`, with one clip's worth of `clips` held-out clips as the smallest finding."""
-    diffs = paired_differences(rows, versus)
+def verdicts(claims, rows: dict[str, dict], versus: dict[str, str], clips: int, keys=None) -> list[dict[str, Any]]:
+    """Every claim of `claims` that the rows can test (rows, versus and keys as in `paired_differences`): its
+    per-seed differences and `verdict`, with one clip's worth of `clips` held-out clips as the smallest finding."""
+    diffs = paired_differences(rows, versus, keys)
     out = []
     for c in claims:
         values = diffs.get(c.row, {}).get(c.metric)
@@ -694,14 +694,16 @@ def _cell(values) -> str:
     return "-" if m is None else f"{m:.3f} ± {s:.3f}"
 
 
-def paired_differences(rows: dict[str, dict], versus: dict[str, str]) -> dict[str, dict[str, list[float]]]:
+def paired_differences(rows: dict[str, dict], versus: dict[str, str], keys=None) -> dict[str, dict[str, list[float]]]:
     """Per-seed differences of rows from the rows they ablate: {row: {metric key: [row - its base, per seed]}}.
 
     rows: {row name: {seed: summary}}; versus: {row name: base row name} (rows not in it, or whose base is
-    absent, are skipped). Seeds pair runs that share everything but the ablated choice (the stage-0 backbone,
-    the data order, the held-out clips), so what the two share cancels out of the difference. Only seeds present
-    in both rows count; a metric missing on either side (the no-mask IoU) is left out.
+    absent, are skipped); keys: the summary keys compared (default: those of `METRICS`). Seeds pair runs that
+    share everything but the ablated choice (the stage-0 backbone, the data order, the held-out clips), so what
+    the two share cancels out of the difference. Only seeds present in both rows count; a metric missing on
+    either side (the no-mask IoU) is left out.
     """
+    keys = tuple(k for k, _, _ in METRICS) if keys is None else keys
     out: dict[str, dict[str, list[float]]] = {}
     for name, per_seed in rows.items():
         base = versus.get(name)
@@ -709,7 +711,7 @@ def paired_differences(rows: dict[str, dict], versus: dict[str, str]) -> dict[st
             continue
         ref = {str(k): v for k, v in rows[base].items()}
         diffs = {}
-        for key, _, _ in METRICS:
+        for key in keys:
             pairs = [(s.get(key), ref[str(sd)].get(key)) for sd, s in per_seed.items() if str(sd) in ref]
             vals = [a - b for a, b in pairs if a is not None and b is not None]
             if vals:
@@ -781,11 +783,12 @@ def format_tables(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def claims_table(found: list[dict[str, Any]]) -> list[str]:
-    """Markdown lines: a blank line and the table of `verdicts` (none when there are none)."""
+def claims_table(found: list[dict[str, Any]], metrics=METRICS) -> list[str]:
+    """Markdown lines: a blank line and the table of `verdicts` (none when there are none); metrics: (key, label,
+    higher is better) of the claims' metrics."""
     if not found:
         return []
-    label = {k: lab for k, lab, _ in METRICS}
+    label = {k: lab for k, lab, _ in metrics}
     rule = "every seed's difference of one sign, the mean beyond twice the spread and one clip's worth"
     lines = [
         "",

@@ -18,6 +18,12 @@ tracks', silent ratio <= 0.2, mask IoU >= 0.5.
 
     python -m humo.evaluation.persons --model runs/ih/model --baseline humo/assets/toy \\
         --manifest runs/ih/data/heldout/manifest.jsonl --clips 24 --out runs/ih/eval.json
+
+The paper's ablations are claims about differences between modes, so they need replicates: `--model` may be given
+once per training seed (the same recipe trained with another seed) and `--seeds` gives sampling seeds; every
+(model, seed) pair is one replicate, scored in every mode. The modes' differences from `predicted` are paired by
+replicate and each claim of `CLAIMS` gets the ablation study's verdict (`humo.evaluation.ablation.verdict`).
+Sampling seeds alone replicate only the sampling noise of one trained model, which the output says.
 """
 
 from __future__ import annotations
@@ -33,10 +39,38 @@ from typing import Any
 import numpy as np
 
 from humo.constants import SAMPLE_RATE, VIDEO_FPS
+from humo.evaluation.ablation import Claim, claims_table, number_list, paired_differences, verdicts
+from humo.evaluation.heldout import mean_spread
 
 MODES = ("predicted", "no-cache", "strips", "global", "baseline")
 PREDICTED = ("predicted", "no-cache")  # the modes that need the model's person mask predictor
 BARS = {"speaker_sync_ratio": 2.0, "speaker_silent_ratio": 0.2, "person_iou": 0.5}
+# What a replicate's summary is compared on: (key, label, higher is better).
+METRICS = (
+    ("speaker_sync_own", "own-track Sync-C", True),
+    ("speaker_sync_other", "other tracks' Sync-C", False),
+    ("speaker_sync_ratio", "own / other", True),
+    ("speaker_silent_ratio", "silent ratio", False),
+    ("person_iou", "mask IoU", True),
+)
+# Every ablated mode is compared with the full method, the model's own masks through the mask cache.
+VERSUS = {m: "predicted" for m in MODES if m != "predicted"}
+
+
+# InterActHuman (arXiv 2506.09984), its ablation rows (Tables 4 and 12), each read on both per-speaker measures:
+# does a voice drive its own speaker, and does a silent speaker keep still.
+CLAIMS: tuple[Claim, ...] = (
+    Claim("predicted masks bind each voice to its speaker better than global audio", "global - predicted",
+          "speaker_sync_ratio", -1),
+    Claim("predicted masks keep a silent speaker's mouth shut better than global audio", "global - predicted",
+          "speaker_silent_ratio", 1),
+    Claim("predicted masks bind each voice to its speaker better than fixed masks (equal vertical strips)",
+          "strips - predicted", "speaker_sync_ratio", -1),
+    Claim("predicted masks keep a silent speaker's mouth shut better than fixed masks", "strips - predicted",
+          "speaker_silent_ratio", 1),
+    Claim("the mask cache (each step's masks gate the next) binds better than masks predicted afresh in an "
+          "extra pass every step", "no-cache - predicted", "speaker_sync_ratio", -1),
+)  # fmt: skip
 
 
 def multi_samples(manifest: str | os.PathLike, clips: int) -> list:
@@ -159,6 +193,84 @@ def evaluate(
     }
 
 
+# Replicate seed s samples clip i from seed SEED_STRIDE * s + i, so that no two replicates share a clip's noise.
+SEED_STRIDE = 1000
+
+
+def replicates(models: list, seeds: list[int]) -> list[tuple[str, Any, int]]:
+    """(name, model, sampling seed) of every replicate: each model (one per training seed) with each seed."""
+    return [(f"model{i}-seed{s}" if len(models) > 1 else f"seed{s}", m, s) for i, m in enumerate(models) for s in seeds]
+
+
+def aggregate(summaries: list[dict]) -> dict[str, Any]:
+    """One mode's replicate summaries -> the mean of each metric over the replicates, its spread
+    (``<key>_spread``, the sample standard deviation; 0 for one replicate) and the bars on the means."""
+    out: dict[str, Any] = {"replicates": len(summaries), "clips": summaries[0]["clips"]}
+    for key in [k for k, _, _ in METRICS] + ["speaker_faces_found"]:
+        out[key], out[key + "_spread"], _ = mean_spread(s.get(key) for s in summaries)
+    out["bars"] = {
+        k: {"need": v, "got": out[k], "ok": out[k] is not None and (out[k] <= v if "silent" in k else out[k] >= v)}
+        for k, v in BARS.items()
+    }
+    return out
+
+
+def study(
+    models: list,
+    manifest: str | os.PathLike,
+    *,
+    seeds: list[int] = (0,),
+    clips: int = 24,
+    steps: int = 20,
+    baseline: str | os.PathLike | None = None,
+    modes: tuple[str, ...] = MODES,
+    videos: str | os.PathLike | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Every replicate (`replicates`) through `evaluate` -> each mode's `aggregate`, the modes' differences from
+    `predicted` paired by replicate, each claim of `CLAIMS` with its verdict, and every replicate's own result.
+    The baseline model is the same for every trained model, so it runs once per sampling seed."""
+    reps: dict[str, dict] = {}
+    baselines: dict[int, dict] = {}
+    for name, model, seed in replicates(list(models), list(seeds)):
+        log(f"replicate {name}: {model}")
+        again = seed in baselines
+        r = evaluate(
+            model, manifest, clips=clips, steps=steps, seed=SEED_STRIDE * seed, baseline=baseline,
+            modes=tuple(m for m in modes if not (again and m == "baseline")),
+            videos=None if videos is None else Path(videos) / name, log=log,
+        )  # fmt: skip
+        if again:
+            r["modes"]["baseline"], r["rows"]["baseline"] = baselines[seed]
+        elif "baseline" in r["modes"]:
+            baselines[seed] = (r["modes"]["baseline"], r["rows"]["baseline"])
+        reps[name] = {**r, "seed": seed}
+    per_mode: dict[str, dict[str, dict]] = {}
+    for name, r in reps.items():
+        for m, summary in r["modes"].items():
+            per_mode.setdefault(m, {})[name] = summary
+    return {
+        "models": [str(m) for m in models],
+        "seeds": list(seeds),
+        "replicated": "training and sampling seeds" if len(models) > 1 else "sampling seeds of one trained model",
+        "manifest": str(manifest),
+        "steps": steps,
+        **judge(per_mode, clips),
+        "replicates": reps,
+    }
+
+
+def judge(per_mode: dict[str, dict[str, dict]], clips: int) -> dict[str, Any]:
+    """{mode: {replicate: summary}} -> each mode's `aggregate`, the modes' differences from `predicted` paired by
+    replicate, and each claim of `CLAIMS` the modes can test, with its verdict."""
+    keys = tuple(k for k, _, _ in METRICS)
+    return {
+        "modes": {m: aggregate(list(v.values())) for m, v in per_mode.items()},
+        "differences": paired_differences(per_mode, VERSUS, keys),
+        "claims": verdicts(CLAIMS, per_mode, VERSUS, clips, keys),
+    }
+
+
 def turn_figure(
     model: str | os.PathLike,
     sample,
@@ -227,25 +339,39 @@ def _wave(path: str) -> tuple[np.ndarray, int]:
 
 
 def format_summary(result: dict[str, Any]) -> str:
-    lines = ["mode        own Sync-C  other Sync-C  ratio  silent ratio  mask IoU  faces found"]
-    f = lambda v, p=2: "  -  " if v is None else f"{v:.{p}f}"  # noqa: E731
+    """A table of `study`'s modes (mean ± spread over the replicates when there are several), then the claims."""
+    n = len(result["replicates"])
+    lines = [f"{n} replicate(s): {result['replicated']}; {next(iter(result['modes'].values()))['clips']} clips each"]
+    lines.append("mode        own Sync-C   other Sync-C   ratio        silent ratio  mask IoU     faces found")
+
+    def f(s, key):
+        v, sd = s[key], s[key + "_spread"]
+        return "  -  " if v is None else f"{v:.2f}" + (f"±{sd:.2f}" if n > 1 else "")
+
     for m, s in result["modes"].items():
-        own, other, ratio = f(s["speaker_sync_own"]), f(s["speaker_sync_other"]), f(s["speaker_sync_ratio"])
-        silent, iou, found = f(s["speaker_silent_ratio"]), f(s["person_iou"]), f(s["speaker_faces_found"])
-        lines.append(f"{m:<10}  {own:>10}  {other:>12}  {ratio:>5}  {silent:>12}  {iou:>8}  {found:>11}")
-    return "\n".join(lines)
+        cells = [f(s, k) for k in ("speaker_sync_own", "speaker_sync_other", "speaker_sync_ratio",
+                                   "speaker_silent_ratio", "person_iou", "speaker_faces_found")]  # fmt: skip
+        lines.append(f"{m:<10}  " + "  ".join(f"{c:>11}" for c in cells))
+    return "\n".join(lines + claims_table(result["claims"], METRICS))
 
 
 def main(argv: list[str] | None = None) -> int:
     from humo.errors import HumoError, atomic_path
 
     ap = argparse.ArgumentParser(prog="python -m humo.evaluation.persons", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="weights folder of a toy-layout model (with a person predictor)")
+    ap.add_argument("--model", required=True, action="append",
+                    help="weights folder of a toy-layout model (with a person predictor); repeat it for the same "
+                         "recipe trained with other seeds (replicates)")  # fmt: skip
     ap.add_argument("--baseline", help="another model driven globally (the one the fine-tune started from)")
     ap.add_argument("--manifest", required=True, help="held-out multi-person clips (humo synth --multi)")
     ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--seeds",
+        type=number_list(int),
+        default=[0],
+        help="comma-separated sampling seeds, each a replicate of every model (default 0)",
+    )
     ap.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     ap.add_argument("--videos", help="keep the generated MP4s here (one folder per mode)")
     ap.add_argument("--out", help="write the result as JSON here")
@@ -257,8 +383,11 @@ def main(argv: list[str] | None = None) -> int:
         bad = [m for m in modes if m not in MODES]
         if bad:
             raise HumoError(f"--modes: unknown {bad[0]!r} (choose from {', '.join(MODES)})")
-        result = evaluate(
-            args.model, args.manifest, clips=args.clips, steps=args.steps, seed=args.seed, baseline=args.baseline,
+        seeds = sorted(set(args.seeds))
+        if not seeds or seeds[0] < 0:
+            raise HumoError(f"--seeds: {args.seeds} has no seed or a negative one")
+        result = study(
+            args.model, args.manifest, seeds=seeds, clips=args.clips, steps=args.steps, baseline=args.baseline,
             modes=modes, videos=args.videos,
         )  # fmt: skip
     except HumoError as e:
@@ -267,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_summary(result))
     if args.figure:
         sample = multi_samples(args.manifest, args.clips)[args.figure_clip]
-        print(turn_figure(args.model, sample, args.figure, steps=args.steps, seed=args.seed + args.figure_clip))
+        print(turn_figure(args.model[0], sample, args.figure, steps=args.steps,
+                          seed=SEED_STRIDE * seeds[0] + args.figure_clip))  # fmt: skip
     if args.out:
         with atomic_path(args.out) as tmp:
             Path(tmp).write_text(json.dumps(result, indent=1))
