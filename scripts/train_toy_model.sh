@@ -7,6 +7,10 @@
 #       # InterActHuman in the whole recipe: that many `humo synth --multi` clips (2-3 people) join the one-person
 #       # ones from stage 0 on; stages 1-2 train with several references, stage 2 with each person's audio in their
 #       # region and a person mask predictor; then scored on held-out multi-person clips (OUT/persons.json)
+#   S2_SEEDS="1 2" MULTI_CLIPS=640 OUT=runs/ih-recipe bash scripts/train_toy_model.sh
+#       # replicates for InterActHuman's ablations: stage 2 again from the same stage 1 with each of these seeds
+#       # (OUT/s2-seedN, OUT/model-seedN), every model scored in every mode, and the claims judged across them
+#       # (OUT/persons-seeds.json)
 #
 # Every step skips itself when its output exists, and `humo train` resumes from their last
 # checkpoint, so rerunning after an interruption continues where it stopped. Wall time of each step goes to
@@ -24,6 +28,8 @@ PERSON_BLOCKS=${PERSON_BLOCKS:-2}            # the last blocks the person mask p
 S0_STEPS=${S0_STEPS:-2000}
 S1_STEPS=${S1_STEPS:-1500}
 S2_STEPS=${S2_STEPS:-5000}
+S2_SEEDS=${S2_SEEDS:-}                       # more stage-2 seeds, as replicates of the whole stage 2
+PERSONS_CLIPS=${PERSONS_CLIPS:-24}           # held-out multi-person clips scored
 # The toy DiT is small enough to train whole in every stage (HuMo trains only self-attention and the audio
 # modules in stages 1 and 2 to keep a pretrained backbone intact; see docs/training.md for the measurement).
 TRAINABLE=${TRAINABLE:-full}
@@ -74,17 +80,31 @@ step stage1 "$OUT/s1/final/ema.safetensors" \
   $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s1" --set stage=1 \
   --set steps="$S1_STEPS" --set lr=0.0005 --set face_loss_weight="$FACE_WEIGHT" --set init="$OUT/s0/final/ema.safetensors" --set trainable="$TRAINABLE" "${LATENT[@]}" "${PERSONS[@]}" \
   --set checkpoint_every=250 --set keep_checkpoints=0  # every checkpoint kept: the probes' curves
-step stage2 "$OUT/s2/final/ema.safetensors" \
-  $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$OUT/s2" --set stage=2 \
-  --set steps="$S2_STEPS" --set lr=0.0003 --set face_loss_weight="$FACE_WEIGHT" --set init="$OUT/s1/final/ema.safetensors" --set trainable="$TRAINABLE" "${LATENT[@]}" "${PERSONS[@]}" \
-  --set checkpoint_every=500 --set keep_checkpoints=0  # every checkpoint kept: `humo bench train --recipe`
-step model "$OUT/model/dit.safetensors" \
-  python -m humo.toy --out "$OUT/model" --dit "$OUT/s2/final/ema.safetensors" --vae "$OUT/codec" \
-  --encoders "$OUT/encoders" --dit-dtype bf16
+# stage2 RUN_FOLDER SEED
+stage2() {
+  $HUMO train --config "$CONFIG" --set cache="$OUT/cache" --set out="$1" --set stage=2 --set seed="$2" \
+    --set steps="$S2_STEPS" --set lr=0.0003 --set face_loss_weight="$FACE_WEIGHT" --set init="$OUT/s1/final/ema.safetensors" --set trainable="$TRAINABLE" "${LATENT[@]}" "${PERSONS[@]}" \
+    --set checkpoint_every=500 --set keep_checkpoints=0  # every checkpoint kept: `humo bench train --recipe`
+}
+# export RUN_FOLDER MODEL_FOLDER
+export_model() {
+  python -m humo.toy --out "$2" --dit "$1/final/ema.safetensors" --vae "$OUT/codec" --encoders "$OUT/encoders" \
+    --dit-dtype bf16
+}
+step stage2 "$OUT/s2/final/ema.safetensors" stage2 "$OUT/s2" 0
+step model "$OUT/model/dit.safetensors" export_model "$OUT/s2" "$OUT/model"
+MODELS=(--model "$OUT/model")
+for seed in $S2_SEEDS; do
+  step "stage2-seed$seed" "$OUT/s2-seed$seed/final/ema.safetensors" stage2 "$OUT/s2-seed$seed" "$seed"
+  step "model-seed$seed" "$OUT/model-seed$seed/dit.safetensors" export_model "$OUT/s2-seed$seed" "$OUT/model-seed$seed"
+  MODELS+=(--model "$OUT/model-seed$seed")
+done
 if (( MULTI_CLIPS > 0 )); then
-  step persons "$OUT/persons.json" \
-    python -m humo.evaluation.persons --model "$OUT/model" --baseline "${BASELINE:-humo/assets/toy}" \
-    --manifest "$OUT/data/multi-heldout/manifest.jsonl" --clips 24 --out "$OUT/persons.json" --figure "$OUT/turns.png"
+  PERSONS_OUT="$OUT/persons.json"
+  [[ -n "$S2_SEEDS" ]] && PERSONS_OUT="$OUT/persons-seeds.json"
+  step persons "$PERSONS_OUT" \
+    python -m humo.evaluation.persons "${MODELS[@]}" --baseline "${BASELINE:-humo/assets/toy}" \
+    --manifest "$OUT/data/multi-heldout/manifest.jsonl" --clips "$PERSONS_CLIPS" --out "$PERSONS_OUT" --figure "$OUT/turns.png"
 fi
 
 if [[ "${BUNDLE:-0}" == 1 ]]; then

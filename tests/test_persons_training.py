@@ -161,7 +161,8 @@ def test_persons_evaluation_scores_every_mode(tmp_path):
     # replicates: two sampling seeds of one model, every mode; the claims read differences paired by replicate
     result = study([tmp_path / "model"], tmp_path / "d" / "manifest.jsonl", seeds=[0, 1], clips=1, steps=1,
                    modes=("predicted", "global"), log=lambda m: None)  # fmt: skip
-    assert list(result["replicates"]) == ["seed0", "seed1"] and result["replicated"].startswith("sampling seeds")
+    assert list(result["replicates"]) == [f"{tmp_path / 'model'}@seed{k}" for k in (0, 1)]
+    assert result["replicated"].startswith("sampling seeds")
     ious = [r["modes"]["predicted"]["person_iou"] for r in result["replicates"].values()]
     assert result["modes"]["predicted"]["replicates"] == 2 and ious[0] != ious[1]  # the seeds' noise differs
     assert result["modes"]["predicted"]["person_iou"] == pytest.approx(np.mean(ious))
@@ -180,8 +181,7 @@ def test_persons_claims_are_judged_both_ways_by_replicate():
     a difference inside the replicates' spread -> "cannot tell". The silent ratio is better when lower."""
     from humo.evaluation.persons import judge, replicates
 
-    assert [n for n, _, _ in replicates(["a", "b"], [0, 1])] == ["model0-seed0", "model0-seed1", "model1-seed0",
-                                                                   "model1-seed1"]  # fmt: skip
+    assert [n for n, _, _ in replicates(["a", "b"], [0, 1])] == ["a@seed0", "a@seed1", "b@seed0", "b@seed1"]
     reps = ("r0", "r1", "r2")
 
     def verdicts(predicted, global_):
@@ -204,3 +204,42 @@ def test_persons_claims_are_judged_both_ways_by_replicate():
     noisy = [_summary(r, s) for r, s in ((2.0, 0.3), (1.0, 1.2), (1.6, 0.5))]
     found, _ = verdicts(good, noisy)
     assert set(found.values()) == {"cannot tell"}
+
+
+def test_persons_results_run_apart_combine_into_one_judgement(tmp_path, capsys):
+    """Replicates scored in separate runs (another training seed's model, more sampling seeds) are judged together;
+    a replicate given twice, or results on other clips or steps, are refused by name."""
+    from humo.evaluation.persons import combine
+
+    def result(model, seed, ratio, steps=20, clip="c0"):
+        modes = {"predicted": _summary(ratio, 0.3), "global": _summary(1.0, 1.1)}
+        rep = {"model": model, "seed": seed, "manifest": "held.jsonl", "steps": steps, "modes": modes,
+               "rows": {m: {clip: {}} for m in modes}}  # fmt: skip
+        return {"replicates": {"any name": rep}}
+
+    out = combine([result("m0", 0, 2.0), result("m1", 0, 2.2), result("m0", 1, 1.9)])
+    assert out["replicated"] == "training and sampling seeds" and out["models"] == ["m0", "m1"]
+    assert set(out["replicates"]) == {"m0@seed0", "m1@seed0", "m0@seed1"}
+    (c,) = [c for c in out["claims"] if c["metric"] == "speaker_sync_ratio"]
+    assert sorted(c["differences"]) == pytest.approx([-1.2, -1.0, -0.9]) and c["verdict"] == "agrees"
+    with pytest.raises(HumoError, match="m0@seed0 is already"):
+        combine([result("m0", 0, 2.0), result("m0", 0, 2.1)], ["a.json", "b.json"])
+    with pytest.raises(HumoError, match="same clips and steps"):
+        combine([result("m0", 0, 2.0), result("m0", 1, 2.0, steps=10)])
+    with pytest.raises(HumoError, match="same clips and steps"):
+        combine([result("m0", 0, 2.0), result("m0", 1, 2.0, clip="c1")])
+    from humo.evaluation.persons import main
+
+    (tmp_path / "a.json").write_text(json.dumps(result("m0", 0, 2.0)))
+    (tmp_path / "b.json").write_text(json.dumps(result("m1", 0, 2.3)))
+    assert (
+        main(["--combine", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "c.json")]) == 0
+    )
+    assert len(json.loads((tmp_path / "c.json").read_text())["replicates"]) == 2
+    capsys.readouterr()
+    for argv, said in ((["--combine", str(tmp_path / "none.json")], "none.json: no such file"),
+                       (["--combine", str(tmp_path / "a.json"), "--model", "m"], "without --model"),
+                       (["--model", "m"], "give --model and --manifest")):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1

@@ -197,9 +197,13 @@ def evaluate(
 SEED_STRIDE = 1000
 
 
+def replicate_name(model: str | os.PathLike, seed: int) -> str:
+    return f"{model}@seed{seed}"
+
+
 def replicates(models: list, seeds: list[int]) -> list[tuple[str, Any, int]]:
     """(name, model, sampling seed) of every replicate: each model (one per training seed) with each seed."""
-    return [(f"model{i}-seed{s}" if len(models) > 1 else f"seed{s}", m, s) for i, m in enumerate(models) for s in seeds]
+    return [(replicate_name(m, s), m, s) for m in models for s in seeds]
 
 
 def aggregate(summaries: list[dict]) -> dict[str, Any]:
@@ -231,7 +235,7 @@ def study(
     `predicted` paired by replicate, each claim of `CLAIMS` with its verdict, and every replicate's own result.
     The baseline model is the same for every trained model, so it runs once per sampling seed."""
     reps: dict[str, dict] = {}
-    baselines: dict[int, dict] = {}
+    baselines: dict[int, tuple[dict, dict]] = {}  # sampling seed -> the baseline mode's summary and rows
     for name, model, seed in replicates(list(models), list(seeds)):
         log(f"replicate {name}: {model}")
         again = seed in baselines
@@ -245,19 +249,46 @@ def study(
         elif "baseline" in r["modes"]:
             baselines[seed] = (r["modes"]["baseline"], r["rows"]["baseline"])
         reps[name] = {**r, "seed": seed}
+    return from_replicates(reps)
+
+
+def from_replicates(reps: dict[str, dict]) -> dict[str, Any]:
+    """{name: a replicate's `evaluate` result with its "seed"} -> `study`'s result (every replicate scored on the
+    same clips and steps)."""
+    first = next(iter(reps.values()))
+    models = sorted({r["model"] for r in reps.values()})
     per_mode: dict[str, dict[str, dict]] = {}
     for name, r in reps.items():
         for m, summary in r["modes"].items():
             per_mode.setdefault(m, {})[name] = summary
     return {
-        "models": [str(m) for m in models],
-        "seeds": list(seeds),
+        "models": models,
+        "seeds": sorted({r["seed"] for r in reps.values()}),
         "replicated": "training and sampling seeds" if len(models) > 1 else "sampling seeds of one trained model",
-        "manifest": str(manifest),
-        "steps": steps,
-        **judge(per_mode, clips),
+        "manifest": first["manifest"],
+        "steps": first["steps"],
+        **judge(per_mode, first["modes"][next(iter(first["modes"]))]["clips"]),
         "replicates": reps,
     }
+
+
+def combine(results: list[dict[str, Any]], sources: list[str] | None = None) -> dict[str, Any]:
+    """Several `study` results (replicates run apart: another training seed's model, more sampling seeds) -> one,
+    judged across all their replicates. They must share the clips and steps, and no replicate may come twice."""
+    from humo.errors import HumoError
+
+    sources = sources or [f"result {i}" for i in range(len(results))]
+    reps: dict[str, dict] = {}
+    for src, res in zip(sources, results):
+        for r in res["replicates"].values():
+            name = replicate_name(r["model"], r["seed"])
+            if name in reps:
+                raise HumoError(f"{src}: replicate {name} is already in an earlier result")
+            reps[name] = r
+    keys = {(r["manifest"], r["steps"], tuple(sorted(next(iter(r["rows"].values()))))) for r in reps.values()}
+    if len(keys) > 1:
+        raise HumoError(f"{', '.join(sources)}: the results were not scored on the same clips and steps")
+    return from_replicates(reps)
 
 
 def judge(per_mode: dict[str, dict[str, dict]], clips: int) -> dict[str, Any]:
@@ -356,14 +387,17 @@ def format_summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from humo.errors import HumoError, atomic_path
+    from humo.errors import HumoError, atomic_path, read_json_file
 
     ap = argparse.ArgumentParser(prog="python -m humo.evaluation.persons", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, action="append",
+    ap.add_argument("--model", action="append",
                     help="weights folder of a toy-layout model (with a person predictor); repeat it for the same "
                          "recipe trained with other seeds (replicates)")  # fmt: skip
     ap.add_argument("--baseline", help="another model driven globally (the one the fine-tune started from)")
-    ap.add_argument("--manifest", required=True, help="held-out multi-person clips (humo synth --multi)")
+    ap.add_argument("--manifest", help="held-out multi-person clips (humo synth --multi)")
+    ap.add_argument("--combine", nargs="+", metavar="JSON",
+                    help="instead of scoring: join results written with --out (other training or sampling seeds, "
+                         "on the same clips and steps) and judge the claims across all their replicates")  # fmt: skip
     ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument(
@@ -379,17 +413,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figure-clip", type=int, default=0, help="which of the clips the figure shows")
     args = ap.parse_args(argv)
     try:
-        modes = tuple(m.strip() for m in args.modes.split(","))
-        bad = [m for m in modes if m not in MODES]
-        if bad:
-            raise HumoError(f"--modes: unknown {bad[0]!r} (choose from {', '.join(MODES)})")
-        seeds = sorted(set(args.seeds))
-        if not seeds or seeds[0] < 0:
-            raise HumoError(f"--seeds: {args.seeds} has no seed or a negative one")
-        result = study(
-            args.model, args.manifest, seeds=seeds, clips=args.clips, steps=args.steps, baseline=args.baseline,
-            modes=modes, videos=args.videos,
-        )  # fmt: skip
+        if args.combine:
+            if args.model:
+                raise HumoError("--combine: joins results already scored; give it without --model")
+            result = combine([read_json_file(f, "--combine") for f in args.combine], args.combine)
+            args.figure = None
+        elif not args.model or not args.manifest:
+            raise HumoError("give --model and --manifest (or --combine with earlier results)")
+        else:
+            result = _score(args)
     except HumoError as e:
         print(f"humo: error: {e}", file=sys.stderr)
         return 2
@@ -397,11 +429,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.figure:
         sample = multi_samples(args.manifest, args.clips)[args.figure_clip]
         print(turn_figure(args.model[0], sample, args.figure, steps=args.steps,
-                          seed=SEED_STRIDE * seeds[0] + args.figure_clip))  # fmt: skip
+                          seed=SEED_STRIDE * min(args.seeds) + args.figure_clip))  # fmt: skip
     if args.out:
         with atomic_path(args.out) as tmp:
             Path(tmp).write_text(json.dumps(result, indent=1))
     return 0
+
+
+def _score(args: argparse.Namespace) -> dict[str, Any]:
+    """`study` as the command line asks for it, its flags checked first."""
+    from humo.errors import HumoError
+
+    modes = tuple(m.strip() for m in args.modes.split(","))
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise HumoError(f"--modes: unknown {bad[0]!r} (choose from {', '.join(MODES)})")
+    seeds = sorted(set(args.seeds))
+    if not seeds or seeds[0] < 0:
+        raise HumoError(f"--seeds: {args.seeds} has no seed or a negative one")
+    return study(
+        args.model, args.manifest, seeds=seeds, clips=args.clips, steps=args.steps, baseline=args.baseline,
+        modes=modes, videos=args.videos,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
