@@ -375,9 +375,9 @@ def format_summary(result: dict[str, Any]) -> str:
     lines = [f"{n} replicate(s): {result['replicated']}; {next(iter(result['modes'].values()))['clips']} clips each"]
     lines.append("mode        own Sync-C   other Sync-C   ratio        silent ratio  mask IoU     faces found")
 
-    def f(s, key):
+    def f(s, key):  # the spread where the mode has several replicates (a mode may be left out of some runs)
         v, sd = s[key], s[key + "_spread"]
-        return "  -  " if v is None else f"{v:.2f}" + (f"±{sd:.2f}" if n > 1 else "")
+        return "  -  " if v is None else f"{v:.2f}" + (f"±{sd:.2f}" if s["replicates"] > 1 else "")
 
     for m, s in result["modes"].items():
         cells = [f(s, k) for k in ("speaker_sync_own", "speaker_sync_other", "speaker_sync_ratio",
