@@ -222,8 +222,16 @@ def test_persons_results_run_apart_combine_into_one_judgement(tmp_path, capsys):
     assert set(out["replicates"]) == {"m0@seed0", "m1@seed0", "m0@seed1"}
     (c,) = [c for c in out["claims"] if c["metric"] == "speaker_sync_ratio"]
     assert sorted(c["differences"]) == pytest.approx([-1.2, -1.0, -0.9]) and c["verdict"] == "agrees"
-    with pytest.raises(HumoError, match="m0@seed0 is already"):
+    with pytest.raises(HumoError, match="b.json: replicate m0@seed0 is already scored in mode global"):
         combine([result("m0", 0, 2.0), result("m0", 0, 2.1)], ["a.json", "b.json"])
+    # the same replicates scored in another mode by a later run join them
+    more = result("m0", 0, 2.0)
+    rep = more["replicates"]["any name"]
+    rep["modes"] = {"strips": _summary(2.5, 0.2)}
+    rep["rows"] = {"strips": {"c0": {}}}
+    out = combine([result("m0", 0, 2.0), result("m0", 1, 1.8), more])
+    assert set(out["replicates"]["m0@seed0"]["modes"]) == {"predicted", "global", "strips"}
+    assert out["differences"]["strips - predicted"]["speaker_sync_ratio"] == pytest.approx([0.5])
     with pytest.raises(HumoError, match="same clips and steps"):
         combine([result("m0", 0, 2.0), result("m0", 1, 2.0, steps=10)])
     with pytest.raises(HumoError, match="same clips and steps"):

@@ -273,8 +273,9 @@ def from_replicates(reps: dict[str, dict]) -> dict[str, Any]:
 
 
 def combine(results: list[dict[str, Any]], sources: list[str] | None = None) -> dict[str, Any]:
-    """Several `study` results (replicates run apart: another training seed's model, more sampling seeds) -> one,
-    judged across all their replicates. They must share the clips and steps, and no replicate may come twice."""
+    """Several `study` results (replicates run apart: another training seed's model, more sampling seeds, or more
+    modes of the same replicates) -> one, judged across all their replicates. They must share the clips and steps,
+    and no replicate may be scored twice in one mode."""
     from humo.errors import HumoError
 
     sources = sources or [f"result {i}" for i in range(len(results))]
@@ -282,9 +283,14 @@ def combine(results: list[dict[str, Any]], sources: list[str] | None = None) -> 
     for src, res in zip(sources, results):
         for r in res["replicates"].values():
             name = replicate_name(r["model"], r["seed"])
-            if name in reps:
-                raise HumoError(f"{src}: replicate {name} is already in an earlier result")
-            reps[name] = r
+            if name not in reps:
+                reps[name] = {**r, "modes": dict(r["modes"]), "rows": dict(r["rows"])}
+                continue
+            twice = sorted(set(r["modes"]) & set(reps[name]["modes"]))
+            if twice:
+                raise HumoError(f"{src}: replicate {name} is already scored in mode {twice[0]} by an earlier result")
+            reps[name]["modes"].update(r["modes"])
+            reps[name]["rows"].update(r["rows"])
     keys = {(r["manifest"], r["steps"], tuple(sorted(next(iter(r["rows"].values()))))) for r in reps.values()}
     if len(keys) > 1:
         raise HumoError(f"{', '.join(sources)}: the results were not scored on the same clips and steps")
