@@ -23,7 +23,8 @@ The paper's ablations are claims about differences between modes, so they need r
 once per training seed (the same recipe trained with another seed) and `--seeds` gives sampling seeds; every
 (model, seed) pair is one replicate, scored in every mode. The modes' differences from `predicted` are paired by
 replicate and each claim of `CLAIMS` gets the ablation study's verdict (`humo.evaluation.ablation.verdict`).
-Sampling seeds alone replicate only the sampling noise of one trained model, which the output says.
+Sampling seeds alone replicate only the sampling noise of one trained model, which the output says. Results written
+with `--out` by separate runs join with `--combine` (`combine`).
 """
 
 from __future__ import annotations
