@@ -129,23 +129,23 @@ def score(result, sample) -> dict[str, Any]:
     return row
 
 
+def bars(summary: dict[str, Any]) -> dict[str, dict]:
+    """Each of `BARS` against a summary's value: {key: {"need", "got", "ok"}} (the silent ratio is a ceiling)."""
+    out = {}
+    for k, v in BARS.items():
+        got = summary.get(k)
+        out[k] = {"need": v, "got": got, "ok": got is not None and (got <= v if "silent" in k else got >= v)}
+    return out
+
+
 def summarize(rows: list[dict]) -> dict[str, Any]:
     """Mean and spread over clips of each metric, and the bars."""
     out: dict[str, Any] = {"clips": len(rows)}
-    from humo.evaluation.heldout import mean_spread
-
     for key in ("speaker_sync_own", "speaker_sync_other", "speaker_silent_ratio", "speaker_faces_found", "person_iou"):
         out[key], out[key + "_std"], _ = mean_spread(r.get(key) for r in rows)
     own, other = out["speaker_sync_own"], out["speaker_sync_other"]
     out["speaker_sync_ratio"] = own / other if own is not None and other else None
-    out["bars"] = {
-        k: {
-            "need": v,
-            "got": out.get(k),
-            "ok": out.get(k) is not None and (out[k] <= v if "silent" in k else out[k] >= v),
-        }
-        for k, v in BARS.items()
-    }
+    out["bars"] = bars(out)
     return out
 
 
@@ -213,10 +213,7 @@ def aggregate(summaries: list[dict]) -> dict[str, Any]:
     out: dict[str, Any] = {"replicates": len(summaries), "clips": summaries[0]["clips"]}
     for key in [k for k, _, _ in METRICS] + ["speaker_faces_found"]:
         out[key], out[key + "_spread"], _ = mean_spread(s.get(key) for s in summaries)
-    out["bars"] = {
-        k: {"need": v, "got": out[k], "ok": out[k] is not None and (out[k] <= v if "silent" in k else out[k] >= v)}
-        for k, v in BARS.items()
-    }
+    out["bars"] = bars(out)
     return out
 
 
@@ -268,7 +265,7 @@ def from_replicates(reps: dict[str, dict]) -> dict[str, Any]:
         "replicated": "training and sampling seeds" if len(models) > 1 else "sampling seeds of one trained model",
         "manifest": first["manifest"],
         "steps": first["steps"],
-        **judge(per_mode, first["modes"][next(iter(first["modes"]))]["clips"]),
+        **judge(per_mode, clips=len(next(iter(first["rows"].values())))),
         "replicates": reps,
     }
 
@@ -424,7 +421,6 @@ def main(argv: list[str] | None = None) -> int:
             if args.model:
                 raise HumoError("--combine: joins results already scored; give it without --model")
             result = combine([read_json_file(f, "--combine") for f in args.combine], args.combine)
-            args.figure = None
         elif not args.model or not args.manifest:
             raise HumoError("give --model and --manifest (or --combine with earlier results)")
         else:
@@ -433,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"humo: error: {e}", file=sys.stderr)
         return 2
     print(format_summary(result))
-    if args.figure:
+    if args.figure and not args.combine:  # a figure generates a clip: only where this run scores a model
         sample = multi_samples(args.manifest, args.clips)[args.figure_clip]
         print(turn_figure(args.model[0], sample, args.figure, steps=args.steps,
                           seed=SEED_STRIDE * min(args.seeds) + args.figure_clip))  # fmt: skip
