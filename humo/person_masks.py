@@ -250,19 +250,26 @@ def focal_loss(
     valid: torch.Tensor | None = None,
     gamma: float = 2.0,
     alpha: float = 0.25,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Focal loss (Lin et al. 2017) of per-person mask logits, averaged over the valid frames' pixels.
 
     logits, target: [B, P, F, h, w] (target in [0, 1], soft at the edges); valid: [B, P, F] bool, frames with a
     usable mask (None: all) -> scalar (0 when nothing is valid). gamma 2 and alpha 0.25 (the weight of the
-    person's pixels; the background's is 1 - alpha) as InterActHuman.
+    person's pixels; the background's is 1 - alpha) as InterActHuman. `weight` (broadcastable to the logits, >= 0)
+    weights each pixel; a frame's mean is divided by its weight's mean, so a uniform weight gives the plain loss.
     """
     logits, target = logits.float(), target.float()
     p = torch.sigmoid(logits)
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     p_t = p * target + (1 - p) * (1 - target)
     a_t = alpha * target + (1 - alpha) * (1 - target)
-    loss = (a_t * (1 - p_t) ** gamma * bce).mean((-2, -1))  # [B, P, F]
+    per_pixel = a_t * (1 - p_t) ** gamma * bce
+    if weight is None:
+        loss = per_pixel.mean((-2, -1))  # [B, P, F]
+    else:
+        w = weight.float().to(per_pixel.device).expand_as(per_pixel)
+        loss = (per_pixel * w).mean((-2, -1)) / w.mean((-2, -1)).clamp_min(1e-12)
     if valid is None:
         return loss.mean()
     valid = valid.to(loss.device, torch.bool)

@@ -25,6 +25,7 @@ CODEC_CHANNELS=${CODEC_CHANNELS:-24}
 CODEC_SCALING=${CODEC_SCALING:-global}
 MULTI_CLIPS=${MULTI_CLIPS:-0}
 PERSON_BLOCKS=${PERSON_BLOCKS:-2}            # the last blocks the person mask predictor reads
+PERSON_FACE_WEIGHT=${PERSON_FACE_WEIGHT:-0}  # the faces' extra weight in the person masks' focal loss
 S0_STEPS=${S0_STEPS:-2000}
 S1_STEPS=${S1_STEPS:-1500}
 S2_STEPS=${S2_STEPS:-5000}
@@ -57,7 +58,8 @@ if (( MULTI_CLIPS > 0 )); then
   step merge "$OUT/data/mixed/manifest.jsonl" \
     $HUMO data merge "$TRAIN_MANIFEST" "$OUT/data/multi/manifest.jsonl" --out "$OUT/data/mixed/manifest.jsonl"
   TRAIN_MANIFEST="$OUT/data/mixed/manifest.jsonl"
-  PERSONS=(--set persons=true --set num_refs=3 --set model_overrides.person_mask_blocks="$PERSON_BLOCKS")
+  PERSONS=(--set persons=true --set num_refs=3 --set model_overrides.person_mask_blocks="$PERSON_BLOCKS"
+           --set person_face_weight="$PERSON_FACE_WEIGHT")
 fi
 # The latent codec: principal components of 4x4-pixel blocks, fitted in closed form (seconds; see
 # docs/proving-ground.md, "The latent codec").

@@ -98,6 +98,49 @@ def test_variants_are_trainer_config_only_and_share_stage1():
     assert "minimal-ffn" not in names and "minimal-ffn" in VARIANTS  # a diagnostic: only when asked for
 
 
+def test_rope_zero_has_its_own_stage1_and_is_paired_with_full_finetune():
+    from humo.evaluation.ablation import run_config, variant_versus
+
+    cfg = StudyConfig(seeds=[0], variants=["full-finetune", "rope-zero"], s1_steps=3, s2_steps=4, curve_points=2,
+                      train_config=str(Path(__file__).parents[1] / "configs" / "toy.json"),
+                      train_overrides={"model_overrides": {"in_dim": 24, "out_dim": 24}})  # fmt: skip
+    runs = {r["name"]: r for r in plan(cfg)}
+    # Its stage 1 changes the positional encoding, so it cannot share full-finetune's stage-1 run.
+    assert set(runs) == {"s1-full-seed0", "full-finetune-seed0", "s1-rope-zero-seed0", "rope-zero-seed0"}
+    assert runs["rope-zero-seed0"]["overrides"]["init"].split("/")[-3] == "s1-rope-zero-seed0"
+    for name, rope in (("s1-rope-zero-seed0", "zero"), ("rope-zero-seed0", "zero"), ("full-finetune-seed0", None)):
+        model = run_config(cfg, runs[name])["model_overrides"]
+        assert model.get("reference_rope") == rope and model["in_dim"] == 24, name  # the study's width kept
+        assert run_config(cfg, runs[name])["trainable"] == "full"
+    assert variant_versus(["full-finetune", "rope-zero"]) == {"rope-zero": "full-finetune"}
+    assert variant_versus(["full", "no-mask", "rope-zero"]) == {"no-mask": "full"}  # its peer is not in the study
+    rows = {"full-finetune": {s: {"text_mean": 0.6} for s in (0, 1)},
+            "rope-zero": {s: {"text_mean": 0.5 + 0.01 * s} for s in (0, 1)}}  # fmt: skip
+    table = format_tables({"config": {"seeds": [0, 1], "eval_clips": 4, "eval_steps": 2}, "final": rows})
+    assert "| rope-zero - full-finetune | -0.095 ± 0.007 |" in table and " - full |" not in table
+
+
+def test_a_recipe_stopped_after_stage0_serves_a_study(tmp_path):
+    from humo.evaluation.ablation import check_recipe, recipe_backbone, recipe_encoders
+
+    r = tmp_path / "recipe"
+    config = tmp_path / "train.json"
+    config.write_text("{}")
+    for f in ("cache/index.json", "s0/final/ema.safetensors", "data/heldout/manifest.jsonl"):
+        (r / f).parent.mkdir(parents=True, exist_ok=True)
+        (r / f).write_text("")
+    assert recipe_backbone(r) == r / "s0" / "final" / "ema.safetensors"
+    with pytest.raises(HumoError, match=r"recipe .* is incomplete: missing toy encoders \(.*model/vae\)"):
+        check_recipe(r, str(config))
+    (r / "model" / "vae").mkdir(parents=True)  # an older recipe: only the exported model has the codec
+    check_recipe(r, str(config))
+    assert recipe_encoders(r) == r / "model"
+    (r / "encoders" / "vae").mkdir(parents=True)  # what the recipe writes before stage 0
+    assert recipe_encoders(r) == r / "encoders"
+    (r / "model" / "vae").rmdir()
+    check_recipe(r, str(config))
+
+
 def test_minimal_ffn_trains_the_minimal_set_and_the_ffns_only():
     from humo.toy import toy_components
     from humo.training.trainable import trainable_names

@@ -193,6 +193,24 @@ def test_focal_loss_is_low_for_right_masks_high_for_wrong_ones_and_skips_invalid
     assert float(focal_loss(wrong, target, torch.zeros_like(valid))) == 0.0
 
 
+def test_face_weighted_focal_loss_counts_the_faces_more_and_a_uniform_weight_changes_nothing():
+    target = torch.zeros(1, 2, 3, 8, 8)
+    target[:, 0, :, :, :4] = 1
+    target[:, 1, :, :, 4:] = 1
+    face = torch.zeros(1, 1, 3, 8, 8)
+    face[..., 1:3, 1:3] = 1  # person 0's face: 4 of the 64 pixels
+    right = (target * 2 - 1) * 6
+    soft_face = torch.where(face.expand_as(right) > 0, torch.zeros_like(right), right)  # unsure (0.5) on the face
+    plain = float(focal_loss(soft_face, target))
+    assert float(focal_loss(soft_face, target, weight=torch.full_like(face, 3.0))) == pytest.approx(plain, rel=1e-6)
+    weighted = [float(focal_loss(soft_face, target, weight=1 + w * face)) for w in (0.0, 4.0, 16.0)]
+    assert weighted[0] == pytest.approx(plain, rel=1e-6) and weighted[0] * 3 < weighted[1] < weighted[2]
+    # Right on the faces and unsure elsewhere: the face weight lowers the loss instead.
+    soft_body = torch.where(face.expand_as(right) > 0, right, torch.zeros_like(right))
+    assert float(focal_loss(soft_body, target, weight=1 + 16 * face)) < float(focal_loss(soft_body, target))
+    assert float(focal_loss(right, target, weight=1 + 16 * face)) < 1e-3
+
+
 def test_boxes_feathered_on_the_latent_grid_and_bad_boxes_named():
     m = box_mask(parse_box("0,0,32,64"), 64, 64)  # the left half of a 64x64 frame
     assert m[:, :32].min() == 1 and m[:, 32:].max() == 0

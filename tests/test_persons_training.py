@@ -123,6 +123,37 @@ def test_objective_injects_by_the_true_regions_and_learns_them(cache):
     assert model.person_masks.taps[0].qkv.weight.grad.abs().sum() > 0
 
 
+def test_the_face_weight_moves_only_the_focal_loss_and_only_where_there_are_faces(cache):
+    import dataclasses
+
+    from humo.dit import HumoDiT
+    from humo.training.objective import compute_loss, draw_rows
+    from tests.helpers import tiny_cfg
+
+    c = LatentCache(cache)
+    ds = CachedDataset(c, num_refs=2, persons=True, masks=True)
+    batch = Collate(2, [8, 5, 8], persons=True)([ds[(0, "av")], ds[(1, "av")]])
+    face = torch.zeros_like(batch.mask)
+    face[..., 1:3, 1:3] = 1.0  # a face of a few latent pixels, as on the proving ground
+    batch = dataclasses.replace(batch, mask=face)
+    cfg = tiny_train_config(cache, "unused", model_overrides={**TINY, **TINY_AUDIO, "person_mask_blocks": 1})
+    draws = draw_rows(0, 0, range(2), (16, 5, 8, 8), cfg)
+    torch.manual_seed(0)
+    model = HumoDiT(tiny_cfg("humo-1.7b", person_mask_blocks=1))
+
+    def parts(batch, w):
+        return compute_loss(model, batch, draws, c.null_text(), reference_mode="replace", use_audio=True,
+                            person_mask_weight=1.0, person_face_weight=w)[1]  # fmt: skip
+
+    plain, weighted = parts(batch, 0.0), parts(batch, 8.0)
+    assert torch.equal(plain["flow"], weighted["flow"])
+    assert abs(float(weighted["persons"]) - float(plain["persons"])) > 1e-4 * float(plain["persons"])
+    faceless = dataclasses.replace(batch, mask=torch.zeros_like(batch.mask))
+    assert float(parts(faceless, 8.0)["persons"]) == pytest.approx(float(plain["persons"]), rel=1e-6)
+    with pytest.raises(HumoError, match="person_face_weight -1.0: must be >= 0"):
+        tiny_train_config(cache, "unused", persons=True, person_face_weight=-1.0)
+
+
 def test_a_few_training_steps_with_persons(cache, tmp_path):
     from humo.training.loop import Trainer
 

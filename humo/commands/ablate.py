@@ -15,7 +15,7 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from humo.evaluation.ablation import StudyConfig, name_list, number_list
+    from humo.evaluation.ablation import VARIANTS, StudyConfig, name_list, number_list
 
     d = StudyConfig()
     parser.add_argument(
@@ -33,7 +33,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help=f"base training config (default {d.train_config})")
     parser.add_argument("--seeds", type=number_list(int), help="training seeds (default 0,1,2)")
     parser.add_argument(
-        "--variants", type=name_list, help=f"variants (default: the paper's, {','.join(d.variants)}; also minimal-ffn)"
+        "--variants",
+        type=name_list,
+        help=f"variants (default: the paper's, {','.join(d.variants)}; also "
+        f"{', '.join(v for v in VARIANTS if v not in d.variants)})",
     )
     parser.add_argument("--s1-steps", type=int, help=f"stage-1 steps (default {d.s1_steps})")
     parser.add_argument("--s2-steps", type=int, help=f"stage-2 steps (default {d.s2_steps})")

@@ -52,6 +52,12 @@ class Variant:
     what: str
     stage1: dict | None  # stage-1 overrides; None: no stage 1 (stage 2 starts from the backbone)
     stage2: dict
+    versus: str | None = "full"  # the variant it differs from by one choice (its paired differences are from it)
+
+
+# OmniHuman-1's reference positional encoding (the reference frames' RoPE time index 0, where HuMo continues after the
+# last video frame), in the recipe's own setting (every weight trained): one choice away from `full-finetune`.
+_ROPE_ZERO = {"trainable": "full", "model_overrides": {"reference_rope": "zero"}}
 
 
 VARIANTS: dict[str, Variant] = {
@@ -62,8 +68,23 @@ VARIANTS: dict[str, Variant] = {
         Variant("single-stage", "no progressive training (both tasks from the start)", None, {"single_stage": True}),
         Variant("no-mask", "no focus-by-predicting (no mask head)", {}, {"mask_head": False}),
         Variant("minimal-ffn", "minimal-invasive + the FFNs in stage 2 (diagnostic)", {}, {"trainable": "minimal+ffn"}),
+        Variant(
+            "rope-zero",
+            "full fine-tune with OmniHuman-1's reference RoPE (time index 0)",
+            _ROPE_ZERO,
+            _ROPE_ZERO,
+            versus="full-finetune",
+        ),
     )
 }
+
+
+def variant_versus(names) -> dict[str, str]:
+    """{variant: the variant it is paired with} for the variants of `names` whose `versus` is among them."""
+    names = set(names)
+    return {n: VARIANTS[n].versus for n in names if VARIANTS[n].versus in names and n != VARIANTS[n].versus}
+
+
 PAPER_VARIANTS = ("full", "full-finetune", "single-stage", "no-mask")  # the paper's Table 3: a study's default
 
 
@@ -172,7 +193,7 @@ def verdicts(claims, rows: dict[str, dict], versus: dict[str, str], clips: int, 
 def claim_verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Every claim of `CLAIMS` the results can test: its per-seed differences and verdict."""
     rows = {**results.get("final", {}), **results.get("guidance", {})}
-    versus = {v: "full" for v in results.get("final", {}) if v != "full"}
+    versus = variant_versus(results.get("final", {}))
     versus.update({c.name: c.versus for c in GUIDANCE_CASES if c.versus and c.name in results.get("guidance", {})})
     return verdicts(CLAIMS, rows, versus, results["config"]["eval_clips"])
 
@@ -258,12 +279,19 @@ def recipe_backbone(r: Path) -> Path:
     return r / "s0" / "final" / "ema.safetensors"
 
 
+def recipe_encoders(r: Path) -> Path:
+    """The recipe's toy model folder whose codec and frozen encoders score a study's DiTs: `encoders/` (written
+    before stage 0, so a recipe run with UNTIL=stage0 serves), else the exported `model/` (older recipes)."""
+    r = Path(r)
+    return r / "encoders" if (r / "encoders" / "vae").is_dir() else r / "model"
+
+
 def check_recipe(r: Path, train_config: str, who: str = "ablate") -> None:
     """A one-line HumoError unless the toy recipe `r` has what a study needs and `train_config` exists."""
     need = {
         "training cache": r / "cache" / "index.json",
         "stage-0 backbone": recipe_backbone(r),
-        "toy model folder": r / "model" / "vae",
+        "toy encoders": recipe_encoders(r) / "vae",
         "held-out manifest": r / "data" / "heldout" / "manifest.jsonl",
     }
     if not Path(train_config).is_file():
@@ -359,8 +387,12 @@ def read_study_file(path: str | os.PathLike, config_cls: type) -> dict:
 
 
 def _stage1_key(v: Variant) -> str | None:
+    """The stage-1 run a variant starts from: shared by the variants whose stage 1 differs only in the trainable set
+    (named after it), the variant's own where it changes anything else."""
     if v.stage1 is None:
         return None
+    if set(v.stage1) - {"trainable"}:
+        return f"s1-{v.name}"
     return "s1-" + (v.stage1.get("trainable") or "minimal")
 
 
@@ -517,7 +549,7 @@ class Evaluator:
         from humo.evaluation.heldout import evaluate_model, quiet_pipeline
 
         if self.pipe is None:
-            self.pipe = quiet_pipeline(self.recipe / "model")
+            self.pipe = quiet_pipeline(recipe_encoders(self.recipe))
         self.pipe.dit = dit
         res = evaluate_model(
             "(in memory)",
@@ -747,14 +779,15 @@ def _difference_table(rows: dict[str, dict], versus: dict[str, str]) -> list[str
 
 
 def format_tables(results: dict[str, Any]) -> str:
-    """Markdown: the variants table (final checkpoints, mean ± std over seeds) and their paired differences from
-    `full`; the guidance table and each case's paired differences from the case it ablates (`GuidanceCase.versus`)."""
+    """Markdown: the variants table (final checkpoints, mean ± std over seeds) and each variant's paired
+    differences from the variant it changes (`Variant.versus`); the guidance table and each case's paired
+    differences from the case it ablates (`GuidanceCase.versus`)."""
     seeds = results["config"]["seeds"]
     lines = [
         f"Mean ± standard deviation over seeds {seeds}; {results['config']['eval_clips']} held-out clips per "
         f"evaluation, {results['config']['eval_steps']} sampling steps.",
         *_mean_table("variant", results["final"]),
-        *_difference_table(results["final"], {v: "full" for v in results["final"] if v != "full"}),
+        *_difference_table(results["final"], variant_versus(results["final"])),
     ]
     if results.get("backbone"):  # what every variant started from, scored as it was (one evaluation each)
         steps = results["config"].get("backbone_steps", 0)

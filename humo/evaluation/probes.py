@@ -298,13 +298,13 @@ def sample_sheet(
     frames of the sample and the clip's own middle frame (the truth), each enlarged 2x."""
     from PIL import Image
 
-    from humo.evaluation.ablation import checkpoint_dit
+    from humo.evaluation.ablation import checkpoint_dit, recipe_encoders
     from humo.evaluation.heldout import generate_clip, heldout_samples, quiet_pipeline
     from humo.media.image import load_references
     from humo.media.video import read_video
 
     recipe = Path(recipe)
-    pipe = quiet_pipeline(recipe / "model")
+    pipe = quiet_pipeline(recipe_encoders(recipe))
     pipe.dit = checkpoint_dit(checkpoint)
     rows = []
     for i, s in enumerate(heldout_samples(recipe / "data" / "heldout" / "manifest.jsonl", clips)):

@@ -101,6 +101,10 @@ class TrainConfig:
     # paper). num_refs sets the most persons a sample may have.
     persons: bool = False
     person_mask_weight: float = 1.0
+    # The focal loss per latent pixel weighted 1 + person_face_weight * (its face-mask fraction, every character's
+    # face), renormalised per frame: a mouth hears the audio its mask gives it, and the faces are a few latent pixels
+    # of a whole-person target (docs/ablations.md, "Why fixed strips beat the predicted masks"). 0 = the plain mean.
+    person_face_weight: float = 0.0
     # InterActHuman's remedy for copy-paste: {whole, head, upper, clothing} -> the probability a reference is shown
     # so (the crops are cached by `humo precompute --reference-crops N`; `humo.reference_crops`). Empty: whole only.
     reference_crops: dict = field(default_factory=dict)
@@ -162,6 +166,7 @@ class TrainConfig:
         need(self.lora_rank >= 0, f"lora_rank {self.lora_rank}: must be >= 0")
         need(self.num_refs >= 0, f"num_refs {self.num_refs}: must be >= 0")
         need(self.person_mask_weight >= 0, f"person_mask_weight {self.person_mask_weight}: must be >= 0")
+        need(self.person_face_weight >= 0, f"person_face_weight {self.person_face_weight}: must be >= 0")
         need(not (self.persons and self.continuation_share), "persons: not with continuation_share (one or the other)")
         for name in (
             "av_fraction_start", "av_fraction_end", "text_dropout", "image_dropout", "audio_dropout", "pose_ratio",

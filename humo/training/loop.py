@@ -282,7 +282,7 @@ class Trainer:
             num_refs=self.num_refs,
             references=stage.references,
             audio=stage.audio,
-            masks=self.mask_weight > 0 or cfg.face_loss_weight > 0,
+            masks=self.mask_weight > 0 or cfg.face_loss_weight > 0 or cfg.person_face_weight > 0,
             zero_video=dcfg.reference_mode == "concat",
             pose=self.uses_pose,
             persons=self.persons,
@@ -428,6 +428,7 @@ class Trainer:
                 pose_loss_weight=cfg.pose_loss_weight,
                 pose_loss_joints=tuple(cfg.pose_loss_joints),
                 person_mask_weight=self.person_weight,
+                person_face_weight=cfg.person_face_weight,
                 autocast_dtype=torch.bfloat16 if cfg.precision == "bf16" else None,
             )
             (loss / cfg.grad_accum).backward()

@@ -339,6 +339,7 @@ def compute_loss(
     pose_loss_weight: float = 0.0,
     pose_loss_joints: tuple[str, ...] = (),
     person_mask_weight: float = 0.0,
+    person_face_weight: float = 0.0,
     autocast_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """One micro-batch: the total loss (scalar, for backward) and detached parts {"flow", "mask", "persons"}.
@@ -351,7 +352,9 @@ def compute_loss(
     ``mask_weight * mask_loss`` against ``batch.mask`` [B, F, h, w] weighted by ``batch.has_mask``.
 
     person_mask_weight > 0 (a batch with persons) asks for the person mask predictor's logits and adds
-    ``person_mask_weight * focal_loss`` against ``batch.person_masks`` on the valid person slots.
+    ``person_mask_weight * focal_loss`` against ``batch.person_masks`` on the valid person slots; with
+    person_face_weight > 0 each latent pixel of it is weighted 1 + person_face_weight * the face-mask fraction
+    (``batch.mask``, every character's face), renormalised per frame.
     """
     inputs = build_inputs(
         batch, draws, null_text, reference_mode=reference_mode, use_audio=use_audio, reference_rope=reference_rope
@@ -385,7 +388,8 @@ def compute_loss(
         parts["mask"] = m.detach()
     if want_persons:
         valid = batch.person_valid[:, :, None].expand(*batch.person_masks.shape[:3])
-        p = focal_loss(person_logits, batch.person_masks, valid)
+        face = 1.0 + person_face_weight * batch.mask[:, None] if person_face_weight else None
+        p = focal_loss(person_logits, batch.person_masks, valid, weight=face)
         loss = loss + person_mask_weight * p
         parts["persons"] = p.detach()
     return loss, parts
