@@ -6,7 +6,8 @@
 #   MULTI_CLIPS=640 OUT=runs/ih-recipe bash scripts/train_toy_model.sh
 #       # InterActHuman in the whole recipe: that many `humo synth --multi` clips (2-3 people) join the one-person
 #       # ones from stage 0 on; stages 1-2 train with several references, stage 2 with each person's audio in their
-#       # region and a person mask predictor; then scored on held-out multi-person clips (OUT/persons.json)
+#       # region and a person mask predictor; then scored on held-out multi-person clips (OUT/persons.json) and
+#       # at every CURVE_EVERY (1000) stage-2 steps (OUT/persons-curve.json, .png)
 #   S2_SEEDS="1 2" MULTI_CLIPS=640 OUT=runs/ih-recipe bash scripts/train_toy_model.sh
 #       # replicates for InterActHuman's ablations: stage 2 again from the same stage 1 with each of these seeds
 #       # (OUT/s2-seedN, OUT/model-seedN), every model scored in every mode, and the claims judged across them
@@ -107,6 +108,12 @@ if (( MULTI_CLIPS > 0 )); then
   step persons "$PERSONS_OUT" \
     python -m humo.evaluation.persons "${MODELS[@]}" --baseline "${BASELINE:-humo/assets/toy}" \
     --manifest "$OUT/data/multi-heldout/manifest.jsonl" --clips "$PERSONS_CLIPS" --out "$PERSONS_OUT" --figure "$OUT/turns.png"
+  # The measures against stage-2 steps (predicted masks, strips, global audio; every CURVE_EVERY steps): the curve
+  # resumes from OUT/persons-curve.json, and its plot, written last, marks the step done.
+  step persons-curve "$OUT/persons-curve.png" \
+    python -m humo.evaluation.persons --curve "$OUT/s2" --encoders "$OUT/encoders" \
+    --manifest "$OUT/data/multi-heldout/manifest.jsonl" --clips "$PERSONS_CLIPS" --every "${CURVE_EVERY:-1000}" \
+    --out "$OUT/persons-curve.json" --figure "$OUT/persons-curve.png"
 fi
 
 if [[ "${BUNDLE:-0}" == 1 ]]; then

@@ -202,6 +202,74 @@ def test_persons_evaluation_scores_every_mode(tmp_path):
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_persons_curve_scores_kept_checkpoints_resumes_and_plots(tmp_path, capsys, monkeypatch):
+    """`--curve RUN`: the modes at every `every`-th kept checkpoint and the last, each checkpoint's own weights in
+    the encoders' pipeline; a second call scores nothing; other settings and bad flags are one-line errors."""
+    import json
+
+    import humo.evaluation.persons as persons
+    from humo.proving_ground.synth import SynthConfig, synthesize_dataset
+    from humo.toy import toy_components, write_toy_weights
+    from humo.training.state import save_checkpoint
+
+    synthesize_dataset(SynthConfig(tmp_path / "d", 1, frames=(9, 9), multi=True, split="heldout", seed=5), False)
+    manifest = tmp_path / "d" / "manifest.jsonl"
+    write_toy_weights(tmp_path / "enc", components=toy_components(seed=0, person_mask_blocks=1))
+    run = tmp_path / "run"
+    for step, seed in ((1, 0), (2, 1), (3, 2)):  # another model at each checkpoint
+        dit = toy_components(seed=seed, person_mask_blocks=1)[0]
+        sd = dit.state_dict()
+        save_checkpoint(run, step, model=sd, ema=sd, optimizer={}, rng={}, state={},
+                        metadata={"humo_config": json.dumps(dit.cfg.to_dict())})  # fmt: skip
+    progress, png = tmp_path / "curve.json", tmp_path / "curve.png"
+    argv = [
+        "--curve",
+        str(run),
+        "--encoders",
+        str(tmp_path / "enc"),
+        "--manifest",
+        str(manifest),
+        "--clips",
+        "1",
+        "--steps",
+        "1",
+        "--every",
+        "2",
+        "--modes",
+        "predicted,global",
+        "--out",
+        str(progress),
+        "--figure",
+        str(png),
+    ]
+    assert persons.main(argv) == 0
+    result = json.loads(progress.read_text())
+    assert list(result["points"]) == ["2", "3"] and set(result["points"]["2"]) == {"predicted", "global"}
+    ious = [result["points"][k]["predicted"]["person_iou"] for k in ("2", "3")]
+    assert None not in ious and ious[0] != ious[1]  # each point is its own checkpoint's model
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "step      2:" in capsys.readouterr().out
+
+    def boom(*a, **k):
+        raise AssertionError("scored again")
+
+    monkeypatch.setattr(persons, "evaluate", boom)
+    assert persons.main(argv) == 0  # resumed from the progress file: nothing scored
+    monkeypatch.undo()
+    capsys.readouterr()
+    for bad, message in (
+        (["--clips", "2"], "scored with other clips"),
+        (["--model", "x"], "--curve: scores one training run"),
+        (["--modes", "baseline"], "the baseline mode needs another model"),
+    ):
+        assert persons.main(argv + bad) == 2
+        assert message in capsys.readouterr().err
+    assert persons.main(["--curve", str(tmp_path), "--encoders", "e", "--manifest", str(manifest)]) == 2
+    assert "no training checkpoints there" in capsys.readouterr().err
+    assert persons.main(["--curve", str(run), "--manifest", str(manifest)]) == 2
+    assert "give --encoders" in capsys.readouterr().err
+
+
 def _summary(ratio, silent):
     return {"clips": 24, "speaker_sync_own": ratio * 0.4, "speaker_sync_other": 0.4, "speaker_sync_ratio": ratio,
             "speaker_silent_ratio": silent, "speaker_faces_found": 1.0, "person_iou": None}  # fmt: skip

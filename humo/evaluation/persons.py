@@ -160,12 +160,14 @@ def evaluate(
     modes: tuple[str, ...] = MODES,
     videos: str | os.PathLike | None = None,
     log: Callable[[str], None] = print,
+    pipe=None,
 ) -> dict[str, Any]:
-    """Every mode on the first `clips` multi-person clips -> {"modes": {mode: summary}, "rows": {mode: {id: row}}}."""
+    """Every mode on the first `clips` multi-person clips -> {"modes": {mode: summary}, "rows": {mode: {id: row}}}.
+    `pipe`: the model's pipeline when it is already loaded (a training checkpoint's DiT in it), else `model`'s."""
     from humo.evaluation.heldout import quiet_pipeline
 
     samples = multi_samples(manifest, clips)
-    pipes = {"model": quiet_pipeline(model)}
+    pipes = {"model": pipe if pipe is not None else quiet_pipeline(model)}
     if baseline is not None and "baseline" in modes:
         pipes["baseline"] = quiet_pipeline(baseline)
     modes = tuple(m for m in modes if m != "baseline" or "baseline" in pipes)
@@ -373,6 +375,103 @@ def _wave(path: str) -> tuple[np.ndarray, int]:
     return load_audio(path, SAMPLE_RATE, min_seconds=0), SAMPLE_RATE
 
 
+# The modes a training curve follows: the model's own masks beside the fixed and global drives of the same weights.
+CURVE_MODES = ("predicted", "strips", "global")
+
+
+def curve(
+    run: str | os.PathLike,
+    encoders: str | os.PathLike,
+    manifest: str | os.PathLike,
+    *,
+    every: int = 1000,
+    clips: int = 24,
+    steps: int = 20,
+    seed: int = 0,
+    modes: tuple[str, ...] = CURVE_MODES,
+    progress: str | os.PathLike | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """The modes scored at a training run's kept checkpoints, every `every` steps and its last -> {"run", ...,
+    "points": {step: {mode: summary}}}. The checkpoints' EMA weights run in the pipeline of `encoders` (a toy
+    model folder: the recipe's encoders). `progress`: a JSON file rewritten after each checkpoint and read back
+    first, so an interrupted curve resumes (points scored with other settings are refused by name)."""
+    from humo.errors import HumoError, atomic_path, read_json_file
+    from humo.evaluation.ablation import checkpoint_dit, kept_checkpoints
+    from humo.evaluation.heldout import quiet_pipeline
+
+    if every < 1:
+        raise HumoError(f"--every {every}: must be >= 1")
+    kept = kept_checkpoints(Path(run))
+    if not kept:
+        raise HumoError(f"--curve {run}: no training checkpoints there (checkpoints/step_*)")
+    chosen = [(st, folder) for st, folder in kept if st % every == 0 or st == kept[-1][0]]
+    settings = {"run": str(run), "manifest": str(manifest), "clips": clips, "steps": steps, "seed": seed}
+    result = {**settings, "modes": list(modes), "points": {}}
+    if progress is not None and Path(progress).is_file():
+        done = read_json_file(progress, "curve progress")
+        differ = [k for k, v in settings.items() if done.get(k) != v]
+        if differ:
+            raise HumoError(
+                f"curve progress {progress}: scored with other {', '.join(differ)}; remove it or use another"
+            )
+        result["points"] = {k: v for k, v in done.get("points", {}).items() if all(m in v for m in modes)}
+    pipe = None
+    for st, folder in chosen:
+        if str(st) in result["points"]:
+            continue
+        if pipe is None:
+            pipe = quiet_pipeline(encoders)
+        pipe.dit = checkpoint_dit(folder)
+        log(f"curve: step {st}")
+        r = evaluate(run, manifest, clips=clips, steps=steps, seed=seed, modes=modes, log=log, pipe=pipe)
+        result["points"][str(st)] = r["modes"]
+        if progress is not None:
+            with atomic_path(progress) as tmp:
+                Path(tmp).write_text(json.dumps(result, indent=1))
+    result["points"] = dict(sorted(result["points"].items(), key=lambda kv: int(kv[0])))
+    return result
+
+
+def plot_curve(result: dict[str, Any], path: str | os.PathLike) -> Path:
+    """One panel per measure (own / other, silent ratio, mask IoU) against training steps, a line per mode and the
+    issue's bar dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from humo.media.image import save_figure
+
+    keys = [m for m in METRICS if m[0] in BARS]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4))
+    steps = [int(k) for k in result["points"]]
+    for ax, (key, label, _) in zip(axes, keys, strict=True):
+        for mode in result["modes"]:
+            pts = [(st, result["points"][str(st)].get(mode, {}).get(key)) for st in steps]
+            pts = [(st, v) for st, v in pts if v is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=mode)
+        ax.axhline(BARS[key], color="k", linestyle="--", linewidth=0.8)
+        ax.set_title(label)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    labelled = [ax for ax in axes if ax.get_legend_handles_labels()[0]]  # a mode may have no value on a measure
+    if labelled:
+        max(labelled, key=lambda ax: len(ax.get_legend_handles_labels()[0])).legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def format_curve(result: dict[str, Any]) -> str:
+    f = lambda v: "  -  " if v is None else f"{v:5.2f}"  # noqa: E731
+    lines = [f"{result['clips']} clips, {result['steps']} steps; own/other, silent ratio, mask IoU per mode"]
+    for st, modes in result["points"].items():
+        cells = [f"{m} {f(s.get('speaker_sync_ratio'))} {f(s.get('speaker_silent_ratio'))} {f(s.get('person_iou'))}"
+                 for m, s in modes.items()]  # fmt: skip
+        lines.append(f"step {int(st):>6}: " + " | ".join(cells))
+    return "\n".join(lines)
+
+
 def format_summary(result: dict[str, Any]) -> str:
     """A table of `study`'s modes (mean ± spread over the replicates when there are several), then the claims."""
     n = len(result["replicates"])
@@ -410,13 +509,24 @@ def main(argv: list[str] | None = None) -> int:
         default=[0],
         help="comma-separated sampling seeds, each a replicate of every model (default 0)",
     )
-    ap.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    ap.add_argument("--modes", help=f"comma-separated, of {', '.join(MODES)} (default: all; with --curve "
+                    f"{', '.join(CURVE_MODES)})")  # fmt: skip
     ap.add_argument("--videos", help="keep the generated MP4s here (one folder per mode)")
     ap.add_argument("--out", help="write the result as JSON here")
     ap.add_argument("--figure", help="also draw one clip taking turns (predicted masks and global audio) as a PNG")
     ap.add_argument("--figure-clip", type=int, default=0, help="which of the clips the figure shows")
+    ap.add_argument("--curve", metavar="RUN",
+                    help="instead of --model: score a training run's kept checkpoints (modes "
+                         f"{', '.join(CURVE_MODES)} unless --modes says), with --encoders; --figure then plots the "
+                         "curve and --out is also the progress an interrupted curve resumes from")  # fmt: skip
+    ap.add_argument(
+        "--encoders", help="with --curve: the toy model folder whose codec and encoders the checkpoints use"
+    )
+    ap.add_argument("--every", type=int, default=1000, help="with --curve: score every this many steps (and the last)")
     args = ap.parse_args(argv)
     try:
+        if args.curve:
+            return _curve(args)
         if args.combine:
             if args.model:
                 raise HumoError("--combine: joins results already scored; give it without --model")
@@ -439,14 +549,42 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _curve(args: argparse.Namespace) -> int:
+    """`curve` as the command line asks for it: its flags checked first, the table printed, the plot drawn."""
+    from humo.errors import HumoError
+
+    if args.model or args.combine or args.baseline:
+        raise HumoError("--curve: scores one training run; give it without --model, --combine or --baseline")
+    if not args.encoders or not args.manifest:
+        raise HumoError("--curve: give --encoders (the recipe's encoders folder) and --manifest")
+    modes = CURVE_MODES if args.modes is None else _modes(args.modes)
+    if "baseline" in modes:
+        raise HumoError("--curve: the baseline mode needs another model; leave it out of --modes")
+    result = curve(
+        args.curve, args.encoders, args.manifest, every=args.every, clips=args.clips, steps=args.steps,
+        seed=min(args.seeds), modes=modes, progress=args.out,
+    )  # fmt: skip
+    print(format_curve(result))
+    if args.figure:
+        print(plot_curve(result, args.figure))
+    return 0
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    from humo.errors import HumoError
+
+    modes = tuple(m.strip() for m in text.split(","))
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise HumoError(f"--modes: unknown {bad[0]!r} (choose from {', '.join(MODES)})")
+    return modes
+
+
 def _score(args: argparse.Namespace) -> dict[str, Any]:
     """`study` as the command line asks for it, its flags checked first."""
     from humo.errors import HumoError
 
-    modes = tuple(m.strip() for m in args.modes.split(","))
-    bad = [m for m in modes if m not in MODES]
-    if bad:
-        raise HumoError(f"--modes: unknown {bad[0]!r} (choose from {', '.join(MODES)})")
+    modes = MODES if args.modes is None else _modes(args.modes)
     seeds = sorted(set(args.seeds))
     if not seeds or seeds[0] < 0:
         raise HumoError(f"--seeds: {args.seeds} has no seed or a negative one")
