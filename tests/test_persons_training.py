@@ -261,6 +261,7 @@ def test_persons_curve_scores_kept_checkpoints_resumes_and_plots(tmp_path, capsy
         (["--clips", "2"], "scored with other clips"),
         (["--model", "x"], "--curve: scores one training run"),
         (["--modes", "baseline"], "the baseline mode needs another model"),
+        (["--seeds", "0,1"], "--curve: one sampling seed"),
     ):
         assert persons.main(argv + bad) == 2
         assert message in capsys.readouterr().err

@@ -463,6 +463,7 @@ def plot_curve(result: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def format_curve(result: dict[str, Any]) -> str:
+    """A line per scored step: each mode's own / other, silent ratio and mask IoU."""
     f = lambda v: "  -  " if v is None else f"{v:5.2f}"  # noqa: E731
     lines = [f"{result['clips']} clips, {result['steps']} steps; own/other, silent ratio, mask IoU per mode"]
     for st, modes in result["points"].items():
@@ -560,6 +561,8 @@ def _curve(args: argparse.Namespace) -> int:
     modes = CURVE_MODES if args.modes is None else _modes(args.modes)
     if "baseline" in modes:
         raise HumoError("--curve: the baseline mode needs another model; leave it out of --modes")
+    if len(set(args.seeds)) != 1:
+        raise HumoError(f"--curve: one sampling seed (got --seeds {','.join(map(str, args.seeds))})")
     result = curve(
         args.curve, args.encoders, args.manifest, every=args.every, clips=args.clips, steps=args.steps,
         seed=min(args.seeds), modes=modes, progress=args.out,
