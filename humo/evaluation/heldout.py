@@ -250,3 +250,83 @@ def write_report(result: dict[str, Any], path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(result, indent=1, default=float) + "\n")
     return Path(path)
+
+
+# What `clip_differences` compares per clip: (name, the clip row's value). The gains are the clip's own score
+# minus its mismatched-reference / shuffled-audio baseline, so that a clip's difficulty cancels out.
+CLIP_MEASURES: tuple[tuple[str, Callable[[dict], Any]], ...] = (
+    ("text_mean", lambda r: r["own"]["text_mean"]),
+    ("subject_acc", lambda r: r["own"]["subject_acc"]),
+    ("subject_gain", lambda r: _minus(r["own"]["subject_acc"], r["mismatched_ref"]["subject_acc"])),
+    ("sync_c", lambda r: r["own"]["sync_c"]),
+    ("sync_margin", lambda r: _minus(r["own"]["sync_c"], r["shuffled_audio"]["sync_c"])),
+)
+
+
+def _minus(a, b):
+    return None if a is None or b is None else a - b
+
+
+def clip_differences(a: dict[str, Any], b: dict[str, Any], boot: int = 2000, seed: int = 0) -> dict[str, dict]:
+    """Two `evaluate_model` results on the same clips -> per measure of `CLIP_MEASURES` the differences b - a paired
+    clip by clip: their mean, a bootstrap 95% interval over clips, how many clips are better / worse in b and how
+    many were paired (clips both scored, and where both have the value)."""
+    shared = [k for k in a["rows"] if k in b["rows"]]
+    if not shared:
+        raise HumoError("compare: the two results share no clip (score the same manifest)")
+    g = np.random.default_rng(seed)
+    out = {}
+    for name, value in CLIP_MEASURES:
+        pairs = [(value(a["rows"][k]), value(b["rows"][k])) for k in shared]
+        d = np.array([y - x for x, y in pairs if x is not None and y is not None], dtype=np.float64)
+        if not len(d):
+            out[name] = {"clips": 0, "mean": None, "lo": None, "hi": None, "better": 0, "worse": 0}
+            continue
+        means = d[g.integers(0, len(d), (boot, len(d)))].mean(axis=1)
+        lo, hi = np.quantile(means, [0.025, 0.975])
+        out[name] = {"clips": len(d), "mean": float(d.mean()), "lo": float(lo), "hi": float(hi),
+                     "better": int((d > 0).sum()), "worse": int((d < 0).sum())}  # fmt: skip
+    return out
+
+
+def format_differences(diffs: dict[str, dict], a: str, b: str) -> str:
+    lines = [f"{b} - {a}, paired by clip (mean, bootstrap 95% interval; clips better / worse)"]
+    for name, d in diffs.items():
+        if d["mean"] is None:
+            lines.append(f"{name:<13} -")
+        else:
+            lines.append(f"{name:<13} {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]  "
+                         f"{d['better']} / {d['worse']} of {d['clips']}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m humo.evaluation.heldout compare A.json B.json: two `humo eval --json` results of one manifest,
+    paired clip by clip."""
+    import argparse
+    import sys
+
+    from humo.errors import read_json_file
+
+    ap = argparse.ArgumentParser(
+        prog="python -m humo.evaluation.heldout", description="Compare two held-out evaluations clip by clip."
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+    cmp = sub.add_parser("compare", help="B - A per clip, for results of `humo eval --json` on the same clips")
+    cmp.add_argument("a")
+    cmp.add_argument("b")
+    args = ap.parse_args(argv)
+    try:
+        results = [read_json_file(p, "compare") for p in (args.a, args.b)]
+        for p, r in zip((args.a, args.b), results, strict=True):
+            if not isinstance(r, dict) or not isinstance(r.get("rows"), dict):
+                raise HumoError(f"compare: {p} is not a `humo eval --json` result (no per-clip rows)")
+        print(format_differences(clip_differences(*results), args.a, args.b))
+    except HumoError as e:
+        print(f"humo: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
