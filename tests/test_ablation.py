@@ -346,6 +346,9 @@ def test_study_preset_file_and_flags(tmp_path):
     assert study_config(parser.parse_args([])).s2_steps == StudyConfig().s2_steps
     shipped = study_config(parser.parse_args(["--study", "configs/ablate-v2.json"]))
     assert shipped.s2_steps == 4000 and shipped.stage2_overrides == {"lr": 0.0003} and shipped.equal_steps
+    for name in sorted(os.listdir("configs")):  # every shipped study preset reads and checks
+        if name.startswith("ablate-"):
+            assert study_config(parser.parse_args(["--study", f"configs/{name}"])).seeds, name
     preset.write_text(json.dumps({"s2_step": 1}))
     with pytest.raises(HumoError, match=r"unknown fields \['s2_step'\]"):
         study_config(parser.parse_args(["--study", str(preset)]))
