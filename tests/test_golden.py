@@ -28,7 +28,7 @@ def _same(got: torch.Tensor, want: torch.Tensor, what: str) -> None:
     if golden.recorded_here():
         assert torch.equal(got, want), f"{what}: max difference {(got - want).abs().max().item():.3g}"
     else:
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=what)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=what)
 
 
 def test_generation_matches_the_recorded_outputs(generated):
