@@ -17,6 +17,7 @@ absolute and relative: a change of behaviour moves them by orders of magnitude m
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import tempfile
@@ -37,6 +38,7 @@ MODES = ("t", "ti", "ta", "tia")
 BUNDLED = Path(__file__).parents[1] / "humo" / "assets" / "toy"
 
 
+@functools.cache
 def machine() -> dict:
     """What decides the float kernels' rounding: the torch build, its CPU capability, and the processor itself
     (model and feature flags from /proc/cpuinfo, where there is one; the capability alone names several)."""
@@ -221,7 +223,8 @@ def load_generation() -> dict[str, torch.Tensor]:
     return load_file(str(GOLDEN / "generation.safetensors"))
 
 
-def recorded_here() -> bool:
+@functools.cache
+def recorded_here() -> bool:  # asked for every compared tensor: the files are read once
     return json.loads((GOLDEN / "machine.json").read_text()) == machine()
 
 
