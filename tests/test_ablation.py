@@ -45,6 +45,25 @@ def test_bars_pass_for_a_good_model_and_miss_for_a_blind_one():
         assert not blind["bars"][key]["ok"], key
 
 
+def test_copy_paste_summary_against_the_mismatched_reference():
+    def row(scene, dist, scene_mis, dist_mis):
+        r = _row(0.9, 0.9, 0.3, 0.6, 0.2, 0)
+        r["own"].update(copy_scene=scene, placement_distance=dist)
+        r["mismatched_ref"].update(copy_scene=scene_mis, placement_distance=dist_mis)
+        return r
+
+    pasted = heldout.summarize([row(0.95, 0.0, 0.1, 0.2), row(None, 0.02, 0.05, 0.2)])
+    assert pasted["copy_scene"] == pytest.approx(0.95) and pasted["placement_copy"] == pytest.approx(0.95)
+    faithful = heldout.summarize([row(0.05, 0.2, 0.1, 0.2), row(0.01, 0.1, None, 0.1)])
+    assert faithful["copy_scene"] == pytest.approx(0.03) and faithful["placement_copy"] == pytest.approx(0.0)
+    d = heldout.clip_differences({"rows": {"a": row(0.1, 0.2, 0.1, 0.2)}}, {"rows": {"a": row(0.9, 0.0, 0.1, 0.2)}})
+    assert d["copy_scene"]["mean"] == pytest.approx(0.8) and d["placement_margin"]["mean"] == pytest.approx(0.2)
+    # results scored before copy-paste was measured have none of it
+    old = heldout.summarize([_row(0.9, 0.9, 0.3, 0.6, 0.2, 0)])
+    assert old["copy_scene"] is None and old["placement_copy"] is None
+    assert "copy-paste" not in heldout.format_summary(old) and "copy-paste" in heldout.format_summary(pasted)
+
+
 def test_partner_has_another_identity():
     class S:
         def __init__(self, key):

@@ -31,11 +31,11 @@ def test_a_better_model_on_every_clip_has_an_interval_above_zero_and_an_equal_on
     d = clip_differences(a, better)
     for name, step in (("text_mean", 0.1), ("subject_acc", 0.05), ("subject_gain", 0.05), ("sync_margin", 0.2)):
         assert d[name]["mean"] == pytest.approx(step) and 0 < d[name]["lo"] <= d[name]["hi"]
-        assert d[name]["better"] == n and d[name]["worse"] == 0 and d[name]["clips"] == n
+        assert d[name]["higher"] == n and d[name]["lower"] == 0 and d[name]["clips"] == n
     # noise around no difference: the interval holds 0; the other way round: below 0
     noisy = _result(text + g.normal(0, 0.1, n), subj, mis, sync, shuf)
     d = clip_differences(a, noisy)["text_mean"]
-    assert d["lo"] < 0 < d["hi"] and d["better"] + d["worse"] == n
+    assert d["lo"] < 0 < d["hi"] and d["higher"] + d["lower"] == n
     assert clip_differences(better, a)["sync_c"]["hi"] < 0
     # a mismatched baseline that moves with the model cancels out of the gain
     both = _result(text, subj + 0.05, mis + 0.05, sync, shuf)

@@ -132,6 +132,36 @@ def test_sync_scores_on_signals():
     assert r["sync_c"] is None
 
 
+def test_copy_paste_reads_a_pasted_reference_and_not_a_faithful_clip(clips):
+    """A video that pastes its reference (degraded as a VAE would) takes the reference's scene and face placement; the
+    true clip, drawn apart from its reference, takes neither: no closer to its own reference than to another's."""
+    faithful, pasted, scene_true, scene_pasted = [], [], [], []
+    rng = np.random.default_rng(3)
+    for i, c in enumerate(clips):
+        other = clips[(i + 1) % N]["ref"]
+        paste = metrics.degrade(np.repeat(c["ref"][None], 9, 0), rng, blur=0.8, noise=3.0, down=2, shift=6.0)
+        for video, out, scenes in ((c["frames"], faithful, scene_true), (paste, pasted, scene_pasted)):
+            own = metrics.copy_paste(video, c["ref"], c["spec"].caption)
+            base = metrics.copy_paste(video, other, c["spec"].caption)
+            out.append((own["placement_distance"], base["placement_distance"]))
+            if own["copy_scene"] is not None:
+                scenes.append(own["copy_scene"])
+    assert scene_true and len(scene_true) == len(scene_pasted)
+    assert max(scene_true) < 0.2 and min(scene_pasted) > 0.8
+    own_t, base_t = np.mean(faithful, 0)
+    own_p, base_p = np.mean(pasted, 0)
+    assert own_p < 0.3 * base_p and own_p < 0.3 * own_t
+    assert own_t > 0.5 * base_t
+    # the prompt asks for the reference's own scene: copying and following cannot be told apart
+    c = clips[0]
+    asked = world.parse_caption(c["spec"].caption)["scene"]
+    same = render.render_still(c["spec"].characters[0].identity, scene=asked)[0]
+    assert metrics.copy_paste(c["frames"], same, c["spec"].caption)["copy_scene"] is None
+    assert metrics.copy_paste(c["frames"], c["ref"], None)["copy_scene"] is None
+    blank = np.full((9, 64, 64, 3), 120, np.uint8)
+    assert metrics.copy_paste(blank, c["ref"], c["spec"].caption)["placement_distance"] is None
+
+
 def test_face_iou(clips):
     c = clips[0]
     gt = c["mask"]
@@ -160,3 +190,17 @@ def test_prototypes_match_the_renderer():
     fresh = readers.calibrate_prototypes(48, seed=1)
     for k, v in readers.PROTOTYPES.items():
         assert np.allclose(fresh[k], v, atol=0.05), (k, fresh[k], v)
+
+
+def test_copy_paste_validation_orders_truth_blend_and_paste(tmp_path):
+    """`python -m humo.proving_ground.validate --copy` on a small dataset read back from its files: the pasted
+    reference reads the most copying, the half blend less, the true clips none."""
+    from humo.proving_ground.synth import SynthConfig, synthesize_dataset
+    from humo.proving_ground.validate import validate_copy
+
+    manifest, _ = synthesize_dataset(SynthConfig(out=tmp_path, clips=8, frames=(9, 9), seed=5), progress=False)
+    res = validate_copy(str(manifest), n=8)
+    assert res["clips"] == 8 and set(res) == {"truth", "degraded", "pasted", "blend", "clips"}
+    t, b, p = res["truth"], res["blend"], res["pasted"]
+    assert t["copy_scene"] < 0.1 < b["copy_scene"] < p["copy_scene"] and p["copy_scene"] > 0.8
+    assert t["placement_copy"] < 0.3 < p["placement_copy"] and b["placement_copy"] < p["placement_copy"]

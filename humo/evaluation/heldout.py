@@ -8,6 +8,10 @@ generates a video from the clip's caption, reference image and audio (never its 
 - another clip's reference (the next clip whose identity differs): the mismatched-reference baseline of subject
   consistency;
 - another clip's audio (the same shuffle): the shuffled-audio baseline of Sync-C;
+- copy-paste (`metrics.copy_paste`): the video's background read as its reference image's own scene where the
+  prompt asks for another, and how close its face's centre is to the reference's, against the other clip's
+  reference (`placement_copy` = 1 - own distance / mismatched distance: 0 when the reference's placement is not
+  copied);
 
 and, when the model has a mask head, the IoU of its predicted face mask (last sampling step, on the latent grid)
 against the face found in the generated frames, resized to the same grid.
@@ -92,6 +96,19 @@ def _mean(values) -> float | None:
     return mean_spread(values)[0]
 
 
+def copy_paste_summary(rows: list[dict]) -> dict[str, float | None]:
+    """The copy-paste measures over clips (`metrics.copy_paste` in each row's "own" and "mismatched_ref"): the
+    means of both, and placement_copy = 1 - own / mismatched placement distance (0: the video's face is as far
+    from its reference's as from another's; 1: where its reference's is). None where results predate them."""
+    out: dict[str, float | None] = {}
+    for k in ("copy_scene", "placement_distance"):
+        out[k] = _mean(r["own"].get(k) for r in rows)
+        out[f"{k}_mismatched"] = _mean(r["mismatched_ref"].get(k) for r in rows)
+    d, base = out["placement_distance"], out["placement_distance_mismatched"]
+    out["placement_copy"] = None if d is None or not base else 1.0 - d / base
+    return out
+
+
 def summarize(rows: list[dict]) -> dict[str, Any]:
     """Means over clips, the baselines, the bars and whether each is reached."""
     own = metrics.summarize([r["own"] for r in rows])
@@ -115,6 +132,7 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
     if out["sync_c"] is not None and base_sync:
         ratio = out["sync_c"] / base_sync
     out["subject_gain"], out["sync_ratio"] = gain, ratio
+    out.update(copy_paste_summary(rows))
     out["bars"] = {k: {"need": v, "got": out[k], "ok": out[k] is not None and out[k] >= v} for k, v in BARS.items()}
     return out
 
@@ -197,12 +215,18 @@ def evaluate_model(
         seconds = time.perf_counter() - t0
         own = metrics.evaluate_clip(res.frames, res.fps, s.caption, [refs[i]], (audios[i], SAMPLE_RATE))
         own.pop("details", None)
+        faces = readers.find_faces(res.frames)
+        face = faces[0] if faces else None
+        own.update(metrics.copy_paste(res.frames, refs[i], s.caption, face))
         row = {
             "own": own,
             "mismatched_ref": {
-                k: v
-                for k, v in metrics.subject_consistency(res.frames, [refs[j]]).items()
-                if k in ("subject_acc", "subject_sim")
+                **{
+                    k: v
+                    for k, v in metrics.subject_consistency(res.frames, [refs[j]]).items()
+                    if k in ("subject_acc", "subject_sim")
+                },
+                **metrics.copy_paste(res.frames, refs[j], s.caption, face),
             },  # fmt: skip
             "shuffled_audio": {
                 k: v
@@ -241,6 +265,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         f" |offset| <= 1 on {_fmt(s['offset_within_1'])} of clips",
         f"face-mask IoU: {_fmt(s['mask_iou'])}; faces found in {_fmt(s['face_found'])} of frames",
     ]
+    if s.get("copy_scene") is not None or s.get("placement_copy") is not None:
+        lines.append(
+            f"copy-paste: the reference's own scene {_fmt(s['copy_scene'])} vs another reference's"
+            f" {_fmt(s['copy_scene_mismatched'])}; face placement copied {_fmt(s['placement_copy'])}"
+            " (0: as far from its reference's as from another's, 1: the reference's)"
+        )
     for k, b in s["bars"].items():
         lines.append(f"bar {k}: need >= {b['need']}, got {_fmt(b['got'])} -> {'PASS' if b['ok'] else 'MISS'}")
     return "\n".join(lines)
@@ -260,6 +290,12 @@ CLIP_MEASURES: tuple[tuple[str, Callable[[dict], Any]], ...] = (
     ("subject_gain", lambda r: _minus(r["own"]["subject_acc"], r["mismatched_ref"]["subject_acc"])),
     ("sync_c", lambda r: r["own"]["sync_c"]),
     ("sync_margin", lambda r: _minus(r["own"]["sync_c"], r["shuffled_audio"]["sync_c"])),
+    ("copy_scene", lambda r: r["own"].get("copy_scene")),
+    # how much nearer the face is to its own reference's place than to the other reference's (> 0: copied)
+    (
+        "placement_margin",
+        lambda r: _minus(r["mismatched_ref"].get("placement_distance"), r["own"].get("placement_distance")),
+    ),
 )
 
 
@@ -269,7 +305,7 @@ def _minus(a, b):
 
 def clip_differences(a: dict[str, Any], b: dict[str, Any], boot: int = 2000, seed: int = 0) -> dict[str, dict]:
     """Two `evaluate_model` results on the same clips -> per measure of `CLIP_MEASURES` the differences b - a paired
-    clip by clip: their mean, a bootstrap 95% interval over clips, how many clips are better / worse in b and how
+    clip by clip: their mean, a bootstrap 95% interval over clips, how many clips are higher / lower in b and how
     many were paired (clips both scored, and where both have the value)."""
     shared = [k for k in a["rows"] if k in b["rows"]]
     if not shared:
@@ -280,23 +316,23 @@ def clip_differences(a: dict[str, Any], b: dict[str, Any], boot: int = 2000, see
         pairs = [(value(a["rows"][k]), value(b["rows"][k])) for k in shared]
         d = np.array([y - x for x, y in pairs if x is not None and y is not None], dtype=np.float64)
         if not len(d):
-            out[name] = {"clips": 0, "mean": None, "lo": None, "hi": None, "better": 0, "worse": 0}
+            out[name] = {"clips": 0, "mean": None, "lo": None, "hi": None, "higher": 0, "lower": 0}
             continue
         means = d[g.integers(0, len(d), (boot, len(d)))].mean(axis=1)
         lo, hi = np.quantile(means, [0.025, 0.975])
         out[name] = {"clips": len(d), "mean": float(d.mean()), "lo": float(lo), "hi": float(hi),
-                     "better": int((d > 0).sum()), "worse": int((d < 0).sum())}  # fmt: skip
+                     "higher": int((d > 0).sum()), "lower": int((d < 0).sum())}  # fmt: skip
     return out
 
 
 def format_differences(diffs: dict[str, dict], a: str, b: str) -> str:
-    lines = [f"{b} - {a}, paired by clip (mean, bootstrap 95% interval; clips better / worse)"]
+    lines = [f"{b} - {a}, paired by clip (mean, bootstrap 95% interval; clips higher / lower in b)"]
     for name, d in diffs.items():
         if d["mean"] is None:
             lines.append(f"{name:<13} -")
         else:
             lines.append(f"{name:<13} {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]  "
-                         f"{d['better']} / {d['worse']} of {d['clips']}")  # fmt: skip
+                         f"{d['higher']} / {d['lower']} of {d['clips']}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -13,6 +13,8 @@ generator's hidden ground truth — the readers in `readers.py` measure:
   over the overlapping frames (0 = perfectly in sync, 1 = unrelated, 2 = anti-correlated).
   Sync-D = min_k d(k); Sync-C = median_k d(k) - min_k d(k) (how much the best offset stands out, SyncNet's
   confidence); offset = argmin_k d(k): k > 0 means the audio lags the video by k frames.
+- copy-paste (`copy_paste`): whether the video takes the reference image's own scene or face placement, which
+  the prompt does not ask for (against another clip's reference as the baseline).
 - face localisation: IoU of a predicted face mask against the ground truth (arrays); per character, IoU of
   predicted person masks on the latent grid against the ground truth's `person_masks` (`person_mask_iou`).
 - several speakers (`speaker_sync`): each character's mouth against its own audio track and the others', and how
@@ -120,6 +122,48 @@ def subject_consistency(frames: np.ndarray, ref_images: Sequence[np.ndarray]) ->
         "ref": [readers.argmax_labels(r) if r else None for r in refs],
         "video": [readers.argmax_labels(v) for v in vid],
     }
+
+
+def face_placement(frames: np.ndarray, face: readers.FaceTrack | None = None) -> np.ndarray | None:
+    """Where the face is in frames [T, H, W, 3]: its centre (cx / W, cy / H), the median over the frames where it
+    is found; None when no face is found. (Its size is left out: the size read from one still reference image
+    varies by about 10% after a codec, as much as the references' sizes differ.)"""
+    img = readers._as_float(frames)
+    if face is None:
+        found = readers.find_faces(img)
+        face = found[0] if found else None
+    if face is None or not face.valid.any():
+        return None
+    H, W = img.shape[1:3]
+    v = face.valid
+    return np.array([np.median(face.cx[v]) / W, np.median(face.cy[v]) / H])
+
+
+def copy_paste(
+    frames: np.ndarray, ref_image: np.ndarray, prompt: str | None, face: readers.FaceTrack | None = None
+) -> dict:
+    """What a video copies of its reference image beyond the identity (copy-paste), from the video, the reference
+    and the prompt. The proving ground's references are drawn apart from their clips (their own scene, placement,
+    size and lighting: `render.render_reference`), so a video that follows its inputs shares none of these with the
+    reference except by chance.
+
+    Returns {"copy_scene": the probability the scene reader gives the reference's own scene in the video, where
+    that scene is not the one the prompt asks for (None where it is, or the prompt names none: then copying and
+    following cannot be told apart); "placement_distance": the distance between the video's and the reference's face
+    centres (`face_placement`, fractions of the frame), None where a face is missing}. Both mean
+    something only against a baseline of the same video with another clip's reference (the held-out evaluation's
+    mismatched reference): a video that ignores the reference is as far from its own as from another."""
+    img = readers._as_float(frames)
+    ref = readers._as_float(np.asarray(ref_image)[None])
+    asked = world.parse_caption(prompt)["scene"] if prompt else None
+    ref_scene = readers.read_scene(ref)
+    ref_scene = max(ref_scene, key=ref_scene.get)
+    copy_scene = None
+    if asked is not None and ref_scene != asked:
+        copy_scene = readers.read_scene(img)[ref_scene]
+    fv, fr = face_placement(img, face), face_placement(ref)
+    dist = None if fv is None or fr is None else float(np.linalg.norm(fv - fr))
+    return {"copy_scene": copy_scene, "placement_distance": dist}
 
 
 def sync_scores(mouth: np.ndarray, envelope: np.ndarray, max_offset: int = MAX_OFFSET) -> dict:

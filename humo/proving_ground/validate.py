@@ -18,6 +18,16 @@ instead, given each character's own track (its WAV) in left-to-right order:
   mix        the clip rendered again with every character's mouth following the mix (the dataset's synth.json
              and the clip's index give its content), through the same H.264 writer: own ~ other, a silent
              ratio near 1.
+
+With --copy it validates the copy-paste measures (`metrics.copy_paste`, summarised as the held-out evaluation
+does: against the next clip's reference) on the single-person clips:
+  truth      the clip (drawn apart from its reference): the reference's own scene near 0, placement copied near 0;
+  degraded   the clip after `metrics.degrade`: the same;
+  pasted     the reference itself as every frame, after `metrics.degrade`: the reference's scene near 1, its
+             placement copied;
+  blend      half the clip and half the pasted reference, pixel by pixel: in between.
+With --vae FOLDER (a codec, e.g. the recipe's encoders/vae) also "truth-codec" and "pasted-codec": the clip and the
+pasted reference through that codec's round trip (what a model that copies would decode to) instead of `degrade`.
 """
 
 from __future__ import annotations
@@ -81,6 +91,39 @@ def validate(manifest: str, n: int = 50, seed: int = 0) -> dict:
     out["clips"] = len(samples)
     out["seconds_per_evaluate_clip"] = per_clip
     return out
+
+
+def validate_copy(manifest: str, n: int = 50, seed: int = 0, vae: str | None = None) -> dict:
+    """The copy-paste measures on the first `n` single-person clips in the conditions of the module docstring
+    (the codec ones with `vae`, a codec folder): per condition `heldout.copy_paste_summary`."""
+    from humo.evaluation.heldout import copy_paste_summary
+
+    codec = None
+    if vae is not None:
+        from humo.conditions.vae import load_vae_folder
+        from humo.evaluation.codec import round_trip
+
+        codec = load_vae_folder(vae)
+
+    samples = [s for s in read_manifest(manifest) if s.meta.get("num_characters", 1) == 1][:n]
+    data = [_load(s) for s in samples]
+    rng = np.random.default_rng(seed)
+    kw = dict(blur=0.8, noise=3.0, down=2, shift=6.0)
+    rows: dict[str, list] = {}
+    for i, (s, (frames, _, ref, _, _)) in enumerate(zip(samples, data)):
+        other = data[(i + 1) % len(samples)][2]
+        pasted = metrics.degrade(np.repeat(ref[None], len(frames), 0), rng, **kw)
+        blend = ((frames.astype(np.float32) + pasted) / 2).round().astype(np.uint8)
+        videos = {"truth": frames, "degraded": metrics.degrade(frames, rng, **kw), "pasted": pasted, "blend": blend}
+        if codec is not None:
+            videos["truth-codec"] = round_trip(codec, frames)
+            videos["pasted-codec"] = round_trip(codec, np.repeat(ref[None], len(frames), 0))
+        for cond, video in videos.items():
+            rows.setdefault(cond, []).append({
+                "own": metrics.copy_paste(video, ref, s.caption),
+                "mismatched_ref": metrics.copy_paste(video, other, s.caption),
+            })  # fmt: skip
+    return {**{cond: copy_paste_summary(rs) for cond, rs in rows.items()}, "clips": len(samples)}
 
 
 def mix_mouth_frames(manifest: str | Path, sample) -> np.ndarray:
@@ -150,7 +193,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("manifest")
     p.add_argument("--clips", type=int, default=50)
     p.add_argument("--speakers", action="store_true", help="validate the per-speaker metric on multi-person clips")
+    p.add_argument("--copy", action="store_true", help="validate the copy-paste measures")
+    p.add_argument("--vae", help="with --copy: also through this codec's round trip")
     args = p.parse_args(argv)
+    if args.copy:
+        res = validate_copy(args.manifest, args.clips, vae=args.vae)
+        for cond, v in res.items():
+            if isinstance(v, dict):
+                print(f"{cond:9s} " + "  ".join(f"{k}={'-' if x is None else f'{x:.3f}'}" for k, x in v.items()))
+        print(json.dumps({"clips": res["clips"]}))
+        return
     if args.speakers:
         res = validate_speakers(args.manifest, args.clips)
         for cond, v in res.items():
