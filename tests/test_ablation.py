@@ -333,6 +333,26 @@ def test_a_missing_train_config_is_named_as_such(tmp_path):
         cfg.check_recipe()
 
 
+def test_a_crops_study_needs_a_cache_with_crops_before_anything_runs(recipe, tmp_path):
+    cfg = StudyConfig(recipe=str(recipe), out=str(tmp_path / "out"), train_config=str(recipe / "train.json"),
+                      variants=["full-finetune", "crops"])  # fmt: skip
+    with pytest.raises(HumoError, match=r"variant crops trains with reference crops, .* --reference-crops 2"):
+        cfg.check_recipe()
+    dataclasses.replace(cfg, variants=["full-finetune"]).check_recipe()  # no crops asked for: no matter
+    # the same recipe whose cache has crops passes
+    other = tmp_path / "recipe"
+    other.mkdir()
+    for name in os.listdir(recipe):
+        if name != "cache":
+            (other / name).symlink_to(recipe / name)
+    index = json.loads((recipe / "cache" / "index.json").read_text())
+    index["samples"][0]["reference_crops"] = [{"head": ["k"]}]
+    (other / "cache").mkdir()
+    (other / "cache" / "index.json").write_text(json.dumps(index))
+    dataclasses.replace(cfg, recipe=str(other)).check_recipe()
+    assert VARIANTS["crops"].versus == "full-finetune"
+
+
 def test_sample_sheet_shows_reference_samples_and_truth_per_held_out_clip(recipe, tmp_path):
     import numpy as np
     from PIL import Image

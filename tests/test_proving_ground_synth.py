@@ -10,6 +10,7 @@ from PIL import Image
 
 from humo.cli import main
 from humo.data.manifest import read_manifest
+from humo.errors import HumoError
 from humo.media.video import read_video
 from humo.pose import from_proving_ground, save_pose
 from humo.proving_ground import world
@@ -121,6 +122,34 @@ def test_heldout_and_multi(tmp_path):
         tracks = [sf.read(s.resolve(c["audio"]))[0] for c in s.meta["characters"]]
         mix, _ = sf.read(s.audio_path)
         assert np.allclose(np.sum(tracks, 0), mix, atol=2e-4)  # the mix is the sum of the speakers
+
+
+def test_same_shot_references_show_the_clip_itself_and_leave_the_clips_unchanged(tmp_path):
+    from humo.proving_ground import readers
+    from humo.proving_ground.validate import validate_copy
+
+    apart = read_manifest(_synth(tmp_path / "a", clips=6))
+    same = read_manifest(_synth(tmp_path / "s", clips=6, references="same-shot"), check_files=True)
+    for a, s in zip(apart, same, strict=True):
+        assert a.id == s.id and a.caption == s.caption
+        for f in ("video_path", "audio_path", "face_masks_path"):  # the clip, its speech and tracks: byte for byte
+            assert getattr(a, f).read_bytes() == getattr(s, f).read_bytes(), f
+        ref = np.asarray(Image.open(s.ref_image_paths[0]).convert("RGB"))
+        assert ref.tobytes() != np.asarray(Image.open(a.ref_image_paths[0]).convert("RGB")).tobytes()
+        scene = readers.read_scene(ref[None])
+        assert max(scene, key=scene.get) == s.meta["scene"]
+        ch = s.meta["characters"][0]
+        assert ch["reference"]["x"] == pytest.approx(ch["position"][0], abs=1e-4)
+        assert ch["reference_boxes"]["face"][2] > ch["reference_boxes"]["face"][0]
+    # what the copy-paste measures read on the truth: drawn apart, nothing copied; same-shot, the reference's place
+    # (up to the clip's motion: clips stand near the centre, so the measure reads ~0.5, not 1) and the scene cannot
+    # be told (the prompt asks for the reference's own)
+    res_a = validate_copy(str(tmp_path / "a" / "manifest.jsonl"), 6)
+    res_s = validate_copy(str(tmp_path / "s" / "manifest.jsonl"), 6)
+    assert res_a["truth"]["placement_copy"] < 0.2 and res_s["truth"]["placement_copy"] > 0.35
+    assert res_s["truth"]["copy_scene"] is None
+    with pytest.raises(HumoError, match="--references must be one of apart, same-shot"):
+        SynthConfig(out=tmp_path, clips=1, references="crop").validate()
 
 
 def test_cli_synth_and_eval(tmp_path, capsys):

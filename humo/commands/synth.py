@@ -22,6 +22,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="'train': training identities (samples split train/val); 'heldout': held-out identities (test)",
     )
     parser.add_argument("--multi", action="store_true", help="scenes with 2-3 characters taking turns to speak")
+    parser.add_argument(
+        "--references",
+        choices=("apart", "same-shot"),
+        default="apart",
+        help="'apart': reference images drawn apart from their clip (another scene, place, size, lighting); "
+        "'same-shot': each character as it stands in its own clip, the data that teaches copy-paste",
+    )
     parser.add_argument("--workers", type=int, default=default_workers(), help="processes (default: up to 2)")
     parser.add_argument("--mux-audio", action="store_true", help="also put the speech in the MP4 as AAC (slower)")
 
@@ -42,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         multi=args.multi,
         workers=args.workers,
         mux_audio=args.mux_audio,
+        references=args.references,
     )
     manifest, seconds = synthesize_dataset(cfg)
     print(f"wrote {cfg.clips} clips to {manifest} in {seconds:.1f} s ({cfg.clips / seconds:.1f} clips/s)")

@@ -58,6 +58,10 @@ class Variant:
 # OmniHuman-1's reference positional encoding (the reference frames' RoPE time index 0, where HuMo continues after the
 # last video frame), in the recipe's own setting (every weight trained): one choice away from `full-finetune`.
 _ROPE_ZERO = {"trainable": "full", "model_overrides": {"reference_rope": "zero"}}
+# InterActHuman's remedy for copy-paste (and HuMo's data practice): references shown in training cropped at random to
+# the head, the upper body or the clothing, in the recipe's own setting; needs a cache precomputed with
+# --reference-crops N (checked before a study starts).
+_CROPS = {"trainable": "full", "reference_crops": {"whole": 0.4, "head": 0.2, "upper": 0.2, "clothing": 0.2}}
 
 
 VARIANTS: dict[str, Variant] = {
@@ -73,6 +77,13 @@ VARIANTS: dict[str, Variant] = {
             "full fine-tune with OmniHuman-1's reference RoPE (time index 0)",
             _ROPE_ZERO,
             _ROPE_ZERO,
+            versus="full-finetune",
+        ),
+        Variant(
+            "crops",
+            "full fine-tune with references cropped at random to head, upper body or clothing",
+            _CROPS,
+            _CROPS,
             versus="full-finetune",
         ),
     )
@@ -118,6 +129,8 @@ METRICS = (
     ("sync_d", "Sync-D", False),
     ("offset_within_1", "|offset|<=1", True),
     ("mask_iou", "face-mask IoU", True),
+    ("copy_scene", "copy: reference's scene", False),
+    ("placement_copy", "copy: face placement", False),
 )
 
 # HuMo paper (arXiv 2509.08519v1), Table 3 "Quantitative ablation study on MoCha", HuMo-17B; every column higher
@@ -154,6 +167,10 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("the text guidance term helps text following", "static, no text term - static", "text_mean", -1),
     Claim("the image guidance term helps identity", "static, no image term - static", "subject_gain", -1),
     Claim("the audio guidance term helps lip sync", "static, no audio term - static", "sync_c", -1),
+    # InterActHuman's (not HuMo's): judged where a study trains the `crops` variant
+    Claim("reference crops lower copy-paste of the reference's scene", "crops - full-finetune", "copy_scene", -1),
+    Claim("reference crops lower copy-paste of the reference's face placement", "crops - full-finetune",
+          "placement_copy", -1),
 )  # fmt: skip
 
 
@@ -272,6 +289,18 @@ class StudyConfig:
 
     def check_recipe(self) -> None:
         check_recipe(self.recipe_path, self.train_config)
+        from humo.reference_crops import uses_crops
+
+        cropped = [v for v in self.variants if any(uses_crops((o or {}).get("reference_crops")) for o in
+                                                   (VARIANTS[v].stage1, VARIANTS[v].stage2))]  # fmt: skip
+        if cropped:
+            from humo.data.loader import LatentCache
+
+            if not any(e.get("reference_crops") for e in LatentCache(self.recipe_path / "cache").samples):
+                raise HumoError(
+                    f"ablate: variant {cropped[0]} trains with reference crops, but the cache "
+                    f"{self.recipe_path / 'cache'} has none: precompute it again with --reference-crops 2"
+                )
 
 
 def recipe_backbone(r: Path) -> Path:

@@ -10,7 +10,8 @@ Layout of OUT:
     clips/<id>.mp4         lossless H.264 video (AAC audio too with mux_audio)
     clips/<id>.wav         16 kHz mono speech (the mix of all speakers)
     clips/<id>_c<k>.wav    each speaker's own track (multi-person clips)
-    clips/<id>_ref<k>.png  reference image of character k
+    clips/<id>_ref<k>.png  reference image of character k (drawn apart from the clip, or with references="same-shot"
+                           the character as it stands in the clip)
     clips/<id>.npz         masks [T, H, W] uint8 (union of faces), char_masks [C, T, H, W] uint8 (multi-person),
                            keypoints [C, T, K, 3] float32 (x, y, visible), mouth / roundness / envelope [C, T],
                            person_masks [C, T, H, W] uint8 (each character's whole drawn region, occlusion-aware)
@@ -38,6 +39,19 @@ WORLD_VERSION = "humo-proving-ground/1"
 VAL_MODULUS = 20  # one training clip in 20 goes to the val split
 
 
+REFERENCE_KINDS = ("apart", "same-shot")
+
+
+def same_shot_reference(spec, ch, width: int, height: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Character `ch` of clip `spec` still in its own clip (scene, background pattern, place and size), facing the
+    camera with its mouth shut, without action or object: (image, face mask, the `render_reference` parameters
+    that draw it)."""
+    params = {"scene": spec.scene, "scale": float(ch.scale), "x": float(ch.x), "y": float(ch.y), "yaw": 0.0,
+              "opening": 0.0, "roundness": 0.0, "gain": 1.0, "gx": 0.0, "gy": 0.0,
+              "pattern_seed": int(spec.pattern_seed)}  # fmt: skip
+    return (*render.render_still(ch.identity, width=width, height=height, **params), params)
+
+
 @dataclass
 class SynthConfig:
     out: Path
@@ -51,6 +65,12 @@ class SynthConfig:
     multi: bool = False
     workers: int = 2
     mux_audio: bool = False
+    # "apart": each reference drawn apart from its clip (another scene, place, size, head turn, lighting: copying it
+    # cannot satisfy the prompt, the paper's cross-pair references); "same-shot": the character as it stands in
+    # its own clip (its scene, place and size, facing the camera, mouth shut, no action or object), as references
+    # cut from the training video itself are, the data that teaches a model to copy-paste. The clips themselves
+    # are the same either way (the same random stream).
+    references: str = "apart"
 
     def validate(self) -> None:
         if self.clips < 1:
@@ -64,6 +84,8 @@ class SynthConfig:
             raise HumoError(f"--split must be 'train' or 'heldout', got {self.split!r}")
         if self.workers < 1:
             raise HumoError(f"--workers must be at least 1, got {self.workers}")
+        if self.references not in REFERENCE_KINDS:
+            raise HumoError(f"--references must be one of {', '.join(REFERENCE_KINDS)}, got {self.references!r}")
 
 
 def clip_rng(cfg: SynthConfig, index: int) -> np.random.Generator:
@@ -112,6 +134,8 @@ def make_sample(cfg: SynthConfig, index: int) -> Sample:
     clip = render.render_clip(spec, [t.envelope for t in tracks], [t.roundness for t in tracks])
     mix = np.clip(np.sum([t.wave for t in tracks], axis=0), -1, 1).astype(np.float32)
     refs = [render.render_reference(ch.identity, rng, cfg.width, cfg.height) for ch in spec.characters]
+    if cfg.references == "same-shot":  # drawn after the apart ones, so the rest of the stream is unchanged
+        refs = [same_shot_reference(spec, ch, cfg.width, cfg.height) for ch in spec.characters]
 
     sid = sample_id(cfg, index)
     d = Path(cfg.out) / "clips"
