@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from humo.proving_ground.synth import default_workers
+    from humo.proving_ground.synth import REFERENCE_KINDS, default_workers
 
     parser.add_argument("--out", required=True, type=Path, help="output folder (manifest.jsonl + clips/)")
     parser.add_argument("--clips", required=True, type=int, help="number of clips to write")
@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--multi", action="store_true", help="scenes with 2-3 characters taking turns to speak")
     parser.add_argument(
         "--references",
-        choices=("apart", "same-shot"),
+        choices=REFERENCE_KINDS,
         default="apart",
         help="'apart': reference images drawn apart from their clip (another scene, place, size, lighting); "
         "'same-shot': each character as it stands in its own clip, the data that teaches copy-paste",
