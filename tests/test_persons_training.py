@@ -188,7 +188,10 @@ def test_persons_evaluation_scores_every_mode(tmp_path):
     for mode in ("predicted", "no-cache"):
         row = result["rows"][mode][s.id]
         assert 0 <= row["person_iou"] <= 1 and row["speaker_faces_found"] is not None
+        assert 0 <= row["face_own_audio"] <= 1 and 0 <= row["face_other_audio"] <= 1
     assert "person_iou" not in result["rows"]["global"][s.id]
+    # the strips route by fixed boxes: whoever stands in a strip hears that strip's audio
+    assert result["modes"]["strips"]["face_own_audio"] is not None
     # replicates: two sampling seeds of one model, every mode; the claims read differences paired by replicate
     result = study([tmp_path / "model"], tmp_path / "d" / "manifest.jsonl", seeds=[0, 1], clips=1, steps=1,
                    modes=("predicted", "global"), log=lambda m: None)  # fmt: skip

@@ -145,6 +145,33 @@ def test_person_mask_iou(dataset):
         metrics.person_mask_iou(perfect[:1], gt)
 
 
+def test_face_audio_share(dataset):
+    """Masks that cover each person whole give every face its own audio; swapped, the neighbour's; half-hearted
+    masks half; a mask on one person only leaves the other faces muted."""
+    import torch
+
+    from humo.mask_head import mask_to_latent_grid
+
+    _, samples = dataset
+    with np.load(samples[0].face_masks_path) as z:
+        people, faces = z["person_masks"], z["char_masks"]
+    C = len(people)
+    whole = mask_to_latent_grid(torch.from_numpy(people.astype(np.float32)), (16, 16)).numpy()
+    whole = (whole > 0.05).astype(np.float32)  # every latent pixel a person touches: the faces wholly inside
+    r = metrics.face_audio_share(whole, faces)
+    assert r["face_own_audio"] > 0.95 and r["face_other_audio"] < 0.05 and len(r["per_character"]) == C
+    swapped = metrics.face_audio_share(np.roll(whole, 1, axis=0), faces)
+    assert swapped["face_own_audio"] < 0.05 and swapped["face_other_audio"] > 0.9
+    half = metrics.face_audio_share(0.5 * whole, faces)
+    assert half["face_own_audio"] == pytest.approx(0.5 * r["face_own_audio"], abs=0.01)
+    one = whole.copy()
+    one[1:] = 0
+    r1 = metrics.face_audio_share(one, faces)
+    assert r1["per_character"][0] > 0.95 and max(r1["per_character"][1:]) < 0.01
+    with pytest.raises(HumoError, match="face audio share"):
+        metrics.face_audio_share(whole[:1], faces)
+
+
 def test_eval_scores_each_person_of_a_case(dataset, tmp_path, capsys):
     import json
 

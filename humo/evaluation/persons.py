@@ -13,8 +13,9 @@ characters' reference images and their own audio tracks, in each of these ways (
 
 and scored with the per-speaker reader (`metrics.speaker_sync`): each character's mouth against its own track and
 the others' (Sync-C), and how far it opens while its own track is silent (the silent ratio); with predicted masks
-also their IoU with the true person masks at the last step. The bars (issue 19): own-track Sync-C >= 2x the other
-tracks', silent ratio <= 0.2, mask IoU >= 0.5.
+(and strips) also their IoU with the true person masks at the last step and how much of its own audio, and of the
+others', each character's face hears under them (`metrics.face_audio_share`). The bars (issue 19): own-track
+Sync-C >= 2x the other tracks', silent ratio <= 0.2, mask IoU >= 0.5.
 
     python -m humo.evaluation.persons --model runs/ih/model --baseline humo/assets/toy \\
         --manifest runs/ih/data/heldout/manifest.jsonl --clips 24 --out runs/ih/eval.json
@@ -53,6 +54,9 @@ METRICS = (
     ("speaker_sync_ratio", "own / other", True),
     ("speaker_silent_ratio", "silent ratio", False),
     ("person_iou", "mask IoU", True),
+    # with the masks that route the audio: how much of its own audio a character's face hears, and of the others'
+    ("face_own_audio", "face: own audio", True),
+    ("face_other_audio", "face: others' audio", False),
 )
 # Every ablated mode is compared with the full method, the model's own masks through the mask cache.
 VERSUS = {m: "predicted" for m in MODES if m != "predicted"}
@@ -124,8 +128,10 @@ def score(result, sample) -> dict[str, Any]:
     row = {k: v for k, v in metrics.speaker_sync(result.frames, result.fps, tracks).items() if k != "details"}
     if result.person_masks is not None:
         with np.load(sample.face_masks_path) as z:
-            gt = z["person_masks"][order]
+            gt, faces = z["person_masks"][order], z["char_masks"][order]
         row.update(metrics.person_mask_iou(result.person_masks, gt))
+        share = metrics.face_audio_share(result.person_masks, faces)
+        row.update(face_own_audio=share["face_own_audio"], face_other_audio=share["face_other_audio"])
     return row
 
 
@@ -141,7 +147,8 @@ def bars(summary: dict[str, Any]) -> dict[str, dict]:
 def summarize(rows: list[dict]) -> dict[str, Any]:
     """Mean and spread over clips of each metric, and the bars."""
     out: dict[str, Any] = {"clips": len(rows)}
-    for key in ("speaker_sync_own", "speaker_sync_other", "speaker_silent_ratio", "speaker_faces_found", "person_iou"):
+    for key in ("speaker_sync_own", "speaker_sync_other", "speaker_silent_ratio", "speaker_faces_found", "person_iou",
+                "face_own_audio", "face_other_audio"):  # fmt: skip
         out[key], out[key + "_std"], _ = mean_spread(r.get(key) for r in rows)
     own, other = out["speaker_sync_own"], out["speaker_sync_other"]
     out["speaker_sync_ratio"] = own / other if own is not None and other else None
@@ -434,8 +441,8 @@ def curve(
 
 
 def plot_curve(result: dict[str, Any], path: str | os.PathLike) -> Path:
-    """One panel per measure (own / other, silent ratio, mask IoU) against training steps, a line per mode and the
-    issue's bar dashed."""
+    """One panel per measure (own / other, silent ratio, mask IoU, the face's own audio) against training steps, a
+    line per mode and the issue's bar dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -443,7 +450,7 @@ def plot_curve(result: dict[str, Any], path: str | os.PathLike) -> Path:
 
     from humo.media.image import save_figure
 
-    keys = [m for m in METRICS if m[0] in BARS]
+    keys = [m for m in METRICS if m[0] in BARS or m[0] == "face_own_audio"]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4))
     steps = [int(k) for k in result["points"]]
     for ax, (key, label, _) in zip(axes, keys, strict=True):
@@ -452,7 +459,8 @@ def plot_curve(result: dict[str, Any], path: str | os.PathLike) -> Path:
             pts = [(st, v) for st, v in pts if v is not None]
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", label=mode)
-        ax.axhline(BARS[key], color="k", linestyle="--", linewidth=0.8)
+        if key in BARS:
+            ax.axhline(BARS[key], color="k", linestyle="--", linewidth=0.8)
         ax.set_title(label)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
@@ -465,10 +473,11 @@ def plot_curve(result: dict[str, Any], path: str | os.PathLike) -> Path:
 def format_curve(result: dict[str, Any]) -> str:
     """A line per scored step: each mode's own / other, silent ratio and mask IoU."""
     f = lambda v: "  -  " if v is None else f"{v:5.2f}"  # noqa: E731
-    lines = [f"{result['clips']} clips, {result['steps']} steps; own/other, silent ratio, mask IoU per mode"]
+    lines = [f"{result['clips']} clips, {result['steps']} steps; own/other, silent ratio, mask IoU, the face's own"
+             " audio per mode"]  # fmt: skip
     for st, modes in result["points"].items():
         cells = [f"{m} {f(s.get('speaker_sync_ratio'))} {f(s.get('speaker_silent_ratio'))} {f(s.get('person_iou'))}"
-                 for m, s in modes.items()]  # fmt: skip
+                 f" {f(s.get('face_own_audio'))}" for m, s in modes.items()]  # fmt: skip
         lines.append(f"step {int(st):>6}: " + " | ".join(cells))
     return "\n".join(lines)
 
@@ -477,7 +486,8 @@ def format_summary(result: dict[str, Any]) -> str:
     """A table of `study`'s modes (mean ± spread over the replicates when there are several), then the claims."""
     n = len(result["replicates"])
     lines = [f"{n} replicate(s): {result['replicated']}; {next(iter(result['modes'].values()))['clips']} clips each"]
-    lines.append("mode        own Sync-C   other Sync-C   ratio        silent ratio  mask IoU     faces found")
+    lines.append("mode        own Sync-C   other Sync-C   ratio        silent ratio  mask IoU     face: own    "
+                 "face: other  faces found")  # fmt: skip
 
     def f(s, key):  # the spread where the mode has several replicates (a mode may be left out of some runs)
         v, sd = s[key], s[key + "_spread"]
@@ -485,7 +495,8 @@ def format_summary(result: dict[str, Any]) -> str:
 
     for m, s in result["modes"].items():
         cells = [f(s, k) for k in ("speaker_sync_own", "speaker_sync_other", "speaker_sync_ratio",
-                                   "speaker_silent_ratio", "person_iou", "speaker_faces_found")]  # fmt: skip
+                                   "speaker_silent_ratio", "person_iou", "face_own_audio", "face_other_audio",
+                                   "speaker_faces_found")]  # fmt: skip
         lines.append(f"{m:<10}  " + "  ".join(f"{c:>11}" for c in cells))
     return "\n".join(lines + claims_table(result["claims"], METRICS))
 

@@ -404,6 +404,46 @@ def person_mask_iou(pred: np.ndarray, gt: np.ndarray) -> dict:
     return {"person_iou": float(np.mean(per)), "per_character": per}
 
 
+def face_audio_share(pred: np.ndarray, faces: np.ndarray) -> dict:
+    """How much of each character's own audio its face hears under predicted person masks.
+
+    pred: [C, F, h, w] the masks that route the audio (probabilities on the latent grid, the inputs' order); faces:
+    [C, T, H, W] the clip's per-character face masks (`char_masks`), taken to the latent grid as `person_mask_iou`
+    takes the person masks. The masks become blend weights by the injection's own rule
+    (`person_masks.local_audio_weights`, per latent pixel), and each face pixel counts by its face fraction.
+    Returns {"face_own_audio": the mean over characters of the weight of the character's own audio on its face,
+    "face_other_audio": of the other characters' audio, "per_character": [C] own weights}; a character whose face
+    is not in the frame is left out (None when no face is)."""
+    import torch
+
+    from humo.data.precompute import clip_frames
+    from humo.mask_head import mask_to_latent_grid
+    from humo.person_masks import local_audio_weights
+
+    p, g = np.asarray(pred, np.float32), np.asarray(faces)
+    if p.ndim != 4 or g.ndim != 4 or p.shape[0] != g.shape[0]:
+        raise HumoError(f"face audio share: expected [C, F, h, w] and [C, T, H, W], got {p.shape} and {g.shape}")
+    t = clip_frames(g.shape[1], None)
+    grid = mask_to_latent_grid(torch.from_numpy(g[:, :t].astype(np.float32)), tuple(p.shape[-2:])).numpy()
+    f = min(grid.shape[1], p.shape[1])
+    w = local_audio_weights(torch.from_numpy(p[None, :, :f]), (1, 1, 1), f)[0].numpy()  # [1 + C, f*h*w]
+    face = grid[:, :f].reshape(len(p), -1)
+    own, other = [], []
+    for k in range(len(p)):
+        mass = face[k].sum()
+        if mass <= 0:
+            own.append(None)
+            continue
+        own.append(float((face[k] * w[1 + k]).sum() / mass))
+        other.append(float((face[k] * (w[1:].sum(0) - w[1 + k])).sum() / mass))
+    ok = [o for o in own if o is not None]
+    return {
+        "face_own_audio": float(np.mean(ok)) if ok else None,
+        "face_other_audio": float(np.mean(other)) if other else None,
+        "per_character": own,
+    }
+
+
 #: The canonical joints (`humo.pose`) the pose metric compares: those the pose reader measures (the head's centre
 #: stands for the nose). The eyes only follow the head, and a COCO-17 file's neck is its shoulders' midpoint, not
 #: the proving ground's neck (the torso's top): neither adds a measurement.
