@@ -379,6 +379,24 @@ def speaker_sync(
     }
 
 
+def _on_latent_grid(pred: np.ndarray, masks: np.ndarray, who: str) -> tuple[np.ndarray, int]:
+    """Per-character video masks [C, T, H, W] taken to the latent grid of predictions [C, F, h, w] as
+    `humo.evaluation.heldout.mask_iou` takes the face there (the first 4k+1 frames, `mask_to_latent_grid`) ->
+    (the masks [C, F', h, w] as fractions, the latent frames both have). A one-line error names `who` on shapes
+    that do not pair."""
+    import torch
+
+    from humo.data.precompute import clip_frames
+    from humo.mask_head import mask_to_latent_grid
+
+    g = np.asarray(masks)
+    if pred.ndim != 4 or g.ndim != 4 or pred.shape[0] != g.shape[0]:
+        raise HumoError(f"{who}: expected [C, F, h, w] and [C, T, H, W], got {pred.shape} and {g.shape}")
+    t = clip_frames(g.shape[1], None)
+    grid = mask_to_latent_grid(torch.from_numpy(g[:, :t].astype(np.float32)), tuple(pred.shape[-2:])).numpy()
+    return grid, min(grid.shape[1], pred.shape[1])
+
+
 def person_mask_iou(pred: np.ndarray, gt: np.ndarray) -> dict:
     """IoU of predicted per-character masks on the latent grid with the ground-truth person masks.
 
@@ -389,17 +407,8 @@ def person_mask_iou(pred: np.ndarray, gt: np.ndarray) -> dict:
     both are thresholded at 1/2 and compared over the latent frames both have. Returns {"person_iou": mean over
     characters, "per_character": [C] IoUs}.
     """
-    import torch
-
-    from humo.data.precompute import clip_frames
-    from humo.mask_head import mask_to_latent_grid
-
-    p, g = np.asarray(pred), np.asarray(gt)
-    if p.ndim != 4 or g.ndim != 4 or p.shape[0] != g.shape[0]:
-        raise HumoError(f"person masks: expected [C, F, h, w] and [C, T, H, W], got {p.shape} and {g.shape}")
-    t = clip_frames(g.shape[1], None)
-    grid = mask_to_latent_grid(torch.from_numpy(g[:, :t].astype(np.float32)), tuple(p.shape[-2:])).numpy()
-    f = min(grid.shape[1], p.shape[1])
+    p = np.asarray(pred)
+    grid, f = _on_latent_grid(p, gt, "person masks")
     per = [face_iou(p[k, :f].astype(np.float32) > 0.5, grid[k, :f] > 0.5) for k in range(len(p))]
     return {"person_iou": float(np.mean(per)), "per_character": per}
 
@@ -416,16 +425,10 @@ def face_audio_share(pred: np.ndarray, faces: np.ndarray) -> dict:
     is not in the frame is left out (None when no face is)."""
     import torch
 
-    from humo.data.precompute import clip_frames
-    from humo.mask_head import mask_to_latent_grid
     from humo.person_masks import local_audio_weights
 
-    p, g = np.asarray(pred, np.float32), np.asarray(faces)
-    if p.ndim != 4 or g.ndim != 4 or p.shape[0] != g.shape[0]:
-        raise HumoError(f"face audio share: expected [C, F, h, w] and [C, T, H, W], got {p.shape} and {g.shape}")
-    t = clip_frames(g.shape[1], None)
-    grid = mask_to_latent_grid(torch.from_numpy(g[:, :t].astype(np.float32)), tuple(p.shape[-2:])).numpy()
-    f = min(grid.shape[1], p.shape[1])
+    p = np.asarray(pred, np.float32)
+    grid, f = _on_latent_grid(p, faces, "face audio share")
     w = local_audio_weights(torch.from_numpy(p[None, :, :f]), (1, 1, 1), f)[0].numpy()  # [1 + C, f*h*w]
     face = grid[:, :f].reshape(len(p), -1)
     own, other = [], []
