@@ -185,6 +185,22 @@ def test_missing_inputs_give_none(clips):
     assert r["face_found"] == 0.0 and r["subject_acc"] is None
 
 
+def test_a_face_track_given_is_the_one_read(clips, clean):
+    """evaluate_clip takes the caller's face track (the held-out evaluation finds it once per clip): the clip's own
+    track reads exactly what finding it does; another clip's track, at another place, reads the mouth elsewhere."""
+    c, other = clips[0], clips[1]
+    face = readers.find_faces(c["frames"])[0]
+    given = metrics.evaluate_clip(
+        c["frames"], 25.0, c["spec"].caption, [c["ref"]], (c["audio"], speech.SAMPLE_RATE), face=face
+    )
+    given.pop("details")
+    assert given == {k: v for k, v in clean[0].items() if k != "details"}
+    wrong = readers.find_faces(other["frames"])[0]
+    assert abs(float(np.nanmedian(wrong.cx)) - float(np.nanmedian(face.cx))) > 4  # the two faces stand apart
+    moved = metrics.evaluate_clip(c["frames"], 25.0, None, [], (c["audio"], speech.SAMPLE_RATE), face=wrong)
+    assert moved["sync_c"] < given["sync_c"] - 0.2
+
+
 def test_prototypes_match_the_renderer():
     # the readers' class prototypes are constants measured on renders: a renderer change that moves them fails
     fresh = readers.calibrate_prototypes(48, seed=1)

@@ -213,10 +213,10 @@ def evaluate_model(
             cache=cache,
         )
         seconds = time.perf_counter() - t0
-        own = metrics.evaluate_clip(res.frames, res.fps, s.caption, [refs[i]], (audios[i], SAMPLE_RATE))
-        own.pop("details", None)
         faces = readers.find_faces(res.frames)
         face = faces[0] if faces else None
+        own = metrics.evaluate_clip(res.frames, res.fps, s.caption, [refs[i]], (audios[i], SAMPLE_RATE), face=face)
+        own.pop("details", None)
         own.update(metrics.copy_paste(res.frames, refs[i], s.caption, face))
         row = {
             "own": own,
@@ -230,7 +230,7 @@ def evaluate_model(
             },  # fmt: skip
             "shuffled_audio": {
                 k: v
-                for k, v in metrics.av_sync(res.frames, res.fps, audios[j], SAMPLE_RATE).items()
+                for k, v in metrics.av_sync(res.frames, res.fps, audios[j], SAMPLE_RATE, face).items()
                 if k != "distances"
             },  # fmt: skip
             "mask_iou": mask_iou(res.mask, res.frames),

@@ -569,6 +569,7 @@ def evaluate_clip(
     audio: np.ndarray | tuple[np.ndarray, int] | str | os.PathLike | None = None,
     pose: PoseTrack | str | os.PathLike | None = None,
     persons: Sequence[dict] | None = None,
+    face: readers.FaceTrack | None = None,
 ) -> dict:
     """All metrics for one generated clip, from frames uint8 [T, H, W, 3] and its inputs.
 
@@ -579,14 +580,16 @@ def evaluate_clip(
     numbers under details["speakers"], left to right, each with its index in `persons`) and their reference images
     stand in for `ref_images` when that is empty. The people are taken left to right in the order of their boxes'
     horizontal centres when every one has a box ("x0,y0,x1,y1" or [x0, y0, x1, y1], any one unit), else in the
-    order listed; a mask is not used. Metrics whose input is missing are None. Returns the flat SUMMARY_KEYS plus
-    "sync_corr" and "details".
+    order listed; a mask is not used. face: the clip's face track when the caller has already found it
+    (`readers.find_faces(frames)[0]`), else found here. Metrics whose input is missing are None. Returns the flat
+    SUMMARY_KEYS plus "sync_corr" and "details".
     """
     img = readers._as_float(frames)
     if img.shape[0] == 0:
         raise HumoError("video has no frames")
-    faces = readers.find_faces(img)
-    face = faces[0] if faces else None
+    if face is None:
+        faces = readers.find_faces(img)
+        face = faces[0] if faces else None
     out: dict = {"face_found": float(face.valid.mean()) if face is not None else 0.0}
     details: dict = {}
     if prompt:
