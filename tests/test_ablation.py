@@ -58,6 +58,11 @@ def test_copy_paste_summary_against_the_mismatched_reference():
     assert faithful["copy_scene"] == pytest.approx(0.03) and faithful["placement_copy"] == pytest.approx(0.0)
     d = heldout.clip_differences({"rows": {"a": row(0.1, 0.2, 0.1, 0.2)}}, {"rows": {"a": row(0.9, 0.0, 0.1, 0.2)}})
     assert d["copy_scene"]["mean"] == pytest.approx(0.8) and d["placement_margin"]["mean"] == pytest.approx(0.2)
+    # placement_copy pairs the clips: a clip whose own reference showed no face (own distance None) does not
+    # leave its mismatched distance in the base, which would read copying where there is none
+    unpaired = heldout.summarize([row(0.05, 0.2, 0.1, 0.2), row(0.05, None, 0.1, 1.0)])
+    assert unpaired["placement_copy"] == pytest.approx(0.0)
+    assert unpaired["placement_distance_mismatched"] == pytest.approx(0.6)  # the means themselves keep every clip
     # results scored before copy-paste was measured have none of it
     old = heldout.summarize([_row(0.9, 0.9, 0.3, 0.6, 0.2, 0)])
     assert old["copy_scene"] is None and old["placement_copy"] is None

@@ -220,3 +220,12 @@ def test_copy_paste_validation_orders_truth_blend_and_paste(tmp_path):
     t, b, p = res["truth"], res["blend"], res["pasted"]
     assert t["copy_scene"] < 0.1 < b["copy_scene"] < p["copy_scene"] and p["copy_scene"] > 0.8
     assert t["placement_copy"] < 0.3 < p["placement_copy"] and b["placement_copy"] < p["placement_copy"]
+    # one clip would be its own mismatched reference; a codec with the wrong flag is named
+    from humo.proving_ground.validate import main
+
+    with pytest.raises(HumoError, match="at least 2"):
+        validate_copy(str(manifest), n=1)
+    with pytest.raises(SystemExit, match="at least 2"):
+        main([str(manifest), "--copy", "--clips", "1"])
+    with pytest.raises(SystemExit):
+        main([str(manifest), "--vae", str(tmp_path)])

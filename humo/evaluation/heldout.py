@@ -99,12 +99,15 @@ def _mean(values) -> float | None:
 def copy_paste_summary(rows: list[dict]) -> dict[str, float | None]:
     """The copy-paste measures over clips (`metrics.copy_paste` in each row's "own" and "mismatched_ref"): the
     means of both, and placement_copy = 1 - own / mismatched placement distance (0: the video's face is as far
-    from its reference's as from another's; 1: where its reference's is). None where results predate them."""
+    from its reference's as from another's; 1: where its reference's is), over the clips where both distances were
+    read (a reference without a face has none). None where results predate them."""
     out: dict[str, float | None] = {}
     for k in ("copy_scene", "placement_distance"):
         out[k] = _mean(r["own"].get(k) for r in rows)
         out[f"{k}_mismatched"] = _mean(r["mismatched_ref"].get(k) for r in rows)
-    d, base = out["placement_distance"], out["placement_distance_mismatched"]
+    pairs = [(r["own"].get("placement_distance"), r["mismatched_ref"].get("placement_distance")) for r in rows]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    d, base = _mean(a for a, _ in pairs), _mean(b for _, b in pairs)
     out["placement_copy"] = None if d is None or not base else 1.0 - d / base
     return out
 

@@ -471,7 +471,8 @@ def plot_curve(result: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def format_curve(result: dict[str, Any]) -> str:
-    """A line per scored step: each mode's own / other, silent ratio and mask IoU."""
+    """A line per scored step: each mode's own / other, silent ratio, mask IoU and the share of its own audio
+    each face hears (`metrics.face_audio_share`)."""
     f = lambda v: "  -  " if v is None else f"{v:5.2f}"  # noqa: E731
     lines = [f"{result['clips']} clips, {result['steps']} steps; own/other, silent ratio, mask IoU, the face's own"
              " audio per mode"]  # fmt: skip

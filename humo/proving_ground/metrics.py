@@ -143,9 +143,10 @@ def copy_paste(
     frames: np.ndarray, ref_image: np.ndarray, prompt: str | None, face: readers.FaceTrack | None = None
 ) -> dict:
     """What a video copies of its reference image beyond the identity (copy-paste), from the video, the reference
-    and the prompt. The proving ground's references are drawn apart from their clips (their own scene, placement,
-    size and lighting: `render.render_reference`), so a video that follows its inputs shares none of these with the
-    reference except by chance.
+    and the prompt. The proving ground's references are drawn apart from their clips by default and always in its
+    held-out data (their own scene, placement, size and lighting: `render.render_reference`), so a video that
+    follows its inputs shares none of these with the reference except by chance (`humo synth --references
+    same-shot` trains on references that do share them).
 
     Returns {"copy_scene": the probability the scene reader gives the reference's own scene in the video, where
     that scene is not the one the prompt asks for (None where it is, or the prompt names none: then copying and

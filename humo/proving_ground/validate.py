@@ -42,6 +42,7 @@ import numpy as np
 
 from humo.constants import SAMPLE_RATE, VIDEO_FPS
 from humo.data.manifest import read_manifest
+from humo.errors import HumoError
 from humo.proving_ground import metrics
 
 SHIFT = 5
@@ -106,6 +107,9 @@ def validate_copy(manifest: str, n: int = 50, seed: int = 0, vae: str | None = N
         codec = load_vae_folder(vae)
 
     samples = [s for s in read_manifest(manifest) if s.meta.get("num_characters", 1) == 1][:n]
+    if len(samples) < 2:
+        # the mismatched reference is the next clip's: one clip would be its own mismatch
+        raise HumoError(f"{manifest}: {len(samples)} one-person clips; the copy-paste check needs at least 2")
     data = [_load(s) for s in samples]
     rng = np.random.default_rng(seed)
     kw = dict(blur=0.8, noise=3.0, down=2, shift=6.0)
@@ -196,8 +200,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--copy", action="store_true", help="validate the copy-paste measures")
     p.add_argument("--vae", help="with --copy: also through this codec's round trip")
     args = p.parse_args(argv)
+    if args.vae is not None and not args.copy:
+        p.error("--vae goes with --copy")
     if args.copy:
-        res = validate_copy(args.manifest, args.clips, vae=args.vae)
+        try:
+            res = validate_copy(args.manifest, args.clips, vae=args.vae)
+        except (HumoError, OSError) as e:
+            raise SystemExit(f"validate: error: {e}") from None
         for cond, v in res.items():
             if isinstance(v, dict):
                 print(f"{cond:9s} " + "  ".join(f"{k}={'-' if x is None else f'{x:.3f}'}" for k, x in v.items()))
