@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -58,7 +59,9 @@ def test_compare_command_prints_the_differences_and_names_bad_files(tmp_path, ca
     bad.write_text(json.dumps({"summary": {}}))
     assert main(["compare", str(a), str(b)]) == 0
     out = capsys.readouterr().out
-    assert "text_mean     +0.100" in out and "2 / 0 of 2" in out
+    assert re.search(r"^text_mean +\+0.100 ", out, re.M) and "2 / 0 of 2" in out
+    widths = {re.match(r"\S+ +", line).end() for line in out.splitlines()[1:]}
+    assert len(widths) == 1  # the columns line up, the longest name included
     assert main(["compare", str(a), str(bad)]) == 2
     assert "is not a `humo eval --json` result" in capsys.readouterr().err
     assert main(["compare", str(a), str(tmp_path / "none.json")]) == 2

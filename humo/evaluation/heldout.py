@@ -330,11 +330,12 @@ def clip_differences(a: dict[str, Any], b: dict[str, Any], boot: int = 2000, see
 
 def format_differences(diffs: dict[str, dict], a: str, b: str) -> str:
     lines = [f"{b} - {a}, paired by clip (mean, bootstrap 95% interval; clips higher / lower in b)"]
+    w = max((len(name) for name in diffs), default=0)
     for name, d in diffs.items():
         if d["mean"] is None:
-            lines.append(f"{name:<13} -")
+            lines.append(f"{name:<{w}} -")
         else:
-            lines.append(f"{name:<13} {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]  "
+            lines.append(f"{name:<{w}} {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]  "
                          f"{d['higher']} / {d['lower']} of {d['clips']}")  # fmt: skip
     return "\n".join(lines)
 
