@@ -216,8 +216,7 @@ def evaluate_model(
             cache=cache,
         )
         seconds = time.perf_counter() - t0
-        faces = readers.find_faces(res.frames)
-        face = faces[0] if faces else None
+        face = readers.main_face(res.frames)
         own = metrics.evaluate_clip(res.frames, res.fps, s.caption, [refs[i]], (audios[i], SAMPLE_RATE), face=face)
         own.pop("details", None)
         own.update(metrics.copy_paste(res.frames, refs[i], s.caption, face))

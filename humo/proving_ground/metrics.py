@@ -58,8 +58,7 @@ def text_following(frames: np.ndarray, prompt: str, face: readers.FaceTrack | No
     expected = world.parse_caption(prompt)
     img = readers._as_float(frames)
     if face is None:
-        faces = readers.find_faces(img)
-        face = faces[0] if faces else None
+        face = readers.main_face(img)
     scene_p = readers.read_scene(img)
     read = {"scene": max(scene_p, key=scene_p.get)}
     if face is not None and face.valid.any():
@@ -478,8 +477,7 @@ def pose_error(
     T, H, W = img.shape[:3]
     track = pose if isinstance(pose, PoseTrack) else load_pose(pose)
     if face is None:
-        faces = readers.find_faces(img)
-        face = faces[0] if faces else None
+        face = readers.main_face(img)
     if face is None or not face.valid.any():
         return {"pose_error": None, "pose_missed": None, "joints": {}}
     idx = [CANONICAL.index(j) for j in POSE_JOINTS]
@@ -589,8 +587,7 @@ def evaluate_clip(
     if img.shape[0] == 0:
         raise HumoError("video has no frames")
     if face is None:
-        faces = readers.find_faces(img)
-        face = faces[0] if faces else None
+        face = readers.main_face(img)
     out: dict = {"face_found": float(face.valid.mean()) if face is not None else 0.0}
     details: dict = {}
     if prompt:

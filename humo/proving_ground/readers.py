@@ -211,6 +211,12 @@ class FaceTrack:
         return float(np.nanmedian(self.U[self.valid])) if self.valid.any() else float("nan")
 
 
+def main_face(frames: np.ndarray) -> FaceTrack | None:
+    """The face of a one-person clip (frames [T, H, W, 3]): `find_faces`' one track, or None where none is found."""
+    faces = find_faces(frames)
+    return faces[0] if faces else None
+
+
 def find_faces(frames: np.ndarray, max_faces: int = 1, scale: float = 1.0) -> list[FaceTrack]:
     """Find up to `max_faces` faces per frame in frames [T, H, W, 3] (uint8 or float 0..255).
 

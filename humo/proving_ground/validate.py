@@ -99,17 +99,16 @@ def validate_copy(manifest: str, n: int = 50, seed: int = 0, vae: str | None = N
     (the codec ones with `vae`, a codec folder): per condition `heldout.copy_paste_summary`."""
     from humo.evaluation.heldout import copy_paste_summary
 
+    samples = [s for s in read_manifest(manifest) if s.meta.get("num_characters", 1) == 1][:n]
+    if len(samples) < 2:
+        # the mismatched reference is the next clip's: one clip would be its own mismatch
+        raise HumoError(f"{manifest}: {len(samples)} one-person clips; the copy-paste check needs at least 2")
     codec = None
     if vae is not None:
         from humo.conditions.vae import load_vae_folder
         from humo.evaluation.codec import round_trip
 
         codec = load_vae_folder(vae)
-
-    samples = [s for s in read_manifest(manifest) if s.meta.get("num_characters", 1) == 1][:n]
-    if len(samples) < 2:
-        # the mismatched reference is the next clip's: one clip would be its own mismatch
-        raise HumoError(f"{manifest}: {len(samples)} one-person clips; the copy-paste check needs at least 2")
     data = [_load(s) for s in samples]
     rng = np.random.default_rng(seed)
     kw = dict(blur=0.8, noise=3.0, down=2, shift=6.0)
