@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,17 +42,29 @@ def _config(tmp: Path, name: str, batch_size: int, distributed: str = "ddp") -> 
     return path
 
 
+#: A rank killed by SIGABRT or SIGSEGV, as torchrun reports it.
+_CRASHED = re.compile(r"exitcode\s*:\s*-(6|11)\b")
+
+
 def _torchrun(config: Path, env: dict, *overrides: str) -> subprocess.CompletedProcess:
+    """Two ranks of `humo train`. A run whose rank died of a signal runs once more, resuming from its last
+    checkpoint: gloo on the CPU (torch 2.13) now and then corrupts its heap under load, a few runs in a hundred on a
+    busy machine, always in its own worker thread (docs/training.md, "Distributed training on the CPU"). A wrong
+    result, an error exit or a second crash still fails."""
     sets = [a for o in overrides for a in ("--set", o)]
-    return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-        + ["-m", "humo", "train", "--config", str(config), *sets],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+            + ["-m", "humo", "train", "--config", str(config), *sets],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode == 0 or not _CRASHED.search(done.stdout + done.stderr):
+            break
+    return done
 
 
 @pytest.mark.slow

@@ -145,13 +145,17 @@ def bars(summary: dict[str, Any]) -> dict[str, dict]:
 
 
 def summarize(rows: list[dict]) -> dict[str, Any]:
-    """Mean and spread over clips of each metric, and the bars."""
+    """Mean and spread over clips of each metric, and the bars. The ratios are ratios of the pooled parts: own /
+    other Sync-C of the means, the silent ratio of the summed openings (`metrics.pooled_silent_ratio`)."""
+    from humo.proving_ground import metrics
+
     out: dict[str, Any] = {"clips": len(rows)}
     for key in ("speaker_sync_own", "speaker_sync_other", "speaker_silent_ratio", "speaker_faces_found", "person_iou",
                 "face_own_audio", "face_other_audio"):  # fmt: skip
         out[key], out[key + "_std"], _ = mean_spread(r.get(key) for r in rows)
     own, other = out["speaker_sync_own"], out["speaker_sync_other"]
     out["speaker_sync_ratio"] = own / other if own is not None and other else None
+    out["speaker_silent_ratio"] = metrics.pooled_silent_ratio(rows)  # its _std stays the spread of the clips'
     out["bars"] = bars(out)
     return out
 

@@ -258,6 +258,24 @@ CLOSED_PERCENTILE = 10
 MIN_FRAMES = 3
 
 
+def silent_ratio(silent_open: float | None, speaking_open: float | None) -> float | None:
+    """Opening while silent over opening while speaking (`speaker_sync`); None where either is missing or the
+    speaking mouth does not open at all."""
+    if silent_open is None or speaking_open is None or speaking_open <= 1e-6:
+        return None
+    return silent_open / speaking_open
+
+
+def pooled_silent_ratio(rows) -> float | None:
+    """The silent ratio of several clips' `speaker_sync` summaries pooled like a clip's characters: the silent
+    openings summed over the speaking openings summed (a mean of per-clip ratios is thrown by one clip whose
+    speakers hardly open their mouths)."""
+    both = [r for r in rows if r.get("speaker_silent_open") is not None and r.get("speaker_speaking_open") is not None]
+    if not both:
+        return None
+    return silent_ratio(sum(r["speaker_silent_open"] for r in both), sum(r["speaker_speaking_open"] for r in both))
+
+
 def speaker_sync(
     frames: np.ndarray,
     fps: float,
@@ -276,11 +294,13 @@ def speaker_sync(
     - every OTHER track: Sync-C of its mouth against that track's envelope (a mouth that follows the mix or the
       wrong speaker scores high here);
     - the silent ratio: its mean mouth opening over frames where its own track is silent (below SILENT_LEVEL, and
-      within SILENT_MARGIN frames of it) while another track speaks, divided by the mean over frames where its
-      own track speaks (at least SPEAKING_LEVEL); openings are taken above its closed mouth (a low percentile of
-      its openings). ~0 for a character that keeps its mouth shut while the others talk, ~1 for one that mouths
-      everything said. For a character that never speaks, the denominator is the mean over the speaking
-      characters; with a single track, every silent frame counts.
+      within SILENT_MARGIN frames of it) while another track speaks ("silent_open"), divided by the mean over
+      frames where its own track speaks (at least SPEAKING_LEVEL; "speaking_open"); openings are taken above its
+      closed mouth (a low percentile of its openings). ~0 for a character that keeps its mouth shut while the
+      others talk, ~1 for one that mouths everything said. For a character that never speaks, the denominator
+      is the mean over the speaking characters; with a single track, every silent frame counts. The clip's
+      ratio is pooled: the characters' silent openings summed over their speaking openings summed, so that a
+      character whose speaking mouth hardly opens (a denominator near 0) cannot blow the clip's ratio up.
 
     Levels are relative to the loudest track (98th percentile of the per-frame RMS), so a track that never speaks
     stays silent. `face_scale`: the head size passed to the face finder (default: the proving ground's layout for
@@ -289,10 +309,11 @@ def speaker_sync(
     A track with fewer than MIN_FRAMES speaking frames has no envelope to sync on: Sync-C against it is None.
     Returns {"characters": [per character: "face_found" (share of frames), "sync_c_own", "sync_d_own",
     "sync_offset_own", "sync_c_other" (mean over the other tracks), "sync_c_tracks" (against every track, own
-    included), "silent_ratio", "speaking_frames", "silent_frames"], and the clip's summary: "speaker_sync_own"
-    (mean own Sync-C), "speaker_sync_other" (mean over every character x other track), "speaker_sync_ratio"
-    (own / other), "speaker_silent_ratio" (mean), "speaker_faces_found" (share of frames where every character's
-    face is found)}; each None where nothing defines it.
+    included), "silent_ratio", "silent_open", "speaking_open", "speaking_frames", "silent_frames"], and the clip's
+    summary: "speaker_sync_own" (mean own Sync-C), "speaker_sync_other" (mean over every character x other track),
+    "speaker_sync_ratio" (own / other), "speaker_silent_open" and "speaker_speaking_open" (the sums over the
+    characters that have both), "speaker_silent_ratio" (their quotient), "speaker_faces_found" (share of frames
+    where every character's face is found)}; each None where nothing defines it.
     """
     img = readers._as_float(frames)
     T = img.shape[0]
@@ -359,14 +380,18 @@ def speaker_sync(
                 "sync_offset_own": own.get("sync_offset"),
                 "sync_c_other": float(np.mean(others)) if others else None,
                 "sync_c_tracks": [None if sc is None else sc["sync_c"] for sc in scores[k]],
-                "silent_ratio": hush / ref if hush is not None and ref is not None and ref > 1e-6 else None,
+                "silent_ratio": silent_ratio(hush, ref),
+                "silent_open": hush,
+                "speaking_open": ref,
                 "speaking_frames": int(speaking[k].sum()),
                 "silent_frames": int(silent[k].sum()),
             }
         )
     own_c = [c["sync_c_own"] for c in chars if c["sync_c_own"] is not None]
     other_c = [x for k, c in enumerate(chars) for j, x in enumerate(c["sync_c_tracks"]) if j != k and x is not None]
-    ratios = [c["silent_ratio"] for c in chars if c["silent_ratio"] is not None]
+    both = [c for c in chars if c["silent_open"] is not None and c["speaking_open"] is not None]
+    hush_sum = float(sum(c["silent_open"] for c in both)) if both else None
+    talk_sum = float(sum(c["speaking_open"] for c in both)) if both else None
     own_m = float(np.mean(own_c)) if own_c else None
     other_m = float(np.mean(other_c)) if other_c else None
     return {
@@ -374,7 +399,9 @@ def speaker_sync(
         "speaker_sync_own": own_m,
         "speaker_sync_other": other_m,
         "speaker_sync_ratio": own_m / other_m if own_m is not None and other_m and other_m > 1e-6 else None,
-        "speaker_silent_ratio": float(np.mean(ratios)) if ratios else None,
+        "speaker_silent_open": hush_sum,
+        "speaker_speaking_open": talk_sum,
+        "speaker_silent_ratio": silent_ratio(hush_sum, talk_sum),
         "speaker_faces_found": float(seen.all(0).mean()),
     }
 
@@ -514,6 +541,8 @@ SPEAKER_KEYS = (
     "speaker_sync_other",
     "speaker_sync_ratio",
     "speaker_silent_ratio",
+    "speaker_silent_open",
+    "speaker_speaking_open",
     "speaker_faces_found",
 )
 SUMMARY_KEYS = (
@@ -725,7 +754,7 @@ def _case_persons(name: str, persons, base: Path) -> list[dict] | None:
 
 def summarize(rows) -> dict:
     """Mean of each SUMMARY_KEYS metric over rows (None values skipped; None if no row has it).
-    For sync_offset the mean absolute offset is reported."""
+    For sync_offset the mean absolute offset is reported; the silent ratio is pooled (`pooled_silent_ratio`)."""
     rows = list(rows)
     out = {}
     for k in SUMMARY_KEYS:
@@ -733,6 +762,7 @@ def summarize(rows) -> dict:
         if k == "sync_offset":
             vals = [abs(v) for v in vals]
         out[k] = float(np.mean(vals)) if vals else None
+    out["speaker_silent_ratio"] = pooled_silent_ratio(rows)
     return out
 
 

@@ -150,7 +150,8 @@ def mix_mouth_frames(manifest: str | Path, sample) -> np.ndarray:
 def validate_speakers(manifest: str, n: int = 50, seed: int = 0) -> dict:
     """The per-speaker metric on the first `n` multi-person clips of `manifest` in the four conditions of the
     module docstring. Returns per condition the mean, min and max of metrics.SPEAKER_KEYS over the clips that have them,
-    the share of clips whose own-track Sync-C beats the other tracks', and the same split by character count."""
+    the share of clips whose own-track Sync-C beats the other tracks', the silent ratio pooled over the clips, and
+    the same split by character count."""
     from humo.media.audio import load_audio
     from humo.media.video import read_video
 
@@ -179,6 +180,7 @@ def validate_speakers(manifest: str, n: int = 50, seed: int = 0) -> dict:
         both = [r for r in rs if r["speaker_sync_own"] is not None and r["speaker_sync_other"] is not None]
         out["own_above_other"] = float(np.mean([r["speaker_sync_own"] > r["speaker_sync_other"] for r in both]))
         out["all_faces_every_frame"] = float(np.mean([r["speaker_faces_found"] == 1.0 for r in rs]))
+        out["silent_pooled"] = metrics.pooled_silent_ratio(rs)  # what an evaluation's summary reports
         return out
 
     res: dict = {}
