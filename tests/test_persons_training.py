@@ -2,6 +2,7 @@
 batch's person slots, the objective's local audio and focal loss, and a few training steps."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,6 +206,36 @@ def test_persons_evaluation_scores_every_mode(tmp_path):
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_persons_silence_mode_drives_the_strips_with_silent_tracks(tmp_path):
+    """The silence mode (the model's talking prior): the strips' boxes, each track replaced by silence of its own
+    length and rate; the guidance parameters reach the pipeline in every mode."""
+    import soundfile as sf
+
+    from humo.evaluation.persons import generate, left_to_right, multi_samples, strip_boxes
+    from humo.proving_ground.synth import SynthConfig, synthesize_dataset
+
+    synthesize_dataset(SynthConfig(tmp_path / "d", 1, frames=(9, 9), multi=True, split="heldout", seed=5), False)
+    (s,) = multi_samples(tmp_path / "d" / "manifest.jsonl", 1)
+    seen = []
+
+    def pipe(caption, *args, **kw):  # what the pipeline is asked, with the tracks read while they exist
+        persons = kw.get("persons") or []
+        seen.append((kw, persons, [sf.read(p.audio, dtype="float32") for p in persons]))
+
+    order = left_to_right(s)
+    for mode in ("strips", "silence", "global"):
+        generate(pipe, s, mode, seed=3, steps=1, guidance_params={"scale_a": 4.0})
+    (strips, strip_persons, real), (silence, silent_persons, quiet), (glob, _, _) = seen
+    assert strips["guidance_params"] == silence["guidance_params"] == glob["guidance_params"] == {"scale_a": 4.0}
+    boxes = strip_boxes(len(order), s.height, s.width)
+    assert [p.box for p in strip_persons] == [p.box for p in silent_persons] == boxes
+    assert [p.audio for p in strip_persons] == [str(s.person_audio_paths[k]) for k in order]
+    for (wave, rate), (hush, hush_rate) in zip(real, quiet):
+        assert wave.any() and not hush.any()  # a 9-frame clip may hold only a track's noise floor
+        assert hush.shape == wave.shape and hush_rate == rate
+    assert all(not Path(p.audio).exists() for p in silent_persons)  # the silent tracks were temporary
+
+
 def test_persons_curve_scores_kept_checkpoints_resumes_and_plots(tmp_path, capsys, monkeypatch):
     """`--curve RUN`: the modes at every `every`-th kept checkpoint and the last, each checkpoint's own weights in
     the encoders' pipeline; a second call scores nothing; other settings and bad flags are one-line errors."""
@@ -335,10 +366,14 @@ def test_persons_results_run_apart_combine_into_one_judgement(tmp_path, capsys):
     out = combine([result("m0", 0, 2.0), result("m0", 1, 1.8), more])
     assert set(out["replicates"]["m0@seed0"]["modes"]) == {"predicted", "global", "strips"}
     assert out["differences"]["strips - predicted"]["speaker_sync_ratio"] == pytest.approx([0.5])
-    with pytest.raises(HumoError, match="same clips and steps"):
+    with pytest.raises(HumoError, match="same clips, steps and guidance"):
         combine([result("m0", 0, 2.0), result("m0", 1, 2.0, steps=10)])
-    with pytest.raises(HumoError, match="same clips and steps"):
+    with pytest.raises(HumoError, match="same clips, steps and guidance"):
         combine([result("m0", 0, 2.0), result("m0", 1, 2.0, clip="c1")])
+    louder = result("m0", 1, 2.0)
+    louder["replicates"]["any name"]["guidance_params"] = {"scale_a": 4.0}
+    with pytest.raises(HumoError, match="same clips, steps and guidance"):
+        combine([result("m0", 0, 2.0), louder])
     from humo.evaluation.persons import main
 
     (tmp_path / "a.json").write_text(json.dumps(result("m0", 0, 2.0)))
@@ -350,6 +385,9 @@ def test_persons_results_run_apart_combine_into_one_judgement(tmp_path, capsys):
     capsys.readouterr()
     for argv, said in ((["--combine", str(tmp_path / "none.json")], "none.json: no such file"),
                        (["--combine", str(tmp_path / "a.json"), "--model", "m"], "without --model"),
+                       (["--combine", str(tmp_path / "a.json"), "--scale-a", "4"], "without --model or --scale-a"),
+                       (["--curve", "run", "--scale-a", "4"], "or --scale-a"),
+                       (["--model", "m", "--manifest", "x.jsonl", "--scale-a", "-1"], "--scale-a: -1.0 is not a scale"),
                        (["--model", "m"], "give --model and --manifest")):  # fmt: skip
         assert main(argv) == 2
         err = capsys.readouterr().err

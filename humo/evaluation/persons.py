@@ -9,10 +9,13 @@ characters' reference images and their own audio tracks, in each of these ways (
 - ``strips``: fixed masks, the frame cut into equal vertical strips, one per person left to right (the paper's
   "fixed mask": known to be where each person roughly stands, blind to their shape and motion);
 - ``global``: every audio everywhere: the references and the mix, as a one-person model is driven;
-- ``baseline``: the same global drive through another model (the one the fine-tune started from), when given.
+- ``baseline``: the same global drive through another model (the one the fine-tune started from), when given;
+- ``silence`` (only when asked for): the strips with every track silent, scored against the real tracks: how wide
+  the model opens a mouth that no audio drives (its talking prior), beside the strips' openings.
 
 and scored with the per-speaker reader (`metrics.speaker_sync`): each character's mouth against its own track and
-the others' (Sync-C), and how far it opens while its own track is silent (the silent ratio); with predicted masks
+the others' (Sync-C), how far it opens while its own track is silent (the silent ratio) and how wide it opens
+while speaking and while silent (`metrics.mean_openings`); with predicted masks
 (and strips) also their IoU with the true person masks at the last step and how much of its own audio, and of the
 others', each character's face hears under them (`metrics.face_audio_share`). The bars (issue 19): own-track
 Sync-C >= 2x the other tracks', silent ratio <= 0.2, mask IoU >= 0.5.
@@ -44,7 +47,8 @@ from humo.constants import SAMPLE_RATE, VIDEO_FPS
 from humo.evaluation.ablation import Claim, claims_table, number_list, paired_differences, verdicts
 from humo.evaluation.heldout import mean_spread
 
-MODES = ("predicted", "no-cache", "strips", "global", "baseline")
+MODES = ("predicted", "no-cache", "strips", "global", "baseline", "silence")
+DEFAULT_MODES = MODES[:-1]  # what a study scores unless asked: the paper's rows
 PREDICTED = ("predicted", "no-cache")  # the modes that need the model's person mask predictor
 BARS = {"speaker_sync_ratio": 2.0, "speaker_silent_ratio": 0.2, "person_iou": 0.5}
 # What a replicate's summary is compared on: (key, label, higher is better).
@@ -57,6 +61,9 @@ METRICS = (
     # with the masks that route the audio: how much of its own audio a character's face hears, and of the others'
     ("face_own_audio", "face: own audio", True),
     ("face_other_audio", "face: others' audio", False),
+    # how wide the mouths open while their own track speaks, and while it is silent (the silent ratio's parts)
+    ("speaker_open_speaking", "opening: speaking", True),
+    ("speaker_open_silent", "opening: silent", False),
 )
 # Every ablated mode is compared with the full method, the model's own masks through the mask cache.
 VERSUS = {m: "predicted" for m in MODES if m != "predicted"}
@@ -104,19 +111,35 @@ def strip_boxes(n: int, height: int, width: int) -> list[str]:
     return [f"{edges[k]},0,{edges[k + 1]},{height}" for k in range(n)]
 
 
-def generate(pipe, sample, mode: str, *, seed: int, steps: int, out=None):
-    """One clip in one mode -> the pipeline's result."""
+def generate(pipe, sample, mode: str, *, seed: int, steps: int, out=None, guidance_params=None):
+    """One clip in one mode -> the pipeline's result. `guidance_params`: the guidance preset's parameters to
+    change (`humo generate --scale-a` and the like), in every mode."""
+    import tempfile
+
     from humo.pipeline import Person
 
     order = left_to_right(sample)
     refs = [str(sample.ref_image_paths[k]) for k in order]
     tracks = [str(sample.person_audio_paths[k]) for k in order]
-    common = dict(out=out, frames=sample.num_frames, segment_frames=max(9, sample.num_frames), steps=steps, seed=seed)
+    common = dict(out=out, frames=sample.num_frames, segment_frames=max(9, sample.num_frames), steps=steps, seed=seed,
+                  guidance_params=dict(guidance_params or {}))  # fmt: skip
     if mode in ("global", "baseline"):
         return pipe(sample.caption, refs, str(sample.audio_path), **common)
-    boxes = strip_boxes(len(refs), sample.height, sample.width) if mode == "strips" else [None] * len(refs)
-    persons = [Person(r, a, box) for r, a, box in zip(refs, tracks, boxes)]
-    return pipe(sample.caption, persons=persons, mask_cache=mode != "no-cache", **common)
+    boxes = strip_boxes(len(refs), sample.height, sample.width) if mode in ("strips", "silence") else [None] * len(refs)
+    with tempfile.TemporaryDirectory(prefix="humo-silence-") as tmp:
+        if mode == "silence":
+            tracks = [_silent_like(t, Path(tmp) / f"{k}.wav") for k, t in enumerate(tracks)]
+        persons = [Person(r, a, box) for r, a, box in zip(refs, tracks, boxes)]
+        return pipe(sample.caption, persons=persons, mask_cache=mode != "no-cache", **common)
+
+
+def _silent_like(track: str, path: Path) -> str:
+    """A WAV of silence as long as `track`, at its rate -> its path."""
+    import soundfile as sf
+
+    info = sf.info(track)
+    sf.write(path, np.zeros((info.frames, info.channels), dtype=np.float32), info.samplerate)
+    return str(path)
 
 
 def score(result, sample) -> dict[str, Any]:
@@ -146,7 +169,8 @@ def bars(summary: dict[str, Any]) -> dict[str, dict]:
 
 def summarize(rows: list[dict]) -> dict[str, Any]:
     """Mean and spread over clips of each metric, and the bars. The ratios are ratios of the pooled parts: own /
-    other Sync-C of the means, the silent ratio of the summed openings (`metrics.pooled_silent_ratio`)."""
+    other Sync-C of the means, the silent ratio of the summed openings (`metrics.pooled_silent_ratio`); the
+    openings are means per character (`metrics.mean_openings`)."""
     from humo.proving_ground import metrics
 
     out: dict[str, Any] = {"clips": len(rows)}
@@ -156,6 +180,7 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
     own, other = out["speaker_sync_own"], out["speaker_sync_other"]
     out["speaker_sync_ratio"] = own / other if own is not None and other else None
     out["speaker_silent_ratio"] = metrics.pooled_silent_ratio(rows)  # its _std stays the spread of the clips'
+    out["speaker_open_speaking"], out["speaker_open_silent"] = metrics.mean_openings(rows)
     out["bars"] = bars(out)
     return out
 
@@ -168,13 +193,15 @@ def evaluate(
     steps: int = 20,
     seed: int = 0,
     baseline: str | os.PathLike | None = None,
-    modes: tuple[str, ...] = MODES,
+    modes: tuple[str, ...] = DEFAULT_MODES,
     videos: str | os.PathLike | None = None,
     log: Callable[[str], None] = print,
     pipe=None,
+    guidance_params: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Every mode on the first `clips` multi-person clips -> {"modes": {mode: summary}, "rows": {mode: {id: row}}}.
-    `pipe`: the model's pipeline when it is already loaded (a training checkpoint's DiT in it), else `model`'s."""
+    `pipe`: the model's pipeline when it is already loaded (a training checkpoint's DiT in it), else `model`'s;
+    `guidance_params`: see `generate`."""
     from humo.evaluation.heldout import quiet_pipeline
 
     samples = multi_samples(manifest, clips)
@@ -191,7 +218,8 @@ def evaluate(
             out = None if videos is None else Path(videos) / m / f"{s.id}.mp4"
             if out is not None:
                 out.parent.mkdir(parents=True, exist_ok=True)
-            rows[m][s.id] = score(generate(pipe, s, m, seed=seed + i, steps=steps, out=out), s)
+            result = generate(pipe, s, m, seed=seed + i, steps=steps, out=out, guidance_params=guidance_params)
+            rows[m][s.id] = score(result, s)
         f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731 - a random model may find no face
         log(f"{i + 1}/{len(samples)} {s.id}: " + "; ".join(
             f"{m} own {f(rows[m][s.id]['speaker_sync_own'])} other {f(rows[m][s.id]['speaker_sync_other'])} "
@@ -202,6 +230,7 @@ def evaluate(
         "baseline": None if baseline is None else str(baseline),
         "manifest": str(manifest),
         "steps": steps,
+        "guidance_params": dict(guidance_params or {}),
         "modes": {m: summarize(list(rows[m].values())) for m in modes},
         "rows": rows,
     }
@@ -238,9 +267,10 @@ def study(
     clips: int = 24,
     steps: int = 20,
     baseline: str | os.PathLike | None = None,
-    modes: tuple[str, ...] = MODES,
+    modes: tuple[str, ...] = DEFAULT_MODES,
     videos: str | os.PathLike | None = None,
     log: Callable[[str], None] = print,
+    guidance_params: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Every replicate (`replicates`) through `evaluate` -> each mode's `aggregate`, the modes' differences from
     `predicted` paired by replicate, each claim of `CLAIMS` with its verdict, and every replicate's own result.
@@ -253,7 +283,7 @@ def study(
         r = evaluate(
             model, manifest, clips=clips, steps=steps, seed=SEED_STRIDE * seed, baseline=baseline,
             modes=tuple(m for m in modes if not (again and m == "baseline")),
-            videos=None if videos is None else Path(videos) / name, log=log,
+            videos=None if videos is None else Path(videos) / name, log=log, guidance_params=guidance_params,
         )  # fmt: skip
         if again:
             r["modes"]["baseline"], r["rows"]["baseline"] = baselines[seed]
@@ -278,6 +308,7 @@ def from_replicates(reps: dict[str, dict]) -> dict[str, Any]:
         "replicated": "training and sampling seeds" if len(models) > 1 else "sampling seeds of one trained model",
         "manifest": first["manifest"],
         "steps": first["steps"],
+        "guidance_params": first.get("guidance_params", {}),
         **judge(per_mode, clips=len(next(iter(first["rows"].values())))),
         "replicates": reps,
     }
@@ -285,8 +316,8 @@ def from_replicates(reps: dict[str, dict]) -> dict[str, Any]:
 
 def combine(results: list[dict[str, Any]], sources: list[str] | None = None) -> dict[str, Any]:
     """Several `study` results (replicates run apart: another training seed's model, more sampling seeds, or more
-    modes of the same replicates) -> one, judged across all their replicates. They must share the clips and steps,
-    and no replicate may be scored twice in one mode."""
+    modes of the same replicates) -> one, judged across all their replicates. They must share the clips, steps and
+    guidance parameters, and no replicate may be scored twice in one mode."""
     from humo.errors import HumoError
 
     sources = sources or [f"result {i}" for i in range(len(results))]
@@ -302,9 +333,10 @@ def combine(results: list[dict[str, Any]], sources: list[str] | None = None) -> 
                 raise HumoError(f"{src}: replicate {name} is already scored in mode {twice[0]} by an earlier result")
             reps[name]["modes"].update(r["modes"])
             reps[name]["rows"].update(r["rows"])
-    keys = {(r["manifest"], r["steps"], tuple(sorted(next(iter(r["rows"].values()))))) for r in reps.values()}
+    keys = {(r["manifest"], r["steps"], tuple(sorted(next(iter(r["rows"].values())))),
+             json.dumps(r.get("guidance_params", {}), sort_keys=True)) for r in reps.values()}  # fmt: skip
     if len(keys) > 1:
-        raise HumoError(f"{', '.join(sources)}: the results were not scored on the same clips and steps")
+        raise HumoError(f"{', '.join(sources)}: the results were not scored on the same clips, steps and guidance")
     return from_replicates(reps)
 
 
@@ -492,16 +524,16 @@ def format_summary(result: dict[str, Any]) -> str:
     n = len(result["replicates"])
     lines = [f"{n} replicate(s): {result['replicated']}; {next(iter(result['modes'].values()))['clips']} clips each"]
     lines.append("mode        own Sync-C   other Sync-C   ratio        silent ratio  mask IoU     face: own    "
-                 "face: other  faces found")  # fmt: skip
+                 "face: other  faces found  open: talk   open: silent")  # fmt: skip
 
     def f(s, key):  # the spread where the mode has several replicates (a mode may be left out of some runs)
-        v, sd = s[key], s[key + "_spread"]
+        v, sd = s.get(key), s.get(key + "_spread")  # results written before a metric existed lack it
         return "  -  " if v is None else f"{v:.2f}" + (f"±{sd:.2f}" if s["replicates"] > 1 else "")
 
     for m, s in result["modes"].items():
         cells = [f(s, k) for k in ("speaker_sync_own", "speaker_sync_other", "speaker_sync_ratio",
                                    "speaker_silent_ratio", "person_iou", "face_own_audio", "face_other_audio",
-                                   "speaker_faces_found")]  # fmt: skip
+                                   "speaker_faces_found", "speaker_open_speaking", "speaker_open_silent")]  # fmt: skip
         lines.append(f"{m:<10}  " + "  ".join(f"{c:>11}" for c in cells))
     return "\n".join(lines + claims_table(result["claims"], METRICS))
 
@@ -526,8 +558,10 @@ def main(argv: list[str] | None = None) -> int:
         default=[0],
         help="comma-separated sampling seeds, each a replicate of every model (default 0)",
     )
-    ap.add_argument("--modes", help=f"comma-separated, of {', '.join(MODES)} (default: all; with --curve "
-                    f"{', '.join(CURVE_MODES)})")  # fmt: skip
+    ap.add_argument("--modes", help=f"comma-separated, of {', '.join(MODES)} (default: {', '.join(DEFAULT_MODES)}; "
+                    f"with --curve {', '.join(CURVE_MODES)})")  # fmt: skip
+    ap.add_argument("--scale-a", type=float,
+                    help="audio guidance scale in every mode (default: the model's, see `humo presets`)")  # fmt: skip
     ap.add_argument("--videos", help="keep the generated MP4s here (one folder per mode)")
     ap.add_argument("--out", help="write the result as JSON here")
     ap.add_argument("--figure", help="also draw one clip taking turns (predicted masks and global audio) as a PNG")
@@ -545,8 +579,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.curve:
             return _curve(args)
         if args.combine:
-            if args.model:
-                raise HumoError("--combine: joins results already scored; give it without --model")
+            if args.model or args.scale_a is not None:
+                raise HumoError("--combine: joins results already scored; give it without --model or --scale-a")
             result = combine([read_json_file(f, "--combine") for f in args.combine], args.combine)
         elif not args.model or not args.manifest:
             raise HumoError("give --model and --manifest (or --combine with earlier results)")
@@ -570,8 +604,8 @@ def _curve(args: argparse.Namespace) -> int:
     """`curve` as the command line asks for it: its flags checked first, the table printed, the plot drawn."""
     from humo.errors import HumoError
 
-    if args.model or args.combine or args.baseline:
-        raise HumoError("--curve: scores one training run; give it without --model, --combine or --baseline")
+    if args.model or args.combine or args.baseline or args.scale_a is not None:
+        raise HumoError("--curve: scores one training run; give it without --model, --combine, --baseline or --scale-a")
     if not args.encoders or not args.manifest:
         raise HumoError("--curve: give --encoders (the recipe's encoders folder) and --manifest")
     modes = CURVE_MODES if args.modes is None else _modes(args.modes)
@@ -603,13 +637,15 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
     """`study` as the command line asks for it, its flags checked first."""
     from humo.errors import HumoError
 
-    modes = MODES if args.modes is None else _modes(args.modes)
+    modes = DEFAULT_MODES if args.modes is None else _modes(args.modes)
     seeds = sorted(set(args.seeds))
     if not seeds or seeds[0] < 0:
         raise HumoError(f"--seeds: {args.seeds} has no seed or a negative one")
+    if args.scale_a is not None and not args.scale_a >= 0:
+        raise HumoError(f"--scale-a: {args.scale_a} is not a scale (>= 0)")
     return study(
         args.model, args.manifest, seeds=seeds, clips=args.clips, steps=args.steps, baseline=args.baseline,
-        modes=modes, videos=args.videos,
+        modes=modes, videos=args.videos, guidance_params=None if args.scale_a is None else {"scale_a": args.scale_a},
     )  # fmt: skip
 
 

@@ -266,6 +266,16 @@ def silent_ratio(silent_open: float | None, speaking_open: float | None) -> floa
     return silent_open / speaking_open
 
 
+def mean_openings(rows) -> tuple[float | None, float | None]:
+    """(mean mouth opening while speaking, mean while silent) per character over several clips' `speaker_sync`
+    summaries: how wide the mouths open at all, which their ratio, the silent ratio, does not say."""
+    both = [r for r in rows if r.get("speaker_open_characters") and r.get("speaker_speaking_open") is not None]
+    n = sum(r["speaker_open_characters"] for r in both)
+    if not n:
+        return None, None
+    return sum(r["speaker_speaking_open"] for r in both) / n, sum(r["speaker_silent_open"] for r in both) / n
+
+
 def pooled_silent_ratio(rows) -> float | None:
     """The silent ratio of several clips' `speaker_sync` summaries pooled like a clip's characters: the silent
     openings summed over the speaking openings summed (a mean of per-clip ratios is thrown by one clip whose
@@ -312,8 +322,9 @@ def speaker_sync(
     included), "silent_ratio", "silent_open", "speaking_open", "speaking_frames", "silent_frames"], and the clip's
     summary: "speaker_sync_own" (mean own Sync-C), "speaker_sync_other" (mean over every character x other track),
     "speaker_sync_ratio" (own / other), "speaker_silent_open" and "speaker_speaking_open" (the sums over the
-    characters that have both), "speaker_silent_ratio" (their quotient), "speaker_faces_found" (share of frames
-    where every character's face is found)}; each None where nothing defines it.
+    "speaker_open_characters" characters that have both), "speaker_silent_ratio" (their quotient),
+    "speaker_faces_found" (share of frames where every character's face is found)}; each None where nothing
+    defines it.
     """
     img = readers._as_float(frames)
     T = img.shape[0]
@@ -401,6 +412,7 @@ def speaker_sync(
         "speaker_sync_ratio": own_m / other_m if own_m is not None and other_m and other_m > 1e-6 else None,
         "speaker_silent_open": hush_sum,
         "speaker_speaking_open": talk_sum,
+        "speaker_open_characters": len(both),
         "speaker_silent_ratio": silent_ratio(hush_sum, talk_sum),
         "speaker_faces_found": float(seen.all(0).mean()),
     }
@@ -543,6 +555,7 @@ SPEAKER_KEYS = (
     "speaker_silent_ratio",
     "speaker_silent_open",
     "speaker_speaking_open",
+    "speaker_open_characters",
     "speaker_faces_found",
 )
 SUMMARY_KEYS = (
