@@ -202,6 +202,11 @@ def test_persons_evaluation_scores_every_mode(tmp_path):
     assert result["modes"]["predicted"]["replicates"] == 2 and ious[0] != ious[1]  # the seeds' noise differs
     assert result["modes"]["predicted"]["person_iou"] == pytest.approx(np.mean(ious))
     assert "global - predicted" in result["differences"]  # empty here: a random model draws no face to read
+    # the silence mode and another audio scale through the real pipeline: recorded with the result
+    result = evaluate(tmp_path / "model", tmp_path / "d" / "manifest.jsonl", clips=1, steps=1, modes=("silence",),
+                      guidance_params={"scale_a": 3.0}, log=lambda m: None)  # fmt: skip
+    assert list(result["modes"]) == ["silence"] and result["guidance_params"] == {"scale_a": 3.0}
+    assert result["silent_ratio"] == "pooled" and result["rows"]["silence"][s.id]["face_own_audio"] is not None
     png = turn_figure(tmp_path / "model", s, tmp_path / "turns.png", frames=4, steps=1)
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
 
@@ -366,14 +371,28 @@ def test_persons_results_run_apart_combine_into_one_judgement(tmp_path, capsys):
     out = combine([result("m0", 0, 2.0), result("m0", 1, 1.8), more])
     assert set(out["replicates"]["m0@seed0"]["modes"]) == {"predicted", "global", "strips"}
     assert out["differences"]["strips - predicted"]["speaker_sync_ratio"] == pytest.approx([0.5])
-    with pytest.raises(HumoError, match="same clips, steps and guidance"):
+    alike = "same clips, steps, guidance and silent ratio"
+    with pytest.raises(HumoError, match=alike):
         combine([result("m0", 0, 2.0), result("m0", 1, 2.0, steps=10)])
-    with pytest.raises(HumoError, match="same clips, steps and guidance"):
+    with pytest.raises(HumoError, match=alike):
         combine([result("m0", 0, 2.0), result("m0", 1, 2.0, clip="c1")])
-    louder = result("m0", 1, 2.0)
-    louder["replicates"]["any name"]["guidance_params"] = {"scale_a": 4.0}
-    with pytest.raises(HumoError, match="same clips, steps and guidance"):
-        combine([result("m0", 0, 2.0), louder])
+    # another audio scale, or the silent ratio's old definition, is refused even where it only adds modes to the
+    # same replicate; the same scale written as an int or a float is the same
+    for seed in (1, 0):
+        louder = result("m0", seed, 2.0)
+        louder["replicates"]["any name"].update(modes={"silence": _summary(1.0, 1.0)}, rows={"silence": {"c0": {}}},
+                                                 guidance_params={"scale_a": 4.0})  # fmt: skip
+        with pytest.raises(HumoError, match=alike):
+            combine([result("m0", 0, 2.0), louder])
+        older = result("m0", seed, 2.0)
+        older["replicates"]["any name"].update(modes={"silence": _summary(1.0, 1.0)}, rows={"silence": {"c0": {}}},
+                                               silent_ratio="pooled")  # fmt: skip
+        with pytest.raises(HumoError, match=alike):
+            combine([result("m0", 0, 2.0), older])
+    a, b = result("m0", 0, 2.0), result("m0", 1, 2.0)
+    a["replicates"]["any name"]["guidance_params"] = {"scale_a": 4}
+    b["replicates"]["any name"]["guidance_params"] = {"scale_a": 4.0}
+    assert len(combine([a, b])["replicates"]) == 2
     from humo.evaluation.persons import main
 
     (tmp_path / "a.json").write_text(json.dumps(result("m0", 0, 2.0)))

@@ -85,7 +85,7 @@ def test_swapped_tracks_score_low(results):
     # by 0.004 on one
     assert own.mean() < other.mean() - 0.15
     assert np.mean([r["speaker_sync_own"] < r["speaker_sync_other"] for r in swapped]) >= 5 / 6
-    # a character's mouth now moves while "its" track is silent: measured 3.3-32 (pooled over clips 7.3)
+    # a character's mouth now moves while "its" track is silent: measured 3.3-32 (pooled over clips 6.2)
     assert _values(swapped, "speaker_silent_ratio").min() > 0.8
     assert metrics.pooled_silent_ratio(swapped) > 2
 
@@ -133,8 +133,7 @@ def test_silent_ratio_is_pooled_over_characters_and_clips(results):
             assert c["silent_ratio"] == pytest.approx(c["silent_open"] / c["speaking_open"])
     rows = [{"speaker_silent_open": 0.1, "speaker_speaking_open": 1.0}] * 9
     mumbler = {"speaker_silent_open": 0.05, "speaker_speaking_open": 0.001}  # its own ratio: 50
-    assert metrics.pooled_silent_ratio(rows + [mumbler]) == pytest.approx(0.95 / 9.001)
-    assert np.mean([0.1] * 9 + [50]) > 5  # what the mean of the clips' ratios read
+    assert metrics.pooled_silent_ratio(rows + [mumbler]) == pytest.approx(0.95 / 9.001)  # the mean of ratios: 5.1
     # clips without the parts (no silent frames; no face) are left out; nothing at all gives None
     assert metrics.pooled_silent_ratio(rows + [{"speaker_silent_open": None, "speaker_speaking_open": 1.0}, {}]) == (
         pytest.approx(0.1)

@@ -64,6 +64,7 @@ def _torchrun(config: Path, env: dict, *overrides: str) -> subprocess.CompletedP
         )
         if done.returncode == 0 or not _CRASHED.search(done.stdout + done.stderr):
             break
+        print(f"a rank crashed; running once more:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")  # shown on failure
     return done
 
 

@@ -46,6 +46,7 @@ import numpy as np
 from humo.constants import SAMPLE_RATE, VIDEO_FPS
 from humo.evaluation.ablation import Claim, claims_table, number_list, paired_differences, verdicts
 from humo.evaluation.heldout import mean_spread
+from humo.proving_ground import metrics
 
 MODES = ("predicted", "no-cache", "strips", "global", "baseline", "silence")
 DEFAULT_MODES = MODES[:-1]  # what a study scores unless asked: the paper's rows
@@ -66,7 +67,8 @@ METRICS = (
     ("speaker_open_silent", "opening: silent", False),
 )
 # Every ablated mode is compared with the full method, the model's own masks through the mask cache.
-VERSUS = {m: "predicted" for m in MODES if m != "predicted"}
+VERSUS = {m: "predicted" for m in MODES if m not in ("predicted", "silence")}
+VERSUS["silence"] = "strips"  # the same boxes, without the audio: what the audio adds to the mouths
 
 
 # InterActHuman (arXiv 2506.09984), its ablation rows (Tables 4 and 12), each read on both per-speaker measures:
@@ -134,18 +136,17 @@ def generate(pipe, sample, mode: str, *, seed: int, steps: int, out=None, guidan
 
 
 def _silent_like(track: str, path: Path) -> str:
-    """A WAV of silence as long as `track`, at its rate -> its path."""
+    """A 16 kHz WAV of silence as long as `track` (any format the pipeline reads) -> its path."""
     import soundfile as sf
 
-    info = sf.info(track)
-    sf.write(path, np.zeros((info.frames, info.channels), dtype=np.float32), info.samplerate)
+    from humo.media.audio import load_audio
+
+    sf.write(path, np.zeros_like(load_audio(track, SAMPLE_RATE, min_seconds=0)), SAMPLE_RATE)
     return str(path)
 
 
 def score(result, sample) -> dict[str, Any]:
     """The per-speaker metrics of a generated clip (and the person-mask IoU when it has masks)."""
-    from humo.proving_ground import metrics
-
     order = left_to_right(sample)
     tracks = [str(sample.person_audio_paths[k]) for k in order]
     row = {k: v for k, v in metrics.speaker_sync(result.frames, result.fps, tracks).items() if k != "details"}
@@ -171,8 +172,6 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
     """Mean and spread over clips of each metric, and the bars. The ratios are ratios of the pooled parts: own /
     other Sync-C of the means, the silent ratio of the summed openings (`metrics.pooled_silent_ratio`); the
     openings are means per character (`metrics.mean_openings`)."""
-    from humo.proving_ground import metrics
-
     out: dict[str, Any] = {"clips": len(rows)}
     for key in ("speaker_sync_own", "speaker_sync_other", "speaker_silent_ratio", "speaker_faces_found", "person_iou",
                 "face_own_audio", "face_other_audio"):  # fmt: skip
@@ -231,6 +230,7 @@ def evaluate(
         "manifest": str(manifest),
         "steps": steps,
         "guidance_params": dict(guidance_params or {}),
+        "silent_ratio": metrics.SILENT_RATIO,
         "modes": {m: summarize(list(rows[m].values())) for m in modes},
         "rows": rows,
     }
@@ -309,6 +309,7 @@ def from_replicates(reps: dict[str, dict]) -> dict[str, Any]:
         "manifest": first["manifest"],
         "steps": first["steps"],
         "guidance_params": first.get("guidance_params", {}),
+        "silent_ratio": first.get("silent_ratio"),
         **judge(per_mode, clips=len(next(iter(first["rows"].values())))),
         "replicates": reps,
     }
@@ -317,13 +318,15 @@ def from_replicates(reps: dict[str, dict]) -> dict[str, Any]:
 def combine(results: list[dict[str, Any]], sources: list[str] | None = None) -> dict[str, Any]:
     """Several `study` results (replicates run apart: another training seed's model, more sampling seeds, or more
     modes of the same replicates) -> one, judged across all their replicates. They must share the clips, steps and
-    guidance parameters, and no replicate may be scored twice in one mode."""
+    guidance parameters and silent ratio (`_scored_alike`), and no replicate may be scored twice in one mode."""
     from humo.errors import HumoError
 
     sources = sources or [f"result {i}" for i in range(len(results))]
     reps: dict[str, dict] = {}
+    keys = set()
     for src, res in zip(sources, results):
         for r in res["replicates"].values():
+            keys.add(_scored_alike(r))  # every incoming replicate, also one that only adds modes to another
             name = replicate_name(r["model"], r["seed"])
             if name not in reps:
                 reps[name] = {**r, "modes": dict(r["modes"]), "rows": dict(r["rows"])}
@@ -333,11 +336,19 @@ def combine(results: list[dict[str, Any]], sources: list[str] | None = None) -> 
                 raise HumoError(f"{src}: replicate {name} is already scored in mode {twice[0]} by an earlier result")
             reps[name]["modes"].update(r["modes"])
             reps[name]["rows"].update(r["rows"])
-    keys = {(r["manifest"], r["steps"], tuple(sorted(next(iter(r["rows"].values())))),
-             json.dumps(r.get("guidance_params", {}), sort_keys=True)) for r in reps.values()}  # fmt: skip
     if len(keys) > 1:
-        raise HumoError(f"{', '.join(sources)}: the results were not scored on the same clips, steps and guidance")
+        raise HumoError(
+            f"{', '.join(sources)}: the results were not scored on the same clips, steps, guidance and silent ratio"
+        )
     return from_replicates(reps)
+
+
+def _scored_alike(r: dict) -> tuple:
+    """What replicates judged together must share: the clips, the sampler's steps, the guidance parameters and the
+    silent ratio's definition (results from before it was pooled have none)."""
+    guidance = {k: float(v) for k, v in (r.get("guidance_params") or {}).items()}
+    clips = tuple(sorted(next(iter(r["rows"].values()))))
+    return r["manifest"], r["steps"], clips, json.dumps(guidance, sort_keys=True), r.get("silent_ratio")
 
 
 def judge(per_mode: dict[str, dict[str, dict]], clips: int) -> dict[str, Any]:
@@ -360,10 +371,11 @@ def turn_figure(
     frames: int = 10,
     steps: int = 20,
     seed: int = 0,
+    guidance_params: dict[str, float] | None = None,
 ) -> Path:
     """A PNG of people taking turns: the clip itself and each mode's video (rows, `frames` frames across), each
     person's loudness and mouth opening read from the video below its row, and, for predicted masks, the masks of
-    the last step as contours (a frame strip for the docs)."""
+    the last step as contours (a frame strip for the docs). `guidance_params`: see `generate`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -379,7 +391,7 @@ def turn_figure(
     tracks = [str(sample.person_audio_paths[k]) for k in order]
     videos = {"the clip": (read_video(sample.video_path)[0], None)}
     for m in modes:
-        r = generate(pipe, sample, m, seed=seed, steps=steps)
+        r = generate(pipe, sample, m, seed=seed, steps=steps, guidance_params=guidance_params)
         videos[m] = (r.frames, r.person_masks)
     t = min(len(v) for v, _ in videos.values())
     idx = np.linspace(0, t - 1, frames).round().astype(int)
@@ -449,7 +461,8 @@ def curve(
     if not kept:
         raise HumoError(f"--curve {run}: no training checkpoints there (checkpoints/step_*)")
     chosen = [(st, folder) for st, folder in kept if st % every == 0 or st == kept[-1][0]]
-    settings = {"run": str(run), "manifest": str(manifest), "clips": clips, "steps": steps, "seed": seed}
+    settings = {"run": str(run), "manifest": str(manifest), "clips": clips, "steps": steps, "seed": seed,
+                "silent_ratio": metrics.SILENT_RATIO}  # fmt: skip
     result = {**settings, "modes": list(modes), "points": {}}
     if progress is not None and Path(progress).is_file():
         done = read_json_file(progress, "curve progress")
@@ -592,8 +605,12 @@ def main(argv: list[str] | None = None) -> int:
     print(format_summary(result))
     if args.figure and not args.combine:  # a figure generates a clip: only where this run scores a model
         sample = multi_samples(args.manifest, args.clips)[args.figure_clip]
-        print(turn_figure(args.model[0], sample, args.figure, steps=args.steps,
-                          seed=SEED_STRIDE * min(args.seeds) + args.figure_clip))  # fmt: skip
+        seed = SEED_STRIDE * min(args.seeds) + args.figure_clip
+        print(
+            turn_figure(
+                args.model[0], sample, args.figure, steps=args.steps, seed=seed, guidance_params=_guidance(args)
+            )
+        )
     if args.out:
         with atomic_path(args.out) as tmp:
             Path(tmp).write_text(json.dumps(result, indent=1))
@@ -645,8 +662,12 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
         raise HumoError(f"--scale-a: {args.scale_a} is not a scale (>= 0)")
     return study(
         args.model, args.manifest, seeds=seeds, clips=args.clips, steps=args.steps, baseline=args.baseline,
-        modes=modes, videos=args.videos, guidance_params=None if args.scale_a is None else {"scale_a": args.scale_a},
+        modes=modes, videos=args.videos, guidance_params=_guidance(args),
     )  # fmt: skip
+
+
+def _guidance(args: argparse.Namespace) -> dict[str, float] | None:
+    return None if args.scale_a is None else {"scale_a": args.scale_a}
 
 
 if __name__ == "__main__":

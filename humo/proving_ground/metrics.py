@@ -258,6 +258,11 @@ CLOSED_PERCENTILE = 10
 MIN_FRAMES = 3
 
 
+#: How the silent ratio is summarised (recorded with results that use it, so that results of the mean of
+#: per-character ratios used before are not judged with them).
+SILENT_RATIO = "pooled"
+
+
 def silent_ratio(silent_open: float | None, speaking_open: float | None) -> float | None:
     """Opening while silent over opening while speaking (`speaker_sync`); None where either is missing or the
     speaking mouth does not open at all."""
@@ -268,7 +273,8 @@ def silent_ratio(silent_open: float | None, speaking_open: float | None) -> floa
 
 def mean_openings(rows) -> tuple[float | None, float | None]:
     """(mean mouth opening while speaking, mean while silent) per character over several clips' `speaker_sync`
-    summaries: how wide the mouths open at all, which their ratio, the silent ratio, does not say."""
+    summaries: how wide the mouths open at all, which their ratio, the silent ratio, does not say. A character
+    whose own track never speaks counts with the speakers' mean as its speaking opening, as in its silent ratio."""
     both = [r for r in rows if r.get("speaker_open_characters") and r.get("speaker_speaking_open") is not None]
     n = sum(r["speaker_open_characters"] for r in both)
     if not n:
@@ -309,8 +315,9 @@ def speaker_sync(
       closed mouth (a low percentile of its openings). ~0 for a character that keeps its mouth shut while the
       others talk, ~1 for one that mouths everything said. For a character that never speaks, the denominator
       is the mean over the speaking characters; with a single track, every silent frame counts. The clip's
-      ratio is pooled: the characters' silent openings summed over their speaking openings summed, so that a
-      character whose speaking mouth hardly opens (a denominator near 0) cannot blow the clip's ratio up.
+      ratio is pooled: the silent openings summed over the speaking openings summed, over the characters that
+      have a ratio of their own, so that a character whose speaking mouth hardly opens (a denominator near 0)
+      cannot blow the clip's ratio up.
 
     Levels are relative to the loudest track (98th percentile of the per-frame RMS), so a track that never speaks
     stays silent. `face_scale`: the head size passed to the face finder (default: the proving ground's layout for
@@ -322,7 +329,7 @@ def speaker_sync(
     included), "silent_ratio", "silent_open", "speaking_open", "speaking_frames", "silent_frames"], and the clip's
     summary: "speaker_sync_own" (mean own Sync-C), "speaker_sync_other" (mean over every character x other track),
     "speaker_sync_ratio" (own / other), "speaker_silent_open" and "speaker_speaking_open" (the sums over the
-    "speaker_open_characters" characters that have both), "speaker_silent_ratio" (their quotient),
+    "speaker_open_characters" characters that have a silent ratio), "speaker_silent_ratio" (their quotient),
     "speaker_faces_found" (share of frames where every character's face is found)}; each None where nothing
     defines it.
     """
@@ -400,7 +407,7 @@ def speaker_sync(
         )
     own_c = [c["sync_c_own"] for c in chars if c["sync_c_own"] is not None]
     other_c = [x for k, c in enumerate(chars) for j, x in enumerate(c["sync_c_tracks"]) if j != k and x is not None]
-    both = [c for c in chars if c["silent_open"] is not None and c["speaking_open"] is not None]
+    both = [c for c in chars if c["silent_ratio"] is not None]  # a speaking mouth that opens, and silent frames
     hush_sum = float(sum(c["silent_open"] for c in both)) if both else None
     talk_sum = float(sum(c["speaking_open"] for c in both)) if both else None
     own_m = float(np.mean(own_c)) if own_c else None
