@@ -116,6 +116,7 @@ def strip_boxes(n: int, height: int, width: int) -> list[str]:
 def generate(pipe, sample, mode: str, *, seed: int, steps: int, out=None, guidance_params=None):
     """One clip in one mode -> the pipeline's result. `guidance_params`: the guidance preset's parameters to
     change (`humo generate --scale-a` and the like), in every mode."""
+    import contextlib
     import tempfile
 
     from humo.pipeline import Person
@@ -128,8 +129,9 @@ def generate(pipe, sample, mode: str, *, seed: int, steps: int, out=None, guidan
     if mode in ("global", "baseline"):
         return pipe(sample.caption, refs, str(sample.audio_path), **common)
     boxes = strip_boxes(len(refs), sample.height, sample.width) if mode in ("strips", "silence") else [None] * len(refs)
-    with tempfile.TemporaryDirectory(prefix="humo-silence-") as tmp:
-        if mode == "silence":
+    silence = mode == "silence"
+    with tempfile.TemporaryDirectory(prefix="humo-silence-") if silence else contextlib.nullcontext() as tmp:
+        if silence:  # the silent tracks live as long as the pipeline reads them
             tracks = [_silent_like(t, Path(tmp) / f"{k}.wav") for k, t in enumerate(tracks)]
         persons = [Person(r, a, box) for r, a, box in zip(refs, tracks, boxes)]
         return pipe(sample.caption, persons=persons, mask_cache=mode != "no-cache", **common)
