@@ -18,6 +18,8 @@ instead, given each character's own track (its WAV) in left-to-right order:
   mix        the clip rendered again with every character's mouth following the mix (the dataset's synth.json
              and the clip's index give its content), through the same H.264 writer: own ~ other, a silent
              ratio near 1.
+With --vae FOLDER also "truth-codec": the clip through that codec's round trip, the best a model decoding through
+it can read (a codec that blurs shut mouths open raises the silent ratio's floor).
 
 With --copy it validates the copy-paste measures (`metrics.copy_paste`, summarised as the held-out evaluation
 does: against the next clip's reference) on the single-person clips:
@@ -94,6 +96,18 @@ def validate(manifest: str, n: int = 50, seed: int = 0) -> dict:
     return out
 
 
+def _round_trip(vae: str | None):
+    """frames -> frames through the round trip of the codec folder `vae` (`humo.evaluation.codec.round_trip`), or
+    None without one."""
+    if vae is None:
+        return None
+    from humo.conditions.vae import load_vae_folder
+    from humo.evaluation.codec import round_trip
+
+    codec = load_vae_folder(vae)
+    return lambda frames: round_trip(codec, frames)
+
+
 def validate_copy(manifest: str, n: int = 50, seed: int = 0, vae: str | None = None) -> dict:
     """The copy-paste measures on the first `n` single-person clips in the conditions of the module docstring
     (the codec ones with `vae`, a codec folder): per condition `heldout.copy_paste_summary`."""
@@ -103,12 +117,7 @@ def validate_copy(manifest: str, n: int = 50, seed: int = 0, vae: str | None = N
     if len(samples) < 2:
         # the mismatched reference is the next clip's: one clip would be its own mismatch
         raise HumoError(f"{manifest}: {len(samples)} one-person clips; the copy-paste check needs at least 2")
-    codec = None
-    if vae is not None:
-        from humo.conditions.vae import load_vae_folder
-        from humo.evaluation.codec import round_trip
-
-        codec = load_vae_folder(vae)
+    codec = _round_trip(vae)
     data = [_load(s) for s in samples]
     rng = np.random.default_rng(seed)
     kw = dict(blur=0.8, noise=3.0, down=2, shift=6.0)
@@ -119,8 +128,8 @@ def validate_copy(manifest: str, n: int = 50, seed: int = 0, vae: str | None = N
         blend = ((frames.astype(np.float32) + pasted) / 2).round().astype(np.uint8)
         videos = {"truth": frames, "degraded": metrics.degrade(frames, rng, **kw), "pasted": pasted, "blend": blend}
         if codec is not None:
-            videos["truth-codec"] = round_trip(codec, frames)
-            videos["pasted-codec"] = round_trip(codec, np.repeat(ref[None], len(frames), 0))
+            videos["truth-codec"] = codec(frames)
+            videos["pasted-codec"] = codec(np.repeat(ref[None], len(frames), 0))
         for cond, video in videos.items():
             rows.setdefault(cond, []).append({
                 "own": metrics.copy_paste(video, ref, s.caption),
@@ -147,17 +156,20 @@ def mix_mouth_frames(manifest: str | Path, sample) -> np.ndarray:
         return read_video(Path(d) / "mix.mp4")[0]
 
 
-def validate_speakers(manifest: str, n: int = 50, seed: int = 0) -> dict:
-    """The per-speaker metric on the first `n` multi-person clips of `manifest` in the four conditions of the
-    module docstring. Returns per condition the mean, min and max of metrics.SPEAKER_KEYS over the clips that have them,
-    the share of clips whose own-track Sync-C beats the other tracks', the silent ratio pooled over the clips, and
-    the same split by character count."""
+def validate_speakers(manifest: str, n: int = 50, seed: int = 0, vae: str | None = None) -> dict:
+    """The per-speaker metric on the first `n` multi-person clips of `manifest` in the conditions of the module
+    docstring ("truth-codec" with `vae`, a codec folder). Returns per condition the mean, min and max of
+    metrics.SPEAKER_KEYS over the clips that have them, the share of clips whose own-track Sync-C beats the other
+    tracks', the silent ratio pooled over the clips, and the same split by character count."""
     from humo.media.audio import load_audio
     from humo.media.video import read_video
 
     samples = [s for s in read_manifest(manifest) if s.meta.get("num_characters", 1) > 1][:n]
+    codec = _round_trip(vae)
     rng = np.random.default_rng(seed)
     rows: dict[str, list] = {"truth": [], "degraded": [], "swapped": [], "mix": []}
+    if codec is not None:
+        rows["truth-codec"] = []
     counts = []
     t0 = time.perf_counter()
     for s in samples:
@@ -170,7 +182,9 @@ def validate_speakers(manifest: str, n: int = 50, seed: int = 0) -> dict:
         rows["degraded"].append(metrics.speaker_sync(dframes, fps, tracks))
         rows["swapped"].append(metrics.speaker_sync(frames, fps, tracks[1:] + tracks[:1]))
         rows["mix"].append(metrics.speaker_sync(mix_mouth_frames(manifest, s), fps, tracks))
-    per_clip = (time.perf_counter() - t0) / max(1, len(samples)) / 4
+        if codec is not None:
+            rows["truth-codec"].append(metrics.speaker_sync(codec(frames), fps, tracks))
+    per_clip = (time.perf_counter() - t0) / max(1, len(samples)) / len(rows)
 
     def stats(rs) -> dict:
         out = {}
@@ -199,10 +213,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--clips", type=int, default=50)
     p.add_argument("--speakers", action="store_true", help="validate the per-speaker metric on multi-person clips")
     p.add_argument("--copy", action="store_true", help="validate the copy-paste measures")
-    p.add_argument("--vae", help="with --copy: also through this codec's round trip")
+    p.add_argument("--vae", help="with --copy or --speakers: also through this codec's round trip")
     args = p.parse_args(argv)
-    if args.vae is not None and not args.copy:
-        p.error("--vae goes with --copy")
+    if args.vae is not None and not (args.copy or args.speakers):
+        p.error("--vae goes with --copy or --speakers")
     if args.copy:
         try:
             res = validate_copy(args.manifest, args.clips, vae=args.vae)
@@ -214,7 +228,10 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps({"clips": res["clips"]}))
         return
     if args.speakers:
-        res = validate_speakers(args.manifest, args.clips)
+        try:
+            res = validate_speakers(args.manifest, args.clips, vae=args.vae)
+        except (HumoError, OSError) as e:
+            raise SystemExit(f"validate: error: {e}") from None
         for cond, v in res.items():
             if not isinstance(v, dict) or cond == "clips":
                 continue
