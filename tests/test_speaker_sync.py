@@ -154,6 +154,11 @@ def test_mean_openings_per_character(results):
             {"speaker_speaking_open": None, "speaker_silent_open": None, "speaker_open_characters": 0}]  # fmt: skip
     assert metrics.mean_openings(rows) == pytest.approx((2.0 / 5, 0.4 / 5))
     assert metrics.mean_openings(rows[2:]) == (None, None)
+    # `humo eval`'s summary reports the same per-character openings and the pooled ratio, not means of the sums
+    means = metrics.summarize(rows)
+    assert (means["speaker_speaking_open"], means["speaker_silent_open"]) == pytest.approx((2.0 / 5, 0.4 / 5))
+    assert means["speaker_silent_ratio"] == pytest.approx(0.4 / 2.0)
+    assert means["speaker_open_characters"] == pytest.approx(5 / 3)
 
 
 def test_persons_left_to_right():

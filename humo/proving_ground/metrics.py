@@ -271,25 +271,32 @@ def silent_ratio(silent_open: float | None, speaking_open: float | None) -> floa
     return silent_open / speaking_open
 
 
+def _summed_openings(items, silent_key: str, speaking_key: str) -> tuple[float | None, float | None]:
+    """(silent openings summed, speaking openings summed) over the items (characters or clips) that have both;
+    (None, None) if none has. How a clip pools its characters and a summary its clips."""
+    both = [x for x in items if x.get(silent_key) is not None and x.get(speaking_key) is not None]
+    if not both:
+        return None, None
+    return float(sum(x[silent_key] for x in both)), float(sum(x[speaking_key] for x in both))
+
+
 def mean_openings(rows) -> tuple[float | None, float | None]:
     """(mean mouth opening while speaking, mean while silent) per character over several clips' `speaker_sync`
     summaries: how wide the mouths open at all, which their ratio, the silent ratio, does not say. A character
     whose own track never speaks counts with the speakers' mean as its speaking opening, as in its silent ratio."""
-    both = [r for r in rows if r.get("speaker_open_characters") and r.get("speaker_speaking_open") is not None]
-    n = sum(r["speaker_open_characters"] for r in both)
-    if not n:
+    counted = [r for r in rows if r.get("speaker_open_characters")]  # a clip with none has no sums either
+    hush, talk = _summed_openings(counted, "speaker_silent_open", "speaker_speaking_open")
+    if talk is None:
         return None, None
-    return sum(r["speaker_speaking_open"] for r in both) / n, sum(r["speaker_silent_open"] for r in both) / n
+    n = sum(r["speaker_open_characters"] for r in counted)
+    return talk / n, hush / n
 
 
 def pooled_silent_ratio(rows) -> float | None:
     """The silent ratio of several clips' `speaker_sync` summaries pooled like a clip's characters: the silent
     openings summed over the speaking openings summed (a mean of per-clip ratios is thrown by one clip whose
     speakers hardly open their mouths)."""
-    both = [r for r in rows if r.get("speaker_silent_open") is not None and r.get("speaker_speaking_open") is not None]
-    if not both:
-        return None
-    return silent_ratio(sum(r["speaker_silent_open"] for r in both), sum(r["speaker_speaking_open"] for r in both))
+    return silent_ratio(*_summed_openings(rows, "speaker_silent_open", "speaker_speaking_open"))
 
 
 def speaker_sync(
@@ -408,8 +415,7 @@ def speaker_sync(
     own_c = [c["sync_c_own"] for c in chars if c["sync_c_own"] is not None]
     other_c = [x for k, c in enumerate(chars) for j, x in enumerate(c["sync_c_tracks"]) if j != k and x is not None]
     both = [c for c in chars if c["silent_ratio"] is not None]  # a speaking mouth that opens, and silent frames
-    hush_sum = float(sum(c["silent_open"] for c in both)) if both else None
-    talk_sum = float(sum(c["speaking_open"] for c in both)) if both else None
+    hush_sum, talk_sum = _summed_openings(both, "silent_open", "speaking_open")
     own_m = float(np.mean(own_c)) if own_c else None
     other_m = float(np.mean(other_c)) if other_c else None
     return {
@@ -774,15 +780,20 @@ def _case_persons(name: str, persons, base: Path) -> list[dict] | None:
 
 def summarize(rows) -> dict:
     """Mean of each SUMMARY_KEYS metric over rows (None values skipped; None if no row has it).
-    For sync_offset the mean absolute offset is reported; the silent ratio is pooled (`pooled_silent_ratio`)."""
+    For sync_offset the mean absolute offset is reported. The silent ratio is pooled (`pooled_silent_ratio`), and
+    the openings, summed per clip in a row, are summarised per character (`mean_openings`)."""
     rows = list(rows)
+    pooled = {"speaker_silent_ratio": pooled_silent_ratio(rows)}
+    pooled["speaker_speaking_open"], pooled["speaker_silent_open"] = mean_openings(rows)
     out = {}
     for k in SUMMARY_KEYS:
+        if k in pooled:
+            out[k] = pooled[k]
+            continue
         vals = [r[k] for r in rows if r.get(k) is not None]
         if k == "sync_offset":
             vals = [abs(v) for v in vals]
         out[k] = float(np.mean(vals)) if vals else None
-    out["speaker_silent_ratio"] = pooled_silent_ratio(rows)
     return out
 
 
