@@ -225,3 +225,33 @@ def test_boxes_feathered_on_the_latent_grid_and_bad_boxes_named():
     with pytest.raises(HumoError, match="outside the 64x64 frame"):
         check_box((70, 0, 90, 10), 64, 64)
     check_box((-10, -10, 5, 5), 64, 64)  # partly inside: fine
+
+
+def test_a_pass_that_drops_the_audio_hears_muted_audio_everywhere_with_persons():
+    """Masked injection only where guidance keeps the audio: the pass that drops it (`conditioning.dit_inputs`, as
+    every guidance branch and training sample builds its inputs) gets each person's windows as zeros, so every blend
+    is the muted audio and the pass equals the same pass without persons; the pass that keeps it is routed."""
+    from humo.conditioning import Conditions, Keep, PersonConditions, dit_inputs, with_clean_windows
+
+    dit = _model()
+    cfg = dit.cfg
+    x, t, ctx, mix = _inputs(cfg, batch=2)
+    left = torch.zeros(1, 2, FRAMES, 8, 8)
+    left[:, 0, :, :, :4], left[:, 1, :, :, 4:] = 1, 1
+    persons = _persons(cfg, 1, left)
+    cond = Conditions(
+        {"prompt": ctx[:1], "negative": ctx[1:]},
+        x[:1, :, FRAMES:],
+        FRAMES,
+        windows=with_clean_windows(mix[:1, :FRAMES], REFS),
+        persons=PersonConditions(persons.windows, left),
+    )
+    keep = Keep(("prompt", "prompt"), {"image": torch.tensor([True, True]), "audio": torch.tensor([True, False])})
+    inp = dit_inputs(cond, x, keep, "replace")
+    assert torch.equal(inp.persons.windows[0], persons.windows[0]) and not inp.persons.windows[1].any()
+    assert not inp.audio[1].any()
+    with torch.no_grad():
+        routed = dit(inp.x, t, inp.context, audio=inp.audio, persons=inp.persons)
+        plain = dit(inp.x, t, inp.context, audio=inp.audio)  # the mix where kept, no audio where dropped
+    assert torch.allclose(routed[1], plain[1], atol=1e-5 * plain.abs().max())
+    assert not torch.allclose(routed[0], plain[0], atol=1e-3)

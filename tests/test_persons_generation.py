@@ -198,6 +198,9 @@ def test_cli_persons_with_boxes_and_cases(media, tmp_path, capsys):
     assert main([str(a) for a in argv]) == 0
     frames, _, sound, rate = read_video(out)
     assert frames.shape[0] == 9 and sound is not None and rate == 16000  # the mix of the tracks
+    # what routes the audio is said even with -q, and only that and nothing else
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed == ["persons: 2, each one's audio where their --box/--mask is, the same on every frame"], printed
     cases = tmp_path / "cases.json"
     cases.write_text(json.dumps({"duo": {"prompt": "two people talk", "persons": [
         {"ref_image": str(media / "ra.png"), "audio": str(media / "a.wav"), "box": [0, 0, 32, 64]},
@@ -222,4 +225,13 @@ def test_cli_bad_persons(media, tmp_path, capsys, monkeypatch):
     cases = tmp_path / "cases.json"
     cases.write_text(json.dumps({"duo": {"prompt": "p", "persons": [{"ref_image": str(media / "ra.png")}]}}))
     _refused(capsys, ["generate", "--cases", cases], "person 1 needs a 'ref_image' and an 'audio'")
+    # more audio tracks than references: each person is a reference with its own track, never a list of tracks
+    two = ["--audio", media / "a.wav", "--audio", media / "b.wav"]
+    _refused(capsys, base + ["--image", media / "ra.png", *two], "--audio given 2 times")
+    tracks = [str(media / "a.wav"), str(media / "b.wav")]
+    cases.write_text(json.dumps({"duo": {"prompt": "p", "img_paths": [str(media / "ra.png")], "audio_path": tracks}}))
+    _refused(capsys, ["generate", "--cases", cases], "case 'duo': 'audio_path' must be one file, not list")
+    person = {"ref_image": str(media / "ra.png"), "audio": tracks}
+    cases.write_text(json.dumps({"duo": {"prompt": "p", "persons": [person]}}))
+    _refused(capsys, ["generate", "--cases", cases], "person 1: 'audio' must be one file, not list")
     assert not out.exists()

@@ -72,7 +72,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "step before's (InterActHuman's mask cache ablated; one more DiT pass per step)",
     )
     parser.add_argument("--image", action="append", default=[], help="reference image (repeat for several)")
-    parser.add_argument("--audio", help="driving audio (wav, flac, mp3, m4a, or a video's audio track)")
+    parser.add_argument(
+        "--audio",
+        action="append",
+        default=[],
+        help="driving audio (wav, flac, mp3, m4a, or a video's audio track); one per video: several people with "
+        "their own tracks are --person IMAGE AUDIO each",
+    )
     parser.add_argument(
         "--pose",
         metavar="FILE",
@@ -266,6 +272,12 @@ def requests_from_args(args, seed: int) -> list[tuple]:
     """[(request, out_path)] for a single run or a --cases batch; validated before any model is loaded."""
     from humo.pipeline import SIZES, GenerationRequest, Person
 
+    if len(args.audio) > 1:
+        raise HumoError(
+            f"--audio given {len(args.audio)} times ({', '.join(args.audio)}): one track drives one video; give "
+            "several people each with their own track as --person IMAGE AUDIO"
+        )
+    audio = args.audio[0] if args.audio else None
     height, width = args.height, args.width
     if args.size:
         if args.size not in SIZES:
@@ -291,7 +303,7 @@ def requests_from_args(args, seed: int) -> list[tuple]:
         mask_cache=args.mask_cache,
     )
     if args.cases:
-        if args.prompt or args.image or args.audio or args.pose or args.out or args.persons:
+        if args.prompt or args.image or audio or args.pose or args.out or args.persons:
             raise HumoError(
                 "--cases: give the prompt, images, audio, pose and persons in the cases file, not on the command line"
             )
@@ -313,15 +325,18 @@ def requests_from_args(args, seed: int) -> list[tuple]:
                 raise HumoError(f"--cases {path}: case '{name}' needs at least a 'prompt'")
             resolve = lambda p: str(p if Path(p).is_absolute() or Path(p).exists() else path.parent / p)  # noqa: E731
             images = [resolve(p) for p in case.get("img_paths") or []]
-            audio = resolve(case["audio_path"]) if case.get("audio_path") else None
+            if not isinstance(case.get("audio_path") or "", str):
+                raise HumoError(
+                    f"--cases {path}: case '{name}': 'audio_path' must be one file, not "
+                    f"{type(case['audio_path']).__name__}; several people with their own tracks go in 'persons'"
+                )
+            case_audio = resolve(case["audio_path"]) if case.get("audio_path") else None
             pose = resolve(case["pose_path"]) if case.get("pose_path") else None
             persons = case_persons(case.get("persons"), resolve, f"--cases {path}: case '{name}'")
-            out.append(
-                (
-                    GenerationRequest(case["prompt"], images, audio, name=name, pose=pose, persons=persons, **common),
-                    Path(args.out_dir) / f"{name}.mp4",
-                )
+            request = GenerationRequest(
+                case["prompt"], images, case_audio, name=name, pose=pose, persons=persons, **common
             )
+            out.append((request, Path(args.out_dir) / f"{name}.mp4"))
         return out
     if not args.prompt:
         raise HumoError("--prompt is required (or --cases FILE)")
@@ -332,7 +347,7 @@ def requests_from_args(args, seed: int) -> list[tuple]:
     persons = [Person(p["image"], p["audio"], p.get("box"), p.get("mask")) for p in args.persons]
     return [
         (
-            GenerationRequest(args.prompt, args.image, args.audio, pose=args.pose, persons=persons, **common),
+            GenerationRequest(args.prompt, args.image, audio, pose=args.pose, persons=persons, **common),
             Path(args.out),
         )
     ]
@@ -353,6 +368,9 @@ def case_persons(entries, resolve, who: str) -> list:
         unknown = sorted(set(e) - {"ref_image", "audio", "box", "mask"})
         if unknown:
             raise HumoError(f"{who}: person {k + 1}: unknown key '{unknown[0]}' (ref_image, audio, box, mask)")
+        for key in ("ref_image", "audio", "mask"):
+            if e.get(key) and not isinstance(e[key], str):
+                raise HumoError(f"{who}: person {k + 1}: '{key}' must be one file, not {type(e[key]).__name__}")
         mask = resolve(e["mask"]) if e.get("mask") else None
         persons.append(Person(resolve(e["ref_image"]), resolve(e["audio"]), e.get("box"), mask))
     return persons
@@ -604,7 +622,7 @@ def _run(args: argparse.Namespace, world: int = 1, local_rank: int = 0) -> int:
     from humo.configs import dit_preset
     from humo.lora_files import parse_lora_arg
     from humo.offload import parse_offload
-    from humo.pipeline import LAYOUTS, HumoPipeline, detect_preset, resolve_device
+    from humo.pipeline import LAYOUTS, HumoPipeline, detect_preset, person_layout_line, resolve_device
 
     weights = Path(args.weights) if args.weights else bundled_weights()
     if not args.weights and not weights.is_dir():
@@ -673,6 +691,10 @@ def _run(args: argparse.Namespace, world: int = 1, local_rank: int = 0) -> int:
     for req, out in jobs:
         if req.name:
             say(f"case {req.name}")
+        if req.persons and args.quiet and not (sp and not sp.is_main):
+            # printed even with --quiet, as the pipeline prints it otherwise: what routes each person's audio (the
+            # model's masks or the user's boxes) is never silent
+            print(person_layout_line(req, pipe.dit.cfg))
         result = pipe(req, out=out, png_dir=args.png_frames)
         total = sum(result.timings.values())
         say(
