@@ -1,6 +1,7 @@
 """Training with several people (InterActHuman): the manifest's person tracks, the cached person regions, the
 batch's person slots, the objective's local audio and focal loss, and a few training steps."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -73,6 +74,8 @@ def test_manifest_person_audio_is_one_track_per_reference():
          "split": "train", "fps": 25, "num_frames": 9, "height": 32, "width": 32}  # fmt: skip
     with pytest.raises(HumoError, match="'person_audio' has 1 tracks for 2 reference images"):
         sample_from_dict(d)
+    with pytest.raises(HumoError, match="'person_audio' has 3 tracks for 2 reference images"):
+        sample_from_dict({**d, "person_audio": ["a.wav", "b.wav", "c.wav"]})
     assert sample_from_dict({**d, "person_audio": ["a.wav", "b.wav"]}).person_audio == ["a.wav", "b.wav"]
 
 
@@ -99,7 +102,9 @@ def test_batch_person_slots_and_a_sample_without_persons_hears_its_audio_everywh
     items[1] = {**items[1], "person_audio": None, "person_masks": None}  # as a clip without person masks
     batch = Collate(3, [8, 5, 8], persons=True)(items)
     assert batch.person_audio.shape == (2, 3, 3, 8, 5, 8) and batch.person_masks.shape == (2, 3, 3, 8, 8)
-    assert batch.person_valid.tolist() == [[True, True, False], [False, False, False]]
+    assert batch.person_valid.shape == (2, 3, 3)  # per slot and latent frame
+    assert batch.person_valid.all(-1).tolist() == [[True, True, False], [False, False, False]]
+    assert batch.person_valid.any(-1).tolist() == [[True, True, False], [False, False, False]]
     assert torch.equal(batch.person_audio[1, 0], batch.audio[1]) and batch.person_masks[1, 0].min() == 1
     assert batch.person_audio[0, 2].abs().max() == 0
 
@@ -411,3 +416,56 @@ def test_persons_results_run_apart_combine_into_one_judgement(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert said in err and len(err.strip().splitlines()) == 1
+
+
+def test_frames_without_a_usable_mask_are_left_out_of_the_mask_loss(media, tmp_path, monkeypatch):
+    """The .npz's per-frame `person_valid` [P, T]: a latent frame counts when every video frame it encodes is valid,
+    the batch carries it per slot and frame, and the focal loss ignores the person's mask in the frames it drops."""
+    from humo.dit import HumoDiT
+    from humo.training.objective import compute_loss, draw_rows
+    from tests.helpers import tiny_cfg
+
+    with np.load(media / "duo.npz") as z:
+        arrays = dict(z)
+    valid = np.ones((2, 9), np.uint8)
+    valid[0, 6] = 0  # person a's track lost in video frame 6: latent frame 2 (video frames 5-8)
+    root = tmp_path / "media"
+    root.mkdir()
+    for f in media.iterdir():
+        (root / f.name).symlink_to(f)
+    (root / "duo.npz").unlink()
+    np.savez(root / "duo.npz", **arrays, person_valid=valid)
+    precompute(_samples(), tmp_path / "cache", _encoders(), base_dir=root)
+    c = LatentCache(tmp_path / "cache")
+    duo, solo = c.samples
+    assert c.load(duo["persons"]["valid"]).tolist() == [[1, 1, 0], [1, 1, 1]] and "valid" not in solo["persons"]
+    ds = CachedDataset(c, num_refs=2, persons=True)
+    collate = Collate(2, [8, 5, 8], persons=True)
+    batch = collate([ds[(0, "av")], ds[(1, "av")]])
+    assert batch.person_valid.tolist() == [[[True, True, False], [True, True, True]], [[True] * 3, [False] * 3]]
+
+    cfg = tiny_train_config(
+        tmp_path / "cache", "unused", model_overrides={**TINY, **TINY_AUDIO, "person_mask_blocks": 1}
+    )
+    draws = draw_rows(0, 0, range(2), (16, 5, 8, 8), cfg)
+    model = HumoDiT(tiny_cfg("humo-1.7b", person_mask_blocks=1))
+
+    seen = []
+
+    def persons_loss(valid):
+        import humo.training.objective as objective
+
+        real = objective.focal_loss
+        with monkeypatch.context() as m:
+            m.setattr(objective, "focal_loss", lambda *a, **k: seen.append(a[2]) or real(*a, **k))
+            with torch.no_grad():
+                _, parts = compute_loss(model, dataclasses.replace(batch, person_valid=valid), draws, c.null_text(),
+                                        reference_mode="replace", use_audio=True, person_mask_weight=1.0)  # fmt: skip
+        return float(parts["persons"])
+
+    # the loss reads the batch's per-frame flags, and counting the dropped frame changes it
+    base = persons_loss(batch.person_valid)
+    assert torch.equal(seen[-1], batch.person_valid)
+    every = batch.person_valid.clone()
+    every[0, 0, 2] = True
+    assert abs(persons_loss(every) - base) > 1e-5

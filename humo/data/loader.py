@@ -152,8 +152,8 @@ class CachedDataset(torch.utils.data.Dataset):
         "pose" [1 + 4(m + F - 1), P, 18, 3] keypoints (x, y fractions of the frame, confidence) or None,
         "motion" [C, m, h, w] and "motion_audio" [m, 8, 5, Ca] (a continuation, m = 2; None and m = 0 otherwise),
         "person_audio" [P, F, 8, 5, Ca] and "person_masks" [P, F, h, w] (each person's, P <= num_refs; None for a
-        sample without persons and for a continuation)}; which crop each reference shows is `reference_keys`'s
-        choice for the slot"""
+        sample without persons and for a continuation), "person_valid" [P, F] bool (the frames with a usable mask;
+        None: all)}; which crop each reference shows is `reference_keys`'s choice for the slot"""
         i, task = item[:2]
         continuation = len(item) > 2 and bool(item[2])
         slot = item[3] if len(item) > 3 else None
@@ -181,12 +181,14 @@ class CachedDataset(torch.utils.data.Dataset):
         if self.references and e["references"]:
             keys, _ = self.reference_keys(e, slot)
             refs = torch.cat([load(k) for k in keys], dim=1).transpose(0, 1)
-        person_audio = person_masks = None
+        person_audio = person_masks = person_valid = None
         persons = e.get("persons") if (self.persons and self.audio and not continuation) else None
         if persons and refs is not None:
             n = refs.shape[0]  # the persons whose references the pass sees
             person_audio = torch.stack([load(k) for k in persons["audio"][:n]])
             person_masks = load(persons["masks"])[:n]
+            if persons.get("valid"):
+                person_valid = load(persons["valid"])[:n] > 0.5
         return {
             "index": i,
             "task": task,
@@ -201,6 +203,7 @@ class CachedDataset(torch.utils.data.Dataset):
             "motion_audio": motion_audio,
             "person_audio": person_audio,
             "person_masks": person_masks,
+            "person_valid": person_valid,
         }
 
 
@@ -216,9 +219,10 @@ class TrainingBatch:
     [B, m, 8, 5, Ca]: the clean frames that start a long video's continuation, or None (m = 0); pose [B, J,
     1 + 4(m + F - 1), s*h, s*w] heatmaps of the motion and video frames (zeros where absent) and has_pose, or both
     None when the DiT has no pose guider; person_audio [B, P, F, 8, 5, Ca] and person_masks [B, P, F, h, w] each
-    person's audio windows and region (P = num_refs; person p's reference is reference p), person_valid [B, P] the
-    slots holding a real person's mask (a sample without persons holds its own audio over the whole frame in slot
-    0, which is the plain global injection), or all None when the stage does not train persons.
+    person's audio windows and region (P = num_refs; person p's reference is reference p), person_valid [B, P, F]
+    the slots and frames holding a usable mask of a real person (a sample without persons holds its own audio over
+    the whole frame in slot 0, which is the plain global injection), or all None when the stage does not train
+    persons.
     """
 
     latents: torch.Tensor
@@ -338,13 +342,14 @@ class Collate:
         if self.persons and self.audio_window and self.num_refs and motion is None:
             person_audio = latents.new_zeros(b, self.num_refs, f, *self.audio_window)
             person_masks = latents.new_zeros(b, self.num_refs, f, h, w)
-            person_valid = torch.zeros(b, self.num_refs, dtype=torch.bool)
+            person_valid = torch.zeros(b, self.num_refs, f, dtype=torch.bool)
             for j, it in enumerate(items):
                 if it.get("person_audio") is not None:
                     k = it["person_audio"].shape[0]
                     person_audio[j, :k] = it["person_audio"][:, :f]
                     person_masks[j, :k] = it["person_masks"][:, :f]
-                    person_valid[j, :k] = True
+                    valid = it.get("person_valid")
+                    person_valid[j, :k] = True if valid is None else valid[:, :f]
                 else:  # its own audio over the whole frame: the same as global injection
                     person_audio[j, 0] = audio[j]
                     person_masks[j, 0] = 1.0

@@ -387,6 +387,30 @@ class Precomputer:
 
         return self._cached("person-masks", key, compute)
 
+    def person_valid(self, path: Path, frames: int, persons: int, what: str) -> str | None:
+        """Which latent frames of each person have a usable mask: the face-mask .npz's optional ``person_valid``
+        [P, T] (a video frame where a person's region could not be told, e.g. a lost track) on the `frames` latent
+        frames, a latent frame valid when every video frame it encodes is: [P, frames] bool stored as 0/1, or None
+        when the file has none (every frame valid). InterActHuman drops the invalid frames from the mask loss."""
+        with np.load(path) as z:
+            if "person_valid" not in z:
+                return None
+        key = content_key("person-valid", file_digest(path), frames)
+
+        def compute():
+            with np.load(path) as z:
+                v = np.asarray(z["person_valid"]).astype(bool)
+            need = 4 * (frames - 1) + 1
+            if v.ndim != 2 or v.shape[0] != persons or v.shape[1] < need:
+                raise HumoError(
+                    f"{what}: person_valid in {path} has shape {list(v.shape)}; expected [{persons}, >= {need}] "
+                    "(one row per reference image, a flag per frame of the clip)"
+                )
+            first, rest = v[:, :1], v[:, 1:need].reshape(persons, frames - 1, 4).all(-1)  # the VAE's 1 + 4k frames
+            return torch.from_numpy(np.concatenate([first, rest], axis=1)).float()
+
+        return self._cached("person-valid", key, compute, torch.float32)
+
     def pose(self, s, resolve, frames: int, fps: float, size: tuple[int, int], what: str) -> str | None:
         """The sample's pose keypoints for its first `frames` video frames, or None when it has none: its pose file
         (placed into the clip's `size` (height, width) frame as `humo generate` places one), else the ``keypoints``
@@ -426,8 +450,9 @@ class Precomputer:
 
     def persons(self, s, resolve, refs, audio_key, masks, fps: float, grid, what: str) -> dict | None:
         """The sample's persons (InterActHuman): each one's audio windows and their regions on the latent grid, when
-        its face-mask .npz has ``person_masks`` (one per reference image). Each person's audio is their own track
-        (`person_audio`), or, for one person, the clip's audio. None without person masks."""
+        its face-mask .npz has ``person_masks`` (one per reference image), and which of their latent frames have a
+        usable mask when it has ``person_valid``. Each person's audio is their own track (`person_audio`), or, for
+        one person, the clip's audio. None without person masks."""
         masks_path = resolve(masks) if masks else None
         if masks_path is None or not refs:
             return None
@@ -441,7 +466,8 @@ class Precomputer:
             audio = [audio_key]
         else:
             raise HumoError(f"{what}: {len(refs)} persons but no 'person_audio' (each one's own track)")
-        return {"audio": audio, "masks": mask_key}
+        valid = self.person_valid(masks_path, grid[0], len(refs), what)
+        return {"audio": audio, "masks": mask_key, **({"valid": valid} if valid else {})}
 
     def zero_video(self, frames: int, height: int, width: int) -> str:
         key = content_key("zero_video", self.enc.identity("vae"), frames, height, width, self.dtype_name)

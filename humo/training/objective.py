@@ -387,9 +387,8 @@ def compute_loss(
         loss = loss + mask_weight * m
         parts["mask"] = m.detach()
     if want_persons:
-        valid = batch.person_valid[:, :, None].expand(*batch.person_masks.shape[:3])
         face = 1.0 + person_face_weight * batch.mask[:, None] if person_face_weight else None
-        p = focal_loss(person_logits, batch.person_masks, valid, weight=face)
+        p = focal_loss(person_logits, batch.person_masks, batch.person_valid, weight=face)
         loss = loss + person_mask_weight * p
         parts["persons"] = p.detach()
     return loss, parts
