@@ -247,4 +247,6 @@ def test_cli_bad_persons(media, tmp_path, capsys, monkeypatch):
     person = {"ref_image": str(media / "ra.png"), "audio": tracks}
     cases.write_text(json.dumps({"duo": {"prompt": "p", "persons": [person]}}))
     _refused(capsys, ["generate", "--cases", cases], "person 1: 'audio' must be one file, not list")
+    cases.write_text(json.dumps({"duo": {"prompt": "p", "img_paths": str(media / "ra.png")}}))
+    _refused(capsys, ["generate", "--cases", cases], "case 'duo': 'img_paths' must be a list of image files")
     assert not out.exists()

@@ -429,6 +429,7 @@ def test_frames_without_a_usable_mask_are_left_out_of_the_mask_loss(media, tmp_p
         arrays = dict(z)
     valid = np.ones((2, 9), np.uint8)
     valid[0, 6] = 0  # person a's track lost in video frame 6: latent frame 2 (video frames 5-8)
+    valid[1, 4] = 0  # b's in frame 4: latent frame 1 (video frames 1-4), not 2
     root = tmp_path / "media"
     root.mkdir()
     for f in media.iterdir():
@@ -438,11 +439,11 @@ def test_frames_without_a_usable_mask_are_left_out_of_the_mask_loss(media, tmp_p
     precompute(_samples(), tmp_path / "cache", _encoders(), base_dir=root)
     c = LatentCache(tmp_path / "cache")
     duo, solo = c.samples
-    assert c.load(duo["persons"]["valid"]).tolist() == [[1, 1, 0], [1, 1, 1]] and "valid" not in solo["persons"]
+    assert c.load(duo["persons"]["valid"]).tolist() == [[1, 1, 0], [1, 0, 1]] and "valid" not in solo["persons"]
     ds = CachedDataset(c, num_refs=2, persons=True)
     collate = Collate(2, [8, 5, 8], persons=True)
     batch = collate([ds[(0, "av")], ds[(1, "av")]])
-    assert batch.person_valid.tolist() == [[[True, True, False], [True, True, True]], [[True] * 3, [False] * 3]]
+    assert batch.person_valid.tolist() == [[[True, True, False], [True, False, True]], [[True] * 3, [False] * 3]]
 
     cfg = tiny_train_config(
         tmp_path / "cache", "unused", model_overrides={**TINY, **TINY_AUDIO, "person_mask_blocks": 1}
@@ -469,3 +470,9 @@ def test_frames_without_a_usable_mask_are_left_out_of_the_mask_loss(media, tmp_p
     every = batch.person_valid.clone()
     every[0, 0, 2] = True
     assert abs(persons_loss(every) - base) > 1e-5
+
+    # a flag array of the wrong shape is named before anything is cached
+    np.savez(root / "bad.npz", **arrays, person_valid=valid[:1])
+    bad = dataclasses.replace(_samples()[0], face_masks="bad.npz")
+    with pytest.raises(HumoError, match=r"person_valid in .*bad.npz has shape \[1, 9\]; expected \[2, >= 9\]"):
+        precompute([bad], tmp_path / "cache2", _encoders(), base_dir=root)

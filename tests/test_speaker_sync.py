@@ -156,9 +156,13 @@ def test_mean_openings_per_character(results):
     assert metrics.mean_openings(rows[2:]) == (None, None)
     # `humo eval`'s summary reports the same per-character openings and the pooled ratio, not means of the sums
     means = metrics.summarize(rows)
-    assert (means["speaker_speaking_open"], means["speaker_silent_open"]) == pytest.approx((2.0 / 5, 0.4 / 5))
+    assert (means["speaker_open_speaking"], means["speaker_open_silent"]) == pytest.approx((2.0 / 5, 0.4 / 5))
+    assert "speaker_speaking_open" not in means and "speaker_silent_open" not in means  # a row's sums, not a mean
     assert means["speaker_silent_ratio"] == pytest.approx(0.4 / 2.0)
     assert means["speaker_open_characters"] == pytest.approx(5 / 3)
+    # a row with characters but no openings (written by hand, merged) counts neither its openings nor its characters
+    odd = {"speaker_speaking_open": None, "speaker_silent_open": None, "speaker_open_characters": 4}
+    assert metrics.mean_openings([*rows, odd]) == pytest.approx((2.0 / 5, 0.4 / 5))
 
 
 def test_persons_left_to_right():
@@ -250,7 +254,14 @@ def test_eval_scores_each_person_of_a_case(dataset, tmp_path, capsys):
     cases["two"]["persons"][0]["voice"] = "x"
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     assert main(["eval", "--cases", str(tmp_path / "cases.json"), "--videos", str(vids)]) != 0
-    assert "persons[0] has unknown keys ['voice']" in capsys.readouterr().err
+    assert "case 'two': person 1: unknown key 'voice'" in capsys.readouterr().err
+    # the same rule as humo generate --cases: a list of tracks is refused in one line, not a traceback
+    del cases["two"]["persons"][0]["voice"]
+    cases["two"]["persons"][0]["audio"] = [cases["two"]["persons"][0]["audio"]] * 2
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    assert main(["eval", "--cases", str(tmp_path / "cases.json"), "--videos", str(vids)]) == 2
+    err = capsys.readouterr().err
+    assert "person 1: 'audio' must be one file, not list" in err and "Traceback" not in err
 
 
 def test_codec_round_trip_condition(dataset, tmp_path, capsys):

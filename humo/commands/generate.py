@@ -11,6 +11,7 @@ import json
 import time
 from pathlib import Path
 
+from humo.cases import check_case
 from humo.errors import HumoError
 
 
@@ -323,13 +324,9 @@ def requests_from_args(args, seed: int) -> list[tuple]:
         for name, case in cases.items():
             if not isinstance(case, dict) or "prompt" not in case:
                 raise HumoError(f"--cases {path}: case '{name}' needs at least a 'prompt'")
+            check_case(name, case, f"--cases {path}")
             resolve = lambda p: str(p if Path(p).is_absolute() or Path(p).exists() else path.parent / p)  # noqa: E731
             images = [resolve(p) for p in case.get("img_paths") or []]
-            if not isinstance(case.get("audio_path") or "", str):
-                raise HumoError(
-                    f"--cases {path}: case '{name}': 'audio_path' must be one file, not "
-                    f"{type(case['audio_path']).__name__}; several people with their own tracks go in 'persons'"
-                )
             case_audio = resolve(case["audio_path"]) if case.get("audio_path") else None
             pose = resolve(case["pose_path"]) if case.get("pose_path") else None
             persons = case_persons(case.get("persons"), resolve, f"--cases {path}: case '{name}'")
@@ -354,23 +351,12 @@ def requests_from_args(args, seed: int) -> list[tuple]:
 
 
 def case_persons(entries, resolve, who: str) -> list:
-    """A case's `persons`: [{"ref_image", "audio"[, "box": "x0,y0,x1,y1" or [x0, y0, x1, y1]][, "mask"]}, ...]."""
+    """A case's `persons` (checked by `humo.cases.check_case`): [{"ref_image", "audio"[, "box": "x0,y0,x1,y1" or
+    [x0, y0, x1, y1]][, "mask"]}, ...] as `Person`s, their files resolved."""
     from humo.pipeline import Person
 
-    if entries is None:
-        return []
-    if not isinstance(entries, list) or not entries:
-        raise HumoError(f"{who}: 'persons' must be a non-empty list of {{ref_image, audio[, box | mask]}}")
     persons = []
-    for k, e in enumerate(entries):
-        if not isinstance(e, dict) or not e.get("ref_image") or not e.get("audio"):
-            raise HumoError(f"{who}: person {k + 1} needs a 'ref_image' and an 'audio'")
-        unknown = sorted(set(e) - {"ref_image", "audio", "box", "mask"})
-        if unknown:
-            raise HumoError(f"{who}: person {k + 1}: unknown key '{unknown[0]}' (ref_image, audio, box, mask)")
-        for key in ("ref_image", "audio", "mask"):
-            if e.get(key) and not isinstance(e[key], str):
-                raise HumoError(f"{who}: person {k + 1}: '{key}' must be one file, not {type(e[key]).__name__}")
+    for e in entries or []:
         mask = resolve(e["mask"]) if e.get("mask") else None
         persons.append(Person(resolve(e["ref_image"]), resolve(e["audio"]), e.get("box"), mask))
     return persons

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from humo.cases import check_case
 from humo.constants import SAMPLE_RATE
 from humo.errors import HumoError
 from humo.proving_ground import readers, render, world
@@ -284,7 +285,13 @@ def mean_openings(rows) -> tuple[float | None, float | None]:
     """(mean mouth opening while speaking, mean while silent) per character over several clips' `speaker_sync`
     summaries: how wide the mouths open at all, which their ratio, the silent ratio, does not say. A character
     whose own track never speaks counts with the speakers' mean as its speaking opening, as in its silent ratio."""
-    counted = [r for r in rows if r.get("speaker_open_characters")]  # a clip with none has no sums either
+    counted = [
+        r
+        for r in rows
+        if r.get("speaker_open_characters")
+        and r.get("speaker_silent_open") is not None
+        and r.get("speaker_speaking_open") is not None
+    ]
     hush, talk = _summed_openings(counted, "speaker_silent_open", "speaker_speaking_open")
     if talk is None:
         return None, None
@@ -716,6 +723,8 @@ def read_cases(cases: dict | str | os.PathLike) -> tuple[dict, Path]:
     "audio"[, "box"][, "mask"]}, as `humo generate --cases` takes them). Relative paths are taken relative to the
     cases file (else to the working directory)."""
     if isinstance(cases, dict):
+        for name, case in cases.items():
+            check_case(name, case, "cases")
         return cases, Path.cwd()
     from humo.errors import require_file
 
@@ -726,6 +735,8 @@ def read_cases(cases: dict | str | os.PathLike) -> tuple[dict, Path]:
         raise HumoError(f"cases file {p}: invalid JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise HumoError(f"cases file {p}: expected an object {{name: {{img_paths, audio_path, prompt}}}}")
+    for name, case in data.items():
+        check_case(name, case, f"cases file {p}")
     return data, p.parent
 
 
@@ -764,36 +775,33 @@ def evaluate_batch(
 
 
 def _case_persons(name: str, persons, base: Path) -> list[dict] | None:
-    """A case's "persons" with their paths resolved (`_resolve`); None when the case has none."""
+    """A case's "persons" (checked by `humo.cases.check_case`) with their paths resolved (`_resolve`); None when
+    the case has none."""
     if persons is None:
         return None
-    if not isinstance(persons, list) or not all(isinstance(p, dict) for p in persons):
-        raise HumoError(f"case '{name}': 'persons' must be a list of {{ref_image, audio[, box][, mask]}} objects")
-    out = []
-    for k, p in enumerate(persons):
-        unknown = set(p) - {"ref_image", "audio", "box", "mask"}
-        if unknown:
-            raise HumoError(f"case '{name}': persons[{k}] has unknown keys {sorted(unknown)}")
-        out.append({key: _resolve(v, base) if key != "box" and v else v for key, v in p.items()})
-    return out
+    return [{key: _resolve(v, base) if key != "box" and v else v for key, v in p.items()} for p in persons]
+
+
+#: A row's opening sums over its characters: a summary gives the openings per character instead, under their own
+#: names ("speaker_open_speaking", "speaker_open_silent", as the persons evaluation), not the mean of the sums.
+_SUMS = ("speaker_silent_open", "speaker_speaking_open")
 
 
 def summarize(rows) -> dict:
-    """Mean of each SUMMARY_KEYS metric over rows (None values skipped; None if no row has it).
-    For sync_offset the mean absolute offset is reported. The silent ratio is pooled (`pooled_silent_ratio`), and
-    the openings, summed per clip in a row, are summarised per character (`mean_openings`)."""
+    """Mean of each SUMMARY_KEYS metric over rows (None values skipped; None if no row has it), but for the
+    per-clip opening sums. For sync_offset the mean absolute offset is reported. The silent ratio is pooled
+    (`pooled_silent_ratio`) and the openings are per character (`mean_openings`)."""
     rows = list(rows)
-    pooled = {"speaker_silent_ratio": pooled_silent_ratio(rows)}
-    pooled["speaker_speaking_open"], pooled["speaker_silent_open"] = mean_openings(rows)
     out = {}
     for k in SUMMARY_KEYS:
-        if k in pooled:
-            out[k] = pooled[k]
+        if k in _SUMS or k == "speaker_silent_ratio":
             continue
         vals = [r[k] for r in rows if r.get(k) is not None]
         if k == "sync_offset":
             vals = [abs(v) for v in vals]
         out[k] = float(np.mean(vals)) if vals else None
+    out["speaker_silent_ratio"] = pooled_silent_ratio(rows)
+    out["speaker_open_speaking"], out["speaker_open_silent"] = mean_openings(rows)
     return out
 
 
