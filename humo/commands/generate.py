@@ -329,7 +329,7 @@ def requests_from_args(args, seed: int) -> list[tuple]:
             images = [resolve(p) for p in case.get("img_paths") or []]
             case_audio = resolve(case["audio_path"]) if case.get("audio_path") else None
             pose = resolve(case["pose_path"]) if case.get("pose_path") else None
-            persons = case_persons(case.get("persons"), resolve, f"--cases {path}: case '{name}'")
+            persons = case_persons(case.get("persons"), resolve)
             request = GenerationRequest(
                 case["prompt"], images, case_audio, name=name, pose=pose, persons=persons, **common
             )
@@ -350,7 +350,7 @@ def requests_from_args(args, seed: int) -> list[tuple]:
     ]
 
 
-def case_persons(entries, resolve, who: str) -> list:
+def case_persons(entries, resolve) -> list:
     """A case's `persons` (checked by `humo.cases.check_case`): [{"ref_image", "audio"[, "box": "x0,y0,x1,y1" or
     [x0, y0, x1, y1]][, "mask"]}, ...] as `Person`s, their files resolved."""
     from humo.pipeline import Person

@@ -769,12 +769,12 @@ def evaluate_batch(
             imgs,
             _resolve(audio, base) if audio else None,
             _resolve(pose, base) if pose else None,
-            _case_persons(name, case.get("persons"), base),
+            _case_persons(case.get("persons"), base),
         )
     return {"rows": rows, "means": summarize(rows.values()), "missing": missing}
 
 
-def _case_persons(name: str, persons, base: Path) -> list[dict] | None:
+def _case_persons(persons, base: Path) -> list[dict] | None:
     """A case's "persons" (checked by `humo.cases.check_case`) with their paths resolved (`_resolve`); None when
     the case has none."""
     if persons is None:
