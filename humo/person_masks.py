@@ -178,14 +178,20 @@ def parse_box(box: str | Sequence[float], who: str = "--box") -> tuple[float, fl
     return vals  # type: ignore[return-value]
 
 
-def check_box(box: Sequence[float], height: int, width: int, who: str = "--box") -> None:
-    """A box must overlap the frame (0..width, 0..height); one that does not is a one-line error naming it."""
-    from humo.errors import HumoError
+def check_box(box: Sequence[float], height: int, width: int, who: str = "--box") -> tuple[float, ...]:
+    """A box must overlap the frame (0..width, 0..height); one that does not is a one-line error naming it. One
+    that reaches beyond it is clipped to the frame, with a warning -> the box inside the frame."""
+    from humo.errors import HumoError, warn
 
     x0, y0, x1, y1 = box
+    text = ",".join(f"{v:g}" for v in box)
     if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
-        text = ",".join(f"{v:g}" for v in box)
         raise HumoError(f"{who} {text}: outside the {width}x{height} frame")
+    inside = (max(x0, 0), max(y0, 0), min(x1, width), min(y1, height))
+    if inside != tuple(box):
+        clipped = ",".join(f"{v:g}" for v in inside)
+        warn(f"{who} {text}: reaches beyond the {width}x{height} frame; clipped to {clipped}")
+    return inside
 
 
 def feather(mask: np.ndarray, latent_hw: tuple[int, int], width: float = FEATHER) -> np.ndarray:

@@ -276,7 +276,7 @@ class GenerationRequest:
             box = p.box
             if box is not None:
                 box = parse_box(box, f"{who}person {k + 1}'s --box")
-                check_box(box, self.height, self.width, f"{who}person {k + 1}'s --box")
+                box = check_box(box, self.height, self.width, f"{who}person {k + 1}'s --box")
             if p.mask is not None:
                 _require_input(p.mask, f"person {k + 1}'s mask", who)
                 mask_from_image(p.mask, self.height, self.width, f"{who}person {k + 1}'s --mask")

@@ -211,7 +211,7 @@ def test_face_weighted_focal_loss_counts_the_faces_more_and_a_uniform_weight_cha
     assert float(focal_loss(right, target, weight=1 + 16 * face)) < 1e-3
 
 
-def test_boxes_feathered_on_the_latent_grid_and_bad_boxes_named():
+def test_boxes_feathered_on_the_latent_grid_and_bad_boxes_named(capsys):
     m = box_mask(parse_box("0,0,32,64"), 64, 64)  # the left half of a 64x64 frame
     assert m[:, :32].min() == 1 and m[:, 32:].max() == 0
     soft = feather(m, (16, 16))
@@ -224,7 +224,10 @@ def test_boxes_feathered_on_the_latent_grid_and_bad_boxes_named():
             parse_box(bad)
     with pytest.raises(HumoError, match="outside the 64x64 frame"):
         check_box((70, 0, 90, 10), 64, 64)
-    check_box((-10, -10, 5, 5), 64, 64)  # partly inside: fine
+    assert check_box((0, 0, 64, 32), 64, 64) == (0, 0, 64, 32)  # inside: as given, nothing said
+    assert capsys.readouterr().err == ""
+    assert check_box((-10, -10, 5, 5), 64, 64) == (0, 0, 5, 5)  # partly inside: clipped, and said
+    assert "--box -10,-10,5,5: reaches beyond the 64x64 frame; clipped to 0,0,5,5" in capsys.readouterr().err
 
 
 def test_a_pass_that_drops_the_audio_hears_muted_audio_everywhere_with_persons():

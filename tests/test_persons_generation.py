@@ -206,14 +206,16 @@ def test_cli_persons_with_boxes_and_cases(media, tmp_path, capsys):
 
     out = tmp_path / "two.mp4"
     argv = ["generate", "--prompt", "two people talk", "--frames", "9", "--steps", "2", "--out", out, "-q",
-            "--person", media / "ra.png", media / "a.wav", "--box", "0,0,32,64",
+            "--person", media / "ra.png", media / "a.wav", "--box=-8,0,32,64",
             "--person", media / "rb.png", media / "b.wav", "--box", "32,0,64,64"]  # fmt: skip
     assert main([str(a) for a in argv]) == 0
     frames, _, sound, rate = read_video(out)
     assert frames.shape[0] == 9 and sound is not None and rate == 16000  # the mix of the tracks
     # what routes the audio is said even with -q, and only that and nothing else
-    printed = capsys.readouterr().out.strip().splitlines()
+    said = capsys.readouterr()
+    printed = said.out.strip().splitlines()
     assert printed == ["persons: 2, each one's audio where their --box/--mask is, the same on every frame"], printed
+    assert said.err.count("reaches beyond the 64x64 frame; clipped to 0,0,32,64") == 1  # said once, not per check
     cases = tmp_path / "cases.json"
     cases.write_text(json.dumps({"duo": {"prompt": "two people talk", "persons": [
         {"ref_image": str(media / "ra.png"), "audio": str(media / "a.wav"), "box": [0, 0, 32, 64]},
