@@ -181,5 +181,7 @@ def test_the_trainer_draws_every_sample_and_trains_the_pose_guider_in_the_pose_s
     trainer = Trainer(cfg)
     assert sorted(trainer.sampler.pools["omni"].tolist()) == [0, 1, 2, 3]
     assert trainer.uses_pose and any(n.startswith("pose_guider.") for n in trainer.params)
+    # OmniHuman-1 fine-tunes the whole DiT: the FFNs and the text cross-attention learn too
+    assert set(trainer.params) == {n for n, _ in trainer.model.named_parameters()}
     summary = trainer.run()
     assert summary["steps"] == 2
