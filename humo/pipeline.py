@@ -569,14 +569,16 @@ class HumoPipeline:
         pieces, masks, person_pieces, video = [], [], [], None
         for k, (start, length, keep) in enumerate(plan):
             seg, seg_req = cond, req
+            label = f"segment {k + 1}/{len(plan)}" if len(plan) > 1 else "sampling"
+            if len(plan) > 1:
+                self.log(f"{label}: frames {start}..{start + keep - 1}")
             if k:  # a continuation: the last frames made so far start its time axis as motion frames
-                self.log(f"segment {k + 1}/{len(plan)}: frames {start}..{start + keep - 1}")
                 t0 = time.perf_counter()
                 seg = self.continue_conditions(cond, start, length, video)
                 seg_req = dataclasses.replace(req, seed=(req.seed + k) % (MAX_SEED + 1))
                 timings["encode"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            latents, mask, person_masks = self.sample(seg_req, seg)
+            latents, mask, person_masks = self.sample(seg_req, seg, label)
             timings["sample"] += time.perf_counter() - t0
             if not (self.is_main or k + 1 < len(plan)):
                 continue
@@ -901,10 +903,11 @@ class HumoPipeline:
 
         return fn
 
-    def sample(self, req: GenerationRequest, enc: EncodedRequest):
+    def sample(self, req: GenerationRequest, enc: EncodedRequest, label: str = "sampling"):
         """Flow-matching sampling with guidance. Returns the generated latents [1, C, F, h, w] (clean frames
         dropped), the face mask [F, h, w] predicted at the last step (None without a mask head) and, with several
-        people, their masks [P, F, h, w] (predicted at the last step, or the given ones; else None).
+        people, their masks [P, F, h, w] (predicted at the last step, or the given ones; else None). `label`
+        names the progress bar (a long video's segment).
 
         With predicted person masks (InterActHuman's mask cache), the masks the fullest pass predicts at one step
         gate the persons' audio at the next; the first `req.mask_warmup` of the steps hear the mix everywhere."""
@@ -927,7 +930,7 @@ class HumoPipeline:
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(steps), desc="sampling", unit="step", file=sys.stderr, leave=False)
+            bar = tqdm(total=len(steps), desc=label, unit="step", file=sys.stderr, leave=False)
         t0 = time.perf_counter()
         for i, t in enumerate(steps):
             cache = None

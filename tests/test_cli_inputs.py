@@ -360,6 +360,51 @@ def test_ctrl_c_mid_sampling_stops_quickly_and_leaves_nothing(toy_weights, media
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no video, no temporary file
 
 
+def test_ctrl_c_between_segments_of_a_long_video_leaves_nothing(toy_weights, media, tmp_path):
+    """A long video stopped after some of its segments are made: no video, no temporary file, no traceback."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "o.mp4"
+    argv = generate("--weights", toy_weights, "--preset", "toy", "--device", "cpu", "--out", out)
+    argv[argv.index("--frames") + 1] = 49  # 11 segments of 9 frames, each after the first adding 4
+    argv[argv.index("--steps") + 1] = 10
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "humo", *map(str, argv), "--segment-frames", "9", "--audio", str(media / "a.wav")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a user's shell delivers it
+    )
+    said = []
+    try:
+        for line in proc.stdout:
+            said.append(line)
+            if "segment 3/11: frames 13..16" in line:  # two segments made, decoded and continued from
+                break
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=30)[0]
+    finally:
+        proc.kill()
+    assert any("segment 1/11: frames 0..8" in line for line in said), said
+    assert proc.returncode == 130 and "humo: interrupted" in rest and "Traceback" not in rest, rest
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no video, no temporary file
+
+
+def test_seconds_sets_the_length(toy_weights, media, tmp_path, capsys, no_loading):
+    """--seconds is --frames in seconds (rounded down to 4k+1 frames); with --frames it is refused."""
+    argv = generate("--weights", toy_weights, "--device", "cpu", "--out", tmp_path / "o.mp4")
+    del argv[argv.index("--frames") : argv.index("--frames") + 2]
+    with pytest.raises(AssertionError, match="model was loaded"):
+        main([str(a) for a in argv + ["--seconds", "2.1"]])
+    assert "job: 49 frames at 32x32" in capsys.readouterr().out  # 52.5 frames -> 49
+    refused(capsys, argv + ["--seconds", "2", "--frames", "49"], "--seconds 2 and --frames 49: give one of them")
+    refused(capsys, argv + ["--seconds", "0.01"], "--seconds 0.01: must be at least one frame (0.04 s)")
+    refused(capsys, argv + ["--seconds", "nan"], "--seconds nan: must be at least one frame")
+
+
 def test_documented_guidance_config_example_loads(tmp_path):
     import re
 

@@ -114,6 +114,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         f"(default: {per_model('frames')})",
     )
     parser.add_argument(
+        "--seconds",
+        type=float,
+        help=f"video length in seconds instead of --frames: {VIDEO_FPS} fps, rounded down to 4k+1 frames (a "
+        "longer video than the model's is made in segments, as with --frames)",
+    )
+    parser.add_argument(
         "--segment-frames",
         type=int,
         help="frames per segment of a long video, 4k+1, at least 9 "
@@ -269,6 +275,19 @@ def check_case_names(names, source: str) -> None:
         seen[key] = name
 
 
+def frames_for_seconds(seconds: float, frames: int | None) -> int:
+    """--seconds as a frame count: the longest 4k+1 frames at `VIDEO_FPS` that last at most `seconds`."""
+    import math
+
+    from humo.constants import VIDEO_FPS, round_down_frames
+
+    if frames is not None:
+        raise HumoError(f"--seconds {seconds:g} and --frames {frames}: give one of them")
+    if not math.isfinite(seconds) or seconds * VIDEO_FPS < 1:
+        raise HumoError(f"--seconds {seconds:g}: must be at least one frame ({1 / VIDEO_FPS:g} s)")
+    return round_down_frames(int(seconds * VIDEO_FPS + 1e-6))
+
+
 def requests_from_args(args, seed: int) -> list[tuple]:
     """[(request, out_path)] for a single run or a --cases batch; validated before any model is loaded."""
     from humo.pipeline import SIZES, GenerationRequest, Person
@@ -279,6 +298,7 @@ def requests_from_args(args, seed: int) -> list[tuple]:
             "several people each with their own track as --person IMAGE AUDIO"
         )
     audio = args.audio[0] if args.audio else None
+    frames = args.frames if args.seconds is None else frames_for_seconds(args.seconds, args.frames)
     height, width = args.height, args.width
     if args.size:
         if args.size not in SIZES:
@@ -287,7 +307,7 @@ def requests_from_args(args, seed: int) -> list[tuple]:
     common = dict(
         height=height,
         width=width,
-        frames=args.frames,
+        frames=frames,
         steps=args.steps,
         shift=args.shift,
         sampler=args.sampler,
