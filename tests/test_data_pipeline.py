@@ -316,6 +316,37 @@ def test_resume_force_and_changed_settings(run, tmp_path):
     assert (out / "manifest.jsonl").read_text() == manifest
 
 
+def test_weak_audio_keep_trains_text_and_reference(run, tmp_path, capsys):
+    """OmniHuman-1's first principle: with --weak-audio keep, the segments the speech filter drops go on without
+    their audio (null in the manifest, the reason in its meta) instead of being lost; the speech ones keep theirs."""
+    src, _ = run
+    out = tmp_path / "out"
+    shutil.copytree(src, out)
+    inputs = json.loads((out / "run.json").read_text())["inputs"]
+    keep = Settings(**{**settings_of(out).__dict__, "weak_audio": "keep"})
+    by = {s.name: s for s in run_pipeline(inputs, keep, progress=False).stages}
+    dropped = {"no-audio": 2, "no-speech": 1, "steady-sound": 1, "corrupt-audio": 1}  # test_speech_stage_keeps...
+    assert by["speech"].dropped == {} and by["speech"].audio_dropped == dropped and by["speech"].kept == 8
+    samples = {s.id: s for s in read_manifest(out / "manifest.jsonl", check_files=True)}
+    assert len(samples) == 8
+    for k in ("talk-shot00-00", "talk-shot01-00", "talk-shot02-00"):
+        assert samples[k].audio is not None and "audio_dropped" not in samples[k].meta
+    assert samples["quiet-shot00-00"].audio is None
+    assert samples["quiet-shot00-00"].meta["audio_dropped"]["reason"] == "no-speech"
+    assert samples["vfr-shot00-00"].meta["audio_dropped"] == {
+        "stage": "speech", "reason": "steady-sound", "detail": samples["vfr-shot00-00"].meta["audio_dropped"]["detail"]
+    }  # fmt: skip
+    assert main(["data", "status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "kept without audio 5 (no-audio 2, corrupt-audio 1, no-speech 1, steady-sound 1)" in text, text
+    # and the default drops them again, the same manifest as the run's
+    drop = Settings(**{**keep.__dict__, "weak_audio": "drop"})
+    by = {s.name: s for s in run_pipeline(inputs, drop, progress=False).stages}
+    assert (
+        by["speech"].dropped == dropped and (out / "manifest.jsonl").read_text() == (src / "manifest.jsonl").read_text()
+    )
+
+
 def test_killed_run_resumes(inputs, tmp_path, capsys):
     d, _ = inputs
     out = tmp_path / "out"

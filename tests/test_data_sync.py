@@ -55,6 +55,12 @@ def test_shifted_audio_is_found_and_dropped(talking):
     assert (s["status"], s["reason"], s["sync"]["offset"]) == ("dropped", "out-of-sync", 6), s
     assert s["sync"]["confidence"] > 0.8 and "best offset +6 frames" in s["detail"]
     assert with_audio(talking, "late", late, sync_offset_max=6)["status"] == "kept"
+    # --weak-audio keep: the segment goes on without its sound (text and reference), the reason kept with it
+    s = with_audio(talking, "late", late, weak_audio="keep")
+    assert (s["status"], s["audio"], s["audio_dropped"]["reason"]) == ("kept", None, "out-of-sync"), s
+    assert s["audio_dropped"]["stage"] == "sync" and "best offset +6 frames" in s["audio_dropped"]["detail"]
+    [again], _ = apply_stage("sync", s, Settings(out=talking[0], weak_audio="keep"))  # nothing left to score
+    assert again == s
 
 
 def test_other_speech_and_shuffled_mouths_score_low(talking):

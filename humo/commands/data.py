@@ -19,8 +19,8 @@ PACKAGES = {
 DEFAULTS = dict(min_frames=33, max_frames=97, max_side=1280, detector="content", speech_min=0.3, vad_mode=2,
                 modulation_min=1.5, val_share=0.0, face_missing_max=0.5, several_faces="drop", face_min_height=0.1,
                 face_lost_max=12, sync_min=0.6, sync_offset_max=3, sync_shift_max=0, syncnet=None, syncnet_min=3.0,
-                no_reference="drop", reference_distance_max=0.5, caption_model=None, caption_frames=4,
-                caption_tokens=120)  # fmt: skip
+                weak_audio="drop", no_reference="drop", reference_distance_max=0.5, caption_model=None,
+                caption_frames=4, caption_tokens=120)  # fmt: skip
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +112,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=float,
         help=f"least SyncNet Sync-C to keep a segment when --syncnet is given; 0: record only "
         f"(default {d['syncnet_min']})",
+    )
+    run.add_argument(
+        "--weak-audio",
+        choices=("drop", "keep"),
+        help="segments whose sound fails the speech or sync filters: drop (default) or keep without their audio, "
+        "to train text and reference (OmniHuman-1's first principle)",
     )
     run.add_argument(
         "--no-reference",
@@ -367,8 +373,7 @@ def _check_not_inside(out: Path, items: list[str]) -> None:
 def status_text(out: Path, summary) -> str:
     rows = [("stage", "inputs", "done", "kept", "dropped")]
     for s in summary.stages:
-        dropped = f"{sum(s.dropped.values())}" + (f" ({s.dropped_text()})" if s.dropped else "")
-        rows.append((s.name, str(s.inputs), str(s.reused), str(s.kept), dropped))
+        rows.append((s.name, str(s.inputs), str(s.reused), str(s.kept), s.dropped_text()))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [f"{out}: {summary.inputs} input videos (done: journal results valid for the last run's settings)"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]

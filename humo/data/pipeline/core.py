@@ -97,7 +97,9 @@ class Settings:
     largest best offset, frames, of a kept segment; sync_shift_max: the largest best offset by which a segment's
     audio is shifted into sync instead (0: never). syncnet: user-supplied SyncNet weights (a path) whose Sync-C is
     recorded and must reach syncnet_min (0: recorded only); syncnet_id: the weights' size and modification time
-    (set by the command, so that new weights at the same path redo the stage). no_reference: ``drop`` (default)
+    (set by the command, so that new weights at the same path redo the stage). weak_audio: ``drop`` (default) or
+    ``keep`` segments whose sound fails speech or sync: kept, they go on without their audio (`without_audio`) to
+    train text and reference. no_reference: ``drop`` (default)
     or ``keep`` segments for which no reference image outside the segment was found. reference_distance_max: the
     largest face-embedding distance (`humo.face_identity.distance`) at which a segment of another shot is the same
     person and may give the reference; 0 turns references from other shots off. identity_model: the face-embedding
@@ -124,6 +126,7 @@ class Settings:
     syncnet: str | None = None
     syncnet_min: float = 3.0
     syncnet_id: str = ""
+    weak_audio: str = "drop"
     no_reference: str = "drop"
     reference_distance_max: float = 0.5
     identity_model: str = ""
@@ -155,6 +158,16 @@ def dropped(record: Record, reason: str, detail: str, stage: str | None = None) 
     if stage is not None:
         out["stage"] = stage
     return out
+
+
+def without_audio(record: Record, settings: Settings, stage: str, reason: str, detail: str) -> Record:
+    """A segment whose sound is too weak for the audio condition (no speech, out of sync, ...): dropped, or with
+    ``weak_audio`` ``keep`` kept without its audio (``audio`` null, ``audio_dropped`` saying where and why), so
+    that it still trains the weaker conditions, text and reference (OmniHuman-1's first principle: data too weak
+    for a strong condition still trains the weaker tasks)."""
+    if settings.weak_audio != "keep":
+        return dropped(record, reason, detail)
+    return {**record, "audio": None, "audio_dropped": {"stage": stage, "reason": reason, "detail": detail}}
 
 
 def stage_module(name: str):
@@ -331,11 +344,20 @@ class StageStats:
     not_done: int = 0  # inputs without a result (the stage was not selected and had not done them)
     kept: int = 0
     dropped: Counter = dataclasses.field(default_factory=Counter)
+    audio_dropped: Counter = dataclasses.field(default_factory=Counter)  # kept without audio here (`without_audio`)
     seconds: float = 0.0  # seconds of work on the clips it ran (summed over workers)
     note: str | None = None  # what `finish` said
 
     def dropped_text(self) -> str:
-        return ", ".join(f"{r} {n}" for r, n in sorted(self.dropped.items(), key=lambda x: (-x[1], x[0])))
+        """How many it dropped, and why; and how many it kept without their audio, and why."""
+
+        def counts(c: Counter) -> str:
+            return ", ".join(f"{r} {n}" for r, n in sorted(c.items(), key=lambda x: (-x[1], x[0])))
+
+        text = f"{sum(self.dropped.values())}" + (f" ({counts(self.dropped)})" if self.dropped else "")
+        if self.audio_dropped:
+            text += f"; kept without audio {sum(self.audio_dropped.values())} ({counts(self.audio_dropped)})"
+        return text
 
 
 @dataclasses.dataclass
@@ -352,7 +374,7 @@ class RunSummary:
     def text(self) -> str:
         rows = [("stage", "inputs", "reused", "ran", "s/clip", "kept", "dropped")]
         for s in self.stages:
-            dropped = f"{sum(s.dropped.values())}" + (f" ({s.dropped_text()})" if s.dropped else "")
+            dropped = s.dropped_text()
             if s.not_done:
                 dropped += f"; {s.not_done} not done (stage not run)"
             per_clip = f"{s.seconds / s.ran:.2f}" if s.ran else "-"
@@ -531,6 +553,8 @@ def _run_stage(
     kept = [o for o in outputs if o["status"] == "kept"]
     stats.kept = len(kept)
     stats.dropped = Counter(o["reason"] for o in outputs if o["status"] != "kept")
+    stats.audio_dropped = Counter(o["audio_dropped"]["reason"] for o in kept
+                                  if (o.get("audio_dropped") or {}).get("stage") == name)  # fmt: skip
     if run and hasattr(module, "finish"):
         stats.note = module.finish(kept, settings)
     return stats, kept

@@ -8,7 +8,8 @@ that all segments of one video land in the same split and the choice is the same
 ``num_frames``, ``height``, ``width``, ``ref_images`` (the references stage's crop, relative to OUT),
 ``face_masks`` (the faces stage's ``.npz``, relative to OUT; null when that stage did not run), and ``meta``:
 ``source`` (the input file), ``clip`` (its id), and the facts of the stages before (``probe``, ``normalise``,
-``segment``, ``speech``, ``faces``, ``sync``, ``reference``, ``captions``).
+``segment``, ``speech``, ``faces``, ``sync``, ``reference``, ``captions``; ``audio_dropped`` for a segment kept
+without its audio, `core.without_audio`).
 
 ``finish`` writes the manifest atomically from every kept record in input order (a rerun rewrites it whole);
 with no segment kept it writes none and removes a stale one.
@@ -23,7 +24,7 @@ from humo.data.manifest import sample_from_dict, write_manifest
 from humo.data.pipeline.core import Drop, Record, Settings
 from humo.errors import HumoError
 
-VERSION = 5
+VERSION = 6
 PARAMS = ("val_share",)
 REQUIRES: tuple[str, ...] = ()
 REASONS = {"invalid": "the record does not make a valid manifest sample (a bug upstream)"}
@@ -36,6 +37,7 @@ FACTS = (
     "sync",
     "reference",
     "captions",
+    "audio_dropped",
 )  # the stage facts a sample's meta keeps
 MANIFEST = "manifest.jsonl"
 
@@ -82,4 +84,6 @@ def finish(records: list[Record], settings: Settings) -> str:
     for s in samples:
         splits[s.split] = splits.get(s.split, 0) + 1
     per_split = ", ".join(f"{k} {v}" for k, v in sorted(splits.items()))
-    return f"wrote {path}: {len(samples)} samples ({per_split}), {seconds:.1f} s of video"
+    silent = sum(1 for s in samples if s.audio is None)
+    without = f"; {silent} without audio (text and reference only)" if silent else ""
+    return f"wrote {path}: {len(samples)} samples ({per_split}), {seconds:.1f} s of video{without}"

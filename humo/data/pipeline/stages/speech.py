@@ -10,6 +10,8 @@ rise and fall 3-8 times a second and words are separated by pauses, so its loudn
 10-20 dB (still about 3 dB under white noise 10 dB below its peaks), where a tone varies by under 0.1 dB and white
 noise by about 0.5 dB.
 A segment is kept when both say speech: ``voiced >= speech_min`` and ``modulation_db >= modulation_min``.
+Otherwise (and without a sound track) it is dropped, or with ``weak_audio`` ``keep`` goes on without its audio
+(`core.without_audio`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from __future__ import annotations
 import numpy as np
 
 from humo.constants import SAMPLE_RATE
-from humo.data.pipeline.core import Drop, Record, Settings, dropped
+from humo.data.pipeline.core import Record, Settings, without_audio
 from humo.errors import first_line
 
 VERSION = 1
-PARAMS = ("speech_min", "vad_mode", "modulation_min")
+PARAMS = ("speech_min", "vad_mode", "modulation_min", "weak_audio")
 REQUIRES = ("webrtcvad", "soundfile")
 REASONS = {
     "no-audio": "the clip has no sound track",
@@ -64,24 +66,24 @@ def process(record: Record, settings: Settings) -> Record:
 
     if not record.get("audio"):
         error = record.get("normalise", {}).get("audio_error")
-        raise Drop("corrupt-audio", error) if error else Drop("no-audio", "the video has no sound track")
+        if error:
+            return without_audio(record, settings, "speech", "corrupt-audio", error)
+        return without_audio(record, settings, "speech", "no-audio", "the video has no sound track")
     try:
         samples, sr = sf.read(str(settings.out / record["audio"]), dtype="float32")
     except Exception as e:  # noqa: BLE001 - libsndfile raises its own error types
-        raise Drop("corrupt", f"the WAV does not read ({first_line(e)})") from None
+        return without_audio(record, settings, "speech", "corrupt", f"the WAV does not read ({first_line(e)})")
     if sr != SAMPLE_RATE or samples.ndim != 1:
-        raise Drop("corrupt", f"the WAV is {sr} Hz with shape {samples.shape}, not 16 kHz mono")
+        detail = f"the WAV is {sr} Hz with shape {samples.shape}, not 16 kHz mono"
+        return without_audio(record, settings, "speech", "corrupt", detail)
     voiced = voiced_share(samples, settings.vad_mode)
     modulation = modulation_db(samples)
     record["speech"] = {"voiced": round(voiced, 3), "modulation_db": round(modulation, 2)}
     record["speech"]["vad_mode"] = settings.vad_mode
     if voiced < settings.speech_min:
         detail = f"{voiced:.0%} of 30 ms frames voiced, fewer than {settings.speech_min:.0%}"
-        return dropped(record, "no-speech", detail)
+        return without_audio(record, settings, "speech", "no-speech", detail)
     if modulation < settings.modulation_min:
-        return dropped(
-            record,
-            "steady-sound",
-            f"loudness varies by {modulation:.2f} dB (< {settings.modulation_min:g}): a tone or noise, not speech",
-        )
+        detail = f"loudness varies by {modulation:.2f} dB (< {settings.modulation_min:g}): a tone or noise, not speech"
+        return without_audio(record, settings, "speech", "steady-sound", detail)
     return record

@@ -18,6 +18,10 @@ otherwise dropped ``out-of-sync``. ``sync_shift_max`` 0 (the default) never shif
 filter off: the scores are recorded (null when they cannot be measured: the mouth never seen, or never moving),
 nothing is shifted and every segment kept.
 
+**Weak audio.** With ``weak_audio`` ``keep``, a segment that would be dropped ``out-of-sync`` goes on without its
+audio instead (`core.without_audio`: it still trains text and reference); a segment the speech stage kept that
+way has no audio to score and passes through.
+
 **SyncNet** (``syncnet``: the path of user-supplied SyncNet weights, `humo.evaluation.syncnet`): the segment's
 frames, cropped around the faces stage's boxes as syncnet_python crops them, against its (possibly shifted)
 audio; ``sync.syncnet`` records ``c`` (Sync-C), ``d`` (Sync-D) and ``offset``, and a segment under
@@ -30,13 +34,13 @@ from __future__ import annotations
 import numpy as np
 
 from humo.constants import SAMPLE_RATE, VIDEO_FPS
-from humo.data.pipeline.core import Drop, Record, Settings, dropped
+from humo.data.pipeline.core import Drop, Record, Settings, without_audio
 from humo.data.pipeline.media import SAMPLES_PER_FRAME
 from humo.errors import first_line
 from humo.media.audio import write_wav
 
 VERSION = 2
-PARAMS = ("sync_min", "sync_offset_max", "sync_shift_max", "syncnet", "syncnet_min", "syncnet_id")
+PARAMS = ("sync_min", "sync_offset_max", "sync_shift_max", "syncnet", "syncnet_min", "syncnet_id", "weak_audio")
 REQUIRES = ("soundfile",)
 REASONS = {
     "out-of-sync": "the mouth does not follow the sound: confidence under sync_min, or best offset beyond "
@@ -113,6 +117,12 @@ def syncnet_scores(record: Record, settings: Settings, samples: np.ndarray, boxe
 def process(record: Record, settings: Settings) -> Record:
     import soundfile as sf
 
+    if not record.get("audio") and record.get("audio_dropped"):
+        return record  # kept without its audio by the speech stage: nothing to score
+
+    def weak(detail: str) -> Record:
+        return without_audio(record, settings, "sync", "out-of-sync", detail)
+
     try:
         samples, sr = sf.read(str(settings.out / record["audio"]), dtype="float32")
         with np.load(settings.out / record["face_masks"]) as z:
@@ -127,10 +137,9 @@ def process(record: Record, settings: Settings) -> Record:
     if settings.sync_min > 0:
         c, k = s["confidence"], s["offset"]
         if c is None:
-            return dropped(record, "out-of-sync", "not measurable: the mouth is never seen or never moves")
+            return weak("not measurable: the mouth is never seen or never moves")
         if c < settings.sync_min:
-            return dropped(record, "out-of-sync", f"confidence {c:.3f} under {settings.sync_min:g} "
-                           f"(best offset {k:+d} frames)")  # fmt: skip
+            return weak(f"confidence {c:.3f} under {settings.sync_min:g} (best offset {k:+d} frames)")
         if 0 < abs(k) <= settings.sync_shift_max:
             samples = shifted_audio(record, settings, k)
             path = settings.out / FOLDER / f"{record['id']}.wav"
@@ -140,13 +149,12 @@ def process(record: Record, settings: Settings) -> Record:
             s["shift"], s["after"] = k, {"confidence": after["confidence"], "offset": after["offset"]}
         elif abs(k) > settings.sync_offset_max:
             most = max(settings.sync_offset_max, settings.sync_shift_max)
-            return dropped(record, "out-of-sync", f"best offset {k:+d} frames, more than {most} "
-                           f"(confidence {c:.3f})")  # fmt: skip
+            return weak(f"best offset {k:+d} frames, more than {most} (confidence {c:.3f})")
     if settings.syncnet:
         if boxes is None or not np.isfinite(boxes).all(1).any():
-            return dropped(record, "out-of-sync", "SyncNet: no face box in the faces .npz")
+            return weak("SyncNet: no face box in the faces .npz")
         s["syncnet"] = net = syncnet_scores(record, settings, samples, boxes)
         if settings.syncnet_min > 0 and net["c"] < settings.syncnet_min:
-            return dropped(record, "out-of-sync", f"SyncNet confidence {net['c']:.3f} under {settings.syncnet_min:g} "
-                           f"(its best offset {net['offset']:+d} frames)")  # fmt: skip
+            return weak(f"SyncNet confidence {net['c']:.3f} under {settings.syncnet_min:g} "
+                        f"(its best offset {net['offset']:+d} frames)")  # fmt: skip
     return record
