@@ -12,8 +12,8 @@ from humo.pipeline import HumoPipeline
 _sample = HumoPipeline.sample
 
 
-def _saving_sample(self, req, enc):
-    result = _sample(self, req, enc)
+def _saving_sample(self, req, enc, label="sampling"):
+    result = _sample(self, req, enc, label)
     torch.save(result[0], f"{sys.argv[1]}.rank{os.environ.get('RANK', '0')}.pt")
     return result
 

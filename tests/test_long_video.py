@@ -56,8 +56,8 @@ def test_a_long_video_is_made_in_segments_that_continue_from_motion_frames(pipe_
         x_in.append((len(seen), x.detach().clone()))  # which segment's pass
         return dit_forward(x, *a, **k)
 
-    def keep(req, enc):
-        out = inner_sample(req, enc)
+    def keep(req, enc, label="sampling"):
+        out = inner_sample(req, enc, label)
         sampled.append(out[0].clone())
         return out
 
