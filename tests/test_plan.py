@@ -37,6 +37,7 @@ def test_plan_bad_input_is_one_line():
         (["--preset", "nope", "--gpu-memory", "80"], "--preset nope"),
         (["--gpu-memory", "0"], "--gpu-memory 0"),
         (["--gpu-memory", "80", "--size", "999p"], "--size 999p"),
+        (["--gpu-memory", "80", "--seconds", "2", "--frames", "49"], "--seconds 2 and --frames 49: give one"),
     ):
         r = plan(*args)
         assert r.returncode != 0 and what in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -72,3 +73,10 @@ def test_sizing_per_rank_share():
     assert two.weight_bytes == one.weight_bytes and two.flops == one.flops / 2 and two.ranks == 2
     # the odd token count is padded: the larger share, 2049 tokens
     assert two.activation_bytes == estimate_job(cfg, 2049, 21, passes=150, batch=3, dtype_bytes=2).activation_bytes
+
+
+def test_plan_takes_seconds_as_frames():
+    by_seconds = plan("--preset", "humo-17b", "--gpu-memory", "80", "--seconds", "3.9")
+    by_frames = plan("--preset", "humo-17b", "--gpu-memory", "80", "--frames", "97")
+    assert by_seconds.returncode == 0 and "97 frames" in by_seconds.stdout.splitlines()[0]
+    assert by_seconds.stdout == by_frames.stdout

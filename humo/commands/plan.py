@@ -12,6 +12,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="humo-17b", help="model preset (default humo-17b; `humo presets`)")
     parser.add_argument("--size", help="480p or 720p (default: the preset's size)")
     parser.add_argument("--frames", type=int, help="video frames, 4k+1 (default: the preset's)")
+    parser.add_argument("--seconds", type=float, help="video length in seconds instead of --frames (25 fps)")
     parser.add_argument("--steps", type=int, default=50, help="sampling steps (default 50)")
     parser.add_argument("--gpu-memory", type=float, required=True, metavar="GB", help="the GPU's memory in GB")
     parser.add_argument(
@@ -107,7 +108,12 @@ def run(args: argparse.Namespace) -> int:
         if args.size not in SIZES:
             raise HumoError(f"--size {args.size}: unknown (choose from: {', '.join(SIZES)})")
         height, width = SIZES[args.size]
-    req = sized_request(layout, height, width, args.frames, args.steps)
+    frames = args.frames
+    if args.seconds is not None:
+        from humo.commands.generate import frames_for_seconds
+
+        frames = frames_for_seconds(args.seconds, args.frames)
+    req = sized_request(layout, height, width, frames, args.steps)
     each = f"on each of {args.gpus} GPUs of {args.gpu_memory:g} GB" if args.gpus > 1 else f"on {args.gpu_memory:g} GB"
     print(
         f"{args.preset} at {height}x{width}, {req.frames} frames, {args.steps} steps, {each} "
