@@ -175,7 +175,6 @@ class GenerationRequest:
     persons: Sequence[Person] = ()
     mask_warmup: float | None = None
     mask_cache: bool = True
-    colour_match: float = 0.0  # long videos: pull each segment's colour toward the first's (`match_colour`; 0: off)
 
     @property
     def audio_paths(self) -> tuple[str, ...]:
@@ -245,8 +244,6 @@ class GenerationRequest:
             track = load_pose(r.pose)
             if r.frames != -1:
                 check_covers(track, r.frames, r.pose, VIDEO_FPS, who)
-        if not 0.0 <= r.colour_match <= 1.0:
-            raise HumoError(f"{who}--colour-match {r.colour_match:g}: must be in [0, 1] (0: off, 1: full)")
         from humo.conditioning import check_condition_order
 
         check_condition_order(r.inputs_present(), who)
@@ -591,11 +588,6 @@ class HumoPipeline:
                 latents = torch.cat([motion.to(latents), latents], dim=2)
             with self.vae as vae:
                 video = vae.decode(latents.float())[0].clamp(-1, 1)  # [3, T, H, W] in [-1, 1]
-            new = video[:, (0 if motion is None else MOTION_FRAMES) :][:, :keep]
-            if k == 0:
-                first_colour = colour_stats(new)
-            elif req.colour_match:  # before its last frames become the next segment's motion frames
-                video = match_colour(video, colour_stats(new), first_colour, req.colour_match)
             timings["decode"] += time.perf_counter() - t0
             # the motion frames were kept with the segment before
             pieces.append(video[:, (0 if motion is None else MOTION_FRAMES) :][:, :keep])
@@ -1051,25 +1043,6 @@ def latent_frame_mask(mask: np.ndarray) -> np.ndarray:
     over the video frames it covers."""
     rest = mask[1:].reshape(-1, TEMPORAL_STRIDE, *mask.shape[1:]).mean(axis=1)
     return np.concatenate([mask[:1], rest]).astype(mask.dtype)
-
-
-def colour_stats(video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and standard deviation of decoded frames [3, T, H, W] -> ([3, 1, 1, 1], [3, 1, 1, 1])."""
-    flat = video.reshape(video.shape[0], -1).float()
-    shape = (video.shape[0], 1, 1, 1)
-    return flat.mean(1).reshape(shape), flat.std(1).clamp_min(1e-3).reshape(shape)
-
-
-def match_colour(video: torch.Tensor, stats, target, strength: float) -> torch.Tensor:
-    """`video` [3, T, H, W] in [-1, 1] with its colour moved toward `target`'s: each channel standardised by `stats`
-    (its new frames' mean and spread) and given `target`'s, blended with the original by `strength` (0..1).
-
-    A long video made in segments re-encodes its own frames at every join, and a small colour error compounds from
-    segment to segment. Holding every segment to the first one's colour statistics stops the compounding; it also
-    holds back a real change of light over the video, which is why it is an option (`--colour-match`)."""
-    (mu, sd), (mu0, sd0) = stats, target
-    matched = (video - mu) / sd * sd0 + mu0
-    return (video + strength * (matched - video)).clamp(-1, 1)
 
 
 def plan_segments(frames: int, segment: int) -> list[tuple[int, int, int]]:

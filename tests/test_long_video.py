@@ -116,49 +116,6 @@ def test_one_segment_is_the_plain_video_and_bad_segment_lengths_are_refused(pipe
             GenerationRequest("a", segment_frames=bad).resolved(pipe.layout)
 
 
-def test_match_colour_moves_the_statistics_by_its_strength():
-    from humo.pipeline import colour_stats, match_colour
-
-    g = torch.Generator().manual_seed(0)
-    target = (torch.rand(3, 5, 8, 8, generator=g) * 0.6 - 0.3).clamp(-1, 1)
-    video = torch.rand(3, 5, 8, 8, generator=g) * 0.4 + 0.2  # brighter, narrower
-    goal, got = colour_stats(target), colour_stats(video)
-    full = match_colour(video, got, goal, 1.0)
-    for a, b in zip(colour_stats(full), goal):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
-    assert torch.equal(match_colour(video, got, goal, 0.0), video)
-    half_mean = colour_stats(match_colour(video, got, goal, 0.5))[0]
-    torch.testing.assert_close(half_mean, (got[0] + goal[0]) / 2, atol=1e-5, rtol=1e-4)
-
-
-def test_colour_match_holds_the_segments_to_the_first(pipe_and_audio):
-    """Off by default (the same video as before); on, every later segment's frames take the first segment's colour
-    statistics (up to the clamp to [-1, 1]); out of [0, 1] it is refused before anything runs."""
-    from humo.pipeline import colour_stats
-
-    pipe, wav, _ = pipe_and_audio
-    common = dict(frames=25, height=32, width=32, steps=2, seed=3)  # segments of 9: frames 0-8, 9-12, 13-16, ...
-    plain = pipe("a man talks", [], wav, **common).frames
-    assert np.array_equal(pipe("a man talks", [], wav, colour_match=0.0, **common).frames, plain)
-    held = pipe("a man talks", [], wav, colour_match=1.0, **common).frames
-    plan = plan_segments(25, 9)
-
-    def stats(frames, start, keep):
-        v = torch.from_numpy(frames[start : start + keep].astype(np.float32) / 127.5 - 1).permute(3, 0, 1, 2)
-        return colour_stats(v)
-
-    first = stats(plain, *plan[0][::2])
-    assert np.array_equal(held[: plan[0][2]], plain[: plan[0][2]])  # the first segment is untouched
-    off, on = [], []
-    for start, _, keep in plan[1:]:
-        off.append(float((stats(plain, start, keep)[0] - first[0]).abs().max()))
-        on.append(float((stats(held, start, keep)[0] - first[0]).abs().max()))
-    assert max(on) < 0.02 and max(on) < min(off) / 2, (on, off)
-    for bad in (-0.1, 1.5):
-        with pytest.raises(HumoError, match=f"--colour-match {bad:g}: must be in \\[0, 1\\]"):
-            GenerationRequest("a", colour_match=bad).resolved(pipe.layout)
-
-
 def test_the_17b_layout_continues_through_its_channel_condition(tmp_path):
     from humo.configs import dit_preset
     from humo.dit import HumoDiT

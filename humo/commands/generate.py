@@ -120,14 +120,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "longer video than the model's is made in segments, as with --frames)",
     )
     parser.add_argument(
-        "--colour-match",
-        type=float,
-        default=0.0,
-        metavar="STRENGTH",
-        help="a long video: hold each segment's colour (per-channel mean and spread) to the first segment's, 0..1 "
-        "(default 0: off); stops colour drift from compounding over segments, and also a real change of light",
-    )
-    parser.add_argument(
         "--segment-frames",
         type=int,
         help="frames per segment of a long video, 4k+1, at least 9 "
@@ -327,7 +319,6 @@ def requests_from_args(args, seed: int) -> list[tuple]:
         max_batch=args.max_batch,
         sequential_guidance=args.sequential_guidance,
         segment_frames=args.segment_frames,
-        colour_match=args.colour_match,
         cache=args.cache,
         mask_warmup=args.mask_warmup,
         mask_cache=args.mask_cache,

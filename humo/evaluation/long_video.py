@@ -159,7 +159,6 @@ def main(argv=None) -> int:
     p.add_argument("--clips", type=int, default=4)
     p.add_argument("--segment-frames", type=int, default=49)
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--colour-match", type=float, default=0.0, help="GenerationRequest.colour_match (default 0: off)")
     p.add_argument("--json", required=True)
     p.add_argument("--plot")
     p.add_argument(
@@ -189,7 +188,6 @@ def main(argv=None) -> int:
                 segment_frames=args.segment_frames,
                 steps=args.steps,
                 seed=i,
-                colour_match=args.colour_match,
             )
             frames, fps = res.frames, res.fps
         plan = plan_segments(len(frames), args.segment_frames)
