@@ -33,28 +33,12 @@ import numpy as np
 from humo.errors import HumoError
 from humo.pose import COCO17, FORMAT, OPENPOSE18, PoseTrack, parse_pose, pose_document, to_canonical
 
-#: OpenPose's BODY_25 model: COCO-18's joints in another order, plus the mid-hip and six foot points, which have no
-#: canonical joint.
+#: OpenPose's BODY_25 model: OpenPose-18's joints with the mid-hip after the wrists, then six foot points; the
+#: mid-hip and the feet have no canonical joint.
 BODY25 = (
-    "nose",
-    "neck",
-    "right_shoulder",
-    "right_elbow",
-    "right_wrist",
-    "left_shoulder",
-    "left_elbow",
-    "left_wrist",
+    *OPENPOSE18[:8],
     "mid_hip",
-    "right_hip",
-    "right_knee",
-    "right_ankle",
-    "left_hip",
-    "left_knee",
-    "left_ankle",
-    "right_eye",
-    "left_eye",
-    "right_ear",
-    "left_ear",
+    *OPENPOSE18[8:],
     "left_big_toe",
     "left_small_toe",
     "left_heel",
