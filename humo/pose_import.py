@@ -23,14 +23,13 @@ normalised. Every problem is a one-line `HumoError` naming the file.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 
-from humo.errors import HumoError
+from humo.errors import HumoError, read_json_file
 from humo.pose import COCO17, FORMAT, OPENPOSE18, PoseTrack, parse_pose, pose_document, to_canonical
 
 #: OpenPose's BODY_25 model: OpenPose-18's joints with the mid-hip after the wrists, then six foot points; the
@@ -52,15 +51,6 @@ _LAYOUT_OF = {25: "openpose18", 18: "openpose18", 17: "coco17"}
 
 def _fail(path, message: str) -> HumoError:
     return HumoError(f"pose source {path}: {message}")
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise _fail(path, f"not valid JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeDecodeError:
-        raise _fail(path, "not a UTF-8 text file") from None
 
 
 def _person(flat, path, where: str, counts=(25, 18)) -> tuple[np.ndarray, int]:
@@ -147,12 +137,13 @@ def _coco_frames(data, source) -> tuple[list[list[np.ndarray]], tuple | None]:
             continue  # not a person
         kp, _ = _person(ann["keypoints"], source, f"annotation {a}", counts=(17,))
         if visibility:  # an annotation's flag (0 not labelled, 1 labelled but hidden, 2 visible), not a score
-            kp[:, 2] = (np.asarray(ann["keypoints"][2::3], np.float32) > 0).astype(np.float32)
+            kp[:, 2] = kp[:, 2] > 0
         by_image.setdefault(ann["image_id"], []).append(kp)
     if order is None:
         order = sorted(by_image, key=_image_key)
     else:
-        stray = [i for i in by_image if i not in set(order)]
+        listed = set(order)
+        stray = [i for i in by_image if i not in listed]
         if stray:
             raise _fail(source, f"annotation for image {stray[0]!r}, which 'images' does not list")
     if not order:
@@ -190,31 +181,26 @@ def _placed(pts: np.ndarray, width: float, height: float, normalised: bool, sour
 
 
 def _from_proving_ground(manifest: Path, clip: str | None) -> tuple[PoseTrack, str]:
+    from humo.data.manifest import read_manifest
     from humo.pose import from_proving_ground
 
     if not clip:
         raise _fail(manifest, "a proving-ground manifest holds many clips: name one with --clip ID")
-    rows = []
-    for n, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise _fail(manifest, f"line {n}: not valid JSON ({e.msg})") from None
-    row = next((r for r in rows if isinstance(r, dict) and r.get("id") == clip), None)
-    if row is None:
-        raise _fail(manifest, f"no clip {clip!r} (it has {len(rows)})")
-    if not row.get("face_masks"):
+    samples = read_manifest(manifest)
+    sample = next((s for s in samples if s.id == clip), None)
+    if sample is None:
+        raise _fail(manifest, f"no clip {clip!r} (it has {len(samples)})")
+    if not sample.face_masks:
         raise _fail(manifest, f"clip {clip!r} has no 'face_masks' file, where its tracks are")
-    npz = manifest.parent / row["face_masks"]
+    npz = sample.resolve(sample.face_masks)
     if not npz.is_file():
         raise _fail(manifest, f"clip {clip!r}: {npz} not found")
     with np.load(npz) as z:
         if "keypoints" not in z.files:
             raise _fail(npz, "no 'keypoints' (not a proving-ground clip's file)")
         kp = z["keypoints"]
-    names = (row.get("meta") or {}).get("keypoint_names")
-    return from_proving_ground(kp, row["width"], row["height"], row["fps"], names), "openpose18"
+    names = sample.meta.get("keypoint_names")
+    return from_proving_ground(kp, sample.width, sample.height, sample.fps, names), "openpose18"
 
 
 def read_pose_source(
@@ -240,9 +226,11 @@ def read_pose_source(
         files = sorted(src.glob("*.json"))
         if not files:
             raise _fail(src, "a folder without .json files (OpenPose's --write_json writes one per frame)")
-        frames, count, canvas = _openpose_frames([_read_json(f) for f in files], [f.name for f in files], src)
+        frames, count, canvas = _openpose_frames(
+            [read_json_file(f, "pose source") for f in files], [f.name for f in files], src
+        )
     else:
-        data = _read_json(src)
+        data = read_json_file(src, "pose source")
         if isinstance(data, dict) and data.get("format") == FORMAT:
             if fps is not None or size is not None or normalised:
                 raise _fail(src, f"a {FORMAT} file has its own size and frame rate: no --fps, --size or --normalised")
