@@ -57,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
     return _extract(args, video)
 
 
+def _frames_with_someone(track) -> int:
+    """How many frames of a `PoseTrack` have at least one joint seen."""
+    return int((track.points[..., 2] > 0).any(-1).any(-1).sum())
+
+
 def _convert(args) -> int:
     from pathlib import Path
 
@@ -69,7 +74,7 @@ def _convert(args) -> int:
     check_output(args.out, "-o", inputs, args.overwrite)
     track, layout = read_pose_source(source, args.fps, _size(args.size), args.normalised, args.clip)
     path = save_pose(args.out, track, layout)
-    seen = int((track.points[..., 2] > 0).any(-1).any(-1).sum())
+    seen = _frames_with_someone(track)
     people = int((track.points[..., 2] > 0).any(-1).sum(-1).max())
     print(
         f"wrote {path}: {track.frames} frames at {track.fps:g} fps, {track.width:g}x{track.height:g}, {layout}, "
@@ -99,6 +104,6 @@ def _extract(args, video) -> int:
     from humo.pose import load_pose
 
     track = load_pose(path)
-    seen = int((track.points[..., 2] > 0).any(-1).any(-1).sum())
+    seen = _frames_with_someone(track)
     print(f"wrote {path}: {track.frames} frames at {track.fps:g} fps, a person found in {seen}")
     return 0
