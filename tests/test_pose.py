@@ -12,6 +12,7 @@ from humo.pose import (
     CANONICAL,
     COCO17,
     FORMAT,
+    HEATMAP_FLOOR,
     MIN_CONFIDENCE,
     OPENPOSE18,
     PoseTrack,
@@ -187,6 +188,20 @@ def test_heatmaps_peak_at_the_keypoint_with_the_given_width():
     assert float(first[4, 13]) == pytest.approx(np.exp(-1 / (2 * 1.5**2)), rel=1e-5)
     assert float(first[4, 12 + 3]) == pytest.approx(np.exp(-9 / (2 * 1.5**2)), rel=1e-5)
     assert not maps[1].any() and not maps[2].any()
+
+
+def test_heatmap_tails_are_zero_not_denormal():
+    """Far tails (and a row tail times a column tail) would be denormal floats, which slow CPU convolutions
+    several-fold (`humo bench pose`); the floor zeroes them and keeps the Gaussian out to about 6 sigma."""
+    pts = torch.tensor([[[[6.5 / 64, 6.5 / 64, 1.0]]]])  # pixel (6, 6)'s centre, near a corner of a 64 x 64 map
+    raw = render_heatmaps(pts, 64, 64, sigma=1.0, floor=0.0)[0, 0]
+    maps = render_heatmaps(pts, 64, 64, sigma=1.0)[0, 0]
+    tiny = torch.finfo(torch.float32).tiny
+    assert ((raw > 0) & (raw < tiny)).any()  # without the floor the tails are denormal: the test can fail
+    assert not ((maps > 0) & (maps < tiny)).any() and float(maps.min()) == 0.0
+    assert torch.equal(maps[raw >= HEATMAP_FLOOR], raw[raw >= HEATMAP_FLOOR])  # nothing above the floor moves
+    assert float(maps[6, 6 + 5]) == pytest.approx(np.exp(-25 / 2), rel=1e-5)  # 5 sigma out is still drawn
+    assert float(maps[6, 6 + 7]) == 0.0  # 7 sigma out (about 2e-11) is not
 
 
 def test_track_heatmaps_normalise_pixels():

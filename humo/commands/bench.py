@@ -12,6 +12,7 @@ BENCHMARKS = {
     "train": "training samples/s for the toy model, fp32 vs bf16",
     "fp8": "DiT output error of fp8 block weights vs bf16 on the full-width layouts, and their memory",
     "cache": "step caching vs none on a trained model: time, passes run, proving-ground metrics",
+    "pose": "the pose guider's training step on floored heatmaps vs raw Gaussians (denormal floats)",
 }
 
 
