@@ -457,3 +457,104 @@ def test_a_run_of_another_configuration_is_not_reused(tmp_path, monkeypatch, who
     match = rf"{who}: run {run['name']} .*steps 9 \(stored\) vs 4 \(this study\).*new --out"
     with pytest.raises(HumoError, match=match):
         train_run(cfg, run, print, who)
+
+
+def _humo_results(direction: float) -> dict:
+    """Results of a whole HuMo study (Table 3's variants, every guidance case, 3 seeds) built so that every claim's
+    metric moves by `direction` x its claimed sign (+1: the paper is right, -1: it is wrong), well beyond the
+    seeds' spread and one clip's worth."""
+    from humo.evaluation.ablation import CLAIMS, GUIDANCE_CASES, METRICS
+
+    base = {k: 0.5 for k, _, _ in METRICS}
+    rows = {name: {s: dict(base) for s in (0, 1, 2)} for name in ("full", "full-finetune", "single-stage", "no-mask")}
+    guidance = {c.name: {s: dict(base) for s in (0, 1, 2)} for c in GUIDANCE_CASES}
+    every = {**rows, **guidance}
+    for c in CLAIMS:  # a row's base is set before the row (static before the cases that ablate a term of it)
+        name, versus = c.row.split(" - ")
+        if name in every:
+            for s in (0, 1, 2):
+                every[name][s][c.metric] = every[versus][s][c.metric] + direction * c.sign * (0.2 + 0.01 * s)
+    return {"config": {"seeds": [0, 1, 2], "eval_clips": 16, "eval_steps": 20}, "final": rows, "guidance": guidance}
+
+
+def test_every_humo_claim_is_tested_with_its_sign():
+    """Each of HuMo's claims (Table 3's variants, the guidance cases) finds its row and reads its sign: data built
+    for the paper agree with every one, data built against it disagree with every one."""
+    from humo.evaluation.ablation import CLAIMS, claim_verdicts
+
+    humo_claims = [c for c in CLAIMS if not c.row.startswith("crops")]
+    assert len(humo_claims) == 11
+    for direction, expected in ((1.0, "agrees"), (-1.0, "disagrees")):
+        found = claim_verdicts(_humo_results(direction))
+        assert [f["claim"] for f in found] == [c.text for c in humo_claims]
+        assert {f["verdict"] for f in found} == {expected}, found
+
+
+def test_tables_put_the_paper_beside_ours_and_say_whether_full_learnt(tmp_path):
+    results = _humo_results(1.0)
+    for s in (0, 1, 2):
+        results["final"]["full"][s].update(sync_ratio=2.4, subject_gain=0.25)
+    results["backbone"] = {"recipe stage 0": {"subject_gain": 0.1}, "study backbone": {"subject_gain": 0.2}}
+    results["config"].update(s1_steps=1000, s2_steps=4000, backbone_steps=4000, equal_steps=True,
+                             stage2_overrides={"av_fraction_start": 0.5})  # fmt: skip
+    runs = tmp_path / "runs"
+    for name, samples_per_s in (("backbone", 10.0), ("s1-minimal-seed0", 20.0), ("full-seed0", 5.0)):
+        (runs / name).mkdir(parents=True)
+        lines = [{"step": k * 50, "samples": k * 400, "samples_per_s": samples_per_s} for k in (1, 2)]
+        (runs / name / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    from humo.evaluation.ablation import training_seconds
+
+    names = ("backbone", "s1-minimal-seed0", "full-seed0", "no-log")
+    results["training_seconds"] = {name: training_seconds(runs / name) for name in names}
+    assert results["training_seconds"]["full-seed0"] == pytest.approx(800 / 5.0)
+    assert results["training_seconds"]["no-log"] is None
+    table = format_tables(results)
+    # Table 3's difference beside ours: w/o progressive training lost 0.133 TVA, 0.023 ID-Cur and 0.146 Sync-C.
+    row = next(line for line in table.splitlines() if line.startswith("| single-stage - full | -0.133 |"))
+    assert "| -0.023 | " in row and "| -0.146 | " in row
+    assert "Sync-C / shuffled 2.400 ± 0.000 (passes the bar 2)" in table
+    assert "subject gain over the backbone it started from +0.050" in table  # from the study backbone, not stage 0
+    assert "stage 2 4000 steps (`single-stage`: 5000 steps in one run" in table and '"av_fraction_start": 0.5' in table
+    assert "Training time on this machine, from the runs' logs: 0.08 h (backbone 0.02 h, stage 1 0.01 h, stage 2 " \
+           "0.04 h; 3 runs" in table  # fmt: skip
+
+
+def test_a_resumed_runs_training_time_counts_each_step_once(tmp_path):
+    """A run killed after its step-100 checkpoint and resumed: its log keeps the records up to the checkpoint
+    (the trainer rewrites it) and adds the resumed part, whose first interval starts at the resume."""
+    from humo.evaluation.ablation import training_seconds
+
+    records = [(50, 400, 8.0), (100, 800, 10.0), (150, 1200, 4.0)]  # step, samples, samples/s
+    lines = [{"step": st, "samples": n, "samples_per_s": sps, "loss": 0.1} for st, n, sps in records]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert training_seconds(tmp_path) == pytest.approx(400 / 8 + 400 / 10 + 400 / 4)
+
+
+def test_kept_checkpoints_skip_a_folder_a_kill_left_incomplete(tmp_path):
+    from humo.evaluation.ablation import kept_checkpoints
+    from humo.training.state import CHECKPOINTS_DIR, STATE_FILE, checkpoint_name
+
+    root = tmp_path / CHECKPOINTS_DIR
+    for step, complete in ((100, True), (200, False), (300, True)):
+        (root / checkpoint_name(step)).mkdir(parents=True)
+        if complete:
+            (root / checkpoint_name(step) / STATE_FILE).write_text("{}")
+    assert [s for s, _ in kept_checkpoints(tmp_path)] == [100, 300]
+
+
+def test_curves_plot_every_metric_from_the_backbone(tmp_path, monkeypatch):
+    import humo.media.image as image
+    from humo.evaluation.ablation import METRICS, plot_curves
+
+    drawn = {}
+
+    def keep(fig, path):
+        drawn["titles"] = [ax.get_title() for ax in fig.axes if ax.axison]
+        drawn["x"] = sorted({x for ax in fig.axes for line in ax.get_lines() for x in line.get_xdata()})
+        return Path(path)
+
+    monkeypatch.setattr(image, "save_figure", keep)
+    point = {k: 0.5 for k, _, _ in METRICS}
+    plot_curves({"full": {0: {2000: point, 5000: point}}}, tmp_path / "c.png", start={**point, "mask_iou": None})
+    assert len(drawn["titles"]) == len(METRICS) and drawn["x"] == [0, 2000, 5000]
+    assert "Sync-D (lower is better)" in drawn["titles"]

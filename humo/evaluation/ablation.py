@@ -146,6 +146,15 @@ PAPER_TABLE3 = {
 }
 
 
+# Our metric for each of Table 3's columns (AES, the aesthetic score, has none: the proving ground reads what the
+# frames show, not how pleasing they are).
+PAPER_METRIC = {"TVA": "text_mean", "ID-Cur": "subject_gain", "Sync-C": "sync_c"}
+
+# What `full` must reach at its last checkpoint for the training claims to be about something it learnt: lip sync
+# clearly above the shuffled-audio baseline and an identity gain over a mismatched reference.
+LEARNING_BARS = {"sync_ratio": 2.0, "subject_gain": 0.2}
+
+
 @dataclass(frozen=True)
 class Claim:
     """One of the paper's claims as the sign of one paired difference of the study."""
@@ -160,7 +169,10 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("minimal-invasive training keeps text following better than full fine-tuning (TVA 6.51 vs 6.16)",
           "full-finetune - full", "text_mean", -1),
     Claim("progressive training helps identity (ID-Cur 0.747 vs 0.724)", "single-stage - full", "subject_gain", -1),
+    Claim("progressive training helps lip sync (Sync-C 6.25 vs 6.11)", "single-stage - full", "sync_c", -1),
+    Claim("progressive training helps text following (TVA 6.51 vs 6.38)", "single-stage - full", "text_mean", -1),
     Claim("focus-by-predicting helps lip sync (Sync-C 6.25 vs 5.95)", "no-mask - full", "sync_c", -1),
+    Claim("focus-by-predicting helps identity (ID-Cur 0.747 vs 0.730)", "no-mask - full", "subject_gain", -1),
     Claim("stage-adaptive CFG follows the text better than static CFG (Fig. 4)",
           f"static - {_PAPER_CFG}", "text_mean", -1),
     Claim("stage-adaptive CFG syncs better than static CFG (Fig. 4)", f"static - {_PAPER_CFG}", "sync_c", -1),
@@ -615,15 +627,34 @@ def _cached(path: Path, compute: Callable[[], dict]) -> dict:
 
 
 def kept_checkpoints(run_out: Path) -> list[tuple[int, Path]]:
-    """(step, folder) of every checkpoint a training run kept, by step."""
-    from humo.training.state import CHECKPOINTS_DIR, PREFIX
+    """(step, folder) of every complete checkpoint a training run kept, by step (a folder without its state file
+    is one a kill interrupted while it was being replaced)."""
+    from humo.training.state import CHECKPOINTS_DIR, PREFIX, STATE_FILE
 
     root = run_out / CHECKPOINTS_DIR
     found = []
     for p in root.glob(f"{PREFIX}*") if root.is_dir() else []:
-        if p.is_dir() and p.name[len(PREFIX) :].isdigit():
+        if p.is_dir() and p.name[len(PREFIX) :].isdigit() and (p / STATE_FILE).is_file():
             found.append((int(p.name[len(PREFIX) :]), p))
     return sorted(found)
+
+
+def training_seconds(run_out: str | os.PathLike) -> float | None:
+    """Seconds a training run took, from its log (None without one): each record's samples since the one before
+    over its samples/s. A resumed run's log holds the records up to its checkpoint and those after it, so this is
+    the time of the steps that count, across every session that trained them, without the work a kill lost."""
+    from humo.training.loop import LOG_FILE
+
+    path = Path(run_out) / LOG_FILE
+    if not path.is_file():
+        return None
+    total, before = 0.0, 0
+    for line in path.read_text().splitlines():
+        rec = json.loads(line) if line.strip() else {}
+        if rec.get("samples_per_s"):
+            total += (rec["samples"] - before) / rec["samples_per_s"]
+            before = rec["samples"]
+    return total
 
 
 def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool = False) -> dict[str, Any]:
@@ -654,8 +685,10 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
         backbone[label] = _cached(out / "eval" / name, lambda w=weights: evaluator(_load_export(w)))
         log(f"ablate: {label}: " + _brief(backbone[label]))
     curves: dict[str, dict[int, dict[int, dict]]] = {}
+    trained = {"backbone": training_seconds(longer_backbone["out"])} if longer_backbone else {}
     for run in plan(cfg):
         train_run(cfg, run, log)
+        trained[run["name"]] = training_seconds(run["out"])
         if run["variant"] is None:
             continue
         for step, folder in kept_checkpoints(Path(run["out"])):
@@ -686,7 +719,8 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
         "final": {v: {s: pts[max(pts)] for s, pts in seeds.items()} for v, seeds in curves.items()},
         "guidance": guidance,
         "backbone": backbone,
-        "seconds": time.perf_counter() - t_start,
+        "training_seconds": trained,
+        "seconds": time.perf_counter() - t_start,  # this invocation's (a resumed study's last part)
     }
     if worker:
         return results
@@ -694,7 +728,8 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
         tmp.write_text(json.dumps(results, indent=1, default=float))
     with atomic_path(out / "ablation.md") as tmp:
         tmp.write_text(format_tables(results))
-    plot_curves(curves, out / "curves.png")
+    start = backbone.get("study backbone", backbone.get("recipe stage 0"))
+    plot_curves(curves, out / "curves.png", start=start)
     return results
 
 
@@ -811,12 +846,15 @@ def format_tables(results: dict[str, Any]) -> str:
     """Markdown: the variants table (final checkpoints, mean ± std over seeds) and each variant's paired
     differences from the variant it changes (`Variant.versus`); the guidance table and each case's paired
     differences from the case it ablates (`GuidanceCase.versus`)."""
-    seeds = results["config"]["seeds"]
+    config = results["config"]
     lines = [
-        f"Mean ± standard deviation over seeds {seeds}; {results['config']['eval_clips']} held-out clips per "
-        f"evaluation, {results['config']['eval_steps']} sampling steps.",
+        f"Mean ± standard deviation over seeds {config['seeds']}; {config['eval_clips']} held-out clips per "
+        f"evaluation, {config['eval_steps']} sampling steps.",
+        *_schedule_lines(config),
+        *_training_time_lines(results.get("training_seconds") or {}),
         *_mean_table("variant", results["final"]),
         *_difference_table(results["final"], variant_versus(results["final"])),
+        *_bar_lines(results),
     ]
     if results.get("backbone"):  # what every variant started from, scored as it was (one evaluation each)
         steps = results["config"].get("backbone_steps", 0)
@@ -835,14 +873,89 @@ def format_tables(results: dict[str, Any]) -> str:
               "|---|---|" + "---|" * len(paper["columns"])]  # fmt: skip
     for name, (label, values) in paper["rows"].items():
         lines.append(f"| {name} | {label} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
-    if results.get("guidance"):
-        config = results["config"]  # results of earlier studies have neither field
+    lines += _paper_beside_ours(results["final"])
+    if results.get("guidance"):  # results of earlier studies have neither field below
         model, strength = config.get("guidance_variant", "full"), config.get("guidance_strength", 1.0)
         title = f"guidance ({model} model" + ("" if strength == 1.0 else f", strength {strength:g}") + ")"
         lines += _mean_table(title, results["guidance"])
         lines += _difference_table(results["guidance"], {c.name: c.versus for c in GUIDANCE_CASES if c.versus})
     lines += claims_table(claim_verdicts(results))
     return "\n".join(lines) + "\n"
+
+
+def _schedule_lines(config: dict[str, Any]) -> list[str]:
+    """What every variant was trained with, as the study's config says (earlier studies' results lack fields)."""
+    if "s2_steps" not in config:
+        return []
+    single = config["s2_steps"] + (config["s1_steps"] if config.get("equal_steps", True) else 0)
+    text = (f"Schedule: backbone +{config.get('backbone_steps', 0)} stage-0 steps (shared); stage 1 "
+            f"{config['s1_steps']} steps, stage 2 {config['s2_steps']} steps (`single-stage`: {single} steps in one "
+            f"run, with the stage-2 settings)")  # fmt: skip
+    overrides = [f"{name} {json.dumps(config[key], sort_keys=True)}" for key, name in
+                 (("train_overrides", "every run"), ("stage1_overrides", "stage 1"), ("stage2_overrides", "stage 2"))
+                 if config.get(key)]  # fmt: skip
+    return ["", text + ("; overrides: " + "; ".join(overrides) if overrides else "") + "."]
+
+
+def _run_kind(name: str) -> str:
+    return "backbone" if name == "backbone" else "stage 1" if name.startswith("s1-") else "stage 2"
+
+
+def _training_time_lines(seconds: dict[str, float | None], kind: Callable[[str], str] = _run_kind) -> list[str]:
+    """The study's training time from its runs' logs (`training_seconds`), summed by `kind` of run name."""
+    known = {k: v for k, v in seconds.items() if v is not None}
+    if not known:
+        return []
+    part: dict[str, float] = {}
+    for name, sec in known.items():
+        part[kind(name)] = part.get(kind(name), 0.0) + sec
+    detail = ", ".join(f"{k} {v / 3600:.2f} h" for k, v in part.items())
+    return ["", f"Training time on this machine, from the runs' logs: {sum(known.values()) / 3600:.2f} h ({detail}; "
+                f"{len(known)} runs; evaluation not included)."]  # fmt: skip
+
+
+def _bar_lines(results: dict[str, Any]) -> list[str]:
+    """Whether `full` learnt what the training claims are about (`LEARNING_BARS`), and its subject gain over the
+    backbone it started from (which may pass the absolute bar already)."""
+    full = results["final"].get("full")
+    if not full:
+        return []
+    label, cells = {k: lab for k, lab, _ in METRICS}, []
+    for key, bar in LEARNING_BARS.items():
+        m, sd, _ = mean_spread([s.get(key) for s in full.values()])
+        if m is not None:
+            cells.append(f"{label[key]} {m:.3f} ± {sd:.3f} ({'passes' if m >= bar else 'misses'} the bar {bar:g})")
+    start = results.get("backbone", {})
+    start = start.get("study backbone", start.get("recipe stage 0"))
+    if start and start.get("subject_gain") is not None and cells:
+        m, _, _ = mean_spread([s.get("subject_gain") for s in full.values()])
+        cells.append(f"subject gain over the backbone it started from {m - start['subject_gain']:+.3f}")
+    return ["", "Did `full` learn what the claims are about? " + "; ".join(cells) + "."] if cells else []
+
+
+def _paper_beside_ours(final: dict[str, dict]) -> list[str]:
+    """Each of Table 3's variants minus its full model, the paper's difference beside ours (paired by seed) for the
+    columns we have a metric for (`PAPER_METRIC`)."""
+    diffs = paired_differences(final, {v: "full" for v in PAPER_TABLE3["rows"] if v != "full" and v in final})
+    if not diffs:
+        return []
+    cols, (_, full_row) = PAPER_TABLE3["columns"], PAPER_TABLE3["rows"]["full"]
+    label = {k: lab for k, lab, _ in METRICS}
+    head = " | ".join(f"paper {c} | ours: {label[PAPER_METRIC[c]]}" for c in cols if c in PAPER_METRIC)
+    lines = ["", "Each variant minus the full model, the paper's difference beside ours (mean ± std of the "
+                 "per-seed differences); AES has no counterpart here:", "",
+             f"| difference | {head} |", "|---|" + "---|---|" * len(PAPER_METRIC)]  # fmt: skip
+    for row, d in diffs.items():
+        name = row.split(" - ")[0]
+        cells = []
+        for i, c in enumerate(cols):
+            if c not in PAPER_METRIC:
+                continue
+            m, sd, _ = mean_spread(d.get(PAPER_METRIC[c], []))
+            paper = PAPER_TABLE3["rows"][name][1][i] - full_row[i]
+            cells += [f"{paper:+.3f}", "-" if m is None else f"{m:+.3f} ± {sd:.3f}"]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def claims_table(found: list[dict[str, Any]], metrics=METRICS) -> list[str]:
@@ -867,9 +980,12 @@ def claims_table(found: list[dict[str, Any]], metrics=METRICS) -> list[str]:
     return lines
 
 
-def plot_curves(curves: dict[str, dict[int, dict[int, dict]]], path: str | os.PathLike) -> Path | None:
-    """One panel per metric: the mean over seeds against the steps trained after the backbone (stage 1 + stage 2),
-    with the seeds' range shaded."""
+def plot_curves(
+    curves: dict[str, dict[int, dict[int, dict]]], path: str | os.PathLike, start: dict | None = None
+) -> Path | None:
+    """One panel per metric the curves have: the mean over seeds against the steps trained after the backbone
+    (stage 1 + stage 2), with the seeds' range shaded; `start` (the backbone's summary), when given, is every
+    variant's point at step 0."""
     if not curves:
         return None
     import matplotlib
@@ -879,9 +995,19 @@ def plot_curves(curves: dict[str, dict[int, dict[int, dict]]], path: str | os.Pa
 
     from humo.media.image import save_figure
 
-    keys = [m for m in METRICS if m[0] in ("text_mean", "subject_gain", "sync_ratio", "mask_iou")]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4))
-    for ax, (key, label, _) in zip(axes, keys, strict=True):
+    if start is not None:
+        curves = {v: {sd: {0: start, **pts} for sd, pts in seeds.items()} for v, seeds in curves.items()}
+    have = {k for seeds in curves.values() for pts in seeds.values() for s in pts.values() for k, v in s.items()
+            if v is not None}  # fmt: skip
+    keys = [m for m in METRICS if m[0] in have]
+    if not keys:
+        return None
+    ncols = min(5, len(keys))
+    nrows = -(-len(keys) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(keys) :]:
+        ax.axis("off")
+    for ax, (key, label, higher) in zip(axes.flat, keys, strict=False):
         for variant, seeds in curves.items():
             steps = sorted({s for pts in seeds.values() for s in pts})
             rows = [[seeds[sd].get(st, {}).get(key) for sd in seeds] for st in steps]
@@ -894,10 +1020,10 @@ def plot_curves(curves: dict[str, dict[int, dict[int, dict]]], path: str | os.Pa
             hi = [max(v for v in r if v is not None) for r, (m, _, _) in zip(rows, stats, strict=True) if m is not None]
             (line,) = ax.plot(xs, mean, marker="o", label=variant)
             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
-        ax.set_title(label)
+        ax.set_title(label + ("" if higher else " (lower is better)"))
         ax.set_xlabel("steps after the stage-0 backbone")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes.flat[0].legend(fontsize=8)
     return save_figure(fig, path)
 
 

@@ -44,6 +44,7 @@ from humo.evaluation.ablation import (
     _cached,
     _difference_table,
     _mean_table,
+    _training_time_lines,
     check_recipe,
     checkpoint_dit,
     claims_table,
@@ -52,6 +53,7 @@ from humo.evaluation.ablation import (
     plot_curves,
     recipe_backbone,
     train_run,
+    training_seconds,
     verdicts,
 )
 
@@ -202,8 +204,10 @@ def run_study(cfg: RatioStudyConfig, log: Callable[[str], None] = print) -> dict
     t_start = time.perf_counter()
     evaluator = Evaluator(cfg.recipe_path, cfg.eval_clips, cfg.eval_steps)
     curves: dict[str, dict[str, dict[int, dict[int, dict]]]] = {g: {} for g in GROUPS}
+    trained = {}
     for run in plan(cfg):
         train_run(cfg, run, log, who="ratios")
+        trained[run["name"]] = training_seconds(run["out"])
         if run["group"] is None:
             continue
         for step, folder in kept_checkpoints(Path(run["out"])):
@@ -219,7 +223,8 @@ def run_study(cfg: RatioStudyConfig, log: Callable[[str], None] = print) -> dict
         "curves": curves,
         "final": final,
         "claims": verdicts(claims(cfg), {**final["audio"], **final["pose"]}, versus(cfg), cfg.eval_clips),
-        "seconds": time.perf_counter() - t_start,
+        "training_seconds": trained,
+        "seconds": time.perf_counter() - t_start,  # this invocation's (a resumed study's last part)
     }
     with atomic_path(out / "results.json") as tmp:
         tmp.write_text(json.dumps(results, indent=1, default=float))
@@ -245,6 +250,7 @@ def format_tables(results: dict[str, Any], cfg: RatioStudyConfig) -> str:
     lines = [
         f"Mean ± standard deviation over seeds {c['seeds']}; {c['eval_clips']} held-out clips per evaluation, "
         f"{c['eval_steps']} sampling steps, driven by caption, reference and audio (no pose).",
+        *_training_time_lines(results.get("training_seconds") or {}, lambda name: name.split("-")[0] + " runs"),
     ]
     titles = {"audio": "audio ratio (stage 2: + audio)", "pose": f"pose ratio (stage 3: + pose, audio "
               f"{cfg.pose_audio_ratio * 100:g}%)"}  # fmt: skip
