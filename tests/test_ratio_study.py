@@ -115,3 +115,20 @@ def test_malformed_flags_and_study_fields_are_one_line_errors(tmp_path, capsys):
     assert main(["ratios", "--study", str(preset)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "audio_ratios [0.1, 'a']: expected list[float]" in err and "s1_steps '10'" in err
+
+
+def test_pose_curves_begin_at_the_model_they_start_from():
+    from humo.evaluation.ratio_study import _from_start
+
+    cfg = RatioStudyConfig(seeds=[0, 1], s1_steps=1, s2_steps=2, s3_steps=2, curve_points=2)
+    base = {0: {2: {"sync_c": 0.1}, 3: {"sync_c": 0.2}}, 1: {3: {"sync_c": 0.3}}}
+    curves = {
+        "audio": {"audio 50%": base, "audio 10%": {0: {3: {"sync_c": 9.0}}}},
+        "pose": {"pose 20%": {0: {4: {"sync_c": 0.4}}, 1: {5: {"sync_c": 0.5}}}},
+    }
+    plotted = _from_start(curves, "pose", cfg)
+    # each seed's pose curve starts where that seed's 50% audio run (the pose runs' start) ended, at step 1 + 2
+    assert plotted["pose 20%"][0] == {3: {"sync_c": 0.2}, 4: {"sync_c": 0.4}}
+    assert plotted["pose 20%"][1] == {3: {"sync_c": 0.3}, 5: {"sync_c": 0.5}}
+    assert set(curves["pose"]["pose 20%"][0]) == {4}  # the results keep the runs' own checkpoints only
+    assert _from_start(curves, "audio", cfg) is curves["audio"]

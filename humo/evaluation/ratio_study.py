@@ -231,8 +231,21 @@ def run_study(cfg: RatioStudyConfig, log: Callable[[str], None] = print) -> dict
     with atomic_path(out / "ratios.md") as tmp:
         tmp.write_text(format_tables(results, cfg))
     for g in GROUPS:
-        plot_curves(curves[g], out / f"curves-{g}.png")
+        plot_curves(_from_start(curves, g, cfg), out / f"curves-{g}.png")
     return results
+
+
+def _from_start(curves: dict, group: str, cfg: RatioStudyConfig) -> dict:
+    """The group's curves for plotting, each pose run's beginning with the score of the model it starts from (the
+    base audio run's last point, per seed); the audio runs start from stage 1, which is not scored."""
+    if group != "pose":
+        return curves[group]
+    base = curves["audio"].get(row_name("audio", cfg.pose_audio_ratio), {})
+    x = cfg.s1_steps + cfg.s2_steps
+    return {
+        v: {sd: ({x: base[sd][x]} if x in base.get(sd, {}) else {}) | pts for sd, pts in seeds.items()}
+        for v, seeds in curves["pose"].items()
+    }
 
 
 def versus(cfg: RatioStudyConfig) -> dict[str, str]:
