@@ -132,6 +132,7 @@ METRICS = (
     ("copy_scene", "copy: reference's scene", False),
     ("placement_copy", "copy: face placement", False),
 )
+METRIC_LABEL = {k: label for k, label, _ in METRICS}
 
 # HuMo paper (arXiv 2509.08519v1), Table 3 "Quantitative ablation study on MoCha", HuMo-17B; every column higher
 # is better. The paper gives no numbers for its time-adaptive CFG (Fig. 4 is qualitative).
@@ -657,6 +658,12 @@ def training_seconds(run_out: str | os.PathLike) -> float | None:
     return total
 
 
+def start_summary(backbone: dict[str, dict]) -> dict | None:
+    """The score of the model every variant starts from, among a study's scored backbones (`run_study`'s
+    "backbone": the longer study backbone where one was trained, else the recipe's stage 0)."""
+    return backbone.get("study backbone", backbone.get("recipe stage 0"))
+
+
 def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool = False) -> dict[str, Any]:
     """Train, evaluate, tabulate and plot the whole study (resumable) -> the results dict.
 
@@ -728,8 +735,7 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
         tmp.write_text(json.dumps(results, indent=1, default=float))
     with atomic_path(out / "ablation.md") as tmp:
         tmp.write_text(format_tables(results))
-    start = backbone.get("study backbone", backbone.get("recipe stage 0"))
-    plot_curves(curves, out / "curves.png", start=start)
+    plot_curves(curves, out / "curves.png", start=start_summary(backbone))
     return results
 
 
@@ -920,16 +926,19 @@ def _bar_lines(results: dict[str, Any]) -> list[str]:
     full = results["final"].get("full")
     if not full:
         return []
-    label, cells = {k: lab for k, lab, _ in METRICS}, []
+    cells, means = [], {}
     for key, bar in LEARNING_BARS.items():
         m, sd, _ = mean_spread([s.get(key) for s in full.values()])
         if m is not None:
-            cells.append(f"{label[key]} {m:.3f} ± {sd:.3f} ({'passes' if m >= bar else 'misses'} the bar {bar:g})")
-    start = results.get("backbone", {})
-    start = start.get("study backbone", start.get("recipe stage 0"))
-    if start and start.get("subject_gain") is not None and cells:
-        m, _, _ = mean_spread([s.get("subject_gain") for s in full.values()])
-        cells.append(f"subject gain over the backbone it started from {m - start['subject_gain']:+.3f}")
+            means[key] = m
+            cells.append(
+                f"{METRIC_LABEL[key]} {m:.3f} ± {sd:.3f} ({'passes' if m >= bar else 'misses'} the bar {bar:g})"
+            )
+    start = start_summary(results.get("backbone", {}))
+    if start and start.get("subject_gain") is not None and "subject_gain" in means:
+        cells.append(
+            f"subject gain over the backbone it started from {means['subject_gain'] - start['subject_gain']:+.3f}"
+        )
     return ["", "Did `full` learn what the claims are about? " + "; ".join(cells) + "."] if cells else []
 
 
@@ -940,8 +949,7 @@ def _paper_beside_ours(final: dict[str, dict]) -> list[str]:
     if not diffs:
         return []
     cols, (_, full_row) = PAPER_TABLE3["columns"], PAPER_TABLE3["rows"]["full"]
-    label = {k: lab for k, lab, _ in METRICS}
-    head = " | ".join(f"paper {c} | ours: {label[PAPER_METRIC[c]]}" for c in cols if c in PAPER_METRIC)
+    head = " | ".join(f"paper {c} | ours: {METRIC_LABEL[PAPER_METRIC[c]]}" for c in cols if c in PAPER_METRIC)
     lines = ["", "Each variant minus the full model, the paper's difference beside ours (mean ± std of the "
                  "per-seed differences); AES has no counterpart here:", "",
              f"| difference | {head} |", "|---|" + "---|---|" * len(PAPER_METRIC)]  # fmt: skip
