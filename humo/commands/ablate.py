@@ -48,6 +48,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="worker processes running the seeds side by side, the cores split between them (default 1)",
     )
+    parser.add_argument(
+        "--ledger",
+        help="folder kept with the code where each finished run's record and scores go, so that the study resumes "
+        "on another machine (default: none)",
+    )
     parser.add_argument("--no-guidance", action="store_true", help="skip the inference-time guidance study")
     parser.add_argument(
         "--guidance-variant",

@@ -38,6 +38,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "curve_points": f"evaluated checkpoints per run (default {d.curve_points})",
         "eval_clips": f"held-out clips (default {d.eval_clips})",
         "eval_steps": f"sampling steps per evaluation (default {d.eval_steps})",
+        "ledger": "folder kept with the code for each finished run's record and scores, to resume on another "
+        "machine (default: none)",
     }
     for name, text in helps.items():
         parser.add_argument(

@@ -44,6 +44,7 @@ from typing import Any
 
 from humo.errors import HumoError, atomic_path, read_json_file
 from humo.evaluation.heldout import mean_spread
+from humo.evaluation.ledger import Ledger, config_differences, provenance_lines, runs_to_train
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,9 @@ class StudyConfig:
     # and seed; 0: the recipe's backbone as it is). HuMo's minimal-invasive training presumes a pretrained backbone
     # that follows the text; the recipe's 2000 steps follow the scene only (docs/ablations.md, "Study v2").
     backbone_steps: int = 0
+    # A folder kept with the code (committed) where every finished run's record and scores are written, so that the
+    # study resumes on another machine (`humo.evaluation.ledger`); None: the results live in `out` only.
+    ledger: str | None = None
     # Worker processes running the seeds side by side, whole seeds each, the cores split between them. On 2 cores
     # two 1-thread workers are ~1.1-1.25x faster than the seeds in turn (docs/ablations.md, "How long it takes").
     jobs: int = 1
@@ -485,12 +489,6 @@ def plan(cfg: StudyConfig) -> list[dict[str, Any]]:
     return runs
 
 
-# Training-config fields that say where and how a run is carried out, not what it trains: a stored run may differ in
-# them (another cwd's paths, another machine) and still be the same run.
-_PLACE_FIELDS = ("cache", "out", "progress", "tensorboard", "resume", "device", "num_workers", "log_every",
-                 "distributed")  # fmt: skip
-
-
 def run_config(cfg, run: dict[str, Any], who: str = "ablate") -> dict[str, Any]:
     """The checked training config of a study's run, as plain data: `cfg.train_config`, then `cfg.train_overrides`,
     then the run's own overrides (`model_overrides` merged entry by entry, so that a run adding a pose guider keeps
@@ -510,8 +508,8 @@ def run_config(cfg, run: dict[str, Any], who: str = "ablate") -> dict[str, Any]:
 
 def check_stored_run(run: dict[str, Any], intended: dict[str, Any], who: str = "ablate") -> None:
     """A one-line HumoError when the run folder holds a run trained with another configuration than `intended`
-    (`run_config`): its ``config.json`` (the trainer's) is compared field by field, paths resolved, the fields of
-    `_PLACE_FIELDS` and those the stored file lacks (older code) left out. No folder or no config.json: nothing."""
+    (`run_config`): its ``config.json`` (the trainer's) is compared field by field (`ledger.config_differences`).
+    No folder or no config.json: nothing."""
     stored_path = Path(run["out"]) / "config.json"
     if not stored_path.is_file():
         return
@@ -519,17 +517,7 @@ def check_stored_run(run: dict[str, Any], intended: dict[str, Any], who: str = "
         stored = json.loads(stored_path.read_text())
     except (OSError, ValueError) as e:
         raise HumoError(f"{who}: run {run['name']}: {stored_path} is unreadable ({e}); use a new --out") from None
-
-    def same(key: str, a: Any, b: Any) -> bool:
-        if key == "init" and isinstance(a, str) and isinstance(b, str):
-            return os.path.realpath(a) == os.path.realpath(b)
-        return a == b
-
-    differ = [
-        f"{k} {stored[k]!r} (stored) vs {v!r} (this study)"
-        for k, v in intended.items()
-        if k in stored and k not in _PLACE_FIELDS and not same(k, stored[k], v)
-    ]
+    differ = config_differences(stored, intended)
     if differ:
         raise HumoError(
             f"{who}: run {run['name']} in {run['out']} was trained with another configuration: {'; '.join(differ)}; "
@@ -664,6 +652,53 @@ def start_summary(backbone: dict[str, dict]) -> dict | None:
     return backbone.get("study backbone", backbone.get("recipe stage 0"))
 
 
+def _ledger_records(cfg, runs: list[dict[str, Any]], who: str):
+    """The study's ledger, each run's intended config (`run_config`) and the ledger's records of the runs."""
+    ledger = Ledger(cfg.ledger, cfg.out, who)
+    intended = {run["name"]: run_config(cfg, run, who) for run in runs}
+    return ledger, intended, {n: r for n, c in intended.items() if (r := ledger.record(n, c)) is not None}
+
+
+def study_runs_to_train(cfg, runs: list[dict[str, Any]], needed=(), who: str = "ablate") -> set[str]:
+    """The names of `runs` that `train_and_score` would train (`ledger.runs_to_train`)."""
+    return runs_to_train(runs, set(_ledger_records(cfg, runs, who)[2]), needed)
+
+
+def train_and_score(cfg, runs: list[dict[str, Any]], evaluate: Callable[[Any], dict], log: Callable[[str], None],
+                    who: str = "ablate", needed=()) -> tuple[dict[str, dict[int, dict]], dict[str, dict]]:  # fmt: skip
+    """Train a study's `runs` (in training order) and score every kept checkpoint of each run with a variant ->
+    ({run name: {step: summary}}, {run name: its ledger record}).
+
+    `cfg.ledger` (`humo.evaluation.ledger`): runs it records are read from it, not trained; a recorded run is
+    trained again only when a run to train starts from it, or `needed` (export paths: other evaluations to do)
+    names it, and its weights are not on disk. Every run trained and scored here is recorded. Without a ledger
+    every run is trained (skipped when its export exists) and its records are kept in memory only.
+    """
+    ledger, intended, records = _ledger_records(cfg, runs, who)
+    train = runs_to_train(runs, set(records), needed)
+    scores: dict[str, dict[int, dict]] = {}
+    for run in runs:
+        name = run["name"]
+        if name in train:
+            if name in records:
+                log(f"{who}: {name} is in the ledger; training it again, as a later run starts from it")
+            train_run(cfg, run, log, who)
+        points = {}
+        if name in records:
+            for step in records[name]["eval_steps"]:
+                points[step] = ledger.evaluation(f"{name}-step{step:06d}.json")
+        else:
+            for step, folder in kept_checkpoints(Path(run["out"])) if run["variant"] is not None else []:
+                points[step] = ledger.evaluation(
+                    f"{name}-step{step:06d}.json", lambda folder=folder: evaluate(checkpoint_dit(folder))
+                )
+            records[name] = ledger.write_record(run, intended[name], points, training_seconds(run["out"]))
+        for step, summary in points.items():
+            log(f"{who}: {name} step {step}: " + _brief(summary))
+        scores[name] = points
+    return scores, records
+
+
 def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool = False) -> dict[str, Any]:
     """Train, evaluate, tabulate and plot the whole study (resumable) -> the results dict.
 
@@ -677,49 +712,55 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
         with atomic_path(out / "study.json") as tmp:
             tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     t_start = time.perf_counter()
+    ledger = Ledger(cfg.ledger, out, "ablate")
     longer_backbone = backbone_run(cfg)
-    if longer_backbone is not None:
-        train_run(cfg, longer_backbone, log)  # shared by every seed: before the workers
-    if cfg.jobs > 1 and len(cfg.seeds) > 1:
-        run_workers(cfg, log)  # after them every run and evaluation below is cached: this pass only gathers
-    evaluator = Evaluator(cfg.recipe_path, cfg.eval_clips, cfg.eval_steps)
+    runs = ([longer_backbone] if longer_backbone else []) + plan(cfg)
     # What the variants start from, scored as they are (a "pretrained" backbone that follows the text?).
     starts = {"recipe stage 0": (recipe_backbone(cfg.recipe_path), "recipe-stage0.json")}
     if cfg.backbone_steps:
         starts["study backbone"] = (cfg.backbone_path, "backbone.json")
+    # The guidance study samples the final model of `guidance_variant` for every seed.
+    which = cfg.guidance_variant if cfg.guidance and cfg.guidance_variant in cfg.variants else None
+    model = "" if which == "full" else f"{which}-"  # `full`'s files keep the names earlier studies cached them under
+    strength = "" if cfg.guidance_strength == 1.0 else f"-strength{cfg.guidance_strength:g}"
+
+    def guidance_file(case: GuidanceCase, seed: int) -> str:
+        return f"guidance-{model}{_slug(case.name)}{strength}-seed{seed}.json"
+
+    def export(seed: int) -> Path:
+        return Path(cfg.out) / "train" / f"{which}-seed{seed}" / "final" / "ema.safetensors"
+
+    needed = [str(w) for w, name in starts.values() if not ledger.has_evaluation(name)]
+    if which:
+        needed += [str(export(sd)) for sd in cfg.seeds if
+                   not all(ledger.has_evaluation(guidance_file(c, sd)) for c in GUIDANCE_CASES)]  # fmt: skip
+    if longer_backbone is not None and longer_backbone["name"] in study_runs_to_train(cfg, runs, needed):
+        train_run(cfg, longer_backbone, log)  # shared by every seed: before the workers
+    if cfg.jobs > 1 and len(cfg.seeds) > 1:
+        run_workers(cfg, log)  # after them every run and evaluation below is cached: this pass only gathers
+    evaluator = Evaluator(cfg.recipe_path, cfg.eval_clips, cfg.eval_steps)
     backbone = {}
     for label, (weights, name) in starts.items():
-        backbone[label] = _cached(out / "eval" / name, lambda w=weights: evaluator(_load_export(w)))
+        backbone[label] = ledger.evaluation(name, lambda w=weights: evaluator(_load_export(w)))
         log(f"ablate: {label}: " + _brief(backbone[label]))
+    scores, records = train_and_score(cfg, runs, evaluator, log, "ablate", needed)
     curves: dict[str, dict[int, dict[int, dict]]] = {}
-    trained = {"backbone": training_seconds(longer_backbone["out"])} if longer_backbone else {}
-    for run in plan(cfg):
-        train_run(cfg, run, log)
-        trained[run["name"]] = training_seconds(run["out"])
-        if run["variant"] is None:
-            continue
-        for step, folder in kept_checkpoints(Path(run["out"])):
-            path = out / "eval" / f"{run['name']}-step{step:06d}.json"
-            summary = _cached(path, lambda folder=folder: evaluator(checkpoint_dit(folder)))
+    for run in runs:
+        for step, summary in scores[run["name"]].items():
             curves.setdefault(run["variant"], {}).setdefault(run["seed"], {})[run["offset"] + step] = summary
-            log(f"ablate: {run['name']} step {step}: " + _brief(summary))
     guidance: dict[str, dict[int, dict]] = {}
-    if cfg.guidance and cfg.guidance_variant in cfg.variants:
-        which = cfg.guidance_variant
-        for seed in cfg.seeds:
-            export = Path(cfg.out) / "train" / f"{which}-seed{seed}" / "final" / "ema.safetensors"
-            dit = None
-            # `full`'s files at the paper's scales keep the names earlier studies cached them under
-            model = "" if which == "full" else f"{which}-"
-            strength = "" if cfg.guidance_strength == 1.0 else f"-strength{cfg.guidance_strength:g}"
-            for case in GUIDANCE_CASES:
-                path = out / "eval" / f"guidance-{model}{_slug(case.name)}{strength}-seed{seed}.json"
-                if not path.is_file() and dit is None:
-                    dit = _load_export(export)
-                params = case_params(case, cfg.guidance_strength)
-                summary = _cached(path, lambda case=case, dit=dit, params=params: evaluator(dit, case.preset, params))
-                guidance.setdefault(case.name, {})[seed] = summary
-                log(f"ablate: guidance '{case.name}' seed {seed}: " + _brief(summary))
+    for seed in cfg.seeds if which else []:
+        dit = None
+        for case in GUIDANCE_CASES:
+            if dit is None and not ledger.has_evaluation(guidance_file(case, seed)):
+                dit = _load_export(export(seed))
+            params = case_params(case, cfg.guidance_strength)
+            summary = ledger.evaluation(
+                guidance_file(case, seed), lambda case=case, dit=dit, params=params: evaluator(dit, case.preset, params)
+            )
+            guidance.setdefault(case.name, {})[seed] = summary
+            log(f"ablate: guidance '{case.name}' seed {seed}: " + _brief(summary))
+    trained = {name: rec["training_seconds"] for name, rec in records.items()}
     results = {
         "config": dataclasses.asdict(cfg),
         "curves": curves,
@@ -727,6 +768,7 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
         "guidance": guidance,
         "backbone": backbone,
         "training_seconds": trained,
+        "runs": records,
         "seconds": time.perf_counter() - t_start,  # this invocation's (a resumed study's last part)
     }
     if worker:
@@ -886,6 +928,7 @@ def format_tables(results: dict[str, Any]) -> str:
         lines += _mean_table(title, results["guidance"])
         lines += _difference_table(results["guidance"], {c.name: c.versus for c in GUIDANCE_CASES if c.versus})
     lines += claims_table(claim_verdicts(results))
+    lines += provenance_lines(results.get("runs") or {})
     return "\n".join(lines) + "\n"
 
 

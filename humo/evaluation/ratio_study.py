@@ -40,22 +40,18 @@ from humo.errors import HumoError, atomic_path
 from humo.evaluation.ablation import (
     Claim,
     Evaluator,
-    _brief,
-    _cached,
     _difference_table,
     _mean_table,
     _training_time_lines,
     check_recipe,
-    checkpoint_dit,
     claims_table,
     field_type_problems,
-    kept_checkpoints,
     plot_curves,
     recipe_backbone,
-    train_run,
-    training_seconds,
+    train_and_score,
     verdicts,
 )
+from humo.evaluation.ledger import provenance_lines
 
 GROUPS = ("audio", "pose")
 
@@ -88,6 +84,7 @@ class RatioStudyConfig:
     eval_clips: int = 12
     eval_steps: int = 20
     train_overrides: dict = field(default_factory=dict)  # extra TrainConfig fields for every run
+    ledger: str | None = None  # where finished runs are recorded to resume on another machine (`humo ablate`'s)
 
     def __post_init__(self) -> None:
         problems = field_type_problems(self)
@@ -203,27 +200,22 @@ def run_study(cfg: RatioStudyConfig, log: Callable[[str], None] = print) -> dict
         tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     t_start = time.perf_counter()
     evaluator = Evaluator(cfg.recipe_path, cfg.eval_clips, cfg.eval_steps)
+    runs = plan(cfg)
+    # audio only: the Evaluator gives the held-out clips' caption, reference and audio, never a pose
+    scores, records = train_and_score(cfg, runs, evaluator, log, "ratios")
     curves: dict[str, dict[str, dict[int, dict[int, dict]]]] = {g: {} for g in GROUPS}
-    trained = {}
-    for run in plan(cfg):
-        train_run(cfg, run, log, who="ratios")
-        trained[run["name"]] = training_seconds(run["out"])
-        if run["group"] is None:
-            continue
-        for step, folder in kept_checkpoints(Path(run["out"])):
-            path = out / "eval" / f"{run['name']}-step{step:06d}.json"
-            # audio only: the Evaluator gives the held-out clips' caption, reference and audio, never a pose
-            summary = _cached(path, lambda folder=folder: evaluator(checkpoint_dit(folder)))
+    for run in runs:
+        for step, summary in scores[run["name"]].items():
             points = curves[run["group"]].setdefault(run["variant"], {}).setdefault(run["seed"], {})
             points[run["offset"] + step] = summary
-            log(f"ratios: {run['name']} step {step}: " + _brief(summary))
     final = {g: {v: {s: pts[max(pts)] for s, pts in seeds.items()} for v, seeds in curves[g].items()} for g in GROUPS}
     results = {
         "config": dataclasses.asdict(cfg),
         "curves": curves,
         "final": final,
         "claims": verdicts(claims(cfg), {**final["audio"], **final["pose"]}, versus(cfg), cfg.eval_clips),
-        "training_seconds": trained,
+        "training_seconds": {name: rec["training_seconds"] for name, rec in records.items()},
+        "runs": records,
         "seconds": time.perf_counter() - t_start,  # this invocation's (a resumed study's last part)
     }
     with atomic_path(out / "results.json") as tmp:
@@ -273,4 +265,5 @@ def format_tables(results: dict[str, Any], cfg: RatioStudyConfig) -> str:
             lines += _mean_table(titles[g], rows)
             lines += _difference_table(rows, {k: v for k, v in versus(cfg).items() if k in rows})
     lines += claims_table(results["claims"])
+    lines += provenance_lines(results.get("runs") or {})
     return "\n".join(lines) + "\n"
