@@ -119,3 +119,21 @@ def test_a_study_resumes_on_another_machine_from_its_ledger(recipe, tmp_path, mo
     # A ledger of another study is refused, naming the field that differs.
     with pytest.raises(HumoError, match=r"s1-seed0 in the ledger .* another configuration: steps 1 \(stored\) vs 3"):
         run_study(dataclasses.replace(cfg, out=str(tmp_path / "machine4"), s1_steps=3), log=lambda m: None)
+
+
+def test_the_presets_ledgers_are_not_ignored_by_git():
+    import pathlib
+    import shutil
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    ledgers = [json.loads(p.read_text()).get("ledger") for p in sorted((root / "configs").glob("*.json"))]
+    ledgers = [d for d in ledgers if d]
+    assert "results/ratios-v2" in ledgers and "results/ablate-v4" in ledgers
+    for d in ledgers:
+        for kind in ("runs", "eval"):
+            path = f"{d}/{kind}/x.json"
+            ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=root).returncode == 0
+            assert not ignored, f"{path} is ignored by git: the ledger would not be committed"

@@ -57,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
     return _extract(args, video)
 
 
-def _frames_with_someone(track) -> int:
-    """How many frames of a `PoseTrack` have at least one joint seen."""
-    return int((track.points[..., 2] > 0).any(-1).any(-1).sum())
+def _people_seen(track) -> tuple[int, int]:
+    """(frames of a `PoseTrack` with at least one joint seen, the most people seen in one frame)."""
+    seen = (track.points[..., 2] > 0).any(-1)  # (frames, people)
+    return int(seen.any(-1).sum()), int(seen.sum(-1).max())
 
 
 def _convert(args) -> int:
@@ -74,8 +75,7 @@ def _convert(args) -> int:
     check_output(args.out, "-o", inputs, args.overwrite)
     track, layout = read_pose_source(source, args.fps, _size(args.size), args.normalised, args.clip)
     path = save_pose(args.out, track, layout)
-    seen = _frames_with_someone(track)
-    people = int((track.points[..., 2] > 0).any(-1).sum(-1).max())
+    seen, people = _people_seen(track)
     print(
         f"wrote {path}: {track.frames} frames at {track.fps:g} fps, {track.width:g}x{track.height:g}, {layout}, "
         f"a person in {seen} frames, at most {people} in one"
@@ -104,6 +104,6 @@ def _extract(args, video) -> int:
     from humo.pose import load_pose
 
     track = load_pose(path)
-    seen = _frames_with_someone(track)
+    seen, _ = _people_seen(track)
     print(f"wrote {path}: {track.frames} frames at {track.fps:g} fps, a person found in {seen}")
     return 0
