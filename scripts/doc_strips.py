@@ -33,15 +33,14 @@ def labelled(rows: list[tuple[str, np.ndarray]], count: int, scale: int) -> np.n
     enlarged `scale` times, a label on the left of each."""
     from PIL import Image, ImageDraw
 
+    from humo.commands.demo import strip_image
+
     t = min(len(f) for _, f in rows)
-    idx = np.linspace(0, t - 1, min(count, t)).round().astype(int)
     h, w = rows[0][1].shape[1:3]
-    img = Image.new("RGB", (LABEL_WIDTH + len(idx) * w * scale, len(rows) * h * scale), "white")
+    img = Image.new("RGB", (LABEL_WIDTH + min(count, t) * w * scale, len(rows) * h * scale), "white")
     draw = ImageDraw.Draw(img)
     for r, (label, frames) in enumerate(rows):
-        strip = np.concatenate([frames[i] for i in idx], axis=1)
-        tile = Image.fromarray(strip).resize((strip.shape[1] * scale, h * scale), Image.NEAREST)
-        img.paste(tile, (LABEL_WIDTH, r * h * scale))
+        img.paste(strip_image(frames[:t], count, scale), (LABEL_WIDTH, r * h * scale))
         draw.multiline_text((6, r * h * scale + 6), label, fill="black", spacing=3)
     return np.asarray(img)
 

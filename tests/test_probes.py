@@ -126,3 +126,18 @@ def test_audio_token_dependence_reads_a_collapsed_projector_as_zero(tmp_path):
     assert g["audio_tokens"] == 0.0
     windows = torch.randn(3, 2, 8, 5, TINY_AUDIO["audio_feat_dim"])
     assert audio_token_dependence(model, windows) == 0.0
+
+
+def test_demo_frame_strip_takes_evenly_spaced_frames_enlarged(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from humo.commands.demo import write_strip
+
+    frames = np.zeros((9, 4, 5, 3), dtype=np.uint8)
+    frames[:, :, :, 0] = np.arange(9)[:, None, None] * 10  # each frame's red is its index x 10
+    path = write_strip(frames, tmp_path / "strip.png", count=3, scale=2)
+    img = np.asarray(Image.open(path))
+    assert img.shape == (8, 30, 3)  # 3 frames of 5 wide side by side, enlarged 2x
+    assert [int(img[0, x, 0]) for x in (0, 10, 20)] == [0, 40, 80]  # frames 0, 4 and 8
+    assert not list(tmp_path.glob("*.tmp"))

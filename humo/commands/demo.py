@@ -54,18 +54,23 @@ def example_inputs(folder: Path) -> tuple[str, str, str]:
     return "a woman talks in front of a blue wall", str(folder / "reference.png"), str(folder / "speech.wav")
 
 
-def write_strip(frames, path, count: int = 8, scale: int = 2) -> Path:
-    """A PNG of `count` evenly spaced frames side by side, each enlarged `scale` times (nearest), written atomically."""
+def strip_image(frames, count: int = 8, scale: int = 2):
+    """`count` evenly spaced frames of `frames` ([T, H, W, 3] uint8) side by side, each enlarged `scale` times
+    (nearest) -> a PIL image."""
     import numpy as np
     from PIL import Image
 
-    from humo.errors import atomic_path
-
     idx = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
     strip = np.concatenate([frames[i] for i in idx], axis=1)
-    img = Image.fromarray(strip).resize((strip.shape[1] * scale, strip.shape[0] * scale), Image.NEAREST)
+    return Image.fromarray(strip).resize((strip.shape[1] * scale, strip.shape[0] * scale), Image.NEAREST)
+
+
+def write_strip(frames, path, count: int = 8, scale: int = 2) -> Path:
+    """A PNG of `strip_image(frames, count, scale)`, written atomically."""
+    from humo.errors import atomic_path
+
     with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
+        strip_image(frames, count, scale).save(tmp, format="PNG")
     return Path(path)
 
 
