@@ -18,7 +18,6 @@ ended with, and the machines the runs trained on.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -41,14 +40,6 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # Training-config fields that say where and how a run is carried out, not what it trains: a stored run may differ in
@@ -135,6 +126,8 @@ class Ledger:
     def write_record(self, run: dict[str, Any], intended: dict[str, Any], steps: Iterable[int],
                      seconds: float | None) -> dict[str, Any]:  # fmt: skip
         """Record a trained and scored run (its export and its start must be on disk) -> the record."""
+        from humo.data.precompute import file_digest
+
         export = Path(run["out"]) / "final" / "ema.safetensors"
         init = intended.get("init")
         rec = {
@@ -144,9 +137,9 @@ class Ledger:
             "training_seconds": seconds,
             "machine": machine(),
             "init": self.portable(init) if init else None,
-            "init_sha256": file_sha256(init) if init and Path(init).is_file() else None,
+            "init_sha256": file_digest(init) if init and Path(init).is_file() else None,
             "export": self.portable(export),
-            "export_sha256": file_sha256(export),
+            "export_sha256": file_digest(export),
         }
         if self.root is not None:
             _write_json(self.root / RUNS_DIR / f"{run['name']}.json", rec)
