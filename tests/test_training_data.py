@@ -117,7 +117,8 @@ def test_precompute_reports_missing_files_and_missing_encoders(tmp_path, encoder
         precompute([Sample("x", "a.mp4", "a"), Sample("x", "b.mp4", "b")], tmp_path / "c", encoders, base_dir=media)
 
 
-def test_precompute_keeps_pose_keypoints_from_tracks_or_a_pose_file(tmp_path, encoders, media):
+def test_precompute_keeps_pose_keypoints_from_tracks_or_a_pose_file(tmp_path, encoders, media, monkeypatch):
+    import humo.data.precompute as pre
     from humo.pose import CANONICAL, COCO17, PoseTrack, save_pose, to_canonical
     from humo.proving_ground.render import KEYPOINTS
 
@@ -135,8 +136,13 @@ def test_precompute_keeps_pose_keypoints_from_tracks_or_a_pose_file(tmp_path, en
         Sample("file", "b.mp4", "a person waves", pose="pose.json", **CLIP),
         Sample("none", "a.mp4", "a person talks", face_masks="masks.npz", **CLIP),  # masks without keypoints
     ]  # fmt: skip
+    hashed, digest = [], pre.file_digest
+    monkeypatch.setattr(pre, "file_digest", lambda path: hashed.append(path) or digest(path))
     stats = precompute(samples, tmp_path / "cache", encoders, base_dir=media, dtype=torch.bfloat16)
+    monkeypatch.undo()
     assert stats.computed["pose"] == 2
+    # each input is read once, though a face-mask file keys both the mask and the pose tracks
+    assert len(hashed) == len(set(hashed)) and media / "tracks.npz" in hashed
     cache = LatentCache(tmp_path / "cache")
     tracks, file, none = (cache.store.get(e["pose"]) if e["pose"] else None for e in cache.samples)
     assert none is None and tracks.dtype == torch.float32  # coordinates stay float32 in a bf16 cache

@@ -248,6 +248,9 @@ class Precomputer:
         # The last clip's decoded frames and audio features, decoded and encoded once for the calls that read them.
         self._last_frames: tuple[Path, np.ndarray] | None = None
         self._last_features: tuple[Path, float, torch.Tensor] | None = None
+        # Each input's SHA-256, read once: one clip's files feed several keys (a face-mask file: the mask, the
+        # pose tracks, the person masks).
+        self._digests: dict[Path, str] = {}
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _frames(self, path: Path) -> np.ndarray:
@@ -257,6 +260,12 @@ class Precomputer:
 
             self._last_frames = (path, read_video(path)[0])
         return self._last_frames[1]
+
+    def _digest(self, path: Path) -> str:
+        """`file_digest` of an input, computed once per precompute run."""
+        if path not in self._digests:
+            self._digests[path] = file_digest(path)
+        return self._digests[path]
 
     def _features(self, path: Path, fps: float) -> torch.Tensor:
         """The audio encoder's per-video-frame features of the file, encoded once for consecutive calls."""
@@ -288,7 +297,7 @@ class Precomputer:
         """The latent of the clip's first frames (1 + 4k: as many as the clip and the `frames` limit allow), the
         first encoded alone as a VAE's first frame."""
         settings = [self.frames, self.height, self.width, self.dtype_name]
-        key = content_key("video", file_digest(path), self.enc.identity("vae"), settings)
+        key = content_key("video", self._digest(path), self.enc.identity("vae"), settings)
 
         def compute():
             frames = self._frames(path)
@@ -301,7 +310,7 @@ class Precomputer:
         return self._cached("video", key, compute)
 
     def reference(self, path: Path, height: int, width: int) -> str:
-        key = content_key("reference", file_digest(path), self.enc.identity("vae"), height, width, self.dtype_name)
+        key = content_key("reference", self._digest(path), self.enc.identity("vae"), height, width, self.dtype_name)
 
         def compute():
             from humo.media.image import load_references
@@ -316,7 +325,7 @@ class Precomputer:
         from humo.media.image import load_image
         from humo.reference_crops import crop_boxes, load_reference_crop, reference_geometry
 
-        digest = file_digest(path)
+        digest = self._digest(path)
         w, h = load_image(path).size
         face, person, _ = reference_geometry(meta, k, w, h)
         boxes = crop_boxes(face, person, w, h, self.crops, seed=digest)
@@ -338,7 +347,7 @@ class Precomputer:
         """Audio windows of the clip's first `num_latent` latent frames (`audio_windows`)."""
         if self.enc.audio is None:
             raise HumoError(f"{what}: has audio {path} but no audio encoder was given (--audio)")
-        key = content_key("audio", file_digest(path), self.enc.identity("audio"), fps, num_latent, self.dtype_name)
+        key = content_key("audio", self._digest(path), self.enc.identity("audio"), fps, num_latent, self.dtype_name)
 
         def compute():
             from humo.conditions.audio import audio_windows
@@ -350,7 +359,7 @@ class Precomputer:
     def mask(self, path: Path, grid: tuple[int, int, int], what: str) -> str:
         """Face masks of the clip's video frames on the latent grid (f, h, w)."""
         f, h, w = grid
-        key = content_key("mask", file_digest(path), f, h, w, self.dtype_name)
+        key = content_key("mask", self._digest(path), f, h, w, self.dtype_name)
 
         def compute():
             from humo.mask_head import mask_to_latent_grid
@@ -370,7 +379,7 @@ class Precomputer:
             if "person_masks" not in z:
                 return None
         f, h, w = grid
-        key = content_key("person-masks", file_digest(path), f, h, w, self.dtype_name)
+        key = content_key("person-masks", self._digest(path), f, h, w, self.dtype_name)
 
         def compute():
             from humo.mask_head import mask_to_latent_grid
@@ -395,7 +404,7 @@ class Precomputer:
         with np.load(path) as z:
             if "person_valid" not in z:
                 return None
-        key = content_key("person-valid", file_digest(path), frames)
+        key = content_key("person-valid", self._digest(path), frames)
 
         def compute():
             with np.load(path) as z:
@@ -420,7 +429,7 @@ class Precomputer:
 
         if getattr(s, "pose", None):
             path = require_file(resolve(s.pose), f"{what}: pose file")
-            key = content_key("pose", file_digest(path), frames, fps, size)
+            key = content_key("pose", self._digest(path), frames, fps, size)
 
             def compute():
                 track = load_pose(path)
@@ -435,7 +444,7 @@ class Precomputer:
         with np.load(path) as z:
             if "keypoints" not in z:
                 return None
-        key = content_key("pose-tracks", file_digest(path), frames, fps, size)
+        key = content_key("pose-tracks", self._digest(path), frames, fps, size)
 
         def compute():
             with np.load(path) as z:
