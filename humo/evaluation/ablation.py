@@ -606,15 +606,6 @@ def case_params(case: GuidanceCase, strength: float) -> dict[str, float]:
     return {k: 1.0 + strength * (v - 1.0) if k in defaults else v for k, v in params.items()}
 
 
-def _cached(path: Path, compute: Callable[[], dict]) -> dict:
-    if path.is_file():
-        return json.loads(path.read_text())
-    result = compute()
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(result, indent=1, default=float))
-    return result
-
-
 def kept_checkpoints(run_out: Path) -> list[tuple[int, Path]]:
     """(step, folder) of every complete checkpoint a training run kept, by step (a folder without its state file
     is one a kill interrupted while it was being replaced)."""

@@ -77,15 +77,12 @@ class Ledger:
         both). Without `compute`, a missing summary is an error."""
         local = self.out / EVAL_DIR / name
         kept = self.root / EVAL_DIR / name if self.root else None
-        if local.is_file():
-            result = json.loads(local.read_text())
-        elif kept is not None and kept.is_file():
-            return read_json_file(kept, f"{self.who} ledger evaluation")
-        elif compute is None:
-            raise HumoError(f"{self.who}: evaluation {name} is in neither {local.parent} nor {kept}")
-        else:
-            result = compute()
-            _write_json(local, result)
+        if not local.is_file():
+            if kept is not None and kept.is_file():
+                return read_json_file(kept, f"{self.who} ledger evaluation")
+            if compute is None:
+                raise HumoError(f"{self.who}: evaluation {name} is in neither {local.parent} nor {kept}")
+        result = json_memo(local, compute)
         if kept is not None and not kept.is_file():
             _write_json(kept, result)
         return result
@@ -144,6 +141,15 @@ class Ledger:
         if self.root is not None:
             _write_json(self.root / RUNS_DIR / f"{run['name']}.json", rec)
         return rec
+
+
+def json_memo(path: Path, compute: Callable[[], dict] | None) -> dict:
+    """The JSON file `path`, or `compute()` written there (atomically) first."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = compute()
+    _write_json(path, result)
+    return result
 
 
 def _write_json(path: Path, data: Any) -> None:

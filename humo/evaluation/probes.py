@@ -104,8 +104,9 @@ def checkpoint_curve(
 ) -> dict[int, dict[str, Any]]:
     """{step: held-out summary} for every checkpoint `run_out` kept, scored with the recipe's codec and encoders
     (`recipe`/model must exist: the recipe's assembled folder)."""
-    from humo.evaluation.ablation import Evaluator, _cached, checkpoint_dit, kept_checkpoints
+    from humo.evaluation.ablation import Evaluator, checkpoint_dit, kept_checkpoints
     from humo.evaluation.heldout import _fmt
+    from humo.evaluation.ledger import json_memo
 
     run_out = Path(run_out)
     points = kept_checkpoints(run_out)
@@ -114,7 +115,7 @@ def checkpoint_curve(
     evaluate = Evaluator(recipe, clips=clips, steps=steps)
     curve: dict[int, dict[str, Any]] = {}
     for step, folder in points:
-        curve[step] = _cached(folder / f"probe-{clips}.json", lambda folder=folder: evaluate(checkpoint_dit(folder)))
+        curve[step] = json_memo(folder / f"probe-{clips}.json", lambda folder=folder: evaluate(checkpoint_dit(folder)))
         if log is not None:
             s = curve[step]
             log(
@@ -222,7 +223,8 @@ def gap_curve(
     run_out: str | os.PathLike, cache: str | os.PathLike, split: str = "test", clips: int = 24, log=print
 ) -> dict[int, dict[str, Any]]:
     """{step: {"image_gap", "audio_gap", ...}} for every checkpoint `run_out` kept (see `conditioning_gap`)."""
-    from humo.evaluation.ablation import _cached, checkpoint_dit, kept_checkpoints
+    from humo.evaluation.ablation import checkpoint_dit, kept_checkpoints
+    from humo.evaluation.ledger import json_memo
 
     run_out = Path(run_out)
     points = kept_checkpoints(run_out)
@@ -236,7 +238,7 @@ def gap_curve(
 
     curve = {}
     for step, folder in points:
-        curve[step] = _cached(folder / f"gap-{clips}.json", lambda folder=folder: one(folder))
+        curve[step] = json_memo(folder / f"gap-{clips}.json", lambda folder=folder: one(folder))
         if log is not None:
             log(
                 f"{run_out.name} step {step}: "
