@@ -68,6 +68,15 @@ def test_an_evaluation_is_read_from_the_run_folder_or_the_ledger_and_written_to_
     assert elsewhere.evaluation("x.json", lambda: pytest.fail("computed again")) == {"v": 1}
     with pytest.raises(HumoError, match="evaluation y.json is in neither"):
         elsewhere.evaluation("y.json")
+    # a summary scored with other settings than the study's is refused, wherever it is read from
+    scored = Ledger(tmp_path / "ledger", tmp_path / "out3", scoring={"eval_clips": 16, "eval_steps": 20})
+    assert scored.evaluation("z.json", lambda: {"v": 2, "eval_clips": 16, "eval_steps": 20})["v"] == 2
+    for out in ("out3", "out4"):  # the run folder's copy, then the ledger's
+        other = Ledger(tmp_path / "ledger", tmp_path / out, scoring={"eval_clips": 16, "eval_steps": 10})
+        with pytest.raises(HumoError, match=r"z.json was scored with other settings: eval_steps 20 \(stored\) vs 10"):
+            other.evaluation("z.json", lambda: pytest.fail("computed again"))
+    with pytest.raises(HumoError, match=r"x.json was scored with other settings: eval_clips None \(stored\) vs 16"):
+        scored.evaluation("x.json")
 
 
 def test_a_study_resumes_on_another_machine_from_its_ledger(recipe, tmp_path, monkeypatch):
@@ -84,10 +93,10 @@ def test_a_study_resumes_on_another_machine_from_its_ledger(recipe, tmp_path, mo
     names = {"s1-seed0", "audio-50-seed0", "audio-100-seed0", "pose-20-seed0", "pose-80-seed0"}
     assert {p.stem for p in (ledger / "runs").glob("*.json")} == names
     pose = json.loads((ledger / "runs" / "pose-80-seed0.json").read_text())
-    base = json.loads((ledger / "runs" / "audio-50-seed0.json").read_text())
+    base = json.loads((ledger / "runs" / "audio-100-seed0.json").read_text())
     assert pose["eval_steps"] == [1, 2] and base["export_sha256"] == pose["init_sha256"]
     assert pose["config"]["condition_ratios"]["pose"] == 0.8 and "out" not in pose["config"]
-    assert pose["init"] == "OUT/train/audio-50-seed0/final/ema.safetensors" == pose["config"]["init"]
+    assert pose["init"] == "OUT/train/audio-100-seed0/final/ema.safetensors" == pose["config"]["init"]
     assert pose["machine"]["cpu"] and pose["training_seconds"] > 0
     table = (tmp_path / "machine1" / "ratios.md").read_text()
     assert "Runs recorded in the ledger: 5" in table
@@ -110,11 +119,15 @@ def test_a_study_resumes_on_another_machine_from_its_ledger(recipe, tmp_path, mo
     messages = []
     third = run_study(dataclasses.replace(cfg, out=str(tmp_path / "machine3")), log=messages.append)
     trained = {m.split()[2] for m in messages if m.startswith("ratios: training ")}
-    assert trained == {"s1-seed0", "audio-50-seed0", "pose-80-seed0"}
-    assert any("audio-50-seed0 is in the ledger; training it again" in m for m in messages)
+    assert trained == {"s1-seed0", "audio-100-seed0", "pose-80-seed0"}
+    assert any("audio-100-seed0 is in the ledger; training it again" in m for m in messages)
     assert third["final"]["audio"] == first["final"]["audio"]  # the recorded runs keep their first scores
     moved = json.loads((ledger / "runs" / "pose-80-seed0.json").read_text())["init_sha256"] != base["export_sha256"]
-    assert ("pose-80-seed0 (from audio-50-seed0)" in (tmp_path / "machine3" / "ratios.md").read_text()) == moved
+    assert ("pose-80-seed0 (from audio-100-seed0)" in (tmp_path / "machine3" / "ratios.md").read_text()) == moved
+
+    # Scores of other scoring settings are refused, not mixed into the tables.
+    with pytest.raises(HumoError, match=r"scored with other settings: eval_steps 1 \(stored\) vs 2"):
+        run_study(dataclasses.replace(cfg, out=str(tmp_path / "machine2"), eval_steps=2), log=lambda m: None)
 
     # A ledger of another study is refused, naming the field that differs.
     with pytest.raises(HumoError, match=r"s1-seed0 in the ledger .* another configuration: steps 1 \(stored\) vs 3"):

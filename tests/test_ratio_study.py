@@ -8,7 +8,7 @@ import pytest
 
 from humo.errors import HumoError
 from humo.evaluation.ablation import quantum, verdict
-from humo.evaluation.ratio_study import RatioStudyConfig, claims, plan, run_study, versus
+from humo.evaluation.ratio_study import RatioStudyConfig, claims, plan, run_study, training_shares, versus
 
 # training runs on one thread: tiny models are faster so, and the two test workers do not share cores
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -24,10 +24,11 @@ def test_plan_trains_each_ratio_from_the_run_before_it():
         start = r["overrides"]["init"].split("/")[-3]
         assert start == "s0" or names.index(start) < names.index(r["name"]), r["name"]
     a10, p80 = runs["audio-10-seed1"]["overrides"], runs["pose-80-seed1"]["overrides"]
-    assert a10["stage"] == 2 and a10["condition_ratios"] == {"text": 0.9, "image": 0.5, "audio": 0.1, "pose": 0.0}
+    assert a10["stage"] == 2 and a10["condition_ratios"] == {"text": 0.9, "image": 1.0, "audio": 0.1, "pose": 0.0}
     assert a10["init"].endswith("s1-seed1/final/ema.safetensors")
-    assert p80["condition_ratios"] == {"text": 0.9, "image": 0.5, "audio": 0.5, "pose": 0.8}
-    assert p80["init"].endswith("audio-50-seed1/final/ema.safetensors")
+    assert runs["s1-seed0"]["overrides"]["condition_ratios"]["image"] == 0.5  # stage 1 is the schedule's own
+    assert p80["condition_ratios"] == {"text": 0.9, "image": 1.0, "audio": 1.0, "pose": 0.8}
+    assert p80["init"].endswith("audio-100-seed1/final/ema.safetensors")
     assert p80["model_overrides"] == {"pose_channels": 16}  # the pose stage adds a pose guider
     assert runs["pose-20-seed0"]["offset"] == 7 and runs["audio-100-seed0"]["offset"] == 3
     # the claims and the rows they read
@@ -38,6 +39,19 @@ def test_plan_trains_each_ratio_from_the_run_before_it():
                     ("audio 10% - audio 50%", "sync_c", -1), ("pose 80% - pose 20%", "sync_c", -1)}  # fmt: skip
 
 
+def test_a_ratio_is_the_share_of_the_conditioned_samples_as_in_the_paper():
+    # the paper's audio 100% trains every sample with audio; here every one but guidance's null passes (no text)
+    shares = training_shares(RatioStudyConfig())
+    for row, audio in (("audio 10%", 0.1), ("audio 50%", 0.5), ("audio 100%", 1.0)):
+        assert shares[row]["audio"] == pytest.approx(audio * shares[row]["text"]) and "pose" not in shares[row]
+        assert shares[row]["image"] == shares[row]["text"] == pytest.approx(0.9)
+    for row, pose in (("pose 20%", 0.2), ("pose 50%", 0.5), ("pose 80%", 0.8)):
+        assert shares[row]["pose"] == pytest.approx(pose * 0.9) and shares[row]["audio"] == pytest.approx(0.9)
+    # the schedule's own stage 2 keeps the reference in half of the samples: its audio 100% would be 45%
+    half = training_shares(RatioStudyConfig(image_ratio=0.5))
+    assert half["audio 100%"]["audio"] == pytest.approx(0.45)
+
+
 def test_bad_study_config_is_named():
     with pytest.raises(HumoError, match="pose_audio_ratio 0.3: must be one of audio_ratios"):
         RatioStudyConfig(pose_audio_ratio=0.3)
@@ -45,6 +59,10 @@ def test_bad_study_config_is_named():
         RatioStudyConfig(audio_ratios=[0.1, 1.5], pose_audio_ratio=0.1)
     with pytest.raises(HumoError, match="pose_ratios: 0 trains no pose stage"):
         RatioStudyConfig(pose_ratios=[0.0, 0.5])
+    with pytest.raises(HumoError, match="audio_base 0.3: must be one of audio_ratios"):
+        RatioStudyConfig(audio_base=0.3)
+    with pytest.raises(HumoError, match=r"image_ratio 0.0: must be in \(0, 1\]"):
+        RatioStudyConfig(image_ratio=0.0)
 
 
 def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkeypatch):
@@ -80,7 +98,7 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
 
     assert load_dit(export).cfg.pose_hidden == 8
     cfg_used = json.loads((out / "train" / "pose-80-seed0" / "config.json").read_text())
-    assert cfg_used["condition_ratios"] == {"text": 0.9, "image": 0.5, "audio": 0.5, "pose": 0.8}
+    assert cfg_used["condition_ratios"] == {"text": 0.9, "image": 1.0, "audio": 1.0, "pose": 0.8}
     # a verdict per claim the metrics can test (a random model draws no face: its sync and identity are None)
     assert [c["claim"] for c in results["claims"]] == ["too high an audio ratio hurts text following (Table 3, Fig. 3)"]
     for c in results["claims"]:
@@ -88,7 +106,8 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
         assert c["verdict"] == verdict(c["differences"], -1, quantum(c["metric"], 2))
     table = (out / "ratios.md").read_text()
     for row in ("| audio 10% |", "| audio 100% - audio 50% |", "| pose 80% - pose 20% |",
-                "too high an audio ratio hurts text following", "± "):  # fmt: skip
+                "too high an audio ratio hurts text following", "± ", "audio 10%: text 90%, reference 90%, audio 9%",
+                "pose 80%: text 90%, reference 90%, audio 90%, pose 72%"):  # fmt: skip
         assert row in table, row
     for g in ("audio", "pose"):
         assert (out / f"curves-{g}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -120,7 +139,7 @@ def test_malformed_flags_and_study_fields_are_one_line_errors(tmp_path, capsys):
 def test_pose_curves_begin_at_the_model_they_start_from():
     from humo.evaluation.ratio_study import _from_start
 
-    cfg = RatioStudyConfig(seeds=[0, 1], s1_steps=1, s2_steps=2, s3_steps=2, curve_points=2)
+    cfg = RatioStudyConfig(seeds=[0, 1], s1_steps=1, s2_steps=2, s3_steps=2, curve_points=2, pose_audio_ratio=0.5)
     base = {0: {2: {"sync_c": 0.1}, 3: {"sync_c": 0.2}}, 1: {3: {"sync_c": 0.3}}}
     curves = {
         "audio": {"audio 50%": base, "audio 10%": {0: {3: {"sync_c": 9.0}}}},

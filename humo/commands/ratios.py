@@ -20,7 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     d = RatioStudyConfig()
     types = {"seeds": number_list(int), "audio_ratios": number_list(float), "pose_ratios": number_list(float),
-             "pose_audio_ratio": float, "s1_steps": int, "s2_steps": int, "s3_steps": int, "curve_points": int,
+             "pose_audio_ratio": float, "audio_base": float, "image_ratio": float, "s1_steps": int, "s2_steps": int,
+             "s3_steps": int, "curve_points": int,
              "eval_clips": int, "eval_steps": int}  # fmt: skip
     parser.add_argument("--study", metavar="FILE", help="a JSON of RatioStudyConfig fields; the flags override it")
     helps = {
@@ -32,6 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "audio_ratios": "stage-2 audio ratios (default 0.1,0.5,1)",
         "pose_ratios": "stage-3 pose ratios (default 0.2,0.5,0.8)",
         "pose_audio_ratio": f"the pose runs' audio ratio, one of the audio ratios (default {d.pose_audio_ratio})",
+        "audio_base": f"the audio ratio the other audio rows are compared with (default {d.audio_base})",
+        "image_ratio": f"the reference's ratio in the stage-2 and -3 runs, of the samples with text (default "
+        f"{d.image_ratio:g}: every one, so that a run's ratio is its share of the conditioned samples)",
         "s1_steps": f"stage-1 steps (default {d.s1_steps})",
         "s2_steps": f"stage-2 (+ audio) steps (default {d.s2_steps})",
         "s3_steps": f"stage-3 (+ pose) steps (default {d.s3_steps})",

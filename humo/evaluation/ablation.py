@@ -575,6 +575,15 @@ class Evaluator:
         self.manifest = self.recipe / "data" / "heldout" / "manifest.jsonl"
         self.pipe = None
 
+    @staticmethod
+    def settings(clips: int, steps: int) -> dict[str, int]:
+        """What a summary records of how it was scored (the clips asked for: a manifest may hold fewer)."""
+        return {"eval_clips": clips, "eval_steps": steps}
+
+    @property
+    def scoring(self) -> dict[str, int]:
+        return self.settings(self.clips, self.steps)
+
     def __call__(self, dit, guidance: str | None = None, params: dict | None = None) -> dict[str, Any]:
         from humo.evaluation.heldout import evaluate_model, quiet_pipeline
 
@@ -591,7 +600,7 @@ class Evaluator:
             log=None,
             pipe=self.pipe,
         )
-        return res["summary"]
+        return {**res["summary"], **self.scoring}
 
 
 def case_params(case: GuidanceCase, strength: float) -> dict[str, float]:
@@ -643,9 +652,14 @@ def start_summary(backbone: dict[str, dict]) -> dict | None:
     return backbone.get("study backbone", backbone.get("recipe stage 0"))
 
 
+def study_ledger(cfg, who: str) -> Ledger:
+    """A study's `Ledger`, holding its summaries to the study's scoring settings (`Evaluator.scoring`)."""
+    return Ledger(cfg.ledger, cfg.out, who, scoring=Evaluator.settings(cfg.eval_clips, cfg.eval_steps))
+
+
 def _ledger_records(cfg, runs: list[dict[str, Any]], who: str):
     """The study's ledger, each run's intended config (`run_config`) and the ledger's records of the runs."""
-    ledger = Ledger(cfg.ledger, cfg.out, who)
+    ledger = study_ledger(cfg, who)
     intended = {run["name"]: run_config(cfg, run, who) for run in runs}
     return ledger, intended, {n: r for n, c in intended.items() if (r := ledger.record(n, c)) is not None}
 
@@ -703,7 +717,7 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
         with atomic_path(out / "study.json") as tmp:
             tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     t_start = time.perf_counter()
-    ledger = Ledger(cfg.ledger, out, "ablate")
+    ledger = study_ledger(cfg, "ablate")
     longer_backbone = backbone_run(cfg)
     runs = ([longer_backbone] if longer_backbone else []) + plan(cfg)
     # What the variants start from, scored as they are (a "pretrained" backbone that follows the text?).

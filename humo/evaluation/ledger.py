@@ -66,11 +66,15 @@ def config_differences(stored: dict[str, Any], intended: dict[str, Any]) -> list
 
 class Ledger:
     """A study's ledger at `root` (None: none, and the study keeps its results in `out` only), beside the study's
-    run folder `out`. `who` names the study in errors."""
+    run folder `out`. `who` names the study in errors. `scoring`: the fields every evaluation summary must hold
+    with these values (the study's held-out clips and sampling steps), so that a study resumed with other scoring
+    settings never mixes its scores with the stored ones."""
 
-    def __init__(self, root: str | os.PathLike | None, out: str | os.PathLike, who: str = "ablate"):
+    def __init__(self, root: str | os.PathLike | None, out: str | os.PathLike, who: str = "ablate",
+                 scoring: dict[str, Any] | None = None):  # fmt: skip
         self.root = Path(root) if root else None
         self.out, self.who = Path(out), who
+        self.scoring = dict(scoring or {})
 
     def evaluation(self, name: str, compute: Callable[[], dict] | None = None) -> dict:
         """The evaluation summary ``NAME``: from ``OUT/eval``, else the ledger, else `compute()` (then written to
@@ -79,13 +83,23 @@ class Ledger:
         kept = self.root / EVAL_DIR / name if self.root else None
         if not local.is_file():
             if kept is not None and kept.is_file():
-                return read_json_file(kept, f"{self.who} ledger evaluation")
+                return self._scored_alike(kept, read_json_file(kept, f"{self.who} ledger evaluation"))
             if compute is None:
                 raise HumoError(f"{self.who}: evaluation {name} is in neither {local.parent} nor {kept}")
-        result = json_memo(local, compute)
+        result = self._scored_alike(local, json_memo(local, compute))
         if kept is not None and not kept.is_file():
             _write_json(kept, result)
         return result
+
+    def _scored_alike(self, path: Path, summary: dict) -> dict:
+        differ = [f"{k} {summary.get(k)!r} (stored) vs {v!r} (this study)" for k, v in self.scoring.items()
+                  if summary.get(k) != v]  # fmt: skip
+        if differ:
+            raise HumoError(
+                f"{self.who}: evaluation {path} was scored with other settings: {'; '.join(differ)}; use another "
+                "study folder and ledger (or remove it to score again)"
+            )
+        return summary
 
     def has_evaluation(self, name: str) -> bool:
         return (self.out / EVAL_DIR / name).is_file() or bool(self.root and (self.root / EVAL_DIR / name).is_file())

@@ -17,6 +17,14 @@ pose <r>%      3: + pose (a pose guider), pose ratio  the audio run at `pose_aud
                r, audio ratio `pose_audio_ratio`
 =============  =====================================  ==========================================
 
+A ratio is the paper's: the share of the conditioned training samples that train with the condition (audio 100%:
+every one). The schedule's ratios are each relative to the next weaker condition (`objective.nested_thresholds`),
+and its stages keep the reference in half of the samples with text, so that its audio 100% would be 45% of them.
+The study's stage-2 and -3 runs therefore keep the reference in every sample with text (`image_ratio` 1), and the
+pose runs keep the audio in every one (`pose_audio_ratio` 1): a run's ratio is then its share of the samples with
+text, which are all but the null passes of guidance (the text ratio's 10%). The tables give each run's shares of
+all training samples (`training_shares`).
+
 The pose runs train on the proving ground's pose tracks (cached by ``humo precompute`` from the clips' face-mask
 files) and are scored without a pose: the Evaluator gives the held-out clips' caption, reference and audio only.
 
@@ -76,7 +84,9 @@ class RatioStudyConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     audio_ratios: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0])
     pose_ratios: list[float] = field(default_factory=lambda: [0.2, 0.5, 0.8])
-    pose_audio_ratio: float = 0.5
+    pose_audio_ratio: float = 1.0
+    audio_base: float = 0.5  # the audio run the other audio runs' differences are taken from
+    image_ratio: float = 1.0  # the reference's ratio in the stage-2 and -3 runs (relative to text's)
     s1_steps: int = 300
     s2_steps: int = 600
     s3_steps: int = 600
@@ -101,6 +111,10 @@ class RatioStudyConfig:
         if self.pose_ratios and self.pose_audio_ratio not in self.audio_ratios:
             problems.append(f"pose_audio_ratio {self.pose_audio_ratio}: must be one of audio_ratios (the pose runs "
                             "start from that audio run)")  # fmt: skip
+        if self.audio_base not in self.audio_ratios:
+            problems.append(f"audio_base {self.audio_base}: must be one of audio_ratios")
+        if not 0.0 < self.image_ratio <= 1.0:
+            problems.append(f"image_ratio {self.image_ratio}: must be in (0, 1]")
         for name in ("s1_steps", "s2_steps", "s3_steps", "curve_points", "eval_steps"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} {getattr(self, name)}: must be >= 1")
@@ -116,9 +130,8 @@ class RatioStudyConfig:
         return Path(self.recipe)
 
     def base(self, group: str) -> float:
-        """The ratio each group's differences are taken from: the audio run the pose runs start from, the lowest
-        pose ratio."""
-        return self.pose_audio_ratio if group == "audio" else min(self.pose_ratios)
+        """The ratio each group's differences are taken from: `audio_base`, the lowest pose ratio."""
+        return self.audio_base if group == "audio" else min(self.pose_ratios)
 
 
 def claims(cfg: RatioStudyConfig) -> tuple[Claim, ...]:
@@ -168,12 +181,12 @@ def plan(cfg: RatioStudyConfig) -> list[dict[str, Any]]:
             name = f"audio-{r * 100:g}-seed{seed}"
             runs.append({"name": name, "group": "audio", "variant": row_name("audio", r), "seed": seed,
                          "out": root / name, "offset": cfg.s1_steps,
-                         "overrides": {**stage_fields(schedule, 2, audio=r), **curve(cfg.s2_steps),
-                                       "init": export(s1)}})  # fmt: skip
+                         "overrides": {**stage_fields(schedule, 2, image=cfg.image_ratio, audio=r),
+                                       **curve(cfg.s2_steps), "init": export(s1)}})  # fmt: skip
         start = export(f"audio-{cfg.pose_audio_ratio * 100:g}-seed{seed}")
         for r in cfg.pose_ratios:
             name = f"pose-{r * 100:g}-seed{seed}"
-            fields = stage_fields(schedule, 3, audio=cfg.pose_audio_ratio, pose=r)
+            fields = stage_fields(schedule, 3, image=cfg.image_ratio, audio=cfg.pose_audio_ratio, pose=r)
             runs.append({"name": name, "group": "pose", "variant": row_name("pose", r), "seed": seed,
                          "out": root / name, "offset": cfg.s1_steps + cfg.s2_steps,
                          "overrides": {**fields, **curve(cfg.s3_steps), "init": start}})  # fmt: skip
@@ -248,6 +261,19 @@ def versus(cfg: RatioStudyConfig) -> dict[str, str]:
     return out
 
 
+def training_shares(cfg: RatioStudyConfig) -> dict[str, dict[str, float]]:
+    """Each row -> the share of all its training samples that keep each condition (`objective.nested_thresholds`
+    of the run's ratios), conditions that never train left out."""
+    from humo.training.objective import nested_thresholds
+
+    out = {}
+    for run in plan(dataclasses.replace(cfg, seeds=cfg.seeds[:1])):
+        if run["variant"] is not None:
+            shares = nested_thresholds(run["overrides"]["condition_ratios"])
+            out[run["variant"]] = {m: v for m, v in shares.items() if v > 0}
+    return out
+
+
 def format_tables(results: dict[str, Any], cfg: RatioStudyConfig) -> str:
     """Markdown: per group the final checkpoints (mean ± std over seeds) and their paired differences from the
     group's base row, then the claims with their verdicts."""
@@ -259,10 +285,16 @@ def format_tables(results: dict[str, Any], cfg: RatioStudyConfig) -> str:
     ]
     titles = {"audio": "audio ratio (stage 2: + audio)", "pose": f"pose ratio (stage 3: + pose, audio "
               f"{cfg.pose_audio_ratio * 100:g}%)"}  # fmt: skip
+    names = {"text": "text", "image": "reference", "audio": "audio", "pose": "pose"}
+    shares = training_shares(cfg)
     for g in GROUPS:
         rows = results["final"].get(g) or {}
         if rows:
             lines += _mean_table(titles[g], rows)
+            kept = [f"{row}: " + ", ".join(f"{names[m]} {v * 100:.3g}%" for m, v in shares[row].items())
+                    for row in rows if row in shares]  # fmt: skip
+            lines += ["", "Share of all training samples with each condition (those without text are the null passes "
+                      f"of guidance): {'; '.join(kept)}."]  # fmt: skip
             lines += _difference_table(rows, {k: v for k, v in versus(cfg).items() if k in rows})
     lines += claims_table(results["claims"])
     lines += provenance_lines(results.get("runs") or {})
