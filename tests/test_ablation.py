@@ -490,6 +490,20 @@ def test_every_humo_claim_is_tested_with_its_sign():
         found = claim_verdicts(_humo_results(direction))
         assert [f["claim"] for f in found] == [c.text for c in humo_claims]
         assert {f["verdict"] for f in found} == {expected}, found
+    # with a seed still to train, no claim is judged yet (the rule is too lenient on two)
+    partial = _humo_results(1.0)
+    for rows in (partial["final"], partial["guidance"]):
+        for per_seed in rows.values():
+            del per_seed[2]
+    assert {f["verdict"] for f in claim_verdicts(partial)} == {"cannot tell"}
+    # a study whose stage 2 has no task ramp tests stage 1 alone, and its claims say so
+    flat = _humo_results(1.0)
+    flat["runs"] = {"full-seed0": {"config": {"av_fraction_start": 0.5, "av_fraction_end": 0.5}}}
+    texts = [f["claim"] for f in claim_verdicts(flat) if f["row"] == "single-stage - full"]
+    assert len(texts) == 3 and all(t.endswith("here only its stage 1 (stage 2's audio-visual share is 0.5 "
+                                              "throughout)") for t in texts)  # fmt: skip
+    flat["runs"]["full-seed0"]["config"]["av_fraction_start"] = 0.2
+    assert [f["claim"] for f in claim_verdicts(flat)] == [c.text for c in humo_claims]
 
 
 def test_tables_put_the_paper_beside_ours_and_say_whether_full_learnt(tmp_path):

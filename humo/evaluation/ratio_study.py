@@ -226,7 +226,9 @@ def run_study(cfg: RatioStudyConfig, log: Callable[[str], None] = print) -> dict
         "config": dataclasses.asdict(cfg),
         "curves": curves,
         "final": final,
-        "claims": verdicts(claims(cfg), {**final["audio"], **final["pose"]}, versus(cfg), cfg.eval_clips),
+        "claims": verdicts(
+            claims(cfg), {**final["audio"], **final["pose"]}, versus(cfg), cfg.eval_clips, seeds=len(cfg.seeds)
+        ),
         "training_seconds": {name: rec["training_seconds"] for name, rec in records.items()},
         "runs": records,
         "seconds": time.perf_counter() - t_start,  # this invocation's (a resumed study's last part)
