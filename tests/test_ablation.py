@@ -467,7 +467,7 @@ def _humo_results(direction: float) -> dict:
     seeds' spread and one clip's worth."""
     from humo.evaluation.ablation import CLAIMS, GUIDANCE_CASES, METRICS
 
-    base = {k: 0.5 for k, _, _ in METRICS}
+    base = {k: 0.5 for k, _, _ in METRICS} | {"sync_ratio": 2.5}  # every model past the bar of a model that syncs
     rows = {name: {s: dict(base) for s in (0, 1, 2)} for name in ("full", "full-finetune", "single-stage", "no-mask")}
     guidance = {c.name: {s: dict(base) for s in (0, 1, 2)} for c in GUIDANCE_CASES}
     every = {**rows, **guidance}
@@ -504,6 +504,20 @@ def test_every_humo_claim_is_tested_with_its_sign():
                                               "throughout)") for t in texts)  # fmt: skip
     flat["runs"]["full-seed0"]["config"]["av_fraction_start"] = 0.2
     assert [f["claim"] for f in claim_verdicts(flat)] == [c.text for c in humo_claims]
+    # a claim on a skill the model behind it lacks cannot be told: here `full` does not sync, so neither its sync
+    # claims nor the guidance study's (sampled on `full`) are judged; moved to a model that syncs, they are again
+    mute = _humo_results(1.0)
+    for per_seed in mute["final"]["full"].values():
+        per_seed["sync_ratio"] = 1.5
+    found = {f["claim"]: f["verdict"] for f in claim_verdicts(mute)}
+    sync = [c.text for c in humo_claims if c.metric == "sync_c"]
+    assert len(sync) == 4 and {found[t] for t in sync} == {
+        "cannot tell (`full` misses the bar: Sync-C / shuffled 1.50 < 2)"
+    }
+    assert {v for t, v in found.items() if t not in sync} == {"agrees"}
+    mute["config"]["guidance_variant"] = "full-finetune"
+    found = {f["claim"]: f["verdict"] for f in claim_verdicts(mute)}
+    assert [t for t in sync if found[t] == "agrees"] == [t for t in sync if "CFG" in t or "guidance" in t]
 
 
 def test_tables_put_the_paper_beside_ours_and_say_whether_full_learnt(tmp_path):

@@ -230,7 +230,31 @@ def claim_verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
     versus = variant_versus(results.get("final", {}))
     versus.update({c.name: c.versus for c in GUIDANCE_CASES if c.versus and c.name in results.get("guidance", {})})
     claims = [_as_studied(c, results) for c in CLAIMS]
-    return verdicts(claims, rows, versus, results["config"]["eval_clips"], seeds=len(results["config"]["seeds"]))
+    found = verdicts(claims, rows, versus, results["config"]["eval_clips"], seeds=len(results["config"]["seeds"]))
+    guided = results["config"].get("guidance_variant", "full")
+    for v in found:
+        model = guided if v["row"].split(" - ")[0] in results.get("guidance", {}) else "full"
+        missed = _missed_bar(results["final"].get(model), v["metric"])
+        if missed and v["verdict"] != "cannot tell":
+            v["verdict"] = f"cannot tell (`{model}` {missed})"
+    return found
+
+
+# The claims of a metric read a model that has learnt what it measures: a sync claim on a model that does not sync
+# (or an identity claim on one without identity) measures noise around a skill it lacks.
+_BAR_OF_METRIC = {"sync_c": "sync_ratio", "sync_ratio": "sync_ratio", "subject_gain": "subject_gain"}
+
+
+def _missed_bar(per_seed: dict | None, metric: str) -> str | None:
+    """Which `LEARNING_BARS` entry the model behind a claim on `metric` misses on the mean over seeds (None: it
+    passes, or the metric has no bar)."""
+    key = _BAR_OF_METRIC.get(metric)
+    if key is None or not per_seed:
+        return None
+    m, _, _ = mean_spread([s.get(key) for s in per_seed.values()])
+    if m is None or m >= LEARNING_BARS[key]:
+        return None
+    return f"misses the bar: {METRIC_LABEL[key]} {m:.2f} < {LEARNING_BARS[key]:g}"
 
 
 def _as_studied(claim: Claim, results: dict[str, Any]) -> Claim:
