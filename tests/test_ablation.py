@@ -292,7 +292,7 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
     # ... and at another strength: sampled with the moved scales, cached apart, said in the table.
     asked = []
     monkeypatch.setattr(
-        ablation.Evaluator, "__call__", lambda self, dit, preset, params: asked.append(params) or self.scoring
+        ablation.Evaluator, "__call__", lambda self, dit, preset, params, seed: asked.append(params) or self.scoring
     )
     weak = run_study(dataclasses.replace(cfg, guidance_strength=0.5), log=lambda m: None)
     assert len(asked) == 2 * len(weak["guidance"]) and asked[1] == {"scale_t": 4.0, "scale_i": 2.5, "scale_a": 4.25}

@@ -77,9 +77,12 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
 
     real = ablation.Evaluator.__call__
 
-    def spy(self, dit, guidance=None, params=None):
+    def spy(self, dit, guidance=None, params=None, seed=0):
         calls.append(dit.cfg.pose_channels)
-        return real(self, dit, guidance, params)
+        sampled.append(seed)
+        return real(self, dit, guidance, params, seed)
+
+    sampled = []
 
     monkeypatch.setattr(ablation.Evaluator, "__call__", spy)
     messages = []
@@ -93,6 +96,10 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
     assert set(results["curves"]["pose"]["pose 80%"][1]) == {4, 5}
     # the pose runs' models have a guider (merged over the recipe's model fields) and were scored without a pose
     assert calls.count(16) == 8 and calls.count(0) == 12
+    # each training seed's models sample the same noise (paired), another seed's other noise
+    assert sorted(set(sampled)) == [0, 1000] and sampled.count(0) == sampled.count(1000) == 10
+    summary = json.loads((out / "eval" / "audio-10-seed1-step000002.json").read_text())
+    assert summary["eval_seed"] == 1000 and summary["eval_clips"] == 2 and summary["eval_steps"] == 1
     export = out / "train" / "pose-80-seed0" / "final" / "ema.safetensors"
     from humo.checkpoint import load_dit
 

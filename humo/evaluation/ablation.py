@@ -626,7 +626,15 @@ class Evaluator:
     def scoring(self) -> dict[str, int]:
         return self.settings(self.clips, self.steps)
 
-    def __call__(self, dit, guidance: str | None = None, params: dict | None = None) -> dict[str, Any]:
+    @staticmethod
+    def sampling_seed(seed: int) -> int:
+        """The first clip's sampling seed for the models of training seed `seed` (clip i samples with it + i): every
+        model of one training seed sees the same noise, so differences stay paired, and the spread over training
+        seeds includes the sampling noise (seed 0 samples as the studies always did)."""
+        return 1000 * seed
+
+    def __call__(self, dit, guidance: str | None = None, params: dict | None = None, seed: int = 0) -> dict[str, Any]:
+        """The summary of `dit` on the held-out clips, sampled from `seed` (`sampling_seed`)."""
         from humo.evaluation.heldout import evaluate_model, quiet_pipeline
 
         if self.pipe is None:
@@ -641,8 +649,9 @@ class Evaluator:
             guidance_params=params,
             log=None,
             pipe=self.pipe,
+            seed=seed,
         )
-        return {**res["summary"], **self.scoring}
+        return {**res["summary"], **self.scoring, "eval_seed": seed}
 
 
 def case_params(case: GuidanceCase, strength: float) -> dict[str, float]:
@@ -711,7 +720,7 @@ def study_runs_to_train(cfg, runs: list[dict[str, Any]], needed=(), who: str = "
     return runs_to_train(runs, set(_ledger_records(cfg, runs, who)[2]), needed)
 
 
-def train_and_score(cfg, runs: list[dict[str, Any]], evaluate: Callable[[Any], dict], log: Callable[[str], None],
+def train_and_score(cfg, runs: list[dict[str, Any]], evaluate: Callable[..., dict], log: Callable[[str], None],
                     who: str = "ablate", needed=()) -> tuple[dict[str, dict[int, dict]], dict[str, dict]]:  # fmt: skip
     """Train a study's `runs` (in training order) and score every kept checkpoint of each run with a variant ->
     ({run name: {step: summary}}, {run name: its ledger record}).
@@ -735,9 +744,11 @@ def train_and_score(cfg, runs: list[dict[str, Any]], evaluate: Callable[[Any], d
             for step in records[name]["eval_steps"]:
                 points[step] = ledger.evaluation(f"{name}-step{step:06d}.json")
         else:
+            at = Evaluator.sampling_seed(run.get("seed", 0))
             for step, folder in kept_checkpoints(Path(run["out"])) if run["variant"] is not None else []:
                 points[step] = ledger.evaluation(
-                    f"{name}-step{step:06d}.json", lambda folder=folder: evaluate(checkpoint_dit(folder))
+                    f"{name}-step{step:06d}.json",
+                    lambda folder=folder, at=at: evaluate(checkpoint_dit(folder), seed=at),
                 )
             records[name] = ledger.write_record(run, intended[name], points, training_seconds(run["out"]))
         for step, summary in points.items():
@@ -801,9 +812,10 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
         for case in GUIDANCE_CASES:
             if dit is None and not ledger.has_evaluation(guidance_file(case, seed)):
                 dit = _load_export(export(seed))
-            params = case_params(case, cfg.guidance_strength)
+            params, at = case_params(case, cfg.guidance_strength), Evaluator.sampling_seed(seed)
             summary = ledger.evaluation(
-                guidance_file(case, seed), lambda case=case, dit=dit, params=params: evaluator(dit, case.preset, params)
+                guidance_file(case, seed),
+                lambda case=case, dit=dit, params=params, at=at: evaluator(dit, case.preset, params, seed=at),
             )
             guidance.setdefault(case.name, {})[seed] = summary
             log(f"ablate: guidance '{case.name}' seed {seed}: " + _brief(summary))
