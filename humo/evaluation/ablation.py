@@ -242,7 +242,7 @@ def claim_verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 # The claims of a metric read a model that has learnt what it measures: a sync claim on a model that does not sync
 # (or an identity claim on one without identity) measures noise around a skill it lacks.
-_BAR_OF_METRIC = {"sync_c": "sync_ratio", "sync_ratio": "sync_ratio", "subject_gain": "subject_gain"}
+_BAR_OF_METRIC = {"sync_c": "sync_ratio", "subject_gain": "subject_gain"}
 
 
 def _missed_bar(per_seed: dict | None, metric: str) -> str | None:
