@@ -298,6 +298,18 @@ def test_study_runs_end_to_end_and_resumes_without_work(recipe, tmp_path, monkey
     assert len(asked) == 2 * len(weak["guidance"]) and asked[1] == {"scale_t": 4.0, "scale_i": 2.5, "scale_a": 4.25}
     assert len(list((out / "eval").glob("guidance-*-strength0.5-seed1.json"))) == len(weak["guidance"])
     assert "guidance (full model, strength 0.5)" in format_tables(weak)
+    # A report (no ledger: the run folder is what there is) trains and scores nothing and tabulates the runs
+    # finished on disk: all of them, then all but one whose export is gone (as if still training).
+    monkeypatch.setattr(ablation.Evaluator, "__call__", boom)
+    monkeypatch.setattr("humo.training.loop.train", boom)
+    monkeypatch.setattr(StudyConfig, "check_recipe", boom)
+    whole = run_study(cfg, log=lambda m: None, report=True)
+    assert whole["final"] == again["final"] and whole["guidance"] == again["guidance"]
+    assert len(whole["runs"]) == whole["planned_runs"] and format_tables(whole) == table
+    (out / "train" / "single-stage-seed1" / "final" / "ema.safetensors").unlink()
+    part = run_study(cfg, log=lambda m: None, report=True)
+    assert set(part["final"]["single-stage"]) == {0} and part["final"]["full"] == again["final"]["full"]
+    assert format_tables(part).startswith(f"**In progress: {part['planned_runs'] - 1} of {part['planned_runs']} runs")
 
 
 def test_jobs_train_the_seeds_in_workers_and_the_parent_only_gathers(recipe, tmp_path, monkeypatch):

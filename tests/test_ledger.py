@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 
@@ -112,6 +113,29 @@ def test_a_study_resumes_on_another_machine_from_its_ledger(recipe, tmp_path, mo
     assert again["final"] == first["final"] and again["claims"] == first["claims"]
     assert (tmp_path / "machine2" / "ratios.md").read_text() == table
 
+    # A report of a study in progress, from a ledger that lacks a run: the tables of the runs finished, saying how
+    # many, and nothing trained, scored or written to the ledger.
+    partial = tmp_path / "ledger-partial"
+    shutil.copytree(ledger, partial)
+    (partial / "runs" / "pose-80-seed0.json").unlink()
+    before = sorted(p.relative_to(partial) for p in partial.rglob("*"))
+    with monkeypatch.context() as m:
+        m.setattr(ablation.Evaluator, "__call__", boom)
+        m.setattr("humo.training.loop.train", boom)
+        m.setattr("humo.evaluation.ratio_study.check_recipe", boom)
+        report = run_study(dataclasses.replace(cfg, out=str(tmp_path / "report"), ledger=str(partial)),
+                           log=lambda m: None, report=True)  # fmt: skip
+    assert set(report["final"]["pose"]) == {"pose 20%"} and report["final"]["audio"] == first["final"]["audio"]
+    assert len(report["runs"]) == 4 and report["planned_runs"] == 5
+    assert sorted(p.relative_to(partial) for p in partial.rglob("*")) == before
+    partial_table = (tmp_path / "report" / "ratios.md").read_text()
+    assert partial_table.startswith("**In progress: 4 of 5 runs finished.**")
+    assert "| pose 20% |" in partial_table and "| pose 80% |" not in partial_table
+    assert "(1 seed)" in partial_table and "In progress" not in table
+    # ... and of the whole ledger: the study's own tables
+    full = run_study(dataclasses.replace(cfg, out=str(tmp_path / "report2")), log=lambda m: None, report=True)
+    assert full["final"] == first["final"] and (tmp_path / "report2" / "ratios.md").read_text() == table
+
     # A run the ledger lacks: its parents are trained again (they are not on this machine), the other runs not.
     (ledger / "runs" / "pose-80-seed0.json").unlink()
     for p in (ledger / "eval").glob("pose-80-seed0-*.json"):
@@ -136,7 +160,6 @@ def test_a_study_resumes_on_another_machine_from_its_ledger(recipe, tmp_path, mo
 
 def test_the_presets_ledgers_are_not_ignored_by_git():
     import pathlib
-    import shutil
     import subprocess
 
     root = pathlib.Path(__file__).resolve().parents[1]

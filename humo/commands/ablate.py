@@ -64,6 +64,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="every guidance case's scales moved to 1 + STRENGTH * (scale - 1) (default 1: the paper's scales)",
     )
     parser.add_argument(
+        "--report",
+        action="store_true",
+        help="write the tables and curves of the runs finished so far (the ledger's and the run folder's) and "
+        "train or score nothing: a study's progress, from a clone without the recipe or any weights",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -85,7 +91,11 @@ def run(args: argparse.Namespace) -> int:
     from humo.evaluation.ablation import run_study
 
     cfg = study_config(args)
-    results = run_study(cfg)
+    results = run_study(cfg, report=args.report)
+    if args.report:
+        done, planned = len(results["runs"]), results["planned_runs"]
+        print(f"{done} of {planned} runs finished; tables in {cfg.out}/ablation.md")
+        return 0
     print(
         f"study finished in {results['seconds']:.0f} s; tables in {cfg.out}/ablation.md, plots in {cfg.out}/curves.png"
     )

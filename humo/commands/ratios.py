@@ -50,6 +50,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
             "--" + name.replace("_", "-"), dest=name, default=None, type=types.get(name, str), help=text
         )
     parser.add_argument(
+        "--report",
+        action="store_true",
+        help="write the tables and curves of the runs finished so far (the ledger's and the run folder's) and "
+        "train or score nothing: a study's progress, from a clone without the recipe or any weights",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -71,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
     from humo.evaluation.ratio_study import run_study
 
     cfg = study_config(args)
-    results = run_study(cfg)
+    results = run_study(cfg, report=args.report)
+    if args.report:
+        done, planned = len(results["runs"]), results["planned_runs"]
+        print(f"{done} of {planned} runs finished; tables in {cfg.out}/ratios.md")
+        return 0
     print(
         f"study finished in {results['seconds']:.0f} s; tables in {cfg.out}/ratios.md, curves in {cfg.out}/curves-*.png"
     )

@@ -44,7 +44,7 @@ from typing import Any
 
 from humo.errors import HumoError, atomic_path, read_json_file
 from humo.evaluation.heldout import mean_spread
-from humo.evaluation.ledger import Ledger, config_differences, provenance_lines, runs_to_train
+from humo.evaluation.ledger import Ledger, config_differences, progress_lines, provenance_lines, runs_to_train
 
 
 @dataclass(frozen=True)
@@ -721,7 +721,8 @@ def study_runs_to_train(cfg, runs: list[dict[str, Any]], needed=(), who: str = "
 
 
 def train_and_score(cfg, runs: list[dict[str, Any]], evaluate: Callable[..., dict], log: Callable[[str], None],
-                    who: str = "ablate", needed=()) -> tuple[dict[str, dict[int, dict]], dict[str, dict]]:  # fmt: skip
+                    who: str = "ablate", needed=(),
+                    report: bool = False) -> tuple[dict[str, dict[int, dict]], dict[str, dict]]:  # fmt: skip
     """Train a study's `runs` (in training order) and score every kept checkpoint of each run with a variant ->
     ({run name: {step: summary}}, {run name: its ledger record}).
 
@@ -729,9 +730,10 @@ def train_and_score(cfg, runs: list[dict[str, Any]], evaluate: Callable[..., dic
     trained again only when a run to train starts from it, or `needed` (export paths: other evaluations to do)
     names it, and its weights are not on disk. Every run trained and scored here is recorded. Without a ledger
     every run is trained (skipped when its export exists) and its records are kept in memory only.
+    `report`: train and score nothing; the runs the ledger records, the others without scores.
     """
     ledger, intended, records = _ledger_records(cfg, runs, who)
-    train = runs_to_train(runs, set(records), needed)
+    train = set() if report else runs_to_train(runs, set(records), needed)
     scores: dict[str, dict[int, dict]] = {}
     for run in runs:
         name = run["name"]
@@ -743,30 +745,49 @@ def train_and_score(cfg, runs: list[dict[str, Any]], evaluate: Callable[..., dic
         if name in records:
             for step in records[name]["eval_steps"]:
                 points[step] = ledger.evaluation(f"{name}-step{step:06d}.json")
-        else:
+        elif not report or _finished_on_disk(run, ledger):
             at = Evaluator.sampling_seed(run.get("seed", 0))
-            for step, folder in kept_checkpoints(Path(run["out"])) if run["variant"] is not None else []:
+            for step, folder in _scored_checkpoints(run):
                 points[step] = ledger.evaluation(
                     f"{name}-step{step:06d}.json",
-                    lambda folder=folder, at=at: evaluate(checkpoint_dit(folder), seed=at),
+                    None if report else lambda folder=folder, at=at: evaluate(checkpoint_dit(folder), seed=at),
                 )
-            records[name] = ledger.write_record(run, intended[name], points, training_seconds(run["out"]))
+            seconds = training_seconds(run["out"])
+            records[name] = ledger.write_record(run, intended[name], points, seconds, write=not report)
         for step, summary in points.items():
             log(f"{who}: {name} step {step}: " + _brief(summary))
         scores[name] = points
     return scores, records
 
 
-def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool = False) -> dict[str, Any]:
+def _scored_checkpoints(run: dict[str, Any]) -> list[tuple[int, Path]]:
+    """(step, folder) of each checkpoint of a run that a study scores: every kept one of a variant's run, none of
+    the runs variants only start from (the backbone, stage 1)."""
+    return kept_checkpoints(Path(run["out"])) if run["variant"] is not None else []
+
+
+def _finished_on_disk(run: dict[str, Any], ledger: Ledger) -> bool:
+    """Whether a run the ledger does not record is trained (its export written) and scored in the run folder."""
+    return (Path(run["out"]) / "final" / "ema.safetensors").is_file() and all(
+        ledger.has_evaluation(f"{run['name']}-step{step:06d}.json") for step, _ in _scored_checkpoints(run)
+    )
+
+
+def run_study(
+    cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool = False, report: bool = False
+) -> dict[str, Any]:
     """Train, evaluate, tabulate and plot the whole study (resumable) -> the results dict.
 
     worker: a `run_workers` process: train and evaluate its seeds, but leave the study's own files
     (study.json, results.json, ablation.md, curves.png) to the parent, which writes them for all seeds.
+    report: train and score nothing; tabulate and plot the runs and evaluations finished so far (the ledger's and
+    the run folder's), which needs neither the recipe nor any weights.
     """
-    cfg.check_recipe()
+    if not report:
+        cfg.check_recipe()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    if not worker:
+    if not worker and not report:
         with atomic_path(out / "study.json") as tmp:
             tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     t_start = time.perf_counter()
@@ -792,16 +813,18 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
     if which:
         needed += [str(export(sd)) for sd in cfg.seeds if
                    not all(ledger.has_evaluation(guidance_file(c, sd)) for c in GUIDANCE_CASES)]  # fmt: skip
-    if longer_backbone is not None and longer_backbone["name"] in study_runs_to_train(cfg, runs, needed):
+    if not report and longer_backbone and longer_backbone["name"] in study_runs_to_train(cfg, runs, needed):
         train_run(cfg, longer_backbone, log)  # shared by every seed: before the workers
-    if cfg.jobs > 1 and len(cfg.seeds) > 1:
+    if cfg.jobs > 1 and len(cfg.seeds) > 1 and not report:
         run_workers(cfg, log)  # after them every run and evaluation below is cached: this pass only gathers
     evaluator = Evaluator(cfg.recipe_path, cfg.eval_clips, cfg.eval_steps)
     backbone = {}
     for label, (weights, name) in starts.items():
+        if report and not ledger.has_evaluation(name):
+            continue
         backbone[label] = ledger.evaluation(name, lambda w=weights: evaluator(_load_export(w)))
         log(f"ablate: {label}: " + _brief(backbone[label]))
-    scores, records = train_and_score(cfg, runs, evaluator, log, "ablate", needed)
+    scores, records = train_and_score(cfg, runs, evaluator, log, "ablate", needed, report)
     curves: dict[str, dict[int, dict[int, dict]]] = {}
     for run in runs:
         for step, summary in scores[run["name"]].items():
@@ -810,6 +833,8 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
     for seed in cfg.seeds if which else []:
         dit = None
         for case in GUIDANCE_CASES:
+            if report and not ledger.has_evaluation(guidance_file(case, seed)):
+                continue
             if dit is None and not ledger.has_evaluation(guidance_file(case, seed)):
                 dit = _load_export(export(seed))
             params, at = case_params(case, cfg.guidance_strength), Evaluator.sampling_seed(seed)
@@ -828,6 +853,7 @@ def run_study(cfg: StudyConfig, log: Callable[[str], None] = print, worker: bool
         "backbone": backbone,
         "training_seconds": trained,
         "runs": records,
+        "planned_runs": len(runs),
         "seconds": time.perf_counter() - t_start,  # this invocation's (a resumed study's last part)
     }
     if worker:
@@ -893,8 +919,14 @@ def _brief(s: dict) -> str:
 
 
 def _cell(values) -> str:
-    m, s, n = mean_spread(values)
-    return "-" if m is None else f"{m:.3f} ± {s:.3f}"
+    return _pm(*mean_spread(values))
+
+
+def _pm(m: float | None, sd: float | None, n: int, sign: str = "") -> str:
+    """A mean and its spread over n seeds as a table shows them: "m ± sd"; "m (1 seed)", which has no spread."""
+    if m is None:
+        return "-"
+    return f"{m:{sign}.3f} " + ("(1 seed)" if n == 1 else f"± {sd:.3f}")
 
 
 def paired_differences(rows: dict[str, dict], versus: dict[str, str], keys=None) -> dict[str, dict[str, list[float]]]:
@@ -924,7 +956,10 @@ def paired_differences(rows: dict[str, dict], versus: dict[str, str], keys=None)
 
 
 def _metric_table(title: str, cells: dict[str, list[str]]) -> list[str]:
-    """Markdown lines: a blank line, then a table with a column per `METRICS` entry; cells: {row name: its cells}."""
+    """Markdown lines: a blank line, then a table with a column per `METRICS` entry; cells: {row name: its cells}
+    (none: no lines)."""
+    if not cells:
+        return []
     lines = ["", f"| {title} | " + " | ".join(label for _, label, _ in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
     return lines + [f"| {name} | " + " | ".join(row) + " |" for name, row in cells.items()]
 
@@ -945,7 +980,7 @@ def _difference_table(rows: dict[str, dict], versus: dict[str, str]) -> list[str
     cells = {}
     for name, d in paired_differences(rows, versus).items():
         stats = [mean_spread(d.get(key, [])) for key, _, _ in METRICS]
-        cells[name] = ["-" if m is None else f"{m:+.3f} ± {sd:.3f}" for m, sd, _ in stats]
+        cells[name] = [_pm(*s, sign="+") for s in stats]
     return _metric_table("difference, paired by seed", cells) if cells else []
 
 
@@ -955,6 +990,7 @@ def format_tables(results: dict[str, Any]) -> str:
     differences from the case it ablates (`GuidanceCase.versus`)."""
     config = results["config"]
     lines = [
+        *progress_lines(results),
         f"Mean ± standard deviation over seeds {config['seeds']}; {config['eval_clips']} held-out clips per "
         f"evaluation, {config['eval_steps']} sampling steps.",
         *_schedule_lines(config),
@@ -1030,12 +1066,10 @@ def _bar_lines(results: dict[str, Any]) -> list[str]:
         return []
     cells, means = [], {}
     for key, bar in LEARNING_BARS.items():
-        m, sd, _ = mean_spread([s.get(key) for s in full.values()])
+        m, sd, n = mean_spread([s.get(key) for s in full.values()])
         if m is not None:
             means[key] = m
-            cells.append(
-                f"{METRIC_LABEL[key]} {m:.3f} ± {sd:.3f} ({'passes' if m >= bar else 'misses'} the bar {bar:g})"
-            )
+            cells.append(f"{METRIC_LABEL[key]} {_pm(m, sd, n)} ({'passes' if m >= bar else 'misses'} the bar {bar:g})")
     start = start_summary(results.get("backbone", {}))
     if start and start.get("subject_gain") is not None and "subject_gain" in means:
         cells.append(
@@ -1061,9 +1095,8 @@ def _paper_beside_ours(final: dict[str, dict]) -> list[str]:
         for i, c in enumerate(cols):
             if c not in PAPER_METRIC:
                 continue
-            m, sd, _ = mean_spread(d.get(PAPER_METRIC[c], []))
             paper = PAPER_TABLE3["rows"][name][1][i] - full_row[i]
-            cells += [f"{paper:+.3f}", "-" if m is None else f"{m:+.3f} ± {sd:.3f}"]
+            cells += [f"{paper:+.3f}", _pm(*mean_spread(d.get(PAPER_METRIC[c], [])), sign="+")]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return lines
 
@@ -1083,10 +1116,9 @@ def claims_table(found: list[dict[str, Any]], metrics=METRICS) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for v in found:
-        m, sd, _ = mean_spread(v["differences"])
         seeds = ", ".join(f"{d:+.3f}" for d in v["differences"])
-        lines.append(f"| {v['claim']} | {v['row']} | {label[v['metric']]} | {seeds} | {m:+.3f} ± {sd:.3f} | "
-                     f"**{v['verdict']}** |")  # fmt: skip
+        lines.append(f"| {v['claim']} | {v['row']} | {label[v['metric']]} | {seeds} | "
+                     f"{_pm(*mean_spread(v['differences']), sign='+')} | **{v['verdict']}** |")  # fmt: skip
     return lines
 
 

@@ -135,8 +135,9 @@ class Ledger:
         return rec
 
     def write_record(self, run: dict[str, Any], intended: dict[str, Any], steps: Iterable[int],
-                     seconds: float | None) -> dict[str, Any]:  # fmt: skip
-        """Record a trained and scored run (its export and its start must be on disk) -> the record."""
+                     seconds: float | None, write: bool = True) -> dict[str, Any]:  # fmt: skip
+        """Record a trained and scored run (its export and its start must be on disk) -> the record; `write` False:
+        the record only, the ledger left as it is (a report)."""
         from humo.data.precompute import file_digest
 
         export = Path(run["out"]) / "final" / "ema.safetensors"
@@ -152,7 +153,7 @@ class Ledger:
             "export": self.portable(export),
             "export_sha256": file_digest(export),
         }
-        if self.root is not None:
+        if self.root is not None and write:
             _write_json(self.root / RUNS_DIR / f"{run['name']}.json", rec)
         return rec
 
@@ -185,6 +186,19 @@ def runs_to_train(runs: list[dict[str, Any]], recorded: set[str], needed: Iterab
             if run["overrides"].get("init"):
                 want.add(os.path.realpath(run["overrides"]["init"]))
     return out
+
+
+def progress_lines(results: dict[str, Any]) -> list[str]:
+    """Markdown lines heading the tables of a study still in progress (a report: `run_study(..., report=True)`):
+    how many of its runs are finished, since its means and verdicts cover those only. None when all are."""
+    done, planned = len(results.get("runs") or {}), results.get("planned_runs")
+    if planned is None or done >= planned:
+        return []
+    return [
+        f"**In progress: {done} of {planned} runs finished.** The tables hold only the finished runs (a row's mean is "
+        "over the seeds it has so far), and a verdict waits for every seed.",
+        "",
+    ]
 
 
 def provenance_lines(records: dict[str, dict[str, Any]]) -> list[str]:

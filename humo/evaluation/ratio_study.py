@@ -59,7 +59,7 @@ from humo.evaluation.ablation import (
     train_and_score,
     verdicts,
 )
-from humo.evaluation.ledger import provenance_lines
+from humo.evaluation.ledger import progress_lines, provenance_lines
 
 GROUPS = ("audio", "pose")
 
@@ -193,11 +193,16 @@ def plan(cfg: RatioStudyConfig) -> list[dict[str, Any]]:
     return runs
 
 
-def run_study(cfg: RatioStudyConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_study(cfg: RatioStudyConfig, log: Callable[[str], None] = print, report: bool = False) -> dict[str, Any]:
     """Train, evaluate, tabulate and plot the whole study (resumable: finished runs and evaluations are skipped,
-    interrupted runs resume from their last checkpoint) -> the results dict."""
-    check_recipe(cfg.recipe_path, cfg.train_config, "ratios")
-    if cfg.pose_ratios:  # the pose runs come last, hours in: find out now whether they would see a pose at all
+    interrupted runs resume from their last checkpoint) -> the results dict.
+
+    report: train and score nothing; tabulate and plot the runs finished so far (the ledger's and the run
+    folder's), which needs neither the recipe nor any weights."""
+    if not report:
+        check_recipe(cfg.recipe_path, cfg.train_config, "ratios")
+    # the pose runs come last, hours in: find out now whether they would see a pose at all
+    if cfg.pose_ratios and not report:
         from humo.data.loader import LatentCache
 
         cache = LatentCache(cfg.recipe_path / "cache")
@@ -209,13 +214,14 @@ def run_study(cfg: RatioStudyConfig, log: Callable[[str], None] = print) -> dict
             )
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "study.json") as tmp:
-        tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    if not report:
+        with atomic_path(out / "study.json") as tmp:
+            tmp.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     t_start = time.perf_counter()
     evaluator = Evaluator(cfg.recipe_path, cfg.eval_clips, cfg.eval_steps)
     runs = plan(cfg)
     # audio only: the Evaluator gives the held-out clips' caption, reference and audio, never a pose
-    scores, records = train_and_score(cfg, runs, evaluator, log, "ratios")
+    scores, records = train_and_score(cfg, runs, evaluator, log, "ratios", report=report)
     curves: dict[str, dict[str, dict[int, dict[int, dict]]]] = {g: {} for g in GROUPS}
     for run in runs:
         for step, summary in scores[run["name"]].items():
@@ -231,6 +237,7 @@ def run_study(cfg: RatioStudyConfig, log: Callable[[str], None] = print) -> dict
         ),
         "training_seconds": {name: rec["training_seconds"] for name, rec in records.items()},
         "runs": records,
+        "planned_runs": len(runs),
         "seconds": time.perf_counter() - t_start,  # this invocation's (a resumed study's last part)
     }
     with atomic_path(out / "results.json") as tmp:
@@ -281,6 +288,7 @@ def format_tables(results: dict[str, Any], cfg: RatioStudyConfig) -> str:
     group's base row, then the claims with their verdicts."""
     c = results["config"]
     lines = [
+        *progress_lines(results),
         f"Mean ± standard deviation over seeds {c['seeds']}; {c['eval_clips']} held-out clips per evaluation, "
         f"{c['eval_steps']} sampling steps, driven by caption, reference and audio (no pose).",
         *_training_time_lines(results.get("training_seconds") or {}, lambda name: name.split("-")[0] + " runs"),
