@@ -4,6 +4,7 @@
     humo ablate --recipe runs/toy-recipe --out runs/ablate --seeds 0,1 --jobs 2  # two seeds side by side
     humo ablate --recipe runs/toy-recipe --out runs/ablate --seeds 0 --variants full,no-mask --s2-steps 200
     humo ablate --study configs/ablate-v2.json --out runs/ablate-v2      # a study preset; flags override it
+    humo ablate --study configs/ablate-v4.json --report --out /tmp/v4    # the tables of the runs finished so far
 
 It needs the toy recipe's outputs (scripts/train_toy_model.sh: the cache, the stage-0 backbone, the model folder
 and the held-out clips). Results: OUT/results.json, OUT/ablation.md and OUT/curves.png.
@@ -15,7 +16,7 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from humo.evaluation.ablation import VARIANTS, StudyConfig, name_list, number_list
+    from humo.evaluation.ablation import VARIANTS, StudyConfig, add_study_flags, name_list, number_list
 
     d = StudyConfig()
     parser.add_argument(
@@ -63,21 +64,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="every guidance case's scales moved to 1 + STRENGTH * (scale - 1) (default 1: the paper's scales)",
     )
-    parser.add_argument(
-        "--report",
-        action="store_true",
-        help="write the tables and curves of the runs finished so far (the ledger's and the run folder's) and "
-        "train or score nothing: a study's progress, from a clone without the recipe or any weights",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra training-config field for every run (e.g. batch_size=4, model_overrides.in_dim=24); added to "
-        "the preset's",
-    )
+    add_study_flags(parser)
 
 
 def study_config(args: argparse.Namespace):
@@ -88,15 +75,6 @@ def study_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from humo.evaluation.ablation import run_study
+    from humo.evaluation.ablation import run_study, run_study_command
 
-    cfg = study_config(args)
-    results = run_study(cfg, report=args.report)
-    if args.report:
-        done, planned = len(results["runs"]), results["planned_runs"]
-        print(f"{done} of {planned} runs finished; tables in {cfg.out}/ablation.md")
-        return 0
-    print(
-        f"study finished in {results['seconds']:.0f} s; tables in {cfg.out}/ablation.md, plots in {cfg.out}/curves.png"
-    )
-    return 0
+    return run_study_command(study_config(args), run_study, args.report, "ablation.md", "curves.png")

@@ -4,6 +4,7 @@
     humo ratios --recipe runs/toy-recipe --out runs/ratios                        # the whole study, resumable
     humo ratios --recipe runs/toy-recipe --out runs/ratios --seeds 0 --s2-steps 200  # a first pass
     humo ratios --study study.json                                               # RatioStudyConfig fields
+    humo ratios --study study.json --report --out /tmp/r                         # its tables so far
 
 It needs the toy recipe's outputs (scripts/train_toy_model.sh: the cache, the stage-0 backbone, the model folder
 and the held-out clips). Results: OUT/results.json, OUT/ratios.md, OUT/curves-audio.png, OUT/curves-pose.png.
@@ -15,7 +16,7 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from humo.evaluation.ablation import number_list
+    from humo.evaluation.ablation import add_study_flags, number_list
     from humo.evaluation.ratio_study import RatioStudyConfig
 
     d = RatioStudyConfig()
@@ -49,20 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--" + name.replace("_", "-"), dest=name, default=None, type=types.get(name, str), help=text
         )
-    parser.add_argument(
-        "--report",
-        action="store_true",
-        help="write the tables and curves of the runs finished so far (the ledger's and the run folder's) and "
-        "train or score nothing: a study's progress, from a clone without the recipe or any weights",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra training-config field for every run (e.g. batch_size=4, model_overrides.in_dim=24)",
-    )
+    add_study_flags(parser)
 
 
 def study_config(args: argparse.Namespace):
@@ -74,15 +62,7 @@ def study_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from humo.evaluation.ablation import run_study_command
     from humo.evaluation.ratio_study import run_study
 
-    cfg = study_config(args)
-    results = run_study(cfg, report=args.report)
-    if args.report:
-        done, planned = len(results["runs"]), results["planned_runs"]
-        print(f"{done} of {planned} runs finished; tables in {cfg.out}/ratios.md")
-        return 0
-    print(
-        f"study finished in {results['seconds']:.0f} s; tables in {cfg.out}/ratios.md, curves in {cfg.out}/curves-*.png"
-    )
-    return 0
+    return run_study_command(study_config(args), run_study, args.report, "ratios.md", "curves-*.png")

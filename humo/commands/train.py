@@ -15,14 +15,12 @@ import os
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from humo.commands import add_set_flag
+
     parser.add_argument("--config", help="training config (.json or .toml); fields not given keep their defaults")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field (repeatable); VALUE is JSON when it parses (2, 1e-4, true, [0.9,0.99]), "
+    add_set_flag(
+        parser,
+        "override a config field (repeatable); VALUE is JSON when it parses (2, 1e-4, true, [0.9,0.99]), "
         "else a string; dotted keys reach into dicts (model_overrides.num_layers=4)",
     )
     parser.add_argument(

@@ -13,15 +13,13 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from humo.commands import add_set_flag
+
     parser.add_argument("--manifest", required=True, help="dataset manifest (.jsonl or .parquet)")
     parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a field of VAETrainConfig (humo/conditions/vae_training.py): steps, batch_size, frames, "
+    add_set_flag(
+        parser,
+        "override a field of VAETrainConfig (humo/conditions/vae_training.py): steps, batch_size, frames, "
         "crop, lr, ...",
     )
 

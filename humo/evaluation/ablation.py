@@ -456,6 +456,35 @@ def study_from_args(args: argparse.Namespace, config_cls: type, **fields: Any):
     return config_cls(**data)
 
 
+def add_study_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags `humo ablate` and `humo ratios` share beyond their config fields: --report and --set."""
+    from humo.commands import add_set_flag
+
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="write the tables and curves of the runs finished so far (the ledger's and the run folder's) and "
+        "train or score nothing: a study's progress, from a clone without the recipe or any weights",
+    )
+    add_set_flag(
+        parser,
+        "extra training-config field for every run (e.g. batch_size=4, model_overrides.in_dim=24); added to "
+        "the preset's",
+    )
+
+
+def run_study_command(cfg, run: Callable[..., dict], report: bool, tables: str, curves: str) -> int:
+    """`humo ablate` / `humo ratios`: `run` (the study's `run_study`) on `cfg`, or its report, then a line saying
+    where the results are (`tables`, `curves`: file names in the study folder)."""
+    results = run(cfg, report=report)
+    out = Path(cfg.out)
+    if report:
+        print(f"{len(results['runs'])} of {results['planned_runs']} runs finished; tables in {out / tables}")
+    else:
+        print(f"study finished in {results['seconds']:.0f} s; tables in {out / tables}, curves in {out / curves}")
+    return 0
+
+
 def read_study_file(path: str | os.PathLike, config_cls: type) -> dict:
     """The fields of a JSON study preset (`humo ablate --study`, `humo ratios --study`) for `config_cls`, a
     dataclass; a missing or unreadable file or an unknown field is a one-line error naming it."""
