@@ -16,34 +16,34 @@ cd "$(dirname "$0")/.."
 [ -d .venv ] && source .venv/bin/activate
 mkdir -p runs
 
-running() { pgrep -f "humo $1 --study $2" > /dev/null; }
+# start STUDY PRESET LOG [FLAGS...]: `humo STUDY --study PRESET FLAGS` appending to LOG, unless it is running already
+start() {
+    local study=$1 preset=$2 log=$3
+    shift 3
+    if pgrep -f "humo $study --study $preset" > /dev/null; then
+        echo "studies: humo $study --study $preset is running already; left alone"
+    else
+        echo "studies: humo $study --study $preset $* (log $log)"
+        humo "$study" --study "$preset" "$@" >> "$log" 2>&1
+    fi
+}
 
 if [ ! -f runs/toy-recipe/s0/final/ema.safetensors ]; then
     UNTIL=stage0 bash scripts/train_toy_model.sh
 fi
 
-ratios_left=$(python - <<'EOF'
-import json
-from pathlib import Path
-
-from humo.evaluation.ratio_study import RatioStudyConfig, plan
-
-cfg = RatioStudyConfig(**json.loads(Path("configs/ratios-v2.json").read_text()))
-print(sum(not (Path(cfg.ledger) / "runs" / f"{r['name']}.json").exists() for r in plan(cfg)))
-EOF
-)
+# the ratio study's report from its ledger alone ("N of M runs finished; ..."), written to a folder thrown away
+report=$(mktemp -d)
+ratios_left=$(humo ratios --study configs/ratios-v2.json --report --out "$report" | tail -1 | awk '{print $3 - $1}')
+rm -rf "$report"
 echo "studies: the ratio study has $ratios_left run(s) left"
 
 if [ "$ratios_left" -gt 0 ]; then
-    running ratios configs/ratios-v2.json || \
-        OMP_NUM_THREADS=1 humo ratios --study configs/ratios-v2.json >> runs/chain-ratios.out 2>&1 &
-    running ablate configs/ablate-v4.json || \
-        OMP_NUM_THREADS=1 humo ablate --study configs/ablate-v4.json >> runs/chain-ablate.out 2>&1 &
+    OMP_NUM_THREADS=1 start ratios configs/ratios-v2.json runs/chain-ratios.out &
+    OMP_NUM_THREADS=1 start ablate configs/ablate-v4.json runs/chain-ablate.out &
 else
-    running ratios configs/ratios-v2.json || \
-        OMP_NUM_THREADS=1 humo ratios --study configs/ratios-v2.json >> runs/chain-ratios.out 2>&1  # tables only
-    running ablate configs/ablate-v4.json || \
-        humo ablate --study configs/ablate-v4.json --jobs 2 >> runs/chain-ablate.out 2>&1 &
+    OMP_NUM_THREADS=1 start ratios configs/ratios-v2.json runs/chain-ratios.out  # its tables, from the ledger
+    start ablate configs/ablate-v4.json runs/chain-ablate.out --jobs 2 &
 fi
 wait
-echo "studies: both returned; tables in runs/ratios-v2/ratios.md and runs/ablate-v4/ablation.md"
+echo "studies: done here; tables in runs/ratios-v2/ratios.md and runs/ablate-v4/ablation.md once each study ends"
