@@ -759,7 +759,8 @@ def train_and_score(cfg, runs: list[dict[str, Any]], evaluate: Callable[..., dic
     trained again only when a run to train starts from it, or `needed` (export paths: other evaluations to do)
     names it, and its weights are not on disk. Every run trained and scored here is recorded. Without a ledger
     every run is trained (skipped when its export exists) and its records are kept in memory only.
-    `report`: train and score nothing; the runs the ledger records, the others without scores.
+    `report`: train, score and record nothing: the runs the ledger records or the run folder holds trained and
+    scored (`_finished_on_disk`), the others left out.
     """
     ledger, intended, records = _ledger_records(cfg, runs, who)
     train = set() if report else runs_to_train(runs, set(records), needed)
