@@ -132,6 +132,16 @@ def test_a_study_resumes_on_another_machine_from_its_ledger(recipe, tmp_path, mo
     assert partial_table.startswith("**In progress: 4 of 5 runs finished.**")
     assert "| pose 20% |" in partial_table and "| pose 80% |" not in partial_table
     assert "(1 seed)" in partial_table and "In progress" not in table
+    # A run finished in the run folder (machine 1's) but not in the ledger counts, and is still not written to it.
+    for q in (partial / "eval").glob("pose-80-seed0-*.json"):
+        q.unlink()
+    before = sorted(p.relative_to(partial) for p in partial.rglob("*"))
+    with monkeypatch.context() as m:
+        m.setattr(ablation.Evaluator, "__call__", boom)
+        m.setattr("humo.training.loop.train", boom)
+        on_disk = run_study(dataclasses.replace(cfg, ledger=str(partial)), log=lambda m: None, report=True)
+    assert on_disk["final"] == first["final"] and len(on_disk["runs"]) == 5
+    assert sorted(p.relative_to(partial) for p in partial.rglob("*")) == before
     # ... and of the whole ledger: the study's own tables
     full = run_study(dataclasses.replace(cfg, out=str(tmp_path / "report2")), log=lambda m: None, report=True)
     assert full["final"] == first["final"] and (tmp_path / "report2" / "ratios.md").read_text() == table

@@ -852,7 +852,7 @@ def run_study(
     for label, (weights, name) in starts.items():
         if report and not ledger.has_evaluation(name):
             continue
-        backbone[label] = ledger.evaluation(name, lambda w=weights: evaluator(_load_export(w)))
+        backbone[label] = ledger.evaluation(name, None if report else lambda w=weights: evaluator(_load_export(w)))
         log(f"ablate: {label}: " + _brief(backbone[label]))
     scores, records = train_and_score(cfg, runs, evaluator, log, "ablate", needed, report)
     curves: dict[str, dict[int, dict[int, dict]]] = {}
@@ -870,7 +870,9 @@ def run_study(
             params, at = case_params(case, cfg.guidance_strength), Evaluator.sampling_seed(seed)
             summary = ledger.evaluation(
                 guidance_file(case, seed),
-                lambda case=case, dit=dit, params=params, at=at: evaluator(dit, case.preset, params, seed=at),
+                None
+                if report
+                else lambda case=case, dit=dit, params=params, at=at: evaluator(dit, case.preset, params, seed=at),
             )
             guidance.setdefault(case.name, {})[seed] = summary
             log(f"ablate: guidance '{case.name}' seed {seed}: " + _brief(summary))

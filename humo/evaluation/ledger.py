@@ -78,7 +78,8 @@ class Ledger:
 
     def evaluation(self, name: str, compute: Callable[[], dict] | None = None) -> dict:
         """The evaluation summary ``NAME``: from ``OUT/eval``, else the ledger, else `compute()` (then written to
-        both). Without `compute`, a missing summary is an error."""
+        both; a summary found in ``OUT/eval`` only is copied to the ledger). Without `compute` it is only read,
+        and written nowhere (a report), and a missing summary is an error."""
         local = self.out / EVAL_DIR / name
         kept = self.root / EVAL_DIR / name if self.root else None
         if not local.is_file():
@@ -87,7 +88,7 @@ class Ledger:
             if compute is None:
                 raise HumoError(f"{self.who}: evaluation {name} is in neither {local.parent} nor {kept}")
         result = self._scored_alike(local, json_memo(local, compute))
-        if kept is not None and not kept.is_file():
+        if compute is not None and kept is not None and not kept.is_file():
             _write_json(kept, result)
         return result
 
